@@ -1,0 +1,47 @@
+# callreel — every target but `install` runs from .venv/, which `make install` creates.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test test-e2e test-fast demo bench migrate serve up down clean
+
+install: $(STAMP)
+
+# Re-install when the dependencies change; FFmpeg comes from the system (apt when we can).
+$(STAMP): pyproject.toml
+	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || bash scripts/install-system-deps.sh ffmpeg
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+test: install
+	$(PYTEST) -q -ra
+
+test-fast: install
+	$(PYTEST) -q -ra -m "not e2e and not browser"
+
+test-e2e: install
+	$(PYTEST) -q -ra tests/e2e
+
+demo: install
+	$(PY) -m callreel.demo
+
+bench: install
+	$(PY) bench/run.py
+
+migrate: install
+	$(VENV)/bin/callreel migrate
+
+serve: install
+	$(VENV)/bin/callreel serve
+
+up:
+	docker compose up -d --build
+
+down:
+	docker compose down
+
+clean:
+	rm -rf $(VENV) .callreel .pytest_cache

@@ -1,0 +1,70 @@
+"""Object keys and the validation of the ids that go into them.
+
+A call id reaches keys and file paths, so it is checked against Twilio's CallSid
+format before it is used anywhere: nothing like ``../`` can get through.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+__all__ = [
+    "InvalidCallId",
+    "validate_call_id",
+    "new_call_id",
+    "recording_key",
+    "side_audio_key",
+    "segment_audio_key",
+    "video_key",
+    "side_video_key",
+    "segment_video_key",
+]
+
+CALL_ID_RE = re.compile(r"^CA[0-9a-f]{32}$")
+SIDE_RE = re.compile(r"^(caller|callee)$")
+
+
+class InvalidCallId(ValueError):
+    """A call id that is not a Twilio CallSid."""
+
+
+def validate_call_id(call_id: object) -> str:
+    if not isinstance(call_id, str) or not CALL_ID_RE.match(call_id):
+        raise InvalidCallId(f"invalid call id {call_id!r}: expected a Twilio CallSid (CA + 32 hex digits)")
+    return call_id
+
+
+def _side(side: str) -> str:
+    if not SIDE_RE.match(side):
+        raise ValueError(f"invalid side {side!r}: expected caller or callee")
+    return side
+
+
+def new_call_id() -> str:
+    """A fresh id in CallSid form, for recordings that did not come from Twilio."""
+    return "CA" + uuid.uuid4().hex
+
+
+def recording_key(call_id: str) -> str:
+    return f"recordings/{validate_call_id(call_id)}.mp3"
+
+
+def side_audio_key(call_id: str, side: str) -> str:
+    return f"audio/{validate_call_id(call_id)}-{_side(side)}.mp3"
+
+
+def segment_audio_key(call_id: str, side: str, index: int) -> str:
+    return f"audio/{validate_call_id(call_id)}-{_side(side)}-{int(index):03d}.mp3"
+
+
+def video_key(call_id: str) -> str:
+    return f"videos/{validate_call_id(call_id)}.mp4"
+
+
+def side_video_key(call_id: str, side: str) -> str:
+    return f"videos/{validate_call_id(call_id)}-{_side(side)}.mp4"
+
+
+def segment_video_key(call_id: str, side: str, index: int) -> str:
+    return f"videos/{validate_call_id(call_id)}-{_side(side)}-{int(index):03d}.mp4"

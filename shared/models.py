@@ -1,0 +1,198 @@
+"""The tables: ``calls`` (shared with the host application) and ``callreel_segments``.
+
+``calls`` keeps the column names the host application already uses
+(``recording_url``, ``video_status``, ``fal_job_id``…) and adds what the
+pipeline needs. Every column the pipeline adds is nullable, so the migration
+can add it to a host table that already holds rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from peewee import (
+    SQL,
+    AutoField,
+    BooleanField,
+    CharField,
+    DateTimeField,
+    FloatField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+from .db import database
+
+__all__ = [
+    "Call",
+    "Segment",
+    "VideoStatus",
+    "Stage",
+    "SideState",
+    "SegmentState",
+    "SIDES",
+    "STAGES",
+    "utcnow",
+]
+
+SIDES = ("caller", "callee")
+
+
+class VideoStatus:
+    PENDING = "pending"
+    GENERATING = "generating"
+    COMPLETED = "completed"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    ALL = (PENDING, GENERATING, COMPLETED, PARTIAL, FAILED)
+    TERMINAL = (COMPLETED, PARTIAL, FAILED)
+
+
+class Stage:
+    """Where a call is; the name of the service working on it, or ``done``."""
+
+    INGEST = "ingest"
+    AUDIO = "audio"
+    GENERATION = "generation"
+    COMPOSITOR = "compositor"
+    DONE = "done"
+
+
+STAGES = (Stage.INGEST, Stage.AUDIO, Stage.GENERATION, Stage.COMPOSITOR)
+
+
+class SideState:
+    """How one side's video stands (``caller_state`` / ``callee_state``)."""
+
+    PENDING = "pending"
+    SILENT = "silent"  # never speaks: nothing to pay for
+    GENERATING = "generating"
+    GENERATED = "generated"  # every segment has a video
+    LOCAL = "local"  # no fal key: the compositor renders a local panel
+    FAILED = "failed"  # generation failed for good: local panel, call is partial
+    TERMINAL = (SILENT, GENERATED, LOCAL, FAILED)
+
+
+class SegmentState:
+    PENDING = "pending"
+    SUBMITTED = "submitted"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TERMINAL = (COMPLETED, FAILED)
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC, the same on SQLite and PostgreSQL ``timestamp`` columns."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class JSONField(TextField):
+    """JSON stored as text, so SQLite and PostgreSQL hold it alike."""
+
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value)
+
+    def python_value(self, value: str | None) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+    def save(self, *args: Any, **kwargs: Any) -> int:
+        if hasattr(self, "updated_at"):
+            self.updated_at = utcnow()
+        return super().save(*args, **kwargs)
+
+
+class Call(BaseModel):
+    # The host application's columns (names fixed).
+    id = CharField(primary_key=True, max_length=64)  # Twilio CallSid
+    recording_url = TextField(null=True)
+    recording_sid = CharField(null=True, max_length=64, unique=True)
+    video_url = TextField(null=True)
+    video_status = CharField(null=True, max_length=16, default=VideoStatus.PENDING)
+    fal_job_id = TextField(null=True)
+    video_error_message = TextField(null=True)
+    caller_video_url = TextField(null=True)
+    callee_video_url = TextField(null=True)
+    video_processing_started_at = DateTimeField(null=True)
+    video_processing_completed_at = DateTimeField(null=True)
+    video_processing_duration = IntegerField(null=True)  # seconds, as the host stores it
+
+    # What the pipeline adds.
+    account_sid = CharField(null=True, max_length=64)
+    recording_duration = IntegerField(null=True)  # seconds, as Twilio reports it
+    recording_channels = IntegerField(null=True)
+    stage = CharField(null=True, max_length=16, default=Stage.INGEST)
+    source = CharField(null=True, max_length=16, default="twilio")  # twilio | local
+    caller_state = CharField(null=True, max_length=16, default=SideState.PENDING)
+    callee_state = CharField(null=True, max_length=16, default=SideState.PENDING)
+    caller_error = TextField(null=True)
+    callee_error = TextField(null=True)
+    caller_duration = FloatField(null=True)
+    callee_duration = FloatField(null=True)
+    caller_speech = JSONField(null=True)  # [[start, end], ...] seconds
+    callee_speech = JSONField(null=True)
+    audio_duration = FloatField(null=True)  # the recording's duration as decoded
+    ingest_started_at = DateTimeField(null=True)
+    ingest_finished_at = DateTimeField(null=True)
+    audio_started_at = DateTimeField(null=True)
+    audio_finished_at = DateTimeField(null=True)
+    generation_started_at = DateTimeField(null=True)
+    generation_finished_at = DateTimeField(null=True)
+    compositor_started_at = DateTimeField(null=True)
+    compositor_finished_at = DateTimeField(null=True)
+    ingest_attempts = IntegerField(null=True, default=0)
+    audio_attempts = IntegerField(null=True, default=0)
+    generation_attempts = IntegerField(null=True, default=0)
+    compositor_attempts = IntegerField(null=True, default=0)
+    compose_enqueued_at = DateTimeField(null=True)  # set once by the fan-in
+    rerender = BooleanField(null=True, default=False)
+    created_at = DateTimeField(null=True, default=utcnow)
+    updated_at = DateTimeField(null=True, default=utcnow)
+
+    class Meta:
+        table_name = "calls"
+
+    def side_state(self, side: str) -> str:
+        return getattr(self, f"{side}_state")
+
+    def speech(self, side: str) -> list[list[float]]:
+        return getattr(self, f"{side}_speech") or []
+
+
+class Segment(BaseModel):
+    """One fal.ai generation: a stretch ``[start, end)`` of one side's audio."""
+
+    id = AutoField()
+    call_id = CharField(max_length=64, index=True)
+    side = CharField(max_length=8)
+    index = IntegerField()
+    start = FloatField()
+    end = FloatField()
+    state = CharField(max_length=16, default=SegmentState.PENDING)
+    audio_key = TextField(null=True)
+    video_key = TextField(null=True)
+    fal_request_id = CharField(null=True, max_length=64)
+    cache_key = CharField(null=True, max_length=64, index=True)
+    attempts = IntegerField(default=0)
+    error = TextField(null=True)
+    progress = TextField(null=True)
+    submitted_at = DateTimeField(null=True)
+    finished_at = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "callreel_segments"
+        indexes = ((("call_id", "side", "index"), True),)
+        constraints = [SQL("CHECK (side IN ('caller', 'callee'))")]
+
+
+MODELS = (Call, Segment)

@@ -1,0 +1,124 @@
+"""A call's progress through the stages, written to its row with atomic updates.
+
+Every actor follows the same shape, which is what makes redelivery harmless::
+
+    call = progress.begin(call_id, Stage.AUDIO)     # None: nothing to do
+    if call is None: return
+    ... work, skipped where the row says it is already done ...
+    progress.finish(call_id, Stage.AUDIO, **columns)  # work recorded
+    send(NEXT, call_id=call_id)                      # hand on
+    progress.advance(call_id, Stage.AUDIO, Stage.GENERATION)
+
+A redelivered message for a stage the call has moved past is skipped by
+``begin``; one that arrives between ``finish`` and ``advance`` (a worker killed
+in that gap) only hands on again, and the next stage is idempotent too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from peewee import fn
+
+from .models import STAGES, Call, Stage, VideoStatus, utcnow
+
+__all__ = ["PermanentError", "begin", "finish", "advance", "fail_call", "timed", "stage_order"]
+
+log = logging.getLogger("callreel.progress")
+
+
+class PermanentError(Exception):
+    """Bad input: the call fails with this message and the message is not retried."""
+
+
+def stage_order(stage: str | None) -> int:
+    return STAGES.index(stage) if stage in STAGES else len(STAGES)
+
+
+def begin(call_id: str, stage: str) -> Call | None:
+    """Mark ``stage`` as started (one more attempt) and return the call, or None to skip.
+
+    Skipped: unknown calls, calls that ended, and calls already past ``stage``.
+    """
+    call = Call.get_or_none(Call.id == call_id)
+    if call is None:
+        log.warning("no such call", extra={"call_id": call_id, "stage": stage})
+        return None
+    if call.video_status in VideoStatus.TERMINAL and not call.rerender or stage_order(call.stage) > stage_order(stage):
+        log.info("skipped: call is at %s (%s)", call.stage, call.video_status, extra={"call_id": call_id, "stage": stage})
+        return None
+    now = utcnow()
+    attempts = getattr(Call, f"{stage}_attempts")
+    updates = {
+        Call.stage: stage,
+        attempts: fn.COALESCE(attempts, 0) + 1,
+        getattr(Call, f"{stage}_started_at"): now,
+        Call.video_processing_started_at: fn.COALESCE(Call.video_processing_started_at, now),
+        Call.updated_at: now,
+    }
+    Call.update(updates).where(Call.id == call_id).execute()
+    return Call.get_by_id(call_id)
+
+
+def finish(call_id: str, stage: str, **columns: Any) -> None:
+    """Record that ``stage``'s work is done, with the columns it produced."""
+    now = utcnow()
+    updates = {getattr(Call, name): value for name, value in columns.items()}
+    updates[getattr(Call, f"{stage}_finished_at")] = now
+    updates[Call.updated_at] = now
+    Call.update(updates).where(Call.id == call_id).execute()
+
+
+def advance(call_id: str, stage: str, next_stage: str) -> None:
+    """Move the call on, only if it is still at ``stage`` (never backwards)."""
+    Call.update({Call.stage: next_stage, Call.updated_at: utcnow()}).where(
+        (Call.id == call_id) & (Call.stage == stage)
+    ).execute()
+
+
+def fail_call(call_id: str, reason: str, *, status: str = VideoStatus.FAILED) -> bool:
+    """End the call as ``failed`` (or ``partial``) with ``reason``; False if it had already ended."""
+    now = utcnow()
+    call = Call.get_or_none(Call.id == call_id)
+    if call is None:
+        return False
+    started = call.video_processing_started_at or call.created_at or now
+    updated = (
+        Call.update(
+            {
+                Call.video_status: status,
+                Call.video_error_message: reason[:4000],
+                Call.stage: Stage.DONE,
+                Call.rerender: False,
+                Call.video_processing_completed_at: now,
+                Call.video_processing_duration: int((now - started).total_seconds()),
+                Call.updated_at: now,
+            }
+        )
+        .where((Call.id == call_id) & ((Call.video_status.not_in(VideoStatus.TERMINAL)) | (Call.video_status.is_null())))
+        .execute()
+    )
+    if updated:
+        log.warning("call %s: %s", status, reason, extra={"call_id": call_id, "stage": call.stage})
+    return bool(updated)
+
+
+@contextmanager
+def timed(call_id: str, stage: str, what: str) -> Iterator[None]:
+    """Log one line when ``what`` ends, with its duration (and the error, if any)."""
+    started = time.monotonic()
+    try:
+        yield
+    except BaseException as exc:
+        log.warning(
+            "%s failed after %.2fs: %s", what, time.monotonic() - started, exc,
+            extra={"call_id": call_id, "stage": stage, "duration": round(time.monotonic() - started, 3)},
+        )
+        raise
+    log.info(
+        "%s done in %.2fs", what, time.monotonic() - started,
+        extra={"call_id": call_id, "stage": stage, "duration": round(time.monotonic() - started, 3)},
+    )

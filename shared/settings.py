@@ -1,0 +1,303 @@
+"""Every setting callreel reads, in one place.
+
+Each field of :class:`Settings` names the environment variable it comes from,
+its default and what it is for. ``load_settings`` reads them all at once and
+reports every missing or invalid variable in one :class:`SettingsError`, so an
+operator fixes a deployment in one pass instead of one crash at a time.
+
+The defaults run the whole pipeline on one machine: a SQLite file, a local
+folder as the object store, an in-process broker and local panels instead of
+fal.ai. README.md's configuration table lists the same variables; a test keeps
+the two in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import tempfile
+import threading
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+__all__ = ["Settings", "SettingsError", "get_settings", "load_settings", "reload_settings"]
+
+
+class SettingsError(Exception):
+    """One or more environment variables are missing or invalid."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"callreel configuration is invalid ({len(problems)} problem(s)):\n{lines}")
+
+
+def env(
+    name: str,
+    default: Any,
+    help: str,
+    *,
+    group: str = "core",
+    choices: tuple[str, ...] | None = None,
+    minimum: float | None = None,
+    secret: bool = False,
+) -> Any:
+    """Declare a setting: the variable it is read from and how to check it."""
+    meta = {"env": name, "help": help, "group": group, "choices": choices, "minimum": minimum, "secret": secret}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Settings:
+    # -- core ---------------------------------------------------------------
+    data_dir: Path = env("CALLREEL_DATA_DIR", Path(".callreel"), "Folder for embedded-mode state (SQLite file, local object store).")
+    database_url: str = env("DATABASE_URL", "", "Database URL (`postgresql://…` or `sqlite:///…`). Empty: SQLite file in CALLREEL_DATA_DIR.")
+    broker_url: str = env("BROKER_URL", "memory://", "RabbitMQ URL (`amqp://user:pass@host:5672/vhost`). `memory://`: in-process broker.")
+    broker_heartbeat: int = env("BROKER_HEARTBEAT", 30, "AMQP heartbeat in seconds, so dead connections are noticed.", minimum=0)
+    broker_confirm_delivery: bool = env("BROKER_CONFIRM_DELIVERY", True, "Wait for RabbitMQ publisher confirms on every enqueue.")
+    log_level: str = env("LOG_LEVEL", "INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_format: str = env("LOG_FORMAT", "text", "`text` for people, `json` for one JSON object per line.", choices=("text", "json"))
+    tmp_dir: Path = env("TMP_DIR", Path(tempfile.gettempdir()), "Where workers make their per-call temp folders.")
+    stage_deadline: int = env("STAGE_DEADLINE", 3600, "Seconds a call may sit in one stage before the sweeper acts.", minimum=60)
+    # -- storage ------------------------------------------------------------
+    s3_bucket: str = env("S3_BUCKET", "", "S3 bucket. Empty: a local folder (LOCAL_STORAGE_DIR) is the object store.", group="storage")
+    s3_endpoint_url: str = env("S3_ENDPOINT_URL", "", "S3-compatible endpoint (MinIO…). Empty: AWS.", group="storage")
+    aws_region: str = env("AWS_REGION", "us-east-1", "AWS region of the bucket.", group="storage")
+    aws_access_key_id: str = env("AWS_ACCESS_KEY_ID", "", "AWS access key. Empty: boto3's default credential chain.", group="storage", secret=True)
+    aws_secret_access_key: str = env("AWS_SECRET_ACCESS_KEY", "", "AWS secret key.", group="storage", secret=True)
+    local_storage_dir: Path = env("LOCAL_STORAGE_DIR", Path(""), "Local object store folder. Empty: CALLREEL_DATA_DIR/objects.", group="storage")
+    presigned_url_expiry: int = env("PRESIGNED_URL_EXPIRY", 3600, "Lifetime in seconds of presigned GET URLs.", group="storage", minimum=1)
+    s3_part_size_mb: int = env("S3_PART_SIZE_MB", 8, "Multipart upload part size in MiB (memory per upload stays near this).", group="storage", minimum=5)
+    s3_max_attempts: int = env("S3_MAX_ATTEMPTS", 5, "Attempts per S3 request on transient errors.", group="storage", minimum=1)
+    # -- ingest -------------------------------------------------------------
+    twilio_account_sid: str = env("TWILIO_ACCOUNT_SID", "", "Twilio Account SID; webhooks from other accounts are refused.", group="ingest")
+    twilio_auth_token: str = env("TWILIO_AUTH_TOKEN", "", "Twilio Auth Token: webhook signatures and recording downloads.", group="ingest", secret=True)
+    twilio_validate_signature: bool = env("TWILIO_VALIDATE_SIGNATURE", True, "Check X-Twilio-Signature. Turning it off is logged loudly.", group="ingest")
+    public_base_url: str = env("PUBLIC_BASE_URL", "", "Public https URL of the ingest service as Twilio calls it.", group="ingest")
+    twilio_recording_hosts: tuple[str, ...] = env("TWILIO_RECORDING_HOSTS", ("api.twilio.com",), "Comma list of hosts a RecordingUrl may point at (https only).", group="ingest")
+    twilio_recording_format: str = env("TWILIO_RECORDING_FORMAT", "mp3", "Format asked of Twilio when downloading.", group="ingest", choices=("mp3", "wav"))
+    twilio_404_window: int = env("TWILIO_404_WINDOW", 120, "Seconds to keep retrying a 404 right after the callback.", group="ingest", minimum=0)
+    twilio_delete_recording: bool = env("TWILIO_DELETE_RECORDING", False, "Delete the recording at Twilio once stored.", group="ingest")
+    download_timeout: int = env("DOWNLOAD_TIMEOUT", 30, "Connect/read timeout in seconds for recording downloads.", group="ingest", minimum=1)
+    recording_max_bytes: int = env("RECORDING_MAX_BYTES", 500_000_000, "Largest recording accepted, in bytes.", group="ingest", minimum=1)
+    api_token: str = env("CALLREEL_API_TOKEN", "", "Bearer token for the status API and operator page.", group="ingest", secret=True)
+    port: int = env("PORT", 8000, "Port the ingest service listens on.", group="ingest", minimum=1)
+    gunicorn_workers: int = env("GUNICORN_WORKERS", 2, "gunicorn worker processes for ingest.", group="ingest", minimum=1)
+    gunicorn_threads: int = env("GUNICORN_THREADS", 4, "Threads per gunicorn worker.", group="ingest", minimum=1)
+    # -- audio --------------------------------------------------------------
+    caller_channel: str = env("CALLER_CHANNEL", "left", "Which channel of the recording is the caller (the AI voice).", group="audio", choices=("left", "right"))
+    recording_max_seconds: int = env("RECORDING_MAX_SECONDS", 7200, "Longest recording accepted, in seconds.", group="audio", minimum=1)
+    split_timeout: int = env("SPLIT_TIMEOUT", 600, "Seconds FFmpeg may take to split one recording.", group="audio", minimum=1)
+    silence_threshold_db: float = env("SILENCE_THRESHOLD_DB", -35.0, "Level (dBFS) below which a side counts as silent.", group="audio")
+    silence_min_duration: float = env("SILENCE_MIN_DURATION", 0.5, "Shortest pause (s) that splits two speech intervals.", group="audio", minimum=0.05)
+    ffmpeg_binary: str = env("FFMPEG_BINARY", "ffmpeg", "FFmpeg executable.", group="audio")
+    ffprobe_binary: str = env("FFPROBE_BINARY", "ffprobe", "ffprobe executable.", group="audio")
+    # -- generation ---------------------------------------------------------
+    fal_key: str = env("FAL_KEY", "", "fal.ai API key. Empty: nothing is sent to fal; local panels are rendered.", group="generation", secret=True)
+    fal_model: str = env("FAL_MODEL", "fal-ai/stable-avatar", "fal.ai audio-to-video model endpoint.", group="generation")
+    fal_queue_run_host: str = env("FAL_QUEUE_RUN_HOST", "queue.fal.run", "fal.ai queue host (read by fal-client).", group="generation")
+    generation_mode: str = env("GENERATION_MODE", "full", "`full`: whole side; `speech`: only where the side speaks (cost saver).", group="generation", choices=("full", "speech"))
+    fal_poll_interval: float = env("FAL_POLL_INTERVAL", 7.0, "Seconds between status polls of a fal job.", group="generation", minimum=0.1)
+    fal_job_timeout: int = env("FAL_JOB_TIMEOUT", 600, "Seconds before a fal job is cancelled and retried.", group="generation", minimum=1)
+    fal_max_retries: int = env("FAL_MAX_RETRIES", 2, "Retries per segment after a failed or timed-out fal job.", group="generation", minimum=0)
+    speech_padding: float = env("SPEECH_PADDING", 0.3, "Seconds added around speech intervals in speech mode.", group="generation", minimum=0)
+    fal_prompt: str = env("FAL_PROMPT", "A person talking on the phone, natural head motion, neutral background.", "Prompt for models that take one.", group="generation")
+    caller_avatar_url: str = env("CALLER_AVATAR_URL", "", "Avatar image for the caller. Empty: the shipped default.", group="generation")
+    callee_avatar_url: str = env("CALLEE_AVATAR_URL", "", "Avatar image for the callee. Empty: the shipped default.", group="generation")
+    # -- compositor ---------------------------------------------------------
+    panel_width: int = env("PANEL_WIDTH", 640, "Width of each side's panel.", group="compositor", minimum=16)
+    panel_height: int = env("PANEL_HEIGHT", 480, "Height of each side's panel.", group="compositor", minimum=16)
+    video_fps: int = env("VIDEO_FPS", 25, "Frame rate of the final video.", group="compositor", minimum=1)
+    caller_label: str = env("CALLER_LABEL", "AI agent", "Label drawn on the caller's panel.", group="compositor")
+    callee_label: str = env("CALLEE_LABEL", "Customer", "Label drawn on the callee's panel.", group="compositor")
+    video_preset: str = env("VIDEO_PRESET", "veryfast", "libx264 preset of the final video.", group="compositor")
+    video_crf: int = env("VIDEO_CRF", 23, "libx264 CRF of the final video.", group="compositor", minimum=0)
+    compose_timeout: int = env("COMPOSE_TIMEOUT", 1800, "Seconds FFmpeg may take to compose one call.", group="compositor", minimum=1)
+    video_status_callback_url: str = env("VIDEO_STATUS_CALLBACK_URL", "", "POST a signed JSON status here when a call finishes.", group="compositor")
+    video_status_callback_secret: str = env("VIDEO_STATUS_CALLBACK_SECRET", "", "HMAC-SHA256 key for the status callback signature.", group="compositor", secret=True)
+    # -- workers and deploy -------------------------------------------------
+    worker_processes: int = env("WORKER_PROCESSES", 1, "Dramatiq worker processes per service.", group="deploy", minimum=1)
+    worker_threads: int = env("WORKER_THREADS", 2, "Dramatiq threads per worker process.", group="deploy", minimum=1)
+    metrics_port: int = env("METRICS_PORT", 9191, "Port of a worker's Prometheus /metrics endpoint (0: off).", group="deploy", minimum=0)
+    rabbitmq_management_url: str = env("RABBITMQ_MANAGEMENT_URL", "", "RabbitMQ management API (`http://user:pass@host:15672`) for queue backlogs.", group="deploy")
+
+    # Derived values: one rule each, so every caller agrees on them.
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'callreel.db').resolve()}"
+
+    @property
+    def effective_local_storage_dir(self) -> Path:
+        return self.local_storage_dir if str(self.local_storage_dir) not in ("", ".") else self.data_dir / "objects"
+
+    @property
+    def uses_s3(self) -> bool:
+        return bool(self.s3_bucket)
+
+    @property
+    def uses_fal(self) -> bool:
+        return bool(self.fal_key)
+
+    @property
+    def in_process_broker(self) -> bool:
+        return self.broker_url.startswith("memory://")
+
+    def require(self, names: list[str], purpose: str) -> None:
+        """Fail with one message listing every named variable that is empty."""
+        by_env = {f.metadata["env"]: f.name for f in dataclasses.fields(self)}
+        missing = [n for n in names if not getattr(self, by_env[n])]
+        if missing:
+            raise SettingsError([f"{n} is required {purpose}" for n in missing])
+
+
+def declared() -> list[dataclasses.Field]:
+    """Every setting's field, in declaration order (README and tests read it)."""
+    return list(dataclasses.fields(Settings))
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true/false")
+
+
+def _parse_list(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+_HINTS = typing.get_type_hints(Settings)
+_PARSERS: dict[Any, Callable[[str], Any]] = {
+    str: str,
+    int: int,
+    float: float,
+    bool: _parse_bool,
+    Path: lambda raw: Path(raw).expanduser(),
+    tuple[str, ...]: _parse_list,
+}
+_TYPE_NAMES = {str: "text", int: "whole number", float: "number", bool: "boolean", Path: "path", tuple[str, ...]: "list"}
+
+
+def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str | None:
+    from urllib.parse import urlsplit
+
+    if value and (urlsplit(value).scheme not in schemes or not urlsplit(value).netloc and schemes != ("sqlite",)):
+        return f"{name} must be a {'/'.join(schemes)} URL, got {value!r}"
+    return None
+
+
+def _cross_checks(s: Settings) -> list[str]:
+    problems = []
+    for name, value, schemes in (
+        ("PUBLIC_BASE_URL", s.public_base_url, ("https", "http")),
+        ("S3_ENDPOINT_URL", s.s3_endpoint_url, ("https", "http")),
+        ("VIDEO_STATUS_CALLBACK_URL", s.video_status_callback_url, ("https", "http")),
+        ("RABBITMQ_MANAGEMENT_URL", s.rabbitmq_management_url, ("https", "http")),
+    ):
+        problem = _check_url(name, value, schemes)
+        if problem:
+            problems.append(problem)
+    if s.database_url and not s.database_url.startswith(("postgres://", "postgresql://", "sqlite:///")):
+        problems.append(f"DATABASE_URL must start with postgresql:// or sqlite:///, got {s.database_url!r}")
+    if not s.in_process_broker and not s.broker_url.startswith(("amqp://", "amqps://")):
+        problems.append(f"BROKER_URL must be amqp://… or memory://, got {s.broker_url!r}")
+    if s.twilio_account_sid and not (s.twilio_account_sid.startswith("AC") and len(s.twilio_account_sid) == 34):
+        problems.append("TWILIO_ACCOUNT_SID must look like AC followed by 32 hex digits")
+    if s.video_status_callback_url and not s.video_status_callback_secret:
+        problems.append("VIDEO_STATUS_CALLBACK_SECRET is required when VIDEO_STATUS_CALLBACK_URL is set")
+    if s.panel_width % 2 or s.panel_height % 2:
+        problems.append("PANEL_WIDTH and PANEL_HEIGHT must be even (H.264 with yuv420p needs even sizes)")
+    return problems
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise one SettingsError listing all problems."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for f in declared():
+        name = f.metadata["env"]
+        raw = environ.get(name)
+        if raw is None or raw == "" and _HINTS[f.name] is not str:
+            continue
+        try:
+            value = _PARSERS[_HINTS[f.name]](raw)
+        except ValueError as exc:
+            problems.append(f"{name}={raw!r} is not a valid {_TYPE_NAMES[_HINTS[f.name]]} ({exc})")
+            continue
+        choices, minimum = f.metadata["choices"], f.metadata["minimum"]
+        if choices and value not in choices:
+            problems.append(f"{name}={raw!r} must be one of {', '.join(choices)}")
+            continue
+        if minimum is not None and value < minimum:
+            problems.append(f"{name}={raw!r} must be at least {minimum:g}")
+            continue
+        values[f.name] = value
+    settings = Settings(**values)
+    problems += _cross_checks(settings)
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def _cached() -> Settings:
+    return load_settings()
+
+
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    with _lock:
+        return _cached()
+
+
+def reload_settings() -> Settings:
+    """Forget the cached settings and read the environment again (tests, CLI)."""
+    with _lock:
+        _cached.cache_clear()
+        return _cached()
+
+
+def markdown_table() -> str:
+    """README.md's configuration table, made from the declarations above."""
+    rows = ["| Variable | Default | Service | What it is for |", "|---|---|---|---|"]
+    for f in declared():
+        default = f.default
+        if isinstance(default, tuple):
+            default = ",".join(default)
+        if f.metadata["env"] == "TMP_DIR":
+            default = "system temp"
+        shown = f"`{default}`" if str(default) not in ("",) else "—"
+        rows.append(f"| `{f.metadata['env']}` | {shown} | {f.metadata['group']} | {f.metadata['help']} |")
+    return "\n".join(rows)
+
+
+README_MARKERS = ("<!-- settings-table:start -->", "<!-- settings-table:end -->")
+
+
+def refresh_readme(path: str | Path = "README.md") -> bool:
+    """Rewrite the table between README's markers; True if it changed."""
+    text = Path(path).read_text()
+    start, end = README_MARKERS
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    updated = f"{head}{start}\n{markdown_table()}\n{end}{tail}"
+    Path(path).write_text(updated)
+    return updated != text
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["--readme"]:
+        print("README.md updated" if refresh_readme() else "README.md already up to date")
+    else:
+        print(markdown_table())

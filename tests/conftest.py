@@ -1,0 +1,173 @@
+"""Fixtures every test may use: settings from a clean environment, databases, S3, brokers.
+
+- ``settings_env(**vars)``: set environment variables for this test and reload settings.
+- ``sqlite_db`` / ``pg_db``: the models bound to a migrated, empty database.
+- ``s3``: a fresh bucket on moto's S3 server (real HTTP), configured as the store.
+- ``local_store``: a local-folder store in tmp_path.
+- ``stub_broker``: the in-process broker with a worker helper; ``rabbitmq_url``: a private vhost.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.support import services
+
+# Settings come from the environment; a developer's own variables must not leak in.
+_SETTING_VARS = None
+
+
+def _setting_vars() -> list[str]:
+    global _SETTING_VARS
+    if _SETTING_VARS is None:
+        from shared.settings import declared
+
+        _SETTING_VARS = [f.metadata["env"] for f in declared()]
+    return _SETTING_VARS
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    for name in _setting_vars():
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CALLREEL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TMP_DIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    _reload()
+    yield
+    _reload(after=True)
+
+
+def _reload(after: bool = False) -> None:
+    from shared.settings import reload_settings
+    from shared.storage import reset_storage
+
+    if not after:
+        reload_settings()
+    reset_storage()
+
+
+@pytest.fixture
+def settings_env(monkeypatch):
+    """Set environment variables for this test; returns the reloaded settings."""
+
+    def apply(**values: str):
+        for key, value in values.items():
+            monkeypatch.setenv(key, str(value))
+        from shared.settings import reload_settings
+        from shared.storage import reset_storage
+
+        reset_storage()
+        return reload_settings()
+
+    return apply
+
+
+@pytest.fixture
+def sqlite_db(tmp_path, settings_env):
+    from shared.db import init_database
+    from shared.migrations import run_migrations
+
+    url = f"sqlite:///{tmp_path / 'test.db'}"
+    settings_env(DATABASE_URL=url)
+    db = init_database(url, force=True)
+    run_migrations(db)
+    yield db
+    db.close()
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    if not services.port_open("127.0.0.1", 5432):
+        pytest.fail("PostgreSQL is not answering on 127.0.0.1:5432 (start it: see README, Operations)")
+    url = services.create_pg_database()
+    yield url
+    from shared.db import database
+
+    if database.obj is not None:
+        database.close()
+    services.drop_pg_database(url)
+
+
+@pytest.fixture
+def pg_db(pg_url, settings_env):
+    """The models on the session's PostgreSQL database, emptied for this test."""
+    from shared.db import init_database
+    from shared.migrations import run_migrations
+
+    settings_env(DATABASE_URL=pg_url)
+    db = init_database(pg_url, force=True)
+    with db.connection_context():
+        db.execute_sql("DROP TABLE IF EXISTS calls, callreel_segments CASCADE")
+    run_migrations(db)
+    yield db
+    db.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    server = services.S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, settings_env):
+    """A fresh bucket on the loopback S3 server, configured as callreel's store."""
+    from shared.storage import get_storage
+
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    settings_env(**s3_server.env(bucket))
+    storage = get_storage()
+    storage.ensure_bucket()
+    return storage
+
+
+@pytest.fixture
+def local_store(tmp_path, settings_env):
+    from shared.storage import get_storage
+
+    settings_env(LOCAL_STORAGE_DIR=str(tmp_path / "objects"))
+    return get_storage()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url():
+    if not services.port_open(services.RABBIT_HOST, 5672):
+        pytest.fail("RabbitMQ is not answering on 127.0.0.1:5672 (start it: rabbitmq-server -detached)")
+    url = services.create_vhost()
+    yield url
+    services.delete_vhost(url)
+
+
+@pytest.fixture
+def stub_broker(settings_env):
+    """The in-process broker, Dramatiq's global one; flushed before and after.
+
+    Built once per process: actors bind to the broker that exists when their
+    module is imported, so it is never replaced under them.
+    """
+    from dramatiq.brokers.stub import StubBroker
+
+    from shared.broker import setup_broker
+
+    settings_env(BROKER_URL="memory://")
+    broker = setup_broker()
+    assert isinstance(broker, StubBroker), "tests in one process share the in-process broker"
+    broker.flush_all()
+    yield broker
+    broker.flush_all()
+
+
+@pytest.fixture
+def stub_worker(stub_broker):
+    """A Dramatiq worker on the in-process broker (``broker.join(queue)`` waits for work)."""
+    import dramatiq
+
+    worker = dramatiq.Worker(stub_broker, worker_timeout=100, worker_threads=2)
+    worker.start()
+    yield worker
+    worker.stop()
+

@@ -1,0 +1,97 @@
+"""Generated media for tests: stereo calls whose sides a test can tell apart, and side videos.
+
+Everything is made with the real FFmpeg, nothing is downloaded. Tones make
+channels measurable (440 Hz on the left, 880 Hz on the right, audible only
+inside the given speech intervals); ``speech_call`` uses espeak-ng voices for
+realistic recordings when it is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+Interval = tuple[float, float]
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+def probe(path: str | Path) -> dict:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(out)
+
+
+def _gate(intervals: Sequence[Interval]) -> str:
+    if not intervals:
+        return "0"
+    return "+".join(f"between(t,{s},{e})" for s, e in intervals)
+
+
+def tone_call(
+    path: str | Path,
+    duration: float,
+    caller: Sequence[Interval] = ((0.5, 2.0),),
+    callee: Sequence[Interval] = ((2.5, 4.0),),
+    *,
+    caller_hz: int = 440,
+    callee_hz: int = 880,
+    sample_rate: int = 8000,
+) -> Path:
+    """A stereo call: left = caller tone inside ``caller`` intervals, right = callee tone inside ``callee``.
+
+    The codec follows the suffix (.mp3, .wav). 8 kHz like Twilio's recordings.
+    """
+    path = Path(path)
+    left = f"sine=f={caller_hz}:r={sample_rate}:d={duration},volume='if({_gate(caller)},0.5,0)':eval=frame[l]"
+    right = f"sine=f={callee_hz}:r={sample_rate}:d={duration},volume='if({_gate(callee)},0.5,0)':eval=frame[r]"
+    graph = f"{left};{right};[l][r]join=inputs=2:channel_layout=stereo[a]"
+    codec = ["-c:a", "libmp3lame", "-b:a", "32k"] if path.suffix == ".mp3" else ["-c:a", "pcm_s16le"]
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-filter_complex", graph, "-map", "[a]", "-t", str(duration), *codec, str(path))
+    return path
+
+
+def mono_file(path: str | Path, duration: float = 2.0) -> Path:
+    ffmpeg("-f", "lavfi", "-i", f"sine=f=440:r=8000:d={duration}", "-ac", "1", str(path))
+    return Path(path)
+
+
+def speech_call(path: str | Path, caller_text: str, callee_text: str, *, gap: float = 0.6) -> Path:
+    """Two espeak-ng voices taking turns: caller on the left, then callee on the right."""
+    path = Path(path)
+    if shutil.which("espeak-ng") is None:
+        raise RuntimeError("espeak-ng is not installed")
+    work = path.parent
+    a, b = work / f".{path.stem}-caller.wav", work / f".{path.stem}-callee.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us+m3", "-s", "160", "-w", str(a), caller_text], check=True)
+    subprocess.run(["espeak-ng", "-v", "en-gb+f3", "-s", "150", "-w", str(b), callee_text], check=True)
+    # Caller speaks first; the callee answers after the caller's turn and a gap.
+    length_a = float(probe(a)["format"]["duration"])
+    delay_ms = int((length_a + gap) * 1000)
+    graph = (
+        f"[0:a]aresample=8000,apad[l];"
+        f"[1:a]aresample=8000,adelay={delay_ms},apad[r];"
+        f"[l][r]join=inputs=2:channel_layout=stereo,atrim=0:{length_a + gap + float(probe(b)['format']['duration']) + 0.5}[m]"
+    )
+    codec = ["-c:a", "libmp3lame", "-b:a", "32k"] if path.suffix == ".mp3" else ["-c:a", "pcm_s16le"]
+    ffmpeg("-i", str(a), "-i", str(b), "-filter_complex", graph, "-map", "[m]", *codec, str(path))
+    a.unlink()
+    b.unlink()
+    return path
+
+
+def color_video(path: str | Path, color: str, *, size: str = "512x512", fps: int = 25, duration: float = 3.0, audio: bool = False) -> Path:
+    """A solid-colour clip (with a moving box so encoders see motion), H.264 like fal's output."""
+    src = f"color=c={color}:s={size}:r={fps}:d={duration},drawbox=x='mod(t*80,iw-40)':y=20:w=40:h=40:c=white@0.8:t=fill"
+    args = ["-f", "lavfi", "-i", src]
+    if audio:
+        args += ["-f", "lavfi", "-i", f"sine=f=300:d={duration}", "-c:a", "aac", "-shortest"]
+    ffmpeg(*args, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path))
+    return Path(path)

@@ -1,0 +1,94 @@
+"""Real servers for tests: a PostgreSQL database, a RabbitMQ vhost and moto's S3 server, each private to one test session.
+
+Every pytest session gets its own database and vhost, so several sessions (two
+developers, CI) can run at once against the same PostgreSQL and RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import uuid
+from contextlib import closing
+
+import psycopg2
+
+PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+RABBIT_HOST = os.environ.get("TEST_RABBITMQ_HOST", "127.0.0.1")
+
+
+def free_port() -> int:
+    with closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(host: str, port: int) -> bool:
+    with closing(socket.socket()) as s:
+        s.settimeout(1)
+        return s.connect_ex((host, port)) == 0
+
+
+def create_pg_database() -> str:
+    name = f"callreel_test_{uuid.uuid4().hex[:10]}"
+    conn = psycopg2.connect(PG_ADMIN_DSN)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_pg_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    conn = psycopg2.connect(PG_ADMIN_DSN)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+def create_vhost() -> str:
+    """A fresh RabbitMQ vhost; returns the amqp URL for it."""
+    vhost = f"callreel-test-{uuid.uuid4().hex[:10]}"
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run(
+        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True, capture_output=True
+    )
+    return f"amqp://guest:guest@{RABBIT_HOST}:5672/{vhost}"
+
+
+def delete_vhost(url: str) -> None:
+    vhost = url.rsplit("/", 1)[1]
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
+
+
+class S3Server:
+    """moto's S3 server on a loopback port, a real HTTP server boto3 talks to unpatched."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.port = free_port()
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "S3Server":
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def env(self, bucket: str) -> dict[str, str]:
+        return {
+            "S3_BUCKET": bucket,
+            "S3_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+        }
