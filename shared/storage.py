@@ -34,6 +34,31 @@ def check_key(key: str) -> str:
     return key
 
 
+class FullReads:
+    """A stream whose ``read(n)`` returns n bytes unless the stream ends.
+
+    boto3 decides between one PUT and a multipart upload from the length of the
+    first read of a non-seekable stream; a short read (a socket returns what it
+    has) would make it take the single-PUT path and read the whole rest into
+    memory. Filling every read keeps uploads multipart and memory flat.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return self.raw.read()
+        chunks, remaining = [], size
+        while remaining > 0:
+            chunk = self.raw.read(remaining)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+
+
 class Storage(Protocol):
     def upload_file(self, path: str | Path, key: str, content_type: str | None = None) -> None: ...
     def upload_fileobj(self, fileobj: BinaryIO, key: str, content_type: str | None = None) -> None: ...
@@ -85,7 +110,7 @@ class S3Storage:
     def upload_fileobj(self, fileobj: BinaryIO, key: str, content_type: str | None = None) -> None:
         # boto3 aborts the multipart upload when the stream raises, so a failed
         # upload leaves no half-written object behind.
-        self.client.upload_fileobj(fileobj, self.bucket, check_key(key), ExtraArgs=self._extra(content_type), Config=self.transfer)
+        self.client.upload_fileobj(FullReads(fileobj), self.bucket, check_key(key), ExtraArgs=self._extra(content_type), Config=self.transfer)
 
     def download_file(self, key: str, path: str | Path) -> None:
         from botocore.exceptions import ClientError
