@@ -1,0 +1,91 @@
+"""Re-run a call from the first stage that did not finish, keeping what is done.
+
+Used by ``callreel retry``, the operator page's retry button and the sweeper.
+Finished stages are not redone: their outputs are in storage and their columns
+are set. The stage that failed, and every stage after it, is reset and its
+message sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from . import contracts
+from .models import SIDES, Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
+
+__all__ = ["RetryError", "first_unfinished_stage", "retry_call"]
+
+log = logging.getLogger("callreel.retry")
+
+
+class RetryError(Exception):
+    """The call cannot be retried (unknown, or still being worked on)."""
+
+
+def first_unfinished_stage(call: Call) -> str | None:
+    if not call.ingest_finished_at and call.source != "local":
+        return Stage.INGEST
+    if not call.audio_finished_at:
+        return Stage.AUDIO
+    if any(call.side_state(side) not in SideState.TERMINAL or call.side_state(side) == SideState.FAILED for side in SIDES):
+        return Stage.GENERATION
+    if not call.compositor_finished_at or call.video_status != VideoStatus.COMPLETED:
+        return Stage.COMPOSITOR
+    return None
+
+
+_LATER = {
+    Stage.INGEST: ("ingest", "audio", "generation", "compositor"),
+    Stage.AUDIO: ("audio", "generation", "compositor"),
+    Stage.GENERATION: ("generation", "compositor"),
+    Stage.COMPOSITOR: ("compositor",),
+}
+
+
+def retry_call(call_id: str, *, force: bool = False) -> str:
+    """Re-enqueue ``call_id`` from its first unfinished stage; return that stage.
+
+    Only failed and partial calls are retried, unless ``force`` (the sweeper,
+    for calls stuck in a stage past the deadline).
+    """
+    call = Call.get_or_none(Call.id == call_id)
+    if call is None:
+        raise RetryError(f"no call {call_id}")
+    if call.video_status not in (VideoStatus.FAILED, VideoStatus.PARTIAL) and not force:
+        raise RetryError(f"call {call_id} is {call.video_status}: only failed or partial calls are retried")
+    stage = first_unfinished_stage(call)
+    if stage is None:
+        raise RetryError(f"call {call_id} has nothing left to do")
+    updates = {
+        Call.video_status: VideoStatus.PENDING if stage in (Stage.INGEST, Stage.AUDIO) else VideoStatus.GENERATING,
+        Call.video_error_message: None,
+        Call.stage: stage,
+        Call.video_processing_completed_at: None,
+        Call.video_processing_duration: None,
+        Call.compose_enqueued_at: None,
+        Call.rerender: False,
+        Call.updated_at: utcnow(),
+    }
+    for later in _LATER[stage]:
+        updates[getattr(Call, f"{later}_finished_at")] = None
+    retried_sides = [s for s in SIDES if call.side_state(s) in (SideState.FAILED, SideState.GENERATING, SideState.PENDING)]
+    if stage == Stage.GENERATION:
+        for side in retried_sides:
+            updates[getattr(Call, f"{side}_state")] = SideState.PENDING
+            updates[getattr(Call, f"{side}_error")] = None
+        Segment.update(
+            {Segment.state: SegmentState.PENDING, Segment.attempts: 0, Segment.error: None, Segment.fal_request_id: None}
+        ).where((Segment.call_id == call_id) & (Segment.state != SegmentState.COMPLETED) & (Segment.side.in_(retried_sides))).execute()
+    Call.update(updates).where(Call.id == call_id).execute()
+    if stage == Stage.INGEST:
+        contracts.send(contracts.DOWNLOAD_RECORDING, call_id=call_id)
+    elif stage == Stage.AUDIO:
+        contracts.send(contracts.SPLIT_CHANNELS, call_id=call_id)
+    elif stage == Stage.GENERATION:
+        # Every side gets its message: a finished side only re-runs the fan-in.
+        for side in SIDES:
+            contracts.send(contracts.GENERATE_SIDE, call_id=call_id, side=side)
+    else:
+        contracts.send(contracts.COMPOSE, call_id=call_id)
+    log.info("retry from %s", stage, extra={"call_id": call_id, "stage": stage})
+    return stage

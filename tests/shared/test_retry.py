@@ -1,0 +1,64 @@
+import pytest
+from dramatiq import Message
+
+from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
+from shared.retry import RetryError, retry_call
+
+CALL = "CA" + "9" * 32
+
+
+def drain(broker, queue):
+    messages = []
+    q = broker.queues[queue]
+    while not q.empty():
+        messages.append(q.get_nowait())
+    return [(m.actor_name, m.kwargs) for m in map(Message.decode, messages)]
+
+
+@pytest.fixture
+def broker(sqlite_db, stub_broker):
+    return stub_broker
+
+
+def test_only_failed_or_partial_calls(broker):
+    Call.create(id=CALL, video_status=VideoStatus.GENERATING)
+    with pytest.raises(RetryError):
+        retry_call(CALL)
+    with pytest.raises(RetryError):
+        retry_call("CA" + "0" * 32)
+
+
+def test_failed_download_restarts_at_ingest(broker):
+    Call.create(id=CALL, video_status=VideoStatus.FAILED, stage=Stage.DONE, video_error_message="Twilio said 500")
+    assert retry_call(CALL) == Stage.INGEST
+    assert drain(broker, "ingest") == [("download_recording", {"call_id": CALL})]
+    call = Call.get_by_id(CALL)
+    assert (call.video_status, call.stage, call.video_error_message) == (VideoStatus.PENDING, Stage.INGEST, None)
+
+
+def test_partial_call_regenerates_only_the_failed_side(broker):
+    now = utcnow()
+    Call.create(
+        id=CALL, video_status=VideoStatus.PARTIAL, stage=Stage.DONE, ingest_finished_at=now, audio_finished_at=now,
+        compositor_finished_at=now, caller_state=SideState.GENERATED, callee_state=SideState.FAILED,
+        callee_error="fal timed out", compose_enqueued_at=now,
+    )
+    done = Segment.create(call_id=CALL, side="caller", index=0, start=0, end=5, state=SegmentState.COMPLETED, video_key="v")
+    failed = Segment.create(call_id=CALL, side="callee", index=0, start=0, end=5, state=SegmentState.FAILED, attempts=3)
+    assert retry_call(CALL) == Stage.GENERATION
+    call = Call.get_by_id(CALL)
+    assert call.caller_state == SideState.GENERATED and call.callee_state == SideState.PENDING
+    assert call.compose_enqueued_at is None and call.compositor_finished_at is None
+    assert Segment.get_by_id(done.id).state == SegmentState.COMPLETED
+    assert (Segment.get_by_id(failed.id).state, Segment.get_by_id(failed.id).attempts) == (SegmentState.PENDING, 0)
+    assert sorted(kw["side"] for _, kw in drain(broker, "generation")) == ["callee", "caller"]
+
+
+def test_stitch_failure_recomposes(broker):
+    now = utcnow()
+    Call.create(
+        id=CALL, video_status=VideoStatus.PARTIAL, stage=Stage.DONE, ingest_finished_at=now, audio_finished_at=now,
+        caller_state=SideState.LOCAL, callee_state=SideState.SILENT,
+    )
+    assert retry_call(CALL) == Stage.COMPOSITOR
+    assert drain(broker, "compositor") == [("compose", {"call_id": CALL})]
