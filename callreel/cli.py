@@ -1,13 +1,34 @@
-"""The ``callreel`` command."""
+"""The ``callreel`` command: render a recording, run the stack locally, inspect and retry calls."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
+from pathlib import Path
 
-from shared.settings import SettingsError
+from shared.keys import InvalidCallId
+from shared.settings import SettingsError, get_settings
 
-__all__ = ["main"]
+from .errors import CliError
+
+__all__ = ["main", "build_parser"]
+
+
+def _embedded_settings():
+    """The configured settings, with the broker forced in-process: this process runs the workers."""
+    return dataclasses.replace(get_settings(), broker_url="memory://")
+
+
+def _setup(settings=None) -> None:
+    from shared.db import init_database
+    from shared.logs import configure_logging
+    from shared.migrations import run_migrations
+
+    configure_logging(settings)
+    init_database()
+    run_migrations()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -22,9 +43,102 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    from .render import render
+
+    return render(Path(args.recording), Path(args.output), settings=_embedded_settings(), quiet=args.quiet)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .views import call_summary
+
+    _setup()
+    print(json.dumps(call_summary(args.call_id), indent=2, default=str))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .views import list_calls
+
+    _setup()
+    rows = list_calls(status=args.status, limit=args.limit)
+    if not rows:
+        print("no calls")
+        return 0
+    print(f"{'call id':36} {'status':10} {'stage':11} {'created (UTC)':19}  error")
+    for row in rows:
+        created = row.created_at.strftime("%Y-%m-%d %H:%M:%S") if row.created_at else ""
+        error = (row.video_error_message or "")[:60]
+        print(f"{row.id:36} {row.video_status or '':10} {row.stage or '':11} {created:19}  {error}")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from shared.keys import validate_call_id
+    from shared.retry import RetryError, retry_call
+
+    call_id = validate_call_id(args.call_id)
+    settings = get_settings()
+    if not settings.in_process_broker:
+        _setup()
+        from shared.broker import setup_broker
+
+        setup_broker()
+        try:
+            stage = retry_call(call_id)
+        except RetryError as exc:
+            raise CliError(str(exc)) from exc
+        print(f"{call_id}: re-enqueued from {stage}; the workers will finish it")
+        return 0
+    # In-process broker: nobody else would ever read the message, so run it here.
+    from .embedded import running_pipeline
+    from .render import wait_for
+
+    with running_pipeline(settings):
+        try:
+            stage = retry_call(call_id)
+        except RetryError as exc:
+            raise CliError(str(exc)) from exc
+        print(f"{call_id}: retrying from {stage}")
+        call = wait_for(call_id, quiet=args.quiet)
+    print(f"{call_id}: {call.video_status}" + (f" ({call.video_error_message})" if call.video_error_message else ""))
+    return 0 if call.video_status == "completed" else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    return serve(port=args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callreel", description="Turn dual-channel call recordings into split-screen videos.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("render", help="render one recording into a split-screen video, all in this process")
+    p.add_argument("recording", help="a dual-channel recording (MP3 or WAV): left = caller, right = callee")
+    p.add_argument("-o", "--output", required=True, help="where to write the MP4")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("serve", help="the webhook app and all four workers in one process (local development)")
+    p.add_argument("--port", type=int, default=None, help="HTTP port (default: PORT)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("status", help="show one call")
+    p.add_argument("call_id")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("list", help="list calls, newest first")
+    p.add_argument("--status", choices=("pending", "generating", "completed", "partial", "failed"))
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("retry", help="re-run a failed or partial call from its first unfinished stage")
+    p.add_argument("call_id")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_retry)
+
     sub.add_parser("migrate", help="create or update the database schema (idempotent)").set_defaults(func=cmd_migrate)
     return parser
 
@@ -36,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except (CliError, InvalidCallId) as exc:
+        print(f"callreel: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("callreel: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
