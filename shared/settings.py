@@ -76,6 +76,7 @@ class Settings:
     twilio_account_sid: str = env("TWILIO_ACCOUNT_SID", "", "Twilio Account SID; webhooks from other accounts are refused.", group="ingest")
     twilio_auth_token: str = env("TWILIO_AUTH_TOKEN", "", "Twilio Auth Token: webhook signatures and recording downloads.", group="ingest", secret=True)
     twilio_validate_signature: bool = env("TWILIO_VALIDATE_SIGNATURE", True, "Check X-Twilio-Signature. Turning it off is logged loudly.", group="ingest")
+    twilio_webhook_shared_key: str = env("TWILIO_WEBHOOK_SHARED_KEY", "", "Secret of a Twilio Webhooks SharedKey, for webhooks signed with one. Empty: Auth Token signatures only.", group="ingest", secret=True)
     public_base_url: str = env("PUBLIC_BASE_URL", "", "Public https URL of the ingest service as Twilio calls it.", group="ingest")
     twilio_recording_hosts: tuple[str, ...] = env("TWILIO_RECORDING_HOSTS", ("api.twilio.com",), "Comma list of hosts a RecordingUrl may point at (https only).", group="ingest")
     twilio_recording_format: str = env("TWILIO_RECORDING_FORMAT", "mp3", "Format asked of Twilio when downloading.", group="ingest", choices=("mp3", "wav"))
@@ -93,6 +94,7 @@ class Settings:
     split_timeout: int = env("SPLIT_TIMEOUT", 600, "Seconds FFmpeg may take to split one recording.", group="audio", minimum=1)
     silence_threshold_db: float = env("SILENCE_THRESHOLD_DB", -35.0, "Level (dBFS) below which a side counts as silent.", group="audio")
     silence_min_duration: float = env("SILENCE_MIN_DURATION", 0.5, "Shortest pause (s) that splits two speech intervals.", group="audio", minimum=0.05)
+    speech_min_duration: float = env("SPEECH_MIN_DURATION", 0.1, "Shortest sound (s) counted as speech; shorter bursts (clicks, line noise) are ignored.", group="audio", minimum=0)
     ffmpeg_binary: str = env("FFMPEG_BINARY", "ffmpeg", "FFmpeg executable.", group="audio")
     ffprobe_binary: str = env("FFPROBE_BINARY", "ffprobe", "ffprobe executable.", group="audio")
     # -- generation ---------------------------------------------------------

@@ -50,8 +50,10 @@ def tone_call(
     The codec follows the suffix (.mp3, .wav). 8 kHz like Twilio's recordings.
     """
     path = Path(path)
-    left = f"sine=f={caller_hz}:r={sample_rate}:d={duration},volume='if({_gate(caller)},0.5,0)':eval=frame[l]"
-    right = f"sine=f={callee_hz}:r={sample_rate}:d={duration},volume='if({_gate(callee)},0.5,0)':eval=frame[r]"
+    # 10 ms frames: the gates (evaluated once per frame) open and close within 10 ms of the intervals.
+    frame = f"samples_per_frame={max(1, sample_rate // 100)}"
+    left = f"sine=f={caller_hz}:r={sample_rate}:d={duration}:{frame},volume='if({_gate(caller)},0.5,0)':eval=frame[l]"
+    right = f"sine=f={callee_hz}:r={sample_rate}:d={duration}:{frame},volume='if({_gate(callee)},0.5,0)':eval=frame[r]"
     graph = f"{left};{right};[l][r]join=inputs=2:channel_layout=stereo[a]"
     codec = ["-c:a", "libmp3lame", "-b:a", "32k"] if path.suffix == ".mp3" else ["-c:a", "pcm_s16le"]
     ffmpeg("-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-filter_complex", graph, "-map", "[a]", "-t", str(duration), *codec, str(path))

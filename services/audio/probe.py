@@ -1,0 +1,101 @@
+"""Validation of a recording with ffprobe, before any work is spent on it.
+
+A recording comes from outside (Twilio, or whoever can upload one), so every
+property the split relies on is checked here and a file that lacks one fails
+its call with a reason an operator can act on. ffprobe reads headers only; what
+a header cannot promise (that the audio really decodes, for as long as it
+says) is checked by the split, which decodes it anyway.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.progress import PermanentError
+
+from .process import ProcessFailed, run
+
+__all__ = ["RecordingInfo", "probe_recording", "PROBE_TIMEOUT"]
+
+# ffprobe reads headers, not the whole file: this is generous.
+PROBE_TIMEOUT = 60
+
+MONO = "recording is mono: enable dual-channel recording in Twilio"
+
+
+@dataclass(frozen=True)
+class RecordingInfo:
+    stream_index: int  # of the first audio stream, for -map
+    channels: int
+    sample_rate: int
+    codec: str
+    format: str
+    duration: float | None  # from the headers (an estimate for some MP3s); None when unknown
+
+
+def _number(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if number == number else None  # NaN: unknown
+
+
+def probe_recording(path: str | Path, *, ffprobe: str, max_seconds: float, workdir: str | Path) -> RecordingInfo:
+    """Check that ``path`` is a dual-channel recording of an acceptable length.
+
+    Raises PermanentError with the reason when it is not.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PermanentError("recording is missing")
+    if path.stat().st_size == 0:
+        raise PermanentError("recording is empty (0 bytes)")
+    report, log = Path(workdir) / "ffprobe.json", Path(workdir) / "ffprobe.log"
+    args = [ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)]
+    try:
+        run(args, timeout=PROBE_TIMEOUT, stdout=report, stderr=log)
+    except ProcessFailed as exc:
+        raise PermanentError(f"not an audio file: ffprobe cannot read it ({exc.detail or 'unknown format'})") from None
+    try:
+        info = json.loads(report.read_text() or "{}")
+    except ValueError:
+        raise PermanentError("not an audio file: ffprobe's report is unreadable") from None
+    return check(info, max_seconds=max_seconds)
+
+
+def check(info: dict, *, max_seconds: float) -> RecordingInfo:
+    """Apply the rules to an ffprobe report (``-show_format -show_streams``)."""
+    streams = [s for s in info.get("streams", []) if s.get("codec_type") == "audio"]
+    if not streams:
+        raise PermanentError("not an audio file: it has no audio stream")
+    stream = streams[0]
+    channels = int(stream.get("channels") or 0)
+    if channels == 1:
+        raise PermanentError(MONO)
+    if channels != 2:
+        raise PermanentError(f"recording has {channels} channels: expected 2 (dual-channel, one per side of the call)")
+    sample_rate = int(_number(stream.get("sample_rate")) or 0)
+    if sample_rate <= 0:
+        raise PermanentError("not an audio file: its audio stream has no sample rate")
+    fmt = info.get("format", {})
+    duration = _number(stream.get("duration"))
+    if duration is None:
+        duration = _number(fmt.get("duration"))
+    if duration is not None:
+        if duration <= 0:
+            raise PermanentError("recording is empty: its duration is 0 s")
+        if duration > max_seconds:
+            raise PermanentError(
+                f"recording is {duration:.0f} s long, more than the {max_seconds:g} s allowed (RECORDING_MAX_SECONDS)"
+            )
+    return RecordingInfo(
+        stream_index=int(stream.get("index", 0)),
+        channels=channels,
+        sample_rate=sample_rate,
+        codec=str(stream.get("codec_name", "unknown")),
+        format=str(fmt.get("format_name", "unknown")),
+        duration=duration,
+    )

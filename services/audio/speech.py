@@ -1,0 +1,59 @@
+"""Where each side speaks, from FFmpeg's ``silencedetect`` run during the split.
+
+The split's filter graph runs one ``silencedetect`` with ``mono=1`` on the
+stereo stream, so it judges each channel on its own and tags every line it
+logs with the channel: one decode measures both sides. A side's speech is the
+complement of its silences within the recording; sounds shorter than
+SPEECH_MIN_DURATION (a click on the line) are not speech.
+
+Times are in seconds from the start of the recording, rounded to 2 decimals.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+__all__ = ["silencedetect_options", "parse_silences", "speech_intervals", "Interval"]
+
+Interval = tuple[float, float]
+
+_LINE = re.compile(r"\[silencedetect @ [^\]]*\] channel: (\d+) \| silence_(start|end): (-?[\d.]+(?:e[-+]?\d+)?)")
+
+
+def silencedetect_options(threshold_db: float, min_silence: float) -> dict[str, object]:
+    """The filter's options: level below which a channel is silent, shortest silence, per channel."""
+    return {"noise": f"{threshold_db:g}dB", "duration": f"{min_silence:g}", "mono": 1}
+
+
+def parse_silences(lines: Iterable[str], channels: int = 2) -> list[list[Interval | tuple[float, None]]]:
+    """Each channel's silences from FFmpeg's log; a silence still open at the end has ``None`` as its end."""
+    silences: list[list[Interval | tuple[float, None]]] = [[] for _ in range(channels)]
+    for line in lines:
+        match = _LINE.search(line)
+        if not match:
+            continue
+        channel, kind, value = int(match[1]), match[2], float(match[3])
+        if channel >= channels:
+            continue
+        found = silences[channel]
+        if kind == "start":
+            found.append((value, None))
+        elif found and found[-1][1] is None:
+            found[-1] = (found[-1][0], value)
+    return silences
+
+
+def speech_intervals(
+    silences: Iterable[Interval | tuple[float, None]], duration: float, *, min_speech: float = 0.0
+) -> list[list[float]]:
+    """The stretches of ``[0, duration]`` outside ``silences``, as ``[start, end]`` pairs."""
+    speech: list[list[float]] = []
+    cursor = 0.0
+    for start, end in sorted((max(0.0, s), duration if e is None else min(duration, e)) for s, e in silences):
+        if start > cursor:
+            speech.append([cursor, start])
+        cursor = max(cursor, end)
+    if cursor < duration:
+        speech.append([cursor, duration])
+    return [[round(s, 2), round(e, 2)] for s, e in speech if e - s >= max(min_speech, 0.01)]

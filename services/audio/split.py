@@ -1,0 +1,150 @@
+"""The split: one FFmpeg pass that decodes the recording once and writes both sides.
+
+The filter graph is::
+
+    [recording] -> silencedetect (per channel) -> channelsplit -> FL -> side MP3
+                                                               -> FR -> side MP3
+
+so the recording is read and decoded once, both mono MP3s are encoded in the
+same pass, and each side's silences are measured on the way (see ``speech``).
+Memory stays at FFmpeg's frame buffers whatever the length of the call.
+
+Durations come from the samples FFmpeg reports having encoded for each output
+(``-loglevel verbose``), not from MP3 headers, which round up to whole frames
+and, for a truncated file, describe audio that is not there.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import ffmpeg
+
+from shared.models import SIDES
+from shared.progress import PermanentError
+from shared.settings import Settings
+
+from .probe import RecordingInfo
+from .process import ProcessFailed, run
+from .speech import parse_silences, silencedetect_options, speech_intervals
+
+__all__ = ["SideAudio", "Split", "SplitFailed", "channel_of", "build_command", "split_recording", "output_rate"]
+
+# Sample rates an MP3 can have. A recording at another rate is resampled to the
+# next one up; Twilio's 8 kHz recordings are kept as they are.
+MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+# LAME's VBR quality (0 best … 9 smallest): transparent for telephone speech.
+MP3_QUALITY = 5
+# A recording whose header promises much more audio than decodes is truncated or corrupt.
+MIN_DECODED_RATIO = 0.5
+
+_ENCODED = re.compile(r"Output stream #(\d+):\d+ \(audio\): \d+ frames encoded \((\d+) samples\)")
+# FFmpeg's words for input it cannot decode (as opposed to a full disk or a crash).
+_BAD_INPUT = ("Invalid data found", "Error while decoding", "Decoder (codec", "could not find codec", "not supported")
+
+
+class SplitFailed(Exception):
+    """FFmpeg failed for a reason that may not recur (retried)."""
+
+
+@dataclass(frozen=True)
+class SideAudio:
+    path: Path
+    duration: float
+    speech: list[list[float]]
+
+
+@dataclass(frozen=True)
+class Split:
+    duration: float
+    sides: dict[str, SideAudio]
+
+
+def channel_of(side: str, caller_channel: str) -> int:
+    """The channel index (0 = left, 1 = right) that holds ``side``."""
+    caller = 0 if caller_channel == "left" else 1
+    return caller if side == "caller" else 1 - caller
+
+
+def output_rate(sample_rate: int) -> int:
+    return next((rate for rate in MP3_RATES if rate >= sample_rate), MP3_RATES[-1])
+
+
+def build_command(source: Path, outputs: dict[str, Path], info: RecordingInfo, settings: Settings) -> list[str]:
+    """The FFmpeg command that writes each side of ``source`` to ``outputs[side]``."""
+    # Decoding stops a second past the maximum, so a file that lies about its
+    # length cannot keep FFmpeg busy; the decoded duration is checked after.
+    recording = ffmpeg.input(str(source), t=settings.recording_max_seconds + 1)["a:0"]
+    detect = silencedetect_options(settings.silence_threshold_db, settings.silence_min_duration)
+    channels = recording.filter("silencedetect", **detect).filter_multi_output("channelsplit", channel_layout="stereo")
+    encode = {"acodec": "libmp3lame", "ac": 1, "ar": output_rate(info.sample_rate), "q:a": MP3_QUALITY, "map_metadata": -1}
+    streams = [
+        ffmpeg.output(channels.stream(channel_of(side, settings.caller_channel)), str(outputs[side]), **encode)
+        for side in SIDES
+    ]
+    return (
+        ffmpeg.merge_outputs(*streams)
+        .global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "verbose")
+        .compile(cmd=settings.ffmpeg_binary, overwrite_output=True)
+    )
+
+
+def _encoded_samples(log: Path) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    with open(log, errors="replace") as lines:
+        for line in lines:
+            match = _ENCODED.search(line)
+            if match:
+                counts[int(match[1])] = int(match[2])
+    return counts
+
+
+def split_recording(source: Path, workdir: Path, info: RecordingInfo, settings: Settings) -> Split:
+    """Split ``source`` into one mono MP3 per side in ``workdir`` and measure each side.
+
+    Raises PermanentError when the recording turns out not to decode, SplitFailed
+    when FFmpeg fails otherwise, ProcessTimeout past SPLIT_TIMEOUT.
+    """
+    outputs = {side: workdir / f"{side}.mp3" for side in SIDES}
+    log = workdir / "split.log"
+    try:
+        run(build_command(source, outputs, info, settings), timeout=settings.split_timeout, stderr=log)
+    except ProcessFailed as exc:
+        if any(marker in exc.detail for marker in _BAD_INPUT):
+            raise PermanentError(f"recording does not decode: {exc.detail}") from None
+        raise SplitFailed(f"ffmpeg could not split the recording: {exc.detail}") from None
+
+    counts = _encoded_samples(log)
+    if len(counts) != len(SIDES):
+        raise SplitFailed(f"ffmpeg did not report what it encoded (is FFMPEG_BINARY a real FFmpeg?): {log.name}")
+    rate = output_rate(info.sample_rate)
+    durations = {side: counts[index] / rate for index, side in enumerate(SIDES)}
+    duration = max(durations.values())
+    if duration <= 0:
+        raise PermanentError("recording does not decode: no audio could be read from it")
+    if duration > settings.recording_max_seconds:
+        raise PermanentError(
+            f"recording is longer than the {settings.recording_max_seconds} s allowed (RECORDING_MAX_SECONDS)"
+        )
+    if info.duration and duration < info.duration * MIN_DECODED_RATIO:
+        raise PermanentError(
+            f"recording is truncated or corrupt: its header says {info.duration:.2f} s but only {duration:.2f} s decode"
+        )
+
+    with open(log, errors="replace") as lines:
+        silences = parse_silences(lines, channels=2)
+    sides = {
+        side: SideAudio(
+            path=outputs[side],
+            duration=round(durations[side], 3),
+            speech=speech_intervals(
+                silences[channel_of(side, settings.caller_channel)],
+                durations[side],
+                min_speech=settings.speech_min_duration,
+            ),
+        )
+        for side in SIDES
+    }
+    return Split(duration=round(duration, 3), sides=sides)
