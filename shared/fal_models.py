@@ -1,18 +1,47 @@
 """The fal.ai audio-to-video models callreel can drive: one entry per model.
 
 An entry says how the model's input is built from an avatar image, an audio
-URL and a prompt, the longest audio it accepts, and where its result keeps the
-video URL. It is data, not client code, so the audio stage (which cuts the
-segments) and the generation stage (which submits them) read the same limits.
-Adding a model is adding one entry to ``MODELS``.
+URL, a prompt and the segment's length, the longest audio it accepts, and
+where its result keeps the video URL. It is data, not client code, so the
+audio stage (which cuts the segments) and the generation stage (which submits
+them) read the same limits. Adding a model is adding one entry to ``MODELS``.
+
+The fields and limits follow each model's page on fal.ai (``/api`` and
+``llms.txt``):
+
+- ``fal-ai/stable-avatar``: image_url, audio_url, prompt (required); videos up
+  to five minutes.
+- ``fal-ai/kling-video/ai-avatar/v2/standard`` and ``/pro``: image_url,
+  audio_url, prompt (optional, default "."); Kling Avatar 2.0 takes up to five
+  minutes of audio.
+- ``fal-ai/bytedance/omnihuman/v1.5``: image_url, audio_url, prompt,
+  resolution ("720p" or "1080p", default "1080p"); 60 s of audio at 720p but
+  only 30 s at 1080p, so callreel asks for 720p.
+- ``veed/fabric-1.0``: image_url, audio_url and ``resolution`` ("480p" or
+  "720p"), which is required; audio up to 300 s. 480p: callreel's panels are
+  640×480, and it is about half the price.
+- ``fal-ai/infinitalk``: image_url, audio_url, prompt (required) and
+  ``num_frames`` (41–721, default 145, at 25 fps). The video is as long as
+  ``num_frames`` says, not as long as the audio, so the frame count is
+  derived from the segment's length and one job covers at most 28.8 s.
+
+Every model returns ``{"video": {"url": …, "content_type": "video/mp4", …}}``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["FalModel", "MODELS", "model_for", "UnknownModel"]
+__all__ = ["FalModel", "MODELS", "model_for", "UnknownModel", "CUT_MARGIN"]
+
+# An MP3 cut by FFmpeg comes out a little longer than asked (whole frames of
+# 1152 samples, 0.144 s each at Twilio's 8 kHz, plus encoder padding), so
+# segments are planned this much below a model's documented limit.
+CUT_MARGIN = 1.0
+
+InputBuilder = Callable[[str, str, str, float], dict[str, Any]]
 
 
 class UnknownModel(ValueError):
@@ -26,17 +55,44 @@ def _video_url(result: dict[str, Any]) -> str:
 @dataclass(frozen=True)
 class FalModel:
     endpoint: str
-    max_audio_seconds: float
-    build_input: Callable[[str, str, str], dict[str, Any]] = field(repr=False)
+    limit_seconds: float  # the longest audio the model documents
+    build_input: InputBuilder = field(repr=False)  # (image_url, audio_url, prompt, seconds) -> input JSON
     read_video_url: Callable[[dict[str, Any]], str] = field(default=_video_url, repr=False)
 
+    @property
+    def max_audio_seconds(self) -> float:
+        """The longest segment to plan for this model (its limit less the cutting margin)."""
+        return self.limit_seconds - CUT_MARGIN
 
-def _image_audio_prompt(image_url: str, audio_url: str, prompt: str) -> dict[str, Any]:
+
+def _image_audio_prompt(image_url: str, audio_url: str, prompt: str, seconds: float) -> dict[str, Any]:
     return {"image_url": image_url, "audio_url": audio_url, "prompt": prompt}
 
 
-def _image_audio(image_url: str, audio_url: str, prompt: str) -> dict[str, Any]:
-    return {"image_url": image_url, "audio_url": audio_url}
+def _omnihuman(image_url: str, audio_url: str, prompt: str, seconds: float) -> dict[str, Any]:
+    return {"image_url": image_url, "audio_url": audio_url, "prompt": prompt, "resolution": "720p"}
+
+
+def _fabric(image_url: str, audio_url: str, prompt: str, seconds: float) -> dict[str, Any]:
+    return {"image_url": image_url, "audio_url": audio_url, "resolution": "480p"}
+
+
+INFINITALK_FPS = 25
+INFINITALK_FRAMES = (41, 721)
+
+
+def _infinitalk(image_url: str, audio_url: str, prompt: str, seconds: float) -> dict[str, Any]:
+    # Frames for the whole segment plus the cutting margin, as 4n+1 like the
+    # model's own bounds (41, 145, 721), clamped to what it accepts.
+    frames = math.ceil((seconds + CUT_MARGIN) * INFINITALK_FPS / 4) * 4 + 1
+    frames = max(INFINITALK_FRAMES[0], min(INFINITALK_FRAMES[1], frames))
+    return {
+        "image_url": image_url,
+        "audio_url": audio_url,
+        "prompt": prompt,
+        "num_frames": frames,
+        "resolution": "480p",
+    }
 
 
 MODELS: dict[str, FalModel] = {
@@ -45,9 +101,9 @@ MODELS: dict[str, FalModel] = {
         FalModel("fal-ai/stable-avatar", 300, _image_audio_prompt),
         FalModel("fal-ai/kling-video/ai-avatar/v2/standard", 300, _image_audio_prompt),
         FalModel("fal-ai/kling-video/ai-avatar/v2/pro", 300, _image_audio_prompt),
-        FalModel("fal-ai/bytedance/omnihuman/v1.5", 60, _image_audio),
-        FalModel("veed/fabric-1.0", 300, _image_audio),
-        FalModel("fal-ai/infinitalk", 300, _image_audio_prompt),
+        FalModel("fal-ai/bytedance/omnihuman/v1.5", 60, _omnihuman),
+        FalModel("veed/fabric-1.0", 300, _fabric),
+        FalModel("fal-ai/infinitalk", (INFINITALK_FRAMES[1] - 1) / INFINITALK_FPS, _infinitalk),
     )
 }
 

@@ -19,9 +19,11 @@ __all__ = [
     "video_key",
     "side_video_key",
     "segment_video_key",
+    "avatar_key",
 ]
 
 CALL_ID_RE = re.compile(r"^CA[0-9a-f]{32}$")
+DIGEST_RE = re.compile(r"^[0-9a-f]{8,64}$")
 SIDE_RE = re.compile(r"^(caller|callee)$")
 
 
@@ -68,3 +70,10 @@ def side_video_key(call_id: str, side: str) -> str:
 
 def segment_video_key(call_id: str, side: str, index: int) -> str:
     return f"videos/{validate_call_id(call_id)}-{_side(side)}-{int(index):03d}.mp4"
+
+
+def avatar_key(side: str, digest: str) -> str:
+    """A shipped avatar image as fal fetches it; named by its content, so a new image gets a new key."""
+    if not DIGEST_RE.match(digest):
+        raise ValueError(f"invalid avatar digest {digest!r}")
+    return f"avatars/{_side(side)}-{digest}.png"

@@ -22,9 +22,10 @@ __all__ = ["Interval", "plan_segments", "silences"]
 
 Interval = tuple[float, float]
 
-# Segments shorter than this are merged into a neighbour: a fal job has a fixed
-# cost and start-up, and a 0.2 s clip makes a poor video.
-MIN_SEGMENT = 1.0
+# No segment is shorter than this (unless the whole side is): a fal job has a
+# fixed cost and start-up, Kling's avatar refuses audio under 2 s and Stable
+# Avatar bills at least 4 s, and a 0.2 s clip makes a poor video anyway.
+MIN_SEGMENT = 2.0
 
 
 def silences(speech: Sequence[Interval], duration: float) -> list[Interval]:
@@ -40,11 +41,18 @@ def silences(speech: Sequence[Interval], duration: float) -> list[Interval]:
 
 
 def _cut_points(start: float, end: float, max_len: float, gaps: Sequence[Interval]) -> list[float]:
-    """Cut ``[start, end)`` into pieces of at most ``max_len``, preferring the middle of a silence."""
+    """Cut ``[start, end)`` into pieces of at most ``max_len``, inside silences where there are any.
+
+    Each cut is the latest point that lies in a silence (its middle, or the
+    limit when the silence runs past it), so pieces are long and few; only a
+    stretch with no silence at all is cut hard at the limit. No cut leaves a
+    last piece shorter than ``MIN_SEGMENT``.
+    """
     cuts, cursor = [], start
     while end - cursor > max_len:
-        limit = cursor + max_len
-        inside = [(a + b) / 2 for a, b in gaps if cursor + MIN_SEGMENT < (a + b) / 2 <= limit]
+        limit = min(cursor + max_len, end - MIN_SEGMENT)
+        inside = [min((a + b) / 2, limit) for a, b in gaps if a < limit and b > cursor + MIN_SEGMENT]
+        inside = [c for c in inside if cursor + MIN_SEGMENT <= c]
         cut = max(inside) if inside else limit
         cuts.append(cut)
         cursor = cut
@@ -76,15 +84,31 @@ def plan_segments(
     gaps = silences(speech, duration)
     if mode == "full":
         return _split(0.0, duration, max_seconds, gaps)
-    # Speech mode: pad, then merge stretches separated by less than merge_gap.
+    # Speech mode: pad, merge stretches separated by less than merge_gap, then
+    # widen what is still shorter than MIN_SEGMENT (a lone "mm") and merge again.
+    padded = [(max(0.0, start - padding), min(duration, end + padding)) for start, end in speech]
+    stretches = _merge(padded, merge_gap)
+    stretches = _merge([_widened(start, end, duration) for start, end in stretches], merge_gap)
+    segments: list[Interval] = []
+    for start, end in stretches:
+        segments.extend(_split(start, end, max_seconds, gaps))
+    return segments
+
+
+def _merge(intervals: Sequence[Interval], merge_gap: float) -> list[Interval]:
     merged: list[list[float]] = []
-    for start, end in speech:
-        start, end = max(0.0, start - padding), min(duration, end + padding)
+    for start, end in sorted(intervals):
         if merged and start - merged[-1][1] < merge_gap:
             merged[-1][1] = max(merged[-1][1], end)
         else:
             merged.append([start, end])
-    segments: list[Interval] = []
-    for start, end in merged:
-        segments.extend(_split(start, end, max_seconds, gaps))
-    return segments
+    return [(start, end) for start, end in merged]
+
+
+def _widened(start: float, end: float, duration: float) -> Interval:
+    """``[start, end)`` grown evenly to ``MIN_SEGMENT`` (within the side) if it is shorter."""
+    short = MIN_SEGMENT - (end - start)
+    if short <= 0:
+        return start, end
+    end = min(duration, max(0.0, start - short / 2) + MIN_SEGMENT)
+    return max(0.0, end - MIN_SEGMENT), end

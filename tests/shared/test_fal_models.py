@@ -1,0 +1,35 @@
+import pytest
+
+from shared.fal_models import CUT_MARGIN, MODELS, UnknownModel, model_for
+
+IMAGE, AUDIO, PROMPT = "https://s3/avatar.png", "https://s3/audio.mp3", "a person talking"
+
+
+def test_every_model_takes_an_image_and_an_audio_url_and_returns_video_url():
+    for model in MODELS.values():
+        arguments = model.build_input(IMAGE, AUDIO, PROMPT, 12.0)
+        assert arguments["image_url"] == IMAGE and arguments["audio_url"] == AUDIO
+        assert model.read_video_url({"video": {"url": "https://v3.fal.media/x.mp4"}}) == "https://v3.fal.media/x.mp4"
+        assert 0 < model.max_audio_seconds == model.limit_seconds - CUT_MARGIN
+
+
+def test_required_fields_of_each_model():
+    # Stable Avatar and InfiniTalk require a prompt; Fabric requires a resolution.
+    assert model_for("fal-ai/stable-avatar").build_input(IMAGE, AUDIO, PROMPT, 10)["prompt"] == PROMPT
+    assert model_for("veed/fabric-1.0").build_input(IMAGE, AUDIO, PROMPT, 10)["resolution"] in ("480p", "720p")
+    # OmniHuman takes 60 s only at 720p (30 s at its default 1080p).
+    omni = model_for("fal-ai/bytedance/omnihuman/v1.5")
+    assert omni.limit_seconds == 60 and omni.build_input(IMAGE, AUDIO, PROMPT, 50)["resolution"] == "720p"
+
+
+@pytest.mark.parametrize("seconds", [0.5, 5.8, 12.3, model_for("fal-ai/infinitalk").max_audio_seconds])
+def test_infinitalk_frames_cover_the_segment(seconds):
+    arguments = model_for("fal-ai/infinitalk").build_input(IMAGE, AUDIO, PROMPT, seconds)
+    frames = arguments["num_frames"]
+    assert 41 <= frames <= 721 and frames % 4 == 1
+    assert frames / 25 >= min(seconds, 28.8)
+
+
+def test_unknown_model_lists_the_known_ones():
+    with pytest.raises(UnknownModel, match="fal-ai/stable-avatar"):
+        model_for("fal-ai/nope")
