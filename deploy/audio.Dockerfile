@@ -1,0 +1,34 @@
+# syntax=docker/dockerfile:1
+# audio: validates and splits each recording into its two sides (FFmpeg), measures speech.
+# Build from the repository root: docker build -f deploy/audio.Dockerfile .
+
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# Only the shared package, the CLI and this service's own code: a service
+# that imported another's would fail here, not in production.
+COPY pyproject.toml README.md ./
+COPY shared/ shared/
+COPY callreel/ callreel/
+COPY services/__init__.py services/__init__.py
+COPY services/audio/ services/audio/
+RUN pip install ".[audio]"
+
+FROM python:3.11-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ffmpeg \
+ && rm -rf /var/lib/apt/lists/*
+RUN groupadd --system --gid 10001 callreel \
+ && useradd --system --uid 10001 --gid callreel --home-dir /app --shell /usr/sbin/nologin callreel \
+ && install -d -o callreel -g callreel /app
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+USER callreel
+# METRICS_PORT: Prometheus, private.
+EXPOSE 9191
+# A shell only to read WORKER_PROCESSES / WORKER_THREADS (defaults: shared/settings.py);
+# exec hands PID 1 to dramatiq, which turns SIGTERM into a graceful stop.
+CMD ["/bin/sh", "-c", "exec dramatiq services.audio.actors --queues audio --processes ${WORKER_PROCESSES:-1} --threads ${WORKER_THREADS:-2}"]
