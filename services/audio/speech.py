@@ -26,14 +26,19 @@ def silencedetect_options(threshold_db: float, min_silence: float) -> dict[str, 
     return {"noise": f"{threshold_db:g}dB", "duration": f"{min_silence:g}", "mono": 1}
 
 
-def parse_silences(lines: Iterable[str], channels: int = 2) -> list[list[Interval | tuple[float, None]]]:
-    """Each channel's silences from FFmpeg's log; a silence still open at the end has ``None`` as its end."""
+def parse_silences(
+    lines: Iterable[str], channels: int = 2, *, offset: float = 0.0
+) -> list[list[Interval | tuple[float, None]]]:
+    """Each channel's silences from FFmpeg's log; a silence still open at the end has ``None`` as its end.
+
+    ``offset`` is subtracted from every time (the silence the split adds in front).
+    """
     silences: list[list[Interval | tuple[float, None]]] = [[] for _ in range(channels)]
     for line in lines:
         match = _LINE.search(line)
         if not match:
             continue
-        channel, kind, value = int(match[1]), match[2], float(match[3])
+        channel, kind, value = int(match[1]), match[2], float(match[3]) - offset
         if channel >= channels:
             continue
         found = silences[channel]

@@ -2,12 +2,18 @@
 
 The filter graph is::
 
-    [recording] -> silencedetect (per channel) -> channelsplit -> FL -> side MP3
-                                                               -> FR -> side MP3
+    [recording] -> asplit -> channelsplit -> FL -> side MP3
+                          |              -> FR -> side MP3
+                          -> adelay, apad -> silencedetect (per channel) -> null
 
 so the recording is read and decoded once, both mono MP3s are encoded in the
 same pass, and each side's silences are measured on the way (see ``speech``).
 Memory stays at FFmpeg's frame buffers whatever the length of the call.
+
+The measuring branch gets SILENCE_MIN_DURATION of silence added at both ends:
+silencedetect only reports a silence once it has lasted that long, so without
+it a side that stops talking 0.3 s before the call ends would be "speaking"
+until the end. Its times are shifted back by the same amount.
 
 Durations come from the samples FFmpeg reports having encoded for each output
 (``-loglevel verbose``), not from MP3 headers, which round up to whole frames
@@ -16,6 +22,7 @@ and, for a truncated file, describe audio that is not there.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +37,7 @@ from .probe import RecordingInfo
 from .process import ProcessFailed, run
 from .speech import parse_silences, silencedetect_options, speech_intervals
 
-__all__ = ["SideAudio", "Split", "SplitFailed", "channel_of", "build_command", "split_recording", "output_rate"]
+__all__ = ["SideAudio", "Split", "SplitFailed", "channel_of", "build_command", "split_recording", "output_rate", "edge_samples"]
 
 # Sample rates an MP3 can have. A recording at another rate is resampled to the
 # next one up; Twilio's 8 kHz recordings are kept as they are.
@@ -72,18 +79,30 @@ def output_rate(sample_rate: int) -> int:
     return next((rate for rate in MP3_RATES if rate >= sample_rate), MP3_RATES[-1])
 
 
+def edge_samples(sample_rate: int, min_silence: float) -> int:
+    """Silence added at each end of the measuring branch, in samples (a whole minimum pause)."""
+    return math.ceil(min_silence * sample_rate)
+
+
 def build_command(source: Path, outputs: dict[str, Path], info: RecordingInfo, settings: Settings) -> list[str]:
     """The FFmpeg command that writes each side of ``source`` to ``outputs[side]``."""
     # Decoding stops a second past the maximum, so a file that lies about its
     # length cannot keep FFmpeg busy; the decoded duration is checked after.
-    recording = ffmpeg.input(str(source), t=settings.recording_max_seconds + 1)["a:0"]
-    detect = silencedetect_options(settings.silence_threshold_db, settings.silence_min_duration)
-    channels = recording.filter("silencedetect", **detect).filter_multi_output("channelsplit", channel_layout="stereo")
+    recording = ffmpeg.input(str(source), t=settings.recording_max_seconds + 1)["a:0"].filter_multi_output("asplit", 2)
+    channels = recording.stream(0).filter_multi_output("channelsplit", channel_layout="stereo")
     encode = {"acodec": "libmp3lame", "ac": 1, "ar": output_rate(info.sample_rate), "q:a": MP3_QUALITY, "map_metadata": -1}
     streams = [
         ffmpeg.output(channels.stream(channel_of(side, settings.caller_channel)), str(outputs[side]), **encode)
         for side in SIDES
     ]
+    edge = edge_samples(info.sample_rate, settings.silence_min_duration)
+    measured = (
+        recording.stream(1)
+        .filter("adelay", delays=f"{edge}S", all=1)
+        .filter("apad", pad_len=edge)
+        .filter("silencedetect", **silencedetect_options(settings.silence_threshold_db, settings.silence_min_duration))
+    )
+    streams.append(ffmpeg.output(measured, "-", f="null"))  # after the sides: outputs #0 and #1 are theirs
     return (
         ffmpeg.merge_outputs(*streams)
         .global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "verbose")
@@ -117,7 +136,7 @@ def split_recording(source: Path, workdir: Path, info: RecordingInfo, settings: 
         raise SplitFailed(f"ffmpeg could not split the recording: {exc.detail}") from None
 
     counts = _encoded_samples(log)
-    if len(counts) != len(SIDES):
+    if any(index not in counts for index in range(len(SIDES))):
         raise SplitFailed(f"ffmpeg did not report what it encoded (is FFMPEG_BINARY a real FFmpeg?): {log.name}")
     rate = output_rate(info.sample_rate)
     durations = {side: counts[index] / rate for index, side in enumerate(SIDES)}
@@ -134,7 +153,7 @@ def split_recording(source: Path, workdir: Path, info: RecordingInfo, settings: 
         )
 
     with open(log, errors="replace") as lines:
-        silences = parse_silences(lines, channels=2)
+        silences = parse_silences(lines, channels=2, offset=edge_samples(info.sample_rate, settings.silence_min_duration) / info.sample_rate)
     sides = {
         side: SideAudio(
             path=outputs[side],

@@ -97,3 +97,48 @@ def color_video(path: str | Path, color: str, *, size: str = "512x512", fps: int
         args += ["-f", "lavfi", "-i", f"sine=f=300:d={duration}", "-c:a", "aac", "-shortest"]
     ffmpeg(*args, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path))
     return Path(path)
+
+
+# -- measuring decoded audio (no numpy: a Goertzel filter per frequency is enough) --
+
+
+def pcm(path: str | Path, start: float = 0.0, end: float | None = None, *, rate: int = 8000) -> "array":
+    """The mono 16-bit samples of ``path`` between ``start`` and ``end`` seconds, decoded by FFmpeg."""
+    from array import array
+
+    trim = f"atrim=start={start}" + (f":end={end}" if end is not None else "")
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-af", trim, "-ac", "1", "-ar", str(rate), "-f", "s16le", "-"],
+        check=True, capture_output=True,
+    ).stdout
+    samples = array("h")
+    samples.frombytes(raw)
+    return samples
+
+
+def level_db(samples: Sequence[int]) -> float:
+    """RMS level in dBFS (-inf for digital silence)."""
+    import math
+
+    if not samples:
+        return float("-inf")
+    mean_square = sum(x * x for x in samples) / len(samples)
+    return 10 * math.log10(mean_square / 32768**2) if mean_square else float("-inf")
+
+
+def tone_db(samples: Sequence[int], hz: float, rate: int = 8000) -> float:
+    """Level in dBFS of the ``hz`` component of ``samples`` (Goertzel)."""
+    import math
+
+    coeff = 2 * math.cos(2 * math.pi * hz / rate)
+    s1 = s2 = 0.0
+    for x in samples:
+        s1, s2 = x + coeff * s1 - s2, s1
+    power = max(s1 * s1 + s2 * s2 - coeff * s1 * s2, 0.0)
+    amplitude = 2 * math.sqrt(power) / max(len(samples), 1)
+    return 20 * math.log10(amplitude / 32768) if amplitude else float("-inf")
+
+
+def dominant_hz(samples: Sequence[int], rate: int = 8000, *, low: int = 100, high: int = 2000, step: int = 10) -> int:
+    """The strongest frequency between ``low`` and ``high`` Hz, to ``step`` Hz (use 0.25 s or so of audio)."""
+    return max(range(low, high + 1, step), key=lambda hz: tone_db(samples, hz, rate))

@@ -1,0 +1,113 @@
+"""Cutting a side's fal.ai segments, for the generation stage (which has no FFmpeg).
+
+Only when FAL_KEY is set. The segments are planned by ``shared.segments`` from
+the side's speech, cut from the side's MP3 with ``atrim`` (exact to the sample;
+stream copy would cut on whole MP3 frames and shift the lips against the
+call), uploaded, and recorded as ``Segment`` rows the generation stage submits.
+
+A side's cuts share one decode: the side is read once and ``asplit`` feeds one
+trimmed, re-encoded output per segment. A long call in ``speech`` mode can have
+hundreds of segments, so outputs are written in batches, which bounds the
+encoders FFmpeg holds at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import ffmpeg
+
+from shared import keys
+from shared.fal_models import model_for
+from shared.models import Segment, SegmentState, utcnow
+from shared.segments import plan_segments
+from shared.settings import Settings
+from shared.storage import Storage
+
+from .process import ProcessFailed, run
+from .split import MP3_QUALITY, SideAudio, SplitFailed
+
+__all__ = ["PlannedSegment", "plan_side", "cut_command", "cut_side", "record_segments", "BATCH"]
+
+BATCH = 16  # outputs per FFmpeg run
+
+
+@dataclass(frozen=True)
+class PlannedSegment:
+    index: int
+    start: float
+    end: float
+    path: Path
+
+
+def plan_side(side: str, audio: SideAudio, workdir: Path, settings: Settings) -> list[PlannedSegment]:
+    """The side's segments as ``shared.segments`` plans them (none for a silent side)."""
+    spans = plan_segments(
+        audio.duration,
+        [tuple(interval) for interval in audio.speech],
+        mode=settings.generation_mode,
+        max_seconds=model_for(settings.fal_model).max_audio_seconds,
+        padding=settings.speech_padding,
+    )
+    return [PlannedSegment(i, start, end, workdir / f"{side}-{i:03d}.mp3") for i, (start, end) in enumerate(spans)]
+
+
+def cut_command(source: Path, segments: Sequence[PlannedSegment], ffmpeg_binary: str) -> list[str]:
+    """One FFmpeg command writing each of ``segments`` from ``source``."""
+    branches = ffmpeg.input(str(source))["a:0"].filter_multi_output("asplit", len(segments))
+    outputs = [
+        ffmpeg.output(
+            branches.stream(n).filter("atrim", start=f"{segment.start:.3f}", end=f"{segment.end:.3f}")
+            .filter("asetpts", "PTS-STARTPTS"),
+            str(segment.path),
+            acodec="libmp3lame",
+            **{"q:a": MP3_QUALITY},
+        )
+        for n, segment in enumerate(segments)
+    ]
+    return (
+        ffmpeg.merge_outputs(*outputs)
+        .global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "error")
+        .compile(cmd=ffmpeg_binary, overwrite_output=True)
+    )
+
+
+def cut_side(audio: SideAudio, segments: Sequence[PlannedSegment], workdir: Path, settings: Settings) -> None:
+    """Write every planned segment of one side to its path."""
+    for first in range(0, len(segments), BATCH):
+        batch = segments[first:first + BATCH]
+        try:
+            run(
+                cut_command(audio.path, batch, settings.ffmpeg_binary),
+                timeout=settings.split_timeout,
+                stderr=workdir / "cut.log",
+            )
+        except ProcessFailed as exc:
+            raise SplitFailed(f"ffmpeg could not cut the segments: {exc.detail}") from None
+
+
+def record_segments(call_id: str, side: str, segments: Sequence[PlannedSegment], storage: Storage) -> None:
+    """Upload the cut segments and make their rows; a redelivered message finds them and changes nothing."""
+    for segment in segments:
+        key = keys.segment_audio_key(call_id, side, segment.index)
+        storage.upload_file(segment.path, key, content_type="audio/mpeg")
+        row, created = Segment.get_or_create(
+            call_id=call_id,
+            side=side,
+            index=segment.index,
+            defaults={"start": segment.start, "end": segment.end, "state": SegmentState.PENDING, "audio_key": key},
+        )
+        if not created and row.state == SegmentState.PENDING and (row.start, row.end, row.audio_key) != (segment.start, segment.end, key):
+            # A retried call re-planned with other settings: the audio just uploaded is the truth.
+            Segment.update(start=segment.start, end=segment.end, audio_key=key, updated_at=utcnow()).where(
+                Segment.id == row.id
+            ).execute()
+    # Rows past the new plan (a shorter re-plan) that no job has taken yet.
+    Segment.delete().where(
+        (Segment.call_id == call_id)
+        & (Segment.side == side)
+        & (Segment.index >= len(segments))
+        & (Segment.state == SegmentState.PENDING)
+    ).execute()

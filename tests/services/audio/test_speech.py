@@ -1,0 +1,47 @@
+"""Speech intervals from silencedetect's log (unit tests: the parsing and the arithmetic)."""
+
+from __future__ import annotations
+
+from services.audio.speech import parse_silences, silencedetect_options, speech_intervals
+
+LOG = """\
+[mp3 @ 0x5601] Skipping 0 bytes of junk at 333.
+[silencedetect @ 0x5623aca53200] channel: 0 | silence_start: 0
+[silencedetect @ 0x5623aca53200] channel: 1 | silence_start: 0
+[silencedetect @ 0x5623aca53200] channel: 0 | silence_end: 0.512 | silence_duration: 0.512
+[silencedetect @ 0x5623aca53200] channel: 0 | silence_start: 2.048
+[silencedetect @ 0x5623aca53200] channel: 1 | silence_end: 2.56 | silence_duration: 2.56
+[silencedetect @ 0x5623aca53200] channel: 0 | silence_end: 3.072 | silence_duration: 1.024
+[silencedetect @ 0x5623aca53200] channel: 0 | silence_start: 3.712
+[silencedetect @ 0x5623aca53200] channel: 1 | silence_start: 4.096
+size=       6kB time=00:00:05.04 bitrate=  10.2kbits/s speed= 652x
+[silencedetect @ 0x5623aca53200] channel: 1 | silence_end: 5 | silence_duration: 0.904
+"""
+
+
+def test_parse_per_channel():
+    left, right = parse_silences(LOG.splitlines())
+    assert left == [(0.0, 0.512), (2.048, 3.072), (3.712, None)]
+    assert right == [(0.0, 2.56), (4.096, 5.0)]
+
+
+def test_speech_is_what_is_not_silence():
+    left, right = parse_silences(LOG.splitlines())
+    assert speech_intervals(left, 5.0) == [[0.51, 2.05], [3.07, 3.71]]
+    assert speech_intervals(right, 5.0) == [[2.56, 4.1]]
+
+
+def test_no_silence_is_all_speech_and_all_silence_is_none():
+    assert speech_intervals([], 3.25) == [[0.0, 3.25]]
+    assert speech_intervals([(0.0, None)], 3.25) == []
+    assert speech_intervals([(-0.01, 3.4)], 3.25) == []
+
+
+def test_short_bursts_are_not_speech():
+    silences = [(0.0, 1.0), (1.05, 2.0), (2.5, None)]
+    assert speech_intervals(silences, 3.0, min_speech=0.1) == [[2.0, 2.5]]
+    assert speech_intervals(silences, 3.0) == [[1.0, 1.05], [2.0, 2.5]]
+
+
+def test_filter_options():
+    assert silencedetect_options(-35.0, 0.5) == {"noise": "-35dB", "duration": "0.5", "mono": 1}
