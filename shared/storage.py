@@ -101,9 +101,8 @@ class S3Storage:
         # Two parts in flight bound memory to about 2 parts per transfer; for a
         # non-seekable stream (upload_fileobj of a network body) s3transfer
         # also buffers up to max_in_memory_upload_chunks parts (10 by default).
-        self.transfer = TransferConfig(
-            multipart_threshold=part, multipart_chunksize=part, max_concurrency=2, max_in_memory_upload_chunks=2
-        )
+        self.transfer = TransferConfig(multipart_threshold=part, multipart_chunksize=part, max_concurrency=2)
+        self.transfer.max_in_memory_upload_chunks = 2  # not a constructor argument in boto3's subclass
 
     def _extra(self, content_type: str | None) -> dict | None:
         return {"ContentType": content_type} if content_type else None
