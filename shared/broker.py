@@ -70,6 +70,10 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     else:
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
+        if settings.metrics_port:
+            from .metrics import WorkerMetrics, metrics_dir
+
+            middleware.append(WorkerMetrics(metrics_dir(settings.metrics_port, settings)))
         broker = RabbitmqBroker(
             url=rabbitmq_url(settings), confirm_delivery=settings.broker_confirm_delivery, middleware=middleware
         )

@@ -23,6 +23,7 @@ from typing import Any, Iterator
 
 from peewee import fn
 
+from . import metrics
 from .models import STAGES, Call, Stage, VideoStatus, utcnow
 
 __all__ = ["PermanentError", "begin", "finish", "advance", "fail_call", "timed", "stage_order"]
@@ -70,6 +71,19 @@ def finish(call_id: str, stage: str, **columns: Any) -> None:
     updates[getattr(Call, f"{stage}_finished_at")] = now
     updates[Call.updated_at] = now
     Call.update(updates).where(Call.id == call_id).execute()
+    _measure(call_id, stage, now, columns.get("video_status"))
+
+
+def _measure(call_id: str, stage: str, now: Any, video_status: str | None) -> None:
+    """Metrics of a finished stage: its duration from the row's start, and the call's end."""
+    try:
+        started = Call.select(getattr(Call, f"{stage}_started_at")).where(Call.id == call_id).scalar()
+    except Exception:  # bookkeeping never fails the work it describes
+        log.warning("stage duration not measured", exc_info=True, extra={"call_id": call_id, "stage": stage})
+        started = None
+    metrics.stage_finished(stage, (now - started).total_seconds() if isinstance(started, type(now)) else None)
+    if video_status in VideoStatus.TERMINAL:
+        metrics.call_ended(video_status)
 
 
 def advance(call_id: str, stage: str, next_stage: str) -> None:
@@ -103,6 +117,7 @@ def fail_call(call_id: str, reason: str, *, status: str = VideoStatus.FAILED) ->
     )
     if updated:
         log.warning("call %s: %s", status, reason, extra={"call_id": call_id, "stage": call.stage})
+        metrics.call_failed(call.stage, status)
     return bool(updated)
 
 

@@ -1,0 +1,404 @@
+"""Prometheus metrics: what each worker does, how long each stage takes, how ingest answers.
+
+Three families, served by every service on its own ``METRICS_PORT`` at ``/metrics``:
+
+- **Messages** (:class:`WorkerMetrics`, a Dramatiq middleware): Dramatiq's own
+  metric names and labels (``dramatiq_messages_total``, ``…_message_errors_total``,
+  ``…_message_retries_total``, ``…_message_rejects_total``, ``…_messages_inprogress``,
+  ``…_message_duration_milliseconds``), so dashboards made for Dramatiq's
+  Prometheus middleware work unchanged. It is ours rather than Dramatiq's because
+  Dramatiq's reads its port and folder from environment variables once, at
+  import, in a process the ``dramatiq`` command forks before our code runs;
+  ours takes them from ``METRICS_PORT`` and ``TMP_DIR``.
+- **Pipeline** (:func:`stage_finished`, :func:`call_ended`, :func:`call_failed`,
+  called by ``shared.progress``): seconds per stage, calls ended per status,
+  failures per stage.
+- **HTTP** (:class:`RequestMetrics`, a Falcon middleware; ingest): requests per
+  route, method and status, and their latency.
+
+A worker runs several processes (``--processes``) and gunicorn several workers,
+so the values live in prometheus_client's multiprocess mode: each process writes
+its own files in one folder and the process that answers ``/metrics`` adds them
+up. That mode must be chosen before the first metric exists, so nothing here
+creates one at import: metrics are made on first use, after
+:func:`use_multiprocess` ran (a worker's ``process_boot``, gunicorn's
+``when_ready``). In a single process (tests, ``callreel serve``) the same
+metrics live in memory, in prometheus_client's default registry.
+
+Bookkeeping never takes a worker down: a metric that cannot be recorded is
+logged and skipped.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import socket
+import threading
+import time
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import dramatiq
+
+from .settings import Settings, get_settings
+
+__all__ = [
+    "WorkerMetrics",
+    "RequestMetrics",
+    "metrics_dir",
+    "use_multiprocess",
+    "serve_worker_metrics",
+    "start_metrics_server",
+    "gunicorn_when_ready",
+    "gunicorn_child_exit",
+    "stage_finished",
+    "call_ended",
+    "call_failed",
+]
+
+log = logging.getLogger("callreel.metrics")
+
+# Dramatiq's buckets, in milliseconds: a poll takes 5 ms, a composition minutes.
+MESSAGE_BUCKETS = (5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000, 30000, 60000, 600000, 900000)
+# A stage takes from a second (ingest of a short call) to an hour (fal.ai on a long one).
+STAGE_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15)
+
+_multiprocess_dir: Path | None = None
+
+
+# -- where the values live ------------------------------------------------------
+
+
+def metrics_dir(port: int, settings: Settings | None = None) -> Path:
+    """The folder shared by the processes whose metrics are served on ``port``.
+
+    Keyed by the port because the port is what every process of one service
+    agrees on, including the process that only serves (it knows no service name),
+    and two services on one machine never share a port.
+    """
+    settings = settings or get_settings()
+    return Path(settings.tmp_dir) / "callreel-metrics" / str(port)
+
+
+def use_multiprocess(directory: Path, *, fresh: bool = False) -> None:
+    """Keep this process's metrics, and its children's, as files in ``directory``.
+
+    Files an earlier run left behind would be added to this run's numbers, so
+    they go first: all of them when the caller starts a run (``fresh``: gunicorn's
+    master before it forks), otherwise the ones of dead processes and of this
+    pid (a container restart reuses pids): the sibling worker processes boot at
+    the same time and their files must stay.
+    """
+    global _multiprocess_dir
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in directory.glob("*.db"):
+        pid = _pid_of(path)
+        if fresh or pid is None or pid == os.getpid() or not _alive(pid):
+            path.unlink(missing_ok=True)
+    # prometheus_client reads this when it makes a value; children inherit it.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    from prometheus_client import values
+
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        # Imported before the variable was set: switch now, before any metric exists.
+        values.ValueClass = values.MultiProcessValue()
+    _multiprocess_dir = directory
+
+
+def _pid_of(path: Path) -> int | None:
+    tail = path.stem.rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- the metrics, made once per process on first use ----------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _family(name: str) -> Any:
+    import prometheus_client as prom
+
+    labels = ["queue_name", "actor_name"]
+    factories: dict[str, Callable[[], Any]] = {
+        "messages": lambda: prom.Counter("dramatiq_messages_total", "The total number of messages processed.", labels),
+        "errors": lambda: prom.Counter("dramatiq_message_errors_total", "The total number of errored messages.", labels),
+        "retries": lambda: prom.Counter("dramatiq_message_retries_total", "The total number of retried messages.", labels),
+        "rejects": lambda: prom.Counter(
+            "dramatiq_message_rejects_total", "The total number of dead-lettered messages.", labels
+        ),
+        "inprogress": lambda: prom.Gauge(
+            "dramatiq_messages_inprogress", "The number of messages in progress.", labels, multiprocess_mode="livesum"
+        ),
+        "delayed": lambda: prom.Gauge(
+            "dramatiq_delayed_messages_inprogress",
+            "The number of delayed messages in memory.",
+            labels,
+            multiprocess_mode="livesum",
+        ),
+        "durations": lambda: prom.Histogram(
+            "dramatiq_message_duration_milliseconds",
+            "The time spent processing messages.",
+            labels,
+            buckets=MESSAGE_BUCKETS,
+        ),
+        "stage_seconds": lambda: prom.Histogram(
+            "callreel_stage_duration_seconds",
+            "Seconds from a stage's (latest) start to its finish, per stage.",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+        ),
+        "calls_ended": lambda: prom.Counter(
+            "callreel_calls_ended_total", "Calls that ended, per final video_status.", ["status"]
+        ),
+        "stage_failures": lambda: prom.Counter(
+            "callreel_stage_failures_total", "Calls failed (or ended partial) while in a stage, per stage.", ["stage"]
+        ),
+        "requests": lambda: prom.Counter(
+            "callreel_http_requests_total", "HTTP requests answered, per route, method and status.", ["route", "method", "status"]
+        ),
+        "request_seconds": lambda: prom.Histogram(
+            "callreel_http_request_duration_seconds",
+            "Seconds spent answering an HTTP request, per route and method.",
+            ["route", "method"],
+            buckets=REQUEST_BUCKETS,
+        ),
+    }
+    return factories[name]()
+
+
+def _record(fn: Callable[..., None]) -> Callable[..., None]:
+    """Run a recording function; log (once per kind) instead of raising."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception:
+            log.warning("could not record metric %s", fn.__name__, exc_info=True)
+
+    return wrapper
+
+
+@_record
+def stage_finished(stage: str, seconds: float | None) -> None:
+    """A stage's work is done (``progress.finish``) after ``seconds``."""
+    if seconds is not None and seconds >= 0:
+        _family("stage_seconds").labels(stage).observe(seconds)
+
+
+@_record
+def call_ended(status: str) -> None:
+    """A call reached a final ``video_status`` (completed, partial, failed)."""
+    _family("calls_ended").labels(status).inc()
+
+
+@_record
+def call_failed(stage: str | None, status: str) -> None:
+    """A call was ended by a failure (``progress.fail_call``) while in ``stage``."""
+    _family("stage_failures").labels(stage or "unknown").inc()
+    _family("calls_ended").labels(status).inc()
+
+
+# -- workers --------------------------------------------------------------------
+
+
+class WorkerMetrics(dramatiq.Middleware):
+    """Dramatiq's message metrics, kept across worker processes and served on METRICS_PORT.
+
+    Added by ``shared.broker`` to the RabbitMQ broker when METRICS_PORT is not 0.
+    The ``dramatiq`` command starts :func:`serve_worker_metrics` as a fork (a
+    sibling of the worker processes, stopped with them).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._started: dict[str, float] = {}
+        self._delayed: set[str] = set()
+
+    @property
+    def forks(self) -> list[Callable[[], int]]:
+        return [serve_worker_metrics]
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        use_multiprocess(self.directory)
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        from prometheus_client import multiprocess
+
+        # Live gauges of this process stop counting; its counters stay summed.
+        multiprocess.mark_process_dead(os.getpid(), str(self.directory))
+
+    @staticmethod
+    def _labels(message: dramatiq.Message) -> tuple[str, str]:
+        return message.queue_name, message.actor_name
+
+    @_record
+    def after_nack(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+        _family("rejects").labels(*self._labels(message)).inc()
+
+    @_record
+    def after_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message, delay: int | None) -> None:
+        if "retries" in message.options:
+            _family("retries").labels(*self._labels(message)).inc()
+
+    @_record
+    def before_delay_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+        self._delayed.add(message.message_id)
+        _family("delayed").labels(*self._labels(message)).inc()
+
+    @_record
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+        labels = self._labels(message)
+        if message.message_id in self._delayed:
+            self._delayed.discard(message.message_id)
+            _family("delayed").labels(*labels).dec()
+        _family("inprogress").labels(*labels).inc()
+        self._started[message.message_id] = time.monotonic()
+
+    @_record
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: dramatiq.Message, *, result: Any = None, exception: Any = None
+    ) -> None:
+        labels = self._labels(message)
+        started = self._started.pop(message.message_id, None)
+        if started is not None:
+            _family("durations").labels(*labels).observe((time.monotonic() - started) * 1000)
+            _family("inprogress").labels(*labels).dec()
+        _family("messages").labels(*labels).inc()
+        if exception is not None:
+            _family("errors").labels(*labels).inc()
+
+    after_skip_message = after_process_message
+
+
+def serve_worker_metrics() -> int:
+    """Serve the worker processes' metrics on METRICS_PORT until stopped (a Dramatiq fork)."""
+    settings = get_settings()
+    directory = metrics_dir(settings.metrics_port, settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    server = _server(settings.metrics_port, _multiprocess_registry(directory))
+    log.info("serving worker metrics on port %d from %s", settings.metrics_port, directory)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
+# -- ingest (gunicorn + Falcon) ------------------------------------------------------
+
+
+class RequestMetrics:
+    """Falcon middleware: counts and times every request, labelled by route template.
+
+    The route template (``/calls/{call_id}``), not the path, so a scanner trying
+    a thousand paths adds one series, not a thousand.
+    """
+
+    def process_request(self, req: Any, resp: Any) -> None:
+        req.context.metrics_started = time.monotonic()
+
+    @_record
+    def process_response(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
+        started = getattr(req.context, "metrics_started", None)
+        route = req.uri_template or "unmatched"
+        _family("requests").labels(route, req.method, str(resp.status_code)).inc()
+        if started is not None:
+            _family("request_seconds").labels(route, req.method).observe(time.monotonic() - started)
+
+
+def gunicorn_when_ready(server: Any) -> None:
+    """gunicorn ``when_ready`` hook (master, before it forks workers).
+
+    Starts a fresh metrics folder the workers inherit, and serves their summed
+    metrics on METRICS_PORT from a thread of the master, so ``/metrics`` stays
+    off the public port that Twilio calls.
+    """
+    settings = get_settings()
+    if not settings.metrics_port:
+        return
+    directory = metrics_dir(settings.metrics_port, settings)
+    use_multiprocess(directory, fresh=True)
+    start_metrics_server(settings.metrics_port, _multiprocess_registry(directory))
+    log.info("serving ingest metrics on port %d", settings.metrics_port)
+
+
+def gunicorn_child_exit(server: Any, worker: Any) -> None:
+    """gunicorn ``child_exit`` hook (master): a worker's live gauges stop counting."""
+    if _multiprocess_dir is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, str(_multiprocess_dir))
+
+
+# -- serving ----------------------------------------------------------------------
+
+
+def _multiprocess_registry(directory: Path) -> Any:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(directory))
+    return registry
+
+
+def _server(port: int, registry: Any) -> ThreadingHTTPServer:
+    """An HTTP server answering ``GET /metrics`` with ``registry``, on every address.
+
+    Dual-stack where the host has IPv6 (Railway's private network is IPv6),
+    IPv4 only where it does not.
+    """
+    from prometheus_client.exposition import MetricsHandler
+
+    class Handler(MetricsHandler.factory(registry)):  # type: ignore[misc]
+        def do_GET(self) -> None:
+            if self.path.split("?", 1)[0] not in ("/metrics", "/"):
+                self.send_error(404, "metrics are at /metrics")
+                return
+            super().do_GET()
+
+    class DualStackServer(ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+        daemon_threads = True
+
+        def server_bind(self) -> None:
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            super().server_bind()
+
+    class IPv4Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+    try:
+        return DualStackServer(("::", port), Handler)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:  # the port is taken: say so, do not hide it
+            raise
+        return IPv4Server(("0.0.0.0", port), Handler)
+
+
+def start_metrics_server(port: int, registry: Any = None) -> SimpleNamespace:
+    """Serve ``registry`` (default: this process's) on ``port`` from a daemon thread."""
+    if registry is None:
+        from prometheus_client import REGISTRY
+
+        registry = REGISTRY
+    server = _server(port, registry)
+    thread = threading.Thread(target=server.serve_forever, name="metrics-server", daemon=True)
+    thread.start()
+    return SimpleNamespace(server=server, thread=thread, port=server.server_address[1])
