@@ -1,0 +1,190 @@
+"""What a Twilio recording status callback may contain, checked field by field.
+
+A correct signature proves who sent a request, not that every value in it is
+usable: each field is checked against the form Twilio gives it before anything
+is stored or fetched. ``RecordingUrl`` matters most, because the download
+worker fetches it with the account's credentials: it must be https, on an
+allowed host, and name exactly this account's recording, so the service can
+never be made to fetch (or send credentials to) an arbitrary URL.
+
+Host allow-list entries (``TWILIO_RECORDING_HOSTS``) are ``host`` or
+``host:port``. A bare host allows only the https default port 443; an entry
+with a port allows that port only. Hosts match exactly (no wildcards), case
+insensitively.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import re
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+from urllib.parse import urlsplit
+
+__all__ = [
+    "InvalidWebhook",
+    "RecordingStatus",
+    "ACTIONABLE_STATUSES",
+    "IGNORED_STATUSES",
+    "parse_recording_status",
+    "check_recording_url",
+    "check_sid",
+    "parse_hosts",
+]
+
+SID_PREFIXES = {"AccountSid": "AC", "CallSid": "CA", "RecordingSid": "RE"}
+_SID_RE = {field: re.compile(rf"^{prefix}[0-9a-f]{{32}}$") for field, prefix in SID_PREFIXES.items()}
+
+#: Statuses that decide the call's fate.
+ACTIONABLE_STATUSES = ("completed", "absent", "failed")
+#: Statuses Twilio reports along the way; acknowledged and ignored.
+IGNORED_STATUSES = ("in-progress", "paused", "stopped", "processing")
+
+URL_MAX = 2048
+_SOURCE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_DURATION_MAX = 7 * 24 * 3600  # a week: far beyond any call Twilio records
+
+
+class InvalidWebhook(ValueError):
+    """The callback is malformed; ``problems`` says what, one line per field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class RecordingStatus:
+    """A recording status callback whose every field has been checked."""
+
+    account_sid: str
+    call_sid: str
+    recording_sid: str
+    status: str
+    recording_url: str | None
+    duration: int | None  # seconds; None when Twilio does not know (-1) or did not say
+    channels: int | None
+    source: str | None
+    start_time: dt.datetime | None
+    error_code: int | None
+
+
+def check_sid(field: str, value: str) -> str:
+    if not _SID_RE[field].match(value):
+        raise ValueError(f"{field} must be {SID_PREFIXES[field]} followed by 32 lowercase hex digits, got {value[:40]!r}")
+    return value
+
+
+def parse_hosts(entries: Iterable[str]) -> frozenset[tuple[str, int]]:
+    """``host`` / ``host:port`` entries as (host, port) pairs; a bare host means port 443."""
+    allowed = set()
+    for entry in entries:
+        parts = urlsplit(f"//{entry.strip()}")
+        if not parts.hostname:
+            raise ValueError(f"invalid host {entry!r} in TWILIO_RECORDING_HOSTS")
+        allowed.add((parts.hostname.lower(), parts.port or 443))
+    return frozenset(allowed)
+
+
+def check_recording_url(url: str, *, account_sid: str, recording_sid: str, hosts: Iterable[str]) -> str:
+    """Return ``url`` if it is this account's recording on an allowed https host; raise ValueError otherwise."""
+    if len(url) > URL_MAX:
+        raise ValueError(f"RecordingUrl is longer than {URL_MAX} characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 443
+    except ValueError as exc:
+        raise ValueError(f"RecordingUrl is not a valid URL ({exc})") from None
+    if parts.scheme != "https":
+        raise ValueError(f"RecordingUrl must be https, got {parts.scheme or 'no'} scheme")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("RecordingUrl must not carry credentials")
+    host = (parts.hostname or "").lower()
+    if (host, port) not in parse_hosts(hosts):
+        shown = host if port == 443 else f"{host}:{port}"
+        raise ValueError(f"RecordingUrl host {shown!r} is not an allowed Twilio host (TWILIO_RECORDING_HOSTS)")
+    expected = f"/2010-04-01/Accounts/{account_sid}/Recordings/{recording_sid}"
+    if parts.path != expected or parts.query or parts.fragment:
+        raise ValueError(f"RecordingUrl must be https://<twilio host>{expected}")
+    return url
+
+
+def _int(value: str, field: str, low: int, high: int) -> int:
+    if not re.fullmatch(r"-?\d{1,12}", value):
+        raise ValueError(f"{field} must be a whole number, got {value[:40]!r}")
+    number = int(value)
+    if not low <= number <= high:
+        raise ValueError(f"{field} must be between {low} and {high}, got {number}")
+    return number
+
+
+def parse_recording_status(form: Mapping[str, str], *, recording_hosts: Iterable[str]) -> RecordingStatus:
+    """Check every field of a callback; raise InvalidWebhook listing every problem."""
+    problems: list[str] = []
+
+    def field(name: str, parse, *, required: bool):
+        raw = form.get(name)
+        if raw is None or raw == "":
+            if required:
+                problems.append(f"{name} is required")
+            return None
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            problems.append(str(exc))
+            return None
+
+    status = field("RecordingStatus", _status, required=True)
+    account_sid = field("AccountSid", lambda v: check_sid("AccountSid", v), required=True)
+    call_sid = field("CallSid", lambda v: check_sid("CallSid", v), required=True)
+    recording_sid = field("RecordingSid", lambda v: check_sid("RecordingSid", v), required=True)
+    completed = status == "completed"
+    duration = field("RecordingDuration", lambda v: _int(v, "RecordingDuration", -1, _DURATION_MAX), required=completed)
+    channels = field("RecordingChannels", lambda v: _int(v, "RecordingChannels", 1, 2), required=completed)
+    source = field("RecordingSource", _source, required=False)
+    start_time = field("RecordingStartTime", _start_time, required=False)
+    error_code = field("ErrorCode", lambda v: _int(v, "ErrorCode", 0, 10**9), required=False)
+    url = None
+    if account_sid and recording_sid:
+        url = field(
+            "RecordingUrl",
+            lambda v: check_recording_url(v, account_sid=account_sid, recording_sid=recording_sid, hosts=recording_hosts),
+            required=completed,
+        )
+    elif completed and not form.get("RecordingUrl"):
+        problems.append("RecordingUrl is required")
+    if problems:
+        raise InvalidWebhook(problems)
+    return RecordingStatus(
+        account_sid=account_sid,
+        call_sid=call_sid,
+        recording_sid=recording_sid,
+        status=status,
+        recording_url=url,
+        duration=None if duration is None or duration < 0 else duration,
+        channels=channels,
+        source=source,
+        start_time=start_time,
+        error_code=error_code,
+    )
+
+
+def _status(value: str) -> str:
+    if value not in ACTIONABLE_STATUSES + IGNORED_STATUSES:
+        raise ValueError(f"RecordingStatus {value[:40]!r} is not one Twilio sends")
+    return value
+
+
+def _source(value: str) -> str:
+    if not _SOURCE_RE.match(value):
+        raise ValueError(f"RecordingSource {value[:40]!r} is not a Twilio recording source")
+    return value
+
+
+def _start_time(value: str) -> dt.datetime:
+    # Twilio sends RFC 2822 dates ("Mon, 22 Aug 2011 08:13:07 +0000").
+    try:
+        return email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(f"RecordingStartTime {value[:60]!r} is not an RFC 2822 date") from None
