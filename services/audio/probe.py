@@ -17,7 +17,7 @@ from shared.progress import PermanentError
 
 from .process import ProcessFailed, run
 
-__all__ = ["RecordingInfo", "probe_recording", "PROBE_TIMEOUT"]
+__all__ = ["RecordingInfo", "probe_recording", "check", "MONO", "PROBE_TIMEOUT"]
 
 # ffprobe reads headers, not the whole file: this is generous.
 PROBE_TIMEOUT = 60

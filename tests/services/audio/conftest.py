@@ -67,7 +67,7 @@ def split(stub_broker, audio_worker):
         if options:
             message = message.copy(options=options)
         stub_broker.enqueue(message)
-        stub_broker.join("audio")
+        stub_broker.join("audio", fail_fast=False)
         audio_worker.join()
 
     return run

@@ -1,0 +1,191 @@
+"""``split_channels`` through the in-process broker and worker, with S3 over HTTP and a real database."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared import keys
+from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
+from tests.support import media
+
+from .conftest import CALL_ID, gone, queued, tmp_entries
+
+CALLER = ((0.5, 3.0), (4.0, 4.6))
+CALLEE = ((1.5, 3.5),)
+
+
+def generation_messages(broker) -> list[dict]:
+    return sorted((kwargs for name, kwargs in queued(broker, "generation") if name == "generate_side"), key=lambda k: k["side"])
+
+
+def near(found, expected, tolerance=0.2):
+    return len(found) == len(expected) and all(
+        abs(a - c) <= tolerance and abs(b - d) <= tolerance for (a, b), (c, d) in zip(found, expected)
+    )
+
+
+@pytest.fixture
+def db(pg_db):
+    return pg_db
+
+
+def test_split_measure_and_hand_on(db, s3, make_call, split, stub_broker, tmp_path, settings_env):
+    settings = settings_env()
+    make_call(media.tone_call(tmp_path / "call.mp3", 5.0, CALLER, CALLEE))
+    split()
+
+    call = Call.get_by_id(CALL_ID)
+    assert (call.stage, call.video_status, call.audio_attempts) == (Stage.GENERATION, VideoStatus.PENDING, 1)
+    assert call.audio_finished_at is not None
+    assert call.audio_duration == call.caller_duration == call.callee_duration == pytest.approx(5.0, abs=0.01)
+    assert near(call.caller_speech, CALLER) and near(call.callee_speech, CALLEE)
+    assert all(round(x, 2) == x for pair in call.caller_speech + call.callee_speech for x in pair)
+    assert (call.caller_state, call.callee_state) == (SideState.PENDING, SideState.PENDING)
+
+    for side, hz in (("caller", 440), ("callee", 880)):
+        local = tmp_path / f"{side}.mp3"
+        s3.download_file(keys.side_audio_key(CALL_ID, side), local)
+        assert media.probe(local)["streams"][0]["channels"] == 1
+        assert media.dominant_hz(media.pcm(local, 2.0, 2.25)) == hz
+    head = s3.client.head_object(Bucket=s3.bucket, Key=keys.side_audio_key(CALL_ID, "caller"))
+    assert head["ContentType"] == "audio/mpeg"
+
+    assert generation_messages(stub_broker) == [{"call_id": CALL_ID, "side": "callee"}, {"call_id": CALL_ID, "side": "caller"}]
+    assert Segment.select().count() == 0  # no FAL_KEY: nothing to cut
+    assert tmp_entries(settings) == []
+
+
+def test_silent_side_is_recorded_and_still_handed_on(db, make_call, split, stub_broker, tmp_path):
+    make_call(media.tone_call(tmp_path / "call.mp3", 3.0, CALLER[:1], ()))
+    split()
+    call = Call.get_by_id(CALL_ID)
+    assert (call.caller_state, call.callee_state) == (SideState.PENDING, SideState.SILENT)
+    assert call.callee_speech == []
+    assert [m["side"] for m in generation_messages(stub_broker)] == ["callee", "caller"]
+
+
+def test_swapped_mapping(db, s3, make_call, split, tmp_path, settings_env):
+    settings_env(CALLER_CHANNEL="right")
+    make_call(media.tone_call(tmp_path / "call.mp3", 5.0, CALLER, CALLEE))
+    split()
+    call = Call.get_by_id(CALL_ID)
+    assert near(call.caller_speech, CALLEE) and near(call.callee_speech, CALLER)
+    s3.download_file(keys.side_audio_key(CALL_ID, "caller"), tmp_path / "caller.mp3")
+    assert media.dominant_hz(media.pcm(tmp_path / "caller.mp3", 2.0, 2.25)) == 880
+
+
+def _mono(tmp_path):
+    return media.mono_file(tmp_path / "mono.mp3")
+
+
+def _corrupt(tmp_path):
+    path = tmp_path / "corrupt.mp3"
+    path.write_bytes(b"ID3\x04\x00\x00\x00\x00\x00\x00" + bytes(range(256)) * 40)
+    return path
+
+
+def _truncated(tmp_path):
+    whole = media.tone_call(tmp_path / "whole.mp3", 5.0, CALLER, CALLEE).read_bytes()
+    path = tmp_path / "truncated.mp3"
+    path.write_bytes(whole[: len(whole) // 6])
+    return path
+
+
+def _empty(tmp_path):
+    path = tmp_path / "empty.mp3"
+    path.write_bytes(b"")
+    return path
+
+
+@pytest.mark.parametrize(
+    "make_recording, reason",
+    [
+        (_mono, "recording is mono: enable dual-channel recording in Twilio"),
+        (_corrupt, "not an audio file"),
+        (_truncated, "recording is truncated or corrupt"),
+        (_empty, "recording is empty (0 bytes)"),
+        (None, f"recording is missing from storage ({keys.recording_key(CALL_ID)})"),
+    ],
+    ids=["mono", "corrupt", "truncated", "zero-length", "missing"],
+)
+def test_bad_recording_fails_the_call_once(db, s3, make_call, split, stub_broker, tmp_path, settings_env, make_recording, reason):
+    settings = settings_env()
+    make_call(make_recording(tmp_path) if make_recording else None)
+    split()
+    call = Call.get_by_id(CALL_ID)
+    assert call.video_status == VideoStatus.FAILED and call.stage == Stage.DONE
+    assert call.video_error_message.startswith(reason)
+    assert call.audio_attempts == 1  # a bad file is not retried
+    assert call.audio_finished_at is None
+    assert queued(stub_broker, "generation") == []
+    assert not s3.exists(keys.side_audio_key(CALL_ID, "caller"))
+    assert tmp_entries(settings) == []
+
+
+def test_redelivery_does_not_split_or_hand_on_twice(db, s3, make_call, split, stub_broker, tmp_path):
+    make_call(media.tone_call(tmp_path / "call.mp3", 3.0, CALLER[:1], CALLEE))
+    split()
+    assert len(generation_messages(stub_broker)) == 2
+    s3.delete(keys.side_audio_key(CALL_ID, "caller"))  # a second split would put it back
+
+    split()  # RabbitMQ delivers the same message again
+    call = Call.get_by_id(CALL_ID)
+    assert (call.stage, call.audio_attempts) == (Stage.GENERATION, 1)
+    assert len(generation_messages(stub_broker)) == 2
+    assert not s3.exists(keys.side_audio_key(CALL_ID, "caller"))
+
+
+def test_redelivery_after_finish_only_hands_on(db, s3, make_call, split, stub_broker, tmp_path):
+    """A worker killed between finish and advance: the work is kept, the hand-on is redone."""
+    make_call(media.tone_call(tmp_path / "call.mp3", 3.0, CALLER[:1], CALLEE))
+    split()
+    stub_broker.flush("generation")
+    s3.delete(keys.side_audio_key(CALL_ID, "caller"))
+    Call.update(stage=Stage.AUDIO).where(Call.id == CALL_ID).execute()
+
+    split()
+    call = Call.get_by_id(CALL_ID)
+    assert call.stage == Stage.GENERATION
+    assert not s3.exists(keys.side_audio_key(CALL_ID, "caller"))
+    assert [m["side"] for m in generation_messages(stub_broker)] == ["callee", "caller"]
+
+
+def test_failing_ffmpeg_is_retried_twice(db, make_call, split, stub_broker, tmp_path, settings_env):
+    broken = tmp_path / "broken-ffmpeg"
+    broken.write_text("#!/bin/sh\necho 'Conversion failed: No space left on device' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    settings = settings_env(FFMPEG_BINARY=str(broken))
+    make_call(media.tone_call(tmp_path / "call.mp3", 2.0))
+    split(min_backoff=10, max_backoff=20)
+    call = Call.get_by_id(CALL_ID)
+    assert call.audio_attempts == 3
+    assert call.video_status == VideoStatus.FAILED
+    assert call.video_error_message == "ffmpeg could not split the recording: Conversion failed: No space left on device"
+    assert tmp_entries(settings) == []
+
+
+def test_timeout_kills_ffmpeg_and_cleans_up(db, make_call, split, stub_broker, tmp_path, settings_env, slow_ffmpeg):
+    wrapper, pids = slow_ffmpeg
+    settings = settings_env(FFMPEG_BINARY=str(wrapper), SPLIT_TIMEOUT="1")
+    make_call(media.tone_call(tmp_path / "call.mp3", 5.0, CALLER, CALLEE))
+    split(max_retries=0)
+    call = Call.get_by_id(CALL_ID)
+    assert call.video_status == VideoStatus.FAILED
+    assert call.video_error_message == "splitting took longer than SPLIT_TIMEOUT (1 s); ffmpeg was killed"
+    assert gone(int((pids / "ffmpeg").read_text()))
+    assert tmp_entries(settings) == []
+
+
+def test_wav_recording_on_sqlite(sqlite_db, s3, make_call, split, tmp_path):
+    make_call(media.tone_call(tmp_path / "call.wav", 5.0, CALLER, CALLEE))
+    split()
+    call = Call.get_by_id(CALL_ID)
+    assert call.stage == Stage.GENERATION and call.audio_duration == 5.0
+    assert near(call.caller_speech, CALLER, 0.05) and near(call.callee_speech, CALLEE, 0.05)
+
+
+def test_unknown_call_and_invalid_id_are_dropped(db, split, stub_broker):
+    split(call_id="CA" + "0" * 32)
+    split(call_id="../../etc/passwd")
+    assert queued(stub_broker, "generation") == []
+    assert Call.select().count() == 0

@@ -1,0 +1,96 @@
+"""With FAL_KEY set, the audio stage cuts each speaking side's fal segments (generation has no FFmpeg)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared import keys
+from shared.fal_models import model_for
+from shared.models import Call, Segment, SegmentState, Stage
+from shared.segments import plan_segments
+from tests.support import media
+
+from .conftest import CALL_ID, queued, tmp_entries
+
+CALLER = ((0.5, 3.0), (7.0, 9.0))
+
+
+def expected_plan(call: Call, side: str, settings) -> list[tuple[float, float]]:
+    return plan_segments(
+        call.audio_duration,
+        [tuple(i) for i in call.speech(side)],
+        mode=settings.generation_mode,
+        max_seconds=model_for(settings.fal_model).max_audio_seconds,
+        padding=settings.speech_padding,
+    )
+
+
+def rows(side: str) -> list[Segment]:
+    return list(Segment.select().where((Segment.call_id == CALL_ID) & (Segment.side == side)).order_by(Segment.index))
+
+
+def check_cut(s3, tmp_path, segment: Segment, hz: int | None) -> None:
+    local = tmp_path / f"seg-{segment.side}-{segment.index}.mp3"
+    s3.download_file(segment.audio_key, local)
+    samples = media.pcm(local)
+    assert len(samples) / 8000 == pytest.approx(segment.end - segment.start, abs=0.01)
+    if hz:
+        middle = len(samples) // 2
+        assert media.dominant_hz(samples[middle - 1000 : middle + 1000]) == hz
+
+
+@pytest.fixture
+def fal_settings(settings_env):
+    return lambda **extra: settings_env(FAL_KEY="test-key:secret", **extra)
+
+
+def test_speech_mode_segments(pg_db, s3, make_call, split, stub_broker, tmp_path, fal_settings):
+    settings = fal_settings(GENERATION_MODE="speech")
+    make_call(media.tone_call(tmp_path / "call.mp3", 12.0, CALLER, ()))
+    split()
+    call = Call.get_by_id(CALL_ID)
+    assert call.stage == Stage.GENERATION
+
+    caller = rows("caller")
+    planned = expected_plan(call, "caller", settings)
+    assert planned and [(r.start, r.end) for r in caller] == planned
+    for index, segment in enumerate(caller):
+        assert (segment.index, segment.state) == (index, SegmentState.PENDING)
+        assert segment.audio_key == keys.segment_audio_key(CALL_ID, "caller", index)
+        check_cut(s3, tmp_path, segment, 440 if any(s <= (segment.start + segment.end) / 2 <= e for s, e in CALLER) else None)
+    assert rows("callee") == []  # silent: nothing to pay for
+    assert len(queued(stub_broker, "generation")) == 2
+    assert tmp_entries(settings) == []
+
+
+def test_full_mode_cuts_at_the_model_limit(pg_db, s3, make_call, split, tmp_path, fal_settings):
+    settings = fal_settings(GENERATION_MODE="full", FAL_MODEL="fal-ai/bytedance/omnihuman/v1.5")
+    speech = [(t + 0.5, t + 6.0) for t in range(0, 80, 8)]
+    make_call(media.tone_call(tmp_path / "call.mp3", 80.0, speech, speech))
+    split()
+    call = Call.get_by_id(CALL_ID)
+    limit = model_for(settings.fal_model).max_audio_seconds
+    for side in ("caller", "callee"):
+        segments = rows(side)
+        assert len(segments) >= 2 and [(r.start, r.end) for r in segments] == expected_plan(call, side, settings)
+        assert segments[0].start == 0 and segments[-1].end == pytest.approx(80.0, abs=0.01)
+        assert all(r.end - r.start <= limit for r in segments)
+        assert all(a.end == b.start for a, b in zip(segments, segments[1:]))  # contiguous: the whole side
+    check_cut(s3, tmp_path, rows("callee")[1], None)
+
+
+def test_retried_audio_stage_keeps_rows_consistent(pg_db, s3, make_call, split, tmp_path, fal_settings):
+    """An operator retry from the audio stage with another mode: rows follow the new plan, no duplicates."""
+    fal_settings(GENERATION_MODE="speech")
+    make_call(media.tone_call(tmp_path / "call.mp3", 12.0, CALLER, ()))
+    split()
+    before = [(r.start, r.end) for r in rows("caller")]
+    settings = fal_settings(GENERATION_MODE="full")
+    Call.update(stage=Stage.AUDIO, audio_finished_at=None).where(Call.id == CALL_ID).execute()
+    split()
+    call = Call.get_by_id(CALL_ID)
+    after = [(r.start, r.end) for r in rows("caller")]
+    assert after == expected_plan(call, "caller", settings) and after != before
+    assert Segment.select().count() == len(after)
+    for segment in rows("caller"):
+        check_cut(s3, tmp_path, segment, None)
