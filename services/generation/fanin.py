@@ -1,0 +1,80 @@
+"""Ending a side and handing the call to the compositor exactly once.
+
+Both sides of a call are generated at the same time, often on two workers,
+and the last segment of each can finish at the same instant. Who enqueues the
+compose job is decided by one atomic UPDATE, not by a Dramatiq group (which
+needs a result backend): it sets ``compose_enqueued_at`` only where it is
+still NULL and both sides are terminal. The UPDATE and the send share one
+transaction, so the row is marked exactly when the message went out: if the
+send fails the mark is rolled back and a redelivery tries again. On
+PostgreSQL a second UPDATE of the row waits for the first transaction and then
+finds ``compose_enqueued_at`` set; SQLite serialises writers outright.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from shared import progress
+from shared.contracts import COMPOSE, send
+from shared.db import database
+from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
+from shared.storage import get_storage
+
+__all__ = ["mark_side", "settle_side", "fan_in"]
+
+log = logging.getLogger("callreel.generation")
+
+OPEN_SIDE = (SideState.PENDING, SideState.GENERATING)
+
+
+def mark_side(call_id: str, side: str, state: str, *, error: str | None = None, video_url: str | None = None) -> bool:
+    """Move a side to a terminal ``state``, once: False if it had already ended."""
+    column = getattr(Call, f"{side}_state")
+    updates = {column: state, getattr(Call, f"{side}_error"): error, Call.updated_at: utcnow()}
+    if video_url is not None:
+        updates[getattr(Call, f"{side}_video_url")] = video_url
+    query = Call.update(updates).where((Call.id == call_id) & (column.in_(OPEN_SIDE) | column.is_null()))
+    changed = bool(query.execute())
+    if changed:
+        log.info("%s side %s%s", side, state, f": {error}" if error else "", extra={"call_id": call_id, "stage": Stage.GENERATION, "side": side})
+    return changed
+
+
+def settle_side(call_id: str, side: str) -> None:
+    """When every segment of the side has ended, end the side (GENERATED or FAILED), then try the fan-in."""
+    segments = list(Segment.select().where((Segment.call_id == call_id) & (Segment.side == side)).order_by(Segment.index))
+    if not segments or any(s.state not in SegmentState.TERMINAL for s in segments):
+        return
+    failed = [s for s in segments if s.state == SegmentState.FAILED]
+    if failed:
+        reasons = "; ".join(f"segment {s.index} ({s.start:.1f}-{s.end:.1f}s): {s.error}" for s in failed[:3])
+        more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
+        mark_side(call_id, side, SideState.FAILED, error=f"{len(failed)} of {len(segments)} segment(s) failed: {reasons}{more}")
+    else:
+        url = get_storage().object_url(segments[0].video_key) if len(segments) == 1 else None
+        mark_side(call_id, side, SideState.GENERATED, video_url=url)
+    fan_in(call_id)
+
+
+def fan_in(call_id: str) -> bool:
+    """Enqueue COMPOSE if both sides have ended and nobody has yet; True for the one caller that did."""
+    now = utcnow()
+    with database.atomic():
+        won = (
+            Call.update({Call.compose_enqueued_at: now, Call.generation_finished_at: now, Call.updated_at: now})
+            .where(
+                (Call.id == call_id)
+                & Call.compose_enqueued_at.is_null()
+                & Call.caller_state.in_(SideState.TERMINAL)
+                & Call.callee_state.in_(SideState.TERMINAL)
+                & (Call.video_status.is_null() | Call.video_status.not_in(VideoStatus.TERMINAL))
+            )
+            .execute()
+        )
+        if won:
+            send(COMPOSE, call_id=call_id)
+    if won:
+        progress.advance(call_id, Stage.GENERATION, Stage.COMPOSITOR)
+        log.info("both sides ended: compose enqueued", extra={"call_id": call_id, "stage": Stage.GENERATION})
+    return bool(won)

@@ -1,0 +1,330 @@
+"""A loopback HTTPS server that speaks fal.ai's queue protocol, so fal-client runs unpatched against it.
+
+The protocol, as fal-client 1.0.3 and fal's queue docs have it:
+
+- ``POST /{owner}/{alias}[/{path}]`` with the input JSON and ``Authorization: Key …``
+  → ``{request_id, response_url, status_url, cancel_url, queue_position}``; the
+  three URLs are ``https://{host}/{owner}/{alias}/requests/{id}[/status|/cancel]``
+  (without the model's sub-path, as fal builds them).
+- ``GET …/requests/{id}/status?logs=true|false`` → ``{"status": "IN_QUEUE",
+  "queue_position": n}``, ``{"status": "IN_PROGRESS", "logs": [...]}`` or
+  ``{"status": "COMPLETED", "logs": [...], "metrics": {...}}`` with ``error`` and
+  ``error_type`` when the job failed.
+- ``GET …/requests/{id}`` → the result (``{"video": {"url": …}}``), or the job's
+  error with its status code.
+- ``PUT …/requests/{id}/cancel`` → 202 ``{"status": "CANCELLATION_REQUESTED"}``,
+  400 ``{"status": "ALREADY_COMPLETED"}``.
+
+fal-client only speaks https, so the server uses TLS with a throwaway CA made by
+``trustme``; a client process trusts it through ``SSL_CERT_FILE=fake.ca_file``
+and finds it through ``FAL_QUEUE_RUN_HOST=fake.host``.
+
+Each job follows a :class:`Behaviour`, picked per submission by the scripts a
+test registers (``fake.script("caller-000", [Behaviour(outcome="error"), …])``,
+matched against the submitted audio URL). Jobs advance one step per status poll,
+and fetch their image and audio URLs when they start, as fal's runners do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import ssl
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = ["Behaviour", "FakeFal", "Job"]
+
+
+@dataclass
+class Behaviour:
+    """How one submitted job goes."""
+
+    queued_polls: int = 1  # status polls answered IN_QUEUE (position counting down)
+    running_polls: int = 1  # then IN_PROGRESS, with a log line each
+    outcome: str = "ok"  # ok | error (job fails) | invalid (fails with 422) | never (stays in progress) | bad_video
+    reject: int | None = None  # answer the submit itself with this status (422…): no job is made
+    submit_429: int = 0  # 429s before the submit is accepted
+    status_429: int = 0  # 429s on this job's first status polls
+
+
+@dataclass
+class Job:
+    request_id: str
+    endpoint: str
+    input: dict[str, Any]
+    behaviour: Behaviour
+    submitted_at: float
+    polls: int = 0
+    status_429_left: int = 0
+    cancelled: bool = False
+    finished_at: float | None = None
+    audio_sha: str | None = None
+    image_fetched: bool = False
+    fetch_error: str | None = None
+    logs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        if self.cancelled or self.finished_at is not None:
+            return "COMPLETED"
+        if self.polls <= self.behaviour.queued_polls:
+            return "IN_QUEUE"
+        return "IN_PROGRESS"
+
+    @property
+    def failed(self) -> bool:
+        return self.cancelled or self.fetch_error is not None or self.behaviour.outcome in ("error", "invalid")
+
+
+class FakeFal:
+    def __init__(self, workdir: Path, video: Path) -> None:
+        import trustme
+
+        self.video = video.read_bytes()
+        self.ca = trustme.CA()
+        cert = self.ca.issue_cert("127.0.0.1", "localhost")
+        self.ca_file = str(workdir / "fake-fal-ca.pem")
+        self.ca.cert_pem.write_to_path(self.ca_file)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        cert.configure_cert(context)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server.daemon_threads = True
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.server.fake = self  # type: ignore[attr-defined]
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self.server.serve_forever, name="fake-fal", daemon=True)
+        self.reset()
+
+    # -- lifecycle and scripting ----------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> "FakeFal":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.jobs: dict[str, Job] = {}
+            self.submissions: list[dict[str, Any]] = []  # every POST, accepted or not
+            self.cancels: list[str] = []
+            self.scripts: list[tuple[str, list[Behaviour]]] = []
+            self.default = Behaviour()
+            self.submit_429_left: dict[str, int] = {}
+            self._pending: dict[str, Behaviour] = {}
+
+    def script(self, match: str, behaviours: list[Behaviour]) -> None:
+        """Jobs whose audio URL contains ``match`` follow ``behaviours`` in order, then the default."""
+        with self.lock:
+            self.scripts.append((match, list(behaviours)))
+
+    def _behaviour_for(self, arguments: dict[str, Any]) -> Behaviour:
+        audio_url = str(arguments.get("audio_url", ""))
+        for match, behaviours in self.scripts:
+            if match in audio_url and behaviours:
+                return behaviours.pop(0)
+        return self.default
+
+    def accepted(self) -> list[Job]:
+        with self.lock:
+            return sorted(self.jobs.values(), key=lambda j: j.submitted_at)
+
+    def video_url(self, request_id: str) -> str:
+        return f"https://{self.host}/files/{request_id}.mp4"
+
+    # -- the protocol ---------------------------------------------------------------------------
+
+    def submit(self, endpoint: str, arguments: dict[str, Any], auth: str | None) -> tuple[int, Any]:
+        with self.lock:
+            record = {"endpoint": endpoint, "input": arguments, "auth": auth, "at": time.monotonic(), "status": None}
+            self.submissions.append(record)
+            if not auth or not auth.startswith("Key "):
+                record["status"] = 401
+                return 401, {"detail": "Missing authorization"}
+            audio_url = str(arguments.get("audio_url", ""))
+            behaviour = self._pending_behaviour(audio_url, arguments)
+            if self.submit_429_left.get(audio_url, 0) > 0:
+                self.submit_429_left[audio_url] -= 1
+                record["status"] = 429
+                return 429, {"detail": "Too many requests"}
+            self.submit_429_left.pop(audio_url, None)
+            self._pending.pop(audio_url, None)
+            if behaviour.reject:
+                record["status"] = behaviour.reject
+                return behaviour.reject, {
+                    "detail": [{"loc": ["body", "audio_url"], "msg": "Audio is longer than the model accepts", "type": "value_error"}]
+                }
+            request_id = str(uuid.uuid4())
+            self.jobs[request_id] = Job(
+                request_id, endpoint, arguments, behaviour, time.monotonic(), status_429_left=behaviour.status_429
+            )
+            record["status"] = 200
+            record["request_id"] = request_id
+        base = f"https://{self.host}/{'/'.join(endpoint.split('/')[:2])}/requests/{request_id}"
+        return 200, {
+            "request_id": request_id,
+            "response_url": base,
+            "status_url": f"{base}/status",
+            "cancel_url": f"{base}/cancel",
+            "queue_position": len(self.jobs) - 1,
+        }
+
+    def _pending_behaviour(self, audio_url: str, arguments: dict[str, Any]) -> Behaviour:
+        """The behaviour of a submission; a submit fal-client retries after a 429 keeps the one it drew."""
+        if audio_url not in self._pending:
+            behaviour = self._behaviour_for(arguments)
+            self._pending[audio_url] = behaviour
+            self.submit_429_left[audio_url] = behaviour.submit_429
+        return self._pending[audio_url]
+
+    def status(self, request_id: str, with_logs: bool) -> tuple[int, Any]:
+        job = self.jobs.get(request_id)
+        if job is None:
+            return 404, {"detail": "Request not found"}
+        if job.status_429_left > 0:
+            job.status_429_left -= 1
+            return 429, {"detail": "Too many requests"}
+        if job.state != "COMPLETED":
+            job.polls += 1
+            if job.state == "IN_PROGRESS" and not job.image_fetched:
+                self._start(job)
+            if job.state == "IN_PROGRESS":
+                job.logs.append({"message": f"generated {len(job.logs) + 1} s", "level": "INFO", "source": "user", "timestamp": ""})
+                running = job.polls - job.behaviour.queued_polls
+                if job.fetch_error or (job.behaviour.outcome != "never" and running > job.behaviour.running_polls):
+                    job.finished_at = time.monotonic()
+        logs = job.logs if with_logs else None
+        if job.state == "IN_QUEUE":
+            return 200, {"status": "IN_QUEUE", "queue_position": job.behaviour.queued_polls - job.polls, "response_url": ""}
+        if job.state == "IN_PROGRESS":
+            return 200, {"status": "IN_PROGRESS", "logs": logs, "response_url": ""}
+        body: dict[str, Any] = {"status": "COMPLETED", "logs": logs, "metrics": {"inference_time": 1.5}, "response_url": ""}
+        if job.failed:
+            body["error"] = self._error_text(job)
+            body["error_type"] = "request_cancelled" if job.cancelled else "runner_error"
+        return 200, body
+
+    def _start(self, job: Job) -> None:
+        """Fetch the inputs as a runner would: a presigned URL that does not work fails the job."""
+        job.image_fetched = True
+        for name in ("image_url", "audio_url"):
+            try:
+                with urllib.request.urlopen(job.input[name], timeout=10) as response:
+                    data = response.read()
+            except Exception as exc:  # noqa: BLE001 - any failure is the job's error
+                job.fetch_error = f"could not download {name}: {exc}"
+                return
+            if name == "audio_url":
+                job.audio_sha = hashlib.sha256(data).hexdigest()
+
+    def _error_text(self, job: Job) -> str:
+        if job.cancelled:
+            return "Request was cancelled"
+        if job.fetch_error:
+            return job.fetch_error
+        return "Audio could not be processed" if job.behaviour.outcome == "invalid" else "Runner crashed while generating"
+
+    def result(self, request_id: str) -> tuple[int, Any]:
+        job = self.jobs.get(request_id)
+        if job is None:
+            return 404, {"detail": "Request not found"}
+        if job.state != "COMPLETED":
+            return 400, {"detail": "Request is still in progress"}
+        if job.failed:
+            code = 422 if job.behaviour.outcome == "invalid" else 500
+            return code, {"detail": self._error_text(job)}
+        return 200, {
+            "video": {"url": self.video_url(request_id), "content_type": "video/mp4", "file_name": "output.mp4", "file_size": len(self.video)},
+            "seed": 42,
+        }
+
+    def cancel(self, request_id: str) -> tuple[int, Any]:
+        job = self.jobs.get(request_id)
+        if job is None:
+            return 404, {"detail": "Request not found"}
+        self.cancels.append(request_id)
+        if job.state == "COMPLETED":
+            return 400, {"status": "ALREADY_COMPLETED"}
+        job.cancelled = True
+        job.finished_at = time.monotonic()
+        return 202, {"status": "CANCELLATION_REQUESTED"}
+
+    def file(self, request_id: str) -> tuple[int, bytes, str]:
+        job = self.jobs.get(request_id)
+        if job is None or job.failed:
+            return 404, b"not found", "text/plain"
+        if job.behaviour.outcome == "bad_video":
+            return 200, b"<html>Access denied</html>", "text/html"
+        return 200, self.video, "video/mp4"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    @property
+    def fake(self) -> FakeFal:
+        return self.server.fake  # type: ignore[attr-defined]
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def _send(self, code: int, body: Any, content_type: str = "application/json") -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        if content_type == "application/json":
+            self.send_header("x-fal-request-id", "fake")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _parts(self) -> tuple[list[str], dict[str, list[str]]]:
+        url = urlsplit(self.path)
+        return [p for p in url.path.split("/") if p], parse_qs(url.query)
+
+    def do_POST(self) -> None:
+        parts, _ = self._parts()
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            arguments = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            return self._send(400, {"detail": "body is not JSON"})
+        if len(parts) < 2:
+            return self._send(404, {"detail": "no such app"})
+        self._send(*self.fake.submit("/".join(parts), arguments, self.headers.get("Authorization")))
+
+    def do_GET(self) -> None:
+        parts, query = self._parts()
+        if len(parts) == 2 and parts[0] == "files":
+            code, data, content_type = self.fake.file(parts[1].removesuffix(".mp4"))
+            return self._send(code, data, content_type)
+        if not self.headers.get("Authorization", "").startswith("Key "):
+            return self._send(401, {"detail": "Missing authorization"})
+        with self.fake.lock:
+            if len(parts) == 5 and parts[2] == "requests" and parts[4] == "status":
+                logs = query.get("logs", ["false"])[0] in ("true", "1")
+                return self._send(*self.fake.status(parts[3], logs))
+            if len(parts) == 4 and parts[2] == "requests":
+                return self._send(*self.fake.result(parts[3]))
+        self._send(404, {"detail": "Not found"})
+
+    def do_PUT(self) -> None:
+        parts, _ = self._parts()
+        with self.fake.lock:
+            if len(parts) == 5 and parts[2] == "requests" and parts[4] == "cancel":
+                return self._send(*self.fake.cancel(parts[3]))
+        self._send(404, {"detail": "Not found"})
