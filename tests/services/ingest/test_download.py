@@ -1,0 +1,350 @@
+"""The ``download_recording`` actor against a fake Twilio over TLS, moto's S3 over HTTP and PostgreSQL.
+
+The actor runs in a real Dramatiq worker on the in-process broker (ingest queue
+only, so the message it hands on to the audio stage stays queued for the test
+to read). Retry waits are shortened here; their real values are checked in
+the unit tests at the bottom.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tracemalloc
+
+import dramatiq
+import pytest
+from dramatiq import Message
+
+from services.ingest.validation import parse_recording_status
+from services.ingest.webhook import claim_call
+from shared import keys
+from shared.contracts import DOWNLOAD_RECORDING, send
+from shared.models import Call, Stage, VideoStatus
+from shared.progress import PermanentError
+
+
+@pytest.fixture
+def fast_retries(actors, monkeypatch):
+    monkeypatch.setattr(actors, "RETRY_DELAYS_MS", (50, 100, 200))
+    monkeypatch.setattr(actors, "NOT_READY_MIN_DELAY_MS", 50)
+    monkeypatch.setattr(actors, "NOT_READY_MAX_DELAY_MS", 300)
+
+
+@pytest.fixture
+def worker(pg_db, s3, ingest_env, stub_broker, actors, fast_retries):
+    worker = dramatiq.Worker(stub_broker, queues={"ingest"}, worker_timeout=20, worker_threads=1)
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+def new_call(fake, recording, **fields) -> str:
+    """The call as the webhook records it."""
+    form = fake.callback(recording, **fields)
+    status = parse_recording_status(form, recording_hosts=[fake.host])
+    assert claim_call(status, None)
+    return status.call_sid
+
+
+def run(broker, worker, call_id: str) -> Call:
+    send(DOWNLOAD_RECORDING, call_id=call_id)
+    broker.join("ingest", fail_fast=False)
+    worker.join()
+    return Call.get_by_id(call_id)
+
+
+def handed_on(broker) -> list[tuple[str, dict]]:
+    messages = [Message.decode(data) for data in broker.queues.get("audio", ()).queue] if "audio" in broker.queues else []
+    return [(m.actor_name, m.kwargs) for m in messages]
+
+
+def stored(s3, call_id: str) -> bytes | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        return s3.client.get_object(Bucket=s3.bucket, Key=keys.recording_key(call_id))["Body"].read()
+    except ClientError:
+        return None
+
+
+def assert_failed(call: Call, *words: str) -> None:
+    assert (call.video_status, call.stage) == (VideoStatus.FAILED, Stage.DONE)
+    for word in words:
+        assert word in call.video_error_message
+
+
+# -- success -------------------------------------------------------------------
+
+
+def test_the_recording_is_streamed_into_s3_and_handed_to_the_audio_stage(worker, stub_broker, fake_twilio, s3):
+    body = os.urandom(300_000)
+    recording = fake_twilio.add_recording(body)
+    call_id = new_call(fake_twilio, recording)
+
+    call = run(stub_broker, worker, call_id)
+
+    assert stored(s3, call_id) == body
+    head = s3.client.head_object(Bucket=s3.bucket, Key=f"recordings/{call_id}.mp3")
+    assert head["ContentType"] == "audio/mpeg"
+    assert (call.stage, call.video_status, call.ingest_attempts) == (Stage.AUDIO, VideoStatus.PENDING, 1)
+    assert call.ingest_started_at <= call.ingest_finished_at
+    assert handed_on(stub_broker) == [("split_channels", {"call_id": call_id})]
+    (get,) = fake_twilio.media_gets(recording)
+    assert get.authorized and get.path.endswith(f"/Recordings/{recording.sid}.mp3")
+    assert not recording.deleted  # TWILIO_DELETE_RECORDING is off by default
+
+
+def test_twilios_redirect_to_its_media_storage_is_followed(worker, stub_broker, fake_twilio, s3):
+    body = os.urandom(50_000)
+    recording = fake_twilio.add_recording(body, script=["redirect"])
+    call_id = new_call(fake_twilio, recording)
+    assert run(stub_broker, worker, call_id).stage == Stage.AUDIO
+    assert stored(s3, call_id) == body
+    assert [r.behaviour for r in fake_twilio.requests] == ["redirect", "media"]
+
+
+def test_the_format_asked_of_twilio_is_a_setting(worker, stub_broker, fake_twilio, s3, ingest_env):
+    ingest_env(TWILIO_RECORDING_FORMAT="wav")
+    recording = fake_twilio.add_recording(b"RIFF....WAVE")
+    call_id = new_call(fake_twilio, recording)
+    assert run(stub_broker, worker, call_id).stage == Stage.AUDIO
+    assert fake_twilio.media_gets(recording)[0].path.endswith(".wav")
+    assert s3.client.head_object(Bucket=s3.bucket, Key=keys.recording_key(call_id))["ContentType"] == "audio/wav"
+
+
+def test_a_slow_body_is_fine_while_it_keeps_coming(worker, stub_broker, fake_twilio, s3, ingest_env):
+    ingest_env(DOWNLOAD_TIMEOUT="1")
+    fake_twilio.slow_seconds = 1.5  # longer than the timeout in all, never idle that long
+    body = os.urandom(100_000)
+    recording = fake_twilio.add_recording(body, script=["slow"])
+    call_id = new_call(fake_twilio, recording)
+    assert run(stub_broker, worker, call_id).ingest_attempts == 1
+    assert stored(s3, call_id) == body
+
+
+def test_twilio_deletes_its_copy_once_ours_is_stored_when_asked(worker, stub_broker, fake_twilio, s3, ingest_env):
+    ingest_env(TWILIO_DELETE_RECORDING="true")
+    body = os.urandom(10_000)
+    recording = fake_twilio.add_recording(body)
+    call_id = new_call(fake_twilio, recording)
+    assert run(stub_broker, worker, call_id).stage == Stage.AUDIO
+    assert stored(s3, call_id) == body
+    assert recording.deleted
+    assert [(r.method, r.authorized) for r in fake_twilio.requests] == [("GET", True), ("DELETE", True)]
+    assert fake_twilio.requests[1].path.endswith(f"/Recordings/{recording.sid}.json")
+
+
+# -- retries -------------------------------------------------------------------
+
+
+def test_404_right_after_the_callback_is_retried_until_served(worker, stub_broker, fake_twilio, s3):
+    body = os.urandom(20_000)
+    recording = fake_twilio.add_recording(body, script=["404", "404", "ok"])
+    call_id = new_call(fake_twilio, recording)
+    call = run(stub_broker, worker, call_id)
+    assert (call.stage, call.ingest_attempts) == (Stage.AUDIO, 3)
+    assert stored(s3, call_id) == body
+
+
+def test_404_past_the_window_fails_the_call(worker, stub_broker, fake_twilio, s3, ingest_env):
+    ingest_env(TWILIO_404_WINDOW="1")
+    recording = fake_twilio.add_recording(b"never served", script=["404"])
+    call_id = new_call(fake_twilio, recording)
+    call = run(stub_broker, worker, call_id)
+    assert_failed(call, "404", "TWILIO_404_WINDOW=1")
+    assert len(fake_twilio.media_gets(recording)) >= 2  # retried inside the window, then stopped
+    assert stored(s3, call_id) is None
+    assert handed_on(stub_broker) == []
+
+
+def test_5xx_is_retried_with_dramatiqs_delays(worker, stub_broker, fake_twilio, s3, caplog):
+    body = os.urandom(20_000)
+    recording = fake_twilio.add_recording(body, script=["500", "503", "ok"])
+    call_id = new_call(fake_twilio, recording)
+    with caplog.at_level(logging.INFO, logger="dramatiq.middleware.retries.Retries"):
+        call = run(stub_broker, worker, call_id)
+    assert (call.stage, call.ingest_attempts) == (Stage.AUDIO, 3)
+    assert stored(s3, call_id) == body
+    delays = [int(d) for d in re.findall(r"in (\d+) milliseconds", caplog.text)]
+    assert delays == [50, 100]  # the actor's schedule, applied by Dramatiq's Retries middleware
+
+
+def test_5xx_three_retries_then_the_call_fails_with_the_reason(worker, stub_broker, fake_twilio, s3):
+    recording = fake_twilio.add_recording(b"x" * 1000, script=["500"])
+    call_id = new_call(fake_twilio, recording)
+    call = run(stub_broker, worker, call_id)
+    assert len(fake_twilio.media_gets(recording)) == 4
+    assert_failed(call, "after 4 attempts", "HTTP 500")
+    assert stored(s3, call_id) is None
+    assert handed_on(stub_broker) == []
+
+
+def test_a_stalled_body_times_out_and_is_retried(worker, stub_broker, fake_twilio, s3, ingest_env):
+    ingest_env(DOWNLOAD_TIMEOUT="1")
+    fake_twilio.stall_seconds = 2.5
+    body = os.urandom(20_000)
+    recording = fake_twilio.add_recording(body, script=["stall", "ok"])
+    call_id = new_call(fake_twilio, recording)
+    call = run(stub_broker, worker, call_id)
+    assert (call.stage, call.ingest_attempts) == (Stage.AUDIO, 2)
+    assert stored(s3, call_id) == body
+
+
+def test_a_truncated_body_is_never_stored_and_is_fetched_again(worker, stub_broker, fake_twilio, s3, ingest_env):
+    ingest_env(S3_PART_SIZE_MB="5")  # the cut falls after the first part of a multipart upload
+    body = os.urandom(12 * 1024 * 1024)
+    recording = fake_twilio.add_recording(body, script=["truncate", "ok"])
+    call_id = new_call(fake_twilio, recording)
+    assert run(stub_broker, worker, call_id).ingest_attempts == 2
+    assert stored(s3, call_id) == body
+
+
+def test_always_truncated_fails_and_leaves_nothing_half_written(worker, stub_broker, fake_twilio, s3, ingest_env):
+    ingest_env(S3_PART_SIZE_MB="5")
+    recording = fake_twilio.add_recording(os.urandom(12 * 1024 * 1024), script=["truncate"])
+    call_id = new_call(fake_twilio, recording)
+    call = run(stub_broker, worker, call_id)
+    assert_failed(call, "after 4 attempts", "complete message body")
+    assert stored(s3, call_id) is None
+    assert s3.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []) == []
+
+
+# -- permanent failures ----------------------------------------------------------
+
+
+def test_bad_credentials_fail_at_once_with_a_clear_reason(worker, stub_broker, fake_twilio, s3, ingest_env):
+    ingest_env(TWILIO_AUTH_TOKEN="wrong-token")
+    recording = fake_twilio.add_recording(b"secret audio")
+    call_id = new_call(fake_twilio, recording)
+    call = run(stub_broker, worker, call_id)
+    assert [r.authorized for r in fake_twilio.requests] == [False]  # one try, no retry
+    assert_failed(call, "HTTP 401", "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+
+
+def test_403_fails_at_once(worker, stub_broker, fake_twilio, s3):
+    recording = fake_twilio.add_recording(b"audio", script=["403"])
+    call = run(stub_broker, worker, new_call(fake_twilio, recording))
+    assert len(fake_twilio.media_gets(recording)) == 1
+    assert_failed(call, "HTTP 403", "Forbidden")
+
+
+def test_a_recording_over_the_size_limit_is_refused(worker, stub_broker, fake_twilio, s3, ingest_env):
+    ingest_env(RECORDING_MAX_BYTES="1000")
+    recording = fake_twilio.add_recording(os.urandom(5000))
+    call_id = new_call(fake_twilio, recording)
+    call = run(stub_broker, worker, call_id)
+    assert len(fake_twilio.media_gets(recording)) == 1
+    assert_failed(call, "5000 bytes", "RECORDING_MAX_BYTES")
+    assert stored(s3, call_id) is None
+
+
+def test_an_error_page_served_as_200_is_not_stored(worker, stub_broker, fake_twilio, s3):
+    recording = fake_twilio.add_recording(b"audio", script=["html"])
+    call_id = new_call(fake_twilio, recording)
+    assert_failed(run(stub_broker, worker, call_id), "text/html")
+    assert stored(s3, call_id) is None
+
+
+def test_a_url_changed_in_the_database_is_never_fetched(worker, stub_broker, fake_twilio, s3):
+    recording = fake_twilio.add_recording(b"audio")
+    call_id = new_call(fake_twilio, recording)
+    Call.update(recording_url="https://169.254.169.254/latest/meta-data").where(Call.id == call_id).execute()
+    assert_failed(run(stub_broker, worker, call_id), "Refusing to download", "not an allowed Twilio host")
+    assert fake_twilio.requests == []
+
+
+def test_missing_credentials_fail_the_call_with_what_to_set(worker, stub_broker, fake_twilio, s3, ingest_env):
+    ingest_env(TWILIO_AUTH_TOKEN="")
+    call_id = new_call(fake_twilio, fake_twilio.add_recording(b"audio"))
+    assert_failed(run(stub_broker, worker, call_id), "TWILIO_AUTH_TOKEN is required")
+
+
+# -- redelivery ------------------------------------------------------------------
+
+
+def test_a_redelivered_message_after_success_does_nothing(worker, stub_broker, fake_twilio, s3):
+    recording = fake_twilio.add_recording(b"audio")
+    call_id = new_call(fake_twilio, recording)
+    run(stub_broker, worker, call_id)
+    call = run(stub_broker, worker, call_id)
+    assert (call.stage, call.ingest_attempts) == (Stage.AUDIO, 1)
+    assert len(fake_twilio.media_gets(recording)) == 1
+    assert len(handed_on(stub_broker)) == 1
+
+
+def test_a_worker_lost_after_storing_only_hands_on_again(worker, stub_broker, fake_twilio, s3, ingest_env):
+    """Killed between finish and advance: the redelivery finds the recording stored (and maybe gone at Twilio)."""
+    ingest_env(TWILIO_DELETE_RECORDING="true")
+    recording = fake_twilio.add_recording(b"audio")
+    call_id = new_call(fake_twilio, recording)
+    run(stub_broker, worker, call_id)
+    Call.update(stage=Stage.INGEST).where(Call.id == call_id).execute()
+    call = run(stub_broker, worker, call_id)
+    assert call.stage == Stage.AUDIO and call.video_status == VideoStatus.PENDING
+    assert len(fake_twilio.media_gets(recording)) == 1
+    assert stored(s3, call_id) == b"audio"
+    assert handed_on(stub_broker) == [("split_channels", {"call_id": call_id})] * 2
+
+
+def test_an_unknown_or_malformed_call_id_never_crashes_the_worker(worker, stub_broker, fake_twilio, s3):
+    send(DOWNLOAD_RECORDING, call_id="CA" + "0" * 32)
+    send(DOWNLOAD_RECORDING, call_id="../../etc/passwd")
+    stub_broker.join("ingest", fail_fast=False)
+    worker.join()
+    assert fake_twilio.requests == [] and Call.select().count() == 0
+    # The worker is still there and working.
+    recording = fake_twilio.add_recording(b"audio")
+    assert run(stub_broker, worker, new_call(fake_twilio, recording)).stage == Stage.AUDIO
+
+
+# -- memory ----------------------------------------------------------------------
+
+
+def test_memory_stays_constant_whatever_the_recording_size(pg_db, local_store, ingest_env, stub_broker, actors, fake_twilio):
+    """24 MB through the local store: the download never holds more than a few chunks."""
+    size = 24 * 1024 * 1024
+    recording = fake_twilio.add_recording(os.urandom(size))
+    call_id = new_call(fake_twilio, recording)
+    tracemalloc.start()
+    try:
+        actors.ingest_recording(call_id)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert local_store.size(keys.recording_key(call_id)) == size
+    assert peak < size // 4, f"peak {peak} bytes for a {size}-byte recording"
+
+
+# -- policy, unit ----------------------------------------------------------------
+
+
+def test_transient_failures_wait_1_2_4_seconds_then_give_up(pg_db, stub_broker, actors, monkeypatch):
+    message = DOWNLOAD_RECORDING.message(call_id="CA" + "1" * 32)
+    monkeypatch.setattr(actors, "_current_message", lambda: message)
+    decisions = [actors._failed_attempt("CA" + "1" * 32, ConnectionError("reset")) for _ in range(4)]
+    assert [d.delay for d in decisions[:3]] == [1000, 2000, 4000]
+    assert all(isinstance(d, dramatiq.Retry) for d in decisions[:3])
+    assert isinstance(decisions[3], PermanentError) and "after 4 attempts: reset" in str(decisions[3])
+
+
+@pytest.mark.parametrize(
+    "waited, window, delay",
+    [(0.2, 120, 1000), (3, 120, 3000), (60, 120, 15000), (119.7, 120, 1000), (118, 120, 2000), (120, 120, None), (5, 0, None)],
+)
+def test_404_waits_grow_with_the_time_waited_inside_the_window(actors, waited, window, delay):
+    assert actors.not_ready_delay_ms(waited, window) == delay
+
+
+def test_the_body_reader_gives_exact_reads_and_checks_length_and_size():
+    from services.ingest.download import BodyReader, TransientDownloadError
+
+    reader = BodyReader(iter([b"abc", b"defg", b"h"]), expected=8, max_bytes=100)
+    assert [reader.read(3), reader.read(3), reader.read(3), reader.read(3)] == [b"abc", b"def", b"gh", b""]
+    with pytest.raises(TransientDownloadError, match="ended after 4 of 8 bytes"):
+        BodyReader(iter([b"abcd"]), expected=8, max_bytes=100).read(100)
+    with pytest.raises(PermanentError, match="RECORDING_MAX_BYTES"):
+        BodyReader(iter([b"a" * 60, b"b" * 60]), expected=None, max_bytes=100).read(1000)
+    with pytest.raises(PermanentError, match="empty recording"):
+        BodyReader(iter([]), expected=None, max_bytes=100).read(10)
