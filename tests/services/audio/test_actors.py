@@ -167,7 +167,7 @@ def test_failing_ffmpeg_is_retried_twice(db, make_call, split, stub_broker, tmp_
 def test_timeout_kills_ffmpeg_and_cleans_up(db, make_call, split, stub_broker, tmp_path, settings_env, slow_ffmpeg):
     wrapper, pids = slow_ffmpeg
     settings = settings_env(FFMPEG_BINARY=str(wrapper), SPLIT_TIMEOUT="1")
-    make_call(media.tone_call(tmp_path / "call.mp3", 5.0, CALLER, CALLEE))
+    make_call(media.tone_call(tmp_path / "call.mp3", 30.0, CALLER, CALLEE))  # -re: 30 s unless killed
     split(max_retries=0)
     call = Call.get_by_id(CALL_ID)
     assert call.video_status == VideoStatus.FAILED
@@ -189,3 +189,14 @@ def test_unknown_call_and_invalid_id_are_dropped(db, split, stub_broker):
     split(call_id="../../etc/passwd")
     assert queued(stub_broker, "generation") == []
     assert Call.select().count() == 0
+
+
+def test_dramatiq_time_limit_also_kills_ffmpeg(db, make_call, split, tmp_path, settings_env, slow_ffmpeg):
+    """Dramatiq interrupts the worker thread, not FFmpeg: the interrupted wait still kills the group."""
+    wrapper, pids = slow_ffmpeg
+    settings = settings_env(FFMPEG_BINARY=str(wrapper), SPLIT_TIMEOUT="600")
+    make_call(media.tone_call(tmp_path / "call.mp3", 30.0, CALLER, CALLEE))  # -re: 30 s unless killed
+    split(time_limit=1000, max_retries=0)
+    assert Call.get_by_id(CALL_ID).video_status == VideoStatus.FAILED
+    assert gone(int((pids / "ffmpeg").read_text()))
+    assert tmp_entries(settings) == []

@@ -142,7 +142,7 @@ def test_truncated_recording(tmp_path, workdir, settings_env):
 def test_timeout_kills_the_process_group(tmp_path, workdir, settings_env, slow_ffmpeg):
     wrapper, pids = slow_ffmpeg
     settings = settings_env(FFMPEG_BINARY=str(wrapper), SPLIT_TIMEOUT="1")
-    call = media.tone_call(tmp_path / "call.mp3", 6.5, CALLER, CALLEE)  # -re: 6.5 s of work
+    call = media.tone_call(tmp_path / "call.mp3", 30.0, CALLER, CALLEE)  # -re: 30 s of work unless killed
     with pytest.raises(ProcessTimeout, match="did not finish within 1 s"):
         run_split(call, workdir, settings)
     wrapper_pid, ffmpeg_pid = int((pids / "wrapper").read_text()), int((pids / "ffmpeg").read_text())
