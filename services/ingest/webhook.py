@@ -35,7 +35,7 @@ from shared.settings import Settings
 from .signature import SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER, FormParams, SignatureCheck
 from .validation import IGNORED_STATUSES, InvalidWebhook, RecordingStatus, parse_recording_status
 
-__all__ = ["RecordingStatusResource", "failure_reason", "MAX_BODY_BYTES"]
+__all__ = ["RecordingStatusResource", "claim_call", "read_form", "failure_reason", "MAX_BODY_BYTES"]
 
 log = logging.getLogger("callreel.ingest.webhook")
 

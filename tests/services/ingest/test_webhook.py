@@ -272,3 +272,17 @@ def test_the_app_refuses_to_start_without_what_it_needs(pg_db, stub_broker, sett
     with pytest.raises(SettingsError) as error:
         create_app()
     assert {"TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL"} <= {p.split()[0] for p in error.value.problems}
+
+
+def test_idempotency_holds_on_sqlite_too(sqlite_db, stub_broker, ingest_env, fake_twilio):
+    """The embedded mode (``callreel serve``) runs the same statement on SQLite."""
+    client = falcon.testing.TestClient(create_app())
+    host_row = call_sid()
+    Call.insert(id=host_row, video_status=None).execute()
+    for call in (host_row, None):
+        form = fake_twilio.callback(fake_twilio.add_recording(b"mp3"), call=call)
+        assert post_callback(client, fake_twilio, form).status_code == 202
+        assert post_callback(client, fake_twilio, form).json["result"] == "duplicate"
+    assert Call.select().count() == 2
+    assert Call.get_by_id(host_row).video_status == VideoStatus.PENDING
+    assert len(queued(stub_broker)) == 2
