@@ -12,34 +12,13 @@ from shared.runtime import boot
 broker = boot("generation")
 
 from shared.contracts import GENERATE_SIDE, POLL_SEGMENT, actor, on_give_up  # noqa: E402
-from shared.fal_models import model_for  # noqa: E402
 from shared.progress import PermanentError  # noqa: E402
-from shared.settings import Settings, SettingsError, get_settings  # noqa: E402
+from shared.settings import get_settings  # noqa: E402
 
 from . import jobs  # noqa: E402
+from .config import check_configuration  # noqa: E402
 
-__all__ = ["generate_side", "poll_segment", "check_configuration"]
-
-
-def check_configuration(settings: Settings) -> None:
-    """With a fal key, everything fal needs must be right before the first message, not at it."""
-    if not settings.uses_fal:
-        return
-    problems = []
-    try:
-        model_for(settings.fal_model)
-    except ValueError as exc:
-        problems.append(str(exc))
-    if not settings.uses_s3:
-        problems.append("FAL_KEY needs S3 storage (S3_BUCKET): fal.ai fetches the audio and avatars by presigned URL")
-    try:
-        from .fal import check_queue_host
-
-        check_queue_host(settings.fal_queue_run_host)
-    except RuntimeError as exc:
-        problems.append(str(exc))
-    if problems:
-        raise SettingsError(problems)
+__all__ = ["generate_side", "poll_segment"]
 
 
 _settings = get_settings()

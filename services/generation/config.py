@@ -1,0 +1,29 @@
+"""What the generation service checks when it starts, so a bad deployment fails before its first message."""
+
+from __future__ import annotations
+
+from shared.fal_models import model_for
+from shared.settings import Settings, SettingsError
+
+__all__ = ["check_configuration"]
+
+
+def check_configuration(settings: Settings) -> None:
+    """With a fal key, the model must be known, the store must be S3 and fal-client must use the configured host."""
+    if not settings.uses_fal:
+        return
+    problems = []
+    try:
+        model_for(settings.fal_model)
+    except ValueError as exc:
+        problems.append(str(exc))
+    if not settings.uses_s3:
+        problems.append("FAL_KEY needs S3 storage (S3_BUCKET): fal.ai fetches the audio and avatars by presigned URL")
+    from .fal import check_queue_host
+
+    try:
+        check_queue_host(settings.fal_queue_run_host)
+    except RuntimeError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise SettingsError(problems)

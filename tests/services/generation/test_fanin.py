@@ -1,0 +1,120 @@
+"""The fan-in and the no-key path, in process: Dramatiq's in-process broker and worker, real databases."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import dramatiq
+import pytest
+
+from shared.contracts import GENERATE_SIDE, send
+from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
+from services.generation.fanin import fan_in, settle_side
+
+
+def new_call_id() -> str:
+    return "CA" + uuid.uuid4().hex
+
+
+def compose_messages(broker) -> list[str]:
+    queue = broker.queues["compositor"]
+    return [dramatiq.Message.decode(m).kwargs["call_id"] for m in list(queue.queue)]
+
+
+def ready_call(call_id: str) -> None:
+    """Both sides generating, each with its one segment just finished: the last step before the fan-in."""
+    Call.create(id=call_id, stage=Stage.GENERATION, video_status=VideoStatus.GENERATING,
+                caller_state=SideState.GENERATING, callee_state=SideState.GENERATING)
+    for side in ("caller", "callee"):
+        Segment.create(call_id=call_id, side=side, index=0, start=0, end=10, state=SegmentState.COMPLETED,
+                       audio_key=f"audio/{call_id}-{side}-000.mp3", video_key=f"videos/{call_id}-{side}-000.mp4")
+
+
+@pytest.mark.postgres
+def test_fan_in_enqueues_compose_exactly_once_under_concurrency(pg_db, stub_broker, s3):
+    """Two threads end the two sides of a call at the same instant, each then tries the fan-in: one compose."""
+    calls = [new_call_id() for _ in range(12)]
+    for call_id in calls:
+        ready_call(call_id)
+    errors: list[BaseException] = []
+
+    def worker(side: str, barrier: threading.Barrier, call_id: str) -> None:
+        try:
+            barrier.wait(timeout=10)
+            settle_side(call_id, side)  # marks the side, then the fan-in
+            fan_in(call_id)  # and again, as a redelivered message would
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            pg_db.close()
+
+    for call_id in calls:
+        barrier = threading.Barrier(2)
+        threads = [threading.Thread(target=worker, args=(side, barrier, call_id)) for side in ("caller", "callee")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+    assert not errors, errors
+    assert sorted(compose_messages(stub_broker)) == sorted(calls)  # exactly one each
+    for call_id in calls:
+        call = Call.get_by_id(call_id)
+        assert call.compose_enqueued_at is not None and call.stage == Stage.COMPOSITOR
+        assert call.caller_state == call.callee_state == SideState.GENERATED
+        assert call.caller_video_url.endswith(f"videos/{call_id}-caller-000.mp4")
+
+
+def test_no_fan_in_until_both_sides_have_ended(sqlite_db, stub_broker, local_store):
+    call_id = new_call_id()
+    ready_call(call_id)
+    Segment.update(state=SegmentState.SUBMITTED).where((Segment.call_id == call_id) & (Segment.side == "callee")).execute()
+    settle_side(call_id, "caller")
+    call = Call.get_by_id(call_id)
+    assert call.caller_state == SideState.GENERATED and call.callee_state == SideState.GENERATING
+    assert call.compose_enqueued_at is None and compose_messages(stub_broker) == []
+    # A call that ended meanwhile (failed by the sweeper…) is not composed either.
+    Call.update(callee_state=SideState.FAILED, video_status=VideoStatus.FAILED).where(Call.id == call_id).execute()
+    assert fan_in(call_id) is False and compose_messages(stub_broker) == []
+
+
+@pytest.fixture
+def generation_worker(stub_broker):
+    """The generation actors on the in-process broker, with a worker on their queue only."""
+    import services.generation.actors  # noqa: F401  (declares the actors)
+
+    worker = dramatiq.Worker(stub_broker, queues={"generation"}, worker_timeout=50, worker_threads=2)
+    worker.start()
+    yield stub_broker
+    worker.stop()
+
+
+def test_without_a_fal_key_sides_are_local_and_nothing_is_sent(sqlite_db, generation_worker, local_store):
+    broker = generation_worker
+    call_id = new_call_id()
+    Call.create(id=call_id, stage=Stage.AUDIO, video_status=VideoStatus.PENDING,
+                caller_state=SideState.PENDING, callee_state=SideState.SILENT)
+    # Segments left by an audio stage that had a key: still nothing is submitted.
+    Segment.create(call_id=call_id, side="caller", index=0, start=0, end=10, audio_key=f"audio/{call_id}-caller-000.mp3")
+    for side in ("caller", "callee"):
+        send(GENERATE_SIDE, call_id=call_id, side=side)
+    broker.join("generation", fail_fast=True)
+    call = Call.get_by_id(call_id)
+    assert call.caller_state == SideState.LOCAL and call.callee_state == SideState.SILENT
+    assert call.fal_job_id is None and call.video_status == VideoStatus.PENDING
+    segment = Segment.get(Segment.call_id == call_id)
+    assert segment.state == SegmentState.PENDING and segment.attempts == 0 and segment.fal_request_id is None
+    assert compose_messages(broker) == [call_id] and call.stage == Stage.COMPOSITOR
+    # Redelivered: the sides stay as they are and no second compose goes out.
+    send(GENERATE_SIDE, call_id=call_id, side="caller")
+    broker.join("generation", fail_fast=True)
+    assert compose_messages(broker) == [call_id]
+
+
+def test_bad_messages_fail_without_crashing_the_worker(sqlite_db, generation_worker, local_store):
+    broker = generation_worker
+    send(GENERATE_SIDE, call_id="../../etc/passwd", side="caller")
+    send(GENERATE_SIDE, call_id=new_call_id(), side="both")  # no such side
+    send(GENERATE_SIDE, call_id=new_call_id(), side="caller")  # no such call: nothing to do
+    broker.join("generation", fail_fast=False)
+    assert Call.select().count() == 0 and compose_messages(broker) == []
