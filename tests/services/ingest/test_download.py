@@ -261,6 +261,21 @@ def test_missing_credentials_fail_the_call_with_what_to_set(worker, stub_broker,
     assert_failed(run(stub_broker, worker, call_id), "TWILIO_AUTH_TOKEN is required")
 
 
+def test_a_body_outgrowing_the_limit_while_streaming_aborts_the_upload(s3, settings_env):
+    """No Content-Length to refuse early: the limit is enforced as the bytes flow into a multipart upload."""
+    from services.ingest.download import BodyReader
+
+    settings_env(S3_PART_SIZE_MB="5")
+    from shared.storage import get_storage
+
+    storage = get_storage()
+    chunks = (os.urandom(1024 * 1024) for _ in range(14))
+    with pytest.raises(PermanentError, match="RECORDING_MAX_BYTES"):
+        storage.upload_fileobj(BodyReader(chunks, expected=None, max_bytes=12 * 1024 * 1024), "recordings/CA" + "2" * 32 + ".mp3")
+    assert storage.client.list_objects_v2(Bucket=storage.bucket).get("KeyCount") == 0
+    assert storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", []) == []
+
+
 # -- redelivery ------------------------------------------------------------------
 
 
