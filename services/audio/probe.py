@@ -58,7 +58,8 @@ def probe_recording(path: str | Path, *, ffprobe: str, max_seconds: float, workd
     try:
         run(args, timeout=PROBE_TIMEOUT, stdout=report, stderr=log)
     except ProcessFailed as exc:
-        raise PermanentError(f"not an audio file: ffprobe cannot read it ({exc.detail or 'unknown format'})") from None
+        detail = exc.detail.replace(str(path), "recording") or "unknown format"  # no temp paths in the call's row
+        raise PermanentError(f"not an audio file: ffprobe cannot read it ({detail})") from None
     try:
         info = json.loads(report.read_text() or "{}")
     except ValueError:

@@ -131,9 +131,10 @@ def split_recording(source: Path, workdir: Path, info: RecordingInfo, settings: 
     try:
         run(build_command(source, outputs, info, settings), timeout=settings.split_timeout, stderr=log)
     except ProcessFailed as exc:
-        if any(marker in exc.detail for marker in _BAD_INPUT):
-            raise PermanentError(f"recording does not decode: {exc.detail}") from None
-        raise SplitFailed(f"ffmpeg could not split the recording: {exc.detail}") from None
+        detail = exc.detail.replace(str(source), "recording").replace(f"{workdir}/", "")  # no temp paths in the row
+        if any(marker in detail for marker in _BAD_INPUT):
+            raise PermanentError(f"recording does not decode: {detail}") from None
+        raise SplitFailed(f"ffmpeg could not split the recording: {detail}") from None
 
     counts = _encoded_samples(log)
     if any(index not in counts for index in range(len(SIDES))):
@@ -152,8 +153,9 @@ def split_recording(source: Path, workdir: Path, info: RecordingInfo, settings: 
             f"recording is truncated or corrupt: its header says {info.duration:.2f} s but only {duration:.2f} s decode"
         )
 
+    offset = edge_samples(info.sample_rate, settings.silence_min_duration) / info.sample_rate
     with open(log, errors="replace") as lines:
-        silences = parse_silences(lines, channels=2, offset=edge_samples(info.sample_rate, settings.silence_min_duration) / info.sample_rate)
+        silences = parse_silences(lines, channels=2, offset=offset)
     sides = {
         side: SideAudio(
             path=outputs[side],

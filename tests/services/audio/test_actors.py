@@ -115,6 +115,7 @@ def test_bad_recording_fails_the_call_once(db, s3, make_call, split, stub_broker
     call = Call.get_by_id(CALL_ID)
     assert call.video_status == VideoStatus.FAILED and call.stage == Stage.DONE
     assert call.video_error_message.startswith(reason)
+    assert str(settings.tmp_dir) not in call.video_error_message  # the operator sees the reason, not our temp paths
     assert call.audio_attempts == 1  # a bad file is not retried
     assert call.audio_finished_at is None
     assert queued(stub_broker, "generation") == []
