@@ -68,7 +68,7 @@ def test_both_sides_in_parallel(generation):
 def test_retries_timeouts_and_refusals(generation):
     """A failed job and a stuck one are retried (the stuck one cancelled at fal); refusals are not retried."""
     fake = generation.fake
-    quick = dict(queued_polls=0, running_polls=1)
+    quick = dict(queued_polls=0, running_polls=0)  # ends at the first poll
     # Call A: the caller's first job fails after two 429s on submit and on status, the second never
     # finishes (cancelled at the timeout), the third works; the callee is refused at submit (422).
     a = generation.add_call(caller=[(0.0, 30.0)], callee=[(0.0, 30.0)])
@@ -84,7 +84,7 @@ def test_retries_timeouts_and_refusals(generation):
     fake.script(f"{b}-caller-000", [Behaviour(outcome="error", **quick)] * 5)
     fake.script(f"{b}-callee-000", [Behaviour(outcome="invalid", **quick)])
 
-    generation.worker(FAL_JOB_TIMEOUT="3", FAL_MAX_RETRIES="2")
+    generation.worker(FAL_JOB_TIMEOUT="4", FAL_MAX_RETRIES="2")
     generation.generate(a)
     generation.generate(b)
     call_a, call_b = generation.composed(a), generation.composed(b)
