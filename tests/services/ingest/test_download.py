@@ -149,11 +149,11 @@ def test_404_right_after_the_callback_is_retried_until_served(worker, stub_broke
 
 
 def test_404_past_the_window_fails_the_call(worker, stub_broker, fake_twilio, s3, ingest_env):
-    ingest_env(TWILIO_404_WINDOW="1")
+    ingest_env(TWILIO_404_WINDOW="2")
     recording = fake_twilio.add_recording(b"never served", script=["404"])
     call_id = new_call(fake_twilio, recording)
     call = run(stub_broker, worker, call_id)
-    assert_failed(call, "404", "TWILIO_404_WINDOW=1")
+    assert_failed(call, "404", "TWILIO_404_WINDOW=2")
     assert len(fake_twilio.media_gets(recording)) >= 2  # retried inside the window, then stopped
     assert stored(s3, call_id) is None
     assert handed_on(stub_broker) == []
