@@ -49,7 +49,10 @@ def configure_logging(settings: Settings | None = None, stream=None) -> None:
     handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
     handler._callreel = True  # type: ignore[attr-defined]
     root = logging.getLogger()
-    root.handlers = [h for h in root.handlers if not getattr(h, "_callreel", False)] + [handler]
+    # Replace plain stream handlers (ours from an earlier call, the one the
+    # ``dramatiq`` command installs) so each event is written once; keep
+    # special-purpose handlers such as pytest's log capture.
+    root.handlers = [h for h in root.handlers if type(h) is not logging.StreamHandler] + [handler]
     root.setLevel(settings.log_level)
     for noisy in ("pika", "botocore", "boto3", "s3transfer", "urllib3", "httpx"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
