@@ -46,3 +46,8 @@ accesslog = "-"
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+
+# Prometheus: the workers keep their request metrics in one folder, which the
+# master sums and serves on METRICS_PORT (off the public PORT). See shared/metrics.py.
+from shared.metrics import gunicorn_child_exit as child_exit  # noqa: E402
+from shared.metrics import gunicorn_when_ready as when_ready  # noqa: E402

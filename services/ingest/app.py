@@ -23,6 +23,7 @@ import peewee
 from shared.broker import setup_broker
 from shared.db import init_database
 from shared.logs import configure_logging
+from shared.metrics import RequestMetrics
 from shared.settings import Settings, SettingsError, get_settings
 from shared.storage import get_storage
 
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None) -> falcon.App:
         log.warning(UNSIGNED_WARNING, RECORDING_STATUS_PATH)
         log.warning("!" * 78)
 
-    app = falcon.App(middleware=[DatabaseConnectionMiddleware()])
+    app = falcon.App(middleware=[RequestMetrics(), DatabaseConnectionMiddleware()])
     for error in (peewee.OperationalError, peewee.InterfaceError):
         app.add_error_handler(error, database_unavailable)
     app.add_route(RECORDING_STATUS_PATH, RecordingStatusResource(settings))
