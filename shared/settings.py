@@ -123,7 +123,7 @@ class Settings:
     # -- workers and deploy -------------------------------------------------
     worker_processes: int = env("WORKER_PROCESSES", 1, "Dramatiq worker processes per service.", group="deploy", minimum=1)
     worker_threads: int = env("WORKER_THREADS", 2, "Dramatiq threads per worker process.", group="deploy", minimum=1)
-    metrics_port: int = env("METRICS_PORT", 9191, "Port of a worker's Prometheus /metrics endpoint (0: off).", group="deploy", minimum=0)
+    metrics_port: int = env("METRICS_PORT", 9191, "Port of each service's private Prometheus /metrics endpoint (workers and ingest; 0: off).", group="deploy", minimum=0)
     rabbitmq_management_url: str = env("RABBITMQ_MANAGEMENT_URL", "", "RabbitMQ management API (`http://user:pass@host:15672`) for queue backlogs.", group="deploy")
 
     # Derived values: one rule each, so every caller agrees on them.
