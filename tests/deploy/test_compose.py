@@ -211,7 +211,10 @@ def test_ingest_command_is_gunicorn_configured_from_settings(settings_env):
     assert deploy.dockerfile_of("ingest").cmd == INGEST_CMD
     config = DEPLOY / "gunicorn.conf.py"
     assert config.is_file(), "deploy/gunicorn.conf.py (the ingest service's gunicorn config) is missing"
-    settings_env(GUNICORN_WORKERS="3", GUNICORN_THREADS="7", PORT="8123")
+    settings_env(
+        GUNICORN_WORKERS="3", GUNICORN_THREADS="7", PORT="8123",
+        TWILIO_ACCOUNT_SID="AC" + "0" * 32, TWILIO_AUTH_TOKEN="t", PUBLIC_BASE_URL="https://example.test",
+    )
     import runpy
 
     values = runpy.run_path(str(config))
