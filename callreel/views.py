@@ -1,11 +1,12 @@
-"""Read-only views of calls for the command line."""
+"""Read-only views of calls for the command line (built on ``shared.calls``, as the operator page is)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from shared.calls import call_segments, newest_calls, stage_timeline
 from shared.keys import validate_call_id
-from shared.models import STAGES, Call, Segment
+from shared.models import Call
 
 from .errors import CliError
 
@@ -16,20 +17,10 @@ def call_summary(call_id: str) -> dict[str, Any]:
     call = Call.get_or_none(Call.id == validate_call_id(call_id))
     if call is None:
         raise CliError(f"no call {call_id}")
-    stages = {}
-    for stage in STAGES:
-        started, finished = getattr(call, f"{stage}_started_at"), getattr(call, f"{stage}_finished_at")
-        stages[stage] = {
-            "started_at": started,
-            "finished_at": finished,
-            "seconds": round((finished - started).total_seconds(), 3) if started and finished else None,
-            "attempts": getattr(call, f"{stage}_attempts"),
-        }
-    segments = [
-        {"side": s.side, "index": s.index, "start": s.start, "end": s.end, "state": s.state,
-         "fal_request_id": s.fal_request_id, "attempts": s.attempts, "error": s.error}
-        for s in Segment.select().where(Segment.call_id == call.id).order_by(Segment.side, Segment.index)
-    ]
+    stages = {
+        row["stage"]: {key: row[key] for key in ("state", "started_at", "finished_at", "seconds", "attempts")}
+        for row in stage_timeline(call)
+    }
     return {
         "id": call.id,
         "status": call.video_status,
@@ -42,13 +33,10 @@ def call_summary(call_id: str) -> dict[str, Any]:
         "duration": call.audio_duration or call.recording_duration,
         "processing_seconds": call.video_processing_duration,
         "stages": stages,
-        "segments": segments,
+        "segments": call_segments(call.id),
         "created_at": call.created_at,
     }
 
 
 def list_calls(status: str | None = None, limit: int = 50) -> list[Call]:
-    query = Call.select().order_by(Call.created_at.desc(), Call.id)
-    if status:
-        query = query.where(Call.video_status == status)
-    return list(query.limit(max(1, min(limit, 1000))))
+    return newest_calls(status=status, limit=max(1, min(limit, 1000)))
