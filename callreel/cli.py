@@ -105,6 +105,44 @@ def cmd_retry(args: argparse.Namespace) -> int:
     return 0 if call.video_status == "completed" else 1
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from shared.broker import setup_broker
+    from shared.db import connection
+    from shared.sweeper import check_deadline, sweep
+
+    settings = get_settings()
+    if settings.in_process_broker:
+        raise CliError("the sweeper re-enqueues calls for the workers on RabbitMQ: set BROKER_URL (amqp://…)")
+    _setup()
+    setup_broker()
+    warning = check_deadline(settings)
+    if warning:
+        print(f"callreel: warning: {warning}", file=sys.stderr)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.is_set():
+        try:
+            with connection():
+                swept = sweep(settings)
+        except Exception as exc:  # the database is away: say so, try again next pass
+            if not args.every:
+                raise CliError(f"sweep failed: {exc}") from exc
+            print(f"callreel: sweep failed, trying again in {args.every:g}s: {exc}", file=sys.stderr, flush=True)
+            swept = []
+        for line in swept:
+            print(line, flush=True)
+        actions = [s.action for s in swept]
+        print(f"sweep: {len(swept)} stuck call(s): {actions.count('retried')} re-enqueued, {actions.count('failed')} failed", flush=True)
+        if not args.every:
+            break
+        stop.wait(args.every)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
@@ -138,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("call_id")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_retry)
+
+    p = sub.add_parser("sweep", help="re-enqueue calls stuck in a stage past STAGE_DEADLINE, or fail them (see shared/sweeper.py)")
+    p.add_argument("--every", type=float, default=0, metavar="SECONDS", help="keep sweeping, every SECONDS (default: once)")
+    p.set_defaults(func=cmd_sweep)
 
     sub.add_parser("migrate", help="create or update the database schema (idempotent)").set_defaults(func=cmd_migrate)
     return parser

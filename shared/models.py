@@ -153,6 +153,7 @@ class Call(BaseModel):
     generation_attempts = IntegerField(null=True, default=0)
     compositor_attempts = IntegerField(null=True, default=0)
     compose_enqueued_at = DateTimeField(null=True)  # set once by the fan-in
+    sweep_count = IntegerField(null=True, default=0)  # times the sweeper re-enqueued it (shared/sweeper.py)
     rerender = BooleanField(null=True, default=False)
     created_at = DateTimeField(null=True, default=utcnow)
     updated_at = DateTimeField(null=True, default=utcnow)

@@ -68,6 +68,8 @@ def retry_call(call_id: str, *, force: bool = False) -> str:
     }
     for later in _LATER[stage]:
         updates[getattr(Call, f"{later}_finished_at")] = None
+    if not force:  # a person asked: the sweeper may try again from scratch if it sticks
+        updates[Call.sweep_count] = 0
     retried_sides = [s for s in SIDES if call.side_state(s) in (SideState.FAILED, SideState.GENERATING, SideState.PENDING)]
     if stage == Stage.GENERATION:
         for side in retried_sides:

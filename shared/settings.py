@@ -62,6 +62,7 @@ class Settings:
     log_format: str = env("LOG_FORMAT", "text", "`text` for people, `json` for one JSON object per line.", choices=("text", "json"))
     tmp_dir: Path = env("TMP_DIR", Path(tempfile.gettempdir()), "Where workers make their per-call temp folders.")
     stage_deadline: int = env("STAGE_DEADLINE", 3600, "Seconds a call may sit in one stage before the sweeper acts.", minimum=60)
+    sweep_max_retries: int = env("SWEEP_MAX_RETRIES", 2, "Times the sweeper re-enqueues a stuck call before failing it.", minimum=0)
     # -- storage ------------------------------------------------------------
     s3_bucket: str = env("S3_BUCKET", "", "S3 bucket. Empty: a local folder (LOCAL_STORAGE_DIR) is the object store.", group="storage")
     s3_endpoint_url: str = env("S3_ENDPOINT_URL", "", "S3-compatible endpoint (MinIO…). Empty: AWS.", group="storage")
