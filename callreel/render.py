@@ -73,6 +73,9 @@ def render(recording: Path, output: Path, *, settings: Settings, quiet: bool = F
         call = wait_for(call_id, quiet=quiet)
         if call.video_status == VideoStatus.FAILED:
             raise CliError(f"{recording}: {call.video_error_message or 'the call failed'} (call {call_id})")
+        if not get_storage().exists(keys.video_key(call_id)):
+            # Stitching failed: the side videos are kept, the call can be retried.
+            raise CliError(f"no video was made: {call.video_error_message} — `callreel retry {call_id}` tries again")
         get_storage().download_file(keys.video_key(call_id), output)
     note = f" (partial: {call.video_error_message})" if call.video_status == VideoStatus.PARTIAL else ""
     print(f"{output}: {call.video_status}{note} — call {call_id}, {call.video_processing_duration}s")

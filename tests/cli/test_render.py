@@ -1,0 +1,100 @@
+"""``callreel render`` / ``status`` / ``list`` / ``retry`` through a real subprocess, embedded defaults."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import media
+
+CLI = Path(sys.executable).with_name("callreel")
+
+
+@pytest.fixture
+def cli_env(tmp_path):
+    env = {"PATH": os.environ["PATH"], "CALLREEL_DATA_DIR": str(tmp_path / "data"), "TMP_DIR": str(tmp_path / "tmp"), "HOME": str(tmp_path)}
+    (tmp_path / "tmp").mkdir()
+
+    def run(*args, extra=None, timeout=300):
+        return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, env={**env, **(extra or {})}, timeout=timeout)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def short_call(tmp_path_factory):
+    return media.tone_call(tmp_path_factory.mktemp("rec") / "call.mp3", 4.0, caller=[(0.3, 1.6)], callee=[(2.0, 3.6)])
+
+
+def _temp_left(tmp_path):
+    return [p for p in (tmp_path / "tmp").rglob("*")]
+
+
+def test_render_produces_a_playable_split_screen_video(cli_env, short_call, tmp_path):
+    out = tmp_path / "out.mp4"
+    result = cli_env("render", short_call, "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "completed" in result.stdout
+    # Not a terminal: plain progress lines, one per stage change.
+    assert "callreel: audio started" in result.stderr and "callreel: compositor done in" in result.stderr
+    info = media.probe(out)
+    video = next(s for s in info["streams"] if s["codec_type"] == "video")
+    audio = next(s for s in info["streams"] if s["codec_type"] == "audio")
+    assert (video["width"], video["height"], video["codec_name"]) == (1280, 480, "h264")
+    assert audio["codec_name"] == "aac" and audio["channels"] == 2
+    assert abs(float(info["format"]["duration"]) - 4.0) < 0.2
+    decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "null", "-"], capture_output=True, text=True)
+    assert decoded.returncode == 0 and decoded.stderr == "", decoded.stderr
+    assert _temp_left(tmp_path) == []
+    listed = cli_env("list", "--status", "completed")
+    assert listed.returncode == 0 and "completed" in listed.stdout
+    call_id = listed.stdout.splitlines()[1].split()[0]
+    status = json.loads(cli_env("status", call_id).stdout)
+    assert status["status"] == "completed" and status["stages"]["compositor"]["finished_at"]
+
+
+@pytest.mark.parametrize(
+    "make_input, message",
+    [
+        (lambda d: d / "missing.mp3", "no such file"),
+        (lambda d: media.mono_file(d / "mono.mp3"), "mono"),
+        (lambda d: (d / "notes.mp3").write_text("this is not audio at all\n" * 50) and d / "notes.mp3", "not an audio file"),
+        (lambda d: (d / "empty.mp3").write_bytes(b"") or d / "empty.mp3", "empty"),
+    ],
+    ids=["missing", "mono", "not-audio", "empty"],
+)
+def test_render_bad_input_fails_with_its_reason(cli_env, tmp_path, make_input, message):
+    result = cli_env("render", make_input(tmp_path), "-o", tmp_path / "out.mp4")
+    assert result.returncode != 0
+    assert message in result.stderr.lower()
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_render_refuses_an_output_it_cannot_write(cli_env, short_call, tmp_path):
+    result = cli_env("render", short_call, "-o", tmp_path / "no" / "such" / "dir" / "out.mp4")
+    assert result.returncode == 1 and "does not exist" in result.stderr
+    result = cli_env("render", short_call, "-o", tmp_path)
+    assert result.returncode == 1 and "is a directory" in result.stderr
+
+
+def test_retry_finishes_a_call_without_redoing_finished_stages(cli_env, short_call, tmp_path):
+    # Injected failure: an encoder preset libx264 does not know makes the stitch fail.
+    out = tmp_path / "out.mp4"
+    failed = cli_env("render", short_call, "-o", out, extra={"VIDEO_PRESET": "no-such-preset"})
+    assert failed.returncode != 0
+    call_id = cli_env("list").stdout.splitlines()[1].split()[0]
+    before = json.loads(cli_env("status", call_id).stdout)
+    assert before["status"] in ("partial", "failed")
+    assert before["stages"]["audio"]["finished_at"] and before["stages"]["audio"]["attempts"] == 1
+
+    retried = cli_env("retry", call_id)
+    assert retried.returncode == 0, retried.stderr
+    after = json.loads(cli_env("status", call_id).stdout)
+    assert after["status"] == "completed"
+    assert after["stages"]["audio"] == before["stages"]["audio"]  # not redone
+    assert after["stages"]["compositor"]["attempts"] > before["stages"]["compositor"]["attempts"]
+    assert cli_env("retry", call_id).returncode == 1  # a completed call is not retried
