@@ -21,13 +21,14 @@ from shared import contracts
 from tests.support import deploy
 from tests.support.deploy import DEPLOY, FFMPEG_SERVICES, ROOT, SERVICES, WORKERS
 
-OURS = ("bucket", "migrate", "ingest", *WORKERS)
+OURS = ("bucket", "migrate", "ingest", *WORKERS, "sweeper")
 LONG_RUNNING = ("ingest", *WORKERS)
 INGEST_CMD = ["gunicorn", "--config", "deploy/gunicorn.conf.py", "services.ingest.app:app"]
 # What each compose service runs, to find the variables it reads.
 ENTRIES = {
     "bucket": ["shared.storage"],
     "migrate": deploy.command_entries("callreel.cli", "cmd_migrate"),
+    "sweeper": deploy.command_entries("callreel.cli", "cmd_sweep"),
     "ingest": ["services.ingest.app"],
     **{name: [f"services.{image}.actors"] for name, image in WORKERS.items()},
 }
@@ -338,6 +339,20 @@ def test_railway_config_builds_its_dockerfile_and_starts_its_command(name, stack
     image = image_of(name, stack)
     assert f"services/{image}/**" in build["watchPatterns"]
     assert not any(f"services/{other}" in p for p in build["watchPatterns"] for other in set(SERVICES) - {image})
+
+
+def test_sweeper_runs_every_so_often_from_the_ingest_image(stack):
+    sweeper = stack["services"]["sweeper"]
+    assert image_of("sweeper", stack) == "ingest"
+    assert sweeper["command"][:2] == ["callreel", "sweep"] and float(sweeper["command"][sweeper["command"].index("--every") + 1]) > 0
+    for needed in ("migrate", "rabbitmq"):
+        assert needed in sweeper["depends_on"]
+    config = deploy.railway("sweeper")
+    assert config["build"]["dockerfilePath"] == "deploy/ingest.Dockerfile"
+    # On Railway a cron run sweeps once and exits; the schedule brings it back.
+    assert shlex.split(config["deploy"]["startCommand"]) == ["callreel", "sweep"]
+    assert len(config["deploy"]["cronSchedule"].split()) == 5
+    assert config["deploy"]["restartPolicyType"] == "NEVER"
 
 
 def test_railway_ingest_checks_health_and_migrates(settings_env):
