@@ -116,8 +116,10 @@ class Settings:
     video_fps: int = env("VIDEO_FPS", 25, "Frame rate of the final video.", group="compositor", minimum=1)
     caller_label: str = env("CALLER_LABEL", "AI agent", "Label drawn on the caller's panel.", group="compositor")
     callee_label: str = env("CALLEE_LABEL", "Customer", "Label drawn on the callee's panel.", group="compositor")
-    video_preset: str = env("VIDEO_PRESET", "veryfast", "libx264 preset of the final video.", group="compositor")
-    video_crf: int = env("VIDEO_CRF", 23, "libx264 CRF of the final video.", group="compositor", minimum=0)
+    label_font: str = env("LABEL_FONT", "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf", "Font file for the labels. Missing: fontconfig's sans, else no labels.", group="compositor")
+    video_preset: str = env("VIDEO_PRESET", "superfast", "libx264 preset of the final video.", group="compositor")
+    video_crf: int = env("VIDEO_CRF", 23, "libx264 CRF of the final video (0-51, lower is better).", group="compositor", minimum=0)
+    video_x264_params: str = env("VIDEO_X264_PARAMS", "mbtree=1:rc-lookahead=10:weightp=0", "x264 options applied over the preset (`key=value:…`). Empty: the preset alone.", group="compositor")
     compose_timeout: int = env("COMPOSE_TIMEOUT", 1800, "Seconds FFmpeg may take to compose one call.", group="compositor", minimum=1)
     video_status_callback_url: str = env("VIDEO_STATUS_CALLBACK_URL", "", "POST a signed JSON status here when a call finishes.", group="compositor")
     video_status_callback_secret: str = env("VIDEO_STATUS_CALLBACK_SECRET", "", "HMAC-SHA256 key for the status callback signature.", group="compositor", secret=True)
@@ -213,6 +215,8 @@ def _cross_checks(s: Settings) -> list[str]:
         problems.append("TWILIO_ACCOUNT_SID must look like AC followed by 32 hex digits")
     if s.video_status_callback_url and not s.video_status_callback_secret:
         problems.append("VIDEO_STATUS_CALLBACK_SECRET is required when VIDEO_STATUS_CALLBACK_URL is set")
+    if s.video_crf > 51:
+        problems.append(f"VIDEO_CRF must be between 0 and 51, got {s.video_crf}")
     if s.panel_width % 2 or s.panel_height % 2:
         problems.append("PANEL_WIDTH and PANEL_HEIGHT must be even (H.264 with yuv420p needs even sizes)")
     return problems

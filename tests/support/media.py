@@ -142,3 +142,34 @@ def tone_db(samples: Sequence[int], hz: float, rate: int = 8000) -> float:
 def dominant_hz(samples: Sequence[int], rate: int = 8000, *, low: int = 100, high: int = 2000, step: int = 10) -> int:
     """The strongest frequency between ``low`` and ``high`` Hz, to ``step`` Hz (use 0.25 s or so of audio)."""
     return max(range(low, high + 1, step), key=lambda hz: tone_db(samples, hz, rate))
+
+
+class Frame:
+    """One decoded video frame as RGB, for asserting what is where on screen."""
+
+    def __init__(self, data: bytes, width: int, height: int) -> None:
+        self.data, self.width, self.height = data, width, height
+
+    def pixel(self, x: int, y: int) -> tuple[int, int, int]:
+        at = (y * self.width + x) * 3
+        return self.data[at], self.data[at + 1], self.data[at + 2]
+
+    def region(self, x: int, y: int, w: int, h: int) -> list[tuple[int, int, int]]:
+        return [self.pixel(i, j) for j in range(y, y + h) for i in range(x, x + w)]
+
+
+def frame_at(path: str | Path, seconds: float) -> Frame:
+    """The frame shown at ``seconds``, decoded to raw RGB24 by FFmpeg."""
+    video = next(s for s in probe(path)["streams"] if s["codec_type"] == "video")
+    width, height = int(video["width"]), int(video["height"])
+    data = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-ss", f"{seconds:.3f}", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        check=True, capture_output=True,
+    ).stdout
+    assert len(data) == width * height * 3, f"no frame at {seconds}s in {path}"
+    return Frame(data, width, height)
+
+
+def near(colour: Sequence[int], expected: Sequence[int], tolerance: int = 40) -> bool:
+    """Colours equal within ``tolerance`` per channel (H.264 and yuv420p move them a little)."""
+    return all(abs(a - b) <= tolerance for a, b in zip(colour, expected))

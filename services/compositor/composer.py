@@ -1,0 +1,295 @@
+"""One call's render, from the object store to the object store, in a temp folder of its own.
+
+``compose_call`` decides what each panel shows, renders, uploads and says how
+it went (an :class:`Outcome`); writing the outcome to the call's row is the
+actor's job. The decisions, side by side:
+
+==========================  ==========================================  ==============
+side state                  panel                                       call status
+==========================  ==========================================  ==============
+generated, videos usable    its segment videos at their start times,    completed
+                            idle avatar in the gaps
+generated, a video bad      local panel                                 partial
+failed                      local panel                                 partial
+local (no fal key), silent  local panel                                 completed
+anything else               local panel                                 partial
+==========================  ==========================================  ==============
+
+If FFmpeg cannot stitch at all, the generated side videos are still worth
+having: the call ends ``partial`` with ``caller_video_url``/``callee_video_url``
+pointing at them (the original plan's fallback), or ``failed`` when no side
+has one.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from shared import keys
+from shared.assets import avatar_path
+from shared.models import Call, Segment, SegmentState, SideState, VideoStatus
+from shared.progress import PermanentError
+from shared.settings import Settings
+from shared.storage import ObjectNotFound, Storage
+
+from .graph import build_command
+from .layout import Clip, RenderSpec, SideSpec
+from .media import MediaError, detect_speech, probe_duration, probe_video, resolve_font
+from .runner import FFmpegError, run_ffmpeg
+
+__all__ = ["Outcome", "compose_call", "side_video_urls"]
+
+log = logging.getLogger("callreel.compositor")
+
+AVATAR_MAX_BYTES = 20 * 1024 * 1024
+COMPLETES = (SideState.LOCAL, SideState.SILENT)  # a local panel by design, not by failure
+
+
+@dataclass
+class Outcome:
+    status: str  # VideoStatus.COMPLETED / PARTIAL / FAILED
+    video_url: str | None = None
+    side_urls: dict[str, str | None] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def error(self) -> str | None:
+        return "; ".join(self.reasons) or None
+
+
+class _Fallback(Exception):
+    """This side's generated video cannot be used: render its local panel instead."""
+
+
+def compose_call(call: Call, settings: Settings, storage: Storage) -> Outcome:
+    """Render ``call`` into ``videos/{callId}.mp4``; the temp folder goes in every outcome."""
+    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f"compose-{call.id}-", dir=settings.tmp_dir))
+    try:
+        return _compose(call, settings, storage, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) -> Outcome:
+    extra = {"call_id": call.id, "stage": "compositor"}
+    recording = workdir / "recording.mp3"
+    try:
+        storage.download_file(keys.recording_key(call.id), recording)
+    except ObjectNotFound:
+        raise PermanentError(f"the recording {keys.recording_key(call.id)} is missing") from None
+    try:
+        duration = call.audio_duration or probe_duration(recording, settings)
+    except MediaError as exc:
+        raise PermanentError(f"the recording cannot be read: {exc}") from None
+
+    reasons: list[str] = []
+    used: dict[str, list[str]] = {}  # side -> the segment video keys its panel shows
+    sides = {side: _side_spec(call, side, settings, storage, workdir, recording, duration, reasons, used) for side in ("caller", "callee")}
+    spec = RenderSpec(
+        recording=recording,
+        duration=duration,
+        caller=sides["caller"],
+        callee=sides["callee"],
+        workdir=workdir,
+        width=settings.panel_width,
+        height=settings.panel_height,
+        fps=settings.video_fps,
+        preset=settings.video_preset,
+        crf=settings.video_crf,
+        x264_params=settings.video_x264_params,
+        font=resolve_font(settings),
+    )
+    output = workdir / "final.mp4"
+    try:
+        run_ffmpeg(
+            build_command(spec, output, binary=settings.ffmpeg_binary),
+            timeout=settings.compose_timeout,
+            what="compose",
+            total_seconds=duration,
+            log_extra=extra,
+        )
+        _check_output(output, settings)
+    except (FFmpegError, MediaError) as exc:
+        log.error("stitching failed: %s", exc, extra=extra)
+        urls = side_video_urls(call.id, used, storage, workdir=workdir, settings=settings)
+        status = VideoStatus.PARTIAL if any(urls.values()) else VideoStatus.FAILED
+        return Outcome(status=status, side_urls=urls, reasons=[f"stitching failed: {exc}", *reasons])
+
+    key = keys.video_key(call.id)
+    storage.upload_file(output, key, content_type="video/mp4")
+    return Outcome(
+        status=VideoStatus.PARTIAL if reasons else VideoStatus.COMPLETED,
+        video_url=storage.object_url(key),
+        side_urls=side_video_urls(call.id, used, storage),
+        reasons=reasons,
+    )
+
+
+def _check_output(path: Path, settings: Settings) -> None:
+    """FFmpeg said it succeeded; make sure the file has the picture and the sound."""
+    probe_video(path, settings)
+    probe_duration(path, settings)
+
+
+def _side_spec(
+    call: Call,
+    side: str,
+    settings: Settings,
+    storage: Storage,
+    workdir: Path,
+    recording: Path,
+    duration: float,
+    reasons: list[str],
+    used: dict[str, list[str]],
+) -> SideSpec:
+    state = call.side_state(side)
+    label = settings.caller_label if side == "caller" else settings.callee_label
+    avatar = _avatar(side, settings, workdir)
+    speech = _speech(call, side, settings, workdir, recording, duration)
+    if state == SideState.GENERATED:
+        try:
+            clips, video_keys = _clips(call.id, side, settings, storage, workdir)
+            used[side] = video_keys
+            return SideSpec(side, label, avatar, clips=clips, speech=speech)
+        except _Fallback as exc:
+            reasons.append(f"{side} video unusable, local panel instead: {exc}")
+    elif state == SideState.FAILED:
+        reasons.append(f"{side} video generation failed: {getattr(call, f'{side}_error') or 'no reason recorded'}")
+    elif state not in COMPLETES:
+        reasons.append(f"{side} video was not generated (side state {state}), local panel instead")
+    audio, channel = _side_audio(call.id, side, settings, storage, workdir, recording)
+    return SideSpec(side, label, avatar, audio=audio, audio_channel=channel, speech=speech)
+
+
+def _clips(call_id: str, side: str, settings: Settings, storage: Storage, workdir: Path) -> tuple[tuple[Clip, ...], list[str]]:
+    segments = list(Segment.select().where((Segment.call_id == call_id) & (Segment.side == side)).order_by(Segment.index))
+    if not segments:
+        raise _Fallback("no segments recorded")
+    clips = []
+    for segment in segments:
+        name = f"segment {segment.index}"
+        if segment.state != SegmentState.COMPLETED or not segment.video_key:
+            raise _Fallback(f"{name} is {segment.state}")
+        path = workdir / f"{side}-{segment.index:03d}.mp4"
+        try:
+            storage.download_file(segment.video_key, path)
+            info = probe_video(path, settings)
+        except ObjectNotFound:
+            raise _Fallback(f"{name} video {segment.video_key} is missing") from None
+        except MediaError as exc:
+            raise _Fallback(f"{name} video is corrupt ({exc})") from None
+        clips.append(Clip(path=path, start=segment.start, end=segment.end, info=info))
+    return tuple(clips), [s.video_key for s in segments]
+
+
+def _side_audio(
+    call_id: str, side: str, settings: Settings, storage: Storage, workdir: Path, recording: Path
+) -> tuple[Path, int | None]:
+    """The local panel's sound: the side's own file, or its channel of the recording."""
+    path = workdir / f"{side}.mp3"
+    try:
+        storage.download_file(keys.side_audio_key(call_id, side), path)
+        probe_duration(path, settings)
+        return path, None
+    except (ObjectNotFound, MediaError) as exc:
+        log.info("%s audio unusable (%s): using its channel of the recording", side, exc, extra={"call_id": call_id, "side": side})
+    left_is_caller = settings.caller_channel == "left"
+    return recording, 0 if (side == "caller") == left_is_caller else 1
+
+
+def _speech(call: Call, side: str, settings: Settings, workdir: Path, recording: Path, duration: float) -> tuple[tuple[float, float], ...]:
+    stored = getattr(call, f"{side}_speech")
+    if stored is None:  # measured by the audio stage; older rows lack it
+        left_is_caller = settings.caller_channel == "left"
+        channel = 0 if (side == "caller") == left_is_caller else 1
+        try:
+            stored = detect_speech(recording, settings, channel=channel, duration=duration)
+        except MediaError as exc:
+            log.warning("no speaker highlight for %s: %s", side, exc, extra={"call_id": call.id, "side": side})
+            stored = []
+    return tuple((float(s), float(e)) for s, e in stored)
+
+
+def _avatar(side: str, settings: Settings, workdir: Path) -> Path | None:
+    """The image the side's idle frames and local panel show: the configured avatar, else the shipped one."""
+    configured = settings.caller_avatar_url if side == "caller" else settings.callee_avatar_url
+    fallback = avatar_path(side)
+    if configured:
+        try:
+            path = _fetch_image(configured, workdir / f"avatar-{side}")
+            probe_video(path, settings)
+            return path
+        except (OSError, httpx.HTTPError, MediaError, ValueError) as exc:
+            log.warning("avatar %s unusable (%s): using the default", configured, exc, extra={"side": side})
+    return fallback if fallback.is_file() else None
+
+
+def _fetch_image(url: str, target: Path) -> Path:
+    if not url.startswith(("http://", "https://")):
+        path = Path(url.removeprefix("file://"))
+        if not path.is_file():
+            raise FileNotFoundError(url)
+        return path
+    with httpx.stream("GET", url, timeout=30, follow_redirects=True) as response:
+        response.raise_for_status()
+        size = 0
+        with target.open("wb") as out:
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > AVATAR_MAX_BYTES:
+                    raise ValueError(f"larger than {AVATAR_MAX_BYTES} bytes")
+                out.write(chunk)
+    return target
+
+
+def side_video_urls(
+    call_id: str, used: dict[str, list[str]], storage: Storage, *, workdir: Path | None = None, settings: Settings | None = None
+) -> dict[str, str | None]:
+    """URLs of each side's generated video, for the sides whose videos were usable.
+
+    A side generated in one segment has its video already. Several segments
+    are joined (without re-encoding, into ``videos/{callId}-{side}.mp4``) only
+    when a ``workdir`` is given: the stitch-failure fallback, where these URLs
+    are all the caller gets.
+    """
+    urls: dict[str, str | None] = {}
+    for side in ("caller", "callee"):
+        videos = used.get(side, [])
+        if len(videos) == 1:
+            urls[side] = storage.object_url(videos[0])
+        elif len(videos) > 1 and workdir is not None and settings is not None:
+            urls[side] = _join_segments(call_id, side, videos, storage, workdir, settings)
+        else:
+            urls[side] = None
+    return urls
+
+
+def _join_segments(call_id: str, side: str, videos: list[str], storage: Storage, workdir: Path, settings: Settings) -> str | None:
+    listing = workdir / f"{side}-segments.txt"
+    lines = []
+    try:
+        for index, key in enumerate(videos):
+            path = workdir / f"{side}-join-{index:03d}.mp4"
+            storage.download_file(key, path)
+            lines.append(f"file '{path}'")
+        listing.write_text("\n".join(lines) + "\n")
+        joined = workdir / f"{side}-joined.mp4"
+        run_ffmpeg(
+            [settings.ffmpeg_binary, "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", "-movflags", "+faststart", "-y", str(joined)],
+            timeout=settings.compose_timeout,
+            what=f"join {side} segments",
+            log_extra={"call_id": call_id, "side": side},
+        )
+        key = keys.side_video_key(call_id, side)
+        storage.upload_file(joined, key, content_type="video/mp4")
+        return storage.object_url(key)
+    except (ObjectNotFound, FFmpegError) as exc:
+        log.warning("could not join the %s segments: %s", side, exc, extra={"call_id": call_id, "side": side})
+        return None

@@ -1,0 +1,128 @@
+"""The one FFmpeg command that renders a call: two panels side by side over the call's audio.
+
+::
+
+    caller clips ─┐ (fitted, idle avatar in the gaps,        ┌─ label ─ highlight ─┐
+    or local panel ┘  concatenated to the call's length) ────┘                     ├─ hstack ─ libx264 ─┐
+    callee …  ─────────────────────────────────── same ───────────────────────────┘                    ├─ mp4 +faststart
+    recording (stereo) ──────────────────────────────────────────────────────────────────── aac ───────┘
+
+Each panel is built at panel size, in yuv420p, at the output rate, and is
+exactly ``frames`` frames long, so ``hstack`` pairs frames one to one and
+the encoder gets frames in its own format (no conversion in front of it).
+The labels and the active-speaker border are drawn per panel, timed by the
+side's speech intervals through a timeline ``enable`` expression.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ffmpeg
+
+from .layout import RenderSpec, SideSpec, enable_expr, speaking, timeline
+from .panel import fitted_clip, hold, local_panel, still
+
+__all__ = ["build_command", "side_stream", "HIGHLIGHT_COLOUR", "AUDIO_BITRATE", "AUDIO_RATE"]
+
+HIGHLIGHT_COLOUR = "0x22c55e"
+AUDIO_BITRATE = "96k"
+AUDIO_RATE = 48000
+# Above this, the graph goes to a file: a very long call's highlight
+# expression would pass the kernel's limit for one argument (128 KiB).
+INLINE_GRAPH_LIMIT = 60_000
+
+
+def _track(side: SideSpec, spec: RenderSpec):
+    """The side's generated clips at their start times, the idle avatar in between."""
+    pieces = timeline([(c.start, c.end) for c in side.clips], spec.duration, spec.fps)
+    idle_count = sum(1 for p in pieces if p.clip is None)
+    idle = still(side, spec.width, spec.height, spec.fps) if idle_count else None
+    idle_frames = idle.split() if idle_count > 1 else None
+    parts, used = [], 0
+    for piece in pieces:
+        if piece.clip is None:
+            frame = idle_frames[used] if idle_frames is not None else idle
+            used += 1
+            parts.append(hold(frame, piece.frames, spec.fps))
+        else:
+            parts.append(fitted_clip(side.clips[piece.clip], piece.frames, spec.width, spec.height, spec.fps))
+    track = parts[0] if len(parts) == 1 else ffmpeg.concat(*parts, n=len(parts), v=1, a=0)
+    # concat's timestamps follow each input's own; renumber so the panel runs at exactly fps.
+    return track.filter("setpts", f"N/({spec.fps}*TB)")
+
+
+def _label(stream, side: SideSpec, spec: RenderSpec):
+    if spec.font is None or not side.label.strip():
+        return stream
+    # The text goes through a file: no escaping rules of drawtext or of the
+    # filtergraph can be tripped by a label such as "Sales: 50%, [EU]".
+    text_file = spec.workdir / f"label-{side.side}.txt"
+    text_file.write_text(side.label.strip(), encoding="utf-8")
+    size = max(12, spec.height // 20)
+    return stream.filter(
+        "drawtext",
+        fontfile=str(spec.font),
+        textfile=str(text_file),
+        expansion="none",
+        fontsize=size,
+        fontcolor="white",
+        x=size // 2 + 8,
+        y=size // 2 + 8,
+        box=1,
+        boxcolor="black@0.55",
+        boxborderw=max(4, size // 3),
+    )
+
+
+def _highlight(stream, side: SideSpec, spec: RenderSpec):
+    expr = enable_expr(speaking(side.speech, spec.duration))
+    if expr is None:
+        return stream
+    return stream.filter(
+        "drawbox", x=0, y=0, w="iw", h="ih", color=HIGHLIGHT_COLOUR, t=max(4, spec.height // 80), enable=expr
+    )
+
+
+def side_stream(side: SideSpec, spec: RenderSpec):
+    """One finished panel: its picture, label and speaking border."""
+    if side.is_local:
+        stream = local_panel(side, spec.frames, spec.width, spec.height, spec.fps)
+    else:
+        stream = _track(side, spec)
+    return _highlight(_label(stream, side, spec), side, spec)
+
+
+def _output_options(spec: RenderSpec) -> dict[str, object]:
+    options: dict[str, object] = {
+        "c:v": "libx264",
+        "preset": spec.preset,
+        "crf": spec.crf,
+        "pix_fmt": "yuv420p",
+        "r": spec.fps,
+        "c:a": "aac",
+        "b:a": AUDIO_BITRATE,
+        "ar": AUDIO_RATE,
+        "ac": 2,
+        "movflags": "+faststart",
+    }
+    if spec.x264_params:
+        options["x264-params"] = spec.x264_params
+    return options
+
+
+def build_command(spec: RenderSpec, output: Path, *, binary: str = "ffmpeg") -> list[str]:
+    """The complete FFmpeg argument list (binary first) that renders ``spec`` into ``output``."""
+    video = ffmpeg.filter([side_stream(spec.caller, spec), side_stream(spec.callee, spec)], "hstack", inputs=2)
+    audio = ffmpeg.input(str(spec.recording)).audio
+    args = ffmpeg.output(video, audio, str(output), **_output_options(spec)).overwrite_output().compile(cmd=binary)
+    return _graph_to_file_if_long(args, spec.workdir)
+
+
+def _graph_to_file_if_long(args: list[str], workdir: Path) -> list[str]:
+    index = args.index("-filter_complex")
+    if len(args[index + 1]) <= INLINE_GRAPH_LIMIT:
+        return args
+    script = workdir / "graph.txt"
+    script.write_text(args[index + 1], encoding="utf-8")
+    return [*args[:index], "-filter_complex_script", str(script), *args[index + 2 :]]

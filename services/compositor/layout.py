@@ -1,0 +1,158 @@
+"""What the final video is made of, decided before any FFmpeg runs: pure data and arithmetic.
+
+The graph builders (:mod:`.graph`, :mod:`.panel`) only translate a
+:class:`RenderSpec` into filters. Everything that is arithmetic (panel fitting,
+frame-exact timelines, highlight intervals) lives here, where it is tested
+without FFmpeg.
+
+Time is counted in output frames: a side's pieces are cut at whole frames of
+the output rate, so they add up to exactly the call's length and nothing drifts
+however many segments a side has.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from .media import VideoInfo
+
+__all__ = [
+    "Interval",
+    "Clip",
+    "SideSpec",
+    "RenderSpec",
+    "Piece",
+    "fit",
+    "frame_at",
+    "total_frames",
+    "timeline",
+    "speaking",
+    "enable_expr",
+]
+
+Interval = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One generated segment video, laid on its side's timeline at ``start``."""
+
+    path: Path
+    start: float
+    end: float
+    info: VideoInfo
+
+
+@dataclass(frozen=True)
+class SideSpec:
+    """One panel. With clips it shows them (idle avatar in between); without, a local panel."""
+
+    side: str
+    label: str
+    avatar: Path | None  # still image for the idle frames and the local panel; None: a coloured card
+    clips: tuple[Clip, ...] = ()
+    audio: Path | None = None  # the local panel's sound (its waveform)…
+    audio_channel: int | None = None  # …or this channel of a stereo ``audio``
+    speech: tuple[Interval, ...] = ()  # when this side speaks: the highlight
+
+    @property
+    def is_local(self) -> bool:
+        return not self.clips
+
+
+@dataclass(frozen=True)
+class RenderSpec:
+    recording: Path  # the call's stereo audio: the video's sound track
+    duration: float  # seconds; the video is exactly this long
+    caller: SideSpec  # left
+    callee: SideSpec  # right
+    workdir: Path  # the call's temp folder (label text files, long graphs)
+    width: int = 640  # one panel
+    height: int = 480
+    fps: int = 25
+    preset: str = "veryfast"
+    crf: int = 23
+    x264_params: str = ""
+    font: Path | None = None  # None: no labels
+
+    @property
+    def frames(self) -> int:
+        return total_frames(self.duration, self.fps)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A run of ``frames`` output frames of one side: clip number ``clip``, or the idle avatar (None)."""
+
+    frames: int
+    clip: int | None
+
+
+def _even(value: float) -> int:
+    return max(2, int(round(value / 2)) * 2)
+
+
+def fit(width: int, height: int, box_width: int, box_height: int) -> tuple[int, int]:
+    """The largest even size with ``width:height``'s shape inside the box (never stretched)."""
+    scale = min(box_width / width, box_height / height)
+    return min(box_width, _even(width * scale)), min(box_height, _even(height * scale))
+
+
+def frame_at(seconds: float, fps: int) -> int:
+    """The output frame shown at ``seconds``: rounded half up, the same way for every boundary."""
+    return math.floor(seconds * fps + 0.5)
+
+
+def total_frames(duration: float, fps: int) -> int:
+    return max(1, frame_at(duration, fps))
+
+
+def timeline(spans: Sequence[Interval], duration: float, fps: int) -> list[Piece]:
+    """Cover ``[0, duration)`` with the clips at their start times and idle pieces between them.
+
+    Overlapping spans are clipped to start where the previous one ended; spans
+    past the end of the call are trimmed; empty ones are dropped.
+    """
+    total = total_frames(duration, fps)
+    pieces: list[Piece] = []
+    cursor = 0
+    for index, (start, end) in sorted(enumerate(spans), key=lambda item: item[1][0]):
+        first = max(cursor, min(total, frame_at(start, fps)))
+        last = min(total, frame_at(end, fps))
+        if last <= first:
+            continue
+        if first > cursor:
+            pieces.append(Piece(first - cursor, None))
+        pieces.append(Piece(last - first, index))
+        cursor = last
+    if cursor < total:
+        pieces.append(Piece(total - cursor, None))
+    return pieces
+
+
+def speaking(speech: Sequence[Sequence[float]], duration: float, *, bridge: float = 0.3, shortest: float = 0.1) -> list[Interval]:
+    """Speech intervals cleaned for display: clipped to the call, close ones bridged, blips dropped.
+
+    A highlight that flickers off for a breath between two words reads as
+    noise, and every interval costs a term in the filter expression.
+    """
+    merged: list[list[float]] = []
+    for start, end in sorted((float(s), float(e)) for s, e in speech):
+        start, end = max(0.0, start), min(duration, end)
+        if end <= start:
+            continue
+        if merged and start - merged[-1][1] <= bridge:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(round(s, 2), round(e, 2)) for s, e in merged if e - s >= shortest]
+
+
+def enable_expr(intervals: Sequence[Interval]) -> str | None:
+    """A timeline ``enable`` expression true inside the intervals (None: never)."""
+    if not intervals:
+        return None
+    return "+".join(f"between(t,{s:g},{e:g})" for s, e in intervals)

@@ -1,0 +1,166 @@
+"""What the compositor needs to know about its inputs before it builds the graph.
+
+Every input is probed first: a side video that ffprobe cannot read is caught
+here, so that side falls back to a local panel instead of failing the whole
+stitch. Sizes are read with their sample aspect ratio, because the graph fits
+panels by display shape and FFmpeg's own ``force_original_aspect_ratio``
+ignores non-square pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from shared.settings import Settings
+
+from .runner import summarise
+
+__all__ = ["MediaError", "VideoInfo", "probe_video", "probe_duration", "detect_speech", "resolve_font"]
+
+log = logging.getLogger("callreel.compositor")
+
+PROBE_TIMEOUT = 60
+
+
+class MediaError(ValueError):
+    """A file FFmpeg cannot use (missing stream, unreadable, empty)."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int  # display width: coded width × sample aspect ratio
+    height: int
+    fps: float  # 0 when the file does not say
+    duration: float
+
+
+def _probe(path: Path, settings: Settings) -> dict:
+    try:
+        done = subprocess.run(
+            [settings.ffprobe_binary, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
+            capture_output=True, text=True, errors="replace", timeout=PROBE_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError(f"{path.name}: ffprobe timed out") from exc
+    if done.returncode != 0:
+        raise MediaError(f"{path.name}: {summarise(done.stderr)}")
+    try:
+        return json.loads(done.stdout)
+    except ValueError as exc:
+        raise MediaError(f"{path.name}: ffprobe output unreadable") from exc
+
+
+def _rate(text: str | None) -> float:
+    try:
+        value = Fraction(text or "0/1")
+    except (ValueError, ZeroDivisionError):
+        return 0.0
+    return float(value) if 0 < value < 1000 else 0.0
+
+
+def _float(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def probe_video(path: Path, settings: Settings) -> VideoInfo:
+    """The first video stream's display size, frame rate and duration; MediaError when unusable."""
+    data = _probe(path, settings)
+    video = next((s for s in data.get("streams", []) if s.get("codec_type") == "video"), None)
+    if video is None:
+        raise MediaError(f"{path.name}: no video stream")
+    width, height = int(video.get("width") or 0), int(video.get("height") or 0)
+    if width <= 0 or height <= 0:
+        raise MediaError(f"{path.name}: video has no size")
+    sar = video.get("sample_aspect_ratio") or "1:1"
+    try:
+        ratio = Fraction(*map(int, sar.split(":")))
+    except (ValueError, ZeroDivisionError, TypeError):
+        ratio = Fraction(1)
+    if ratio > 0:
+        width = round(width * ratio)
+    fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))
+    duration = _float(video.get("duration")) or _float(data.get("format", {}).get("duration"))
+    return VideoInfo(width=width, height=height, fps=fps, duration=duration)
+
+
+def probe_duration(path: Path, settings: Settings) -> float:
+    """Duration of a file's audio, in seconds; MediaError when it has none."""
+    data = _probe(path, settings)
+    audio = next((s for s in data.get("streams", []) if s.get("codec_type") == "audio"), None)
+    if audio is None:
+        raise MediaError(f"{path.name}: no audio stream")
+    duration = _float(audio.get("duration")) or _float(data.get("format", {}).get("duration"))
+    if duration <= 0:
+        raise MediaError(f"{path.name}: audio has no duration")
+    return duration
+
+
+_SILENCE = re.compile(r"silence_(start|end): (-?[0-9.]+)")
+
+
+def detect_speech(path: Path, settings: Settings, *, channel: int | None, duration: float) -> list[list[float]]:
+    """Where one channel is louder than SILENCE_THRESHOLD_DB: the highlight's fallback.
+
+    The audio stage stores these intervals; this only runs for calls that lack
+    them. ``channel`` picks one channel of a stereo file (None: the file is mono).
+    """
+    pick = f"pan=mono|c0=c{channel}," if channel is not None else "aformat=channel_layouts=mono,"
+    graph = f"{pick}silencedetect=noise={settings.silence_threshold_db}dB:d={settings.silence_min_duration}"
+    try:
+        done = subprocess.run(
+            [settings.ffmpeg_binary, "-hide_banner", "-nostdin", "-nostats", "-i", str(path), "-af", graph, "-f", "null", "-"],
+            capture_output=True, text=True, errors="replace", timeout=PROBE_TIMEOUT * 5,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError(f"{path.name}: speech detection timed out") from exc
+    if done.returncode != 0:
+        raise MediaError(f"{path.name}: {summarise(done.stderr)}")
+    speech, cursor = [], 0.0
+    for kind, value in _SILENCE.findall(done.stderr):
+        at = max(0.0, float(value))
+        if kind == "start":
+            if at > cursor:
+                speech.append([round(cursor, 2), round(at, 2)])
+            cursor = duration  # until the matching silence_end says otherwise
+        else:
+            cursor = at
+    if cursor < duration:
+        speech.append([round(cursor, 2), round(duration, 2)])
+    return speech
+
+
+_font_warned = False
+
+
+def resolve_font(settings: Settings) -> Path | None:
+    """The font file for labels: LABEL_FONT, else fontconfig's sans, else None (no labels).
+
+    A machine without fonts still renders videos; it only loses the labels.
+    """
+    global _font_warned
+    configured = Path(settings.label_font) if settings.label_font else None
+    if configured and configured.is_file():
+        return configured
+    if shutil.which("fc-match"):
+        try:
+            found = subprocess.run(
+                ["fc-match", "--format=%{file}", "sans:bold"], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            found = ""
+        if found and Path(found).is_file():
+            return Path(found)
+    if not _font_warned:
+        log.warning("no font found (LABEL_FONT=%r, fontconfig has none): videos are rendered without labels", settings.label_font)
+        _font_warned = True
+    return None

@@ -1,0 +1,179 @@
+"""FFmpeg as a child process: its own timeout, its progress in the log, its error summarised.
+
+FFmpeg runs in a session (process group) of its own, so a timeout, a Dramatiq
+time limit or a worker shutdown kills it together with anything it spawned,
+and a hung encode never outlives the message that started it. Progress comes
+from ``-progress pipe:1`` (machine-readable ``key=value`` blocks) rather than
+from parsing the human status line.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from typing import IO, Any, Sequence
+
+__all__ = ["FFmpegError", "FFmpegTimeout", "run_ffmpeg", "summarise"]
+
+log = logging.getLogger("callreel.compositor.ffmpeg")
+
+# How much of FFmpeg's stderr is kept for the error message.
+STDERR_LINES = 40
+# Seconds between two progress lines in the log.
+PROGRESS_EVERY = 5.0
+# Seconds FFmpeg gets to exit after SIGTERM before it is killed.
+TERM_GRACE = 3.0
+
+
+class FFmpegError(RuntimeError):
+    """FFmpeg exited with an error (``stderr`` holds its last lines)."""
+
+    def __init__(self, message: str, *, returncode: int | None = None, stderr: str = "") -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+class FFmpegTimeout(FFmpegError):
+    """FFmpeg ran past its timeout and was killed."""
+
+
+def summarise(stderr: str, limit: int = 600) -> str:
+    """The lines of FFmpeg's stderr that say what went wrong, shortest useful form.
+
+    FFmpeg ends with generic lines ("Conversion failed!"); the cause is usually
+    the line or two before, so the last few distinct lines are kept.
+    """
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    kept: list[str] = []
+    for line in reversed(lines):
+        if line not in kept:
+            kept.append(line)
+        if len(kept) == 4:
+            break
+    text = " | ".join(reversed(kept)) or "no error output"
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def _drain(stream: IO[str], sink: collections.deque[str]) -> None:
+    for line in stream:
+        sink.append(line.rstrip("\n"))
+
+
+def _read_progress(stream: IO[str], state: dict[str, str], changed: threading.Event) -> None:
+    block: dict[str, str] = {}
+    for line in stream:
+        key, _, value = line.strip().partition("=")
+        if not key:
+            continue
+        block[key] = value
+        if key == "progress":  # the last key of every block
+            state.update(block)
+            block = {}
+            changed.set()
+
+
+def _seconds(state: dict[str, str]) -> float | None:
+    # out_time_us is microseconds; FFmpeg 5's out_time_ms is too, despite its name.
+    for key in ("out_time_us", "out_time_ms"):
+        raw = state.get(key, "")
+        if raw.lstrip("-").isdigit():
+            return max(0.0, int(raw) / 1_000_000)
+    return None
+
+
+def _log_progress(what: str, state: dict[str, str], total: float | None, extra: dict[str, Any]) -> None:
+    done = _seconds(state)
+    if done is None:
+        return
+    speed = state.get("speed", "").strip() or "?"
+    if total:
+        log.info("%s %d%% (%.1f s of %.1f s, speed %s)", what, min(100, round(100 * done / total)), done, total, speed, extra=extra)
+    else:
+        log.info("%s at %.1f s (speed %s)", what, done, speed, extra=extra)
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    """End FFmpeg's whole process group: SIGTERM lets it close files, SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, TERM_GRACE), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_ffmpeg(
+    args: Sequence[str],
+    *,
+    timeout: float,
+    what: str = "ffmpeg",
+    total_seconds: float | None = None,
+    log_extra: dict[str, Any] | None = None,
+) -> None:
+    """Run ``args`` (an FFmpeg command, binary first) to completion or raise FFmpegError.
+
+    ``total_seconds`` (the output's expected length) turns progress into a percentage.
+    """
+    extra = dict(log_extra or {})
+    command = [args[0], "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-progress", "pipe:1", *args[1:]]
+    log.debug("running %s", subprocess.list2cmdline(command), extra=extra)
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise FFmpegError(f"cannot run {args[0]}: {exc}") from exc
+
+    stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+    state: dict[str, str] = {}
+    changed = threading.Event()
+    readers = [
+        threading.Thread(target=_drain, args=(proc.stderr, stderr), daemon=True),
+        threading.Thread(target=_read_progress, args=(proc.stdout, state, changed), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    deadline = started + timeout
+    last_log = started
+    try:
+        while proc.poll() is None:
+            now = time.monotonic()
+            if now >= deadline:
+                _kill(proc)
+                raise FFmpegTimeout(
+                    f"{what} timed out after {timeout:g} s", returncode=proc.returncode, stderr="\n".join(stderr)
+                )
+            changed.wait(min(1.0, deadline - now))
+            changed.clear()
+            if time.monotonic() - last_log >= PROGRESS_EVERY:
+                _log_progress(what, state, total_seconds, extra)
+                last_log = time.monotonic()
+    finally:
+        # Whatever ends the wait (timeout, a time limit raised into this thread,
+        # shutdown), FFmpeg does not survive it.
+        _kill(proc)
+        for reader in readers:
+            reader.join(timeout=5)
+    text = "\n".join(stderr)
+    if proc.returncode != 0:
+        raise FFmpegError(f"{what} failed (exit {proc.returncode}): {summarise(text)}", returncode=proc.returncode, stderr=text)
+    log.info("%s finished in %.2f s", what, time.monotonic() - started, extra={**extra, "duration": round(time.monotonic() - started, 3)})

@@ -1,0 +1,68 @@
+"""The compositor's arithmetic: panel fitting, frame-exact timelines, highlight intervals."""
+
+import pytest
+
+from services.compositor.layout import Piece, enable_expr, fit, speaking, timeline, total_frames
+from services.compositor.panel import scale_flags
+
+
+@pytest.mark.parametrize(
+    "source, box, expected",
+    [
+        ((512, 512), (640, 480), (480, 480)),  # square: full height, pillarboxed
+        ((1280, 720), (640, 480), (640, 360)),  # 16:9: full width, letterboxed
+        ((720, 1280), (640, 480), (270, 480)),  # portrait
+        ((640, 480), (640, 480), (640, 480)),  # already the panel
+        ((320, 240), (640, 480), (640, 480)),  # small: scaled up, same shape
+        ((1000, 3), (640, 480), (640, 2)),  # degenerate: still even, never zero
+    ],
+)
+def test_fit_keeps_the_shape_inside_the_panel(source, box, expected):
+    width, height = fit(*source, *box)
+    assert (width, height) == expected
+    assert width % 2 == 0 and height % 2 == 0
+    assert width <= box[0] and height <= box[1]
+
+
+def test_timeline_lays_clips_at_their_start_with_idle_between():
+    pieces = timeline([(0.5, 1.5), (2.5, 3.5)], duration=4.0, fps=25)
+    assert pieces == [Piece(13, None), Piece(25, 0), Piece(25, None), Piece(25, 1), Piece(12, None)]
+    assert sum(p.frames for p in pieces) == total_frames(4.0, 25) == 100
+
+
+def test_timeline_covers_the_call_exactly_whatever_the_rounding():
+    spans = [(i * 1.37, i * 1.37 + 1.01) for i in range(20)]
+    pieces = timeline(spans, duration=29.99, fps=25)
+    assert sum(p.frames for p in pieces) == total_frames(29.99, 25)
+    assert [p.clip for p in pieces if p.clip is not None] == list(range(20))
+
+
+def test_timeline_trims_overlaps_and_spans_past_the_end():
+    pieces = timeline([(0.0, 2.0), (1.0, 3.0), (3.5, 9.0), (5.0, 6.0)], duration=4.0, fps=10)
+    assert pieces == [Piece(20, 0), Piece(10, 1), Piece(5, None), Piece(5, 2)]
+
+
+def test_timeline_orders_clips_by_start_but_keeps_their_numbers():
+    assert timeline([(2.0, 4.0), (0.0, 2.0)], duration=4.0, fps=10) == [Piece(20, 1), Piece(20, 0)]
+
+
+def test_full_mode_segments_leave_no_idle_piece():
+    assert timeline([(0.0, 1.96), (1.96, 4.0)], duration=4.0, fps=25) == [Piece(49, 0), Piece(51, 1)]
+
+
+def test_speaking_bridges_breaths_and_drops_blips():
+    speech = [[0.5, 1.0], [1.2, 2.0], [3.0, 3.05], [3.5, 9.0], [-1, 0.2]]
+    assert speaking(speech, duration=4.0) == [(0.0, 2.0), (3.5, 4.0)]
+
+
+def test_enable_expression_is_true_inside_the_intervals_only():
+    expr = enable_expr([(0.5, 2.0), (3.5, 4.0)])
+    assert expr == "between(t,0.5,2)+between(t,3.5,4)"
+    assert enable_expr([]) is None
+
+
+def test_scaler_is_bicubic_for_mild_resizes_and_bilinear_for_big_reductions():
+    assert scale_flags(512, 480) == "bicubic"
+    assert scale_flags(240, 480) == "bicubic"  # enlarging
+    assert scale_flags(720, 360) == "bilinear"
+    assert scale_flags(1080, 480) == "bilinear"
