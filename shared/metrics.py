@@ -291,7 +291,12 @@ def serve_worker_metrics() -> int:
     settings = get_settings()
     directory = metrics_dir(settings.metrics_port, settings)
     directory.mkdir(parents=True, exist_ok=True)
-    server = _server(settings.metrics_port, _multiprocess_registry(directory))
+    try:
+        server = _server(settings.metrics_port, _multiprocess_registry(directory))
+    except OSError as exc:
+        # The workers go on without metrics; say why, once, instead of a traceback.
+        log.error("metrics are not served: cannot listen on METRICS_PORT=%d (%s)", settings.metrics_port, exc)
+        return 1
     log.info("serving worker metrics on port %d from %s", settings.metrics_port, directory)
     try:
         server.serve_forever()
