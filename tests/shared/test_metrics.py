@@ -160,6 +160,17 @@ def test_a_taken_metrics_port_is_an_error_not_a_silent_fallback():
         running.server.server_close()
 
 
+def test_worker_metrics_fork_reports_a_taken_port_and_returns(settings_env, caplog):
+    running = metrics.start_metrics_server(free_port())
+    try:
+        settings_env(METRICS_PORT=str(running.port))
+        assert metrics.serve_worker_metrics() == 1
+        assert f"cannot listen on METRICS_PORT={running.port}" in caplog.text
+    finally:
+        running.server.shutdown()
+        running.server.server_close()
+
+
 MULTIPROCESS_SCRIPT = textwrap.dedent(
     """
     import json, os, subprocess, sys
