@@ -81,20 +81,24 @@ def _record(call_id: str, outcome: Outcome) -> None:
     now = utcnow()
     call = Call.get_by_id(call_id)
     started = call.video_processing_started_at or call.created_at or now
-    columns: dict[str, Any] = {
-        "video_status": outcome.status,
-        "video_error_message": outcome.error[:4000] if outcome.error else None,
-        "stage": Stage.DONE,
-        "rerender": False,
-        "video_processing_completed_at": now,
-        "video_processing_duration": int((now - started).total_seconds()),
+    # One UPDATE: the outcome and the end of the pipeline land together, so a
+    # redelivered message finds the call either untouched or finished.
+    columns: dict[Any, Any] = {
+        Call.video_status: outcome.status,
+        Call.video_error_message: outcome.error[:4000] if outcome.error else None,
+        Call.stage: Stage.DONE,
+        Call.rerender: False,
+        Call.compositor_finished_at: now,
+        Call.video_processing_completed_at: now,
+        Call.video_processing_duration: int((now - started).total_seconds()),
+        Call.updated_at: now,
     }
     if outcome.video_url:
-        columns["video_url"] = outcome.video_url
+        columns[Call.video_url] = outcome.video_url
     for side, url in outcome.side_urls.items():
         if url:
-            columns[f"{side}_video_url"] = url
-    progress.finish(call_id, Stage.COMPOSITOR, **columns)
+            columns[getattr(Call, f"{side}_video_url")] = url
+    Call.update(columns).where(Call.id == call_id).execute()
     level = logging.INFO if outcome.status == VideoStatus.COMPLETED else logging.WARNING
     log.log(level, "call %s%s", outcome.status, f": {outcome.error}" if outcome.error else "", extra={"call_id": call_id, "stage": Stage.COMPOSITOR})
 

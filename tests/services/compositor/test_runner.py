@@ -1,0 +1,81 @@
+"""FFmpeg as a child: progress in the log, errors summarised, a timeout that kills the whole process group."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from services.compositor import runner
+from services.compositor.runner import FFmpegError, FFmpegTimeout, run_ffmpeg, summarise
+
+
+def _alive_with(marker: str) -> list[int]:
+    """Processes whose command line mentions ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = next((line for line in (entry / "status").read_text().splitlines() if line.startswith("State:")), "")
+        except OSError:
+            continue
+        if marker in cmdline and "zombie" not in state:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_run_logs_its_progress_as_a_percentage(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(runner, "PROGRESS_EVERY", 0.0)
+    out = tmp_path / "out.mp4"
+    caplog.set_level(logging.INFO, logger="callreel.compositor.ffmpeg")
+    run_ffmpeg(
+        ["ffmpeg", "-f", "lavfi", "-i", "testsrc=s=320x240:r=25:d=3", "-c:v", "libx264", "-preset", "ultrafast", "-y", str(out)],
+        timeout=60, what="test encode", total_seconds=3.0, log_extra={"call_id": "CA" + "0" * 32},
+    )
+    assert out.stat().st_size > 0
+    lines = [r for r in caplog.records if r.name == "callreel.compositor.ffmpeg"]
+    assert any("test encode" in r.getMessage() and "%" in r.getMessage() for r in lines)
+    assert lines[-1].getMessage().startswith("test encode finished in")
+    assert all(getattr(r, "call_id", None) == "CA" + "0" * 32 for r in lines)
+
+
+def test_a_failure_says_what_ffmpeg_said(tmp_path):
+    with pytest.raises(FFmpegError) as raised:
+        run_ffmpeg(["ffmpeg", "-f", "lavfi", "-i", "testsrc=d=1", "-vf", "nosuchfilter", "-f", "null", "-"], timeout=60, what="bad graph")
+    assert "bad graph failed (exit" in str(raised.value)
+    assert "nosuchfilter" in str(raised.value)
+    assert raised.value.returncode not in (0, None)
+
+
+def test_a_missing_binary_is_an_ffmpeg_error(tmp_path):
+    with pytest.raises(FFmpegError, match="cannot run"):
+        run_ffmpeg([str(tmp_path / "no-ffmpeg"), "-version"], timeout=5)
+
+
+def test_a_timeout_kills_ffmpeg_and_everything_it_started(tmp_path):
+    # A wrapper that does not exec: FFmpeg is a grandchild, and must die with the group.
+    wrapper = tmp_path / "ffmpeg-wrapper"
+    wrapper.write_text('#!/bin/sh\nffmpeg "$@"\necho after\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    marker = str(tmp_path / "never-finished.nut")
+    started = time.monotonic()
+    with pytest.raises(FFmpegTimeout, match="timed out after 1 s"):
+        run_ffmpeg([str(wrapper), "-re", "-f", "lavfi", "-i", "testsrc=r=25", "-c:v", "rawvideo", "-y", marker], timeout=1, what="endless")
+    assert time.monotonic() - started < 30
+    deadline = time.monotonic() + 5
+    while _alive_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _alive_with(marker) == []
+
+
+def test_summarise_keeps_the_last_distinct_lines():
+    stderr = "\n".join(["noise"] * 3 + ["[libx264] Error setting preset", "Error initializing output stream", "Conversion failed!", "Conversion failed!"])
+    assert summarise(stderr) == "noise | [libx264] Error setting preset | Error initializing output stream | Conversion failed!"
+    assert summarise("") == "no error output"
+    assert len(summarise("x" * 5000, limit=100)) == 101
