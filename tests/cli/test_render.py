@@ -15,8 +15,8 @@ CLI = Path(sys.executable).with_name("callreel")
 
 @pytest.fixture
 def cli_env(tmp_path):
+    # tmp_path/tmp exists already: the autouse clean_env fixture makes it.
     env = {"PATH": os.environ["PATH"], "CALLREEL_DATA_DIR": str(tmp_path / "data"), "TMP_DIR": str(tmp_path / "tmp"), "HOME": str(tmp_path)}
-    (tmp_path / "tmp").mkdir()
 
     def run(*args, extra=None, timeout=300):
         return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, env={**env, **(extra or {})}, timeout=timeout)
