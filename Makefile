@@ -11,6 +11,8 @@ install: $(STAMP)
 # Re-install when the dependencies change; FFmpeg comes from the system (apt when we can).
 $(STAMP): pyproject.toml
 	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || bash scripts/install-system-deps.sh ffmpeg
+	@# The compositor's labels (LABEL_FONT); without a font videos still render, unlabelled.
+	@test -e /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf || bash scripts/install-system-deps.sh fonts-dejavu-core || echo "fonts-dejavu-core not installed: videos will have no labels"
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install Debian packages callreel needs from the system (FFmpeg, and for tests
+# Install Debian packages callreel needs from the system (FFmpeg, DejaVu fonts for the labels, and for tests
 # espeak-ng, sox, chromium). Runs apt as root, or through sudo when there is one.
 set -euo pipefail
 [ "$#" -gt 0 ] || { echo "usage: $0 PACKAGE..." >&2; exit 2; }
