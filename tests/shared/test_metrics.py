@@ -9,6 +9,7 @@ tests/deploy/test_start_commands.py.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -80,8 +81,8 @@ def test_a_metric_that_cannot_be_recorded_never_raises(monkeypatch, caplog):
 
 def test_worker_metrics_count_messages_errors_and_durations(tmp_path):
     broker = StubBroker()
+    # No process_boot here: that would switch this whole test process to multiprocess files.
     broker.add_middleware(metrics.WorkerMetrics(tmp_path / "metrics"))
-    broker.emit_after("process_boot")  # as in one process: stays in memory (see use_multiprocess)
 
     def ok(n):
         return n
@@ -111,6 +112,7 @@ def test_worker_metrics_count_messages_errors_and_durations(tmp_path):
     assert value("dramatiq_message_duration_milliseconds_count", actor_name="metrics_ok", **labels) == 2
     assert value("dramatiq_messages_inprogress", actor_name="metrics_ok", **labels) == 0
     assert metrics.serve_worker_metrics in metrics.WorkerMetrics(tmp_path).forks
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
 
 
 def test_request_metrics_label_by_route_template_not_path():
