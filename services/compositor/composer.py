@@ -220,23 +220,30 @@ def _speech(call: Call, side: str, settings: Settings, workdir: Path, recording:
 def _avatar(side: str, settings: Settings, workdir: Path) -> Path | None:
     """The image the side's idle frames and local panel show: the configured avatar, else the shipped one."""
     configured = settings.caller_avatar_url if side == "caller" else settings.callee_avatar_url
-    fallback = avatar_path(side)
+    # A copy per side: the graph takes each file once, even when both sides use the same image.
+    target = workdir / f"avatar-{side}"
     if configured:
         try:
-            path = _fetch_image(configured, workdir / f"avatar-{side}")
-            probe_video(path, settings)
-            return path
+            _fetch_image(configured, target)
+            probe_video(target, settings)
+            return target
         except (OSError, httpx.HTTPError, MediaError, ValueError) as exc:
             log.warning("avatar %s unusable (%s): using the default", configured, exc, extra={"side": side})
-    return fallback if fallback.is_file() else None
+    fallback = avatar_path(side)
+    if not fallback.is_file():
+        return None
+    shutil.copyfile(fallback, target)
+    return target
 
 
-def _fetch_image(url: str, target: Path) -> Path:
+def _fetch_image(url: str, target: Path) -> None:
+    """Copy the image at ``url`` (http(s), file:// or a path) to ``target``, at most AVATAR_MAX_BYTES."""
     if not url.startswith(("http://", "https://")):
         path = Path(url.removeprefix("file://"))
-        if not path.is_file():
-            raise FileNotFoundError(url)
-        return path
+        if path.stat().st_size > AVATAR_MAX_BYTES:
+            raise ValueError(f"larger than {AVATAR_MAX_BYTES} bytes")
+        shutil.copyfile(path, target)
+        return
     with httpx.stream("GET", url, timeout=30, follow_redirects=True) as response:
         response.raise_for_status()
         size = 0
@@ -246,7 +253,6 @@ def _fetch_image(url: str, target: Path) -> Path:
                 if size > AVATAR_MAX_BYTES:
                     raise ValueError(f"larger than {AVATAR_MAX_BYTES} bytes")
                 out.write(chunk)
-    return target
 
 
 def side_video_urls(

@@ -111,8 +111,19 @@ def _output_options(spec: RenderSpec) -> dict[str, object]:
     return options
 
 
+def _check_distinct_inputs(spec: RenderSpec) -> None:
+    # ffmpeg-python merges identical nodes: the same file through the same
+    # filters twice would become one branch feeding two places, which FFmpeg refuses.
+    paths = [str(c.path) for side in (spec.caller, spec.callee) for c in side.clips]
+    paths += [str(side.avatar) for side in (spec.caller, spec.callee) if side.avatar is not None]
+    repeated = sorted({p for p in paths if paths.count(p) > 1})
+    if repeated:
+        raise ValueError(f"each clip and avatar must be its own file; used twice: {', '.join(repeated)}")
+
+
 def build_command(spec: RenderSpec, output: Path, *, binary: str = "ffmpeg") -> list[str]:
     """The complete FFmpeg argument list (binary first) that renders ``spec`` into ``output``."""
+    _check_distinct_inputs(spec)
     video = ffmpeg.filter([side_stream(spec.caller, spec), side_stream(spec.callee, spec)], "hstack", inputs=2)
     audio = ffmpeg.input(str(spec.recording)).audio
     args = ffmpeg.output(video, audio, str(output), **_output_options(spec)).overwrite_output().compile(cmd=binary)

@@ -2,16 +2,21 @@
 
 FFmpeg runs in a session (process group) of its own, so a timeout, a Dramatiq
 time limit or a worker shutdown kills it together with anything it spawned,
-and a hung encode never outlives the message that started it. Progress comes
-from ``-progress pipe:1`` (machine-readable ``key=value`` blocks) rather than
-from parsing the human status line.
+and a hung encode never outlives the message that started it. If the worker
+itself dies (SIGKILL, out of memory), ``setpriv --pdeathsig`` (util-linux,
+present on every Debian) has the kernel kill FFmpeg too: an orphaned encode
+would otherwise run on for minutes into a temp folder nobody removes.
+Progress comes from ``-progress pipe:1`` (machine-readable ``key=value``
+blocks) rather than from parsing the human status line.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -58,6 +63,13 @@ def summarise(stderr: str, limit: int = 600) -> str:
             break
     text = " | ".join(reversed(kept)) or "no error output"
     return text if len(text) <= limit else "…" + text[-limit:]
+
+
+@functools.cache
+def _orphan_guard() -> tuple[str, ...]:
+    """The prefix that kills FFmpeg when its parent dies (nothing where setpriv is missing)."""
+    setpriv = shutil.which("setpriv")
+    return (setpriv, "--pdeathsig", "KILL", "--") if setpriv else ()
 
 
 def _drain(stream: IO[str], sink: collections.deque[str]) -> None:
@@ -127,7 +139,9 @@ def run_ffmpeg(
     ``total_seconds`` (the output's expected length) turns progress into a percentage.
     """
     extra = dict(log_extra or {})
-    command = [args[0], "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-progress", "pipe:1", *args[1:]]
+    if shutil.which(args[0]) is None:
+        raise FFmpegError(f"cannot run {args[0]}: not found or not executable")
+    command = [*_orphan_guard(), args[0], "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-progress", "pipe:1", *args[1:]]
     log.debug("running %s", subprocess.list2cmdline(command), extra=extra)
     started = time.monotonic()
     try:

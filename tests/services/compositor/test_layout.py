@@ -56,9 +56,18 @@ def test_speaking_bridges_breaths_and_drops_blips():
 
 
 def test_enable_expression_is_true_inside_the_intervals_only():
-    expr = enable_expr([(0.5, 2.0), (3.5, 4.0)])
-    assert expr == "between(t,0.5,2)+between(t,3.5,4)"
+    assert enable_expr([(0.5, 2.0), (3.5, 4.0)]) == "between(t,0.5,2)+between(t,3.5,4)"
+    assert enable_expr([(1, 2), (3, 4), (5, 6)]) == "(between(t,1,2))+(between(t,3,4)+between(t,5,6))"
     assert enable_expr([]) is None
+
+
+def test_enable_expression_nests_shallowly_however_many_intervals():
+    expr = enable_expr([(i * 2.0, i * 2.0 + 1.0) for i in range(4000)])
+    depth = deepest = 0
+    for char in expr:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        deepest = max(deepest, depth)
+    assert expr.count("between(") == 4000 and deepest <= 14  # log2(4000) levels of sums, +1 for between's own
 
 
 def test_scaler_is_bicubic_for_mild_resizes_and_bilinear_for_big_reductions():

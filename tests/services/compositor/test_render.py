@@ -163,7 +163,8 @@ def test_without_any_font_the_video_renders_without_labels(calls, s3, tmp_path, 
     from services.compositor import media
 
     settings_env(LABEL_FONT=str(tmp_path / "no-such-font.ttf"))
-    monkeypatch.setattr(media.shutil, "which", lambda name: None)  # no fontconfig either
+    which = media.shutil.which
+    monkeypatch.setattr(media.shutil, "which", lambda name: None if name == "fc-match" else which(name))  # no fontconfig either
     assert media.resolve_font(get_settings()) is None
     call = calls.call(caller_speech=(), callee_speech=())
 

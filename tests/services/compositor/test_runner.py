@@ -79,3 +79,26 @@ def test_summarise_keeps_the_last_distinct_lines():
     assert summarise(stderr) == "noise | [libx264] Error setting preset | Error initializing output stream | Conversion failed!"
     assert summarise("") == "no error output"
     assert len(summarise("x" * 5000, limit=100)) == 101
+
+
+def test_ffmpeg_does_not_outlive_a_worker_that_dies(tmp_path):
+    # A worker killed outright (SIGKILL, out of memory) runs no finally: the kernel must end FFmpeg.
+    marker = str(tmp_path / "orphan.nut")
+    script = (
+        "import os, threading, time\n"
+        "from services.compositor.runner import run_ffmpeg\n"
+        "threading.Thread(target=run_ffmpeg, daemon=True, args=(['ffmpeg', '-re', '-f', 'lavfi', '-i', 'testsrc=r=25',"
+        f" '-c:v', 'rawvideo', '-y', {marker!r}],), kwargs={{'timeout': 60}}).start()\n"
+        "time.sleep(1.5)\n"
+        "os._exit(9)\n"
+    )
+    import subprocess
+    import sys
+
+    worker = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[3], timeout=60)
+    assert worker.returncode == 9
+    assert Path(marker).exists()  # FFmpeg was running…
+    deadline = time.monotonic() + 5
+    while _alive_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _alive_with(marker) == []  # …and went with the worker

@@ -1,0 +1,75 @@
+"""The FFmpeg command itself: what the graph does per frame, and a graph too long for one argument."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from services.compositor.graph import INLINE_GRAPH_LIMIT, build_command
+from services.compositor.layout import Clip, RenderSpec, SideSpec
+from services.compositor.media import VideoInfo
+from shared.assets import avatar_path
+from tests.support.media import color_video, probe, tone_call
+
+
+def _spec(tmp_path: Path, **overrides) -> RenderSpec:
+    info = VideoInfo(512, 512, 25.0, 1.5)
+    clips = (Clip(tmp_path / "a.mp4", 0.5, 2.0, info), Clip(tmp_path / "b.mp4", 2.5, 3.5, info))
+    values = dict(
+        recording=tmp_path / "rec.mp3",
+        duration=4.0,
+        caller=SideSpec("caller", "AI agent", avatar_path("caller"), clips=clips),
+        callee=SideSpec("callee", "Customer", avatar_path("callee"), audio=tmp_path / "rec.mp3", audio_channel=1, speech=((1.0, 2.0),)),
+        workdir=tmp_path,
+        font=None,
+    )
+    return RenderSpec(**{**values, **overrides})
+
+
+def _graph(args: list[str]) -> str:
+    return args[args.index("-filter_complex") + 1]
+
+
+def test_every_input_is_scaled_once_and_nothing_is_converted_but_to_yuv420p(tmp_path):
+    graph = _graph(build_command(_spec(tmp_path), tmp_path / "out.mp4"))
+    # Two clips of the caller, one avatar still per side: four scales, no more.
+    steps = [step.split("]", 1)[-1].rsplit("[", 1)[0] for step in graph.split(";")]
+    filters = [step.split("=", 1)[0] for step in steps]
+    assert filters.count("scale") == 4
+    assert [step for step in steps if step.startswith("format=")] == ["format=yuv420p"] * 4
+    assert filters.count("loop") == 4  # 3 idle pieces + the callee's local panel, each from one decoded still
+    assert "hstack=inputs=2" in graph and "showwaves=" in graph and "drawtext" not in graph  # no font: no label
+
+
+def test_the_same_file_twice_is_refused_before_ffmpeg_runs(tmp_path):
+    import pytest
+
+    same = _spec(tmp_path, callee=SideSpec("callee", "Customer", avatar_path("caller")))
+    with pytest.raises(ValueError, match="used twice"):
+        build_command(same, tmp_path / "out.mp4")
+
+
+def test_encoder_and_container_options(tmp_path):
+    args = build_command(_spec(tmp_path, preset="faster", crf=21, x264_params="ref=2"), tmp_path / "out.mp4")
+    options = dict(zip(args[::1], args[1::1]))
+    assert (options["-c:v"], options["-preset"], options["-crf"], options["-pix_fmt"]) == ("libx264", "faster", "21", "yuv420p")
+    assert (options["-c:a"], options["-ac"], options["-movflags"], options["-x264-params"]) == ("aac", "2", "+faststart", "ref=2")
+    assert "-x264-params" not in build_command(_spec(tmp_path, x264_params=""), tmp_path / "out.mp4")
+
+
+def test_a_graph_too_long_for_one_argument_goes_through_a_file(tmp_path):
+    # A two-hour call with thousands of turns: the highlight expression alone passes the limit.
+    speech = tuple((i * 2.0, i * 2.0 + 1.0) for i in range(3600))
+    color_video(tmp_path / "a.mp4", "red", duration=1.5)
+    color_video(tmp_path / "b.mp4", "red", duration=1.5)
+    tone_call(tmp_path / "rec.mp3", 4.0)
+    spec = _spec(tmp_path, duration=7200.0, callee=SideSpec("callee", "Customer", avatar_path("callee"), speech=speech))
+    args = build_command(spec, tmp_path / "out.mp4")
+
+    assert "-filter_complex" not in args
+    script = Path(args[args.index("-filter_complex_script") + 1])
+    assert len(script.read_text()) > INLINE_GRAPH_LIMIT and script.parent == tmp_path
+    # FFmpeg reads it (and parses the 3600-term highlight expression): render the first second only.
+    output = args.index(str(tmp_path / "out.mp4"))
+    subprocess.run([*args[:output], "-t", "1", *args[output:]], check=True, capture_output=True, timeout=120)
+    assert abs(float(probe(tmp_path / "out.mp4")["format"]["duration"]) - 1.0) < 0.2
