@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> falcon.App:
     check_settings(settings)
     configure_logging(settings)
     init_database()
-    setup_broker(settings)
+    setup_broker(settings, fail_fast=True)  # a webhook answers 503 before Twilio's 15 s, broker or not
     if not settings.twilio_validate_signature:
         log.warning("!" * 78)
         log.warning(UNSIGNED_WARNING, RECORDING_STATUS_PATH)

@@ -37,6 +37,15 @@ def test_rabbitmq_url_sets_heartbeat_but_keeps_explicit_values():
     assert "heartbeat=5" in rabbitmq_url(s) and "heartbeat=30" not in rabbitmq_url(s)
 
 
+def test_a_web_process_tries_each_connection_once_and_briefly():
+    s = load_settings({"BROKER_URL": "amqp://u:p@rabbit:5672/v"})
+    assert "connection_attempts=3" in rabbitmq_url(s) and "retry_delay=2" in rabbitmq_url(s)
+    web = rabbitmq_url(s, fail_fast=True)
+    assert "connection_attempts=1" in web and "socket_timeout=2" in web and "stack_timeout=2" in web
+    s = load_settings({"BROKER_URL": "amqp://u:p@rabbit:5672/v?connection_attempts=2"})
+    assert "connection_attempts=2" in rabbitmq_url(s, fail_fast=True)
+
+
 def test_give_up_marks_the_call_failed_only_when_retries_are_exhausted(sqlite_db, stub_broker):
     """A transient error is retried; once retries run out the call ends failed with the error."""
     calls = []
