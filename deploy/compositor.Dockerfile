@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# compositor: stitches the split-screen video with the call's audio (FFmpeg; DejaVu for the labels).
+# compositor: stitches the split-screen video with the call's audio (FFmpeg; DejaVu for the labels;
+# util-linux for setpriv, which kills FFmpeg if its worker dies).
 # Build from the repository root: docker build -f deploy/compositor.Dockerfile .
 
 FROM python:3.11-slim AS build
@@ -18,7 +19,7 @@ RUN pip install ".[compositor]"
 
 FROM python:3.11-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ffmpeg fonts-dejavu-core \
+ && apt-get install -y --no-install-recommends ffmpeg fonts-dejavu-core util-linux \
  && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 callreel \
  && useradd --system --uid 10001 --gid callreel --home-dir /app --shell /usr/sbin/nologin callreel \
