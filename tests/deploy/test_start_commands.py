@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -59,7 +60,8 @@ def service_env(stack, pg_url, pg_db, vhost_url, s3, s3_server, tmp_path):
 
     def make(name: str, **overrides: str) -> dict[str, str]:
         env = {
-            "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            # The commands (dramatiq, gunicorn) from this interpreter's environment, as in the image's venv.
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(tmp_path),
             "LANG": "C.UTF-8",
         }
