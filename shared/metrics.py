@@ -182,7 +182,7 @@ def _family(name: str) -> Any:
 
 
 def _record(fn: Callable[..., None]) -> Callable[..., None]:
-    """Run a recording function; log (once per kind) instead of raising."""
+    """Run a recording function; log a warning instead of raising."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> None:
