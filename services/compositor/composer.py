@@ -115,7 +115,7 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
             total_seconds=duration,
             log_extra=extra,
         )
-        _check_output(output, settings)
+        _check_output(output, duration, settings)
     except (FFmpegError, MediaError) as exc:
         log.error("stitching failed: %s", exc, extra=extra)
         urls = side_video_urls(call.id, used, storage, workdir=workdir, settings=settings)
@@ -132,10 +132,16 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
     )
 
 
-def _check_output(path: Path, settings: Settings) -> None:
-    """FFmpeg said it succeeded; make sure the file has the picture and the sound."""
-    probe_video(path, settings)
+# How far the rendered video's length may be from the call's before it counts as a failed stitch.
+LENGTH_TOLERANCE = 1.0
+
+
+def _check_output(path: Path, duration: float, settings: Settings) -> None:
+    """FFmpeg said it succeeded; make sure the file has the picture and the sound, and the call's length."""
+    video = probe_video(path, settings)
     probe_duration(path, settings)
+    if abs(video.duration - duration) > LENGTH_TOLERANCE:
+        raise MediaError(f"the rendered video is {video.duration:.1f} s long, the call {duration:.1f} s")
 
 
 def _side_spec(
