@@ -20,7 +20,6 @@ through the graph is paid for on every frame:
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import ffmpeg
 
