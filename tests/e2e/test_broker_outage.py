@@ -1,0 +1,54 @@
+"""RabbitMQ connections dropped, then the vhost refusing everyone for a while, with work queued: nothing is lost.
+
+Only this session's vhost is touched: its connections are closed through the
+management API and the test user's permissions on it are revoked and granted
+back. The shared RabbitMQ server keeps running for everybody else.
+
+What redelivery may repeat here is bounded by the actors' idempotency: a
+message whose ack was lost with its connection comes back and finds its work
+recorded (``progress.begin`` skips a call past that stage; a segment leaves
+``pending`` only once, so fal never gets the same segment twice).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from shared import keys
+from shared.models import Call, VideoStatus
+from tests.support.s3_proxy import writes_of
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.rabbitmq]
+
+OUTAGE_SECONDS = 5
+
+
+def test_connections_dropped_and_the_broker_away_for_a_while(pipeline):
+    calls = [pipeline.send_call() for _ in range(3)]  # queued: downloads and splits are under way
+
+    assert pipeline.rabbit.drop_connections() >= 5  # gunicorn and the four workers
+    time.sleep(0.5)
+    pipeline.rabbit.revoke()  # reconnections are refused: the broker is away for everyone here
+    pipeline.rabbit.drop_connections()
+    time.sleep(OUTAGE_SECONDS)
+    pipeline.rabbit.grant()
+
+    late = pipeline.send_call()  # the web app reconnects on its own
+    ended = pipeline.wait_ended([c.call_id for c in calls + [late]])
+
+    for sent in calls + [late]:
+        call = ended[sent.call_id]
+        assert call.video_status == VideoStatus.COMPLETED, pipeline.describe(sent.call_id)
+        assert Call.select().where(Call.recording_sid == sent.recording.sid).count() == 1
+        # The work itself was done once: stored once, split once, sent to fal once, composed once.
+        log = pipeline.proxy.log()
+        assert writes_of(log, keys.recording_key(sent.call_id)) == 1
+        for side in ("caller", "callee"):
+            assert writes_of(log, keys.side_audio_key(sent.call_id, side)) == 1
+            assert len(pipeline.fal_submissions(sent.call_id, side)) == 1, pipeline.describe(sent.call_id)
+        assert writes_of(log, keys.video_key(sent.call_id)) == 1 and call.compositor_attempts == 1
+    # Every worker came back by itself: none was restarted by the test.
+    assert all(w.alive for w in pipeline.workers.values())
+    assert pipeline.temp_leftovers() == []
