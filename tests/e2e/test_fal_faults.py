@@ -1,0 +1,79 @@
+"""fal.ai failing: one side (the call is partial), both sides, a job that never finishes (cancelled, retried).
+
+The harness runs generation with FAL_MAX_RETRIES=1: a segment is tried twice.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from shared import keys
+from shared.models import Segment, SegmentState, SideState, VideoStatus
+from tests.e2e.checks import is_fal_navy, panel_colour, video_facts
+from tests.e2e.harness import quick
+from tests.support.fake_fal import Behaviour
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.rabbitmq]
+
+FAILS = Behaviour(outcome="error", queued_polls=0, running_polls=0)
+
+
+def panels(pipeline, call_id, tmp_path) -> tuple[bool, bool]:
+    """(left shows a generated video, right shows one) in the middle of the final video."""
+    path = tmp_path / f"{call_id}.mp4"
+    path.write_bytes(pipeline.object_bytes(keys.video_key(call_id)))
+    assert video_facts(path).width == 640
+    return is_fal_navy(panel_colour(path, 2.0, "left")), is_fal_navy(panel_colour(path, 2.0, "right"))
+
+
+def test_fal_failing_one_side_makes_a_partial_video(pipeline, tmp_path):
+    sent = pipeline.send_call(post=False)
+    pipeline.fal.script(f"{sent.call_id}-caller-000", [FAILS, FAILS])
+    assert pipeline.post_webhook(sent.form).status_code == 202
+    call = pipeline.wait_ended_one(sent.call_id)
+
+    assert call.video_status == VideoStatus.PARTIAL, pipeline.describe(sent.call_id)
+    assert call.caller_state == SideState.FAILED and call.callee_state == SideState.GENERATED
+    assert "Runner crashed" in call.caller_error
+    assert "caller video generation failed" in call.video_error_message
+    assert len(pipeline.fal_submissions(sent.call_id, "caller")) == 2  # first try and one retry
+    assert len(pipeline.fal_submissions(sent.call_id, "callee")) == 1
+    # The failed side is a local panel; the other shows its generated video.
+    assert panels(pipeline, sent.call_id, tmp_path) == (False, True)
+    assert call.compositor_attempts == 1 and pipeline.temp_leftovers() == []
+
+
+def test_fal_failing_both_sides_still_makes_a_video_of_local_panels(pipeline, tmp_path):
+    sent = pipeline.send_call(post=False)
+    for side in ("caller", "callee"):
+        pipeline.fal.script(f"{sent.call_id}-{side}-000", [FAILS, FAILS])
+    assert pipeline.post_webhook(sent.form).status_code == 202
+    call = pipeline.wait_ended_one(sent.call_id)
+
+    assert call.video_status == VideoStatus.PARTIAL, pipeline.describe(sent.call_id)
+    assert call.caller_state == call.callee_state == SideState.FAILED
+    assert "caller video generation failed" in call.video_error_message
+    assert "callee video generation failed" in call.video_error_message
+    assert panels(pipeline, sent.call_id, tmp_path) == (False, False)
+    assert [len(pipeline.fal_submissions(sent.call_id, s)) for s in ("caller", "callee")] == [2, 2]
+
+
+def test_a_fal_job_that_never_finishes_is_cancelled_and_submitted_again(pipeline):
+    pipeline.restart("generation", FAL_JOB_TIMEOUT="3")
+    sent = pipeline.send_call(post=False)
+    pipeline.fal.script(f"{sent.call_id}-caller-000", [Behaviour(outcome="never", queued_polls=0), quick()])
+    assert pipeline.post_webhook(sent.form).status_code == 202
+    call = pipeline.wait_ended_one(sent.call_id)
+
+    assert call.video_status == VideoStatus.COMPLETED, pipeline.describe(sent.call_id)
+    submissions = pipeline.fal_submissions(sent.call_id, "caller")
+    assert len(submissions) == 2
+    stuck, retried = (s["request_id"] for s in submissions)
+    assert stuck in pipeline.fal.cancels  # callreel stopped paying for it
+    assert pipeline.fal.jobs[stuck].cancelled
+    segment = Segment.get(Segment.call_id == sent.call_id, Segment.side == "caller")
+    assert segment.state == SegmentState.COMPLETED and segment.attempts == 2 and segment.fal_request_id == retried
+    # Cancelled once it had run past FAL_JOB_TIMEOUT, not before.
+    job = pipeline.fal.jobs[stuck]
+    assert job.finished_at - job.submitted_at >= 3.0
+    assert len(pipeline.fal_submissions(sent.call_id, "callee")) == 1
