@@ -86,6 +86,7 @@ class Settings:
     download_timeout: int = env("DOWNLOAD_TIMEOUT", 30, "Connect/read timeout in seconds for recording downloads.", group="ingest", minimum=1)
     recording_max_bytes: int = env("RECORDING_MAX_BYTES", 500_000_000, "Largest recording accepted, in bytes.", group="ingest", minimum=1)
     api_token: str = env("CALLREEL_API_TOKEN", "", "Bearer token for the status API and operator page.", group="ingest", secret=True)
+    operator_session_max_age: int = env("OPERATOR_SESSION_MAX_AGE", 43200, "Seconds an operator page login lasts.", group="ingest", minimum=60)
     port: int = env("PORT", 8000, "Port the ingest service listens on.", group="ingest", minimum=1)
     gunicorn_workers: int = env("GUNICORN_WORKERS", 2, "gunicorn worker processes for ingest.", group="ingest", minimum=1)
     gunicorn_threads: int = env("GUNICORN_THREADS", 4, "Threads per gunicorn worker.", group="ingest", minimum=1)

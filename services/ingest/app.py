@@ -7,7 +7,10 @@ not at import, so importing this module never reads settings or connects.
 Routes:
 
 - ``POST /twilio/recording-status`` — Twilio's recording status callback (webhook.py)
-- ``GET /calls/{callId}`` — one call's status, timings and video URLs, bearer token (api.py)
+- ``GET /calls``, ``GET /calls/{callId}``, ``POST /calls/{callId}/retry``, ``GET /backlog`` — the status
+  API, bearer token (api.py)
+- ``/ops/…`` — the operator page, a session cookie from the same token (pages.py)
+- ``GET /media/{key}`` — videos of a local-folder store, for the page or the token (media.py)
 - ``GET /healthz`` — database and broker reachable (health.py)
 """
 
@@ -27,9 +30,13 @@ from shared.metrics import RequestMetrics
 from shared.settings import Settings, SettingsError, get_settings
 from shared.storage import get_storage
 
-from .api import CallResource, TokenAuth
+from .api import BacklogResource, CallListResource, CallResource, RetryResource, TokenAuth
+from .backlog import BacklogReader
 from .health import HealthResource
+from .media import MEDIA_PREFIX, MediaResource
 from .middleware import DatabaseConnectionMiddleware, database_unavailable
+from .pages import add_operator_routes, serialize_error
+from .session import SessionSigner
 from .webhook import RecordingStatusResource
 
 __all__ = ["create_app", "check_settings", "RECORDING_STATUS_PATH"]
@@ -70,7 +77,16 @@ def create_app(settings: Settings | None = None) -> falcon.App:
     for error in (peewee.OperationalError, peewee.InterfaceError):
         app.add_error_handler(error, database_unavailable)
     app.add_route(RECORDING_STATUS_PATH, RecordingStatusResource(settings))
-    app.add_route("/calls/{call_id}", CallResource(TokenAuth(settings.api_token), get_storage))
+    app.set_error_serializer(serialize_error)
+    auth = TokenAuth(settings.api_token)
+    signer = SessionSigner(settings.api_token, settings.operator_session_max_age)
+    backlog = BacklogReader(settings)
+    app.add_route("/calls", CallListResource(auth))
+    app.add_route("/calls/{call_id}", CallResource(auth, get_storage))
+    app.add_route("/calls/{call_id}/retry", RetryResource(auth))
+    app.add_route("/backlog", BacklogResource(auth, backlog))
+    add_operator_routes(app, signer, get_storage, backlog)
+    app.add_route(MEDIA_PREFIX + "{key:path}", MediaResource(get_storage, lambda req: signer.session_of(req) or auth.check(req)))
     app.add_route("/healthz", HealthResource(dramatiq.get_broker))
     log.info("ingest app ready", extra={"stage": "ingest"})
     return app

@@ -61,9 +61,13 @@ def test_a_finished_call_with_its_timings_and_presigned_videos(api, s3):
     assert (body["id"], body["status"], body["stage"]) == (call, "partial", "done")
     assert body["error"] == "callee: fal job failed twice"
     assert body["stages"]["ingest"] == {
-        "started_at": "2026-11-26T03:00:00Z", "finished_at": "2026-11-26T03:00:02Z", "seconds": 2.5, "attempts": 2,
+        "state": "done", "started_at": "2026-11-26T03:00:00Z", "finished_at": "2026-11-26T03:00:02Z", "seconds": 2.5, "attempts": 2,
     }
     assert body["stages"]["audio"]["seconds"] is None and body["stages"]["compositor"]["started_at"] is None
+    # The audio stage started and never finished before the call ended partial; the compositor never ran.
+    assert (body["stages"]["audio"]["state"], body["stages"]["compositor"]["state"]) == ("unfinished", "skipped")
+    assert list(body["stages"]) == ["ingest", "audio", "generation", "compositor"]
+    assert body["segments"] == []
     assert body["processing"]["seconds"] == 90
     assert body["recording"] == {"sid": "RE" + "1" * 32, "duration": 61, "channels": 2}
     assert body["sides"]["callee"]["state"] == "failed" and body["sides"]["callee"]["video_url"] is None

@@ -1,0 +1,206 @@
+"""The pieces of the operator page: rows, the stage timeline, segments, videos, the backlog.
+
+Each function takes plain values (calls, dicts from ``shared.calls``) and
+returns :class:`~services.ingest.templating.Markup` built from escaped parts,
+so pages.py only arranges them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable
+
+from shared.calls import processing_seconds
+from shared.models import Call
+
+from .backlog import Backlog
+from .templating import Markup, escape, join, render
+
+__all__ = [
+    "duration_text",
+    "age_text",
+    "time_text",
+    "options",
+    "call_row",
+    "backlog_table",
+    "timeline_table",
+    "segments_table",
+    "sides_table",
+    "video_figure",
+    "message_box",
+]
+
+
+def duration_text(seconds: float | None) -> str:
+    """``4.2 s``, ``1 m 05 s``, ``2 h 03 m``; a dash when unknown."""
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours} h {minutes:02d} m" if hours else f"{minutes} m {secs:02d} s"
+
+
+def age_text(when: dt.datetime | None, now: dt.datetime) -> str:
+    if when is None:
+        return "—"
+    seconds = max(0.0, (now - when).total_seconds())
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return f"{int(seconds)} s ago"
+
+
+def time_text(when: dt.datetime | None) -> str:
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC") if when else "—"
+
+
+def options(values: Iterable[str], selected: str | None, *, everything: str) -> Markup:
+    """``<option>``s of a filter, the first meaning "no filter"."""
+    items = [Markup(f'<option value="">{escape(everything)}</option>')]
+    for value in values:
+        chosen = " selected" if value == selected else ""
+        items.append(Markup(f'<option value="{escape(value)}"{chosen}>{escape(value)}</option>'))
+    return join(items, "")
+
+
+def call_row(call: Call, now: dt.datetime) -> Markup:
+    duration = call.audio_duration if call.audio_duration is not None else call.recording_duration
+    return render(
+        "call_row",
+        id=call.id,
+        recording_sid=call.recording_sid or "",
+        status=call.video_status or "unknown",
+        stage=call.stage or "—",
+        duration=duration_text(duration),
+        created=time_text(call.created_at),
+        age=age_text(call.created_at, now),
+        processing=duration_text(processing_seconds(call, now)),
+        error=(call.video_error_message or "")[:200],
+    )
+
+
+def badge(value: str | None, prefix: str = "state") -> Markup:
+    value = value or "unknown"
+    return Markup(f'<span class="badge {prefix}-{escape(value)}">{escape(value)}</span>')
+
+
+def backlog_table(backlog: Backlog) -> Markup:
+    queues = backlog.source == "rabbitmq"
+    headers = ("Ready", "In progress", "Delayed", "Dead", "Consumers") if queues else ()
+    rows = []
+    for s in backlog.stages:
+        cells = [Markup(f'<td><a href="/ops/calls?stage={escape(s.stage)}">{escape(s.stage)}</a></td>'), s.calls]
+        if queues:
+            cells += [s.ready, s.in_progress, s.delayed, s.dead, s.consumers]
+        tds = [c if isinstance(c, Markup) else Markup(f'<td class="num">{escape(c)}</td>') for c in cells]
+        rows.append(Markup(f'<tr data-stage="{escape(s.stage)}">{join(tds, "")}</tr>'))
+    source = "RabbitMQ queues and database" if queues else "database: calls not yet ended, per stage"
+    return render(
+        "backlog",
+        source=source,
+        warning=message_box(backlog.error, bad=True) if backlog.error else "",
+        queue_headers=join((Markup(f'<th class="num">{escape(h)}</th>') for h in headers), ""),
+        rows=join(rows),
+    )
+
+
+def _bar(start: float, width: float, state: str) -> Markup:
+    return Markup(
+        '<svg class="bar" viewBox="0 0 100 10" preserveAspectRatio="none" aria-hidden="true">'
+        f'<rect x="{start:.2f}" y="1" width="{max(width, 0.6):.2f}" height="8" class="state-{escape(state)}"></rect></svg>'
+    )
+
+
+def _stage_end(call: Call, row: dict[str, Any], now: dt.datetime) -> dt.datetime | None:
+    """Where a stage's bar ends: its finish, now while it runs, the call's end if it stopped there."""
+    if not row["started_at"]:
+        return None
+    if row["finished_at"]:
+        return row["finished_at"]
+    if row["state"] == "running":
+        return now
+    ended = call.video_processing_completed_at
+    return ended if ended and ended >= row["started_at"] else row["started_at"]
+
+
+def timeline_table(call: Call, timeline: list[dict[str, Any]], now: dt.datetime) -> Markup:
+    """Each stage's state, times, duration and attempts, with a bar on the call's own time axis."""
+    starts = [row["started_at"] for row in timeline if row["started_at"]]
+    origin = min(starts) if starts else None
+    ends = [_stage_end(call, row, now) for row in timeline if row["started_at"]]
+    span = max(((max(ends) - origin).total_seconds() if origin else 0.0), 0.001)
+    rows = []
+    for row in timeline:
+        bar: Markup | str = ""
+        end = _stage_end(call, row, now)
+        if origin and row["started_at"] and end:
+            offset = min((row["started_at"] - origin).total_seconds() / span * 100, 99.4)
+            bar = _bar(offset, (end - row["started_at"]).total_seconds() / span * 100, row["state"])
+        seconds = row["seconds"]
+        if seconds is None and row["state"] == "running" and row["started_at"]:
+            seconds = (now - row["started_at"]).total_seconds()
+        rows.append(
+            Markup(
+                f'<tr data-stage="{escape(row["stage"])}"><td>{escape(row["stage"])}</td><td>{badge(row["state"])}</td>'
+                f'<td>{escape(time_text(row["started_at"]))}</td><td>{escape(time_text(row["finished_at"]))}</td>'
+                f'<td class="num">{escape(duration_text(seconds))}</td><td class="num">{escape(row["attempts"])}</td>'
+                f"<td>{bar}</td></tr>"
+            )
+        )
+    head = "".join(f"<th{c}>{h}</th>" for h, c in (
+        ("Stage", ""), ("State", ""), ("Started", ""), ("Finished", ""), ("Duration", ' class="num"'), ("Attempts", ' class="num"'), ("", ""),
+    ))
+    return Markup(f'<table id="timeline" class="timeline"><thead><tr>{head}</tr></thead><tbody>{join(rows)}</tbody></table>')
+
+
+def segments_table(segments: list[dict[str, Any]], video_links: dict[int, str | None]) -> Markup:
+    """The fal.ai segments: span, state, request id, attempts, times, error or progress, video."""
+    if not segments:
+        return Markup('<p class="muted" id="segments">No fal.ai segments (local panels, or not planned yet).</p>')
+    rows = []
+    for i, s in enumerate(segments):
+        link = video_links.get(i)
+        video = Markup(f'<a href="{escape(link)}">video</a>') if link else ""
+        note = s["error"] or s["progress"] or ""
+        rows.append(
+            Markup(
+                f'<tr data-side="{escape(s["side"])}" data-index="{escape(s["index"])}">'
+                f'<td>{escape(s["side"])}</td><td class="num">{escape(s["index"])}</td>'
+                f'<td class="num">{s["start"]:.2f}–{s["end"]:.2f} s</td><td>{badge(s["state"])}</td>'
+                f'<td><code>{escape(s["fal_request_id"] or "—")}</code></td><td class="num">{escape(s["attempts"])}</td>'
+                f'<td>{escape(time_text(s["submitted_at"]))}</td><td>{escape(time_text(s["finished_at"]))}</td>'
+                f'<td class="error-cell">{escape(note)}</td><td>{video}</td></tr>'
+            )
+        )
+    head = "".join(f"<th>{h}</th>" for h in ("Side", "#", "Span", "State", "fal request id", "Attempts", "Submitted", "Finished", "Error / progress", ""))
+    return Markup(f'<table id="segments"><thead><tr>{head}</tr></thead><tbody>{join(rows)}</tbody></table>')
+
+
+def sides_table(call: Call) -> Markup:
+    rows = []
+    for side in ("caller", "callee"):
+        error = getattr(call, f"{side}_error") or ""
+        rows.append(
+            Markup(
+                f'<tr data-side="{side}"><td>{side}</td><td>{badge(call.side_state(side))}</td>'
+                f'<td class="num">{escape(duration_text(getattr(call, f"{side}_duration")))}</td>'
+                f'<td class="error-cell">{escape(error)}</td></tr>'
+            )
+        )
+    return Markup(
+        '<table id="sides" class="sides"><thead><tr><th>Side</th><th>State</th><th class="num">Audio</th><th>Error</th></tr></thead>'
+        f"<tbody>{join(rows)}</tbody></table>"
+    )
+
+
+def video_figure(src: str, *, element_id: str, caption: str, kind: str) -> Markup:
+    return render("video", src=src, element_id=element_id, caption=caption, kind=kind)
+
+
+def message_box(text: str | None, *, bad: bool = False) -> Markup:
+    if not text:
+        return Markup("")
+    return Markup(f'<div class="notice{" bad" if bad else ""}" role="status">{escape(text)}</div>')

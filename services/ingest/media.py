@@ -1,0 +1,112 @@
+"""Where a browser fetches a call's videos: presigned S3 URLs, or ``/media/{key}`` for a local store.
+
+Videos are private objects. With S3 the answer carries presigned URLs that
+expire (``PRESIGNED_URL_EXPIRY``). A local-folder store (embedded mode,
+``callreel serve``) has no URL a browser could use, so this app serves those
+objects itself, behind the same authentication as the page, with byte ranges
+so a ``<video>`` element can seek. Only video keys of the shapes
+``shared.keys`` makes are ever signed or served, whatever a column holds.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable, Iterator
+
+import falcon
+
+from shared.storage import LocalStorage, Storage, check_key
+
+__all__ = ["MEDIA_PREFIX", "VIDEO_KEY_RE", "video_key_in", "video_src", "MediaResource"]
+
+MEDIA_PREFIX = "/media/"
+VIDEO_KEY_RE = re.compile(r"^videos/CA[0-9a-f]{32}(?:-(?:caller|callee)(?:-\d{3})?)?\.mp4$")
+CHUNK = 256 * 1024
+
+
+def video_key_in(call_id: str, stored_url: str | None) -> str | None:
+    """The key of one of ``call_id``'s own videos that a stored URL ends with, else None."""
+    if not stored_url:
+        return None
+    pattern = re.compile(rf"(videos/{re.escape(call_id)}(?:-(?:caller|callee)(?:-\d{{3}})?)?\.mp4)$")
+    match = pattern.search(stored_url)
+    return match.group(1) if match else None
+
+
+def video_src(storage: Storage, key: str | None) -> str | None:
+    """A URL a browser can play ``key`` from: presigned on S3, this app's media route for a local store."""
+    if not key or not VIDEO_KEY_RE.match(key):
+        return None
+    if isinstance(storage, LocalStorage):
+        return MEDIA_PREFIX + check_key(key)
+    return storage.presigned_url(key)
+
+
+def _byte_range(req: falcon.Request, size: int) -> tuple[int, int] | None:
+    """The inclusive (first, last) byte range asked for, or None for the whole object.
+
+    A Range header this cannot read is ignored, as RFC 9110 allows: the whole
+    object is sent. One that starts past the end is a 416.
+    """
+    try:
+        asked = req.range
+    except falcon.HTTPInvalidHeader:
+        return None
+    if asked is None or (req.range_unit or "bytes").lower() != "bytes":
+        return None
+    first, last = asked
+    if first < 0:  # the last -first bytes
+        first, last = max(0, size + first), size - 1
+    elif last < 0 or last >= size:
+        last = size - 1
+    if first >= size:
+        raise falcon.HTTPRangeNotSatisfiable(size)
+    return first, last
+
+
+def _read(path: Path, first: int, length: int) -> Iterator[bytes]:
+    with open(path, "rb") as source:
+        source.seek(first)
+        while length > 0:
+            chunk = source.read(min(CHUNK, length))
+            if not chunk:
+                return
+            length -= len(chunk)
+            yield chunk
+
+
+class MediaResource:
+    """``GET /media/{key}``: a video of the local store, for a signed-in operator or a bearer token."""
+
+    def __init__(self, storage: Callable[[], Storage], authorize: Callable[[falcon.Request], None]) -> None:
+        self._storage = storage
+        self._authorize = authorize
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, key: str) -> None:
+        self._authorize(req)
+        storage = self._storage()
+        try:
+            check_key(key)
+        except ValueError:
+            raise falcon.HTTPNotFound() from None
+        if not isinstance(storage, LocalStorage) or not VIDEO_KEY_RE.match(key):
+            raise falcon.HTTPNotFound()  # S3 objects are fetched by presigned URL, never through here
+        path = storage.path(key)
+        if not path.is_file():
+            raise falcon.HTTPNotFound()
+        size = path.stat().st_size
+        resp.content_type = "video/mp4"
+        resp.set_header("Accept-Ranges", "bytes")
+        resp.set_header("Cache-Control", "private, no-cache")
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        span = _byte_range(req, size) if size else None
+        first, last = span or (0, size - 1)
+        if span:
+            resp.status = falcon.HTTP_206
+            resp.content_range = (first, last, size)
+        resp.content_length = last - first + 1 if size else 0
+        if req.method != "HEAD" and size:
+            resp.stream = _read(path, first, last - first + 1)
+
+    on_head = on_get

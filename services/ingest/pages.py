@@ -1,0 +1,312 @@
+"""The operator page: server-rendered HTML over the same views as the status API.
+
+Routes (all under ``/ops``; ``/`` redirects to the list):
+
+- ``GET|POST /ops/login``, ``POST /ops/logout`` — the API token for a session cookie (session.py)
+- ``GET /ops/calls`` — calls newest first, filtered by status/stage, searched by id prefix, with the backlog
+- ``GET /ops/calls/{callId}`` — one call: videos, stage timeline, error, segments
+- ``POST /ops/calls/{callId}/retry`` — ``shared.retry.retry_call``, for failed and partial calls (CSRF token)
+- ``GET /ops/static/{name}`` — the stylesheet and script
+
+Every page is sent with a strict Content-Security-Policy (scripts and styles
+from this app only, media from this app and the store's presigned origin),
+``no-store`` caching and no Referer, since pages carry presigned URLs.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from typing import Callable, Iterable
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import falcon
+
+from falcon.app_helpers import default_serialize_error
+
+from shared.calls import call_segments, processing_seconds, stage_timeline
+from shared.models import STAGES, Call, VideoStatus, utcnow
+from shared.storage import Storage
+
+from . import fragments as f
+from .api import find_call, presigned_video, retry
+from .backlog import BacklogReader
+from .listing import STAGE_FILTERS, InvalidQuery, ListQuery, parse_list_query, read_page
+from .media import video_key_in, video_src
+from .session import LOGIN_PATH, Session, SessionSigner, safe_next
+from .templating import Markup, escape, join, render
+
+__all__ = ["add_operator_routes", "serialize_error", "send_page"]
+
+log = logging.getLogger("callreel.ingest.pages")
+
+FORM_MAX_BYTES = 4096
+REFRESH_SECONDS = 10
+STATIC = {"operator.css": "text/css; charset=utf-8", "operator.js": "text/javascript; charset=utf-8"}
+RETRYABLE = (VideoStatus.FAILED, VideoStatus.PARTIAL)
+
+
+def _origins(urls: Iterable[str | None]) -> list[str]:
+    found = []
+    for url in urls:
+        parts = urlsplit(url or "")
+        if parts.scheme in ("http", "https") and parts.netloc:
+            found.append(f"{parts.scheme}://{parts.netloc}")
+    return sorted(set(found))
+
+
+def send_page(
+    resp: falcon.Response,
+    *,
+    title: str,
+    content: Markup,
+    csrf: str | None = None,
+    status: str = falcon.HTTP_200,
+    refresh: int | None = None,
+    media: Iterable[str | None] = (),
+) -> None:
+    resp.status = status
+    resp.content_type = "text/html; charset=utf-8"
+    resp.text = render(
+        "base", title=title, content=content, nav=render("nav", csrf=csrf) if csrf else "", refresh=refresh or ""
+    )
+    media_src = " ".join(["'self'", *_origins(media)])
+    resp.set_header(
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        f"media-src {media_src}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    )
+    resp.set_header("Cache-Control", "no-store")
+    resp.set_header("Referrer-Policy", "no-referrer")
+    resp.set_header("X-Content-Type-Options", "nosniff")
+    resp.set_header("X-Frame-Options", "DENY")
+
+
+def read_small_form(req: falcon.Request) -> dict[str, str]:
+    """A urlencoded form of a few fields (the first value of each), capped in size."""
+    if (req.content_type or "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+        raise falcon.HTTPUnsupportedMediaType(description="Send the form as application/x-www-form-urlencoded.")
+    raw = req.bounded_stream.read(FORM_MAX_BYTES + 1)
+    if len(raw) > FORM_MAX_BYTES:
+        raise falcon.HTTPContentTooLarge(description=f"The form is larger than {FORM_MAX_BYTES} bytes.")
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
+    except (UnicodeDecodeError, ValueError):
+        raise falcon.HTTPBadRequest(title="Unreadable form") from None
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        form.setdefault(name, value)
+    return form
+
+
+def serialize_error(req: falcon.Request, resp: falcon.Response, exception: falcon.HTTPError) -> None:
+    """Errors of the operator page as a page (a person is reading); the API's stay JSON."""
+    if not req.path.startswith("/ops/"):
+        return default_serialize_error(req, resp, exception)
+    content = Markup(
+        f'<section class="card"><h1>{escape(exception.title)}</h1><p>{escape(exception.description or "")}</p>'
+        '<p><a href="/ops/calls">All calls</a></p></section>'
+    )
+    send_page(resp, title=exception.title or "Error", content=content, status=exception.status)
+
+
+class _Page:
+    def __init__(self, signer: SessionSigner) -> None:
+        self.signer = signer
+
+    def session(self, req: falcon.Request) -> Session:
+        return self.signer.require(req)
+
+    def checked_post(self, req: falcon.Request) -> tuple[Session, dict[str, str]]:
+        """The session of a POST whose form carries this session's CSRF token; 403 otherwise."""
+        session = self.session(req)
+        form = read_small_form(req)
+        if not self.signer.csrf_ok(session, form.get("csrf")):
+            log.warning("operator POST refused: bad CSRF token", extra={"path": req.path})
+            raise falcon.HTTPForbidden(title="Invalid form", description="The form expired or came from elsewhere: reload the page and try again.")
+        return session, form
+
+
+class LoginPage(_Page):
+    uses_database = False
+
+    def _form(self, resp: falcon.Response, next_path: str, message: Markup | str = "", status: str = falcon.HTTP_200) -> None:
+        send_page(resp, title="Sign in", content=render("login", next=next_path, message=message), status=status)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        next_path = safe_next(req.get_param("next"))
+        if self.signer.session_of(req):
+            raise falcon.HTTPSeeOther(next_path)
+        if not self.signer.enabled:
+            message = f.message_box("The operator page is off: set CALLREEL_API_TOKEN to use it.", bad=True)
+            return self._form(resp, next_path, message, falcon.HTTP_403)
+        self._form(resp, next_path)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        form = read_small_form(req)
+        next_path = safe_next(form.get("next"))
+        if not self.signer.token_matches(form.get("token", "")):
+            log.warning("operator login refused from %s", req.remote_addr)
+            message = f.message_box("That is not this service's API token.", bad=True)
+            return self._form(resp, next_path, message, falcon.HTTP_401 if self.signer.enabled else falcon.HTTP_403)
+        cookie, _ = self.signer.issue()
+        self.signer.set_cookie(resp, cookie)
+        log.info("operator signed in from %s", req.remote_addr)
+        raise falcon.HTTPSeeOther(next_path)
+
+
+class LogoutAction(_Page):
+    uses_database = False
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.checked_post(req)
+        self.signer.clear_cookie(resp)
+        resp.status = falcon.HTTP_303
+        resp.location = LOGIN_PATH
+
+
+class CallListPage(_Page):
+    def __init__(self, signer: SessionSigner, backlog: BacklogReader) -> None:
+        super().__init__(signer)
+        self.backlog = backlog
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        session = self.session(req)
+        status, message = falcon.HTTP_200, Markup("")
+        try:
+            query = parse_list_query(req.params)
+        except InvalidQuery as exc:
+            query, status, message = ListQuery(), falcon.HTTP_400, f.message_box(exc.description, bad=True)
+        page = read_page(query)
+        now = utcnow()
+        rows = join(f.call_row(call, now) for call in page.calls) or Markup('<tr><td colspan="7" class="muted">No calls match.</td></tr>')
+        pager = [Markup('<a href="/ops/calls?{}">Newest</a>'.format(escape(urlencode(query.params()))))] if query.after else []
+        if page.next_cursor:
+            pager.append(Markup('<a id="older" href="/ops/calls?{}">Older →</a>'.format(escape(urlencode(query.params(cursor=page.next_cursor))))))
+        content = render(
+            "calls",
+            backlog=f.backlog_table(self.backlog.read()),
+            status_options=f.options(VideoStatus.ALL, query.status, everything="any status"),
+            stage_options=f.options(STAGE_FILTERS, query.stage, everything="any stage"),
+            q=query.search or "",
+            message=message,
+            rows=rows,
+            pager=join(pager, ""),
+        )
+        send_page(resp, title="Calls", content=content, csrf=self.signer.csrf_token(session), status=status)
+
+
+class CallPage(_Page):
+    def __init__(self, signer: SessionSigner, storage: Callable[[], Storage]) -> None:
+        super().__init__(signer)
+        self._storage = storage
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, call_id: str) -> None:
+        session = self.session(req)
+        self.show(resp, session, find_call(call_id), notice=_notice(req.get_param("retried")))
+
+    def show(self, resp: falcon.Response, session: Session, call: Call, *, notice: Markup | str = "", status: str = falcon.HTTP_200) -> None:
+        storage, now, csrf = self._storage(), utcnow(), self.signer.csrf_token(session)
+        final = presigned_video(storage, call.id, call.video_url)
+        side_urls = {side: presigned_video(storage, call.id, getattr(call, f"{side}_video_url")) for side in ("caller", "callee")}
+        segments = call_segments(call.id)
+        segment_urls = {
+            i: video_src(storage, s["video_key"]) if video_key_in(call.id, s["video_key"]) == s["video_key"] else None
+            for i, s in enumerate(segments)
+        }
+        videos = []
+        if final:
+            videos.append(f.video_figure(final, element_id="final-video", caption="Final video", kind="final"))
+        else:
+            videos.append(Markup('<p class="muted" id="no-video">No final video yet.</p>'))
+        sides = [f.video_figure(url, element_id=f"{side}-video", caption=f"{side} side", kind="side") for side, url in side_urls.items() if url]
+        recording = " · ".join(
+            part for part in (
+                call.recording_sid or "no recording SID",
+                f.duration_text(call.audio_duration if call.audio_duration is not None else call.recording_duration),
+                f"{call.recording_channels} channels" if call.recording_channels else "",
+            ) if part
+        )
+        ended = call.video_status in VideoStatus.TERMINAL
+        content = render(
+            "call",
+            id=call.id,
+            status=call.video_status or "unknown",
+            stage=call.stage or "—",
+            message=notice,
+            created=f.time_text(call.created_at),
+            age=f.age_text(call.created_at, now),
+            recording=recording,
+            processing=f.duration_text(processing_seconds(call, now)) + ("" if ended else " so far"),
+            source=call.source or "—",
+            error=Markup(f'<div class="error-box" id="call-error">{escape(call.video_error_message)}</div>') if call.video_error_message else "",
+            retry=render("retry", id=call.id, csrf=csrf) if call.video_status in RETRYABLE else "",
+            video=join(videos),
+            sides=join([Markup('<div class="videos">'), *sides, Markup("</div>"), f.sides_table(call)] if sides else [f.sides_table(call)]),
+            timeline=f.timeline_table(call, stage_timeline(call), now),
+            segments=f.segments_table(segments, segment_urls),
+        )
+        send_page(
+            resp, title=f"Call {call.id}", content=content, csrf=csrf, status=status,
+            refresh=None if ended else REFRESH_SECONDS, media=[final, *side_urls.values(), *segment_urls.values()],
+        )
+
+
+def _notice(retried: str | None) -> Markup:
+    if retried in STAGES:
+        return f.message_box(f"Retry sent: the call runs again from the {retried} stage.")
+    return Markup("")
+
+
+class RetryAction(_Page):
+    """The retry button: ``shared.retry.retry_call``, then back to the call page."""
+
+    def __init__(self, signer: SessionSigner, page: CallPage) -> None:
+        super().__init__(signer)
+        self.page = page
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, call_id: str) -> None:
+        session, _ = self.checked_post(req)
+        call = find_call(call_id)
+        try:
+            stage = retry(call.id)
+        except (falcon.HTTPConflict, falcon.HTTPServiceUnavailable) as exc:
+            return self.page.show(
+                resp, session, Call.get_by_id(call.id), notice=f.message_box(exc.description, bad=True), status=exc.status
+            )
+        log.info("operator retried call from %s", stage, extra={"call_id": call.id, "stage": stage})
+        raise falcon.HTTPSeeOther(f"/ops/calls/{call.id}?retried={stage}")
+
+
+class StaticResource:
+    uses_database = False
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        if name not in STATIC:
+            raise falcon.HTTPNotFound()
+        resp.content_type = STATIC[name]
+        resp.text = resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
+        resp.set_header("Cache-Control", "public, max-age=300")
+        resp.set_header("X-Content-Type-Options", "nosniff")
+
+
+class Redirect:
+    uses_database = False
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        raise falcon.HTTPFound(self.target)
+
+
+def add_operator_routes(app: falcon.App, signer: SessionSigner, storage: Callable[[], Storage], backlog: BacklogReader) -> None:
+    call_page = CallPage(signer, storage)
+    app.add_route("/", Redirect("/ops/calls"))
+    app.add_route("/ops", Redirect("/ops/calls"))
+    app.add_route(LOGIN_PATH, LoginPage(signer))
+    app.add_route("/ops/logout", LogoutAction(signer))
+    app.add_route("/ops/calls", CallListPage(signer, backlog))
+    app.add_route("/ops/calls/{call_id}", call_page)
+    app.add_route("/ops/calls/{call_id}/retry", RetryAction(signer, call_page))
+    app.add_route("/ops/static/{name}", StaticResource())
