@@ -21,8 +21,16 @@ __all__ = ["run_migrations"]
 log = logging.getLogger(__name__)
 
 
+# An arbitrary constant key for PostgreSQL's advisory lock ("callreel" in ASCII).
+MIGRATION_LOCK = 0x63616C6C7265656C
+
+
+def _is_postgres(db: Database) -> bool:
+    return db.__class__.__name__.startswith("Postgres")
+
+
 def _migrator(db: Database) -> SchemaMigrator:
-    return PostgresqlMigrator(db) if db.__class__.__name__.startswith("Postgres") else SqliteMigrator(db)
+    return PostgresqlMigrator(db) if _is_postgres(db) else SqliteMigrator(db)
 
 
 def run_migrations(db: Database | None = None) -> list[str]:
@@ -31,6 +39,10 @@ def run_migrations(db: Database | None = None) -> list[str]:
     changes: list[str] = []
     with db.connection_context():
         with db.atomic():
+            if _is_postgres(db):
+                # Two services deploying at once must not both add a column:
+                # the second waits here, then finds nothing left to do.
+                db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             for model in MODELS:
                 table = model._meta.table_name
                 if not db.table_exists(table):

@@ -60,3 +60,31 @@ def test_migrates_a_host_table_in_place(dbname, request):
     call = Call.get_by_id("CA" + "c" * 32)
     assert call.video_status == "completed" and call.stage is None
     assert any(i.unique and i.columns == ["recording_sid"] for i in db.get_indexes("calls"))
+
+
+@pytest.mark.postgres
+def test_concurrent_migrations_serialise(pg_db, pg_url):
+    """Two deploys migrating at once: both succeed, the schema is made once."""
+    import threading
+
+    from shared.db import _open
+
+    pg_db.execute_sql("DROP TABLE calls, callreel_segments")
+    results, errors = [], []
+
+    def migrate():
+        db = _open(pg_url)
+        try:
+            results.append(run_migrations(db))
+        except Exception as exc:  # pragma: no cover - the assertion below reports it
+            errors.append(exc)
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=migrate) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(len(r) for r in results) == [0, 0, 2]
