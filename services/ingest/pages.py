@@ -42,7 +42,11 @@ log = logging.getLogger("callreel.ingest.pages")
 
 FORM_MAX_BYTES = 4096
 REFRESH_SECONDS = 10
-STATIC = {"operator.css": "text/css; charset=utf-8", "operator.js": "text/javascript; charset=utf-8"}
+STATIC = {
+    "operator.css": "text/css; charset=utf-8",
+    "operator.js": "text/javascript; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
 RETRYABLE = (VideoStatus.FAILED, VideoStatus.PARTIAL)
 
 
