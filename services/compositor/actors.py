@@ -17,7 +17,8 @@ import logging  # noqa: E402
 from typing import Any  # noqa: E402
 
 from shared import keys, progress  # noqa: E402  (actors bind to the broker boot() set up)
-from shared.contracts import COMPOSE, actor, on_give_up  # noqa: E402
+from shared.contracts import COMPOSE, actor, on_give_up, send  # noqa: E402
+from shared.locks import exclusive  # noqa: E402
 from shared.models import Call, Segment, SegmentState, Stage, VideoStatus, utcnow  # noqa: E402
 from shared.progress import PermanentError  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
@@ -33,6 +34,8 @@ log = logging.getLogger("callreel.compositor")
 # Dramatiq's limit for one message: FFmpeg has COMPOSE_TIMEOUT of its own
 # (enforced on the process), plus time for downloads, probes and the upload.
 TRANSFER_ALLOWANCE = 900
+#: A duplicate delivery of a compose in progress elsewhere (see shared/locks.py) looks again after this long.
+BUSY_RECHECK_MS = 10_000
 
 
 @actor(
@@ -48,15 +51,22 @@ def compose(call_id: str, rerender: bool = False) -> None:
         keys.validate_call_id(call_id)
     except keys.InvalidCallId as exc:
         raise PermanentError(str(exc)) from None
-    if rerender:
-        _reopen(call_id)
-    call = progress.begin(call_id, Stage.COMPOSITOR)
-    if call is None:
-        return
-    with progress.timed(call_id, Stage.COMPOSITOR, "compose"):
-        outcome = compose_call(call, get_settings(), get_storage())
-    _record(call_id, outcome)
-    send_status(call_id, get_settings())
+    with exclusive(call_id, Stage.COMPOSITOR) as mine:
+        if not mine:
+            # RabbitMQ redelivered a message whose connection dropped while a live worker still composes
+            # it: look again once that compose has ended (begin() then skips) or its worker has died.
+            log.info("another worker is composing this call; looking again in %d s", BUSY_RECHECK_MS // 1000, extra={"call_id": call_id, "stage": Stage.COMPOSITOR})
+            send(COMPOSE, call_id=call_id, delay_ms=BUSY_RECHECK_MS)
+            return
+        if rerender:
+            _reopen(call_id)
+        call = progress.begin(call_id, Stage.COMPOSITOR)
+        if call is None:
+            return
+        with progress.timed(call_id, Stage.COMPOSITOR, "compose"):
+            outcome = compose_call(call, get_settings(), get_storage())
+        _record(call_id, outcome)
+        send_status(call_id, get_settings())
 
 
 def _reopen(call_id: str) -> None:

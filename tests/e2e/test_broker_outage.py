@@ -18,7 +18,8 @@ import pytest
 
 from shared import keys
 from shared.models import Call, VideoStatus
-from tests.support.s3_proxy import writes_of
+from tests.support.dramatiq_worker import wait_until
+from tests.support.s3_proxy import key_is, writes_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -52,3 +53,30 @@ def test_connections_dropped_and_the_broker_away_for_a_while(pipeline):
     # Every worker came back by itself: none was restarted by the test.
     assert all(w.alive for w in pipeline.workers.values())
     assert pipeline.temp_leftovers() == []
+
+
+def test_a_connection_dropped_mid_compose_does_not_compose_twice(pipeline):
+    """The compose message comes back while its compose still runs: the duplicate waits for it, and then has nothing to do."""
+    sent = pipeline.send_call(post=False)
+    hold = pipeline.proxy.hold(key_is(keys.segment_video_key(sent.call_id, "caller", 0), "GET"), seconds=60)
+    try:
+        assert pipeline.post_webhook(sent.form).status_code == 202
+        assert hold.wait_reached(90), pipeline.describe(sent.call_id)
+        assert pipeline.rabbit.drop_connections() >= 1
+        # The redelivered copy reaches the compositor's other thread once its consumer reconnects.
+        wait_until(
+            lambda: "another worker is composing" in pipeline.workers["compositor"].log()
+            or Call.get_by_id(sent.call_id).compositor_attempts > 1,  # (the duplicate composing too)
+            timeout=60, describe=pipeline.logs,
+        )
+    finally:
+        hold.release()
+    call = pipeline.wait_ended_one(sent.call_id)
+    # The duplicate looks again after the first compose ended, and finds nothing to do.
+    wait_until(
+        lambda: any("skipped" in line and sent.call_id in line for line in pipeline.workers["compositor"].log().splitlines()),
+        timeout=60, describe=pipeline.logs,
+    )
+    call = Call.get_by_id(sent.call_id)
+    assert call.video_status == VideoStatus.COMPLETED and call.compositor_attempts == 1
+    assert writes_of(pipeline.proxy.log(), keys.video_key(sent.call_id)) == 1
