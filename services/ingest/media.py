@@ -79,6 +79,8 @@ def _read(path: Path, first: int, length: int) -> Iterator[bytes]:
 class MediaResource:
     """``GET /media/{key}``: a video of the local store, for a signed-in operator or a bearer token."""
 
+    uses_database = False  # a session or a token is checked without it
+
     def __init__(self, storage: Callable[[], Storage], authorize: Callable[[falcon.Request], None]) -> None:
         self._storage = storage
         self._authorize = authorize

@@ -57,6 +57,20 @@ def test_a_management_api_that_does_not_answer_falls_back_to_the_database(sqlite
     assert "wrong" not in backlog.error
 
 
+def test_the_backlog_as_json_behind_the_token(pg_db, stub_broker, ingest_env):
+    import falcon.testing
+
+    from services.ingest.app import create_app
+    from tests.services.ingest.conftest import API_TOKEN
+
+    Call.create(id="CA" + "3" * 32, stage=Stage.COMPOSITOR, video_status=VideoStatus.GENERATING)
+    client = falcon.testing.TestClient(create_app())
+    assert client.simulate_get("/backlog").status_code == 401
+    body = client.simulate_get("/backlog", headers={"Authorization": f"Bearer {API_TOKEN}"}).json
+    assert body["source"] == "database" and body["error"] is None
+    assert {row["stage"]: row["calls"] for row in body["stages"]} == {"ingest": 0, "audio": 0, "generation": 0, "compositor": 1}
+
+
 @pytest.mark.rabbitmq
 def test_queue_numbers_come_from_rabbitmqs_management_api(sqlite_db, rabbitmq_url):
     from dramatiq.brokers.rabbitmq import RabbitmqBroker

@@ -240,5 +240,7 @@ def test_static_files_and_nothing_else(web):
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css") and ".badge" in css.text
     js = web.simulate_get("/ops/static/operator.js")
     assert js.headers["content-type"].startswith("text/javascript") and "data-confirm" in js.text
+    icon = web.simulate_get("/ops/static/favicon.svg")
+    assert icon.headers["content-type"] == "image/svg+xml" and icon.text.startswith("<svg")
     for name in ("operator.py", "..%2F..%2Fapp.py", "__init__.py"):
         assert web.simulate_get(f"/ops/static/{name}").status_code == 404
