@@ -13,11 +13,12 @@ deadlock on a full pipe and a chatty FFmpeg costs disk, not worker memory.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from collections import deque
 from pathlib import Path
 from typing import Sequence
+
+from shared import children
 
 __all__ = ["ProcessFailed", "ProcessTimeout", "run", "tail"]
 
@@ -48,14 +49,6 @@ def tail(path: str | Path, lines: int = 5) -> str:
     return " | ".join(last)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
 def run(args: Sequence[str], *, timeout: float, stdout: str | Path | None = None, stderr: str | Path) -> None:
     """Run ``args`` to completion within ``timeout`` seconds, or kill its process group.
 
@@ -64,15 +57,15 @@ def run(args: Sequence[str], *, timeout: float, stdout: str | Path | None = None
     """
     program = Path(args[0]).name
     with open(stderr, "wb") as err, open(stdout or os.devnull, "wb") as out:
-        # process_group=0: the child leads a new group, so killpg reaches it and
-        # anything it started, and never the worker itself.
-        proc = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=out, stderr=err, process_group=0)
+        # A session of its own: killing the group reaches it and anything it
+        # started, never the worker; and it dies with the worker (see shared.children).
+        proc = children.spawn(list(args), stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         try:
             returncode = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise ProcessTimeout(program, timeout) from None
         finally:
             if proc.returncode is None:
-                _kill_group(proc)
+                children.kill_group(proc)
     if returncode != 0:
         raise ProcessFailed(program, returncode, tail(stderr))

@@ -13,15 +13,14 @@ blocks) rather than from parsing the human status line.
 from __future__ import annotations
 
 import collections
-import functools
 import logging
-import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
 from typing import IO, Any, Sequence
+
+from shared import children
 
 __all__ = ["FFmpegError", "FFmpegTimeout", "run_ffmpeg", "summarise"]
 
@@ -65,13 +64,6 @@ def summarise(stderr: str, limit: int = 600) -> str:
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
-@functools.cache
-def _orphan_guard() -> tuple[str, ...]:
-    """The prefix that kills FFmpeg when its parent dies (nothing where setpriv is missing)."""
-    setpriv = shutil.which("setpriv")
-    return (setpriv, "--pdeathsig", "KILL", "--") if setpriv else ()
-
-
 def _drain(stream: IO[str], sink: collections.deque[str]) -> None:
     for line in stream:
         sink.append(line.rstrip("\n"))
@@ -110,22 +102,6 @@ def _log_progress(what: str, state: dict[str, str], total: float | None, extra: 
         log.info("%s at %.1f s (speed %s)", what, done, speed, extra=extra)
 
 
-def _kill(proc: subprocess.Popen[str]) -> None:
-    """End FFmpeg's whole process group: SIGTERM lets it close files, SIGKILL if it lingers."""
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, TERM_GRACE), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def run_ffmpeg(
     args: Sequence[str],
     *,
@@ -141,18 +117,17 @@ def run_ffmpeg(
     extra = dict(log_extra or {})
     if shutil.which(args[0]) is None:
         raise FFmpegError(f"cannot run {args[0]}: not found or not executable")
-    command = [*_orphan_guard(), args[0], "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-progress", "pipe:1", *args[1:]]
+    command = [args[0], "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-progress", "pipe:1", *args[1:]]
     log.debug("running %s", subprocess.list2cmdline(command), extra=extra)
     started = time.monotonic()
     try:
-        proc = subprocess.Popen(
+        proc = children.spawn(
             command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             errors="replace",
-            start_new_session=True,
         )
     except OSError as exc:
         raise FFmpegError(f"cannot run {args[0]}: {exc}") from exc
@@ -172,7 +147,7 @@ def run_ffmpeg(
         while proc.poll() is None:
             now = time.monotonic()
             if now >= deadline:
-                _kill(proc)
+                children.kill_group(proc, TERM_GRACE)
                 raise FFmpegTimeout(
                     f"{what} timed out after {timeout:g} s", returncode=proc.returncode, stderr="\n".join(stderr)
                 )
@@ -184,7 +159,7 @@ def run_ffmpeg(
     finally:
         # Whatever ends the wait (timeout, a time limit raised into this thread,
         # shutdown), FFmpeg does not survive it.
-        _kill(proc)
+        children.kill_group(proc, TERM_GRACE)
         for reader in readers:
             reader.join(timeout=5)
     text = "\n".join(stderr)

@@ -1,0 +1,53 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from shared import children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_dead(pid: int, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_kill_group_reaches_grandchildren():
+    proc = children.spawn(["sh", "-c", "sleep 60 & echo $!; wait"], stdout=subprocess.PIPE, text=True)
+    grandchild = int(proc.stdout.readline())
+    children.kill_group(proc, grace=0.5)
+    assert proc.returncode is not None
+    assert _wait_dead(grandchild)
+
+
+@pytest.mark.skipif(not children.orphan_guard(), reason="setpriv (util-linux) is not installed")
+def test_child_dies_with_a_killed_worker():
+    """A worker killed with SIGKILL takes its FFmpeg with it instead of orphaning it."""
+    script = (
+        "import subprocess, sys, time\n"
+        "from shared import children\n"
+        "p = children.spawn(['sleep', '60'])\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = int(worker.stdout.readline())
+    # setpriv execs the program, so the pid printed is the sleep itself.
+    assert _alive(child)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    assert _wait_dead(child)
