@@ -1,0 +1,1 @@
+"""callreel's benchmark (``make bench``): see bench/run.py."""

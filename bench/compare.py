@@ -1,0 +1,320 @@
+"""Our FFmpeg commands against the original plan's, on the same inputs, in the same run.
+
+Split: ``services.audio.split.build_command`` (one pass, both sides, speech
+measured on the way) against the plan's two ``pan=mono|c0=FL`` / ``FR`` passes.
+
+Compose: the compositor's graph, built by ``services.compositor.graph`` from
+a RenderSpec holding the two side videos as one segment each plus the call's
+audio, against the plan's exact command::
+
+    ffmpeg -i caller.mp4 -i callee.mp4 -filter_complex
+      "[0:v]scale=640:480[left];[1:v]scale=640:480[right];[left][right]hstack=inputs=2[v]"
+      -map [v] -c:v libx264 -preset medium -crf 23 -pix_fmt yuv420p out.mp4
+
+Ours does more: it muxes the call's audio (AAC) and draws the labels and the
+speaker highlight. Its speed is measured as shipped (all of that); its picture
+quality on the same render without labels and highlight, since those are not
+in the source the quality is measured against.
+
+Quality: SSIM and PSNR (FFmpeg's own ``ssim``/``psnr`` filters, on yuv420p)
+of each output against the source panels scaled with lanczos to that output's
+own geometry: the plan stretches each source to 640×480; ours fits it inside
+640×480 keeping its shape (512×512 → 480×480, 1280×720 → 640×360) and pads the
+rest. Only the picture area is compared, so ours gets no credit for its black
+bars. Sizes are the video streams' bytes (ours also carries ~96 kb/s of audio).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+from bench import media
+from bench.measure import Usage, loadavg, median_of, run_command
+
+__all__ = [
+    "PLAN_GRAPH",
+    "Encoder",
+    "Render",
+    "Quality",
+    "ComposeInputs",
+    "SplitComparison",
+    "split_comparison",
+    "plan_split_commands",
+    "compose_inputs",
+    "plan_command",
+    "our_command",
+    "default_encoder",
+    "render_plan",
+    "render_ours",
+    "interleaved",
+    "quality",
+    "video_bytes",
+    "choose",
+]
+
+PLAN_GRAPH = "[0:v]scale=640:480[left];[1:v]scale=640:480[right];[left][right]hstack=inputs=2[v]"
+PLAN_OUTPUT = ["-map", "[v]", "-c:v", "libx264", "-preset", "medium", "-crf", "23", "-pix_fmt", "yuv420p"]
+QUIET = ["-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+
+
+# -- split ----------------------------------------------------------------------
+
+
+def plan_split_commands(source: Path, workdir: Path, ffmpeg: str = "ffmpeg") -> list[list[str]]:
+    """The plan's two passes (fluent-ffmpeg's ``audioFilters('pan=mono|c0=FL')``, then FR)."""
+    return [
+        [ffmpeg, *QUIET, "-i", str(source), "-af", f"pan=mono|c0={channel}", str(workdir / f"plan-{side}.mp3")]
+        for side, channel in (("caller", "FL"), ("callee", "FR"))
+    ]
+
+
+def _our_split_command(source: Path, workdir: Path) -> list[str]:
+    from services.audio.probe import probe_recording
+    from services.audio.split import build_command
+    from shared.settings import load_settings
+
+    settings = load_settings({})
+    info = probe_recording(source, ffprobe=settings.ffprobe_binary, max_seconds=settings.recording_max_seconds, workdir=workdir)
+    outputs = {side: workdir / f"ours-{side}.mp3" for side in ("caller", "callee")}
+    return build_command(source, outputs, info, settings)
+
+
+@dataclass
+class SplitComparison:
+    ours: Usage
+    plan: Usage
+    ours_bytes: int
+    plan_bytes: int
+    load: float
+
+    @property
+    def ratio(self) -> float:
+        return self.plan.wall / self.ours.wall if self.ours.wall else float("nan")
+
+
+def _sum(usages: Sequence[Usage]) -> Usage:
+    return Usage(wall=sum(u.wall for u in usages), cpu=sum(u.cpu for u in usages), rss=max(u.rss for u in usages))
+
+
+def _median(usages: Sequence[Usage]) -> Usage:
+    return Usage(wall=median_of(u.wall for u in usages), cpu=median_of(u.cpu for u in usages), rss=median_of(u.rss for u in usages))
+
+
+def split_comparison(source: Path, workdir: Path, repeat: int) -> SplitComparison:
+    """Ours and the plan's, alternating, ``repeat`` times each; medians."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ours_cmd = _our_split_command(source, workdir)
+    ours, plan, loads = [], [], []
+    for _ in range(repeat):
+        loads.append(loadavg())
+        ours.append(run_command(ours_cmd, log=workdir / "ours-split.log"))
+        plan.append(_sum([run_command(cmd, log=workdir / "plan-split.log") for cmd in plan_split_commands(source, workdir)]))
+    size = lambda prefix: sum((workdir / f"{prefix}-{side}.mp3").stat().st_size for side in ("caller", "callee"))  # noqa: E731
+    return SplitComparison(_median(ours), _median(plan), size("ours"), size("plan"), median_of(loads))
+
+
+# -- compose --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """An x264 setting of the compositor: preset, CRF and extra parameters."""
+
+    preset: str
+    crf: int
+    params: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.preset} crf {self.crf}" + (f" {self.params}" if self.params else " (preset alone)")
+
+
+@dataclass(frozen=True)
+class Quality:
+    ssim: float
+    psnr: float
+
+
+@dataclass
+class Render:
+    name: str
+    usage: Usage  # medians over the repetitions
+    video_bytes: int
+    quality: Quality | None = None
+    encoder: Encoder | None = None
+    runs: list[Usage] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ComposeInputs:
+    caller: Path
+    callee: Path
+    call: media.Conversation
+    seconds: float
+    size: str
+
+
+def compose_inputs(size: str, seconds: float, cache: Path) -> ComposeInputs:
+    call = media.conversation(seconds, cache)
+    videos = {side: media.side_video(side, size, seconds, cache) for side in ("caller", "callee")}
+    return ComposeInputs(videos["caller"], videos["callee"], call, seconds, size)
+
+
+def plan_command(inputs: ComposeInputs, output: Path) -> list[str]:
+    return ["ffmpeg", *QUIET, "-i", str(inputs.caller), "-i", str(inputs.callee), "-filter_complex", PLAN_GRAPH, *PLAN_OUTPUT, str(output)]
+
+
+def our_command(inputs: ComposeInputs, output: Path, workdir: Path, encoder: Encoder, *, overlays: bool) -> list[str]:
+    """Our graph for the two side videos (one segment each) and the call's audio, via the compositor's own code."""
+    from services.compositor.graph import build_command
+    from services.compositor.layout import Clip, RenderSpec, SideSpec
+    from services.compositor.media import probe_video, resolve_font
+    from shared.assets import avatar_path
+    from shared.settings import load_settings
+
+    settings = load_settings({})
+    speech = {"caller": inputs.call.caller_speech, "callee": inputs.call.callee_speech}
+    sides = {}
+    for side, path in (("caller", inputs.caller), ("callee", inputs.callee)):
+        clip = Clip(path=path, start=0.0, end=inputs.seconds, info=probe_video(path, settings))
+        label = settings.caller_label if side == "caller" else settings.callee_label
+        sides[side] = SideSpec(side, label, avatar_path(side), clips=(clip,), speech=speech[side] if overlays else ())
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec = RenderSpec(
+        recording=inputs.call.path,
+        duration=inputs.seconds,
+        caller=sides["caller"],
+        callee=sides["callee"],
+        workdir=workdir,
+        width=settings.panel_width,
+        height=settings.panel_height,
+        fps=settings.video_fps,
+        preset=encoder.preset,
+        crf=encoder.crf,
+        x264_params=encoder.params,
+        font=resolve_font(settings) if overlays else None,
+    )
+    args = build_command(spec, output, binary=settings.ffmpeg_binary)
+    return [args[0], *QUIET, *args[1:]]
+
+
+def default_encoder() -> Encoder:
+    from shared.settings import load_settings
+
+    settings = load_settings({})
+    return Encoder(settings.video_preset, settings.video_crf, settings.video_x264_params)
+
+
+def video_bytes(path: Path) -> int:
+    """Bytes of the video stream alone (the audio a file may carry left out)."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=size", "-of", "csv=p=0", str(path)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return sum(int(line) for line in out.split() if line.strip().isdigit())
+
+
+def _geometry(source: Path, fitted: bool) -> tuple[int, int, int, int]:
+    """(width, height, x, y) of one source's picture inside its 640×480 panel."""
+    from services.compositor.layout import fit
+    from services.compositor.media import probe_video
+    from shared.settings import load_settings
+
+    settings = load_settings({})
+    pw, ph = settings.panel_width, settings.panel_height
+    if not fitted:
+        return pw, ph, 0, 0
+    info = probe_video(source, settings)
+    w, h = fit(info.width, info.height, pw, ph)
+    return w, h, (pw - w) // 2 // 2 * 2, (ph - h) // 2 // 2 * 2
+
+
+_SSIM = re.compile(r"SSIM .*All:([0-9.]+)")
+_PSNR = re.compile(r"PSNR .*average:([0-9.]+|inf)")
+
+
+def quality(output: Path, inputs: ComposeInputs, *, fitted: bool) -> Quality:
+    """SSIM and PSNR of ``output``'s picture areas against the lanczos-scaled sources."""
+    (lw, lh, lx, ly), (rw, rh, rx, ry) = _geometry(inputs.caller, fitted), _geometry(inputs.callee, fitted)
+    panel_w = 640
+    graph = ";".join(
+        [
+            f"[1:v]scale={lw}:{lh}:flags=lanczos,setsar=1,format=yuv420p[rl]",
+            f"[2:v]scale={rw}:{rh}:flags=lanczos,setsar=1,format=yuv420p[rr]",
+            "[rl][rr]hstack=inputs=2,split[ref1][ref2]",
+            "[0:v]setsar=1,format=yuv420p,split[dl][dr]",
+            f"[dl]crop={lw}:{lh}:{lx}:{ly}[cl]",
+            f"[dr]crop={rw}:{rh}:{panel_w + rx}:{ry}[cr]",
+            "[cl][cr]hstack=inputs=2,split[d1][d2]",
+            "[d1][ref1]ssim[s]",
+            "[d2][ref2]psnr[p]",
+        ]
+    )
+    done = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostdin", "-i", str(output), "-i", str(inputs.caller), "-i", str(inputs.callee),
+         "-filter_complex", graph, "-map", "[s]", "-f", "null", "-", "-map", "[p]", "-f", "null", "-"],
+        capture_output=True, text=True,
+    )
+    ssim, psnr = _SSIM.search(done.stderr), _PSNR.search(done.stderr)
+    if done.returncode != 0 or not ssim or not psnr:
+        raise RuntimeError(f"quality measurement failed: {done.stderr[-1500:]}")
+    return Quality(ssim=float(ssim[1]), psnr=float(psnr[1]))
+
+
+def _render(name: str, command: Callable[[Path], list[str]], output: Path, repeat: int, log: Path) -> Render:
+    runs = [run_command(command(output), log=log) for _ in range(repeat)]
+    return Render(name=name, usage=_median(runs), video_bytes=video_bytes(output), runs=runs)
+
+
+def render_plan(inputs: ComposeInputs, workdir: Path, repeat: int) -> Render:
+    output = workdir / f"plan-{inputs.size}.mp4"
+    render = _render("plan (medium, crf 23)", lambda out: plan_command(inputs, out), output, repeat, workdir / "plan.log")
+    render.quality = quality(output, inputs, fitted=False)
+    return render
+
+
+def render_ours(inputs: ComposeInputs, workdir: Path, encoder: Encoder, repeat: int, *, overlays: bool, measure_quality: bool) -> Render:
+    tag = f"{encoder.preset}-{encoder.crf}-{abs(hash(encoder.params)) % 10**6}-{'full' if overlays else 'bare'}-{inputs.size}"
+    output = workdir / f"ours-{tag}.mp4"
+    render = _render(
+        f"ours ({encoder.label})",
+        lambda out: our_command(inputs, out, workdir / f"work-{tag}", encoder, overlays=overlays),
+        output, repeat, workdir / "ours.log",
+    )
+    render.encoder = encoder
+    if measure_quality:
+        render.quality = quality(output, inputs, fitted=True)
+    return render
+
+
+def interleaved(plan: Callable[[], Render], ours: Callable[[], Render], repeat: int) -> tuple[Render, Render]:
+    """Run both ``repeat`` times, alternating, so a change of load hits both alike; medians."""
+    plans, ourses = [], []
+    for _ in range(repeat):
+        plans.append(plan())
+        ourses.append(ours())
+    return _merge(plans), _merge(ourses)
+
+
+def _merge(renders: list[Render]) -> Render:
+    runs = [run for render in renders for run in render.runs]
+    last = renders[-1]
+    return replace(last, usage=_median(runs), runs=runs)
+
+
+def choose(plan: Render, candidates: Sequence[Render], *, ssim_margin: float = 0.005, size_factor: float = 1.5) -> Render | None:
+    """The fastest candidate (CPU time) whose SSIM is within ``ssim_margin`` of the plan's and whose video is at most ``size_factor``× as large."""
+    assert plan.quality is not None
+    eligible = [
+        c for c in candidates
+        if c.quality is not None
+        and c.quality.ssim >= plan.quality.ssim - ssim_margin
+        and c.video_bytes <= size_factor * plan.video_bytes
+    ]
+    return min(eligible, key=lambda c: c.usage.cpu, default=None)
+

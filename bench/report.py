@@ -1,0 +1,273 @@
+"""The benchmark's figures as Markdown tables: printed, and written to docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from bench.compare import Render, SplitComparison
+from bench.ingest_load import LoadResult, percentile
+from bench.measure import MB, StageResult
+from bench.pipeline import STAGE_ORDER, PipelineRun
+
+__all__ = ["Report", "table", "stage_table", "PIPELINE_STAGES", "STAGE_COLUMNS"]
+
+# What a call costs without the fal.ai wait: the three workers' own work (their
+# S3 transfers included). The standalone upload row is already inside compose.
+PIPELINE_STAGES = ("download", "split", "compose")
+STAGE_COLUMNS = ("stage", "wall s", "CPU s", "worker RSS MB", "FFmpeg RSS MB", "peak total MB", "output", "load")
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    def cell(value: object) -> str:
+        return str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def size(value: float) -> str:
+    if value >= MB:
+        return f"{value / MB:.1f} MB"
+    return f"{value / 1024:.0f} KB"
+
+
+def mb(value: float) -> str:
+    return f"{value / MB:.0f}" if value else "–"
+
+
+def num(value: float, digits: int = 2) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def stage_table(run: PipelineRun) -> str:
+    rows = []
+    for name in STAGE_ORDER:
+        result = run.stages.get(name)
+        if result is None:
+            continue
+        rows.append(
+            [name, num(result.wall), num(result.cpu), mb(result.worker.rss), mb(result.ffmpeg.rss), mb(result.peak_rss), size(result.output_bytes), num(result.load, 1)]
+        )
+    return table(STAGE_COLUMNS, rows)
+
+
+def per_minute(run: PipelineRun) -> tuple[float, float]:
+    wall = sum(run.stages[s].wall for s in PIPELINE_STAGES) / run.minutes
+    cpu = sum(run.stages[s].cpu for s in PIPELINE_STAGES) / run.minutes
+    return wall, cpu
+
+
+def _render_row(render: Render, plan: Render, *, ratio: bool) -> list[str]:
+    quality = render.quality
+    return [
+        render.name,
+        num(render.usage.wall),
+        num(render.usage.cpu),
+        f"{plan.usage.wall / render.usage.wall:.2f}×" if ratio else "1×",
+        f"{plan.usage.cpu / render.usage.cpu:.2f}×" if ratio else "1×",
+        num(quality.ssim, 4) if quality else "–",
+        num(quality.psnr, 2) if quality else "–",
+        size(render.video_bytes),
+        f"{render.video_bytes / plan.video_bytes:.2f}×",
+        mb(render.usage.rss),
+    ]
+
+
+RENDER_COLUMNS = ("render", "wall s", "CPU s", "speed (wall)", "speed (CPU)", "SSIM", "PSNR dB", "video size", "size vs plan", "FFmpeg RSS MB")
+
+
+@dataclass
+class ComposeSection:
+    size: str
+    seconds: float
+    plan: Render
+    shipped: Render  # our default, with labels, highlight and audio (speed)
+    bare: Render  # our default without labels and highlight (quality)
+    sweep: list[Render] = field(default_factory=list)
+    choice: Render | None = None
+
+
+@dataclass
+class Report:
+    header: list[str] = field(default_factory=list)
+    compose: list[ComposeSection] = field(default_factory=list)
+    split: dict[float, SplitComparison] = field(default_factory=dict)
+    pipeline: list[PipelineRun] = field(default_factory=list)
+    repeat: int = 1
+    download: dict[int, StageResult] = field(default_factory=dict)
+    webhook: list[LoadResult] = field(default_factory=list)
+    webhook_target_rate: float = 100.0
+    notes: list[str] = field(default_factory=list)
+    settings_note: str = ""
+
+    # -- sections ------------------------------------------------------------
+    def _pipeline(self) -> list[str]:
+        if not self.pipeline:
+            return []
+        out = ["## Per stage", ""]
+        out.append(
+            f"Each stage runs in a fresh worker process (medians of {self.repeat} run(s)). Worker RSS is the Python "
+            "process (imports included), FFmpeg RSS its largest FFmpeg/ffprobe child; peak total is their sum, an "
+            "upper bound. CPU is user+system of the work, FFmpeg included. `load` is the 1-minute load average when the "
+            "stage started (2 cores; other work was running)."
+        )
+        for run in self.pipeline:
+            out += ["", f"### {run.minutes:g}-minute call", "", stage_table(run)]
+        return out
+
+    def _per_minute(self) -> list[str]:
+        if not self.pipeline:
+            return []
+        rows = []
+        for run in self.pipeline:
+            wall, cpu = per_minute(run)
+            rows.append([f"{run.minutes:g} min", num(sum(run.stages[s].wall for s in PIPELINE_STAGES), 1), num(wall, 2), num(cpu, 2)])
+        return [
+            "## Whole pipeline without the fal.ai wait",
+            "",
+            "download + split (segments cut too, as with FAL_KEY set) + compose (from fal-like segment videos), each "
+            "with its own S3 transfers; target < 8 s per minute of call.",
+            "",
+            table(("call", "wall s", "wall s per call minute", "CPU s per call minute"), rows),
+        ]
+
+    def _split(self) -> list[str]:
+        if not self.split:
+            return []
+        rows = [
+            [f"{minutes:g} min", num(c.ours.wall, 3), num(c.plan.wall, 3), f"{c.ratio:.2f}×", num(c.ours.cpu, 3), num(c.plan.cpu, 3),
+             size(c.ours_bytes), size(c.plan_bytes), num(c.load, 1)]
+            for minutes, c in sorted(self.split.items())
+        ]
+        return [
+            "## Split: ours against the plan's two passes",
+            "",
+            "Ours: one FFmpeg pass decoding the recording once, writing both sides (LAME VBR q5) and measuring each "
+            "side's speech (silencedetect). The plan: `pan=mono|c0=FL` then `pan=mono|c0=FR`, two full decodes, "
+            "FFmpeg's default MP3 settings (which at 8 kHz pick 8 kb/s). Same input, alternating, medians.",
+            "",
+            table(("call", "ours wall s", "plan wall s", "speed-up", "ours CPU s", "plan CPU s", "ours output", "plan output", "load"), rows),
+        ]
+
+    def _compose(self) -> list[str]:
+        if not self.compose:
+            return []
+        out = [
+            "## Compose: ours against the plan's command",
+            "",
+            "Same two fal-like side videos (talking heads made from the shipped avatars: texture, sway, drift, mouth, "
+            "grain; H.264 CRF 18, 25 fps) and the same call audio. The plan's command is run exactly. Ours is the "
+            "compositor's own graph (`services.compositor.graph.build_command`) with each video as a one-segment side; "
+            "**ours also muxes the call's audio (AAC) and draws the labels and the speaker highlight** — its speed "
+            "row includes all that. Quality is SSIM/PSNR of the picture areas against the sources scaled with lanczos "
+            "to each output's geometry (the plan stretches to 640×480; ours fits and pads), measured on our render "
+            "without labels and highlight. Video sizes exclude audio.",
+        ]
+        for section in self.compose:
+            out += ["", f"### {section.size} sides, {section.seconds:g} s", ""]
+            shipped = Render(f"{section.shipped.name}, shipped: audio, labels, highlight", section.shipped.usage, section.shipped.video_bytes, section.bare.quality)
+            bare = Render(f"{section.bare.name}, no labels/highlight", section.bare.usage, section.bare.video_bytes, section.bare.quality)
+            rows = [_render_row(section.plan, section.plan, ratio=False), _render_row(shipped, section.plan, ratio=True), _render_row(bare, section.plan, ratio=True)]
+            out.append(table(RENDER_COLUMNS, rows))
+            if section.sweep:
+                out += [
+                    "",
+                    f"Encoder settings on our graph (no labels/highlight; eligible: SSIM ≥ plan − 0.005 = "
+                    f"{section.plan.quality.ssim - 0.005:.4f} and video ≤ 1.5 × plan = {size(1.5 * section.plan.video_bytes)}; "
+                    "fastest by CPU time):",
+                    "",
+                ]
+                rows = []
+                for render in sorted(section.sweep, key=lambda r: r.usage.cpu):
+                    row = _render_row(render, section.plan, ratio=True)
+                    ok = render.quality and render.quality.ssim >= section.plan.quality.ssim - 0.005 and render.video_bytes <= 1.5 * section.plan.video_bytes
+                    mark = "**chosen**" if section.choice is render else ("eligible" if ok else "")
+                    rows.append([*row, mark])
+                out.append(table((*RENDER_COLUMNS, "rule"), rows))
+        return out
+
+    def _download(self) -> list[str]:
+        if not self.download:
+            return []
+        rows = [[size(n), num(r.wall), f"{n / MB / r.wall:.0f} MB/s" if r.wall else "–", mb(r.worker.rss), num(r.load, 1)] for n, r in sorted(self.download.items())]
+        out = [
+            "## Download memory",
+            "",
+            "The ingest worker's real download (fake Twilio over TLS → moto S3, multipart), one fresh process per size.",
+            "",
+            table(("recording", "wall s", "throughput", "worker peak RSS MB", "load"), rows),
+        ]
+        return out
+
+    def _webhook(self) -> list[str]:
+        if not self.webhook:
+            return []
+        rows = []
+        for r in self.webhook:
+            rows.append(
+                [r.name, r.requests, num(r.rate, 1), num(1000 * percentile(r.latency_from_due, 50), 1), num(1000 * percentile(r.latency_from_due, 99), 1),
+                 num(1000 * percentile(r.latency_from_send, 50), 1), num(1000 * percentile(r.latency_from_send, 99), 1),
+                 num(1000 * max(r.latency_from_send, default=float("nan")), 1), r.errors, num(r.load, 1)]
+            )
+        return [
+            "## Ingest webhook",
+            "",
+            "gunicorn with deploy/gunicorn.conf.py (default workers and threads, INFO logs, metrics on), PostgreSQL and "
+            "RabbitMQ (publisher confirms) on loopback; every request a distinct signed completed recording (202, one "
+            "row, one message). Latency in ms; *due* counts from when the request was scheduled, *sent* from when it "
+            "left the client.",
+            "",
+            table(("load", "requests", "req/s", "p50 due", "p99 due", "p50 sent", "p99 sent", "max sent", "non-202", "load avg"), rows),
+        ]
+
+    def targets(self) -> list[tuple[str, str, bool | None]]:
+        found: list[tuple[str, str, bool | None]] = []
+        for section in self.compose:
+            wall = section.plan.usage.wall / section.shipped.usage.wall
+            cpu = section.plan.usage.cpu / section.shipped.usage.cpu
+            q = section.bare.quality
+            equal = q is not None and q.ssim >= section.plan.quality.ssim - 0.005 and section.bare.video_bytes <= 1.5 * section.plan.video_bytes
+            found.append((
+                f"compose ≥ 2.5× faster than the plan at equal quality ({section.size})",
+                f"{wall:.2f}× wall, {cpu:.2f}× CPU; SSIM {q.ssim:.4f} vs {section.plan.quality.ssim:.4f}, "
+                f"size {section.bare.video_bytes / section.plan.video_bytes:.2f}×",
+                wall >= 2.5 and equal,
+            ))
+        for run in self.pipeline:
+            wall, _ = per_minute(run)
+            found.append((f"pipeline < 8 s per minute of call ({run.minutes:g} min)", f"{wall:.2f} s", wall < 8))
+        peaks = [(f"{run.minutes:g} min {name}", r.peak_rss) for run in self.pipeline for name, r in run.stages.items()]
+        peaks += [(f"download {size(n)}", r.peak_rss) for n, r in self.download.items()]
+        if peaks:
+            where, peak = max(peaks, key=lambda p: p[1])
+            found.append(("every worker < 300 MB peak RSS incl. FFmpeg", f"max {peak / MB:.0f} MB ({where})", peak < 300 * MB))
+        if self.download:
+            sizes = sorted(self.download)
+            small, big = self.download[sizes[0]], self.download[sizes[-1]]
+            grow = (big.worker.rss - small.worker.rss) / MB
+            found.append((f"download RSS flat ({size(sizes[0])} → {size(sizes[-1])})", f"+{grow:.0f} MB", None))
+        fixed = [r for r in self.webhook if "req/s" in r.name]
+        if fixed:
+            p99 = 1000 * percentile(fixed[0].latency_from_due, 99)
+            found.append((f"webhook p99 < 50 ms at {fixed[0].name}", f"{p99:.1f} ms (from due)", p99 < 50))
+        return found
+
+    def _targets(self) -> list[str]:
+        rows = [[what, value, "–" if ok is None else ("met" if ok else "**missed**")] for what, value, ok in self.targets()]
+        return ["## Targets", "", table(("target", "measured", ""), rows)]
+
+    def markdown(self) -> str:
+        parts = ["# callreel benchmarks", "", *self.header, ""]
+        parts += self._targets() + [""]
+        if self.settings_note:
+            parts += ["## Compositor defaults", "", self.settings_note, ""]
+        for section in (self._compose, self._split, self._pipeline, self._per_minute, self._download, self._webhook):
+            body = section()
+            if body:
+                parts += body + [""]
+        if self.notes:
+            parts += ["## Notes", "", *[f"- {n}" for n in self.notes], ""]
+        return "\n".join(parts)

@@ -1,0 +1,241 @@
+"""callreel's benchmark: per-stage speed and memory, and our FFmpeg commands against the original plan's.
+
+    make bench                                   # = .venv/bin/python bench/run.py
+    .venv/bin/python bench/run.py --minutes 1,5,10 --repeat 3
+    .venv/bin/python bench/run.py --quick --output /tmp/bench.md   # a smoke run, seconds not minutes
+
+Prints Markdown tables and writes them to docs/benchmarks.md (``--output``;
+a ``--quick`` run writes only where ``--output`` says). Figures, not
+assertions: nothing here fails because the machine is slow. Needs FFmpeg,
+espeak-ng, PostgreSQL and RabbitMQ (``--skip webhook`` without the last two).
+Inputs are generated once and cached in .callreel/bench-cache.
+
+Sections (``--skip`` any of them): ``compose`` (ours vs the plan, quality,
+encoder sweep), ``split`` (ours vs the plan's two passes), ``pipeline``
+(download, split, compose, upload, each in a fresh worker process),
+``download`` (memory while streaming a large recording), ``webhook`` (latency
+and throughput of the real gunicorn app).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make the repository importable
+    sys.path.insert(0, str(ROOT))
+
+from bench import compare, media  # noqa: E402
+from bench.compare import Encoder  # noqa: E402
+from bench.ingest_load import WebhookBench, percentile  # noqa: E402
+from bench.measure import MB, loadavg, median_stage  # noqa: E402
+from bench.pipeline import STAGE_ORDER, PipelineRun, Rig, download_flatness, run_pipeline  # noqa: E402
+from bench.report import ComposeSection, Report, per_minute, stage_table  # noqa: E402
+
+__all__ = ["main", "parse_args", "SWEEP", "QUICK_SWEEP"]
+
+SECTIONS = ("compose", "split", "pipeline", "download", "webhook")
+MBTREE = "mbtree=1:rc-lookahead=10:weightp=0"
+# The encoder settings tried on our graph. superfast and ultrafast turn
+# mbtree off, which costs them a third more bits at the same CRF: MBTREE puts
+# it back with a short lookahead. medium crf 23 is the plan's encoder on our graph.
+SWEEP = (
+    *(Encoder("superfast", crf, MBTREE) for crf in (19, 20, 21, 22, 23)),
+    *(Encoder("veryfast", crf) for crf in (20, 21, 22, 23)),
+    *(Encoder("faster", crf) for crf in (21, 22, 23)),
+    Encoder("superfast", 21),
+    Encoder("ultrafast", 21, MBTREE),
+    Encoder("medium", 23),
+)
+QUICK_SWEEP = (Encoder("superfast", 21, MBTREE), Encoder("veryfast", 23))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", default="1,5,10", help="call lengths for the pipeline and split (comma list)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement (medians are reported)")
+    parser.add_argument("--compare-seconds", type=float, default=30, help="length of the side videos in the compose comparison")
+    parser.add_argument("--sizes", default="512x512,1280x720", help="fal-like side video sizes for the compose comparison")
+    parser.add_argument("--sweep-repeat", type=int, default=2, help="runs of each encoder setting in the sweep")
+    parser.add_argument("--download-mb", default="2,20,200", help="recording sizes for the download memory check (MB)")
+    parser.add_argument("--rate", type=float, default=100, help="webhook requests per second (fixed-rate load)")
+    parser.add_argument("--rate-seconds", type=float, default=10, help="how long the fixed-rate load lasts")
+    parser.add_argument("--burst", type=int, default=1000, help="requests in the closed-loop burst")
+    parser.add_argument("--concurrency", type=int, default=8, help="clients in the burst")
+    parser.add_argument("--skip", default="", help=f"sections to leave out: {', '.join(SECTIONS)}")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: tiny inputs, one repetition")
+    parser.add_argument("--output", type=Path, help="Markdown file to write (default docs/benchmarks.md; none for --quick)")
+    parser.add_argument("--cache", type=Path, default=ROOT / ".callreel" / "bench-cache", help="where generated inputs are kept")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.minutes, args.repeat, args.compare_seconds, args.sizes = "0.1", 1, 3, "512x512"
+        args.sweep_repeat, args.download_mb, args.rate, args.rate_seconds = 1, "1,6", 20, 1
+        args.burst, args.concurrency = 20, 4
+    elif args.output is None:
+        args.output = ROOT / "docs" / "benchmarks.md"
+    args.minutes = [float(m) for m in str(args.minutes).split(",") if m.strip()]
+    args.sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    args.download_mb = [float(m) for m in str(args.download_mb).split(",") if m.strip()]
+    args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    unknown = args.skip - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s) to skip: {', '.join(sorted(unknown))}")
+    return args
+
+
+def say(message: str) -> None:
+    print(f"[{dt.datetime.now():%H:%M:%S} load {loadavg():.1f}] {message}", file=sys.stderr, flush=True)
+
+
+def _header(args: argparse.Namespace) -> list[str]:
+    def out(*cmd: str) -> str:
+        try:
+            return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return "?"
+
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    ffmpeg = out("ffmpeg", "-version").splitlines()[0] if shutil.which("ffmpeg") else "?"
+    return [
+        f"Generated by `bench/run.py` ({' '.join(sys.argv[1:]) or 'defaults'}) on {dt.datetime.now():%Y-%m-%d %H:%M}, "
+        f"commit {out('git', 'rev-parse', '--short', 'HEAD')}.",
+        "",
+        f"Machine: {os.cpu_count()} × {model}, {memory:.0f} GB RAM; {ffmpeg}; Python {platform.python_version()}. "
+        f"The machine is shared with other work: load average {', '.join(f'{v:.1f}' for v in os.getloadavg())} at the start. "
+        f"Every figure is the median of {args.repeat} run(s) unless said otherwise.",
+    ]
+
+
+def run_compose(args: argparse.Namespace, workdir: Path, report: Report) -> None:
+    sweep = QUICK_SWEEP if args.quick else SWEEP
+    default = compare.default_encoder()
+    for size in args.sizes:
+        say(f"compose: {size} inputs")
+        inputs = compare.compose_inputs(size, args.compare_seconds, args.cache)
+        folder = workdir / f"compose-{size}"
+        folder.mkdir(parents=True, exist_ok=True)
+        say(f"compose {size}: plan vs ours (default {default.label}), {args.repeat}×")
+        plan, shipped = compare.interleaved(
+            lambda: compare.render_plan(inputs, folder, 1),
+            lambda: compare.render_ours(inputs, folder, default, 1, overlays=True, measure_quality=False),
+            args.repeat,
+        )
+        bare = compare.render_ours(inputs, folder, default, args.repeat, overlays=False, measure_quality=True)
+        section = ComposeSection(size=size, seconds=args.compare_seconds, plan=plan, shipped=shipped, bare=bare)
+        for encoder in sweep:
+            say(f"compose {size}: sweep {encoder.label}")
+            section.sweep.append(compare.render_ours(inputs, folder, encoder, args.sweep_repeat, overlays=False, measure_quality=True))
+        section.choice = compare.choose(plan, section.sweep)
+        report.compose.append(section)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def settings_note(report: Report) -> str:
+    default = compare.default_encoder()
+    lines = [f"Current defaults: `VIDEO_PRESET={default.preset}`, `VIDEO_CRF={default.crf}`, `VIDEO_X264_PARAMS={default.params}`."]
+    for section in report.compose:
+        if section.choice is None:
+            lines.append(f"{section.size}: no setting tried meets the plan's quality within the rule.")
+            continue
+        chosen = section.choice.encoder
+        same = chosen == default
+        lines.append(f"{section.size}: the rule picks **{chosen.label}**" + (" — the current default." if same else " — not the current default."))
+    return " ".join(lines)
+
+
+def run_pipeline_section(args: argparse.Namespace, rig: Rig, report: Report) -> None:
+    longest = max(args.minutes) * 60
+    base_seconds = min(60.0, longest)
+    bases = {side: media.side_video(side, "512x512", base_seconds, args.cache) for side in ("caller", "callee")}
+    for minutes in args.minutes:
+        seconds = minutes * 60
+        call = media.conversation(seconds, args.cache)
+        videos = {side: media.looped(bases[side], seconds, args.cache) if seconds > base_seconds else bases[side] for side in bases}
+        runs = []
+        for index in range(args.repeat):
+            runs.append(run_pipeline(rig, call, videos, args.cache, progress=lambda s: say(f"pipeline {minutes:g} min, run {index + 1}: {s}")))
+        stages = {name: median_stage([r.stages[name] for r in runs]) for name in STAGE_ORDER if name in runs[0].stages}
+        run = PipelineRun(minutes=minutes, stages=stages)
+        report.pipeline.append(run)
+        wall, cpu = per_minute(run)
+        say(f"pipeline {minutes:g} min: {wall:.2f} s wall, {cpu:.2f} s CPU per call minute\n{stage_table(run)}")
+
+
+def run_split(args: argparse.Namespace, workdir: Path, report: Report) -> None:
+    for minutes in args.minutes:
+        say(f"split: ours vs plan, {minutes:g} min")
+        call = media.conversation(minutes * 60, args.cache)
+        report.split[minutes] = compare.split_comparison(call.path, workdir / f"split-{minutes:g}", args.repeat)
+
+
+def run_webhook(args: argparse.Namespace, workdir: Path, report: Report) -> None:
+    bench = WebhookBench(workdir / "webhook")
+    (workdir / "webhook").mkdir(exist_ok=True)
+    say("webhook: starting gunicorn")
+    try:
+        bench.start()
+        bench.warm_up()
+        say(f"webhook: {args.rate:g} req/s for {args.rate_seconds:g} s")
+        fixed = bench.fixed_rate(args.rate, args.rate_seconds)
+        say(f"webhook: burst of {args.burst}, {args.concurrency} at a time")
+        burst = bench.burst(args.burst, args.concurrency)
+        report.webhook_target_rate = args.rate
+        report.webhook += [fixed, burst]
+        stored = bench.stored_calls()
+        expected = 20 + fixed.requests + burst.requests
+        if stored != expected:
+            report.notes.append(f"webhook: {stored} calls stored for {expected} accepted callbacks")
+        say(f"webhook: p99 {1000 * percentile(fixed.latency_from_due, 99):.1f} ms at {fixed.rate:.1f} req/s; burst {burst.rate:.0f} req/s")
+    finally:
+        bench.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server: one line per request otherwise
+    args.cache.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="callreel-bench-"))
+    report = Report(header=_header(args), repeat=args.repeat)
+    try:
+        if "compose" not in args.skip:
+            run_compose(args, workdir, report)
+            report.settings_note = settings_note(report)
+        if "split" not in args.skip:
+            run_split(args, workdir, report)
+        if {"pipeline", "download"} - args.skip:
+            rig = Rig(workdir)
+            try:
+                if "pipeline" not in args.skip:
+                    run_pipeline_section(args, rig, report)
+                if "download" not in args.skip:
+                    say(f"download: {', '.join(f'{m:g} MB' for m in args.download_mb)}")
+                    report.download = download_flatness(rig, [round(m * MB) for m in args.download_mb])
+            finally:
+                rig.stop()
+        if "webhook" not in args.skip:
+            run_webhook(args, workdir, report)
+        report.notes.append(f"load average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    text = report.markdown()
+    print(text)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+        say(f"written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""``bench/run.py --quick``: the benchmark runs end to end and its tables have the shape docs/benchmarks.md relies on.
+
+Figures are not checked (the machine is shared and its speed is not under
+test); that each measurement is present, numeric and plausible is.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.report import STAGE_COLUMNS
+
+pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tables(markdown: str) -> dict[str, list[list[list[str]]]]:
+    """Every Markdown table (header row first, then the rows), listed under the heading above it."""
+    found: dict[str, list[list[list[str]]]] = {}
+    heading, current = "", None
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
+        if not line.startswith("|"):
+            current = None
+        elif not line.startswith("|---"):
+            if current is None:
+                current = []
+                found.setdefault(heading, []).append(current)
+            current.append([c.strip() for c in line.strip().strip("|").split(" | ")])
+    return found
+
+
+def number(cell: str) -> float:
+    return float(cell.split()[0].rstrip("×"))
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "benchmarks.md"
+    docs = ROOT / "docs" / "benchmarks.md"
+    before = docs.read_bytes() if docs.exists() else None
+    done = subprocess.run(
+        [sys.executable, "bench/run.py", "--quick", "--output", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=280,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (docs.read_bytes() if docs.exists() else None) == before, "a quick run must not overwrite docs/benchmarks.md"
+    return done.stdout, out.read_text()
+
+
+def test_the_printed_tables_are_the_written_ones(quick_run):
+    printed, written = quick_run
+    assert written.strip() and written.strip() == printed.strip()
+
+
+def test_every_stage_has_time_cpu_memory_and_output(quick_run):
+    found = tables(quick_run[1])
+    (stages,) = found["0.1-minute call"]
+    assert tuple(stages[0]) == STAGE_COLUMNS
+    rows = {row[0]: row for row in stages[1:]}
+    assert set(rows) == {"download", "split", "compose", "compose (local panels)", "upload"}
+    for name, row in rows.items():
+        wall, cpu, worker = number(row[1]), number(row[2]), number(row[3])
+        assert wall > 0 and cpu > 0, row
+        assert 20 < worker < 2000, row  # a Python worker's RSS, in MB
+        assert row[6].endswith(("KB", "MB")) and number(row[6]) > 0, row
+    for name in ("split", "compose", "compose (local panels)"):  # these run FFmpeg
+        assert number(rows[name][4]) > 0, rows[name]
+    assert rows["download"][4] == "–" and rows["upload"][4] == "–"  # these do not
+
+
+def test_compose_is_compared_with_the_plan_on_speed_quality_and_size(quick_run):
+    found = tables(quick_run[1])
+    compose, sweep = found["512x512 sides, 3 s"]
+    header, rows = compose[0], compose[1:]
+    assert header[:3] == ["render", "wall s", "CPU s"] and "SSIM" in header and "PSNR dB" in header
+    assert rows[0][0].startswith("plan (medium, crf 23)")
+    assert any("shipped: audio, labels, highlight" in row[0] for row in rows)
+    ssim = header.index("SSIM")
+    for row in rows:
+        assert 0.5 < number(row[ssim]) <= 1.0, row
+    assert sweep[0] == [*header, "rule"] and len(sweep) == 3  # the quick run's two encoder settings
+    assert [row[-1] for row in sweep[1:]].count("**chosen**") <= 1
+
+
+def test_split_webhook_download_and_targets_are_reported(quick_run):
+    found = tables(quick_run[1])
+    (split,) = found["Split: ours against the plan's two passes"]
+    assert len(split) == 2 and number(split[1][3]) > 0
+    (webhook,) = found["Ingest webhook"]
+    assert len(webhook) == 3 and all(row[8] == "0" for row in webhook[1:]), webhook  # every callback accepted
+    (download,) = found["Download memory"]
+    assert [row[0] for row in download[1:]] == ["1.0 MB", "6.0 MB"]
+    targets = {row[0] for row in found["Targets"][0][1:]}
+    assert any(t.startswith("compose ≥ 2.5× faster") for t in targets)
+    assert any(t.startswith("pipeline < 8 s per minute") for t in targets)
+    assert "every worker < 300 MB peak RSS incl. FFmpeg" in targets
+    assert any(t.startswith("webhook p99 < 50 ms") for t in targets)
