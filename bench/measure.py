@@ -1,19 +1,26 @@
-"""Measuring a process: wall time, CPU time and peak RSS, from the kernel's own accounting.
+"""Measuring a process: wall time, CPU time and peak RSS.
 
 Two ways, for the two kinds of thing measured:
 
-- :func:`run_command` runs one program (an FFmpeg command) and reaps it with
-  ``os.wait4``, whose ``rusage`` is that process's CPU time and peak RSS;
+- :func:`run_command` runs one program (an FFmpeg command), reaps it with
+  ``os.wait4`` for its CPU time and watches its peak RSS;
 - :func:`run_stage` starts a fresh Python process (``python -m bench.stage``)
-  that does one stage's real work. That process reports its own figures
-  (``RUSAGE_SELF``) and those of the FFmpeg/ffprobe children it reaped
-  (``RUSAGE_CHILDREN``: CPU summed, peak RSS of the largest child), so the
-  worker's memory and FFmpeg's are told apart and each stage starts from a
-  clean process.
+  that does one stage's real work. That process reports its own figures and
+  those of the FFmpeg/ffprobe children it started (CPU from
+  ``RUSAGE_CHILDREN``, peak RSS watched), so the worker's memory and FFmpeg's
+  are told apart and each stage starts from a clean process.
 
-The sum of the two peaks is an upper bound of the stage's memory at any one
-instant (the peaks need not coincide); it is what the 300 MB target is checked
-against.
+Peak RSS is the kernel's high-water mark of the process's own memory
+(``VmHWM`` in /proc/PID/status), never ``ru_maxrss``: a child started with
+vfork (as Python's subprocess does) inherits its parent's high-water mark
+into ``ru_maxrss`` when it execs, so an FFmpeg started by a 300 MB process
+would "use" 300 MB. ``VmHWM`` belongs to the memory map, which exec replaces.
+A child's ``VmHWM`` is sampled while it runs (every 20 ms); a child shorter
+than that (an ffprobe) may be missed, which only ever hides small ones.
+
+The sum of the worker's and FFmpeg's peaks is an upper bound of the stage's
+memory at any one instant (the peaks need not coincide); it is what the
+300 MB target is checked against.
 """
 
 from __future__ import annotations
@@ -24,13 +31,14 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 __all__ = [
-    "Usage", "StageResult", "MeasureError", "run_command", "run_stage", "write_report",
+    "Usage", "StageResult", "MeasureError", "ChildPeaks", "high_water", "run_command", "run_stage", "write_report",
     "median_of", "median_stage", "self_usage", "loadavg", "MB",
 ]
 
@@ -74,27 +82,88 @@ class MeasureError(RuntimeError):
     pass
 
 
+SAMPLE_EVERY = 0.02
+
+
+def high_water(pid: int | str = "self") -> int:
+    """``VmHWM`` of a process in bytes (0 when it is gone or not yet exec'd into a new map)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
+def _parents() -> dict[int, int]:
+    found = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    # pid (comm) state ppid …; comm may hold spaces or parentheses
+                    found[int(entry.name)] = int(stat.read().rsplit(b")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                continue
+    return found
+
+
+class ChildPeaks:
+    """The largest ``VmHWM`` seen among a process's descendants, sampled in a thread."""
+
+    def __init__(self, root: int | None = None, *, only: int | None = None) -> None:
+        self.root = root if root is not None else os.getpid()
+        self.only = only  # watch this one pid instead of scanning for descendants
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _descendants(self) -> list[int]:
+        parents = _parents()
+        found, frontier = [], {self.root}
+        while frontier:
+            children = {pid for pid, parent in parents.items() if parent in frontier}
+            found += children
+            frontier = children
+        return found
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            pids = [self.only] if self.only is not None else self._descendants()
+            for pid in pids:
+                self.peak = max(self.peak, high_water(pid))
+            self._stop.wait(SAMPLE_EVERY)
+
+    def __enter__(self) -> "ChildPeaks":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def run_command(args: Sequence[str], *, log: Path | None = None, env: dict[str, str] | None = None) -> Usage:
     """Run ``args`` to completion; its wall time, CPU time and peak RSS (raises on failure)."""
     started = time.monotonic()
     with open(log or os.devnull, "wb") as err:
         proc = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
+        with ChildPeaks(only=proc.pid) as peaks:
+            _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         detail = log.read_text(errors="replace")[-1500:] if log else ""
         raise MeasureError(f"{Path(args[0]).name} exited with {proc.returncode}: {detail}")
-    return Usage(wall=wall, cpu=usage.ru_utime + usage.ru_stime, rss=usage.ru_maxrss * 1024)
+    return Usage(wall=wall, cpu=usage.ru_utime + usage.ru_stime, rss=peaks.peak)
 
 
 def self_usage() -> tuple[Usage, Usage]:
-    """This process's own CPU and peak RSS, and that of the children it has reaped (wall left 0)."""
+    """This process's CPU time and peak RSS, and the CPU time of the children it has reaped (wall and child RSS left 0)."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (
-        Usage(0.0, me.ru_utime + me.ru_stime, me.ru_maxrss * 1024),
-        Usage(0.0, kids.ru_utime + kids.ru_stime, kids.ru_maxrss * 1024),
-    )
+    return Usage(0.0, me.ru_utime + me.ru_stime, high_water()), Usage(0.0, kids.ru_utime + kids.ru_stime, 0)
 
 
 def run_stage(stage: str, params: dict[str, Any], env: dict[str, str], workdir: Path) -> StageResult:

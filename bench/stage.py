@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.measure import self_usage, write_report
+from bench.measure import ChildPeaks, self_usage, write_report
 
 __all__ = ["main", "STAGES"]
 
@@ -131,10 +131,12 @@ def main(argv: list[str]) -> None:
     logging.getLogger().addHandler(durations)
     before, _ = self_usage()
     started = time.monotonic()
-    work()
+    with ChildPeaks() as children:
+        work()
     wall = time.monotonic() - started
     worker, ffmpeg = self_usage()  # before check(): its queries are not the stage's
     worker.cpu -= before.cpu  # the work's CPU, not the interpreter's start-up; RSS stays the peak
+    ffmpeg.rss = children.peak
     output_bytes, extra = check()
     write_report(report, wall, worker, ffmpeg, output_bytes, {**extra, **durations.found})
 

@@ -90,15 +90,23 @@ class BodyReader:
         return False
 
     def read(self, size: int = -1) -> bytes:
-        out = bytearray()
-        while size is None or size < 0 or len(out) < size:
+        # boto3 asks for a whole upload part (8 MiB) at a time. The pieces are
+        # joined once, into one buffer of the exact size: growing a bytearray
+        # and copying it out held two part-sized buffers per read and left the
+        # allocator's heap fragmented, so the worker's memory crept up with
+        # the recording's size instead of staying flat.
+        pieces: list[memoryview] = []
+        wanted = None if size is None or size < 0 else size
+        have = 0
+        while wanted is None or have < wanted:
             if not self._pending:
                 if not self._next_chunk():
                     break
-            take = len(self._pending) if size is None or size < 0 else min(len(self._pending), size - len(out))
-            out += self._pending[:take]
+            take = len(self._pending) if wanted is None else min(len(self._pending), wanted - have)
+            pieces.append(self._pending[:take])
             self._pending = self._pending[take:]
-        return bytes(out)
+            have += take
+        return b"".join(pieces)
 
     def _next_chunk(self) -> bool:
         if self._done:
