@@ -368,11 +368,14 @@ class Pipeline:
         n = next(self._media)
         path = self.root / "media" / f"call-{n}.mp3"
         path.parent.mkdir(parents=True, exist_ok=True)
-        caller = ((0.4, round(seconds * 0.45, 2)),)
-        callee = ((round(seconds * 0.55, 2), seconds - 0.4),)
+        # Tones on a 10 Hz grid (what tests.support.media.dominant_hz measures); past 90 calls the
+        # speech starts a little later instead, so every side's audio stays unique.
+        lap, step = divmod(n, 90)
+        caller = ((round(0.4 + 0.05 * lap, 2), round(seconds * 0.45, 2)),)
+        callee = ((round(seconds * 0.55 + 0.05 * lap, 2), seconds - 0.4),)
         tone_call(
             path, seconds, caller, callee,
-            caller_hz=caller_hz or 300 + 5 * n, callee_hz=callee_hz or 1500 + 5 * n,
+            caller_hz=caller_hz or 200 + 10 * step, callee_hz=callee_hz or 1100 + 10 * step,
         )
         return path.read_bytes()
 
