@@ -99,7 +99,9 @@ class SessionSigner:
         """The request's session; without one, a redirect to the login form that comes back here."""
         session = self.session_of(req)
         if session is None:
-            raise falcon.HTTPSeeOther(f"{LOGIN_PATH}?next={quote(safe_next(req.relative_uri), safe='/')}")
+            # After a form POST (an expired session), come back to a page, not to the form's action.
+            back = req.relative_uri if req.method == "GET" else None
+            raise falcon.HTTPSeeOther(f"{LOGIN_PATH}?next={quote(safe_next(back), safe='/')}")
         return session
 
     def set_cookie(self, resp: falcon.Response, value: str) -> None:
