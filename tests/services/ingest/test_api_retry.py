@@ -24,10 +24,12 @@ def api(pg_db, stub_broker, ingest_env):
 
 
 def sent(broker, queue):
+    """Take the messages enqueued on ``queue``, marking each done so a later ``broker.join`` does not wait for it."""
     q = broker.queues.get(queue)
     messages = []
     while q is not None and not q.empty():
         messages.append(Message.decode(q.get_nowait()))
+        q.task_done()
     return [(m.actor_name, m.kwargs) for m in messages]
 
 

@@ -216,6 +216,7 @@ def test_retry_needs_the_sessions_csrf_token(web, stub_broker):
     assert done.status_code == 303 and done.headers["location"] == f"/ops/calls/{call}?retried=ingest"
     assert Call.get_by_id(call).video_status == VideoStatus.PENDING
     assert Message.decode(stub_broker.queues["ingest"].get_nowait()).kwargs == {"call_id": call}
+    stub_broker.queues["ingest"].task_done()  # taken: a later broker.join("ingest") must not wait for it
     after = web.simulate_get(f"/ops/calls/{call}", query_string="retried=ingest", headers=mine)
     assert "Retry sent: the call runs again from the ingest stage." in after.text
     assert '<span class="badge status-pending" id="call-status">pending</span>' in after.text and 'id="retry"' not in after.text
