@@ -24,13 +24,16 @@ __all__ = ["database", "init_database", "connection", "DatabaseMiddleware"]
 database = DatabaseProxy()
 _init_lock = threading.Lock()
 _initialised_url: str | None = None
+_initialised_pooled = False
+# A pooled connection idle this long is closed rather than reused.
+POOL_STALE_SECONDS = 300
 
 # WAL lets the in-process worker threads read while one writes; busy_timeout
 # makes a writer wait for the lock instead of failing at once.
 SQLITE_PRAGMAS = {"journal_mode": "wal", "busy_timeout": 15000, "foreign_keys": 1, "synchronous": "normal"}
 
 
-def _open(url: str) -> Database:
+def _open(url: str, pooled: bool = False) -> Database:
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
         if path and path != ":memory:":
@@ -38,22 +41,40 @@ def _open(url: str) -> Database:
 
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         return SqliteDatabase(path or ":memory:", pragmas=SQLITE_PRAGMAS, check_same_thread=False)
-    db = connect_url(url.replace("postgres://", "postgresql://", 1), autoconnect=True)
+    url = url.replace("postgres://", "postgresql://", 1)
+    if pooled and url.startswith("postgresql://"):
+        # peewee's pool checks a connection with a round trip before reusing it,
+        # so one the server dropped (a restart) is replaced, never handed out.
+        # No cap: it holds at most as many as were ever in use at once (one per thread).
+        return connect_url(
+            url.replace("postgresql://", "postgresql+pool://", 1),
+            autoconnect=True, max_connections=None, stale_timeout=POOL_STALE_SECONDS,
+        )
+    db = connect_url(url, autoconnect=True)
     if not isinstance(db, PostgresqlDatabase):
         raise ValueError(f"unsupported database URL {url!r}")
     return db
 
 
-def init_database(url: str | None = None, *, force: bool = False) -> Database:
-    """Bind the models to ``url`` (default: the configured DATABASE_URL)."""
-    global _initialised_url
+def init_database(url: str | None = None, *, force: bool = False, pooled: bool | None = None) -> Database:
+    """Bind the models to ``url`` (default: the configured DATABASE_URL).
+
+    ``pooled`` (PostgreSQL only): closing a connection returns it to this
+    process's pool and the next unit of work reuses it. For the web process,
+    where opening a connection (a new server process and its authentication)
+    cost more than the webhook's own queries. Workers keep one connection per
+    message: their session-scoped advisory locks (``shared.locks``) must end
+    with the message. None keeps whatever was chosen before.
+    """
+    global _initialised_url, _initialised_pooled
     url = url or get_settings().effective_database_url
     with _init_lock:
-        if force or _initialised_url != url:
+        if force or _initialised_url != url or (pooled is not None and pooled != _initialised_pooled):
             if database.obj is not None and not database.is_closed():
                 database.close()
-            database.initialize(_open(url))
-            _initialised_url = url
+            keep = _initialised_pooled if pooled is None and not force else bool(pooled)
+            database.initialize(_open(url, keep))
+            _initialised_url, _initialised_pooled = url, keep
     return database.obj
 
 

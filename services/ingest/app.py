@@ -66,7 +66,8 @@ def create_app(settings: Settings | None = None) -> falcon.App:
     settings = settings or get_settings()
     check_settings(settings)
     configure_logging(settings)
-    init_database()
+    # Connections are kept between requests, one per gunicorn thread (see shared.db).
+    init_database(pooled=True)
     setup_broker(settings, fail_fast=True)  # a webhook answers 503 before Twilio's 15 s, broker or not
     if not settings.twilio_validate_signature:
         log.warning("!" * 78)

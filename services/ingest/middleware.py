@@ -1,8 +1,10 @@
-"""Falcon middleware: one database connection per request, opened late and always closed.
+"""Falcon middleware: a database connection per request, taken late and always given back.
 
 The web counterpart of ``shared.db.DatabaseMiddleware`` (which does the same
-per Dramatiq message): a connection never outlives the request that opened it,
-so a database restart costs one failed request, not a poisoned thread. peewee
+per Dramatiq message). The app's database is pooled (``init_database(pooled=True)``):
+closing hands the connection back to the pool, and the next request reuses it
+after a round trip that proves it alive, so a database restart costs no
+poisoned thread and a request does not pay for a new server connection. peewee
 keeps connections per thread, which matches gunicorn's threads.
 """
 
