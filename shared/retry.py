@@ -78,7 +78,29 @@ def retry_call(call_id: str, *, force: bool = False) -> str:
         Segment.update(
             {Segment.state: SegmentState.PENDING, Segment.attempts: 0, Segment.error: None, Segment.fal_request_id: None}
         ).where((Segment.call_id == call_id) & (Segment.state != SegmentState.COMPLETED) & (Segment.side.in_(retried_sides))).execute()
+    # The row is reset before the message is sent, so the worker that takes
+    # it finds the call ready; if the send fails, the call ends as it was, with
+    # its original reason, rather than waiting for a message that never comes.
     Call.update(updates).where(Call.id == call_id).execute()
+    try:
+        _send(stage, call_id)
+    except Exception:
+        Call.update(
+            {
+                Call.video_status: call.video_status,
+                Call.video_error_message: call.video_error_message,
+                Call.stage: call.stage,
+                Call.video_processing_completed_at: call.video_processing_completed_at,
+                Call.video_processing_duration: call.video_processing_duration,
+                Call.updated_at: utcnow(),
+            }
+        ).where(Call.id == call_id).execute()
+        raise
+    log.info("retry from %s", stage, extra={"call_id": call_id, "stage": stage})
+    return stage
+
+
+def _send(stage: str, call_id: str) -> None:
     if stage == Stage.INGEST:
         contracts.send(contracts.DOWNLOAD_RECORDING, call_id=call_id)
     elif stage == Stage.AUDIO:
@@ -89,5 +111,3 @@ def retry_call(call_id: str, *, force: bool = False) -> str:
             contracts.send(contracts.GENERATE_SIDE, call_id=call_id, side=side)
     else:
         contracts.send(contracts.COMPOSE, call_id=call_id)
-    log.info("retry from %s", stage, extra={"call_id": call_id, "stage": stage})
-    return stage

@@ -12,6 +12,7 @@ def drain(broker, queue):
     q = broker.queues[queue]
     while not q.empty():
         messages.append(q.get_nowait())
+        q.task_done()  # or a later broker.join() on this queue waits forever
     return [(m.actor_name, m.kwargs) for m in map(Message.decode, messages)]
 
 
@@ -62,3 +63,16 @@ def test_stitch_failure_recomposes(broker):
     )
     assert retry_call(CALL) == Stage.COMPOSITOR
     assert drain(broker, "compositor") == [("compose", {"call_id": CALL})]
+
+
+def test_a_failed_send_leaves_the_call_as_it_was(broker, monkeypatch):
+    Call.create(id=CALL, video_status=VideoStatus.FAILED, stage=Stage.DONE, video_error_message="Twilio said 500")
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError("broker unavailable")
+
+    monkeypatch.setattr(type(broker), "enqueue", refuse)
+    with pytest.raises(ConnectionError):
+        retry_call(CALL)
+    call = Call.get_by_id(CALL)
+    assert (call.video_status, call.stage, call.video_error_message) == (VideoStatus.FAILED, Stage.DONE, "Twilio said 500")
