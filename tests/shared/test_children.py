@@ -46,7 +46,11 @@ def test_child_dies_with_a_killed_worker():
     )
     worker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     child = int(worker.stdout.readline())
-    # setpriv execs the program, so the pid printed is the sleep itself.
+    # setpriv arms the death signal, then execs the program (the pid printed is
+    # the sleep itself): wait for the exec, so the signal is armed before the kill.
+    deadline = time.monotonic() + 10
+    while open(f"/proc/{child}/comm").read().strip() != "sleep" and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert _alive(child)
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
