@@ -60,7 +60,14 @@ def begin(call_id: str, stage: str) -> Call | None:
         Call.video_processing_started_at: fn.COALESCE(Call.video_processing_started_at, now),
         Call.updated_at: now,
     }
-    Call.update(updates).where(Call.id == call_id).execute()
+    # The stage is checked again in the UPDATE: another worker may have moved the
+    # call on since it was read (generation's fan-in advancing it to the
+    # compositor while the other side's message begins), and begin must not
+    # move it back.
+    not_past = [s for s in STAGES if stage_order(s) <= stage_order(stage)]
+    if not Call.update(updates).where((Call.id == call_id) & (Call.stage.in_(not_past) | Call.stage.is_null())).execute():
+        log.info("skipped: call moved past %s meanwhile", stage, extra={"call_id": call_id, "stage": stage})
+        return None
     return Call.get_by_id(call_id)
 
 

@@ -45,3 +45,19 @@ def test_json_log_lines_carry_call_and_stage():
     entry = json.loads(JsonFormatter().format(record))
     assert entry["message"] == "split done in 1.50s"
     assert (entry["call_id"], entry["stage"], entry["duration"]) == (CALL, "audio", 1.5)
+
+
+def test_begin_never_moves_a_call_back(sqlite_db, monkeypatch):
+    """A call moved on between begin's read and its write (another worker advanced it) stays where it is."""
+    Call.create(id=CALL, stage=Stage.GENERATION)
+    read = Call.get_or_none
+
+    def read_then_advance(*args, **kwargs):
+        call = read(*args, **kwargs)
+        Call.update(stage=Stage.COMPOSITOR).where(Call.id == CALL).execute()  # the other worker, just now
+        return call
+
+    monkeypatch.setattr(Call, "get_or_none", read_then_advance)
+    assert progress.begin(CALL, Stage.GENERATION) is None
+    monkeypatch.undo()
+    assert Call.get_by_id(CALL).stage == Stage.COMPOSITOR
