@@ -186,6 +186,7 @@ class Segment(BaseModel):
     error = TextField(null=True)
     progress = TextField(null=True)
     submitted_at = DateTimeField(null=True)
+    started_at = DateTimeField(null=True)  # when fal began running the current job (its queue wait excluded)
     finished_at = DateTimeField(null=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)

@@ -164,6 +164,7 @@ def submit(segment: Segment, job: Job) -> None:
                 Segment.state: SegmentState.SUBMITTED,
                 Segment.attempts: Segment.attempts + 1,
                 Segment.submitted_at: now,
+                Segment.started_at: None,
                 Segment.fal_request_id: None,
                 Segment.cache_key: key,
                 Segment.progress: "submitting",
@@ -296,13 +297,26 @@ def claim_poll(segment: Segment, settings: Settings) -> bool:
 
 
 def follow(segment: Segment, job: Job) -> None:
-    """One look at a submitted job: wait, collect its video, or time it out (cancel, next attempt)."""
+    """One look at a submitted job: wait, collect its video, or time it out (cancel, next attempt).
+
+    A job is timed from when fal starts running it (``FAL_JOB_TIMEOUT``): a
+    long call's segments may wait in fal's queue behind each other, and
+    cancelling a job that has not started only loses its place. The wait in
+    the queue is bounded too, by ``STAGE_DEADLINE``.
+    """
     settings, ctx = job.settings, job.context(segment)
     request_id = segment.fal_request_id
-    age = (utcnow() - segment.submitted_at).total_seconds() if segment.submitted_at else float("inf")
-    expired = age > settings.fal_job_timeout
+    now = utcnow()
+    waited = (now - segment.submitted_at).total_seconds() if segment.submitted_at else float("inf")
+    queue_limit = max(settings.fal_job_timeout, settings.stage_deadline)
+    if segment.started_at is not None:
+        expired = (now - segment.started_at).total_seconds() > settings.fal_job_timeout
+        why = f"no video after {settings.fal_job_timeout}s of generation"
+    else:
+        expired = waited > queue_limit
+        why = f"not started by fal.ai within {queue_limit}s"
     if request_id is None:  # the submitting worker stopped before fal answered: retried once timed out
-        later(segment, job, expired, "fal.ai never acknowledged the submission")
+        later(segment, job, waited > settings.fal_job_timeout, "fal.ai never acknowledged the submission")
         return
     try:
         status = job.fal.status(request_id)
@@ -312,14 +326,17 @@ def follow(segment: Segment, job: Job) -> None:
             return
         log.warning("status of %s unavailable: %s", request_id, exc, extra=ctx)
         note(segment, f"status unavailable, will ask again: {exc}")
-        later(segment, job, expired, f"job {request_id}: status unavailable for {settings.fal_job_timeout}s ({exc})", cancel_first=True)
+        later(segment, job, expired, f"job {request_id}: {why}, status unavailable ({exc})", cancel_first=True)
         return
     if status.done:
         collect(segment, job, status, expired)
         return
+    if status.state == "running" and segment.started_at is None:
+        Segment.update({Segment.started_at: now}).where((Segment.id == segment.id) & Segment.started_at.is_null()).execute()
+        expired = False
     if expired:
         cancel(segment, job)
-        retry_or_fail(segment, job, f"no video after {settings.fal_job_timeout}s: job {request_id} timed out and was cancelled")
+        retry_or_fail(segment, job, f"job {request_id}: {why}; cancelled")
         return
     report(segment, status, ctx)
     schedule_poll(segment, settings)

@@ -11,6 +11,7 @@ import pytest
 from shared.contracts import GENERATE_SIDE, send
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
 from services.generation.fanin import fan_in, settle_side
+from tests.support.dramatiq_worker import wait_until
 
 
 def new_call_id() -> str:
@@ -78,19 +79,36 @@ def test_no_fan_in_until_both_sides_have_ended(sqlite_db, stub_broker, local_sto
     assert fan_in(call_id) is False and compose_messages(stub_broker) == []
 
 
+class InProcess:
+    """The generation actors on the in-process broker, with a worker on their queue only."""
+
+    def __init__(self, broker) -> None:
+        import services.generation.actors  # noqa: F401  (declares the actors)
+
+        self.broker = broker
+        self.worker = dramatiq.Worker(broker, queues={"generation"}, worker_timeout=50, worker_threads=2)
+
+    def run(self) -> None:
+        """Wait until every generation message sent so far has been handled.
+
+        (The worker's own queues are joined, not the broker's: a queue another
+        test drained without ``task_done`` would make ``broker.join`` wait forever.)
+        """
+        for _ in range(2):
+            wait_until(lambda: self.broker.queues["generation"].qsize() == 0, timeout=30)
+            self.worker.join()
+
+
 @pytest.fixture
 def generation_worker(stub_broker):
-    """The generation actors on the in-process broker, with a worker on their queue only."""
-    import services.generation.actors  # noqa: F401  (declares the actors)
-
-    worker = dramatiq.Worker(stub_broker, queues={"generation"}, worker_timeout=50, worker_threads=2)
-    worker.start()
-    yield stub_broker
-    worker.stop()
+    runner = InProcess(stub_broker)
+    runner.worker.start()
+    yield runner
+    runner.worker.stop()
 
 
 def test_without_a_fal_key_sides_are_local_and_nothing_is_sent(sqlite_db, generation_worker, local_store):
-    broker = generation_worker
+    broker = generation_worker.broker
     call_id = new_call_id()
     Call.create(id=call_id, stage=Stage.AUDIO, video_status=VideoStatus.PENDING,
                 caller_state=SideState.PENDING, callee_state=SideState.SILENT)
@@ -98,7 +116,7 @@ def test_without_a_fal_key_sides_are_local_and_nothing_is_sent(sqlite_db, genera
     Segment.create(call_id=call_id, side="caller", index=0, start=0, end=10, audio_key=f"audio/{call_id}-caller-000.mp3")
     for side in ("caller", "callee"):
         send(GENERATE_SIDE, call_id=call_id, side=side)
-    broker.join("generation", fail_fast=True)
+    generation_worker.run()
     call = Call.get_by_id(call_id)
     assert call.caller_state == SideState.LOCAL and call.callee_state == SideState.SILENT
     assert call.fal_job_id is None and call.video_status == VideoStatus.PENDING
@@ -107,14 +125,16 @@ def test_without_a_fal_key_sides_are_local_and_nothing_is_sent(sqlite_db, genera
     assert compose_messages(broker) == [call_id] and call.stage == Stage.COMPOSITOR
     # Redelivered: the sides stay as they are and no second compose goes out.
     send(GENERATE_SIDE, call_id=call_id, side="caller")
-    broker.join("generation", fail_fast=True)
+    generation_worker.run()
     assert compose_messages(broker) == [call_id]
 
 
 def test_bad_messages_fail_without_crashing_the_worker(sqlite_db, generation_worker, local_store):
-    broker = generation_worker
+    broker = generation_worker.broker
     send(GENERATE_SIDE, call_id="../../etc/passwd", side="caller")
     send(GENERATE_SIDE, call_id=new_call_id(), side="both")  # no such side
     send(GENERATE_SIDE, call_id=new_call_id(), side="caller")  # no such call: nothing to do
-    broker.join("generation", fail_fast=False)
+    generation_worker.run()
+    dead = [m.kwargs for m in broker.dead_letters_by_queue["generation"]]
+    assert {d["side"] for d in dead} == {"caller", "both"} and len(dead) == 2  # failed for good, not retried
     assert Call.select().count() == 0 and compose_messages(broker) == []

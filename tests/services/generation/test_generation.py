@@ -84,10 +84,15 @@ def test_retries_timeouts_and_refusals(generation):
     fake.script(f"{b}-caller-000", [Behaviour(outcome="error", **quick)] * 5)
     fake.script(f"{b}-callee-000", [Behaviour(outcome="invalid", **quick)])
 
+    # Call C: a job that waits in fal's queue for longer than the timeout is not timed out: it has
+    # not started (the timeout counts from when fal runs it).
+    c = generation.add_call(caller=[(0.0, 30.0)], callee=None)
+    fake.script(f"{c}-caller-000", [Behaviour(queued_polls=7, running_polls=1)])
+
     generation.worker(FAL_JOB_TIMEOUT="4", FAL_MAX_RETRIES="2")
-    generation.generate(a)
-    generation.generate(b)
-    call_a, call_b = generation.composed(a), generation.composed(b)
+    for call_id in (a, b, c):
+        generation.generate(call_id)
+    call_a, call_b, call_c = generation.composed(a), generation.composed(b), generation.composed(c)
 
     def jobs_for(call_id, side):
         return [j for j in fake.accepted() if f"{call_id}-{side}-000" in j.input["audio_url"]]
@@ -118,9 +123,14 @@ def test_retries_timeouts_and_refusals(generation):
     callee_b = segments_of(b, "callee")[0]
     assert len(jobs_for(b, "callee")) == 1 and callee_b.state == SegmentState.FAILED
     assert "not retried" in callee_b.error
-    # Both calls go on to the compositor (as partial), once each.
-    assert call_a.stage == call_b.stage == Stage.COMPOSITOR
-    assert generation.compose_messages() == 2
+    # C's job waited, then ran: one attempt, no cancel.
+    caller_c = segments_of(c, "caller")[0]
+    assert caller_c.state == SegmentState.COMPLETED and caller_c.attempts == 1
+    assert caller_c.started_at > caller_c.submitted_at and call_c.caller_state == SideState.GENERATED
+    assert len(fake.cancels) == 1
+    # Every call goes on to the compositor (A and B as partial), once each.
+    assert call_a.stage == call_b.stage == call_c.stage == Stage.COMPOSITOR
+    assert generation.compose_messages() == 3
 
 
 def test_twelve_minute_side_with_a_five_minute_model(generation):
