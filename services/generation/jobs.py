@@ -48,7 +48,7 @@ __all__ = ["generate_side", "poll_segment", "give_up_side", "give_up_segment", "
 log = logging.getLogger("callreel.generation")
 
 MAX_PRESIGN = 7 * 24 * 3600  # S3's longest presigned URL
-EXPIRY_MARGIN = 600  # fal may start a job late in its timeout; the audio must still be readable then
+EXPIRY_MARGIN = 600  # clock skew, and a runner fetching its inputs a little late
 
 
 class TransientTrouble(Exception):
@@ -56,8 +56,12 @@ class TransientTrouble(Exception):
 
 
 def url_expiry(settings: Settings) -> int:
-    """Presigned URLs fal fetches outlive the job's timeout (and PRESIGNED_URL_EXPIRY if that is longer)."""
-    return min(MAX_PRESIGN, max(settings.presigned_url_expiry, settings.fal_job_timeout + EXPIRY_MARGIN))
+    """Presigned URLs fal fetches outlive the job: its longest wait in fal's queue plus its timeout.
+
+    (Or PRESIGNED_URL_EXPIRY, if that is longer; never more than S3 allows.)
+    """
+    lifetime = max(settings.fal_job_timeout, settings.stage_deadline) + settings.fal_job_timeout + EXPIRY_MARGIN
+    return min(MAX_PRESIGN, max(settings.presigned_url_expiry, lifetime))
 
 
 @contextmanager
