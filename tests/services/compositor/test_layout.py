@@ -70,8 +70,8 @@ def test_enable_expression_nests_shallowly_however_many_intervals():
     assert expr.count("between(") == 4000 and deepest <= 14  # log2(4000) levels of sums, +1 for between's own
 
 
-def test_scaler_is_bicubic_for_mild_resizes_and_bilinear_for_big_reductions():
+def test_scaler_is_bicubic_for_mild_resizes_and_area_for_big_reductions():
     assert scale_flags(512, 480) == "bicubic"
     assert scale_flags(240, 480) == "bicubic"  # enlarging
-    assert scale_flags(720, 360) == "bilinear"
-    assert scale_flags(1080, 480) == "bilinear"
+    assert scale_flags(720, 360) == "area"
+    assert scale_flags(1080, 480) == "area"
