@@ -156,9 +156,23 @@ def stub_broker(settings_env):
     settings_env(BROKER_URL="memory://")
     broker = setup_broker()
     assert isinstance(broker, StubBroker), "tests in one process share the in-process broker"
-    broker.flush_all()
+    _reset_queues(broker)
     yield broker
+    _reset_queues(broker)
+
+
+def _reset_queues(broker) -> None:
+    """Empty every queue and its count of unfinished messages.
+
+    A test that takes messages off a queue by hand leaves the queue's count of
+    unfinished tasks up, and a later ``broker.join`` on it would wait forever.
+    The queues stay the same objects: consumers hold references to them.
+    """
     broker.flush_all()
+    for q in broker.queues.values():
+        with q.all_tasks_done:
+            q.unfinished_tasks = 0
+            q.all_tasks_done.notify_all()
 
 
 @pytest.fixture
