@@ -79,9 +79,14 @@ def _highlight(stream, side: SideSpec, spec: RenderSpec):
     expr = enable_expr(speaking(side.speech, spec.duration))
     if expr is None:
         return stream
-    return stream.filter(
-        "drawbox", x=0, y=0, w="iw", h="ih", color=HIGHLIGHT_COLOUR, t=max(4, spec.height // 80), enable=expr
-    )
+    # The border as four filled strips, not one hollow panel-sized box: drawbox
+    # tests every pixel of its box on every frame, so the hollow box cost as
+    # much as scaling the panel (bench/run.py: 0.49 s of CPU per 1500 frames
+    # of two panels, against 0.17 s for the strips). The picture is the same.
+    t = max(4, spec.height // 80)
+    for x, y, w, h in (("0", "0", "iw", t), ("0", f"ih-{t}", "iw", t), ("0", t, t, f"ih-{2 * t}"), (f"iw-{t}", t, t, f"ih-{2 * t}")):
+        stream = stream.filter("drawbox", x=x, y=y, w=w, h=h, color=HIGHLIGHT_COLOUR, t="fill", enable=expr)
+    return stream
 
 
 def side_stream(side: SideSpec, spec: RenderSpec):
