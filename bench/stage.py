@@ -39,7 +39,10 @@ class _Durations(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         duration = getattr(record, "duration", None)
         if isinstance(duration, (int, float)):
-            what = record.getMessage().split(" done in ")[0].split(" finished in ")[0].split(" failed after ")[0]
+            message = record.getMessage()
+            what = message.split(" done in ")[0].split(" failed after ")[0]
+            if " finished in " in message:  # the FFmpeg runner's line, beside progress.timed's for the same step
+                what = message.split(" finished in ")[0] + " (ffmpeg)"
             self.found[what] = self.found.get(what, 0.0) + float(duration)
 
 
