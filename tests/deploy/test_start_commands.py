@@ -213,7 +213,9 @@ def test_worker_command_consumes_its_own_queue_serves_metrics_and_stops_on_sigte
     port = int(env["METRICS_PORT"])
     with running(argv, env, log) as proc:
         wait_for("its metrics endpoint", lambda: scrape(port) is not None, proc, log)
-        wait_for(f"a consumer on {queue}", lambda: consumers(vhost_url).get(queue), proc, log)
+        # The management API reports each consumer a few seconds after it starts:
+        # wait for both, then check there is nothing else.
+        wait_for(f"consumers on {queue} and {queue}.DQ", lambda: consumers(vhost_url).get(queue) and consumers(vhost_url).get(f"{queue}.DQ"), proc, log)
         busy = {q for q, n in consumers(vhost_url).items() if n}
         assert busy == {queue, f"{queue}.DQ"}, f"{name} consumes {sorted(busy)}"
 
