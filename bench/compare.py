@@ -55,6 +55,7 @@ __all__ = [
     "quality",
     "video_bytes",
     "choose",
+    "segment_memory",
 ]
 
 PLAN_GRAPH = "[0:v]scale=640:480[left];[1:v]scale=640:480[right];[left][right]hstack=inputs=2[v]"
@@ -317,4 +318,44 @@ def choose(plan: Render, candidates: Sequence[Render], *, ssim_margin: float = 0
         and c.video_bytes <= size_factor * plan.video_bytes
     ]
     return min(eligible, key=lambda c: c.usage.cpu, default=None)
+
+
+def segment_memory(workdir: Path, cache: Path, counts: Sequence[int], *, seconds: float = 10.0) -> list[tuple[int, Usage]]:
+    """Our render of a call whose sides are ``k`` generated segments each, for each ``k``: FFmpeg's cost.
+
+    Every segment is an input of the one FFmpeg command, and FFmpeg opens and
+    starts decoding every input before the first frame is encoded, so its
+    memory grows with the number of segments, not with the call's length.
+    """
+    from services.compositor.graph import build_command
+    from services.compositor.layout import Clip, RenderSpec, SideSpec
+    from services.compositor.media import probe_video
+    from shared.assets import avatar_path
+    from shared.settings import load_settings
+
+    settings = load_settings({})
+    workdir.mkdir(parents=True, exist_ok=True)
+    clips = {side: media.side_video(side, "512x512", seconds, cache) for side in ("caller", "callee")}
+    info = {side: probe_video(path, settings) for side, path in clips.items()}
+    found = []
+    for count in counts:
+        call = media.conversation(seconds * count, cache)
+        sides = {}
+        for side, path in clips.items():
+            pieces = []
+            for index in range(count):
+                link = workdir / f"{side}-{index:03d}.mp4"  # one file per segment, as the compositor has
+                if not link.exists():
+                    link.symlink_to(path)
+                pieces.append(Clip(link, seconds * index, seconds * (index + 1), info[side]))
+            speech = call.caller_speech if side == "caller" else call.callee_speech
+            sides[side] = SideSpec(side, side, avatar_path(side), clips=tuple(pieces), speech=speech)
+        spec = RenderSpec(
+            recording=call.path, duration=seconds * count, caller=sides["caller"], callee=sides["callee"], workdir=workdir,
+            width=settings.panel_width, height=settings.panel_height, fps=settings.video_fps,
+            preset=settings.video_preset, crf=settings.video_crf, x264_params=settings.video_x264_params, font=None,
+        )
+        args = build_command(spec, workdir / "segments.mp4", binary=settings.ffmpeg_binary)
+        found.append((count, run_command([args[0], *QUIET, *args[1:]], log=workdir / "segments.log")))
+    return found
 

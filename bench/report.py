@@ -8,7 +8,7 @@ from typing import Sequence
 
 from bench.compare import Render, SplitComparison
 from bench.ingest_load import LoadResult, percentile
-from bench.measure import MB, StageResult, median_of
+from bench.measure import MB, StageResult, Usage, median_of
 from bench.pipeline import STAGE_ORDER, PipelineRun
 
 __all__ = ["Report", "table", "stage_table", "PIPELINE_STAGES", "STAGE_COLUMNS"]
@@ -94,6 +94,8 @@ class ComposeSection:
 class Report:
     header: list[str] = field(default_factory=list)
     compose: list[ComposeSection] = field(default_factory=list)
+    segments: list[tuple[int, Usage]] = field(default_factory=list)
+    segment_seconds: float = 10.0
     split: dict[float, SplitComparison] = field(default_factory=dict)
     pipeline: list[PipelineRun] = field(default_factory=list)
     repeat: int = 1
@@ -194,6 +196,24 @@ class Report:
                 out.append(table((*RENDER_COLUMNS, "rule"), rows))
         return out
 
+    def _segments(self) -> list[str]:
+        if not self.segments:
+            return []
+        rows = [[count, f"{count * self.segment_seconds:g} s", num(usage.cpu, 1), mb(usage.rss)] for count, usage in self.segments]
+        first, last = self.segments[0], self.segments[-1]
+        step = (last[1].rss - first[1].rss) / max(1, last[0] - first[0]) / MB
+        return [
+            "## Compose memory by segments",
+            "",
+            f"Our render of calls whose sides are *k* generated segments of {self.segment_seconds:g} s each (512×512): every segment is an "
+            "input of the one FFmpeg command, and FFmpeg opens and starts decoding every input before it encodes the "
+            f"first frame, so its memory grows by about **{step:.0f} MB per extra segment per side**, whatever the "
+            "call's length. A 10-minute call is 3 segments a side with fal-ai/stable-avatar (up to 5 minutes a job), "
+            "but 21 with fal-ai/infinitalk (28.8 s) or in GENERATION_MODE=speech (a segment per turn).",
+            "",
+            table(("segments per side", "call", "FFmpeg CPU s", "FFmpeg peak RSS MB"), rows),
+        ]
+
     def _download(self) -> list[str]:
         if not self.download:
             return []
@@ -282,7 +302,7 @@ class Report:
         parts += self._targets() + [""]
         if self.settings_note:
             parts += ["## Compositor defaults", "", self.settings_note, ""]
-        for section in (self._compose, self._split, self._pipeline, self._per_minute, self._download, self._webhook):
+        for section in (self._compose, self._segments, self._split, self._pipeline, self._per_minute, self._download, self._webhook):
             body = section()
             if body:
                 parts += body + [""]

@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compare-seconds", type=float, default=30, help="length of the side videos in the compose comparison")
     parser.add_argument("--sizes", default="512x512,1280x720", help="fal-like side video sizes for the compose comparison")
     parser.add_argument("--sweep-repeat", type=int, default=2, help="runs of each encoder setting in the sweep")
-    parser.add_argument("--download-mb", default="2,20,200,500", help="recording sizes for the download memory check (MB)")
+    parser.add_argument("--download-mb", default="2,20,200,400", help="recording sizes for the download memory check (MB)")
     parser.add_argument("--rate", type=float, default=100, help="webhook requests per second (fixed-rate load)")
     parser.add_argument("--rate-seconds", type=float, default=10, help="how long the fixed-rate load lasts")
     parser.add_argument("--burst", type=int, default=1000, help="requests in the closed-loop burst")
@@ -116,28 +116,34 @@ def _header(args: argparse.Namespace) -> list[str]:
     ]
 
 
-def run_compose(args: argparse.Namespace, workdir: Path, report: Report) -> None:
+def run_compose(args: argparse.Namespace, workdir: Path, report: Report, size: str) -> None:
     sweep = QUICK_SWEEP if args.quick else SWEEP
     default = compare.default_encoder()
-    for size in args.sizes:
-        say(f"compose: {size} inputs")
-        inputs = compare.compose_inputs(size, args.compare_seconds, args.cache)
-        folder = workdir / f"compose-{size}"
-        folder.mkdir(parents=True, exist_ok=True)
-        say(f"compose {size}: plan vs ours (default {default.label}), {args.repeat}×")
-        plan, shipped = compare.interleaved(
-            lambda: compare.render_plan(inputs, folder, 1),
-            lambda: compare.render_ours(inputs, folder, default, 1, overlays=True, measure_quality=False),
-            args.repeat,
-        )
-        bare = compare.render_ours(inputs, folder, default, args.repeat, overlays=False, measure_quality=True)
-        section = ComposeSection(size=size, seconds=args.compare_seconds, plan=plan, shipped=shipped, bare=bare)
-        for encoder in sweep:
-            say(f"compose {size}: sweep {encoder.label}")
-            section.sweep.append(compare.render_ours(inputs, folder, encoder, args.sweep_repeat, overlays=False, measure_quality=True))
-        section.choice = compare.choose(plan, section.sweep)
-        report.compose.append(section)
-        shutil.rmtree(folder, ignore_errors=True)
+    say(f"compose: {size} inputs")
+    inputs = compare.compose_inputs(size, args.compare_seconds, args.cache)
+    folder = workdir / f"compose-{size}"
+    folder.mkdir(parents=True, exist_ok=True)
+    say(f"compose {size}: plan vs ours (default {default.label}), {args.repeat}×")
+    plan, shipped = compare.interleaved(
+        lambda: compare.render_plan(inputs, folder, 1),
+        lambda: compare.render_ours(inputs, folder, default, 1, overlays=True, measure_quality=False),
+        args.repeat,
+    )
+    bare = compare.render_ours(inputs, folder, default, args.repeat, overlays=False, measure_quality=True)
+    result = ComposeSection(size=size, seconds=args.compare_seconds, plan=plan, shipped=shipped, bare=bare)
+    for encoder in sweep:
+        say(f"compose {size}: sweep {encoder.label}")
+        result.sweep.append(compare.render_ours(inputs, folder, encoder, args.sweep_repeat, overlays=False, measure_quality=True))
+    result.choice = compare.choose(plan, result.sweep)
+    report.compose.append(result)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_segments(args: argparse.Namespace, workdir: Path, report: Report) -> None:
+    counts = (1, 2) if args.quick else (1, 3, 6, 12)
+    say(f"compose: memory by segments per side ({', '.join(map(str, counts))})")
+    report.segment_seconds = 3 if args.quick else 10
+    report.segments = compare.segment_memory(workdir / "segments", args.cache, counts, seconds=report.segment_seconds)
 
 
 HISTORY = (
@@ -165,22 +171,21 @@ def settings_note(report: Report) -> str:
     return " ".join(lines) + "\n\n" + HISTORY
 
 
-def run_pipeline_section(args: argparse.Namespace, rig: Rig, report: Report) -> None:
+def run_pipeline_section(args: argparse.Namespace, rig: Rig, report: Report, minutes: float) -> None:
     longest = max(args.minutes) * 60
     base_seconds = min(60.0, longest)
     bases = {side: media.side_video(side, "512x512", base_seconds, args.cache) for side in ("caller", "callee")}
-    for minutes in args.minutes:
-        seconds = minutes * 60
-        call = media.conversation(seconds, args.cache)
-        videos = {side: media.looped(bases[side], seconds, args.cache) if seconds > base_seconds else bases[side] for side in bases}
-        runs = []
-        for index in range(args.repeat):
-            runs.append(run_pipeline(rig, call, videos, args.cache, progress=lambda s: say(f"pipeline {minutes:g} min, run {index + 1}: {s}")))
-        stages = {name: median_stage([r.stages[name] for r in runs]) for name in STAGE_ORDER if name in runs[0].stages}
-        run = PipelineRun(minutes=minutes, stages=stages)
-        report.pipeline.append(run)
-        wall, cpu = per_minute(run)
-        say(f"pipeline {minutes:g} min: {wall:.2f} s wall, {cpu:.2f} s CPU per call minute\n{stage_table(run)}")
+    seconds = minutes * 60
+    call = media.conversation(seconds, args.cache)
+    videos = {side: media.looped(bases[side], seconds, args.cache) if seconds > base_seconds else bases[side] for side in bases}
+    runs = []
+    for index in range(args.repeat):
+        runs.append(run_pipeline(rig, call, videos, args.cache, progress=lambda s: say(f"pipeline {minutes:g} min, run {index + 1}: {s}")))
+    stages = {name: median_stage([r.stages[name] for r in runs]) for name in STAGE_ORDER if name in runs[0].stages}
+    run = PipelineRun(minutes=minutes, stages=stages)
+    report.pipeline.append(run)
+    wall, cpu = per_minute(run)
+    say(f"pipeline {minutes:g} min: {wall:.2f} s wall, {cpu:.2f} s CPU per call minute\n{stage_table(run)}")
 
 
 def run_split(args: argparse.Namespace, workdir: Path, report: Report) -> None:
@@ -188,6 +193,11 @@ def run_split(args: argparse.Namespace, workdir: Path, report: Report) -> None:
         say(f"split: ours vs plan, {minutes:g} min")
         call = media.conversation(minutes * 60, args.cache)
         report.split[minutes] = compare.split_comparison(call.path, workdir / f"split-{minutes:g}", args.repeat)
+
+
+def run_download(args: argparse.Namespace, rig: Rig, report: Report) -> None:
+    say(f"download: {', '.join(f'{m:g} MB' for m in args.download_mb)}")
+    report.download = download_flatness(rig, [round(m * MB) for m in args.download_mb])
 
 
 def run_webhook(args: argparse.Namespace, workdir: Path, report: Report) -> None:
@@ -214,30 +224,52 @@ def run_webhook(args: argparse.Namespace, workdir: Path, report: Report) -> None
         bench.stop()
 
 
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(path.suffix + ".tmp")
+    partial.write_text(text)
+    partial.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server: one line per request otherwise
     args.cache.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="callreel-bench-"))
     report = Report(header=_header(args), repeat=args.repeat)
+    def section(name: str, run) -> None:
+        """Run one section; a failure is reported in the document, and the other sections still run.
+
+        The document is rewritten after every section, so a run stopped half-way keeps what it measured.
+        """
+        if name in args.skip:
+            return
+        try:
+            run()
+        except Exception as exc:  # a figure missing is better than a whole run lost
+            failed.append(name)
+            report.notes.append(f"section {name} failed: {type(exc).__name__}: {str(exc)[-500:]}")
+            say(f"{name} failed: {exc}")
+        if args.output:
+            write(args.output, report.markdown() + "\n_Partial: the run was still going when this was written._\n")
+
+    failed: list[str] = []
     try:
-        if "compose" not in args.skip:
-            run_compose(args, workdir, report)
+        for size in args.sizes:
+            section("compose", lambda: run_compose(args, workdir, report, size))
+        if report.compose:
             report.settings_note = settings_note(report)
-        if "split" not in args.skip:
-            run_split(args, workdir, report)
+        section("compose", lambda: run_segments(args, workdir, report))
+        section("split", lambda: run_split(args, workdir, report))
         if {"pipeline", "download"} - args.skip:
             rig = Rig(workdir)
             try:
-                if "pipeline" not in args.skip:
-                    run_pipeline_section(args, rig, report)
-                if "download" not in args.skip:
-                    say(f"download: {', '.join(f'{m:g} MB' for m in args.download_mb)}")
-                    report.download = download_flatness(rig, [round(m * MB) for m in args.download_mb])
+                for minutes in args.minutes:
+                    section("pipeline", lambda: run_pipeline_section(args, rig, report, minutes))
+                section("download", lambda: run_download(args, rig, report))
             finally:
                 rig.stop()
-        if "webhook" not in args.skip:
-            run_webhook(args, workdir, report)
+        section("webhook", lambda: run_webhook(args, workdir, report))
         report.notes.append(f"load average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -245,10 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     text = report.markdown()
     print(text)
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text)
+        write(args.output, text)
         say(f"written to {args.output}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

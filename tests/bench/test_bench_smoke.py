@@ -102,3 +102,10 @@ def test_split_webhook_download_and_targets_are_reported(quick_run):
     assert any(t.startswith("pipeline < 8 s per minute") for t in targets)
     assert "every worker < 300 MB peak RSS incl. FFmpeg" in targets
     assert any(t.startswith("webhook p99 < 50 ms") for t in targets)
+
+
+def test_compose_memory_is_measured_by_segment_count(quick_run):
+    (segments,) = tables(quick_run[1])["Compose memory by segments"]
+    assert segments[0] == ["segments per side", "call", "FFmpeg CPU s", "FFmpeg peak RSS MB"]
+    counts = [int(row[0]) for row in segments[1:]]
+    assert counts == [1, 2] and all(number(row[3]) > 20 for row in segments[1:])
