@@ -19,9 +19,9 @@ in the source the quality is measured against.
 Quality: SSIM and PSNR (FFmpeg's own ``ssim``/``psnr`` filters, on yuv420p)
 of each output against the source panels scaled with lanczos to that output's
 own geometry: the plan stretches each source to 640×480; ours fits it inside
-640×480 keeping its shape (512×512 → 480×480, 1280×720 → 640×360) and pads the
-rest. Only the picture area is compared, so ours gets no credit for its black
-bars. Sizes are the video streams' bytes (ours also carries ~96 kb/s of audio).
+640×480 keeping its shape (512×512 → 480×480, 1280×720 → 640×360) and, the two
+sources sharing that shape, makes the panels that size (no bars to pad). Only
+the picture area is compared. Sizes are the video streams' bytes (ours also carries ~96 kb/s of audio).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ __all__ = [
 ]
 
 PLAN_GRAPH = "[0:v]scale=640:480[left];[1:v]scale=640:480[right];[left][right]hstack=inputs=2[v]"
+PLAN_PANEL = (640, 480)  # the plan stretches each side to this
 PLAN_OUTPUT = ["-map", "[v]", "-c:v", "libx264", "-preset", "medium", "-crf", "23", "-pix_fmt", "yuv420p"]
 QUIET = ["-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
 
@@ -170,11 +171,9 @@ def plan_command(inputs: ComposeInputs, output: Path) -> list[str]:
     return ["ffmpeg", *QUIET, "-i", str(inputs.caller), "-i", str(inputs.callee), "-filter_complex", PLAN_GRAPH, *PLAN_OUTPUT, str(output)]
 
 
-def our_command(inputs: ComposeInputs, output: Path, workdir: Path, encoder: Encoder, *, overlays: bool) -> list[str]:
-    """Our graph for the two side videos (one segment each) and the call's audio, via the compositor's own code."""
-    from services.compositor.graph import build_command
-    from services.compositor.layout import Clip, RenderSpec, SideSpec
-    from services.compositor.media import probe_video, resolve_font
+def _our_sides(inputs: ComposeInputs, *, overlays: bool):
+    from services.compositor.layout import Clip, SideSpec
+    from services.compositor.media import probe_video
     from shared.assets import avatar_path
     from shared.settings import load_settings
 
@@ -185,23 +184,33 @@ def our_command(inputs: ComposeInputs, output: Path, workdir: Path, encoder: Enc
         clip = Clip(path=path, start=0.0, end=inputs.seconds, info=probe_video(path, settings))
         label = settings.caller_label if side == "caller" else settings.callee_label
         sides[side] = SideSpec(side, label, avatar_path(side), clips=(clip,), speech=speech[side] if overlays else ())
+    return sides["caller"], sides["callee"]
+
+
+def our_command(inputs: ComposeInputs, output: Path, workdir: Path, encoder: Encoder, *, overlays: bool) -> list[str]:
+    """Our graph for the two side videos (one segment each) and the call's audio, via the compositor's own code."""
+    from services.compositor.composer import render_spec
+    from services.compositor.graph import build_command
+    from services.compositor.media import resolve_font
+    from shared.settings import load_settings
+
+    settings = load_settings({})
+    caller, callee = _our_sides(inputs, overlays=overlays)
     workdir.mkdir(parents=True, exist_ok=True)
-    spec = RenderSpec(
-        recording=inputs.call.path,
-        duration=inputs.seconds,
-        caller=sides["caller"],
-        callee=sides["callee"],
-        workdir=workdir,
-        width=settings.panel_width,
-        height=settings.panel_height,
-        fps=settings.video_fps,
-        preset=encoder.preset,
-        crf=encoder.crf,
-        x264_params=encoder.params,
-        font=resolve_font(settings) if overlays else None,
-    )
+    font = resolve_font(settings) if overlays else None
+    spec = render_spec(settings, inputs.call.path, inputs.seconds, caller, callee, workdir, font=font)
+    spec = replace(spec, preset=encoder.preset, crf=encoder.crf, x264_params=encoder.params)
     args = build_command(spec, output, binary=settings.ffmpeg_binary)
     return [args[0], *QUIET, *args[1:]]
+
+
+def our_panel(inputs: ComposeInputs) -> tuple[int, int]:
+    """The panel size the compositor picks for these side videos."""
+    from services.compositor.layout import panel_size
+    from shared.settings import load_settings
+
+    settings = load_settings({})
+    return panel_size(_our_sides(inputs, overlays=False), settings.panel_width, settings.panel_height)
 
 
 def default_encoder() -> Encoder:
@@ -220,17 +229,16 @@ def video_bytes(path: Path) -> int:
     return sum(int(line) for line in out.split() if line.strip().isdigit())
 
 
-def _geometry(source: Path, fitted: bool) -> tuple[int, int, int, int]:
-    """(width, height, x, y) of one source's picture inside its 640×480 panel."""
+def _geometry(source: Path, panel: tuple[int, int], fitted: bool) -> tuple[int, int, int, int]:
+    """(width, height, x, y) of one source's picture inside its panel."""
     from services.compositor.layout import fit
     from services.compositor.media import probe_video
     from shared.settings import load_settings
 
-    settings = load_settings({})
-    pw, ph = settings.panel_width, settings.panel_height
+    pw, ph = panel
     if not fitted:
         return pw, ph, 0, 0
-    info = probe_video(source, settings)
+    info = probe_video(source, load_settings({}))
     w, h = fit(info.width, info.height, pw, ph)
     return w, h, (pw - w) // 2 // 2 * 2, (ph - h) // 2 // 2 * 2
 
@@ -239,10 +247,10 @@ _SSIM = re.compile(r"SSIM .*All:([0-9.]+)")
 _PSNR = re.compile(r"PSNR .*average:([0-9.]+|inf)")
 
 
-def quality(output: Path, inputs: ComposeInputs, *, fitted: bool) -> Quality:
-    """SSIM and PSNR of ``output``'s picture areas against the lanczos-scaled sources."""
-    (lw, lh, lx, ly), (rw, rh, rx, ry) = _geometry(inputs.caller, fitted), _geometry(inputs.callee, fitted)
-    panel_w = 640
+def quality(output: Path, inputs: ComposeInputs, *, panel: tuple[int, int], fitted: bool) -> Quality:
+    """SSIM and PSNR of ``output``'s picture areas (panels of ``panel`` size) against the lanczos-scaled sources."""
+    (lw, lh, lx, ly), (rw, rh, rx, ry) = _geometry(inputs.caller, panel, fitted), _geometry(inputs.callee, panel, fitted)
+    panel_w = panel[0]
     graph = ";".join(
         [
             f"[1:v]scale={lw}:{lh}:flags=lanczos,setsar=1,format=yuv420p[rl]",
@@ -275,7 +283,7 @@ def _render(name: str, command: Callable[[Path], list[str]], output: Path, repea
 def render_plan(inputs: ComposeInputs, workdir: Path, repeat: int) -> Render:
     output = workdir / f"plan-{inputs.size}.mp4"
     render = _render("plan (medium, crf 23)", lambda out: plan_command(inputs, out), output, repeat, workdir / "plan.log")
-    render.quality = quality(output, inputs, fitted=False)
+    render.quality = quality(output, inputs, panel=PLAN_PANEL, fitted=False)
     return render
 
 
@@ -289,7 +297,7 @@ def render_ours(inputs: ComposeInputs, workdir: Path, encoder: Encoder, repeat: 
     )
     render.encoder = encoder
     if measure_quality:
-        render.quality = quality(output, inputs, fitted=True)
+        render.quality = quality(output, inputs, panel=our_panel(inputs), fitted=True)
     return render
 
 
@@ -327,8 +335,9 @@ def segment_memory(workdir: Path, cache: Path, counts: Sequence[int], *, seconds
     starts decoding every input before the first frame is encoded, so its
     memory grows with the number of segments, not with the call's length.
     """
+    from services.compositor.composer import render_spec
     from services.compositor.graph import build_command
-    from services.compositor.layout import Clip, RenderSpec, SideSpec
+    from services.compositor.layout import Clip, SideSpec
     from services.compositor.media import probe_video
     from shared.assets import avatar_path
     from shared.settings import load_settings
@@ -350,11 +359,7 @@ def segment_memory(workdir: Path, cache: Path, counts: Sequence[int], *, seconds
                 pieces.append(Clip(link, seconds * index, seconds * (index + 1), info[side]))
             speech = call.caller_speech if side == "caller" else call.callee_speech
             sides[side] = SideSpec(side, side, avatar_path(side), clips=tuple(pieces), speech=speech)
-        spec = RenderSpec(
-            recording=call.path, duration=seconds * count, caller=sides["caller"], callee=sides["callee"], workdir=workdir,
-            width=settings.panel_width, height=settings.panel_height, fps=settings.video_fps,
-            preset=settings.video_preset, crf=settings.video_crf, x264_params=settings.video_x264_params, font=None,
-        )
+        spec = render_spec(settings, call.path, seconds * count, sides["caller"], sides["callee"], workdir, font=None)
         args = build_command(spec, workdir / "segments.mp4", binary=settings.ffmpeg_binary)
         found.append((count, run_command([args[0], *QUIET, *args[1:]], log=workdir / "segments.log")))
     return found

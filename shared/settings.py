@@ -112,8 +112,8 @@ class Settings:
     caller_avatar_url: str = env("CALLER_AVATAR_URL", "", "Avatar image for the caller. Empty: the shipped default.", group="generation")
     callee_avatar_url: str = env("CALLEE_AVATAR_URL", "", "Avatar image for the callee. Empty: the shipped default.", group="generation")
     # -- compositor ---------------------------------------------------------
-    panel_width: int = env("PANEL_WIDTH", 640, "Width of each side's panel.", group="compositor", minimum=16)
-    panel_height: int = env("PANEL_HEIGHT", 480, "Height of each side's panel.", group="compositor", minimum=16)
+    panel_width: int = env("PANEL_WIDTH", 640, "Width of the box each side's panel fits in (panels take the side videos' shape when they share one).", group="compositor", minimum=16)
+    panel_height: int = env("PANEL_HEIGHT", 480, "Height of the box each side's panel fits in.", group="compositor", minimum=16)
     video_fps: int = env("VIDEO_FPS", 25, "Frame rate of the final video.", group="compositor", minimum=1)
     caller_label: str = env("CALLER_LABEL", "AI agent", "Label drawn on the caller's panel.", group="compositor")
     callee_label: str = env("CALLEE_LABEL", "Customer", "Label drawn on the callee's panel.", group="compositor")

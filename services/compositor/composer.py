@@ -39,11 +39,11 @@ from shared.settings import Settings
 from shared.storage import ObjectNotFound, Storage
 
 from .graph import build_command
-from .layout import Clip, RenderSpec, SideSpec
+from .layout import Clip, RenderSpec, SideSpec, panel_size
 from .media import MediaError, detect_speech, probe_duration, probe_video, resolve_font
 from .runner import FFmpegError, run_ffmpeg
 
-__all__ = ["Outcome", "compose_call", "side_video_urls"]
+__all__ = ["Outcome", "compose_call", "render_spec", "side_video_urls"]
 
 log = logging.getLogger("callreel.compositor")
 
@@ -92,20 +92,7 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
     reasons: list[str] = []
     used: dict[str, list[str]] = {}  # side -> the segment video keys its panel shows
     sides = {side: _side_spec(call, side, settings, storage, workdir, recording, duration, reasons, used) for side in ("caller", "callee")}
-    spec = RenderSpec(
-        recording=recording,
-        duration=duration,
-        caller=sides["caller"],
-        callee=sides["callee"],
-        workdir=workdir,
-        width=settings.panel_width,
-        height=settings.panel_height,
-        fps=settings.video_fps,
-        preset=settings.video_preset,
-        crf=settings.video_crf,
-        x264_params=settings.video_x264_params,
-        font=resolve_font(settings),
-    )
+    spec = render_spec(settings, recording, duration, sides["caller"], sides["callee"], workdir, font=resolve_font(settings))
     output = workdir / "final.mp4"
     try:
         run_ffmpeg(
@@ -134,6 +121,27 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
 
 # How far the rendered video's length may be from the call's before it counts as a failed stitch.
 LENGTH_TOLERANCE = 1.0
+
+
+def render_spec(
+    settings: Settings, recording: Path, duration: float, caller: SideSpec, callee: SideSpec, workdir: Path, *, font: Path | None
+) -> RenderSpec:
+    """What the compositor renders for these two sides with these settings (the benchmark renders the same)."""
+    width, height = panel_size((caller, callee), settings.panel_width, settings.panel_height)
+    return RenderSpec(
+        recording=recording,
+        duration=duration,
+        caller=caller,
+        callee=callee,
+        workdir=workdir,
+        width=width,
+        height=height,
+        fps=settings.video_fps,
+        preset=settings.video_preset,
+        crf=settings.video_crf,
+        x264_params=settings.video_x264_params,
+        font=font,
+    )
 
 
 def _check_output(path: Path, duration: float, settings: Settings) -> None:

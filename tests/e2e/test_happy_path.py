@@ -38,7 +38,7 @@ def test_a_signed_webhook_becomes_a_two_panel_video_with_the_calls_audio(pipelin
     recording = tmp_path / "recording.mp3"
     recording.write_bytes(sent.body)
     facts = video_facts(video)
-    assert (facts.width, facts.height) == (2 * 320, 240)
+    assert (facts.width, facts.height) == (2 * 240, 240)  # the fake fal's square video: square 240×240 panels in the 320×240 box
     assert (facts.video_codec, facts.pixel_format, facts.audio_codec, facts.audio_channels) == ("h264", "yuv420p", "aac", 2)
     assert abs(facts.duration - seconds) < 0.25, facts
     for half in ("left", "right"):

@@ -2,7 +2,10 @@
 
 import pytest
 
-from services.compositor.layout import Piece, enable_expr, fit, speaking, timeline, total_frames
+from pathlib import Path
+
+from services.compositor.layout import Clip, Piece, SideSpec, enable_expr, fit, panel_size, speaking, timeline, total_frames
+from services.compositor.media import VideoInfo
 from services.compositor.panel import scale_flags
 
 
@@ -22,6 +25,27 @@ def test_fit_keeps_the_shape_inside_the_panel(source, box, expected):
     assert (width, height) == expected
     assert width % 2 == 0 and height % 2 == 0
     assert width <= box[0] and height <= box[1]
+
+
+def _side(name: str, *sizes: tuple[int, int]) -> SideSpec:
+    clips = tuple(
+        Clip(Path(f"{name}-{i}.mp4"), i * 10.0, i * 10.0 + 5, VideoInfo(width=w, height=h, fps=25.0, duration=5.0)) for i, (w, h) in enumerate(sizes)
+    )
+    return SideSpec(name, name, None, clips=clips)
+
+
+@pytest.mark.parametrize(
+    "caller, callee, expected",
+    [
+        ([(512, 512)], [(512, 512), (1024, 1024)], (480, 480)),  # one shape everywhere: panels of that shape
+        ([(1280, 720)], [], (640, 360)),  # a local side takes the generated side's shape
+        ([(512, 512)], [(1280, 720)], (640, 480)),  # mixed shapes: the box
+        ([], [], (640, 480)),  # local panels only: the box
+        ([(1000, 3)], [(1000, 3)], (640, 480)),  # a sliver: the box, not a 2-pixel-high video
+    ],
+)
+def test_panels_take_the_side_videos_shape_when_they_share_one(caller, callee, expected):
+    assert panel_size((_side("caller", *caller), _side("callee", *callee)), 640, 480) == expected
 
 
 def test_timeline_lays_clips_at_their_start_with_idle_between():

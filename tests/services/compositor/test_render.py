@@ -19,7 +19,15 @@ from tests.support.media import frame_at, near, pcm, probe
 RED, BLUE, GREEN, YELLOW = (255, 0, 0), (0, 0, 255), (0, 128, 0), (255, 255, 0)
 CALLER_FACE, CALLEE_FACE = (235, 200, 170), (200, 150, 120)  # the shipped avatars' centre
 HIGHLIGHT = (34, 197, 94)  # 0x22c55e
-LEFT, RIGHT = (320, 240), (960, 240)  # panel centres
+
+
+def left(frame) -> tuple[int, int]:
+    """The centre of the caller's panel (panels are 640×480, or the side videos' shape when they share one)."""
+    return frame.width // 4, frame.height // 2
+
+
+def right(frame) -> tuple[int, int]:
+    return 3 * frame.width // 4, frame.height // 2
 
 
 def compose(call, storage):
@@ -68,7 +76,7 @@ def test_two_generated_sides_side_by_side_with_the_calls_audio(calls, s3, tmp_pa
     video = fetch_video(s3, call.id, tmp_path / "out.mp4")
     info = probe(video)
     v, a = streams(info, "video"), streams(info, "audio")
-    assert (v["width"], v["height"]) == (1280, 480)
+    assert (v["width"], v["height"]) == (960, 480)  # two 480×480 panels: the 512×512 sources' shape
     assert (v["codec_name"], v["pix_fmt"]) == ("h264", "yuv420p")
     assert int(v["nb_frames"]) == 100 and v["avg_frame_rate"] == "25/1"
     assert (a["codec_name"], a["channels"]) == ("aac", 2)
@@ -81,8 +89,8 @@ def test_two_generated_sides_side_by_side_with_the_calls_audio(calls, s3, tmp_pa
     assert boxes.index("moov") < boxes.index("mdat")  # +faststart: plays while downloading
     for t in (0.2, 2.0, 3.9):
         frame = frame_at(video, t)
-        assert near(frame.pixel(*LEFT), RED), (t, frame.pixel(*LEFT))
-        assert near(frame.pixel(*RIGHT), BLUE), (t, frame.pixel(*RIGHT))
+        assert near(frame.pixel(*left(frame)), RED), (t, frame.pixel(*left(frame)))
+        assert near(frame.pixel(*right(frame)), BLUE), (t, frame.pixel(*right(frame)))
     assert list(tmp_dir.iterdir()) == []
 
 
@@ -99,13 +107,29 @@ def test_inputs_of_other_sizes_rates_and_lengths_are_fitted_held_and_trimmed(cal
     v = streams(probe(video), "video")
     assert (v["width"], v["height"], int(v["nb_frames"])) == (1280, 480, 100)
     late = frame_at(video, 3.5)
-    assert near(late.pixel(*LEFT), RED)  # held after the clip ended
+    assert near(late.pixel(*left(late)), RED)  # held after the clip ended
     assert near(late.pixel(20, 400), RED)  # 4:3 fills the panel: no bars
-    assert near(late.pixel(*RIGHT), BLUE)
+    assert near(late.pixel(*right(late)), BLUE)
     # 9:16 in a 4:3 panel: 270 px wide, centred, black bars either side; never stretched.
     assert near(late.pixel(640 + 100, 240), (0, 0, 0), 24)
     assert near(late.pixel(640 + 540, 240), (0, 0, 0), 24)
     assert near(late.pixel(640 + 200, 240), BLUE)
+
+
+def test_square_side_videos_get_square_panels_with_no_bars(calls, s3, tmp_path):
+    call = calls.call(caller_state="generated", callee_state="generated")
+    calls.segment(call, "caller", 0, 0.0, 4.0, calls.video("red-square", "red", size="512x512", duration=4.0))
+    calls.segment(call, "callee", 0, 0.0, 4.0, calls.video("blue-square", "blue", size="512x512", duration=4.0))
+
+    assert compose(call, s3).status == "completed"
+
+    video = fetch_video(s3, call.id, tmp_path / "out.mp4")
+    v = streams(probe(video), "video")
+    assert (v["width"], v["height"], int(v["nb_frames"])) == (960, 480, 100)
+    frame = frame_at(video, 2.0)
+    # Every column of each panel is picture: left edge, seam, right edge.
+    for x, colour in ((12, RED), (468, RED), (492, BLUE), (948, BLUE)):
+        assert near(frame.pixel(x, 300), colour), (x, frame.pixel(x, 300))
 
 
 def test_segments_play_at_their_start_times_with_the_idle_avatar_between(calls, s3, tmp_path):
@@ -120,8 +144,10 @@ def test_segments_play_at_their_start_times_with_the_idle_avatar_between(calls, 
     video = fetch_video(s3, call.id, tmp_path / "out.mp4")
     expected = {0.2: CALLEE_FACE, 1.0: GREEN, 2.0: CALLEE_FACE, 3.0: YELLOW, 3.8: CALLEE_FACE}
     for t, colour in expected.items():
-        assert near(frame_at(video, t).pixel(*RIGHT), colour), (t, frame_at(video, t).pixel(*RIGHT))
-    assert near(frame_at(video, 1.0).pixel(*LEFT), CALLER_FACE)  # the caller's local panel
+        frame = frame_at(video, t)
+        assert near(frame.pixel(*right(frame)), colour), (t, frame.pixel(*right(frame)))
+    frame = frame_at(video, 1.0)
+    assert near(frame.pixel(*left(frame)), CALLER_FACE)  # the caller's local panel
 
 
 def test_local_panels_move_with_their_own_audio_and_light_up_the_speaker(calls, s3, tmp_path):
@@ -143,7 +169,7 @@ def test_local_panels_move_with_their_own_audio_and_light_up_the_speaker(calls, 
     assert waving(callee_talks) < 50  # …and flat while the caller is silent
     assert near(caller_talks.pixel(2, 240), HIGHLIGHT) and not near(callee_talks.pixel(2, 240), HIGHLIGHT)
     assert near(callee_talks.pixel(1278, 240), HIGHLIGHT) and not near(caller_talks.pixel(1278, 240), HIGHLIGHT)
-    assert near(caller_talks.pixel(*LEFT), CALLER_FACE) and near(caller_talks.pixel(*RIGHT), CALLEE_FACE)
+    assert near(caller_talks.pixel(*left(caller_talks)), CALLER_FACE) and near(caller_talks.pixel(*right(caller_talks)), CALLEE_FACE)
 
 
 def test_labels_are_drawn_with_the_configured_font(calls, s3, tmp_path, settings_env):
@@ -185,8 +211,8 @@ def test_a_corrupt_side_video_falls_back_to_the_local_panel_and_the_call_is_part
     assert "caller video unusable" in outcome.error and "segment 0 video is corrupt" in outcome.error
     assert outcome.side_urls["caller"] is None and outcome.side_urls["callee"]
     frame = frame_at(fetch_video(s3, call.id, tmp_path / "out.mp4"), 1.0)
-    assert near(frame.pixel(*LEFT), CALLER_FACE)  # local panel, not the broken video
-    assert near(frame.pixel(*RIGHT), BLUE)
+    assert near(frame.pixel(*left(frame)), CALLER_FACE)  # local panel, not the broken video
+    assert near(frame.pixel(*right(frame)), BLUE)
     assert list(tmp_dir.iterdir()) == []
 
 
@@ -199,7 +225,7 @@ def test_a_failed_side_gets_a_local_panel_with_the_generation_error(calls, s3, t
     assert outcome.status == "partial"
     assert outcome.error == "caller video generation failed: fal job timed out twice"
     frame = frame_at(fetch_video(s3, call.id, tmp_path / "out.mp4"), 1.0)
-    assert near(frame.pixel(*LEFT), CALLER_FACE) and near(frame.pixel(*RIGHT), BLUE)
+    assert near(frame.pixel(*left(frame)), CALLER_FACE) and near(frame.pixel(*right(frame)), BLUE)
 
 
 def test_missing_side_audio_uses_that_sides_channel_of_the_recording(calls, s3, tmp_path):
