@@ -11,7 +11,7 @@ from shared.runtime import boot
 
 broker = boot("audio")
 
-from shared import keys, progress  # noqa: E402  (actors bind to the broker boot() set up)
+from shared import janitor, keys, progress  # noqa: E402  (actors bind to the broker boot() set up)
 from shared.contracts import GENERATE_SIDE, SPLIT_CHANNELS, actor, send  # noqa: E402
 from shared.models import SIDES, Stage  # noqa: E402
 from shared.progress import PermanentError  # noqa: E402
@@ -25,13 +25,17 @@ __all__ = ["split_channels"]
 # Dramatiq's limit for one message: the split and the segment cuts each have
 # SPLIT_TIMEOUT of their own (enforced on FFmpeg), plus time for the transfers.
 TRANSFER_ALLOWANCE = 1800
+TIME_LIMIT = 2 * get_settings().split_timeout + TRANSFER_ALLOWANCE  # seconds
+
+# Folders of splits whose worker was killed: no message can still be using one older than TIME_LIMIT.
+janitor.remove_stale(get_settings().tmp_dir, "audio", TIME_LIMIT)
 
 
 @actor(
     SPLIT_CHANNELS,
     max_retries=2,
     throws=(PermanentError,),
-    time_limit=(2 * get_settings().split_timeout + TRANSFER_ALLOWANCE) * 1000,
+    time_limit=TIME_LIMIT * 1000,
 )
 def split_channels(call_id: str) -> None:
     """Split a call's recording per side, measure each side's speech, hand both sides to generation."""

@@ -16,7 +16,7 @@ broker = boot("compositor")
 import logging  # noqa: E402
 from typing import Any  # noqa: E402
 
-from shared import keys, progress  # noqa: E402  (actors bind to the broker boot() set up)
+from shared import janitor, keys, progress  # noqa: E402  (actors bind to the broker boot() set up)
 from shared.contracts import COMPOSE, actor, on_give_up, send  # noqa: E402
 from shared.locks import exclusive  # noqa: E402
 from shared.models import Call, Segment, SegmentState, Stage, VideoStatus, utcnow  # noqa: E402
@@ -36,6 +36,10 @@ log = logging.getLogger("callreel.compositor")
 TRANSFER_ALLOWANCE = 900
 #: A duplicate delivery of a compose in progress elsewhere (see shared/locks.py) looks again after this long.
 BUSY_RECHECK_MS = 10_000
+TIME_LIMIT = get_settings().compose_timeout + TRANSFER_ALLOWANCE  # seconds
+
+# Folders of composes whose worker was killed: no message can still be using one older than TIME_LIMIT.
+janitor.remove_stale(get_settings().tmp_dir, "compose", TIME_LIMIT)
 
 
 @actor(
@@ -43,7 +47,7 @@ BUSY_RECHECK_MS = 10_000
     max_retries=3,
     min_backoff=15_000,
     throws=(PermanentError,),
-    time_limit=(get_settings().compose_timeout + TRANSFER_ALLOWANCE) * 1000,
+    time_limit=TIME_LIMIT * 1000,
 )
 def compose(call_id: str, rerender: bool = False) -> None:
     """Render the call's split-screen video, record the outcome, tell the host application."""

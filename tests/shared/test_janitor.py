@@ -1,0 +1,74 @@
+"""Temp folders left by killed workers: removed at worker start, and only when no message can own them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.janitor import remove_stale
+
+HOUR = 3600
+
+
+def _folder(root: Path, name: str, age: float) -> Path:
+    path = root / name
+    path.mkdir()
+    (path / "final.mp4").write_bytes(b"x" * 1000)
+    stamp = time.time() - age
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_only_old_folders_of_the_stage_go(tmp_path):
+    old = _folder(tmp_path, "compose-CAold-abc", 2 * HOUR)
+    fresh = _folder(tmp_path, "compose-CAfresh-def", 60)  # a compose still running
+    other = _folder(tmp_path, "audio-CAold-ghi", 2 * HOUR)  # another stage's: its own worker decides
+    stray = tmp_path / "compose-notes.txt"
+    stray.write_text("not a folder")
+    os.utime(stray, (0, 0))
+
+    assert remove_stale(tmp_path, "compose", HOUR) == [old]
+
+    assert not old.exists()
+    assert fresh.exists() and other.exists() and stray.exists()
+
+
+def test_a_symlinked_folder_is_not_followed(tmp_path):
+    target = _folder(tmp_path, "keep", 2 * HOUR)
+    link = tmp_path / "compose-CAlink-abc"
+    link.symlink_to(target)
+    os.utime(link, (0, 0), follow_symlinks=False)
+
+    assert remove_stale(tmp_path, "compose", HOUR) == []
+    assert (target / "final.mp4").exists()
+
+
+def test_a_missing_tmp_dir_is_nothing_to_do(tmp_path):
+    assert remove_stale(tmp_path / "nowhere", "compose", HOUR) == []
+
+
+@pytest.mark.parametrize("module, prefix, limit_var", [("services.compositor.actors", "compose", "COMPOSE_TIMEOUT"), ("services.audio.actors", "audio", "SPLIT_TIMEOUT")])
+def test_a_worker_clears_its_stages_leftovers_as_it_starts(tmp_path, module, prefix, limit_var):
+    tmp_dir = tmp_path / "tmp"
+    # Older than the stage's time limit (timeout 60 s + the transfer allowance, under 2 hours either way).
+    left = _folder(tmp_dir, f"{prefix}-CA0123456789abcdef0123456789abcdef-x1", 3 * HOUR)
+    live = _folder(tmp_dir, f"{prefix}-CAfedcba9876543210fedcba9876543210-x2", 10 * 60)
+    env = {
+        "PATH": os.environ["PATH"],
+        "TMP_DIR": str(tmp_dir),
+        "CALLREEL_DATA_DIR": str(tmp_path / "data"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'worker.db'}",
+        "BROKER_URL": "memory://",
+        limit_var: "60",
+    }
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], env=env, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stderr
+    assert not left.exists()
+    assert live.exists()
+    assert "left by a killed worker" in done.stderr
