@@ -75,9 +75,12 @@ def retry_call(call_id: str, *, force: bool = False) -> str:
         for side in retried_sides:
             updates[getattr(Call, f"{side}_state")] = SideState.PENDING
             updates[getattr(Call, f"{side}_error")] = None
+        retried = (Segment.call_id == call_id) & Segment.side.in_(retried_sides)
         Segment.update(
             {Segment.state: SegmentState.PENDING, Segment.attempts: 0, Segment.error: None, Segment.fal_request_id: None}
-        ).where((Segment.call_id == call_id) & (Segment.state != SegmentState.COMPLETED) & (Segment.side.in_(retried_sides))).execute()
+        ).where(retried & Segment.state.not_in((SegmentState.COMPLETED, SegmentState.SUBMITTED))).execute()
+        # A job still at fal (its poll messages were lost) is followed again, not abandoned and paid for
+        # twice: generation polls it, collects its video, or cancels it at fal once its time is up.
     # The row is reset before the message is sent, so the worker that takes
     # it finds the call ready; if the send fails, the call ends as it was, with
     # its original reason, rather than waiting for a message that never comes.

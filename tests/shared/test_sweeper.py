@@ -78,7 +78,7 @@ def test_a_stuck_call_is_re_enqueued_from_its_first_unfinished_stage_then_failed
     assert Call.get_by_id(cid).sweep_count == 0
 
 
-def test_generation_retry_resubmits_only_unfinished_segments(broker):
+def test_generation_retry_resubmits_failed_segments_and_follows_live_jobs(broker):
     now = utcnow()
     cid = stale(
         1, video_status=VideoStatus.GENERATING, stage=Stage.GENERATION, ingest_finished_at=now, audio_finished_at=now,
@@ -86,10 +86,15 @@ def test_generation_retry_resubmits_only_unfinished_segments(broker):
     )
     Segment.create(call_id=cid, side="caller", index=0, start=0, end=4, state=SegmentState.COMPLETED, video_key="v")
     lost = Segment.create(call_id=cid, side="callee", index=0, start=0, end=4, state=SegmentState.SUBMITTED, fal_request_id="r1", attempts=1)
+    failed = Segment.create(call_id=cid, side="callee", index=1, start=4, end=8, state=SegmentState.FAILED, error="boom", attempts=3)
     Segment.update(updated_at=now - HOUR).execute()
     [swept] = sweep()
     assert swept.action == "retried" and "generation" in swept.detail
-    assert Segment.get_by_id(lost.id).state == SegmentState.PENDING
+    # The job at fal is kept (generation polls it again); the failed segment starts over.
+    lost = Segment.get_by_id(lost.id)
+    assert (lost.state, lost.fal_request_id, lost.attempts) == (SegmentState.SUBMITTED, "r1", 1)
+    failed = Segment.get_by_id(failed.id)
+    assert (failed.state, failed.fal_request_id, failed.attempts, failed.error) == (SegmentState.PENDING, None, 0, None)
     assert Call.get_by_id(cid).callee_state == SideState.PENDING
     assert sorted(kw["side"] for _, kw in drain(broker, "generation")) == ["callee", "caller"]
 

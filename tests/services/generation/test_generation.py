@@ -6,9 +6,10 @@ import pytest
 
 from shared import keys
 from shared.fal_models import model_for
-from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
+from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 from shared.segments import plan_segments
 from tests.services.generation.conftest import FAL_KEY
+from tests.support.dramatiq_worker import wait_until
 from tests.support.fake_fal import Behaviour
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
@@ -192,3 +193,34 @@ def test_cache_hit_sends_nothing(generation):
     assert call.caller_state == SideState.GENERATED
     assert call.caller_video_url == generation.storage.object_url(cached.video_key)
     assert call.fal_job_id == segments_of(again, "callee")[0].fal_request_id
+
+
+def test_a_retried_call_follows_the_job_already_at_fal(generation, monkeypatch):
+    """Poll messages lost (a purged queue): the sweeper's retry picks the running job up again, no second job."""
+    import dramatiq
+
+    from shared.retry import retry_call
+
+    fake = generation.fake
+    call_id = generation.add_call(caller=None, callee=[(0.0, 30.0)])
+    fake.script(f"{call_id}-callee-000", [Behaviour(queued_polls=0, running_polls=15)])
+    first = generation.worker()
+    generation.generate(call_id)
+    wait_until(lambda: segments_of(call_id, "callee")[0].fal_request_id is not None, timeout=30, describe=lambda: generation.describe(call_id))
+    first.stop()
+    generation.broker.flush_all()  # the delayed polls are gone: the call would sit until the sweeper comes
+    [job] = fake.accepted()
+    assert job.finished_at is None  # still running at fal
+
+    done = utcnow()  # the stages before generation finished, as the audio stage leaves them
+    Call.update(ingest_finished_at=done, audio_finished_at=done).where(Call.id == call_id).execute()
+    monkeypatch.setattr(dramatiq, "get_broker", lambda: generation.broker)
+    assert retry_call(call_id, force=True) == Stage.GENERATION
+    generation.worker()
+    call = generation.composed(call_id)
+
+    assert len(fake.accepted()) == 1 and fake.cancels == []
+    segment = segments_of(call_id, "callee")[0]
+    assert segment.state == SegmentState.COMPLETED and segment.fal_request_id == job.request_id and segment.attempts == 1
+    assert generation.object_bytes(segment.video_key) == fake.video
+    assert call.callee_state == SideState.GENERATED and call.stage == Stage.COMPOSITOR
