@@ -86,6 +86,8 @@ class Settings:
     download_timeout: int = env("DOWNLOAD_TIMEOUT", 30, "Connect/read timeout in seconds for recording downloads.", group="ingest", minimum=1)
     recording_max_bytes: int = env("RECORDING_MAX_BYTES", 500_000_000, "Largest recording accepted, in bytes.", group="ingest", minimum=1)
     api_token: str = env("CALLREEL_API_TOKEN", "", "Bearer token for the status API and operator page.", group="ingest", secret=True)
+    auth_max_failures: int = env("AUTH_MAX_FAILURES", 10, "Wrong API tokens (bearer or login form) one address may send per AUTH_FAILURE_WINDOW before it gets 429.", group="ingest", minimum=1)
+    auth_failure_window: int = env("AUTH_FAILURE_WINDOW", 300, "Seconds over which wrong API tokens are counted.", group="ingest", minimum=1)
     operator_session_max_age: int = env("OPERATOR_SESSION_MAX_AGE", 43200, "Seconds an operator page login lasts.", group="ingest", minimum=60)
     port: int = env("PORT", 8000, "Port the ingest service listens on.", group="ingest", minimum=1)
     gunicorn_workers: int = env("GUNICORN_WORKERS", 2, "gunicorn worker processes for ingest.", group="ingest", minimum=1)

@@ -29,6 +29,7 @@ from shared.storage import Storage
 from .backlog import BacklogReader
 from .listing import parse_list_query, read_page
 from .media import video_key_in, video_src
+from .throttle import FailureThrottle
 
 __all__ = [
     "TokenAuth",
@@ -46,11 +47,18 @@ __all__ = [
 log = logging.getLogger("callreel.ingest")
 
 
-class TokenAuth:
-    """``Authorization: Bearer <CALLREEL_API_TOKEN>``, compared in constant time."""
+def too_many_failures(wait: int) -> falcon.HTTPTooManyRequests:
+    return falcon.HTTPTooManyRequests(
+        title="Too many wrong tokens", description=f"Too many wrong API tokens from this address: try again in {wait} s.", retry_after=wait
+    )
 
-    def __init__(self, token: str) -> None:
+
+class TokenAuth:
+    """``Authorization: Bearer <CALLREEL_API_TOKEN>``, compared in constant time; wrong ones throttled per address."""
+
+    def __init__(self, token: str, throttle: FailureThrottle) -> None:
         self._token = token.encode()
+        self.throttle = throttle
 
     @property
     def enabled(self) -> bool:
@@ -59,8 +67,13 @@ class TokenAuth:
     def check(self, req: falcon.Request) -> None:
         if not self._token:
             raise falcon.HTTPForbidden(title="API disabled", description="Set CALLREEL_API_TOKEN to use the status API.")
+        wait = self.throttle.retry_after(req.remote_addr)
+        if wait is not None:
+            raise too_many_failures(wait)
         scheme, _, credentials = (req.get_header("Authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(credentials.strip().encode(), self._token):
+            if scheme:  # a request with no token at all is a visitor, not a guess
+                self.throttle.failed(req.remote_addr)
             raise falcon.HTTPUnauthorized(
                 title="Authentication required",
                 description="Send Authorization: Bearer <CALLREEL_API_TOKEN>.",

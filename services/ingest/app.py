@@ -37,6 +37,7 @@ from .media import MEDIA_PREFIX, MediaResource
 from .middleware import DatabaseConnectionMiddleware, database_unavailable
 from .pages import add_operator_routes, serialize_error
 from .session import SessionSigner
+from .throttle import FailureThrottle
 from .webhook import RecordingStatusResource
 
 __all__ = ["create_app", "check_settings", "RECORDING_STATUS_PATH"]
@@ -79,14 +80,15 @@ def create_app(settings: Settings | None = None) -> falcon.App:
         app.add_error_handler(error, database_unavailable)
     app.add_route(RECORDING_STATUS_PATH, RecordingStatusResource(settings))
     app.set_error_serializer(serialize_error)
-    auth = TokenAuth(settings.api_token)
+    throttle = FailureThrottle(settings.auth_max_failures, settings.auth_failure_window)  # one count for the API and the login form
+    auth = TokenAuth(settings.api_token, throttle)
     signer = SessionSigner(settings.api_token, settings.operator_session_max_age)
     backlog = BacklogReader(settings)
     app.add_route("/calls", CallListResource(auth))
     app.add_route("/calls/{call_id}", CallResource(auth, get_storage))
     app.add_route("/calls/{call_id}/retry", RetryResource(auth))
     app.add_route("/backlog", BacklogResource(auth, backlog))
-    add_operator_routes(app, signer, get_storage, backlog)
+    add_operator_routes(app, signer, get_storage, backlog, throttle)
     app.add_route(MEDIA_PREFIX + "{key:path}", MediaResource(get_storage, lambda req: signer.session_of(req) or auth.check(req)))
     app.add_route("/healthz", HealthResource(dramatiq.get_broker))
     log.info("ingest app ready", extra={"stage": "ingest"})
