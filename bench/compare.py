@@ -317,15 +317,31 @@ def _merge(renders: list[Render]) -> Render:
 
 
 def choose(plan: Render, candidates: Sequence[Render], *, ssim_margin: float = 0.005, size_factor: float = 1.5) -> Render | None:
-    """The fastest candidate (CPU time) whose SSIM is within ``ssim_margin`` of the plan's and whose video is at most ``size_factor``× as large."""
+    """The fastest encoder family that reaches the plan's quality, at its highest CRF that does.
+
+    Eligible: SSIM within ``ssim_margin`` of the plan's and a video at most
+    ``size_factor``× as large. CPU time hardly depends on the CRF (x264 does
+    the same analysis at every rate), so ranking single renders by CPU would
+    let a shared machine's noise pick between CRFs of one preset. Families
+    (preset and x264 parameters) are ranked by the median CPU of all their
+    renders instead, and the fastest family with an eligible render gives its
+    highest eligible CRF: the smallest file at the plan's quality.
+    """
     assert plan.quality is not None
-    eligible = [
-        c for c in candidates
-        if c.quality is not None
-        and c.quality.ssim >= plan.quality.ssim - ssim_margin
-        and c.video_bytes <= size_factor * plan.video_bytes
-    ]
-    return min(eligible, key=lambda c: c.usage.cpu, default=None)
+
+    def passes(c: Render) -> bool:
+        return c.quality is not None and c.quality.ssim >= plan.quality.ssim - ssim_margin and c.video_bytes <= size_factor * plan.video_bytes
+
+    families: dict[tuple[str, str], list[Render]] = {}
+    for c in candidates:
+        if c.encoder is not None:
+            families.setdefault((c.encoder.preset, c.encoder.params), []).append(c)
+    ranked = sorted(families.values(), key=lambda renders: median_of(r.usage.cpu for r in renders))
+    for renders in ranked:
+        eligible = [c for c in renders if passes(c)]
+        if eligible:
+            return max(eligible, key=lambda c: c.encoder.crf)
+    return None
 
 
 def segment_memory(workdir: Path, cache: Path, counts: Sequence[int], *, seconds: float = 10.0) -> list[tuple[int, Usage]]:

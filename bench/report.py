@@ -165,13 +165,13 @@ class Report:
             "compositor's own graph (`services.compositor.graph.build_command`) with each video as a one-segment side; "
             "**ours also muxes the call's audio (AAC) and draws the labels and the speaker highlight** — its speed "
             "row includes all that. Quality is SSIM/PSNR of the picture areas against the sources scaled with lanczos "
-            "to each output's geometry (the plan stretches to 640×480; ours fits and pads), measured on our render "
+            "to each output's geometry (the plan stretches to 640×480; ours keeps the shape), measured on our render "
             "without labels and highlight. Video sizes exclude audio.",
             "",
             "The two geometries are not the same picture: the plan stretches a 512×512 face to 640×480 (25 % wider, "
-            "and 307 200 pixels a panel to encode), ours keeps its shape in 480×480 (or 640×360 for 720p) and pads. At "
-            "the same CRF the plan's upscaled panels are easier to encode well, which is why ours needs a lower CRF "
-            "for the same SSIM.",
+            "and 307 200 pixels a panel to encode), ours keeps its shape: 480×480 panels (640×360 for 720p), the "
+            "panel taking the side videos' shape, so no bars are encoded. At the same CRF the plan's upscaled panels "
+            "are easier to encode well, which is why ours needs a lower CRF for the same SSIM.",
         ]
         for section in self.compose:
             out += ["", f"### {section.size} sides, {section.seconds:g} s", ""]
