@@ -149,14 +149,18 @@ def run_segments(args: argparse.Namespace, workdir: Path, report: Report) -> Non
 
 
 HISTORY = (
-    "How they were chosen: the rule is the fastest setting tried (CPU time) whose SSIM is no more than 0.005 below "
-    "the plan's and whose video is at most 1.5× the plan's, on each input size. When this benchmark was first run "
-    "the default was superfast + mbtree at CRF 23: its SSIM was 0.013 below the plan's on 512×512 sides and 0.018 "
-    "below on 720p ones (a visibly softer picture, at half the plan's size), so VIDEO_CRF became 21. superfast + "
-    "mbtree stays: ultrafast fails on size, superfast without mbtree on size, veryfast and slower presets pass but "
-    "cost more CPU. Two graph changes came out of the same measurements: 720p sides are reduced with `area` rather "
-    "than `bilinear` (SSIM +0.005 at the same CPU; with bilinear 720p needed CRF 20), and the speaker highlight is "
-    "drawn as four strips instead of one hollow panel-sized box (its cost went from 0.64 to 0.05 s of CPU per 30 s)."
+    "How they were chosen: the rule takes the fastest family of settings (preset and x264 parameters, ranked by "
+    "the median CPU time of all its renders, since the CRF hardly changes the CPU) that has a render whose SSIM is "
+    "no more than 0.005 below the plan's and whose video is at most 1.5× the plan's, and in it the highest CRF that "
+    "passes (the smallest file at the plan's quality), on each input size. When this benchmark was first run the "
+    "default was superfast + mbtree at CRF 23: its SSIM was 0.013 below the plan's on 512×512 sides and 0.018 below "
+    "on 720p ones (a visibly softer picture, at half the plan's size), so VIDEO_CRF became 21. superfast + mbtree "
+    "stays: ultrafast fails on size, superfast without mbtree on size, veryfast and slower presets pass but cost "
+    "more CPU. Three graph changes came out of the same measurements: 720p sides are reduced with `area` rather "
+    "than `bilinear` (SSIM +0.005 at the same CPU; with bilinear 720p needed CRF 20); the speaker highlight is "
+    "drawn as four strips instead of one hollow panel-sized box (its cost went from 0.64 to 0.05 s of CPU per "
+    "30 s); and the panels take the side videos' shape when both sides share one (512×512 sources: 960×480 out "
+    "instead of 1280×480 with bars, a sixth less x264 time)."
 )
 
 
