@@ -307,16 +307,25 @@ def interleaved(plan: Callable[[], Render], ours: Callable[[], Render], repeat: 
     for _ in range(repeat):
         plans.append(plan())
         ourses.append(ours())
-    return _merge(plans), _merge(ourses)
+    return merge(plans), merge(ourses)
 
 
-def _merge(renders: list[Render]) -> Render:
+def merge(renders: list[Render]) -> Render:
+    """Renders of one command made at different times as one: medians of all their runs, the quality measured."""
     runs = [run for render in renders for run in render.runs]
-    last = renders[-1]
-    return replace(last, usage=_median(runs), runs=runs)
+    measured = next((r.quality for r in renders if r.quality is not None), None)
+    return replace(renders[-1], usage=_median(runs), runs=runs, quality=measured)
 
 
-def choose(plan: Render, candidates: Sequence[Render], *, ssim_margin: float = 0.005, size_factor: float = 1.5) -> Render | None:
+def choose(
+    plan: Render,
+    candidates: Sequence[Render],
+    *,
+    default: Encoder | None = None,
+    ssim_margin: float = 0.005,
+    size_factor: float = 1.5,
+    tie: float = 0.05,
+) -> Render | None:
     """The fastest encoder family that reaches the plan's quality, at its highest CRF that does.
 
     Eligible: SSIM within ``ssim_margin`` of the plan's and a video at most
@@ -324,8 +333,10 @@ def choose(plan: Render, candidates: Sequence[Render], *, ssim_margin: float = 0
     the same analysis at every rate), so ranking single renders by CPU would
     let a shared machine's noise pick between CRFs of one preset. Families
     (preset and x264 parameters) are ranked by the median CPU of all their
-    renders instead, and the fastest family with an eligible render gives its
-    highest eligible CRF: the smallest file at the plan's quality.
+    renders instead; those within ``tie`` of the fastest eligible one are
+    equally fast (this machine's run-to-run noise), and among them the
+    ``default``'s family stays, so the default does not change on noise. The
+    family gives its highest eligible CRF: the smallest file at the plan's quality.
     """
     assert plan.quality is not None
 
@@ -336,12 +347,16 @@ def choose(plan: Render, candidates: Sequence[Render], *, ssim_margin: float = 0
     for c in candidates:
         if c.encoder is not None:
             families.setdefault((c.encoder.preset, c.encoder.params), []).append(c)
-    ranked = sorted(families.values(), key=lambda renders: median_of(r.usage.cpu for r in renders))
-    for renders in ranked:
-        eligible = [c for c in renders if passes(c)]
-        if eligible:
-            return max(eligible, key=lambda c: c.encoder.crf)
-    return None
+    speed = {key: median_of(r.usage.cpu for r in renders) for key, renders in families.items()}
+    usable = sorted((key for key, renders in families.items() if any(passes(c) for c in renders)), key=speed.__getitem__)
+    if not usable:
+        return None
+    picked = usable[0]
+    if default is not None:
+        kept = (default.preset, default.params)
+        if kept in usable and speed[kept] <= speed[picked] * (1 + tie):
+            picked = kept
+    return max((c for c in families[picked] if passes(c)), key=lambda c: c.encoder.crf)
 
 
 def segment_memory(workdir: Path, cache: Path, counts: Sequence[int], *, seconds: float = 10.0) -> list[tuple[int, Usage]]:

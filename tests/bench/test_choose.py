@@ -40,3 +40,17 @@ def test_families_differ_by_their_x264_parameters_too():
 
 def test_nothing_eligible_is_no_choice():
     assert choose(PLAN, [render("ultrafast", 23, cpu=4, ssim=0.93, size=1.0)]) is None
+
+
+def test_the_default_stays_when_another_family_is_faster_only_by_noise():
+    default = Encoder("superfast", 21, "mbtree=1")
+    sweep = [
+        render("superfast", 21, cpu=7.8, ssim=0.963, size=2.2, params="mbtree=1"),
+        render("superfast", 20, cpu=8.0, ssim=0.967, size=2.8, params="mbtree=1"),
+        render("superfast", 21, cpu=7.6, ssim=0.963, size=2.1, params="mbtree=1:b-adapt=0"),  # 3 % faster: noise
+        render("superfast", 21, cpu=7.7, ssim=0.963, size=2.1, params="mbtree=1:b-adapt=0"),
+    ]
+    assert choose(PLAN, sweep, default=default).encoder.params == "mbtree=1"
+    # 20 % faster is not noise: the other family wins.
+    faster = [*sweep[:2], render("superfast", 21, cpu=6.2, ssim=0.963, size=2.1, params="cabac=0")]
+    assert choose(PLAN, faster, default=default).encoder.params == "cabac=0"
