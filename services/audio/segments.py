@@ -8,11 +8,16 @@ call), uploaded, and recorded as ``Segment`` rows the generation stage submits.
 A side's cuts share one decode: the side is read once and ``asplit`` feeds one
 trimmed, re-encoded output per segment. A long call in ``speech`` mode can have
 hundreds of segments, so outputs are written in batches, which bounds the
-encoders FFmpeg holds at once.
+encoders FFmpeg holds at once. A segment that is the whole side (every call up
+to the model's limit, in ``full`` mode) is the side's MP3 itself: linked, not
+decoded and encoded again (no second generation loss, and one FFmpeg run less
+per side: about 0.15 s of a 1-minute call's 0.8 s split, ``make bench``).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -32,6 +37,9 @@ from .split import MP3_QUALITY, SideAudio, SplitFailed
 __all__ = ["PlannedSegment", "plan_side", "cut_command", "cut_side", "record_segments", "BATCH"]
 
 BATCH = 16  # outputs per FFmpeg run
+# A segment whose ends are this close to the side's is the whole side: the
+# planner starts it at 0.0 and ends it at the measured duration.
+WHOLE_SIDE_TOLERANCE = 0.001
 
 
 @dataclass(frozen=True)
@@ -74,10 +82,28 @@ def cut_command(source: Path, segments: Sequence[PlannedSegment], ffmpeg_binary:
     )
 
 
+def _is_whole_side(segment: PlannedSegment, audio: SideAudio) -> bool:
+    return segment.start <= WHOLE_SIDE_TOLERANCE and segment.end >= audio.duration - WHOLE_SIDE_TOLERANCE
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not allowed
+        shutil.copyfile(source, target)
+
+
 def cut_side(audio: SideAudio, segments: Sequence[PlannedSegment], workdir: Path, settings: Settings) -> None:
     """Write every planned segment of one side to its path."""
-    for first in range(0, len(segments), BATCH):
-        batch = segments[first:first + BATCH]
+    to_cut = []
+    for segment in segments:
+        if _is_whole_side(segment, audio):
+            _link_or_copy(audio.path, segment.path)
+        else:
+            to_cut.append(segment)
+    for first in range(0, len(to_cut), BATCH):
+        batch = to_cut[first:first + BATCH]
         try:
             run(
                 cut_command(audio.path, batch, settings.ffmpeg_binary),

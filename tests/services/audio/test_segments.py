@@ -79,6 +79,29 @@ def test_full_mode_cuts_at_the_model_limit(pg_db, s3, make_call, split, tmp_path
     check_cut(s3, tmp_path, rows("callee")[1], None)
 
 
+def test_a_whole_side_segment_is_the_side_audio_itself(pg_db, s3, make_call, split, tmp_path, fal_settings, monkeypatch):
+    """Within the model's limit, full mode's one segment a side is the side's MP3: no FFmpeg cut."""
+    from services.audio import segments as cutting
+
+    commands = []
+    original = cutting.cut_command
+    monkeypatch.setattr(cutting, "cut_command", lambda *a, **k: commands.append(a) or original(*a, **k))
+    settings = fal_settings(GENERATION_MODE="full")
+    make_call(media.tone_call(tmp_path / "call.mp3", 12.0, CALLER, ((4.0, 6.0),)))
+    split()
+    call = Call.get_by_id(CALL_ID)
+    assert commands == []
+    for side in ("caller", "callee"):
+        (segment,) = rows(side)
+        assert (segment.start, segment.end) == (0.0, call.audio_duration) == expected_plan(call, side, settings)[0]
+        whole, cut = tmp_path / f"{side}.mp3", tmp_path / f"{side}-segment.mp3"
+        s3.download_file(keys.side_audio_key(CALL_ID, side), whole)
+        s3.download_file(segment.audio_key, cut)
+        assert cut.read_bytes() == whole.read_bytes()
+        check_cut(s3, tmp_path, segment, None)
+    assert tmp_entries(settings) == []
+
+
 def test_retried_audio_stage_keeps_rows_consistent(pg_db, s3, make_call, split, tmp_path, fal_settings):
     """An operator retry from the audio stage with another mode: rows follow the new plan, no duplicates."""
     fal_settings(GENERATION_MODE="speech")
