@@ -54,6 +54,7 @@ def test_encoder_and_container_options(tmp_path):
     options = dict(zip(args[::1], args[1::1]))
     assert (options["-c:v"], options["-preset"], options["-crf"], options["-pix_fmt"]) == ("libx264", "faster", "21", "yuv420p")
     assert (options["-c:a"], options["-ac"], options["-movflags"], options["-x264-params"]) == ("aac", "2", "+faststart", "ref=2")
+    assert options["-filter_complex_threads"] == "1"
     assert "-x264-params" not in build_command(_spec(tmp_path, x264_params=""), tmp_path / "out.mp4")
 
 
