@@ -97,6 +97,26 @@ def high_water(pid: int | str = "self") -> int:
     return 0
 
 
+# The kernel lists each thread's children here (CONFIG_PROC_CHILDREN, on in
+# Debian's and Ubuntu's kernels); elsewhere descendants are found by a scan.
+HAS_CHILDREN_FILES = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+
+
+def _children_of(pid: int) -> list[int]:
+    """``pid``'s children, from ``/proc/PID/task/*/children`` (none if it or a thread is gone meanwhile)."""
+    found: list[int] = []
+    try:
+        for task in os.scandir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task.name}/children") as children:
+                    found += [int(child) for child in children.read().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return found
+
+
 def _parents() -> dict[int, int]:
     found = {}
     for entry in os.scandir("/proc"):
@@ -121,6 +141,18 @@ class ChildPeaks:
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
     def _descendants(self) -> list[int]:
+        if not HAS_CHILDREN_FILES:
+            return self._descendants_by_scan()
+        # About 0.02 ms a sample, against 0.7 ms for a scan of every process:
+        # at 50 samples a second the scan took 4-5 % of a core from the worker
+        # being measured.
+        found, frontier = [], [self.root]
+        while frontier:
+            frontier = [child for pid in frontier for child in _children_of(pid)]
+            found += frontier
+        return found
+
+    def _descendants_by_scan(self) -> list[int]:
         parents = _parents()
         found, frontier = [], {self.root}
         while frontier:
