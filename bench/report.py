@@ -110,7 +110,8 @@ class Report:
             return []
         out = ["## Per stage", ""]
         out.append(
-            f"Each stage runs in a fresh worker process (medians of {self.repeat} run(s)). Worker RSS is the Python "
+            f"Each stage runs in a fresh worker process (medians of {self.repeat} run(s)), which builds its object-store "
+            "client before the clock starts, as a deployed worker has since its first message. Worker RSS is the Python "
             "process (imports included), FFmpeg RSS its largest FFmpeg/ffprobe child; peak total is their sum, an "
             "upper bound. CPU is user+system of the work, FFmpeg included. `load` is the 1-minute load average when the "
             "stage started (2 cores; other work was running)."
@@ -129,7 +130,8 @@ class Report:
         return [
             "## Whole pipeline without the fal.ai wait",
             "",
-            "download + split (segments cut too, as with FAL_KEY set) + compose (from fal-like segment videos), each "
+            "download + split (segments cut too, as with FAL_KEY set; a segment that is the whole side is the side's "
+            "file, not cut again) + compose (from fal-like segment videos), each "
             "with its own S3 transfers; target < 8 s per minute of call. The standalone upload row is already inside "
             "compose, and compose (local panels) is the deployment without fal.ai, so neither is added.",
             "",
