@@ -18,7 +18,11 @@ __all__ = ["silencedetect_options", "parse_silences", "speech_intervals", "Inter
 
 Interval = tuple[float, float]
 
-_LINE = re.compile(r"\[silencedetect @ [^\]]*\] channel: (\d+) \| silence_(start|end): (-?[\d.]+(?:e[-+]?\d+)?)")
+# Older FFmpeg (Debian 12's 5.1) logs under the filter's name ("[silencedetect @ 0x…]"),
+# newer releases (9.0 checked) under its instance's ("[Parsed_silencedetect_4 @ 0x…]").
+_LINE = re.compile(
+    r"\[(?:Parsed_)?silencedetect(?:_\d+)? @ [^\]]*\] channel: (\d+) \| silence_(start|end): (-?[\d.]+(?:e[-+]?\d+)?)"
+)
 
 
 def silencedetect_options(threshold_db: float, min_silence: float) -> dict[str, object]:

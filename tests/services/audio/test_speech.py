@@ -25,6 +25,13 @@ def test_parse_per_channel():
     assert right == [(0.0, 2.56), (4.096, 5.0)]
 
 
+def test_the_log_lines_of_a_newer_ffmpeg():
+    """Newer FFmpeg releases log a filter under its instance's name in the graph."""
+    current = LOG.replace("[silencedetect @ 0x5623aca53200]", "[Parsed_silencedetect_4 @ 0x7f6608004400]")
+    assert current != LOG
+    assert parse_silences(current.splitlines()) == parse_silences(LOG.splitlines())
+
+
 def test_speech_is_what_is_not_silence():
     left, right = parse_silences(LOG.splitlines())
     assert speech_intervals(left, 5.0) == [[0.51, 2.05], [3.07, 3.71]]

@@ -77,6 +77,20 @@ def test_durations_and_speech_intervals(tmp_path, workdir, settings_env):
     assert decoded == pytest.approx(6.5, abs=0.01)
 
 
+def test_a_current_ffmpeg_measures_the_same_speech(tmp_path, workdir, settings_env):
+    """The service images carry a newer FFmpeg than Debian 12's; its log lines differ (imageio-ffmpeg, dev extra)."""
+    import imageio_ffmpeg
+
+    call = media.tone_call(tmp_path / "call.mp3", 6.5, CALLER, CALLEE)
+    system = run_split(call, workdir, settings_env())
+    current_dir = tmp_path / "current"
+    current_dir.mkdir()
+    current = run_split(call, current_dir, settings_env(FFMPEG_BINARY=imageio_ffmpeg.get_ffmpeg_exe()))
+    assert within(current.sides["caller"].speech, CALLER), current.sides["caller"].speech
+    assert within(current.sides["callee"].speech, CALLEE), current.sides["callee"].speech
+    assert current.duration == system.duration
+
+
 def test_swapped_mapping(tmp_path, workdir, settings_env):
     settings = settings_env(CALLER_CHANNEL="right")
     result = run_split(media.tone_call(tmp_path / "call.mp3", 6.5, CALLER, CALLEE), workdir, settings)
