@@ -21,6 +21,7 @@ from pathlib import Path
 import ffmpeg
 
 from .layout import RenderSpec, SideSpec, enable_expr, speaking, timeline
+from .media import graph_file_option
 from .panel import fitted_clip, hold, local_panel, still
 
 __all__ = ["build_command", "side_stream", "HIGHLIGHT_COLOUR", "AUDIO_BITRATE", "AUDIO_RATE"]
@@ -152,4 +153,4 @@ def _graph_to_file_if_long(args: list[str], workdir: Path) -> list[str]:
         return args
     script = workdir / "graph.txt"
     script.write_text(args[index + 1], encoding="utf-8")
-    return [*args[:index], "-filter_complex_script", str(script), *args[index + 2 :]]
+    return [*args[:index], graph_file_option(args[0]), str(script), *args[index + 2 :]]

@@ -9,6 +9,7 @@ ignores non-square pixels.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -22,7 +23,7 @@ from shared.settings import Settings
 
 from .runner import summarise
 
-__all__ = ["MediaError", "VideoInfo", "probe_video", "probe_duration", "detect_speech", "resolve_font"]
+__all__ = ["MediaError", "VideoInfo", "probe_video", "probe_duration", "detect_speech", "resolve_font", "graph_file_option"]
 
 log = logging.getLogger("callreel.compositor")
 
@@ -164,3 +165,25 @@ def resolve_font(settings: Settings) -> Path | None:
         log.warning("no font found (LABEL_FONT=%r, fontconfig has none): videos are rendered without labels", settings.label_font)
         _font_warned = True
     return None
+
+
+LEGACY_GRAPH_FILE_OPTION = "-filter_complex_script"
+
+
+@functools.lru_cache(maxsize=None)
+def graph_file_option(binary: str) -> str:
+    """The option with which this FFmpeg reads a complex filtergraph from a file.
+
+    ``-filter_complex_script`` was deprecated for ``-/filter_complex`` (any
+    option's value read from a file, which older releases reject) and later
+    removed (the 9.0 build checked here has no such option). Debian 12 ships
+    5.1, the service images' Debian 13 a 7.x, a static build anything newer:
+    the binary's own help decides, once per process.
+    """
+    try:
+        help_text = subprocess.run(
+            [binary, "-hide_banner", "-h", "long"], capture_output=True, text=True, errors="replace", timeout=PROBE_TIMEOUT
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return LEGACY_GRAPH_FILE_OPTION  # the render itself will report what is wrong with the binary
+    return LEGACY_GRAPH_FILE_OPTION if LEGACY_GRAPH_FILE_OPTION in help_text else "-/filter_complex"

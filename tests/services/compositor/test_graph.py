@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from services.compositor.graph import INLINE_GRAPH_LIMIT, build_command
 from services.compositor.layout import Clip, RenderSpec, SideSpec
-from services.compositor.media import VideoInfo
+from services.compositor.media import VideoInfo, graph_file_option
 from shared.assets import avatar_path
 from tests.support.media import color_video, probe, tone_call
 
@@ -58,19 +60,51 @@ def test_encoder_and_container_options(tmp_path):
     assert "-x264-params" not in build_command(_spec(tmp_path, x264_params=""), tmp_path / "out.mp4")
 
 
-def test_a_graph_too_long_for_one_argument_goes_through_a_file(tmp_path):
+def _render_long_graph(tmp_path: Path, binary: str) -> list[str]:
     # A two-hour call with thousands of turns: the highlight expression alone passes the limit.
     speech = tuple((i * 2.0, i * 2.0 + 1.0) for i in range(3600))
     color_video(tmp_path / "a.mp4", "red", duration=1.5)
     color_video(tmp_path / "b.mp4", "red", duration=1.5)
     tone_call(tmp_path / "rec.mp3", 4.0)
     spec = _spec(tmp_path, duration=7200.0, callee=SideSpec("callee", "Customer", avatar_path("callee"), speech=speech))
-    args = build_command(spec, tmp_path / "out.mp4")
-
-    assert "-filter_complex" not in args
-    script = Path(args[args.index("-filter_complex_script") + 1])
-    assert len(script.read_text()) > INLINE_GRAPH_LIMIT and script.parent == tmp_path
+    args = build_command(spec, tmp_path / "out.mp4", binary=binary)
     # FFmpeg reads it (and parses the 3600-term highlight expression): render the first second only.
     output = args.index(str(tmp_path / "out.mp4"))
     subprocess.run([*args[:output], "-t", "1", *args[output:]], check=True, capture_output=True, timeout=120)
     assert abs(float(probe(tmp_path / "out.mp4")["format"]["duration"]) - 1.0) < 0.2
+    return args
+
+
+def test_a_graph_too_long_for_one_argument_goes_through_a_file(tmp_path):
+    args = _render_long_graph(tmp_path, "ffmpeg")
+    assert "-filter_complex" not in args
+    script = Path(args[args.index(graph_file_option("ffmpeg")) + 1])
+    assert len(script.read_text()) > INLINE_GRAPH_LIMIT and script.parent == tmp_path
+
+
+def test_a_current_ffmpeg_reads_the_long_graph_with_its_own_option(tmp_path):
+    """FFmpeg 8 removed -filter_complex_script: a current static build (imageio-ffmpeg, dev extra) gets -/filter_complex."""
+    import imageio_ffmpeg
+
+    current = imageio_ffmpeg.get_ffmpeg_exe()
+    assert graph_file_option(current) == "-/filter_complex"
+    args = _render_long_graph(tmp_path, current)
+    assert "-filter_complex_script" not in args
+
+
+@pytest.mark.parametrize(
+    ("help_text", "expected"),
+    [
+        ("-filter_complex graph  create a complex filtergraph\n-filter_complex_script filename  read it from a file", "-filter_complex_script"),
+        ("-filter_complex <graph_description>  create a complex filtergraph", "-/filter_complex"),
+    ],
+)
+def test_the_graph_file_option_follows_the_binarys_help(tmp_path, help_text, expected):
+    binary = tmp_path / "ffmpeg"
+    binary.write_text(f"#!/bin/sh\nprintf '%s\\n' '{help_text}'\n")
+    binary.chmod(0o755)
+    assert graph_file_option(str(binary)) == expected
+
+
+def test_an_unrunnable_binary_keeps_the_long_standing_option(tmp_path):
+    assert graph_file_option(str(tmp_path / "missing")) == "-filter_complex_script"
