@@ -2,7 +2,7 @@
 # audio: validates and splits each recording into its two sides (FFmpeg), measures speech.
 # Build from the repository root: docker build -f deploy/audio.Dockerfile .
 
-FROM python:3.11-slim AS build
+FROM python:3.11-slim-trixie AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
@@ -16,7 +16,7 @@ COPY services/__init__.py services/__init__.py
 COPY services/audio/ services/audio/
 RUN pip install ".[audio]"
 
-FROM python:3.11-slim
+FROM python:3.11-slim-trixie
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ffmpeg \
  && rm -rf /var/lib/apt/lists/*

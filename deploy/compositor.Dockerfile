@@ -3,7 +3,7 @@
 # util-linux for setpriv, which kills FFmpeg if its worker dies).
 # Build from the repository root: docker build -f deploy/compositor.Dockerfile .
 
-FROM python:3.11-slim AS build
+FROM python:3.11-slim-trixie AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
@@ -17,7 +17,7 @@ COPY services/__init__.py services/__init__.py
 COPY services/compositor/ services/compositor/
 RUN pip install ".[compositor]"
 
-FROM python:3.11-slim
+FROM python:3.11-slim-trixie
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ffmpeg fonts-dejavu-core util-linux \
  && rm -rf /var/lib/apt/lists/*

@@ -2,7 +2,7 @@
 # generation: fal.ai jobs per side and segment, polled by delayed messages. No FFmpeg here.
 # Build from the repository root: docker build -f deploy/generation.Dockerfile .
 
-FROM python:3.11-slim AS build
+FROM python:3.11-slim-trixie AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
@@ -16,7 +16,7 @@ COPY services/__init__.py services/__init__.py
 COPY services/generation/ services/generation/
 RUN pip install ".[generation]"
 
-FROM python:3.11-slim
+FROM python:3.11-slim-trixie
 RUN groupadd --system --gid 10001 callreel \
  && useradd --system --uid 10001 --gid callreel --home-dir /app --shell /usr/sbin/nologin callreel \
  && install -d -o callreel -g callreel /app

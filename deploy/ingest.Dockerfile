@@ -4,7 +4,7 @@
 # docker-compose.yml and deploy/railway/ingest-worker.json. No FFmpeg here.
 # Build from the repository root: docker build -f deploy/ingest.Dockerfile .
 
-FROM python:3.11-slim AS build
+FROM python:3.11-slim-trixie AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
@@ -18,7 +18,7 @@ COPY services/__init__.py services/__init__.py
 COPY services/ingest/ services/ingest/
 RUN pip install ".[ingest]"
 
-FROM python:3.11-slim
+FROM python:3.11-slim-trixie
 RUN groupadd --system --gid 10001 callreel \
  && useradd --system --uid 10001 --gid callreel --home-dir /app --shell /usr/sbin/nologin callreel \
  && install -d -o callreel -g callreel /app

@@ -90,7 +90,7 @@ def test_every_service_is_in_the_stack(stack):
 def test_dockerfile_is_multi_stage_slim_non_root_and_installs_only_its_group(service):
     dockerfile = deploy.dockerfile_of(service)
     assert len(dockerfile.stages) >= 2, "build tools stay in a build stage"
-    assert {stage.base for stage in dockerfile.stages} == {"python:3.11-slim"}
+    assert {stage.base for stage in dockerfile.stages} == {"python:3.11-slim-trixie"}
     build, final = dockerfile.stages[0], dockerfile.final
     installs = [args for stage in dockerfile.stages for args in stage.all("RUN") if "pip install" in args]
     assert installs, "nothing is pip-installed"
