@@ -257,7 +257,13 @@ def poll_segment(segment_id: int) -> None:
     if not isinstance(segment_id, int) or isinstance(segment_id, bool):
         raise PermanentError(f"invalid segment id {segment_id!r}")
     segment = Segment.get_or_none(Segment.id == segment_id)
-    if segment is None or segment.state in SegmentState.TERMINAL:
+    if segment is None:
+        return
+    if segment.state in SegmentState.TERMINAL:
+        # Most likely a redelivery of the poll that ended this segment, whose
+        # worker may have died between storing the segment and ending its side.
+        # Settling again finishes that; done twice it changes nothing.
+        settle_side(segment.call_id, segment.side)
         return
     settings = get_settings()
     call = Call.get_or_none(Call.id == segment.call_id)

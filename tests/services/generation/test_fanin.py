@@ -79,6 +79,22 @@ def test_no_fan_in_until_both_sides_have_ended(sqlite_db, stub_broker, local_sto
     assert fan_in(call_id) is False and compose_messages(stub_broker) == []
 
 
+def test_a_redelivered_poll_ends_a_side_its_killed_worker_left_open(sqlite_db, stub_broker, local_store):
+    """A worker killed between storing a side's last segment and ending the side: the poll comes back, the call goes on."""
+    from services.generation.jobs import poll_segment
+
+    call_id = new_call_id()
+    ready_call(call_id)
+    settle_side(call_id, "caller")
+    callee = Segment.get((Segment.call_id == call_id) & (Segment.side == "callee"))
+    assert Call.get_by_id(call_id).callee_state == SideState.GENERATING  # where the kill left it
+    poll_segment(callee.id)
+    call = Call.get_by_id(call_id)
+    assert call.callee_state == SideState.GENERATED and call.stage == Stage.COMPOSITOR
+    poll_segment(callee.id)  # and once more: still one compose
+    assert compose_messages(stub_broker) == [call_id]
+
+
 class InProcess:
     """The generation actors on the in-process broker, with a worker on their queue only."""
 
