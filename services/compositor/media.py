@@ -106,7 +106,7 @@ def probe_duration(path: Path, settings: Settings) -> float:
     return duration
 
 
-_SILENCE = re.compile(r"silence_(start|end): (-?[0-9.]+)")
+_SILENCE = re.compile(r"silence_(start|end): (-?[0-9.]+(?:e[-+]?[0-9]+)?)")  # %g: 5e-05 near zero
 
 
 def detect_speech(path: Path, settings: Settings, *, channel: int | None, duration: float) -> list[list[float]]:
@@ -130,7 +130,7 @@ def detect_speech(path: Path, settings: Settings, *, channel: int | None, durati
     for kind, value in _SILENCE.findall(done.stderr):
         at = max(0.0, float(value))
         if kind == "start":
-            if at > cursor:
+            if round(at, 2) > round(cursor, 2):
                 speech.append([round(cursor, 2), round(at, 2)])
             cursor = duration  # until the matching silence_end says otherwise
         else:

@@ -1,0 +1,34 @@
+"""The compositor's own speech detection, the highlight's fallback for calls without stored intervals."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.compositor.media import detect_speech
+from tests.support.media import tone_call
+
+CALLER = ((0.5, 2.0), (3.0, 4.5))
+CALLEE = ((2.2, 2.8),)
+
+
+def test_each_channel_speaks_where_its_tone_is(tmp_path, settings_env):
+    settings = settings_env()
+    call = tone_call(tmp_path / "call.mp3", 6.0, CALLER, CALLEE)
+    for channel, expected in ((0, CALLER), (1, CALLEE)):
+        found = detect_speech(call, settings, channel=channel, duration=6.0)
+        assert len(found) == len(expected), found
+        for (start, end), (want_start, want_end) in zip(found, expected):
+            assert start == pytest.approx(want_start, abs=0.2) and end == pytest.approx(want_end, abs=0.2)
+
+
+def test_times_ffmpeg_prints_in_exponent_form(tmp_path, settings_env):
+    """FFmpeg prints times with %g: a silence starting a few samples in reads "5e-05", not 5."""
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(
+        "#!/bin/sh\n"
+        "echo '[silencedetect @ 0x1] silence_start: 5e-05' >&2\n"
+        "echo '[silencedetect @ 0x1] silence_end: 2.5 | silence_duration: 2.49995' >&2\n"
+    )
+    fake.chmod(0o755)
+    settings = settings_env(FFMPEG_BINARY=str(fake))
+    assert detect_speech(tmp_path / "any.mp3", settings, channel=None, duration=4.0) == [[2.5, 4.0]]
