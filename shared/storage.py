@@ -103,7 +103,7 @@ class S3Storage:
         )
         part = settings.s3_part_size_mb * 1024 * 1024
         # Two parts in flight bound memory to about 2 parts per transfer; for a
-        # non-seekable stream (upload_fileobj of a network body) s3transfer
+        # non-seekable stream (upload_fileobj of a pipe or socket) s3transfer
         # also buffers up to max_in_memory_upload_chunks parts (10 by default).
         self.transfer = TransferConfig(multipart_threshold=part, multipart_chunksize=part, max_concurrency=2, max_io_queue=IO_QUEUE_CHUNKS)
         self.transfer.max_in_memory_upload_chunks = 2  # not a constructor argument in boto3's subclass

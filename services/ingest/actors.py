@@ -31,7 +31,7 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from shared import keys, progress
+from shared import janitor, keys, progress
 from shared.contracts import DOWNLOAD_RECORDING, SPLIT_CHANNELS, actor, on_give_up, send
 from shared.models import Call, Stage, utcnow
 from shared.progress import PermanentError
@@ -61,6 +61,9 @@ MAX_MESSAGE_RETRIES = 200
 FAILURES_OPTION = "download_failures"
 #: A 500 MB recording over a slow link still fits; a stalled one is cut by DOWNLOAD_TIMEOUT long before.
 TIME_LIMIT_MS = 30 * 60 * 1000
+
+# Temp folders of downloads whose worker was killed: no message can still be using one older than the time limit.
+janitor.remove_stale(get_settings().tmp_dir, download.SPOOL_PREFIX, TIME_LIMIT_MS / 1000)
 
 
 def _retry_when(retries: int, exception: BaseException) -> bool:
@@ -139,6 +142,7 @@ def fetch(call: Call, key: str, settings: Settings, storage: Storage) -> int:
         fmt=settings.twilio_recording_format,
         timeout=settings.download_timeout,
         max_bytes=settings.recording_max_bytes,
+        spool_dir=settings.tmp_dir,
     )
 
 

@@ -1,12 +1,15 @@
-"""A Twilio recording, streamed from Twilio into the object store in constant memory.
+"""A Twilio recording, downloaded through a temp file into the object store.
 
-The response body is handed to ``storage.upload_fileobj`` as a file object
-that reads the network as the upload asks for bytes, so memory stays near one
-upload part whatever the recording's size. The body is checked as it flows: a
-body longer than ``RECORDING_MAX_BYTES`` or one that ends before its
-``Content-Length`` raises from ``read``, which makes the upload abort (a
-multipart upload is aborted, a local write is never renamed into place):
-nothing half-written is left behind.
+The body comes down 64 KiB at a time into a file in its own temp folder
+under ``TMP_DIR`` and is checked as it flows: a body longer than
+``RECORDING_MAX_BYTES`` or one that ends before its ``Content-Length`` stops
+the download. Only a whole, checked file is uploaded (``storage.upload_file``
+reads it from disk part by part), and the folder goes in every outcome, so
+nothing half-written reaches the store. Streaming the network straight into a
+multipart upload held up to three 8 MiB parts in memory: a worker's peak grew
+by 30 MB from a 2 MB to a 200 MB recording; through the disk it stays flat
+(``make bench``, docs/benchmarks.md) at the cost of disk space for the
+recordings in flight (at most ``RECORDING_MAX_BYTES`` each).
 
 Errors say what to do next: ``RecordingNotReady`` (404, Twilio has not
 published the file yet), ``TransientDownloadError`` (network, timeouts,
@@ -23,7 +26,10 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Iterator
+import shutil
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import httpx
 
@@ -33,10 +39,12 @@ from shared.storage import Storage
 __all__ = [
     "RecordingNotReady",
     "TransientDownloadError",
-    "BodyReader",
+    "SPOOL_PREFIX",
+    "copy_body",
     "CONTENT_TYPES",
     "media_url",
     "fetch_recording",
+    "download_to",
     "delete_recording",
     "describe",
 ]
@@ -47,6 +55,8 @@ CHUNK_BYTES = 64 * 1024
 MAX_REDIRECTS = 5
 CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav"}
 USER_AGENT = "callreel-ingest"
+#: Temp folders of downloads in flight are ``{TMP_DIR}/ingest-…`` (the janitor's prefix for this stage).
+SPOOL_PREFIX = "ingest"
 #: Content types that are certainly not a recording (an error page served with 200).
 NOT_AUDIO = ("text/", "application/json", "application/xml", "application/problem+json")
 
@@ -72,67 +82,25 @@ def media_url(recording_url: str, fmt: str) -> str:
     return f"{recording_url}.{fmt}"
 
 
-class BodyReader:
-    """A streamed body as a read-only, non-seekable file, checked as it is read."""
+def copy_body(chunks: Iterator[bytes], out: BinaryIO, *, expected: int | None, max_bytes: int) -> int:
+    """Write a streamed body to ``out``, checking its size as it comes; the bytes written.
 
-    def __init__(self, chunks: Iterator[bytes], *, expected: int | None, max_bytes: int) -> None:
-        self._chunks = chunks
-        self._pending = memoryview(b"")
-        self.expected = expected
-        self.max_bytes = max_bytes
-        self.received = 0
-        self._done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def read(self, size: int = -1) -> bytes:
-        # boto3 asks for a whole upload part (8 MiB) at a time. The pieces are
-        # joined once, into one buffer of the exact size: growing a bytearray
-        # and copying it out held two part-sized buffers per read and left the
-        # allocator's heap fragmented, so the worker's memory crept up with
-        # the recording's size instead of staying flat.
-        pieces: list[memoryview] = []
-        wanted = None if size is None or size < 0 else size
-        have = 0
-        while wanted is None or have < wanted:
-            if not self._pending:
-                if not self._next_chunk():
-                    break
-            take = len(self._pending) if wanted is None else min(len(self._pending), wanted - have)
-            pieces.append(self._pending[:take])
-            self._pending = self._pending[take:]
-            have += take
-        return b"".join(pieces)
-
-    def _next_chunk(self) -> bool:
-        if self._done:
-            return False
-        chunk = next(self._chunks, None)
-        if chunk is None:
-            self._done = True
-            self._check_complete()
-            return False
-        self.received += len(chunk)
-        if self.received > self.max_bytes:
-            raise PermanentError(
-                f"The recording is larger than RECORDING_MAX_BYTES ({self.max_bytes} bytes); it was not stored."
-            )
-        if self.expected is not None and self.received > self.expected:
-            raise TransientDownloadError(f"Twilio sent more than the {self.expected} bytes it announced")
-        self._pending = memoryview(chunk)
-        return True
-
-    def _check_complete(self) -> None:
-        if self.expected is not None and self.received != self.expected:
-            raise TransientDownloadError(
-                f"the download ended after {self.received} of {self.expected} bytes (truncated body)"
-            )
-        if self.received == 0:
-            raise PermanentError("Twilio served an empty recording (0 bytes); there is nothing to make a video from.")
+    Raises before writing past ``max_bytes`` or past ``expected`` (the
+    Content-Length), and at the end when fewer than ``expected`` came or none.
+    """
+    received = 0
+    for chunk in chunks:
+        received += len(chunk)
+        if received > max_bytes:
+            raise PermanentError(f"The recording is larger than RECORDING_MAX_BYTES ({max_bytes} bytes); it was not stored.")
+        if expected is not None and received > expected:
+            raise TransientDownloadError(f"Twilio sent more than the {expected} bytes it announced")
+        out.write(chunk)
+    if expected is not None and received != expected:
+        raise TransientDownloadError(f"the download ended after {received} of {expected} bytes (truncated body)")
+    if received == 0:
+        raise PermanentError("Twilio served an empty recording (0 bytes); there is nothing to make a video from.")
+    return received
 
 
 def _https_only(request: httpx.Request) -> None:
@@ -201,8 +169,22 @@ def fetch_recording(
     fmt: str,
     timeout: float,
     max_bytes: int,
+    spool_dir: Path,
 ) -> int:
-    """Stream ``url`` into ``key``; return the number of bytes stored."""
+    """Download ``url`` into a temp folder under ``spool_dir``, then store it at ``key``; the bytes stored."""
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}-", dir=spool_dir))
+    try:
+        path = folder / f"recording.{fmt}"
+        size = download_to(url, path, auth=auth, timeout=timeout, max_bytes=max_bytes)
+        storage.upload_file(path, key, content_type=CONTENT_TYPES[fmt])
+        return size
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def download_to(url: str, path: Path, *, auth: tuple[str, str], timeout: float, max_bytes: int) -> int:
+    """Write the recording at ``url`` to ``path``; the bytes written."""
     try:
         with _client(auth, timeout) as client, client.stream("GET", url) as response:
             check_response(response)
@@ -214,9 +196,8 @@ def fetch_recording(
             content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if content_type.startswith(NOT_AUDIO):
                 raise PermanentError(f"Twilio served {content_type} instead of the recording's audio.")
-            body = BodyReader(response.iter_raw(CHUNK_BYTES), expected=expected, max_bytes=max_bytes)
-            storage.upload_fileobj(body, key, content_type=CONTENT_TYPES[fmt])
-            return body.received
+            with path.open("wb") as out:
+                return copy_body(response.iter_raw(CHUNK_BYTES), out, expected=expected, max_bytes=max_bytes)
     except httpx.TooManyRedirects as exc:
         raise PermanentError(f"Twilio redirected too many times ({describe(exc)}).") from None
     except (httpx.TransportError, httpx.StreamError) as exc:

@@ -102,6 +102,7 @@ def test_split_webhook_download_and_targets_are_reported(quick_run):
     assert any(t.startswith("pipeline < 8 s per minute") for t in targets)
     assert "every worker < 300 MB peak RSS incl. FFmpeg" in targets
     assert any(t.startswith("webhook p99 < 50 ms") for t in targets)
+    assert any(t.startswith("download peak RSS flat") for t in targets)
 
 
 def test_compose_memory_is_measured_by_segment_count(quick_run):

@@ -8,10 +8,12 @@ the unit tests at the bottom.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
 import tracemalloc
+from pathlib import Path
 
 import dramatiq
 import pytest
@@ -193,7 +195,7 @@ def test_a_stalled_body_times_out_and_is_retried(worker, stub_broker, fake_twili
 
 
 def test_a_truncated_body_is_never_stored_and_is_fetched_again(worker, stub_broker, fake_twilio, s3, ingest_env):
-    ingest_env(S3_PART_SIZE_MB="5")  # the cut falls after the first part of a multipart upload
+    ingest_env(S3_PART_SIZE_MB="5")  # the whole body would go up in three parts
     body = os.urandom(12 * 1024 * 1024)
     recording = fake_twilio.add_recording(body, script=["truncate", "ok"])
     call_id = new_call(fake_twilio, recording)
@@ -261,19 +263,29 @@ def test_missing_credentials_fail_the_call_with_what_to_set(worker, stub_broker,
     assert_failed(run(stub_broker, worker, call_id), "TWILIO_AUTH_TOKEN is required")
 
 
-def test_a_body_outgrowing_the_limit_while_streaming_aborts_the_upload(s3, settings_env):
-    """No Content-Length to refuse early: the limit is enforced as the bytes flow into a multipart upload."""
-    from services.ingest.download import BodyReader
+def test_the_download_goes_through_a_temp_folder_under_tmp_dir_removed_in_every_outcome(
+    worker, stub_broker, fake_twilio, s3, ingest_env, monkeypatch
+):
+    from shared.settings import get_settings
 
-    settings_env(S3_PART_SIZE_MB="5")
-    from shared.storage import get_storage
+    tmp_dir = get_settings().tmp_dir
+    uploaded_from = []
+    upload_file = type(s3).upload_file
 
-    storage = get_storage()
-    chunks = (os.urandom(1024 * 1024) for _ in range(14))
-    with pytest.raises(PermanentError, match="RECORDING_MAX_BYTES"):
-        storage.upload_fileobj(BodyReader(chunks, expected=None, max_bytes=12 * 1024 * 1024), "recordings/CA" + "2" * 32 + ".mp3")
-    assert storage.client.list_objects_v2(Bucket=storage.bucket).get("KeyCount") == 0
-    assert storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", []) == []
+    def spy(self, path, key, content_type=None):
+        uploaded_from.append(Path(path))
+        assert Path(path).read_bytes() == body  # only a whole, checked file goes up
+        upload_file(self, path, key, content_type)
+
+    monkeypatch.setattr(type(s3), "upload_file", spy)
+    body = os.urandom(300 * 1024)
+    good = new_call(fake_twilio, fake_twilio.add_recording(body))
+    bad = new_call(fake_twilio, fake_twilio.add_recording(body, script=["truncate"]))
+    assert run(stub_broker, worker, good).stage == Stage.AUDIO
+    assert_failed(run(stub_broker, worker, bad), "complete message body")
+    assert [p.parent.parent for p in uploaded_from] == [tmp_dir]
+    assert uploaded_from[0].parent.name.startswith("ingest-")
+    assert list(tmp_dir.iterdir()) == []
 
 
 # -- redelivery ------------------------------------------------------------------
@@ -352,14 +364,25 @@ def test_404_waits_grow_with_the_time_waited_inside_the_window(actors, waited, w
     assert actors.not_ready_delay_ms(waited, window) == delay
 
 
-def test_the_body_reader_gives_exact_reads_and_checks_length_and_size():
-    from services.ingest.download import BodyReader, TransientDownloadError
+def test_the_body_is_copied_whole_and_checked_against_its_length_and_the_limit():
+    from services.ingest.download import TransientDownloadError, copy_body
 
-    reader = BodyReader(iter([b"abc", b"defg", b"h"]), expected=8, max_bytes=100)
-    assert [reader.read(3), reader.read(3), reader.read(3), reader.read(3)] == [b"abc", b"def", b"gh", b""]
+    out = io.BytesIO()
+    assert copy_body(iter([b"abc", b"defg", b"h"]), out, expected=8, max_bytes=100) == 8
+    assert out.getvalue() == b"abcdefgh"
     with pytest.raises(TransientDownloadError, match="ended after 4 of 8 bytes"):
-        BodyReader(iter([b"abcd"]), expected=8, max_bytes=100).read(100)
-    with pytest.raises(PermanentError, match="RECORDING_MAX_BYTES"):
-        BodyReader(iter([b"a" * 60, b"b" * 60]), expected=None, max_bytes=100).read(1000)
+        copy_body(iter([b"abcd"]), io.BytesIO(), expected=8, max_bytes=100)
+    with pytest.raises(TransientDownloadError, match="more than the 8 bytes"):
+        copy_body(iter([b"abcd", b"efghi"]), io.BytesIO(), expected=8, max_bytes=100)
     with pytest.raises(PermanentError, match="empty recording"):
-        BodyReader(iter([]), expected=None, max_bytes=100).read(10)
+        copy_body(iter([]), io.BytesIO(), expected=None, max_bytes=100)
+
+
+def test_a_body_without_a_length_stops_at_the_limit_before_writing_past_it():
+    """No Content-Length to refuse early: the limit is enforced as the bytes flow."""
+    from services.ingest.download import copy_body
+
+    out = io.BytesIO()
+    with pytest.raises(PermanentError, match="RECORDING_MAX_BYTES"):
+        copy_body((b"a" * 60 for _ in range(3)), out, expected=None, max_bytes=100)
+    assert len(out.getvalue()) == 60
