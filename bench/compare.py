@@ -26,7 +26,6 @@ the picture area is compared. Sizes are the video streams' bytes (ours also carr
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from dataclasses import dataclass, field, replace

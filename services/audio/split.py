@@ -35,7 +35,7 @@ from shared.settings import Settings
 
 from .probe import RecordingInfo
 from .process import ProcessFailed, run
-from .speech import parse_silences, silencedetect_options, speech_intervals
+from shared.speech import parse_silences, silencedetect_options, speech_intervals
 
 __all__ = ["SideAudio", "Split", "SplitFailed", "channel_of", "build_command", "split_recording", "output_rate", "edge_samples"]
 

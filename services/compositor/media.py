@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from shared.settings import Settings
+from shared.speech import parse_silences, silencedetect_options, speech_intervals
 
 from .runner import summarise
 
@@ -106,17 +106,14 @@ def probe_duration(path: Path, settings: Settings) -> float:
     return duration
 
 
-_SILENCE = re.compile(r"silence_(start|end): (-?[0-9.]+(?:e[-+]?[0-9]+)?)")  # %g: 5e-05 near zero
-
-
-def detect_speech(path: Path, settings: Settings, *, channel: int | None, duration: float) -> list[list[float]]:
-    """Where one channel is louder than SILENCE_THRESHOLD_DB: the highlight's fallback.
+def detect_speech(path: Path, settings: Settings, *, channel: int, duration: float) -> list[list[float]]:
+    """Where ``channel`` of ``path`` is louder than SILENCE_THRESHOLD_DB: the highlight's fallback.
 
     The audio stage stores these intervals; this only runs for calls that lack
-    them. ``channel`` picks one channel of a stereo file (None: the file is mono).
+    them, with the same filter and the same reading (``shared.speech``).
     """
-    pick = f"pan=mono|c0=c{channel}," if channel is not None else "aformat=channel_layouts=mono,"
-    graph = f"{pick}silencedetect=noise={settings.silence_threshold_db}dB:d={settings.silence_min_duration}"
+    options = silencedetect_options(settings.silence_threshold_db, settings.silence_min_duration)
+    graph = "silencedetect=" + ":".join(f"{key}={value}" for key, value in options.items())
     try:
         done = subprocess.run(
             [settings.ffmpeg_binary, "-hide_banner", "-nostdin", "-nostats", "-i", str(path), "-af", graph, "-f", "null", "-"],
@@ -126,18 +123,8 @@ def detect_speech(path: Path, settings: Settings, *, channel: int | None, durati
         raise MediaError(f"{path.name}: speech detection timed out") from exc
     if done.returncode != 0:
         raise MediaError(f"{path.name}: {summarise(done.stderr)}")
-    speech, cursor = [], 0.0
-    for kind, value in _SILENCE.findall(done.stderr):
-        at = max(0.0, float(value))
-        if kind == "start":
-            if round(at, 2) > round(cursor, 2):
-                speech.append([round(cursor, 2), round(at, 2)])
-            cursor = duration  # until the matching silence_end says otherwise
-        else:
-            cursor = at
-    if cursor < duration:
-        speech.append([round(cursor, 2), round(duration, 2)])
-    return speech
+    silences = parse_silences(done.stderr.splitlines(), channels=channel + 1)[channel]
+    return speech_intervals(silences, duration, min_speech=settings.speech_min_duration)
 
 
 _font_warned = False

@@ -102,7 +102,7 @@ def test_dockerfile_is_multi_stage_slim_non_root_and_installs_only_its_group(ser
     # Non-root: a user is made and switched to before CMD.
     users = final.all("USER")
     assert users and users[-1] not in ("root", "0"), f"{service} runs as root"
-    assert any(f"useradd" in args and users[-1] in args.split() for args in final.all("RUN"))
+    assert any("useradd" in args and users[-1] in args.split() for args in final.all("RUN"))
     # Only its own service's code goes in: importing another service would fail in the image.
     copied = " ".join(args for stage in dockerfile.stages for args in stage.all("COPY"))
     for other in set(SERVICES) - {service}:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared import keys
-from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
+from shared.models import Call, Segment, SideState, Stage, VideoStatus
 from tests.support import media
 
 from .conftest import CALL_ID, gone, queued, tmp_entries

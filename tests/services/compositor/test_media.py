@@ -26,9 +26,16 @@ def test_times_ffmpeg_prints_in_exponent_form(tmp_path, settings_env):
     fake = tmp_path / "ffmpeg"
     fake.write_text(
         "#!/bin/sh\n"
-        "echo '[silencedetect @ 0x1] silence_start: 5e-05' >&2\n"
-        "echo '[silencedetect @ 0x1] silence_end: 2.5 | silence_duration: 2.49995' >&2\n"
+        "echo '[silencedetect @ 0x1] channel: 1 | silence_start: 5e-05' >&2\n"
+        "echo '[silencedetect @ 0x1] channel: 1 | silence_end: 2.5 | silence_duration: 2.49995' >&2\n"
     )
     fake.chmod(0o755)
     settings = settings_env(FFMPEG_BINARY=str(fake))
-    assert detect_speech(tmp_path / "any.mp3", settings, channel=None, duration=4.0) == [[2.5, 4.0]]
+    assert detect_speech(tmp_path / "any.mp3", settings, channel=1, duration=4.0) == [[2.5, 4.0]]
+
+
+def test_sounds_shorter_than_speech_min_duration_are_not_speech(tmp_path, settings_env):
+    """The same rule as the audio stage's: a click on the line is not someone speaking."""
+    call = tone_call(tmp_path / "call.mp3", 6.0, ((0.5, 2.0), (3.0, 3.15)), CALLEE)
+    assert len(detect_speech(call, settings_env(SPEECH_MIN_DURATION="0.1"), channel=0, duration=6.0)) == 2
+    assert len(detect_speech(call, settings_env(SPEECH_MIN_DURATION="0.5"), channel=0, duration=6.0)) == 1

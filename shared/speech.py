@@ -1,8 +1,10 @@
-"""Where each side speaks, from FFmpeg's ``silencedetect`` run during the split.
+"""Where each side speaks, from FFmpeg's ``silencedetect`` log.
 
-The split's filter graph runs one ``silencedetect`` with ``mono=1`` on the
+The audio stage's split runs one ``silencedetect`` with ``mono=1`` on the
 stereo stream, so it judges each channel on its own and tags every line it
-logs with the channel: one decode measures both sides. A side's speech is the
+logs with the channel: one decode measures both sides. The compositor runs the
+same filter for calls whose row lacks the intervals, and reads its log here
+too, so both stages agree on what counts as speech. A side's speech is the
 complement of its silences within the recording; sounds shorter than
 SPEECH_MIN_DURATION (a click on the line) are not speech.
 
