@@ -51,6 +51,9 @@ def test_the_default_stays_when_another_family_is_faster_only_by_noise():
         render("superfast", 21, cpu=7.7, ssim=0.963, size=2.1, params="mbtree=1:b-adapt=0"),
     ]
     assert choose(PLAN, sweep, default=default).encoder.params == "mbtree=1"
+    # 8 % faster: two full runs here disagreed by that much on the same pair.
+    drift = [*sweep[:2], render("superfast", 21, cpu=7.2, ssim=0.963, size=2.5, params="cabac=0")]
+    assert choose(PLAN, drift, default=default).encoder.params == "mbtree=1"
     # 20 % faster is not noise: the other family wins.
     faster = [*sweep[:2], render("superfast", 21, cpu=6.2, ssim=0.963, size=2.1, params="cabac=0")]
     assert choose(PLAN, faster, default=default).encoder.params == "cabac=0"
