@@ -143,6 +143,7 @@ def fetch(call: Call, key: str, settings: Settings, storage: Storage) -> int:
         timeout=settings.download_timeout,
         max_bytes=settings.recording_max_bytes,
         spool_dir=settings.tmp_dir,
+        call_id=call.id,
     )
 
 

@@ -170,10 +170,15 @@ def fetch_recording(
     timeout: float,
     max_bytes: int,
     spool_dir: Path,
+    call_id: str,
 ) -> int:
-    """Download ``url`` into a temp folder under ``spool_dir``, then store it at ``key``; the bytes stored."""
+    """Download ``url`` into a temp folder under ``spool_dir``, then store it at ``key``; the bytes stored.
+
+    The folder is named for the (validated) ``call_id``, as every stage's is,
+    so one a killed worker left can be traced to its call.
+    """
     spool_dir.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}-", dir=spool_dir))
+    folder = Path(tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}-{call_id}-", dir=spool_dir))
     try:
         path = folder / f"recording.{fmt}"
         size = download_to(url, path, auth=auth, timeout=timeout, max_bytes=max_bytes)

@@ -284,7 +284,7 @@ def test_the_download_goes_through_a_temp_folder_under_tmp_dir_removed_in_every_
     assert run(stub_broker, worker, good).stage == Stage.AUDIO
     assert_failed(run(stub_broker, worker, bad), "complete message body")
     assert [p.parent.parent for p in uploaded_from] == [tmp_dir]
-    assert uploaded_from[0].parent.name.startswith("ingest-")
+    assert uploaded_from[0].parent.name.startswith(f"ingest-{good}-")
     assert list(tmp_dir.iterdir()) == []
 
 
