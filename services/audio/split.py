@@ -32,10 +32,10 @@ import ffmpeg
 from shared.models import SIDES
 from shared.progress import PermanentError
 from shared.settings import Settings
+from shared.speech import parse_silences, silencedetect_options, speech_intervals
 
 from .probe import RecordingInfo
 from .process import ProcessFailed, run
-from shared.speech import parse_silences, silencedetect_options, speech_intervals
 
 __all__ = ["SideAudio", "Split", "SplitFailed", "channel_of", "build_command", "split_recording", "output_rate", "edge_samples"]
 
