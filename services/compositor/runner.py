@@ -30,6 +30,8 @@ log = logging.getLogger("callreel.compositor.ffmpeg")
 STDERR_LINES = 40
 # Seconds between two progress lines in the log.
 PROGRESS_EVERY = 5.0
+# The shortest wait between two looks at the clock (PROGRESS_EVERY may be set lower in tests).
+MIN_WAIT = 0.05
 # Seconds FFmpeg gets to exit after SIGTERM before it is killed.
 TERM_GRACE = 3.0
 
@@ -69,7 +71,7 @@ def _drain(stream: IO[str], sink: collections.deque[str]) -> None:
         sink.append(line.rstrip("\n"))
 
 
-def _read_progress(stream: IO[str], state: dict[str, str], changed: threading.Event) -> None:
+def _read_progress(stream: IO[str], state: dict[str, str]) -> None:
     block: dict[str, str] = {}
     for line in stream:
         key, _, value = line.strip().partition("=")
@@ -79,7 +81,6 @@ def _read_progress(stream: IO[str], state: dict[str, str], changed: threading.Ev
         if key == "progress":  # the last key of every block
             state.update(block)
             block = {}
-            changed.set()
 
 
 def _seconds(state: dict[str, str]) -> float | None:
@@ -134,28 +135,30 @@ def run_ffmpeg(
 
     stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
     state: dict[str, str] = {}
-    changed = threading.Event()
     readers = [
         threading.Thread(target=_drain, args=(proc.stderr, stderr), daemon=True),
-        threading.Thread(target=_read_progress, args=(proc.stdout, state, changed), daemon=True),
+        threading.Thread(target=_read_progress, args=(proc.stdout, state), daemon=True),
     ]
     for reader in readers:
         reader.start()
     deadline = started + timeout
-    last_log = started
     try:
-        while proc.poll() is None:
+        # Wait on the process itself, waking only to log progress: FFmpeg
+        # writes its last progress block before it finishes the file
+        # (+faststart rewrites it), so a wait for progress lines slept up to
+        # a second past FFmpeg's exit (tests/services/compositor/test_runner.py).
+        while True:
             now = time.monotonic()
             if now >= deadline:
                 children.kill_group(proc, TERM_GRACE)
                 raise FFmpegTimeout(
                     f"{what} timed out after {timeout:g} s", returncode=proc.returncode, stderr="\n".join(stderr)
                 )
-            changed.wait(min(1.0, deadline - now))
-            changed.clear()
-            if time.monotonic() - last_log >= PROGRESS_EVERY:
+            try:
+                proc.wait(timeout=max(MIN_WAIT, min(PROGRESS_EVERY, deadline - now)))
+                break
+            except subprocess.TimeoutExpired:
                 _log_progress(what, state, total_seconds, extra)
-                last_log = time.monotonic()
     finally:
         # Whatever ends the wait (timeout, a time limit raised into this thread,
         # shutdown), FFmpeg does not survive it.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import stat
+import sys
 import time
 from pathlib import Path
 
@@ -30,11 +31,11 @@ def _alive_with(marker: str) -> list[int]:
 
 
 def test_a_run_logs_its_progress_as_a_percentage(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(runner, "PROGRESS_EVERY", 0.0)
+    monkeypatch.setattr(runner, "PROGRESS_EVERY", 0.2)
     out = tmp_path / "out.mp4"
     caplog.set_level(logging.INFO, logger="callreel.compositor.ffmpeg")
-    run_ffmpeg(
-        ["ffmpeg", "-f", "lavfi", "-i", "testsrc=s=320x240:r=25:d=3", "-c:v", "libx264", "-preset", "ultrafast", "-y", str(out)],
+    run_ffmpeg(  # -re: three seconds of encoding, so several progress blocks come and get logged
+        ["ffmpeg", "-re", "-f", "lavfi", "-i", "testsrc=s=320x240:r=25:d=3", "-c:v", "libx264", "-preset", "ultrafast", "-y", str(out)],
         timeout=60, what="test encode", total_seconds=3.0, log_extra={"call_id": "CA" + "0" * 32},
     )
     assert out.stat().st_size > 0
@@ -42,6 +43,27 @@ def test_a_run_logs_its_progress_as_a_percentage(tmp_path, monkeypatch, caplog):
     assert any("test encode" in r.getMessage() and "%" in r.getMessage() for r in lines)
     assert lines[-1].getMessage().startswith("test encode finished in")
     assert all(getattr(r, "call_id", None) == "CA" + "0" * 32 for r in lines)
+
+
+def test_the_run_ends_when_ffmpeg_exits_not_at_its_next_progress_block(tmp_path):
+    # FFmpeg writes its last progress block ("progress=end") and only then
+    # finishes the file (+faststart rewrites all of it) and exits. A wait that
+    # woke only for progress lines slept up to a second past the exit: a
+    # second of every render. This stand-in exits 0.3 s after its last block
+    # and records when.
+    exited = tmp_path / "exited"
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import sys, time\n"
+        "print('out_time_us=1000000\\nspeed=1x\\nprogress=end', flush=True)\n"
+        "time.sleep(0.3)\n"
+        f"open({str(exited)!r}, 'w').write(repr(time.time()))\n"
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    run_ffmpeg([str(fake)], timeout=30, what="fake")
+    lag = time.time() - float(exited.read_text())
+    assert 0 <= lag < 0.5, f"returned {lag:.2f} s after FFmpeg exited"
 
 
 def test_a_failure_says_what_ffmpeg_said(tmp_path):
