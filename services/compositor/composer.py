@@ -40,7 +40,7 @@ from shared.storage import ObjectNotFound, Storage
 
 from .graph import build_command
 from .layout import Clip, RenderSpec, SideSpec, panel_size
-from .media import MediaError, detect_speech, probe_duration, probe_video, resolve_font
+from .media import MediaError, detect_speech, probe_duration, probe_rendered, probe_video, resolve_font
 from .runner import FFmpegError, run_ffmpeg
 
 __all__ = ["Outcome", "compose_call", "render_spec", "side_video_urls"]
@@ -146,8 +146,7 @@ def render_spec(
 
 def _check_output(path: Path, duration: float, settings: Settings) -> None:
     """FFmpeg said it succeeded; make sure the file has the picture and the sound, and the call's length."""
-    video = probe_video(path, settings)
-    probe_duration(path, settings)
+    video, _ = probe_rendered(path, settings)
     if abs(video.duration - duration) > LENGTH_TOLERANCE:
         raise MediaError(f"the rendered video is {video.duration:.1f} s long, the call {duration:.1f} s")
 

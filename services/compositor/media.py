@@ -23,7 +23,7 @@ from shared.speech import parse_silences, silencedetect_options, speech_interval
 
 from .runner import summarise
 
-__all__ = ["MediaError", "VideoInfo", "probe_video", "probe_duration", "detect_speech", "resolve_font", "graph_file_option"]
+__all__ = ["MediaError", "VideoInfo", "probe_video", "probe_rendered", "probe_duration", "detect_speech", "resolve_font", "graph_file_option"]
 
 log = logging.getLogger("callreel.compositor")
 
@@ -75,7 +75,16 @@ def _float(value: object) -> float:
 
 def probe_video(path: Path, settings: Settings) -> VideoInfo:
     """The first video stream's display size, frame rate and duration; MediaError when unusable."""
+    return _video_info(path, _probe(path, settings))
+
+
+def probe_rendered(path: Path, settings: Settings) -> tuple[VideoInfo, float]:
+    """A rendered file's picture and its sound's duration, from one ffprobe run; MediaError if either is missing."""
     data = _probe(path, settings)
+    return _video_info(path, data), _audio_duration(path, data)
+
+
+def _video_info(path: Path, data: dict) -> VideoInfo:
     video = next((s for s in data.get("streams", []) if s.get("codec_type") == "video"), None)
     if video is None:
         raise MediaError(f"{path.name}: no video stream")
@@ -96,7 +105,10 @@ def probe_video(path: Path, settings: Settings) -> VideoInfo:
 
 def probe_duration(path: Path, settings: Settings) -> float:
     """Duration of a file's audio, in seconds; MediaError when it has none."""
-    data = _probe(path, settings)
+    return _audio_duration(path, _probe(path, settings))
+
+
+def _audio_duration(path: Path, data: dict) -> float:
     audio = next((s for s in data.get("streams", []) if s.get("codec_type") == "audio"), None)
     if audio is None:
         raise MediaError(f"{path.name}: no audio stream")

@@ -1,10 +1,12 @@
-"""The compositor's own speech detection, the highlight's fallback for calls without stored intervals."""
+"""What the compositor reads of its files: a render's picture and sound, and the highlight's fallback speech detection."""
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
-from services.compositor.media import detect_speech
+from services.compositor.media import MediaError, detect_speech, probe_rendered
 from tests.support.media import tone_call
 
 CALLER = ((0.5, 2.0), (3.0, 4.5))
@@ -39,3 +41,23 @@ def test_sounds_shorter_than_speech_min_duration_are_not_speech(tmp_path, settin
     call = tone_call(tmp_path / "call.mp3", 6.0, ((0.5, 2.0), (3.0, 3.15)), CALLEE)
     assert len(detect_speech(call, settings_env(SPEECH_MIN_DURATION="0.1"), channel=0, duration=6.0)) == 2
     assert len(detect_speech(call, settings_env(SPEECH_MIN_DURATION="0.5"), channel=0, duration=6.0)) == 1
+
+
+def _clip(path, *, sound: bool) -> None:
+    sources = ["-f", "lavfi", "-i", "testsrc=s=160x120:r=25:d=2"]
+    if sound:
+        sources += ["-f", "lavfi", "-i", "sine=d=2"]
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *sources, "-c:v", "libx264", "-preset", "ultrafast", "-shortest", str(path)], check=True)
+
+
+def test_a_render_is_read_for_its_picture_and_its_sound_at_once(tmp_path, settings_env):
+    _clip(tmp_path / "both.mp4", sound=True)
+    video, sound = probe_rendered(tmp_path / "both.mp4", settings_env())
+    assert (video.width, video.height, video.fps) == (160, 120, 25)
+    assert video.duration == pytest.approx(2.0, abs=0.1) and sound == pytest.approx(2.0, abs=0.1)
+
+
+def test_a_render_without_sound_is_not_a_finished_video(tmp_path, settings_env):
+    _clip(tmp_path / "mute.mp4", sound=False)
+    with pytest.raises(MediaError, match="no audio stream"):
+        probe_rendered(tmp_path / "mute.mp4", settings_env())
