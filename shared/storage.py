@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from .settings import Settings, get_settings
 
@@ -38,34 +38,8 @@ def check_key(key: str) -> str:
     return key
 
 
-class FullReads:
-    """A stream whose ``read(n)`` returns n bytes unless the stream ends.
-
-    boto3 decides between one PUT and a multipart upload from the length of the
-    first read of a non-seekable stream; a short read (a socket returns what it
-    has) would make it take the single-PUT path and read the whole rest into
-    memory. Filling every read keeps uploads multipart and memory flat.
-    """
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            return self.raw.read()
-        chunks, remaining = [], size
-        while remaining > 0:
-            chunk = self.raw.read(remaining)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks)
-
-
 class Storage(Protocol):
     def upload_file(self, path: str | Path, key: str, content_type: str | None = None) -> None: ...
-    def upload_fileobj(self, fileobj: BinaryIO, key: str, content_type: str | None = None) -> None: ...
     def download_file(self, key: str, path: str | Path) -> None: ...
     def exists(self, key: str) -> bool: ...
     def size(self, key: str) -> int: ...
@@ -102,22 +76,17 @@ class S3Storage:
             config=config,
         )
         part = settings.s3_part_size_mb * 1024 * 1024
-        # Two parts in flight bound memory to about 2 parts per transfer; for a
-        # non-seekable stream (upload_fileobj of a pipe or socket) s3transfer
-        # also buffers up to max_in_memory_upload_chunks parts (10 by default).
+        # Two parts in flight bound a transfer's memory to about two parts. Every
+        # upload is from a file, which boto3 reads part by part as it sends; a
+        # network body is spooled to disk first (services/ingest/download.py).
         self.transfer = TransferConfig(multipart_threshold=part, multipart_chunksize=part, max_concurrency=2, max_io_queue=IO_QUEUE_CHUNKS)
-        self.transfer.max_in_memory_upload_chunks = 2  # not a constructor argument in boto3's subclass
 
     def _extra(self, content_type: str | None) -> dict | None:
         return {"ContentType": content_type} if content_type else None
 
     def upload_file(self, path: str | Path, key: str, content_type: str | None = None) -> None:
+        # boto3 aborts a multipart upload that fails, so no half-written object is left behind.
         self.client.upload_file(str(path), self.bucket, check_key(key), ExtraArgs=self._extra(content_type), Config=self.transfer)
-
-    def upload_fileobj(self, fileobj: BinaryIO, key: str, content_type: str | None = None) -> None:
-        # boto3 aborts the multipart upload when the stream raises, so a failed
-        # upload leaves no half-written object behind.
-        self.client.upload_fileobj(FullReads(fileobj), self.bucket, check_key(key), ExtraArgs=self._extra(content_type), Config=self.transfer)
 
     def download_file(self, key: str, path: str | Path) -> None:
         from botocore.exceptions import ClientError
@@ -198,9 +167,6 @@ class LocalStorage:
     def upload_file(self, path: str | Path, key: str, content_type: str | None = None) -> None:
         with open(path, "rb") as src:
             self._write(key, lambda out: shutil.copyfileobj(src, out, 1024 * 1024))
-
-    def upload_fileobj(self, fileobj: BinaryIO, key: str, content_type: str | None = None) -> None:
-        self._write(key, lambda out: shutil.copyfileobj(fileobj, out, 1024 * 1024))
 
     def download_file(self, key: str, path: str | Path) -> None:
         source = self.path(key)

@@ -1,11 +1,13 @@
-import io
 import os
 import urllib.request
+import uuid
 
 import pytest
 
 from shared import keys
+from shared import storage as storage_module
 from shared.storage import LocalStorage, ObjectNotFound, check_key
+from tests.support.s3_proxy import FaultyS3Proxy
 
 CALL = "CA" + "0123456789abcdef" * 2
 
@@ -55,54 +57,69 @@ def test_s3_roundtrip_presigned_and_missing(s3, tmp_path):
     assert not s3.exists(keys.recording_key(CALL))
 
 
-class ChunkedStream(io.RawIOBase):
-    """A non-seekable stream, like an HTTP body, yielding ``total`` bytes."""
-
-    def __init__(self, total: int, fail_at: int | None = None) -> None:
-        self.remaining, self.sent, self.fail_at = total, 0, fail_at
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        if self.fail_at is not None and self.sent >= self.fail_at:
-            raise ConnectionError("connection reset mid-body")
-        n = min(len(buffer), self.remaining, 256 * 1024)
-        buffer[:n] = bytes([self.sent // (1024 * 1024) % 251]) * n
-        self.remaining -= n
-        self.sent += n
-        return n
+MIB = 1024 * 1024
 
 
-def test_s3_streamed_multipart_upload_larger_than_a_part(s3, tmp_path):
-    size = 12 * 1024 * 1024 + 123  # the part size is 8 MiB: this takes two parts
+def _patterned(path, size: int) -> None:
+    """A file whose every MiB is one byte value (its index mod 251), so a misplaced part shows."""
+    with open(path, "wb") as out:
+        for mib in range(size // MIB):
+            out.write(bytes([mib % 251]) * MIB)
+        out.write(bytes([size // MIB % 251]) * (size % MIB))
+
+
+def test_s3_multipart_upload_larger_than_a_part(s3, tmp_path):
+    size = 12 * MIB + 123  # the part size is 8 MiB: this takes two parts
     key = keys.video_key(CALL)
-    s3.upload_fileobj(ChunkedStream(size), key, "video/mp4")
+    _patterned(tmp_path / "video.mp4", size)
+    s3.upload_file(tmp_path / "video.mp4", key, "video/mp4")
     assert s3.size(key) == size
     head = s3.client.head_object(Bucket=s3.bucket, Key=key)
     assert head["ETag"].strip('"').endswith("-2"), "expected a two-part multipart upload"
     out = tmp_path / "big"
     s3.download_file(key, out)
     with open(out, "rb") as f:
-        f.seek(9 * 1024 * 1024)
+        f.seek(9 * MIB)
         assert f.read(1) == bytes([9])
 
 
-def test_s3_failed_stream_leaves_nothing(s3):
-    key = keys.recording_key(CALL)
-    with pytest.raises(Exception):
-        s3.upload_fileobj(ChunkedStream(20 * 1024 * 1024, fail_at=9 * 1024 * 1024), key)
-    assert not s3.exists(key)
-    assert s3.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []) == []
+def test_s3_failed_multipart_upload_leaves_nothing(s3_server, settings_env, tmp_path):
+    from shared.storage import get_storage
+
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    proxy = FaultyS3Proxy(s3_server.url).start()
+    try:
+        settings_env(**{**s3_server.env(bucket), "S3_ENDPOINT_URL": proxy.url, "S3_MAX_ATTEMPTS": "2"})
+        store = get_storage()
+        store.ensure_bucket()
+        proxy.refuse_for(60, lambda r: r.method == "PUT" and "partNumber=2" in r.query)
+        _patterned(tmp_path / "video.mp4", 12 * MIB)
+        key = keys.video_key(CALL)
+        with pytest.raises(Exception):
+            store.upload_file(tmp_path / "video.mp4", key, "video/mp4")
+        assert any(r.refused for r in proxy.requests), "the second part was never refused"
+        proxy.clear()
+        assert not store.exists(key)
+        assert store.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    finally:
+        proxy.stop()
 
 
-def test_local_storage_same_interface(tmp_path):
+def test_local_storage_same_interface(tmp_path, monkeypatch):
     store = LocalStorage(tmp_path / "objects")
-    store.upload_fileobj(io.BytesIO(b"abc"), keys.side_audio_key(CALL, "caller"))
+    (tmp_path / "audio.mp3").write_bytes(b"abc")
+    store.upload_file(tmp_path / "audio.mp3", keys.side_audio_key(CALL, "caller"))
     assert store.size(keys.side_audio_key(CALL, "caller")) == 3
     assert store.presigned_url(keys.side_audio_key(CALL, "caller")).startswith("file://")
-    with pytest.raises(ConnectionError):
-        store.upload_fileobj(ChunkedStream(10 * 1024 * 1024, fail_at=1024 * 1024), keys.video_key(CALL))
+
+    def copy_then_fail(src, out, length=0):
+        out.write(src.read(MIB))
+        raise OSError("disk gone mid-copy")
+
+    monkeypatch.setattr(storage_module.shutil, "copyfileobj", copy_then_fail)
+    _patterned(tmp_path / "video.mp4", 3 * MIB)
+    with pytest.raises(OSError, match="mid-copy"):
+        store.upload_file(tmp_path / "video.mp4", keys.video_key(CALL))
     assert not store.exists(keys.video_key(CALL))
     assert os.listdir(tmp_path / "objects" / "videos") == []  # no temp file left behind
     with pytest.raises(ObjectNotFound):

@@ -14,6 +14,7 @@ from shared.models import Call, SideState, Stage, VideoStatus
 from tests.services.ingest.conftest import API_TOKEN
 from tests.support.fake_twilio import call_sid
 from tests.support.services import free_port
+from tests.support.objects import put
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
@@ -30,8 +31,8 @@ def fetch(url: str) -> bytes:
 
 def test_a_finished_call_with_its_timings_and_presigned_videos(api, s3):
     call = call_sid()
-    s3.upload_fileobj(_bytes(b"final video"), keys.video_key(call), "video/mp4")
-    s3.upload_fileobj(_bytes(b"caller video"), keys.segment_video_key(call, "caller", 0), "video/mp4")
+    put(s3, keys.video_key(call), b"final video", "video/mp4")
+    put(s3, keys.segment_video_key(call, "caller", 0), b"caller video", "video/mp4")
     t0 = dt.datetime(2026, 11, 26, 3, 0, 0)
     Call.create(
         id=call,
@@ -160,8 +161,3 @@ def test_healthz_checks_a_real_rabbitmq(pg_db, rabbitmq_url):
     response = client.simulate_get("/healthz")
     assert response.status_code == 503 and response.json["broker"].startswith("unavailable")
 
-
-def _bytes(data: bytes):
-    import io
-
-    return io.BytesIO(data)

@@ -1,7 +1,6 @@
 """``POST /calls/{callId}/retry`` (``shared.retry.retry_call`` behind the token) and the segments of ``GET /calls/{callId}``."""
 
 import datetime as dt
-import io
 import urllib.request
 
 import dramatiq
@@ -13,6 +12,7 @@ from services.ingest.app import create_app
 from shared import keys
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 from tests.services.ingest.conftest import API_TOKEN
+from tests.support.objects import put
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 CALL = "CA" + "7" * 32
@@ -89,7 +89,7 @@ def test_the_call_view_lists_segments_with_request_ids_attempts_and_videos(pg_db
     t0 = dt.datetime(2026, 11, 26, 3, 0, 0)
     Call.create(id=CALL, video_status=VideoStatus.GENERATING, stage=Stage.GENERATION, generation_started_at=t0)
     key = keys.segment_video_key(CALL, "caller", 0)
-    s3.upload_fileobj(io.BytesIO(b"segment zero"), key, "video/mp4")
+    put(s3, key, b"segment zero", "video/mp4")
     Segment.create(call_id=CALL, side="caller", index=0, start=0, end=12.5, state=SegmentState.COMPLETED,
                    fal_request_id="req-caller-0", attempts=1, video_key=key, submitted_at=t0, finished_at=t0 + dt.timedelta(seconds=40))
     Segment.create(call_id=CALL, side="caller", index=1, start=12.5, end=20, state=SegmentState.SUBMITTED,

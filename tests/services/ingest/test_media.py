@@ -1,6 +1,5 @@
 """``GET /media/{key}``: a local-folder store's videos, behind the session or the token, with byte ranges."""
 
-import io
 import os
 
 import falcon.testing
@@ -10,6 +9,7 @@ from services.ingest.app import create_app
 from shared import keys
 from shared.models import Call, VideoStatus
 from tests.services.ingest.conftest import API_TOKEN
+from tests.support.objects import put
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 CALL = "CA" + "4" * 32
@@ -18,8 +18,8 @@ BODY = os.urandom(300_000)
 
 @pytest.fixture
 def media(pg_db, stub_broker, ingest_env, local_store):
-    local_store.upload_fileobj(io.BytesIO(BODY), keys.video_key(CALL))
-    local_store.upload_fileobj(io.BytesIO(b"mp3"), keys.recording_key(CALL))
+    put(local_store, keys.video_key(CALL), BODY)
+    put(local_store, keys.recording_key(CALL), b"mp3")
     return falcon.testing.TestClient(create_app())
 
 
@@ -86,6 +86,6 @@ def test_the_status_api_and_the_page_point_at_the_media_route(media, local_store
 
 
 def test_with_s3_the_route_serves_nothing(pg_db, stub_broker, ingest_env, s3):
-    s3.upload_fileobj(io.BytesIO(b"video"), keys.video_key(CALL), "video/mp4")
+    put(s3, keys.video_key(CALL), b"video", "video/mp4")
     client = falcon.testing.TestClient(create_app())
     assert get(client).status_code == 404  # S3 videos are fetched by presigned URL

@@ -1,7 +1,6 @@
 """The operator page through Falcon's test client: login, list, call page, retry with CSRF, logout, escaping, headers."""
 
 import datetime as dt
-import io
 import re
 import time
 from urllib.parse import parse_qs, urlsplit
@@ -15,6 +14,7 @@ from services.ingest.session import SessionSigner
 from shared import keys
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 from tests.services.ingest.conftest import API_TOKEN
+from tests.support.objects import put
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 T0 = dt.datetime(2026, 11, 26, 3, 0, 0)
@@ -134,8 +134,8 @@ def test_bad_filters_are_a_400_page_that_says_why(web):
 
 def _finished_call(s3, status=VideoStatus.PARTIAL) -> str:
     call = sid(0xC0FFEE)
-    s3.upload_fileobj(io.BytesIO(b"final"), keys.video_key(call), "video/mp4")
-    s3.upload_fileobj(io.BytesIO(b"caller"), keys.segment_video_key(call, "caller", 0), "video/mp4")
+    put(s3, keys.video_key(call), b"final", "video/mp4")
+    put(s3, keys.segment_video_key(call, "caller", 0), b"caller", "video/mp4")
     Call.create(
         id=call, recording_sid=sid(9, "RE"), video_status=status, stage=Stage.DONE, created_at=T0,
         video_url=s3.object_url(keys.video_key(call)), caller_video_url=s3.object_url(keys.segment_video_key(call, "caller", 0)),
