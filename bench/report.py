@@ -18,6 +18,8 @@ __all__ = ["Report", "table", "stage_table", "PIPELINE_STAGES", "STAGE_COLUMNS"]
 PIPELINE_STAGES = ("download", "split", "compose")
 # "Within a few MB" (issue 12): the largest and smallest download peaks may differ by this much.
 FLAT_DOWNLOAD_MB = 5
+# The FFmpeg runner's own duration of the compose render (bench.stage collects what the services log).
+RENDER_DURATION = "compose (ffmpeg)"
 STAGE_COLUMNS = ("stage", "wall s", "CPU s", "worker RSS MB", "FFmpeg RSS MB", "peak total MB", "output", "load")
 
 
@@ -128,17 +130,41 @@ class Report:
         rows = []
         for run in self.pipeline:
             wall, cpu = per_minute(run)
-            rows.append([f"{run.minutes:g} min", num(sum(run.stages[s].wall for s in PIPELINE_STAGES), 1), num(wall, 2), num(cpu, 2)])
+            render = run.stages["compose"].extra.get(RENDER_DURATION)
+            rows.append([
+                f"{run.minutes:g} min",
+                num(sum(run.stages[s].wall for s in PIPELINE_STAGES), 1),
+                num(wall, 2),
+                num(cpu, 2),
+                num(render / run.minutes if isinstance(render, (int, float)) else None, 2),
+            ])
         return [
             "## Whole pipeline without the fal.ai wait",
             "",
             "download + split (segments cut too, as with FAL_KEY set; a segment that is the whole side is the side's "
             "file, not cut again) + compose (from fal-like segment videos), each "
             "with its own S3 transfers; target < 8 s per minute of call. The standalone upload row is already inside "
-            "compose, and compose (local panels) is the deployment without fal.ai, so neither is added.",
+            "compose, and compose (local panels) is the deployment without fal.ai, so neither is added. *render* is "
+            "the compositor's FFmpeg run alone (as its runner logs it), the rest of the compose stage being S3 "
+            "transfers, probes and database writes. Until 2026-11-26 the compositor's FFmpeg runner returned up to a "
+            "second after FFmpeg had exited (its wait woke only for progress lines, and FFmpeg writes its last one "
+            "before it finishes the file): about a second of every render, 1.0 s of a 1-minute call's 7.4."
+            + self._machine_speed(),
             "",
-            table(("call", "wall s", "wall s per call minute", "CPU s per call minute"), rows),
+            table(("call", "wall s", "wall s per call minute", "CPU s per call minute", "of which render, wall s per call minute"), rows),
         ]
+
+    def _machine_speed(self) -> str:
+        """The plan's own render in this run, as a gauge of how fast the machine was (it drifts by up to 2×)."""
+        section = next((c for c in self.compose if c.size == "512x512"), None)
+        if section is None:
+            return ""
+        per_minute_cpu = section.plan.usage.cpu * 60 / section.seconds
+        return (
+            " The figures are seconds of this machine, whose speed drifts: the plan's own 512×512 render took "
+            f"{per_minute_cpu:.0f} s of CPU per minute of video in this run, against 35 s on a fast afternoon and "
+            "65 s in a slow phase of the same day (2026-11-26)."
+        )
 
     def _split(self) -> list[str]:
         if not self.split:

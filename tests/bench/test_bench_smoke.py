@@ -110,3 +110,12 @@ def test_compose_memory_is_measured_by_segment_count(quick_run):
     assert segments[0] == ["segments per side", "call", "FFmpeg CPU s", "FFmpeg peak RSS MB"]
     counts = [int(row[0]) for row in segments[1:]]
     assert counts == [1, 2] and all(number(row[3]) > 20 for row in segments[1:])
+
+
+def test_the_pipeline_per_minute_shows_the_render_and_the_machines_speed(quick_run):
+    (pipeline,) = tables(quick_run[1])["Whole pipeline without the fal.ai wait"]
+    assert pipeline[0][-1] == "of which render, wall s per call minute"
+    (row,) = pipeline[1:]
+    wall, render = number(row[2]), number(row[4])
+    assert 0 < render < wall, row  # the render is part of the stage, never all of the pipeline
+    assert "the plan's own 512×512 render took" in quick_run[1]
