@@ -43,6 +43,34 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bucket(args: argparse.Namespace) -> int:
+    from shared.logs import configure_logging
+    from shared.storage import ADDED, PRESENT, S3Storage, get_storage
+
+    configure_logging()
+    store = get_storage()
+    if not isinstance(store, S3Storage):
+        print(f"objects are kept in a local folder ({store.root}): no bucket to set up")
+        return 0
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        store.ensure_bucket()
+        outcome = store.ensure_abort_rule()
+    except (BotoCoreError, ClientError) as exc:
+        raise CliError(f"cannot set up bucket {store.bucket}: {exc}") from None
+    if outcome == ADDED:
+        print(f"bucket {store.bucket}: now aborts multipart uploads left unfinished for a day")
+    elif outcome == PRESENT:
+        print(f"bucket {store.bucket}: already aborts unfinished multipart uploads")
+    else:
+        print(
+            f"bucket {store.bucket}: ready, but this S3 server does not keep an AbortIncompleteMultipartUpload rule; "
+            "unfinished multipart uploads stay until it removes them itself (MinIO does after 24 h)"
+        )
+    return 0
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from .render import render
 
@@ -182,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     sub.add_parser("migrate", help="create or update the database schema (idempotent)").set_defaults(func=cmd_migrate)
+    sub.add_parser(
+        "bucket", help="create S3_BUCKET if missing and have it abort multipart uploads unfinished after a day (idempotent)"
+    ).set_defaults(func=cmd_bucket)
     return parser
 
 

@@ -26,6 +26,12 @@ KEY_MAX = 512
 IO_QUEUE_CHUNKS = 8
 
 
+# The lifecycle rule `callreel bucket` adds: unfinished multipart uploads go after a day.
+ABORT_RULE_ID = "callreel-abort-incomplete-multipart-uploads"
+ABORT_AFTER_DAYS = 1
+ADDED, PRESENT, UNSUPPORTED = "added", "present", "unsupported"
+
+
 class ObjectNotFound(FileNotFoundError):
     """The key does not exist in the store."""
 
@@ -140,6 +146,55 @@ class S3Storage:
             if self.region != "us-east-1":
                 kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
             self.client.create_bucket(Bucket=self.bucket, **kwargs)
+
+    def ensure_abort_rule(self) -> str:
+        """Have the bucket abort multipart uploads left unfinished for ABORT_AFTER_DAYS.
+
+        A worker killed in the middle of a multipart upload (SIGKILL, out of
+        memory, a redeploy's second signal) cannot abort it: its parts stay in
+        the bucket, billed and absent from every listing, until a lifecycle
+        rule removes them. The bucket's other rules are kept as they are.
+        Returns ADDED, PRESENT, or UNSUPPORTED for a server that refuses or
+        drops the rule (MinIO does both, and purges such uploads itself after 24 h).
+        """
+        from botocore.exceptions import ClientError
+
+        rules = self._lifecycle_rules()
+        if any(_aborts_everywhere(rule) for rule in rules):
+            return PRESENT
+        rules = [rule for rule in rules if rule.get("ID") != ABORT_RULE_ID]
+        rules.append(
+            {
+                "ID": ABORT_RULE_ID,
+                "Status": "Enabled",
+                "Filter": {"Prefix": ""},
+                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_AFTER_DAYS},
+            }
+        )
+        try:
+            self.client.put_bucket_lifecycle_configuration(Bucket=self.bucket, LifecycleConfiguration={"Rules": rules})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("MalformedXML", "NotImplemented"):
+                return UNSUPPORTED
+            raise
+        return ADDED if any(_aborts_everywhere(rule) for rule in self._lifecycle_rules()) else UNSUPPORTED
+
+    def _lifecycle_rules(self) -> list[dict]:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)["Rules"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+                raise
+            return []
+
+
+def _aborts_everywhere(rule: dict) -> bool:
+    """An enabled rule that aborts unfinished uploads under every key, within ABORT_AFTER_DAYS."""
+    days = rule.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation")
+    scope = rule.get("Filter", {"Prefix": rule.get("Prefix", "")})
+    return rule.get("Status") == "Enabled" and days is not None and days <= ABORT_AFTER_DAYS and scope in ({}, {"Prefix": ""})
 
 
 class LocalStorage:

@@ -26,7 +26,7 @@ LONG_RUNNING = ("ingest", *WORKERS)
 INGEST_CMD = ["gunicorn", "--config", "deploy/gunicorn.conf.py", "services.ingest.app:app"]
 # What each compose service runs, to find the variables it reads.
 ENTRIES = {
-    "bucket": ["shared.storage"],
+    "bucket": deploy.command_entries("callreel.cli", "cmd_bucket"),
     "migrate": deploy.command_entries("callreel.cli", "cmd_migrate"),
     "sweeper": deploy.command_entries("callreel.cli", "cmd_sweep"),
     "ingest": ["services.ingest.app"],
@@ -278,7 +278,7 @@ def test_services_are_wired_to_the_stack(stack):
 def test_the_stack_starts_in_order(stack):
     services = stack["services"]
     assert services["migrate"]["command"] == ["callreel", "migrate"]
-    assert "ensure_bucket()" in " ".join(services["bucket"]["command"])
+    assert services["bucket"]["command"] == ["callreel", "bucket"]
     for one_shot in ("migrate", "bucket"):
         assert services[one_shot]["restart"] == "no"
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"

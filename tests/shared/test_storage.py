@@ -124,3 +124,60 @@ def test_local_storage_same_interface(tmp_path, monkeypatch):
     assert os.listdir(tmp_path / "objects" / "videos") == []  # no temp file left behind
     with pytest.raises(ObjectNotFound):
         store.download_file(keys.video_key(CALL), tmp_path / "x")
+
+
+EXPIRE_LOGS = {"ID": "expire-logs", "Status": "Enabled", "Filter": {"Prefix": "logs/"}, "Expiration": {"Days": 30}}
+
+
+def test_the_abort_rule_keeps_the_buckets_other_rules(s3):
+    s3.client.put_bucket_lifecycle_configuration(Bucket=s3.bucket, LifecycleConfiguration={"Rules": [EXPIRE_LOGS]})
+    assert s3.ensure_abort_rule() == storage_module.ADDED
+    assert s3.ensure_abort_rule() == storage_module.PRESENT  # idempotent
+    rules = {rule["ID"]: rule for rule in s3.client.get_bucket_lifecycle_configuration(Bucket=s3.bucket)["Rules"]}
+    assert set(rules) == {"expire-logs", storage_module.ABORT_RULE_ID}
+    assert rules["expire-logs"]["Expiration"] == {"Days": 30}
+    assert rules[storage_module.ABORT_RULE_ID]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+
+
+def test_an_operators_own_abort_rule_is_enough(s3):
+    own = {"ID": "abort-after-a-day", "Status": "Enabled", "Filter": {"Prefix": ""}, "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}
+    s3.client.put_bucket_lifecycle_configuration(Bucket=s3.bucket, LifecycleConfiguration={"Rules": [own]})
+    assert s3.ensure_abort_rule() == storage_module.PRESENT
+    (rule,) = s3.client.get_bucket_lifecycle_configuration(Bucket=s3.bucket)["Rules"]
+    assert rule["ID"] == "abort-after-a-day"
+
+
+def test_an_abort_rule_for_one_prefix_is_not_enough(s3):
+    logs_only = {"ID": "abort-logs", "Status": "Enabled", "Filter": {"Prefix": "logs/"}, "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}
+    s3.client.put_bucket_lifecycle_configuration(Bucket=s3.bucket, LifecycleConfiguration={"Rules": [logs_only]})
+    assert s3.ensure_abort_rule() == storage_module.ADDED
+    ids = {rule["ID"] for rule in s3.client.get_bucket_lifecycle_configuration(Bucket=s3.bucket)["Rules"]}
+    assert ids == {"abort-logs", storage_module.ABORT_RULE_ID}
+
+
+def test_a_server_that_refuses_the_rule_is_told_apart(s3, monkeypatch):
+    """MinIO answers MalformedXML to an AbortIncompleteMultipartUpload rule (it purges such uploads itself)."""
+    from botocore.exceptions import ClientError
+
+    def refuse(**kwargs):
+        raise ClientError({"Error": {"Code": "MalformedXML", "Message": "The XML you provided was not well-formed"}}, "PutBucketLifecycleConfiguration")
+
+    monkeypatch.setattr(s3.client, "put_bucket_lifecycle_configuration", refuse)
+    assert s3.ensure_abort_rule() == storage_module.UNSUPPORTED
+
+
+def test_a_server_that_drops_the_rule_is_told_apart(s3, monkeypatch):
+    """Some MinIO releases accept the rule and keep it without its abort action."""
+    monkeypatch.setattr(s3.client, "put_bucket_lifecycle_configuration", lambda **kwargs: {})
+    assert s3.ensure_abort_rule() == storage_module.UNSUPPORTED
+
+
+def test_other_lifecycle_errors_are_not_hidden(s3, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    def deny(**kwargs):
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "PutBucketLifecycleConfiguration")
+
+    monkeypatch.setattr(s3.client, "put_bucket_lifecycle_configuration", deny)
+    with pytest.raises(ClientError, match="AccessDenied"):
+        s3.ensure_abort_rule()
