@@ -30,6 +30,9 @@ IO_QUEUE_CHUNKS = 8
 ABORT_RULE_ID = "callreel-abort-incomplete-multipart-uploads"
 ABORT_AFTER_DAYS = 1
 ADDED, PRESENT, UNSUPPORTED = "added", "present", "unsupported"
+# How S3-compatible servers refuse a rule they do not implement (MinIO: MalformedXML); access
+# errors are not among them: those the operator must see.
+REFUSED_RULE_CODES = ("MalformedXML", "NotImplemented", "XNotImplemented", "InvalidArgument", "InvalidRequest")
 
 
 class ObjectNotFound(FileNotFoundError):
@@ -174,7 +177,7 @@ class S3Storage:
         try:
             self.client.put_bucket_lifecycle_configuration(Bucket=self.bucket, LifecycleConfiguration={"Rules": rules})
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("MalformedXML", "NotImplemented"):
+            if exc.response.get("Error", {}).get("Code") in REFUSED_RULE_CODES:
                 return UNSUPPORTED
             raise
         return ADDED if any(_aborts_everywhere(rule) for rule in self._lifecycle_rules()) else UNSUPPORTED
