@@ -17,7 +17,18 @@ from typing import Protocol
 
 from .settings import Settings, get_settings
 
-__all__ = ["Storage", "S3Storage", "LocalStorage", "ObjectNotFound", "get_storage", "reset_storage"]
+__all__ = [
+    "Storage",
+    "S3Storage",
+    "LocalStorage",
+    "ObjectNotFound",
+    "get_storage",
+    "reset_storage",
+    "ABORT_RULE_ID",
+    "ADDED",
+    "PRESENT",
+    "UNSUPPORTED",
+]
 
 KEY_MAX = 512
 # Chunks (256 KiB each) a download may hold between the network and the disk.
