@@ -21,6 +21,7 @@ from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoSt
 from tests.support.dramatiq_worker import DramatiqWorker, wait_until
 from tests.support.fake_fal import FakeFal
 from tests.support.media import color_video
+from tests.support.objects import put
 
 FAL_KEY = "test-key-0123"
 
@@ -94,9 +95,7 @@ class Generation:
         return call_id
 
     def upload(self, key: str, data: bytes) -> None:
-        path = self.tmp / "upload.bin"
-        path.write_bytes(data)
-        self.storage.upload_file(path, key)
+        put(self.storage, key, data)
         self.audio[key] = data
 
     def generate(self, call_id: str) -> None:

@@ -13,8 +13,8 @@ from shared import keys
 from shared.models import Call, SideState, Stage, VideoStatus
 from tests.services.ingest.conftest import API_TOKEN
 from tests.support.fake_twilio import call_sid
-from tests.support.services import free_port
 from tests.support.objects import put
+from tests.support.services import free_port
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
