@@ -43,6 +43,17 @@ def test_every_input_is_scaled_once_and_nothing_is_converted_but_to_yuv420p(tmp_
     assert "hstack=inputs=2" in graph and "showwaves=" in graph and "drawtext" not in graph  # no font: no label
 
 
+def test_only_a_clip_halved_or_more_is_decoded_without_b_frame_deblocking(tmp_path):
+    big = Clip(tmp_path / "big.mp4", 0.0, 4.0, VideoInfo(1280, 720, 25.0, 4.0))
+    spec = _spec(tmp_path, callee=SideSpec("callee", "Customer", avatar_path("callee"), clips=(big,)))
+    args = build_command(spec, tmp_path / "out.mp4")
+    decoded = {args[i + 1]: args[max(0, i - 2) : i] for i, arg in enumerate(args) if arg == "-i"}
+    assert decoded[str(big.path)] == ["-skip_loop_filter", "bidir"]
+    # The 512×512 clips in 640×480 panels, the avatar still and the recording: decoded in full.
+    others = [options for path, options in decoded.items() if path != str(big.path)]
+    assert len(others) == 4 and all("-skip_loop_filter" not in options for options in others)
+
+
 def test_the_same_file_twice_is_refused_before_ffmpeg_runs(tmp_path):
     import pytest
 

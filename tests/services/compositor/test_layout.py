@@ -6,7 +6,7 @@ from pathlib import Path
 
 from services.compositor.layout import Clip, Piece, SideSpec, enable_expr, fit, panel_size, speaking, timeline, total_frames
 from services.compositor.media import VideoInfo
-from services.compositor.panel import scale_flags
+from services.compositor.panel import decode_options, scale_flags
 
 
 @pytest.mark.parametrize(
@@ -99,3 +99,11 @@ def test_scaler_is_bicubic_for_mild_resizes_and_area_for_big_reductions():
     assert scale_flags(240, 480) == "bicubic"  # enlarging
     assert scale_flags(720, 360) == "area"
     assert scale_flags(1080, 480) == "area"
+
+
+def test_only_clips_halved_or_more_skip_deblocking_and_only_on_b_frames():
+    assert decode_options(1280, 720, 640, 360) == {"skip_loop_filter": "bidir"}
+    assert decode_options(1920, 1080, 640, 360) == {"skip_loop_filter": "bidir"}
+    assert decode_options(512, 512, 480, 480) == {}
+    assert decode_options(1280, 720, 960, 540) == {}  # a third smaller: deblocking still shows
+    assert decode_options(1280, 720, 640, 480) == {}  # stretched taller: not halved both ways

@@ -132,6 +132,22 @@ def test_square_side_videos_get_square_panels_with_no_bars(calls, s3, tmp_path):
         assert near(frame.pixel(x, 300), colour), (x, frame.pixel(x, 300))
 
 
+def test_720p_side_videos_are_halved_into_16_9_panels(calls, s3, tmp_path):
+    # Halved or more: decoded with B-frame deblocking skipped (panel.decode_options).
+    call = calls.call(caller_state="generated", callee_state="generated")
+    calls.segment(call, "caller", 0, 0.0, 4.0, calls.video("red-720p", "red", size="1280x720", duration=4.0))
+    calls.segment(call, "callee", 0, 0.0, 4.0, calls.video("blue-720p", "blue", size="1280x720", duration=4.0))
+
+    assert compose(call, s3).status == "completed"
+
+    video = fetch_video(s3, call.id, tmp_path / "out.mp4")
+    v = streams(probe(video), "video")
+    assert (v["width"], v["height"], int(v["nb_frames"])) == (1280, 360, 100)
+    frame = frame_at(video, 2.0)
+    for x, colour in ((12, RED), (628, RED), (652, BLUE), (1268, BLUE)):
+        assert near(frame.pixel(x, 300), colour), (x, frame.pixel(x, 300))
+
+
 def test_segments_play_at_their_start_times_with_the_idle_avatar_between(calls, s3, tmp_path):
     call = calls.call(callee_state="generated", callee_speech=((0.6, 1.4), (2.6, 3.4)))
     calls.segment(call, "callee", 0, 0.5, 1.5, calls.video("green", "green", duration=1.0))
