@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-e2e test-fast demo bench migrate serve up down clean
+.PHONY: install test test-e2e test-fast demo bench bench-image migrate serve up down clean
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ demo: install
 
 bench: install
 	$(PY) bench/run.py
+
+# The benchmark under the FFmpeg the images ship (Debian's, unpacked by the
+# script; root), with this machine's FFmpeg as the second build for compose.
+bench-image: install
+	$(PY) bench/run.py --ffmpeg "$$(bash scripts/image-ffmpeg.sh)" --also-ffmpeg "$$(dirname "$$(command -v ffmpeg)")"
 
 migrate: install
 	$(VENV)/bin/callreel migrate

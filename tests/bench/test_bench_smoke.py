@@ -6,6 +6,7 @@ test); that each measurement is present, numeric and plausible is.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,13 +41,24 @@ def number(cell: str) -> float:
     return float(cell.split()[0].rstrip("×"))
 
 
+def ffmpeg_folder(folder: Path) -> Path:
+    """A folder of ffmpeg/ffprobe wrappers around this machine's, as scripts/image-ffmpeg.sh makes around another build."""
+    folder.mkdir()
+    for tool in ("ffmpeg", "ffprobe"):
+        (folder / tool).write_text(f'#!/bin/sh\nexec {shutil.which(tool)} "$@"\n')
+        (folder / tool).chmod(0o755)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench") / "benchmarks.md"
+    work = tmp_path_factory.mktemp("bench")
+    out = work / "benchmarks.md"
     docs = ROOT / "docs" / "benchmarks.md"
     before = docs.read_bytes() if docs.exists() else None
+    main, other = ffmpeg_folder(work / "main-ffmpeg"), ffmpeg_folder(work / "other-ffmpeg")
     done = subprocess.run(
-        [sys.executable, "bench/run.py", "--quick", "--output", str(out)],
+        [sys.executable, "bench/run.py", "--quick", "--output", str(out), "--ffmpeg", str(main), "--also-ffmpeg", str(other)],
         cwd=ROOT, capture_output=True, text=True, timeout=280,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -77,7 +89,7 @@ def test_every_stage_has_time_cpu_memory_and_output(quick_run):
 
 def test_compose_is_compared_with_the_plan_on_speed_quality_and_size(quick_run):
     found = tables(quick_run[1])
-    compose, sweep = found["512x512 sides, 3 s"]
+    compose, _, sweep = found["512x512 sides, 3 s"]  # the middle one: under the --also-ffmpeg build
     header, rows = compose[0], compose[1:]
     assert header[:3] == ["render", "wall s", "CPU s"] and "SSIM" in header and "PSNR dB" in header
     assert rows[0][0].startswith("plan (medium, crf 23)")
@@ -87,6 +99,17 @@ def test_compose_is_compared_with_the_plan_on_speed_quality_and_size(quick_run):
         assert 0.5 < number(row[ssim]) <= 1.0, row
     assert sweep[0] == [*header, "rule"] and len(sweep) == 3  # the quick run's two encoder settings
     assert [row[-1] for row in sweep[1:]].count("**chosen**") <= 1
+
+
+def test_the_compose_comparison_runs_under_each_ffmpeg_asked_for(quick_run):
+    found = tables(quick_run[1])
+    assert "The same two commands under FFmpeg" in quick_run[1]
+    _, elsewhere, _ = found["512x512 sides, 3 s"]
+    assert len(elsewhere) == 3
+    assert elsewhere[1][0].startswith("plan (medium, crf 23)") and elsewhere[2][0].endswith(", shipped")
+    assert 0.5 < number(elsewhere[2][elsewhere[0].index("SSIM")]) <= 1.0
+    rows = [row for row in found["Targets"][0][1:] if row[0].startswith("compose ≥ 2.5× faster")]
+    assert len(rows) == 2 and all(", FFmpeg " in row[0] for row in rows)  # the run's build and the other one
 
 
 def test_split_webhook_download_and_targets_are_reported(quick_run):
