@@ -116,36 +116,28 @@ def test_inputs_of_other_sizes_rates_and_lengths_are_fitted_held_and_trimmed(cal
     assert near(late.pixel(640 + 200, 240), BLUE)
 
 
-def test_square_side_videos_get_square_panels_with_no_bars(calls, s3, tmp_path):
+@pytest.mark.parametrize(
+    ("size", "frame_size"),
+    [
+        ("512x512", (960, 480)),  # square panels
+        ("1280x720", (1280, 360)),  # halved: decoded without B-frame deblocking (panel.decode_options)
+    ],
+)
+def test_side_videos_of_one_shape_get_panels_of_that_shape_with_no_bars(calls, s3, tmp_path, size, frame_size):
     call = calls.call(caller_state="generated", callee_state="generated")
-    calls.segment(call, "caller", 0, 0.0, 4.0, calls.video("red-square", "red", size="512x512", duration=4.0))
-    calls.segment(call, "callee", 0, 0.0, 4.0, calls.video("blue-square", "blue", size="512x512", duration=4.0))
+    calls.segment(call, "caller", 0, 0.0, 4.0, calls.video(f"red-{size}", "red", size=size, duration=4.0))
+    calls.segment(call, "callee", 0, 0.0, 4.0, calls.video(f"blue-{size}", "blue", size=size, duration=4.0))
 
     assert compose(call, s3).status == "completed"
 
     video = fetch_video(s3, call.id, tmp_path / "out.mp4")
     v = streams(probe(video), "video")
-    assert (v["width"], v["height"], int(v["nb_frames"])) == (960, 480, 100)
+    assert (v["width"], v["height"], int(v["nb_frames"])) == (*frame_size, 100)
     frame = frame_at(video, 2.0)
     # Every column of each panel is picture: left edge, seam, right edge.
-    for x, colour in ((12, RED), (468, RED), (492, BLUE), (948, BLUE)):
-        assert near(frame.pixel(x, 300), colour), (x, frame.pixel(x, 300))
-
-
-def test_720p_side_videos_are_halved_into_16_9_panels(calls, s3, tmp_path):
-    # Halved or more: decoded with B-frame deblocking skipped (panel.decode_options).
-    call = calls.call(caller_state="generated", callee_state="generated")
-    calls.segment(call, "caller", 0, 0.0, 4.0, calls.video("red-720p", "red", size="1280x720", duration=4.0))
-    calls.segment(call, "callee", 0, 0.0, 4.0, calls.video("blue-720p", "blue", size="1280x720", duration=4.0))
-
-    assert compose(call, s3).status == "completed"
-
-    video = fetch_video(s3, call.id, tmp_path / "out.mp4")
-    v = streams(probe(video), "video")
-    assert (v["width"], v["height"], int(v["nb_frames"])) == (1280, 360, 100)
-    frame = frame_at(video, 2.0)
-    for x, colour in ((12, RED), (628, RED), (652, BLUE), (1268, BLUE)):
-        assert near(frame.pixel(x, 300), colour), (x, frame.pixel(x, 300))
+    width, half = frame_size[0], frame_size[0] // 2
+    for x, colour in ((12, RED), (half - 12, RED), (half + 12, BLUE), (width - 12, BLUE)):
+        assert near(frame.pixel(x, frame_size[1] - 60), colour), (x, frame.pixel(x, frame_size[1] - 60))
 
 
 def test_segments_play_at_their_start_times_with_the_idle_avatar_between(calls, s3, tmp_path):
