@@ -21,7 +21,7 @@ from pathlib import Path
 import ffmpeg
 
 from .layout import RenderSpec, SideSpec, enable_expr, speaking, timeline
-from .media import graph_file_option
+from .media import graph_file_option, threaded_cli
 from .panel import fitted_clip, hold, local_panel, still
 
 __all__ = ["build_command", "side_stream", "HIGHLIGHT_COLOUR", "AUDIO_BITRATE", "AUDIO_RATE"]
@@ -40,7 +40,7 @@ FILTER_THREADS = 1
 INLINE_GRAPH_LIMIT = 60_000
 
 
-def _track(side: SideSpec, spec: RenderSpec):
+def _track(side: SideSpec, spec: RenderSpec, one_thread: bool):
     """The side's generated clips at their start times, the idle avatar in between."""
     pieces = timeline([(c.start, c.end) for c in side.clips], spec.duration, spec.fps)
     idle_count = sum(1 for p in pieces if p.clip is None)
@@ -53,7 +53,7 @@ def _track(side: SideSpec, spec: RenderSpec):
             used += 1
             parts.append(hold(frame, piece.frames, spec.fps))
         else:
-            parts.append(fitted_clip(side.clips[piece.clip], piece.frames, spec.width, spec.height, spec.fps))
+            parts.append(fitted_clip(side.clips[piece.clip], piece.frames, spec.width, spec.height, spec.fps, one_thread=one_thread))
     track = parts[0] if len(parts) == 1 else ffmpeg.concat(*parts, n=len(parts), v=1, a=0)
     # concat's timestamps follow each input's own; renumber so the panel runs at exactly fps.
     return track.filter("setpts", f"N/({spec.fps}*TB)")
@@ -96,12 +96,12 @@ def _highlight(stream, side: SideSpec, spec: RenderSpec):
     return stream
 
 
-def side_stream(side: SideSpec, spec: RenderSpec):
+def side_stream(side: SideSpec, spec: RenderSpec, *, one_thread_decoders: bool = False):
     """One finished panel: its picture, label and speaking border."""
     if side.is_local:
         stream = local_panel(side, spec.frames, spec.width, spec.height, spec.fps)
     else:
-        stream = _track(side, spec)
+        stream = _track(side, spec, one_thread_decoders)
     return _highlight(_label(stream, side, spec), side, spec)
 
 
@@ -136,7 +136,12 @@ def _check_distinct_inputs(spec: RenderSpec) -> None:
 def build_command(spec: RenderSpec, output: Path, *, binary: str = "ffmpeg") -> list[str]:
     """The complete FFmpeg argument list (binary first) that renders ``spec`` into ``output``."""
     _check_distinct_inputs(spec)
-    video = ffmpeg.filter([side_stream(spec.caller, spec), side_stream(spec.callee, spec)], "hstack", inputs=2)
+    # Segmented sides: FFmpeg opens every segment's decoder at the start, and
+    # on a threaded command line their frame threads only hold memory.
+    segmented = max(len(spec.caller.clips), len(spec.callee.clips)) > 1
+    one_thread = segmented and threaded_cli(binary)
+    sides = [side_stream(side, spec, one_thread_decoders=one_thread) for side in (spec.caller, spec.callee)]
+    video = ffmpeg.filter(sides, "hstack", inputs=2)
     audio = ffmpeg.input(str(spec.recording)).audio
     args = (
         ffmpeg.output(video, audio, str(output), **_output_options(spec))

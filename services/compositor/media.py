@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from shared.speech import parse_silences, silencedetect_options, speech_interval
 
 from .runner import summarise
 
-__all__ = ["MediaError", "VideoInfo", "probe_video", "probe_rendered", "probe_duration", "detect_speech", "resolve_font", "graph_file_option"]
+__all__ = ["MediaError", "VideoInfo", "probe_video", "probe_rendered", "probe_duration", "detect_speech", "resolve_font", "graph_file_option", "threaded_cli"]
 
 log = logging.getLogger("callreel.compositor")
 
@@ -186,3 +187,28 @@ def graph_file_option(binary: str) -> str:
     except (OSError, subprocess.SubprocessError):
         return LEGACY_GRAPH_FILE_OPTION  # the render itself will report what is wrong with the binary
     return LEGACY_GRAPH_FILE_OPTION if LEGACY_GRAPH_FILE_OPTION in help_text else "-/filter_complex"
+
+
+_VERSION = re.compile(r"ffmpeg version (?:n)?(\d+)\.")
+
+
+@functools.lru_cache(maxsize=None)
+def threaded_cli(binary: str) -> bool:
+    """Whether this FFmpeg's command line gives every decoder a thread of its own (7.0 and later).
+
+    Then a decoder's own frame threads only add buffers: a call of 12 segments
+    a side rendered in 474 MB with them and 362 MB without, 6 % faster, on
+    Debian 13's 7.1 (the images'). On 5.1 the main thread decodes every input
+    itself, and one thread per decoder made the same render 13 % slower.
+    Git builds (``N-…``) count as current; an unrunnable binary as old.
+    """
+    try:
+        line = subprocess.run(
+            [binary, "-hide_banner", "-version"], capture_output=True, text=True, errors="replace", timeout=PROBE_TIMEOUT
+        ).stdout.split("\n", 1)[0]
+    except (OSError, subprocess.SubprocessError):
+        return False
+    if line.startswith("ffmpeg version N-"):
+        return True
+    found = _VERSION.match(line)
+    return found is not None and int(found[1]) >= 7

@@ -51,7 +51,7 @@ def scale_flags(source_height: int, target_height: int) -> str:
     return "area" if source_height > 1.5 * target_height else "bicubic"
 
 
-def decode_options(source_width: int, source_height: int, fit_width: int, fit_height: int) -> dict[str, str]:
+def decode_options(source_width: int, source_height: int, fit_width: int, fit_height: int, *, one_thread: bool = False) -> dict[str, str]:
     """Decoder options for a clip shown at ``fit_width``×``fit_height``: none unless it is halved or more.
 
     Decoding is over half of a 720p render's CPU (two 1280×720 sides: 6.0 s of
@@ -64,10 +64,13 @@ def decode_options(source_width: int, source_height: int, fit_width: int, fit_he
     Only B-frames: skipping it on every frame cost 0.008 SSIM on the CRF 30
     sources. Not below a 2× reduction: 512×512 CRF 30 sides in 480×480 panels
     lost 0.0008 with B-frames skipped, and there was no time to win.
+
+    ``one_thread``: decode on one thread (see ``media.threaded_cli``).
     """
+    options = {"threads": "1"} if one_thread else {}
     if source_width >= 2 * fit_width and source_height >= 2 * fit_height:
-        return {"skip_loop_filter": "bidir"}
-    return {}
+        options["skip_loop_filter"] = "bidir"
+    return options
 
 
 def _pad(stream, width: int, height: int, panel_w: int, panel_h: int):
@@ -94,10 +97,10 @@ def hold(frame, frames: int, fps: int):
     return frame.filter("loop", loop=frames - 1, size=1, start=0).filter("setpts", f"N/({fps}*TB)")
 
 
-def fitted_clip(clip: Clip, frames: int, width: int, height: int, fps: int):
+def fitted_clip(clip: Clip, frames: int, width: int, height: int, fps: int, *, one_thread: bool = False):
     """``frames`` frames of ``clip`` fitted to the panel: trimmed when long, last frame held when short."""
     fit_w, fit_h = fit(clip.info.width, clip.info.height, width, height)
-    decoding = decode_options(clip.info.width, clip.info.height, fit_w, fit_h)
+    decoding = decode_options(clip.info.width, clip.info.height, fit_w, fit_h, one_thread=one_thread)
     stream = ffmpeg.input(str(clip.path), **decoding).video.filter("setpts", "PTS-STARTPTS")
     drops = clip.info.fps == 0 or clip.info.fps >= fps
     if drops:

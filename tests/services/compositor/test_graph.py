@@ -54,6 +54,29 @@ def test_only_a_clip_halved_or_more_is_decoded_without_b_frame_deblocking(tmp_pa
     assert len(others) == 4 and all("-skip_loop_filter" not in options for options in others)
 
 
+def _versioned(tmp_path: Path, version: str) -> str:
+    binary = tmp_path / f"ffmpeg-{version}"
+    binary.write_text(f"#!/bin/sh\necho 'ffmpeg version {version} Copyright (c) 2000-2026'\n")
+    binary.chmod(0o755)
+    return str(binary)
+
+
+def _clip_decoder_threads(args: list[str]) -> dict[str, str | None]:
+    return {args[i + 1]: (args[i - 1] if args[i - 2] == "-threads" else None) for i, a in enumerate(args) if a == "-i" and args[i + 1].endswith(".mp4")}
+
+
+def test_segmented_sides_decode_on_one_thread_each_under_a_threaded_ffmpeg_only(tmp_path):
+    spec = _spec(tmp_path)  # the caller has two clips
+    threaded = _clip_decoder_threads(build_command(spec, tmp_path / "out.mp4", binary=_versioned(tmp_path, "7.1.5-0+deb13u1")))
+    assert set(threaded.values()) == {"1"} and len(threaded) == 2
+    old = _clip_decoder_threads(build_command(spec, tmp_path / "out.mp4", binary=_versioned(tmp_path, "5.1.9-0+deb12u1")))
+    assert set(old.values()) == {None}
+    one = Clip(tmp_path / "one.mp4", 0.0, 4.0, VideoInfo(512, 512, 25.0, 4.0))
+    single = _spec(tmp_path, caller=SideSpec("caller", "AI agent", avatar_path("caller"), clips=(one,)))
+    unsegmented = _clip_decoder_threads(build_command(single, tmp_path / "out.mp4", binary=_versioned(tmp_path, "7.1.5-0+deb13u1")))
+    assert set(unsegmented.values()) == {None}  # two decoders keep their frame threads: they are the render's parallelism
+
+
 def test_the_same_file_twice_is_refused_before_ffmpeg_runs(tmp_path):
     import pytest
 
@@ -101,6 +124,7 @@ def test_a_current_ffmpeg_reads_the_long_graph_with_its_own_option(tmp_path):
     assert graph_file_option(current) == "-/filter_complex"
     args = _render_long_graph(tmp_path, current)
     assert "-filter_complex_script" not in args
+    assert _clip_decoder_threads(args) == {str(tmp_path / "a.mp4"): "1", str(tmp_path / "b.mp4"): "1"}  # and segments on one thread
 
 
 @pytest.mark.parametrize(

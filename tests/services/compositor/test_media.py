@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from services.compositor.media import MediaError, detect_speech, probe_rendered
+from services.compositor.media import MediaError, detect_speech, probe_rendered, threaded_cli
 from tests.support.media import tone_call
 
 CALLER = ((0.5, 2.0), (3.0, 4.5))
@@ -61,3 +61,28 @@ def test_a_render_without_sound_is_not_a_finished_video(tmp_path, settings_env):
     _clip(tmp_path / "mute.mp4", sound=False)
     with pytest.raises(MediaError, match="no audio stream"):
         probe_rendered(tmp_path / "mute.mp4", settings_env())
+
+
+@pytest.mark.parametrize(
+    ("first_line", "threaded"),
+    [
+        ("ffmpeg version 7.1.5-0+deb13u1 Copyright (c) 2000-2026 the FFmpeg developers", True),  # the images'
+        ("ffmpeg version 5.1.9-0+deb12u1 Copyright (c) 2000-2026 the FFmpeg developers", False),  # Debian 12
+        ("ffmpeg version n9.0.2-17-g2a571b6068-20260930 Copyright (c) 2000-2026", True),  # static builds
+        ("ffmpeg version 6.1.1-3ubuntu5 Copyright (c) 2000-2023", False),
+        ("ffmpeg version N-117000-gabcdef Copyright (c) 2000-2026", True),  # a git build
+        ("something else entirely", False),
+    ],
+)
+def test_a_threaded_command_line_is_told_by_the_binarys_version(tmp_path, first_line, threaded):
+    binary = tmp_path / "ffmpeg"
+    binary.write_text(f"#!/bin/sh\necho '{first_line}'\n")
+    binary.chmod(0o755)
+    assert threaded_cli(str(binary)) is threaded
+
+
+def test_a_current_static_ffmpeg_is_threaded_and_a_missing_one_is_not(tmp_path):
+    import imageio_ffmpeg
+
+    assert threaded_cli(imageio_ffmpeg.get_ffmpeg_exe()) is True
+    assert threaded_cli(str(tmp_path / "missing")) is False
