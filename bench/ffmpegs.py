@@ -9,10 +9,11 @@ FFmpeg the images ship).
 from __future__ import annotations
 
 import os
-import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from services.compositor.media import ffmpeg_version
 
 __all__ = ["put_first", "first_on_path", "version"]
 
@@ -43,9 +44,4 @@ def first_on_path(folder: Path) -> Iterator[None]:
 
 def version() -> str:
     """The version FFmpeg on PATH reports (``7.1.5-0+deb13u1``), or ``?``."""
-    try:
-        line = subprocess.run(["ffmpeg", "-hide_banner", "-version"], capture_output=True, text=True, timeout=10).stdout.split("\n", 1)[0]
-    except (OSError, subprocess.TimeoutExpired):
-        return "?"
-    words = line.split()
-    return words[2] if len(words) > 2 and words[:2] == ["ffmpeg", "version"] else "?"
+    return ffmpeg_version("ffmpeg") or "?"

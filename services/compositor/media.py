@@ -24,7 +24,7 @@ from shared.speech import parse_silences, silencedetect_options, speech_interval
 
 from .runner import summarise
 
-__all__ = ["MediaError", "VideoInfo", "probe_video", "probe_rendered", "probe_duration", "detect_speech", "resolve_font", "graph_file_option", "threaded_cli"]
+__all__ = ["MediaError", "VideoInfo", "probe_video", "probe_rendered", "probe_duration", "detect_speech", "resolve_font", "graph_file_option", "ffmpeg_version", "threaded_cli"]
 
 log = logging.getLogger("callreel.compositor")
 
@@ -189,7 +189,23 @@ def graph_file_option(binary: str) -> str:
     return LEGACY_GRAPH_FILE_OPTION if LEGACY_GRAPH_FILE_OPTION in help_text else "-/filter_complex"
 
 
-_VERSION = re.compile(r"ffmpeg version (?:n)?(\d+)\.")
+def ffmpeg_version(binary: str) -> str | None:
+    """The version this FFmpeg reports (``7.1.5-0+deb13u1``, ``N-117000-gabcdef``), or None if it cannot say.
+
+    Not cached: a bare name such as ``ffmpeg`` finds another build once PATH
+    changes (the benchmark's ``--ffmpeg``).
+    """
+    try:
+        line = subprocess.run(
+            [binary, "-hide_banner", "-version"], capture_output=True, text=True, errors="replace", timeout=PROBE_TIMEOUT
+        ).stdout.split("\n", 1)[0]
+    except (OSError, subprocess.SubprocessError):
+        return None
+    words = line.split()
+    return words[2] if len(words) > 2 and words[:2] == ["ffmpeg", "version"] else None
+
+
+_MAJOR = re.compile(r"n?(\d+)\.")
 
 
 @functools.lru_cache(maxsize=None)
@@ -202,13 +218,10 @@ def threaded_cli(binary: str) -> bool:
     itself, and one thread per decoder made the same render 13 % slower.
     Git builds (``N-…``) count as current; an unrunnable binary as old.
     """
-    try:
-        line = subprocess.run(
-            [binary, "-hide_banner", "-version"], capture_output=True, text=True, errors="replace", timeout=PROBE_TIMEOUT
-        ).stdout.split("\n", 1)[0]
-    except (OSError, subprocess.SubprocessError):
+    version = ffmpeg_version(binary)
+    if version is None:
         return False
-    if line.startswith("ffmpeg version N-"):
+    if version.startswith("N-"):
         return True
-    found = _VERSION.match(line)
+    found = _MAJOR.match(version)
     return found is not None and int(found[1]) >= 7

@@ -8,12 +8,12 @@ import shutil
 import pytest
 
 from bench import ffmpegs
+from tests.support.media import fake_binary
 
 
 def _folder(tmp_path, version_line: str):
     for tool in ("ffmpeg", "ffprobe"):
-        (tmp_path / tool).write_text(f"#!/bin/sh\necho '{version_line}'\n")
-        (tmp_path / tool).chmod(0o755)
+        fake_binary(tmp_path / tool, version_line)
     return tmp_path
 
 

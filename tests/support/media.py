@@ -21,6 +21,14 @@ def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
 
 
+def fake_binary(path: str | Path, output: str) -> str:
+    """An executable at ``path`` that prints ``output`` whatever it is asked: an FFmpeg's version line or help."""
+    path = Path(path)
+    path.write_text(f"#!/bin/sh\nprintf '%s\\n' '{output}'\n")
+    path.chmod(0o755)
+    return str(path)
+
+
 def probe(path: str | Path) -> dict:
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],

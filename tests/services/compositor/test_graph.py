@@ -11,7 +11,7 @@ from services.compositor.graph import INLINE_GRAPH_LIMIT, build_command
 from services.compositor.layout import Clip, RenderSpec, SideSpec
 from services.compositor.media import VideoInfo, graph_file_option
 from shared.assets import avatar_path
-from tests.support.media import color_video, probe, tone_call
+from tests.support.media import color_video, fake_binary, probe, tone_call
 
 
 def _spec(tmp_path: Path, **overrides) -> RenderSpec:
@@ -55,10 +55,7 @@ def test_only_a_clip_halved_or_more_is_decoded_without_b_frame_deblocking(tmp_pa
 
 
 def _versioned(tmp_path: Path, version: str) -> str:
-    binary = tmp_path / f"ffmpeg-{version}"
-    binary.write_text(f"#!/bin/sh\necho 'ffmpeg version {version} Copyright (c) 2000-2026'\n")
-    binary.chmod(0o755)
-    return str(binary)
+    return fake_binary(tmp_path / f"ffmpeg-{version}", f"ffmpeg version {version} Copyright (c) 2000-2026")
 
 
 def _clip_decoder_threads(args: list[str]) -> dict[str, str | None]:
@@ -135,10 +132,7 @@ def test_a_current_ffmpeg_reads_the_long_graph_with_its_own_option(tmp_path):
     ],
 )
 def test_the_graph_file_option_follows_the_binarys_help(tmp_path, help_text, expected):
-    binary = tmp_path / "ffmpeg"
-    binary.write_text(f"#!/bin/sh\nprintf '%s\\n' '{help_text}'\n")
-    binary.chmod(0o755)
-    assert graph_file_option(str(binary)) == expected
+    assert graph_file_option(fake_binary(tmp_path / "ffmpeg", help_text)) == expected
 
 
 def test_an_unrunnable_binary_keeps_the_long_standing_option(tmp_path):

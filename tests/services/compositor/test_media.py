@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from services.compositor.media import MediaError, detect_speech, probe_rendered, threaded_cli
-from tests.support.media import tone_call
+from tests.support.media import fake_binary, tone_call
 
 CALLER = ((0.5, 2.0), (3.0, 4.5))
 CALLEE = ((2.2, 2.8),)
@@ -75,10 +75,7 @@ def test_a_render_without_sound_is_not_a_finished_video(tmp_path, settings_env):
     ],
 )
 def test_a_threaded_command_line_is_told_by_the_binarys_version(tmp_path, first_line, threaded):
-    binary = tmp_path / "ffmpeg"
-    binary.write_text(f"#!/bin/sh\necho '{first_line}'\n")
-    binary.chmod(0o755)
-    assert threaded_cli(str(binary)) is threaded
+    assert threaded_cli(fake_binary(tmp_path / "ffmpeg", first_line)) is threaded
 
 
 def test_a_current_static_ffmpeg_is_threaded_and_a_missing_one_is_not(tmp_path):
