@@ -8,6 +8,13 @@ too, so both stages agree on what counts as speech. A side's speech is the
 complement of its silences within the recording; sounds shorter than
 SPEECH_MIN_DURATION (a click on the line) are not speech.
 
+The filter logs each event in two calls, ``channel: N | `` and then
+``silence_start: T``. FFmpeg 6 and later run filters, encoders and muxers on
+threads of their own, so another thread's message can land between the two
+(``channel: 0 | Encoder thread received EOF`` on one line, ``silence_start:
+6.51`` on the next). The log is therefore read as a stream of those two tokens,
+each event belonging to the channel named last, not line by line.
+
 Times are in seconds from the start of the recording, rounded to 2 decimals.
 """
 
@@ -20,11 +27,9 @@ __all__ = ["silencedetect_options", "parse_silences", "speech_intervals", "Inter
 
 Interval = tuple[float, float]
 
-# Older FFmpeg (Debian 12's 5.1) logs under the filter's name ("[silencedetect @ 0x…]"),
-# newer releases (9.0 checked) under its instance's ("[Parsed_silencedetect_4 @ 0x…]").
-_LINE = re.compile(
-    r"\[(?:Parsed_)?silencedetect(?:_\d+)? @ [^\]]*\] channel: (\d+) \| silence_(start|end): (-?[\d.]+(?:e[-+]?\d+)?)"
-)
+# Only silencedetect logs these tokens, whatever the prefix: "[silencedetect @ 0x…]"
+# in Debian 12's 5.1, "[Parsed_silencedetect_4 @ 0x…]" in newer releases.
+_TOKEN = re.compile(r"channel: (\d+) \| |silence_(start|end): (-?[\d.]+(?:e[-+]?\d+)?)")
 
 
 def silencedetect_options(threshold_db: float, min_silence: float) -> dict[str, object]:
@@ -40,18 +45,21 @@ def parse_silences(
     ``offset`` is subtracted from every time (the silence the split adds in front).
     """
     silences: list[list[Interval | tuple[float, None]]] = [[] for _ in range(channels)]
+    channel: int | None = None
     for line in lines:
-        match = _LINE.search(line)
-        if not match:
-            continue
-        channel, kind, value = int(match[1]), match[2], float(match[3]) - offset
-        if channel >= channels:
-            continue
-        found = silences[channel]
-        if kind == "start":
-            found.append((value, None))
-        elif found and found[-1][1] is None:
-            found[-1] = (found[-1][0], value)
+        for token in _TOKEN.finditer(line):
+            if token[1] is not None:
+                channel = int(token[1])
+                continue
+            owner, channel = channel, None  # one event per channel token
+            if owner is None or owner >= channels:
+                continue
+            kind, value = token[2], float(token[3]) - offset
+            found = silences[owner]
+            if kind == "start":
+                found.append((value, None))
+            elif found and found[-1][1] is None:
+                found[-1] = (found[-1][0], value)
     return silences
 
 
