@@ -9,11 +9,12 @@ complement of its silences within the recording; sounds shorter than
 SPEECH_MIN_DURATION (a click on the line) are not speech.
 
 The filter logs each event in two calls, ``channel: N | `` and then
-``silence_start: T``. FFmpeg 6 and later run filters, encoders and muxers on
-threads of their own, so another thread's message can land between the two
-(``channel: 0 | Encoder thread received EOF`` on one line, ``silence_start:
-6.51`` on the next). The log is therefore read as a stream of those two tokens,
-each event belonging to the channel named last, not line by line.
+``silence_start: T``. FFmpeg 7 and later run encoders and muxers on threads of
+their own (``services.compositor.media.threaded_cli``), so another thread's
+message can land between the two (``channel: 0 | Encoder thread received EOF``
+on one line, ``silence_start: 6.51`` on the next). The log is therefore read as
+a stream of those two tokens, not line by line: each event belongs to the
+channel token just before it.
 
 Times are in seconds from the start of the recording, rounded to 2 decimals.
 """
