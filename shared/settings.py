@@ -7,7 +7,7 @@ operator fixes a deployment in one pass instead of one crash at a time.
 
 The defaults run the whole pipeline on one machine: a SQLite file, a local
 folder as the object store, an in-process broker and local panels instead of
-fal.ai. README.md's configuration table lists the same variables; a test keeps
+fal.ai. docs/configuration.md's table lists the same variables; a test keeps
 the two in step.
 """
 
@@ -162,7 +162,7 @@ class Settings:
 
 
 def declared() -> list[dataclasses.Field]:
-    """Every setting's field, in declaration order (README and tests read it)."""
+    """Every setting's field, in declaration order (the docs table and tests read it)."""
     return list(dataclasses.fields(Settings))
 
 
@@ -277,7 +277,7 @@ def reload_settings() -> Settings:
 
 
 def markdown_table() -> str:
-    """README.md's configuration table, made from the declarations above."""
+    """docs/configuration.md's table, made from the declarations above."""
     rows = ["| Variable | Default | Service | What it is for |", "|---|---|---|---|"]
     for f in declared():
         default = f.default
@@ -290,13 +290,13 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
-README_MARKERS = ("<!-- settings-table:start -->", "<!-- settings-table:end -->")
+TABLE_MARKERS = ("<!-- settings-table:start -->", "<!-- settings-table:end -->")
 
 
-def refresh_readme(path: str | Path = "README.md") -> bool:
-    """Rewrite the table between README's markers; True if it changed."""
+def refresh_docs(path: str | Path = "docs/configuration.md") -> bool:
+    """Rewrite the table between the page's markers; True if it changed."""
     text = Path(path).read_text()
-    start, end = README_MARKERS
+    start, end = TABLE_MARKERS
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     updated = f"{head}{start}\n{markdown_table()}\n{end}{tail}"
@@ -307,7 +307,7 @@ def refresh_readme(path: str | Path = "README.md") -> bool:
 if __name__ == "__main__":
     import sys
 
-    if sys.argv[1:] == ["--readme"]:
-        print("README.md updated" if refresh_readme() else "README.md already up to date")
+    if sys.argv[1:] == ["--docs"]:
+        print("docs/configuration.md updated" if refresh_docs() else "docs/configuration.md already up to date")
     else:
         print(markdown_table())

@@ -81,7 +81,7 @@ def sqlite_db(tmp_path, settings_env):
 @pytest.fixture(scope="session")
 def pg_url():
     if not services.port_open("127.0.0.1", 5432):
-        pytest.fail("PostgreSQL is not answering on 127.0.0.1:5432 (start it: see README, Operations)")
+        pytest.fail("PostgreSQL is not answering on 127.0.0.1:5432 (start it: see docs/development.md)")
     url = services.create_pg_database()
     yield url
     from shared.db import database

@@ -49,11 +49,11 @@ def test_require_lists_missing_variables():
     assert "TWILIO_ACCOUNT_SID" in str(info.value)
 
 
-def test_readme_table_is_the_generated_one():
-    readme = (ROOT / "README.md").read_text()
-    assert markdown_table() in readme, "README.md is stale: run .venv/bin/python -m shared.settings --readme"
+def test_configuration_table_is_the_generated_one():
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    assert markdown_table() in page, "docs/configuration.md is stale: run .venv/bin/python -m shared.settings --docs"
     for f in declared():
-        assert f"`{f.metadata['env']}`" in readme
+        assert f"`{f.metadata['env']}`" in page
 
 
 def test_environment_is_read_only_in_the_settings_module():

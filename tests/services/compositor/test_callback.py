@@ -17,7 +17,7 @@ SECRET = "s3cr3t-shared-with-the-host"
 
 
 def receiver_accepts(headers: dict[str, str], body: bytes, secret: str = SECRET) -> bool:
-    """README's verification recipe, written out independently of the sender's code."""
+    """docs/compositor.md's verification recipe, written out independently of the sender's code."""
     fields = dict(part.split("=", 1) for part in headers[SIGNATURE_HEADER.lower()].split(","))
     expected = hmac.new(secret.encode(), f"{fields['t']}.".encode() + body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, fields["v1"]) and abs(time.time() - int(fields["t"])) < 300
