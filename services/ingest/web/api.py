@@ -1,7 +1,8 @@
 """The status API, for the host application and operators: ``GET /calls/{callId}`` and friends.
 
-Protected by a bearer token (``CALLREEL_API_TOKEN``); with no token configured
-the API is off and refuses every request. Videos are private objects: the
+Protected by a bearer token (``CALLREEL_API_TOKEN``, checked by auth.py before
+any responder here runs); with no token configured the API is off and refuses
+every request. Videos are private objects: the
 answer carries presigned URLs that expire (``PRESIGNED_URL_EXPIRY``), never
 the bucket's own URLs.
 
@@ -13,7 +14,6 @@ views through a session cookie instead of the bearer token.
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import logging
 from typing import Any, Callable
 
@@ -29,10 +29,8 @@ from shared.storage import Storage
 from .backlog import BacklogReader
 from .listing import parse_list_query, read_page
 from .media import video_key_in, video_src
-from .throttle import FailureThrottle
 
 __all__ = [
-    "TokenAuth",
     "CallResource",
     "CallListResource",
     "RetryResource",
@@ -47,49 +45,13 @@ __all__ = [
 log = logging.getLogger("callreel.ingest")
 
 
-def too_many_failures(wait: int) -> falcon.HTTPTooManyRequests:
-    return falcon.HTTPTooManyRequests(
-        title="Too many wrong tokens", description=f"Too many wrong API tokens from this address: try again in {wait} s.", retry_after=wait
-    )
-
-
-class TokenAuth:
-    """``Authorization: Bearer <CALLREEL_API_TOKEN>``, compared in constant time; wrong ones throttled per address."""
-
-    def __init__(self, token: str, throttle: FailureThrottle) -> None:
-        self._token = token.encode()
-        self.throttle = throttle
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self._token)
-
-    def check(self, req: falcon.Request) -> None:
-        if not self._token:
-            raise falcon.HTTPForbidden(title="API disabled", description="Set CALLREEL_API_TOKEN to use the status API.")
-        wait = self.throttle.retry_after(req.remote_addr)
-        if wait is not None:
-            raise too_many_failures(wait)
-        scheme, _, credentials = (req.get_header("Authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(credentials.strip().encode(), self._token):
-            if scheme:  # a request with no token at all is a visitor, not a guess
-                self.throttle.failed(req.remote_addr)
-            raise falcon.HTTPUnauthorized(
-                title="Authentication required",
-                description="Send Authorization: Bearer <CALLREEL_API_TOKEN>.",
-                challenges=['Bearer realm="callreel"'],
-            )
-
-
 class CallResource:
     """``GET /calls/{callId}``: one call, its stage timeline, segments and video URLs."""
 
-    def __init__(self, auth: TokenAuth, storage: Callable[[], Storage]) -> None:
-        self.auth = auth
+    def __init__(self, storage: Callable[[], Storage]) -> None:
         self._storage = storage
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, call_id: str) -> None:
-        self.auth.check(req)
         call = find_call(call_id)
         resp.media = call_view(call, self._storage())
         resp.set_header("Cache-Control", "no-store")  # it holds presigned URLs
@@ -98,11 +60,7 @@ class CallResource:
 class CallListResource:
     """``GET /calls?status=&stage=&q=&limit=&cursor=``: calls newest first, a page at a time."""
 
-    def __init__(self, auth: TokenAuth) -> None:
-        self.auth = auth
-
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.auth.check(req)
         page = read_page(parse_list_query(req.params))
         now = utcnow()
         resp.media = {"calls": [list_row(call, now) for call in page.calls], "next_cursor": page.next_cursor, "limit": page.query.limit}
@@ -112,11 +70,7 @@ class CallListResource:
 class RetryResource:
     """``POST /calls/{callId}/retry``: what ``callreel retry`` does (``shared.retry.retry_call``)."""
 
-    def __init__(self, auth: TokenAuth) -> None:
-        self.auth = auth
-
     def on_post(self, req: falcon.Request, resp: falcon.Response, call_id: str) -> None:
-        self.auth.check(req)
         stage = retry(find_call(call_id).id)
         call = Call.get_by_id(call_id)
         resp.status = falcon.HTTP_202
@@ -126,12 +80,10 @@ class RetryResource:
 class BacklogResource:
     """``GET /backlog``: per stage, the calls in it and (with the management API) its queue's messages."""
 
-    def __init__(self, auth: TokenAuth, backlog: BacklogReader) -> None:
-        self.auth = auth
+    def __init__(self, backlog: BacklogReader) -> None:
         self.backlog = backlog
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.auth.check(req)
         resp.media = self.backlog.read().as_dict()
         resp.set_header("Cache-Control", "no-store")
 

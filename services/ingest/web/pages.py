@@ -30,6 +30,7 @@ from shared.storage import Storage
 
 from . import fragments as f
 from .api import find_call, presigned_video, retry
+from .auth import PUBLIC, SESSION
 from .backlog import BacklogReader
 from .listing import STAGE_FILTERS, InvalidQuery, ListQuery, parse_list_query, read_page
 from .media import video_key_in, video_src
@@ -116,15 +117,14 @@ def serialize_error(req: falcon.Request, resp: falcon.Response, exception: falco
 
 
 class _Page:
+    access = SESSION  # auth.Authentication puts the session in req.context, or redirects to the login form
+
     def __init__(self, signer: SessionSigner) -> None:
         self.signer = signer
 
-    def session(self, req: falcon.Request) -> Session:
-        return self.signer.require(req)
-
     def checked_post(self, req: falcon.Request) -> tuple[Session, dict[str, str]]:
         """The session of a POST whose form carries this session's CSRF token; 403 otherwise."""
-        session = self.session(req)
+        session: Session = req.context.session
         form = read_small_form(req)
         if not self.signer.csrf_ok(session, form.get("csrf")):
             log.warning("operator POST refused: bad CSRF token", extra={"path": req.path})
@@ -133,6 +133,7 @@ class _Page:
 
 
 class LoginPage(_Page):
+    access = PUBLIC
     uses_database = False
 
     def __init__(self, signer: SessionSigner, throttle: FailureThrottle) -> None:
@@ -188,7 +189,7 @@ class CallListPage(_Page):
         self.backlog = backlog
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        session = self.session(req)
+        session: Session = req.context.session
         status, message = falcon.HTTP_200, Markup("")
         try:
             query = parse_list_query(req.params)
@@ -219,7 +220,7 @@ class CallPage(_Page):
         self._storage = storage
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, call_id: str) -> None:
-        session = self.session(req)
+        session: Session = req.context.session
         self.show(resp, session, find_call(call_id), notice=_notice(req.get_param("retried")))
 
     def show(self, resp: falcon.Response, session: Session, call: Call, *, notice: Markup | str = "", status: str = falcon.HTTP_200) -> None:
@@ -296,6 +297,7 @@ class RetryAction(_Page):
 
 
 class StaticResource:
+    access = PUBLIC
     uses_database = False
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
@@ -308,6 +310,7 @@ class StaticResource:
 
 
 class Redirect:
+    access = PUBLIC
     uses_database = False
 
     def __init__(self, target: str) -> None:

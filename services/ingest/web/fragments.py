@@ -1,7 +1,7 @@
 """The pieces of the operator page: rows, the stage timeline, segments, videos, the backlog.
 
 Each function takes plain values (calls, dicts from ``shared.calls``) and
-returns :class:`~services.ingest.templating.Markup` built from escaped parts,
+returns :class:`~services.ingest.web.templating.Markup` built from escaped parts,
 so pages.py only arranges them.
 """
 

@@ -18,6 +18,8 @@ import falcon
 
 from shared.storage import LocalStorage, Storage, check_key
 
+from .auth import SESSION_OR_TOKEN
+
 __all__ = ["MEDIA_PREFIX", "VIDEO_KEY_RE", "video_key_in", "video_src", "MediaResource"]
 
 MEDIA_PREFIX = "/media/"
@@ -79,14 +81,13 @@ def _read(path: Path, first: int, length: int) -> Iterator[bytes]:
 class MediaResource:
     """``GET /media/{key}``: a video of the local store, for a signed-in operator or a bearer token."""
 
+    access = SESSION_OR_TOKEN
     uses_database = False  # a session or a token is checked without it
 
-    def __init__(self, storage: Callable[[], Storage], authorize: Callable[[falcon.Request], None]) -> None:
+    def __init__(self, storage: Callable[[], Storage]) -> None:
         self._storage = storage
-        self._authorize = authorize
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, key: str) -> None:
-        self._authorize(req)
         storage = self._storage()
         try:
             check_key(key)

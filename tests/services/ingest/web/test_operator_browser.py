@@ -27,7 +27,7 @@ from tests.support.services import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.rabbitmq]
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 BIN = Path(sys.executable).parent
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
