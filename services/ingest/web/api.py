@@ -21,14 +21,15 @@ import dramatiq
 import falcon
 
 from shared import keys
-from shared.calls import call_segments, processing_seconds, stage_timeline
-from shared.models import SIDES, Call, utcnow
+from shared.calls import processing_seconds
+from shared.callview import as_json, call_duration, call_view
+from shared.models import Call, utcnow
 from shared.retry import RetryError, retry_call
 from shared.storage import Storage
 
 from .backlog import BacklogReader
 from .listing import parse_list_query, read_page
-from .media import video_key_in, video_src
+from .media import video_link
 
 __all__ = [
     "CallResource",
@@ -37,9 +38,7 @@ __all__ = [
     "BacklogResource",
     "find_call",
     "retry",
-    "call_view",
     "list_row",
-    "presigned_video",
 ]
 
 log = logging.getLogger("callreel.ingest")
@@ -53,7 +52,7 @@ class CallResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, call_id: str) -> None:
         call = find_call(call_id)
-        resp.media = call_view(call, self._storage())
+        resp.media = as_json(call_view(call, video_link(self._storage())))
         resp.set_header("Cache-Control", "no-store")  # it holds presigned URLs
 
 
@@ -113,19 +112,6 @@ def retry(call_id: str) -> str:
         ) from None
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.isoformat(timespec="seconds") + "Z"
-
-
-def presigned_video(storage: Storage, call_id: str, stored_url: str | None) -> str | None:
-    """A URL to play a video of this call whose stored URL the database holds.
-
-    Only keys of this very call's videos are ever presigned, whatever the
-    column holds.
-    """
-    return video_src(storage, video_key_in(call_id, stored_url))
-
-
 def list_row(call: Call, now: dt.datetime) -> dict[str, Any]:
     """One row of the call list: what a person scans for."""
     return {
@@ -133,68 +119,9 @@ def list_row(call: Call, now: dt.datetime) -> dict[str, Any]:
         "status": call.video_status,
         "stage": call.stage,
         "recording_sid": call.recording_sid,
-        "duration": call.audio_duration if call.audio_duration is not None else call.recording_duration,
-        "created_at": _iso(call.created_at),
+        "duration": call_duration(call),
+        "created_at": as_json(call.created_at),
         "age_seconds": int((now - call.created_at).total_seconds()) if call.created_at else None,
         "processing_seconds": processing_seconds(call, now),
         "error": call.video_error_message,
     }
-
-
-def call_view(call: Call, storage: Storage) -> dict[str, Any]:
-    """Everything a person or the host app asks about one call."""
-    stages = {
-        row["stage"]: {
-            "state": row["state"],
-            "started_at": _iso(row["started_at"]),
-            "finished_at": _iso(row["finished_at"]),
-            "seconds": row["seconds"],
-            "attempts": row["attempts"],
-        }
-        for row in stage_timeline(call)
-    }
-    sides = {
-        side: {
-            "state": call.side_state(side),
-            "error": getattr(call, f"{side}_error"),
-            "duration": getattr(call, f"{side}_duration"),
-            "video_url": presigned_video(storage, call.id, getattr(call, f"{side}_video_url")),
-        }
-        for side in SIDES
-    }
-    segments = [
-        {
-            **{k: v for k, v in segment.items() if k not in ("video_key", "submitted_at", "finished_at")},
-            "submitted_at": _iso(segment["submitted_at"]),
-            "finished_at": _iso(segment["finished_at"]),
-            "video_url": video_src(storage, segment["video_key"]) if _own(call.id, segment["video_key"]) else None,
-        }
-        for segment in call_segments(call.id)
-    ]
-    return {
-        "id": call.id,
-        "status": call.video_status,
-        "stage": call.stage,
-        "error": call.video_error_message,
-        "video_url": presigned_video(storage, call.id, call.video_url),
-        "sides": sides,
-        "stages": stages,
-        "segments": segments,
-        "processing": {
-            "started_at": _iso(call.video_processing_started_at),
-            "completed_at": _iso(call.video_processing_completed_at),
-            "seconds": call.video_processing_duration,
-        },
-        "recording": {
-            "sid": call.recording_sid,
-            "duration": call.recording_duration,
-            "channels": call.recording_channels,
-        },
-        "source": call.source,
-        "created_at": _iso(call.created_at),
-        "updated_at": _iso(call.updated_at),
-    }
-
-
-def _own(call_id: str, key: str | None) -> bool:
-    return bool(key) and video_key_in(call_id, key) == key
