@@ -1,14 +1,14 @@
 """The status API, for the host application and operators: ``GET /calls/{callId}`` and friends.
 
-Protected by a bearer token (``CALLREEL_API_TOKEN``, checked by auth.py before
-any responder here runs); with no token configured the API is off and refuses
-every request. Videos are private objects: the
-answer carries presigned URLs that expire (``PRESIGNED_URL_EXPIRY``), never
-the bucket's own URLs.
+Protected by a bearer token (``CALLREEL_API_TOKEN``), which auth.py checks
+before any responder here runs; with no token configured the API is off and
+refuses every request. Videos are private objects: the answer carries
+presigned URLs that expire (``PRESIGNED_URL_EXPIRY``), never the bucket's own
+URLs.
 
 Also here: ``GET /calls`` (the list, keyset-paginated: see listing.py) and
-``POST /calls/{callId}/retry``. The operator page (pages.py) reads the same
-views through a session cookie instead of the bearer token.
+``POST /calls/{callId}/retry``. One call's view is ``shared.callview``'s, the
+one the operator page (pages.py) and ``callreel status`` show.
 """
 
 from __future__ import annotations

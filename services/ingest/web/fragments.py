@@ -1,6 +1,6 @@
 """The pieces of the operator page: rows, the stage timeline, segments, videos, the backlog.
 
-Each function takes plain values (calls, dicts from ``shared.calls``) and
+Each function takes plain values (calls, parts of ``shared.callview``'s view) and
 returns :class:`~services.ingest.web.templating.Markup` built from escaped parts,
 so pages.py only arranges them.
 """
