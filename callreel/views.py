@@ -1,12 +1,14 @@
-"""Read-only views of calls for the command line (built on ``shared.calls``, as the operator page is)."""
+"""Read-only views of calls for the command line (``shared.callview`` and ``shared.calls``, as the status API and operator page)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared.calls import call_segments, newest_calls, stage_timeline
+from shared.calls import newest_calls
+from shared.callview import as_json, call_view
 from shared.keys import validate_call_id
 from shared.models import Call
+from shared.storage import get_storage
 
 from .errors import CliError
 
@@ -14,28 +16,16 @@ __all__ = ["call_summary", "list_calls"]
 
 
 def call_summary(call_id: str) -> dict[str, Any]:
+    """The status API's view of the call (``shared.callview``), with the store's own URLs for its videos."""
     call = Call.get_or_none(Call.id == validate_call_id(call_id))
     if call is None:
         raise CliError(f"no call {call_id}")
-    stages = {
-        row["stage"]: {key: row[key] for key in ("state", "started_at", "finished_at", "seconds", "attempts")}
-        for row in stage_timeline(call)
-    }
-    return {
-        "id": call.id,
-        "status": call.video_status,
-        "stage": call.stage,
-        "error": call.video_error_message,
-        "video_url": call.video_url,
-        "caller": {"state": call.caller_state, "video_url": call.caller_video_url, "error": call.caller_error},
-        "callee": {"state": call.callee_state, "video_url": call.callee_video_url, "error": call.callee_error},
-        "recording_sid": call.recording_sid,
-        "duration": call.audio_duration or call.recording_duration,
-        "processing_seconds": call.video_processing_duration,
-        "stages": stages,
-        "segments": call_segments(call.id),
-        "created_at": call.created_at,
-    }
+    return as_json(call_view(call, _store_url))
+
+
+def _store_url(key: str) -> str:
+    # Presigned on S3 (as the API gives them), a file:// URL for a local folder; the store is only built for a video.
+    return get_storage().presigned_url(key)
 
 
 def list_calls(status: str | None = None, limit: int = 50) -> list[Call]:

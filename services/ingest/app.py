@@ -7,11 +7,15 @@ not at import, so importing this module never reads settings or connects.
 Routes:
 
 - ``POST /twilio/recording-status`` — Twilio's recording status callback (webhook.py)
-- ``GET /calls``, ``GET /calls/{callId}``, ``POST /calls/{callId}/retry``, ``GET /backlog`` — the status
-  API, bearer token (api.py)
-- ``/ops/…`` — the operator page, a session cookie from the same token (pages.py)
-- ``GET /media/{key}`` — videos of a local-folder store, for the page or the token (media.py)
 - ``GET /healthz`` — database and broker reachable (health.py)
+- the operator console (``web/``): ``GET /calls``, ``GET /calls/{callId}``,
+  ``POST /calls/{callId}/retry``, ``GET /backlog`` — the status API, bearer
+  token (web/api.py); ``/ops/…`` — the operator page, a session cookie from the
+  same token (web/pages.py); ``GET /media/{key}`` — videos of a local-folder
+  store, for the page or the token (web/media.py)
+
+Every route needs a credential unless it is marked public (web/auth.py): here,
+the webhook and the health check; in the console, the login form and its assets.
 """
 
 from __future__ import annotations
@@ -30,14 +34,9 @@ from shared.metrics import RequestMetrics
 from shared.settings import Settings, SettingsError, get_settings
 from shared.storage import get_storage
 
-from .api import BacklogResource, CallListResource, CallResource, RetryResource, TokenAuth
-from .backlog import BacklogReader
 from .health import HealthResource
-from .media import MEDIA_PREFIX, MediaResource
 from .middleware import DatabaseConnectionMiddleware, database_unavailable
-from .pages import add_operator_routes, serialize_error
-from .session import SessionSigner
-from .throttle import FailureThrottle
+from .web import Console, public, serialize_error
 from .webhook import RecordingStatusResource
 
 __all__ = ["create_app", "check_settings", "RECORDING_STATUS_PATH"]
@@ -75,22 +74,14 @@ def create_app(settings: Settings | None = None) -> falcon.App:
         log.warning(UNSIGNED_WARNING, RECORDING_STATUS_PATH)
         log.warning("!" * 78)
 
-    app = falcon.App(middleware=[RequestMetrics(), DatabaseConnectionMiddleware()])
+    console = Console(settings, get_storage)
+    app = falcon.App(middleware=[RequestMetrics(), console.authentication, DatabaseConnectionMiddleware()])
     for error in (peewee.OperationalError, peewee.InterfaceError):
         app.add_error_handler(error, database_unavailable)
-    app.add_route(RECORDING_STATUS_PATH, RecordingStatusResource(settings))
     app.set_error_serializer(serialize_error)
-    throttle = FailureThrottle(settings.auth_max_failures, settings.auth_failure_window)  # one count for the API and the login form
-    auth = TokenAuth(settings.api_token, throttle)
-    signer = SessionSigner(settings.api_token, settings.operator_session_max_age)
-    backlog = BacklogReader(settings)
-    app.add_route("/calls", CallListResource(auth))
-    app.add_route("/calls/{call_id}", CallResource(auth, get_storage))
-    app.add_route("/calls/{call_id}/retry", RetryResource(auth))
-    app.add_route("/backlog", BacklogResource(auth, backlog))
-    add_operator_routes(app, signer, get_storage, backlog, throttle)
-    app.add_route(MEDIA_PREFIX + "{key:path}", MediaResource(get_storage, lambda req: signer.session_of(req) or auth.check(req)))
-    app.add_route("/healthz", HealthResource(dramatiq.get_broker))
+    app.add_route(RECORDING_STATUS_PATH, public(RecordingStatusResource(settings)))  # Twilio's signature instead
+    app.add_route("/healthz", public(HealthResource(dramatiq.get_broker)))
+    console.add_routes(app)
     log.info("ingest app ready", extra={"stage": "ingest"})
     return app
 

@@ -56,25 +56,33 @@ def wait_until(predicate, what: str, process: subprocess.Popen, log: Path, timeo
 def deployment_env(pg_db, pg_url, rabbitmq_url, s3_server, s3, fake_twilio, tmp_path):
     """What an operator sets for the ingest service and its worker."""
     port = free_port()
-    env = {
+    env = service_env(
+        tmp_path, pg_url, rabbitmq_url, port,
+        TWILIO_ACCOUNT_SID=fake_twilio.account_sid,
+        TWILIO_AUTH_TOKEN=fake_twilio.auth_token,
+        TWILIO_RECORDING_HOSTS=fake_twilio.host,
+        GUNICORN_THREADS="2",
+        SSL_CERT_FILE=fake_twilio.ca_file,
+        **s3_server.env(s3.bucket),
+    )
+    return env, f"http://127.0.0.1:{port}"
+
+
+def service_env(tmp_path, pg_url: str, rabbitmq_url: str, port: int, **more: str) -> dict[str, str]:
+    """The environment of an ingest process of these tests (gunicorn on ``port``), plus ``more``."""
+    return {
         "PATH": f"{BIN}:/usr/bin:/bin",
         "HOME": str(tmp_path),
         "CALLREEL_DATA_DIR": str(tmp_path / "data"),
         "DATABASE_URL": pg_url,
         "BROKER_URL": rabbitmq_url,
         "METRICS_PORT": "0",
-        "TWILIO_ACCOUNT_SID": fake_twilio.account_sid,
-        "TWILIO_AUTH_TOKEN": fake_twilio.auth_token,
         "PUBLIC_BASE_URL": "https://ingest.callreel.example",
-        "TWILIO_RECORDING_HOSTS": fake_twilio.host,
         "CALLREEL_API_TOKEN": API_TOKEN,
         "PORT": str(port),
         "GUNICORN_WORKERS": "1",
-        "GUNICORN_THREADS": "2",
-        "SSL_CERT_FILE": fake_twilio.ca_file,
-        **s3_server.env(s3.bucket),
+        **more,
     }
-    return env, f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import time
 import falcon.testing
 import pytest
 
-from services.ingest.throttle import FailureThrottle
+from services.ingest.web.throttle import FailureThrottle
 from tests.services.ingest.conftest import API_TOKEN
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -39,7 +39,7 @@ def test_a_client_waits_until_its_oldest_failure_leaves_the_window():
 
 
 def test_the_table_of_addresses_is_bounded(monkeypatch):
-    import services.ingest.throttle as throttle_module
+    import services.ingest.web.throttle as throttle_module
 
     monkeypatch.setattr(throttle_module, "MAX_CLIENTS", 3)
     throttle = FailureThrottle(limit=1, window=60, clock=Clock())

@@ -6,7 +6,7 @@ import falcon.testing
 import pytest
 
 from services.ingest.app import create_app
-from services.ingest.listing import decode_cursor, encode_cursor
+from services.ingest.web.listing import decode_cursor, encode_cursor
 from shared.calls import ListPosition
 from shared.models import Call, Stage, VideoStatus
 from tests.services.ingest.conftest import API_TOKEN

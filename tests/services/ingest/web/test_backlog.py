@@ -6,7 +6,7 @@ import pika
 import pytest
 from dramatiq import Message
 
-from services.ingest.backlog import BacklogReader, _management_endpoint, vhost_of
+from services.ingest.web.backlog import BacklogReader, _management_endpoint, vhost_of
 from shared.models import Call, Stage, VideoStatus
 from shared.settings import load_settings
 from tests.support.services import free_port

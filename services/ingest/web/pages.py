@@ -24,15 +24,16 @@ import falcon
 
 from falcon.app_helpers import default_serialize_error
 
-from shared.calls import call_segments, processing_seconds, stage_timeline
+from shared.callview import call_view
 from shared.models import STAGES, Call, VideoStatus, utcnow
 from shared.storage import Storage
 
 from . import fragments as f
-from .api import find_call, presigned_video, retry
+from .api import find_call, retry
+from .auth import PUBLIC, SESSION
 from .backlog import BacklogReader
 from .listing import STAGE_FILTERS, InvalidQuery, ListQuery, parse_list_query, read_page
-from .media import video_key_in, video_src
+from .media import video_link
 from .session import LOGIN_PATH, Session, SessionSigner, safe_next
 from .throttle import FailureThrottle
 from .templating import Markup, escape, join, render
@@ -116,15 +117,14 @@ def serialize_error(req: falcon.Request, resp: falcon.Response, exception: falco
 
 
 class _Page:
+    access = SESSION  # auth.Authentication puts the session in req.context, or redirects to the login form
+
     def __init__(self, signer: SessionSigner) -> None:
         self.signer = signer
 
-    def session(self, req: falcon.Request) -> Session:
-        return self.signer.require(req)
-
     def checked_post(self, req: falcon.Request) -> tuple[Session, dict[str, str]]:
         """The session of a POST whose form carries this session's CSRF token; 403 otherwise."""
-        session = self.session(req)
+        session: Session = req.context.session
         form = read_small_form(req)
         if not self.signer.csrf_ok(session, form.get("csrf")):
             log.warning("operator POST refused: bad CSRF token", extra={"path": req.path})
@@ -133,6 +133,7 @@ class _Page:
 
 
 class LoginPage(_Page):
+    access = PUBLIC
     uses_database = False
 
     def __init__(self, signer: SessionSigner, throttle: FailureThrottle) -> None:
@@ -188,7 +189,7 @@ class CallListPage(_Page):
         self.backlog = backlog
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        session = self.session(req)
+        session: Session = req.context.session
         status, message = falcon.HTTP_200, Markup("")
         try:
             query = parse_list_query(req.params)
@@ -219,53 +220,50 @@ class CallPage(_Page):
         self._storage = storage
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, call_id: str) -> None:
-        session = self.session(req)
+        session: Session = req.context.session
         self.show(resp, session, find_call(call_id), notice=_notice(req.get_param("retried")))
 
     def show(self, resp: falcon.Response, session: Session, call: Call, *, notice: Markup | str = "", status: str = falcon.HTTP_200) -> None:
-        storage, now, csrf = self._storage(), utcnow(), self.signer.csrf_token(session)
-        final = presigned_video(storage, call.id, call.video_url)
-        side_urls = {side: presigned_video(storage, call.id, getattr(call, f"{side}_video_url")) for side in ("caller", "callee")}
-        segments = call_segments(call.id)
-        segment_urls = {
-            i: video_src(storage, s["video_key"]) if video_key_in(call.id, s["video_key"]) == s["video_key"] else None
-            for i, s in enumerate(segments)
-        }
+        now, csrf = utcnow(), self.signer.csrf_token(session)
+        view = call_view(call, video_link(self._storage()), now)
+        final = view["video_url"]
+        side_urls = {side: shown["video_url"] for side, shown in view["sides"].items()}
         videos = []
         if final:
             videos.append(f.video_figure(final, element_id="final-video", caption="Final video", kind="final"))
         else:
             videos.append(Markup('<p class="muted" id="no-video">No final video yet.</p>'))
         sides = [f.video_figure(url, element_id=f"{side}-video", caption=f"{side} side", kind="side") for side, url in side_urls.items() if url]
-        recording = " · ".join(
+        recording = view["recording"]
+        summary = " · ".join(
             part for part in (
-                call.recording_sid or "no recording SID",
-                f.duration_text(call.audio_duration if call.audio_duration is not None else call.recording_duration),
-                f"{call.recording_channels} channels" if call.recording_channels else "",
+                recording["sid"] or "no recording SID",
+                f.duration_text(view["duration"]),
+                f"{recording['channels']} channels" if recording["channels"] else "",
             ) if part
         )
-        ended = call.video_status in VideoStatus.TERMINAL
+        ended = view["status"] in VideoStatus.TERMINAL
         content = render(
             "call",
-            id=call.id,
-            status=call.video_status or "unknown",
-            stage=call.stage or "—",
+            id=view["id"],
+            status=view["status"] or "unknown",
+            stage=view["stage"] or "—",
             message=notice,
-            created=f.time_text(call.created_at),
-            age=f.age_text(call.created_at, now),
-            recording=recording,
-            processing=f.duration_text(processing_seconds(call, now)) + ("" if ended else " so far"),
-            source=call.source or "—",
-            error=Markup(f'<div class="error-box" id="call-error">{escape(call.video_error_message)}</div>') if call.video_error_message else "",
-            retry=render("retry", id=call.id, csrf=csrf) if call.video_status in RETRYABLE else "",
+            created=f.time_text(view["created_at"]),
+            age=f.age_text(view["created_at"], now),
+            recording=summary,
+            processing=f.duration_text(view["processing"]["seconds"]) + ("" if ended else " so far"),
+            source=view["source"] or "—",
+            error=Markup(f'<div class="error-box" id="call-error">{escape(view["error"])}</div>') if view["error"] else "",
+            retry=render("retry", id=view["id"], csrf=csrf) if view["status"] in RETRYABLE else "",
             video=join(videos),
-            sides=join([Markup('<div class="videos">'), *sides, Markup("</div>"), f.sides_table(call)] if sides else [f.sides_table(call)]),
-            timeline=f.timeline_table(call, stage_timeline(call), now),
-            segments=f.segments_table(segments, segment_urls),
+            sides=join([Markup('<div class="videos">'), *sides, Markup("</div>"), f.sides_table(view["sides"])] if sides else [f.sides_table(view["sides"])]),
+            timeline=f.timeline_table(view, now),
+            segments=f.segments_table(view["segments"]),
         )
         send_page(
-            resp, title=f"Call {call.id}", content=content, csrf=csrf, status=status,
-            refresh=None if ended else REFRESH_SECONDS, media=[final, *side_urls.values(), *segment_urls.values()],
+            resp, title=f"Call {view['id']}", content=content, csrf=csrf, status=status,
+            refresh=None if ended else REFRESH_SECONDS, media=[final, *side_urls.values(), *(s["video_url"] for s in view["segments"])],
         )
 
 
@@ -296,6 +294,7 @@ class RetryAction(_Page):
 
 
 class StaticResource:
+    access = PUBLIC
     uses_database = False
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
@@ -308,6 +307,7 @@ class StaticResource:
 
 
 class Redirect:
+    access = PUBLIC
     uses_database = False
 
     def __init__(self, target: str) -> None:

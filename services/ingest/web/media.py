@@ -10,28 +10,23 @@ so a ``<video>`` element can seek. Only video keys of the shapes
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Callable, Iterator
 
 import falcon
 
+from shared.callview import VideoLink
 from shared.storage import LocalStorage, Storage, check_key
 
-__all__ = ["MEDIA_PREFIX", "VIDEO_KEY_RE", "video_key_in", "video_src", "MediaResource"]
+from .auth import SESSION_OR_TOKEN
+
+__all__ = ["MEDIA_PREFIX", "VIDEO_KEY_RE", "video_src", "video_link", "MediaResource"]
 
 MEDIA_PREFIX = "/media/"
 VIDEO_KEY_RE = re.compile(r"^videos/CA[0-9a-f]{32}(?:-(?:caller|callee)(?:-\d{3})?)?\.mp4$")
 CHUNK = 256 * 1024
-
-
-def video_key_in(call_id: str, stored_url: str | None) -> str | None:
-    """The key of one of ``call_id``'s own videos that a stored URL ends with, else None."""
-    if not stored_url:
-        return None
-    pattern = re.compile(rf"(videos/{re.escape(call_id)}(?:-(?:caller|callee)(?:-\d{{3}})?)?\.mp4)$")
-    match = pattern.search(stored_url)
-    return match.group(1) if match else None
 
 
 def video_src(storage: Storage, key: str | None) -> str | None:
@@ -41,6 +36,11 @@ def video_src(storage: Storage, key: str | None) -> str | None:
     if isinstance(storage, LocalStorage):
         return MEDIA_PREFIX + check_key(key)
     return storage.presigned_url(key)
+
+
+def video_link(storage: Storage) -> VideoLink:
+    """``shared.callview``'s link for a browser: :func:`video_src` on this store."""
+    return functools.partial(video_src, storage)
 
 
 def _byte_range(req: falcon.Request, size: int) -> tuple[int, int] | None:
@@ -79,14 +79,13 @@ def _read(path: Path, first: int, length: int) -> Iterator[bytes]:
 class MediaResource:
     """``GET /media/{key}``: a video of the local store, for a signed-in operator or a bearer token."""
 
+    access = SESSION_OR_TOKEN
     uses_database = False  # a session or a token is checked without it
 
-    def __init__(self, storage: Callable[[], Storage], authorize: Callable[[falcon.Request], None]) -> None:
+    def __init__(self, storage: Callable[[], Storage]) -> None:
         self._storage = storage
-        self._authorize = authorize
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, key: str) -> None:
-        self._authorize(req)
         storage = self._storage()
         try:
             check_key(key)

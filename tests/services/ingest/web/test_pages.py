@@ -10,7 +10,7 @@ import pytest
 from dramatiq import Message
 
 from services.ingest.app import create_app
-from services.ingest.session import SessionSigner
+from services.ingest.web.session import SessionSigner
 from shared import keys
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 from tests.services.ingest.conftest import API_TOKEN

@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.ingest.session import SessionSigner, safe_next
+from services.ingest.web.session import SessionSigner, safe_next
 
 TOKEN = "operator-token-" + "y" * 20
 

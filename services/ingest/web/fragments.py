@@ -1,7 +1,7 @@
 """The pieces of the operator page: rows, the stage timeline, segments, videos, the backlog.
 
-Each function takes plain values (calls, dicts from ``shared.calls``) and
-returns :class:`~services.ingest.templating.Markup` built from escaped parts,
+Each function takes plain values (calls, parts of ``shared.callview``'s view) and
+returns :class:`~services.ingest.web.templating.Markup` built from escaped parts,
 so pages.py only arranges them.
 """
 
@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Any, Iterable
 
 from shared.calls import processing_seconds
+from shared.callview import call_duration
 from shared.models import Call
 
 from .backlog import Backlog
@@ -67,14 +68,13 @@ def options(values: Iterable[str], selected: str | None, *, everything: str) -> 
 
 
 def call_row(call: Call, now: dt.datetime) -> Markup:
-    duration = call.audio_duration if call.audio_duration is not None else call.recording_duration
     return render(
         "call_row",
         id=call.id,
         recording_sid=call.recording_sid or "",
         status=call.video_status or "unknown",
         stage=call.stage or "—",
-        duration=duration_text(duration),
+        duration=duration_text(call_duration(call)),
         created=time_text(call.created_at),
         age=age_text(call.created_at, now),
         processing=duration_text(processing_seconds(call, now)),
@@ -114,28 +114,29 @@ def _bar(start: float, width: float, state: str) -> Markup:
     )
 
 
-def _stage_end(call: Call, row: dict[str, Any], now: dt.datetime) -> dt.datetime | None:
-    """Where a stage's bar ends: its finish, now while it runs, the call's end if it stopped there."""
+def _stage_end(ended: dt.datetime | None, row: dict[str, Any], now: dt.datetime) -> dt.datetime | None:
+    """Where a stage's bar ends: its finish, now while it runs, the call's end (``ended``) if it stopped there."""
     if not row["started_at"]:
         return None
     if row["finished_at"]:
         return row["finished_at"]
     if row["state"] == "running":
         return now
-    ended = call.video_processing_completed_at
     return ended if ended and ended >= row["started_at"] else row["started_at"]
 
 
-def timeline_table(call: Call, timeline: list[dict[str, Any]], now: dt.datetime) -> Markup:
-    """Each stage's state, times, duration and attempts, with a bar on the call's own time axis."""
+def timeline_table(view: dict[str, Any], now: dt.datetime) -> Markup:
+    """Each stage of a call's view (``shared.callview``): state, times, duration and attempts, with a bar on the call's own time axis."""
+    timeline = [{"stage": stage, **row} for stage, row in view["stages"].items()]
+    ended = view["processing"]["completed_at"]
     starts = [row["started_at"] for row in timeline if row["started_at"]]
     origin = min(starts) if starts else None
-    ends = [_stage_end(call, row, now) for row in timeline if row["started_at"]]
+    ends = [_stage_end(ended, row, now) for row in timeline if row["started_at"]]
     span = max(((max(ends) - origin).total_seconds() if origin else 0.0), 0.001)
     rows = []
     for row in timeline:
         bar: Markup | str = ""
-        end = _stage_end(call, row, now)
+        end = _stage_end(ended, row, now)
         if origin and row["started_at"] and end:
             offset = min((row["started_at"] - origin).total_seconds() / span * 100, 99.4)
             bar = _bar(offset, (end - row["started_at"]).total_seconds() / span * 100, row["state"])
@@ -156,13 +157,13 @@ def timeline_table(call: Call, timeline: list[dict[str, Any]], now: dt.datetime)
     return Markup(f'<table id="timeline" class="timeline"><thead><tr>{head}</tr></thead><tbody>{join(rows)}</tbody></table>')
 
 
-def segments_table(segments: list[dict[str, Any]], video_links: dict[int, str | None]) -> Markup:
+def segments_table(segments: list[dict[str, Any]]) -> Markup:
     """The fal.ai segments: span, state, request id, attempts, times, error or progress, video."""
     if not segments:
         return Markup('<p class="muted" id="segments">No fal.ai segments (local panels, or not planned yet).</p>')
     rows = []
-    for i, s in enumerate(segments):
-        link = video_links.get(i)
+    for s in segments:
+        link = s["video_url"]
         video = Markup(f'<a href="{escape(link)}">video</a>') if link else ""
         note = s["error"] or s["progress"] or ""
         rows.append(
@@ -179,15 +180,14 @@ def segments_table(segments: list[dict[str, Any]], video_links: dict[int, str | 
     return Markup(f'<table id="segments"><thead><tr>{head}</tr></thead><tbody>{join(rows)}</tbody></table>')
 
 
-def sides_table(call: Call) -> Markup:
+def sides_table(sides: dict[str, dict[str, Any]]) -> Markup:
     rows = []
-    for side in ("caller", "callee"):
-        error = getattr(call, f"{side}_error") or ""
+    for side, shown in sides.items():
         rows.append(
             Markup(
-                f'<tr data-side="{side}"><td>{side}</td><td>{badge(call.side_state(side))}</td>'
-                f'<td class="num">{escape(duration_text(getattr(call, f"{side}_duration")))}</td>'
-                f'<td class="error-cell">{escape(error)}</td></tr>'
+                f'<tr data-side="{escape(side)}"><td>{escape(side)}</td><td>{badge(shown["state"])}</td>'
+                f'<td class="num">{escape(duration_text(shown["duration"]))}</td>'
+                f'<td class="error-cell">{escape(shown["error"] or "")}</td></tr>'
             )
         )
     return Markup(

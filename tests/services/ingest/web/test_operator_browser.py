@@ -20,14 +20,14 @@ import pytest
 from shared import keys
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 from tests.services.ingest.conftest import API_TOKEN
-from tests.services.ingest.test_processes import start, stop, wait_until
+from tests.services.ingest.test_processes import service_env, start, stop, wait_until
 from tests.support.fake_twilio import account_sid, call_sid, recording_sid
 from tests.support.media import color_video
 from tests.support.services import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.rabbitmq]
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 BIN = Path(sys.executable).parent
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -111,23 +111,14 @@ def served(pg_db, pg_url, rabbitmq_url, s3_server, s3, tmp_path):
     """gunicorn serving the ingest app on a free port, as deployed."""
     ids = seed_calls(s3, tmp_path)
     port = free_port()
-    env = {
-        "PATH": f"{BIN}:/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "CALLREEL_DATA_DIR": str(tmp_path / "data"),
-        "DATABASE_URL": pg_url,
-        "BROKER_URL": rabbitmq_url,
-        "RABBITMQ_MANAGEMENT_URL": "http://guest:guest@127.0.0.1:15672",
-        "METRICS_PORT": "0",
-        "TWILIO_ACCOUNT_SID": account_sid(),
-        "TWILIO_AUTH_TOKEN": "t" * 32,
-        "PUBLIC_BASE_URL": "https://ingest.callreel.example",
-        "CALLREEL_API_TOKEN": API_TOKEN,
-        "PORT": str(port),
-        "GUNICORN_WORKERS": "1",
-        "GUNICORN_THREADS": "4",
+    env = service_env(
+        tmp_path, pg_url, rabbitmq_url, port,
+        RABBITMQ_MANAGEMENT_URL="http://guest:guest@127.0.0.1:15672",
+        TWILIO_ACCOUNT_SID=account_sid(),
+        TWILIO_AUTH_TOKEN="t" * 32,
+        GUNICORN_THREADS="4",
         **s3_server.env(s3.bucket),
-    }
+    )
     log = tmp_path / "gunicorn.log"
     web = start([str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py"], env, log)
     base = f"http://127.0.0.1:{port}"

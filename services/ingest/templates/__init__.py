@@ -1,1 +1,0 @@
-"""HTML templates of the operator page (string.Template files, filled by ``services.ingest.templating``)."""

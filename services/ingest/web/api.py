@@ -1,0 +1,127 @@
+"""The status API, for the host application and operators: ``GET /calls/{callId}`` and friends.
+
+Protected by a bearer token (``CALLREEL_API_TOKEN``), which auth.py checks
+before any responder here runs; with no token configured the API is off and
+refuses every request. Videos are private objects: the answer carries
+presigned URLs that expire (``PRESIGNED_URL_EXPIRY``), never the bucket's own
+URLs.
+
+Also here: ``GET /calls`` (the list, keyset-paginated: see listing.py) and
+``POST /calls/{callId}/retry``. One call's view is ``shared.callview``'s, the
+one the operator page (pages.py) and ``callreel status`` show.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any, Callable
+
+import dramatiq
+import falcon
+
+from shared import keys
+from shared.calls import processing_seconds
+from shared.callview import as_json, call_duration, call_view
+from shared.models import Call, utcnow
+from shared.retry import RetryError, retry_call
+from shared.storage import Storage
+
+from .backlog import BacklogReader
+from .listing import parse_list_query, read_page
+from .media import video_link
+
+__all__ = [
+    "CallResource",
+    "CallListResource",
+    "RetryResource",
+    "BacklogResource",
+    "find_call",
+    "retry",
+    "list_row",
+]
+
+log = logging.getLogger("callreel.ingest")
+
+
+class CallResource:
+    """``GET /calls/{callId}``: one call, its stage timeline, segments and video URLs."""
+
+    def __init__(self, storage: Callable[[], Storage]) -> None:
+        self._storage = storage
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, call_id: str) -> None:
+        call = find_call(call_id)
+        resp.media = as_json(call_view(call, video_link(self._storage())))
+        resp.set_header("Cache-Control", "no-store")  # it holds presigned URLs
+
+
+class CallListResource:
+    """``GET /calls?status=&stage=&q=&limit=&cursor=``: calls newest first, a page at a time."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        page = read_page(parse_list_query(req.params))
+        now = utcnow()
+        resp.media = {"calls": [list_row(call, now) for call in page.calls], "next_cursor": page.next_cursor, "limit": page.query.limit}
+        resp.set_header("Cache-Control", "no-store")
+
+
+class RetryResource:
+    """``POST /calls/{callId}/retry``: what ``callreel retry`` does (``shared.retry.retry_call``)."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, call_id: str) -> None:
+        stage = retry(find_call(call_id).id)
+        call = Call.get_by_id(call_id)
+        resp.status = falcon.HTTP_202
+        resp.media = {"id": call.id, "retried_from": stage, "status": call.video_status, "stage": call.stage}
+
+
+class BacklogResource:
+    """``GET /backlog``: per stage, the calls in it and (with the management API) its queue's messages."""
+
+    def __init__(self, backlog: BacklogReader) -> None:
+        self.backlog = backlog
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.backlog.read().as_dict()
+        resp.set_header("Cache-Control", "no-store")
+
+
+def find_call(call_id: str) -> Call:
+    """The call ``call_id`` names: 400 if it is not a CallSid, 404 if there is none."""
+    try:
+        keys.validate_call_id(call_id)
+    except keys.InvalidCallId as exc:
+        raise falcon.HTTPBadRequest(title="Invalid call id", description=str(exc)) from None
+    call = Call.get_or_none(Call.id == call_id)
+    if call is None:
+        raise falcon.HTTPNotFound(title="No such call", description=f"No call {call_id}.")
+    return call
+
+
+def retry(call_id: str) -> str:
+    """Retry a call; 409 when it cannot be (still running, nothing to do), 503 when the broker is down."""
+    try:
+        return retry_call(call_id)
+    except RetryError as exc:
+        raise falcon.HTTPConflict(title="Cannot retry", description=str(exc)) from None
+    except dramatiq.errors.BrokerError as exc:
+        log.error("retry of %s not sent: %s", call_id, exc, extra={"call_id": call_id})
+        raise falcon.HTTPServiceUnavailable(
+            title="Broker unavailable", description="The retry could not be sent to the queue; try again shortly.", retry_after=5
+        ) from None
+
+
+def list_row(call: Call, now: dt.datetime) -> dict[str, Any]:
+    """One row of the call list: what a person scans for."""
+    return {
+        "id": call.id,
+        "status": call.video_status,
+        "stage": call.stage,
+        "recording_sid": call.recording_sid,
+        "duration": call_duration(call),
+        "created_at": as_json(call.created_at),
+        "age_seconds": int((now - call.created_at).total_seconds()) if call.created_at else None,
+        "processing_seconds": processing_seconds(call, now),
+        "error": call.video_error_message,
+    }

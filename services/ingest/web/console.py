@@ -1,0 +1,45 @@
+"""The operator console's routes and the one authentication they share, wired from the settings.
+
+``services.ingest.app`` builds a :class:`Console`, puts its
+:attr:`~Console.authentication` among the app's middleware and calls
+:meth:`~Console.add_routes`. The failed-token count is one for the API and the
+login form, so a guesser gains nothing by switching between them.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import falcon
+
+from shared.settings import Settings
+from shared.storage import Storage
+
+from .api import BacklogResource, CallListResource, CallResource, RetryResource
+from .auth import Authentication, TokenAuth
+from .backlog import BacklogReader
+from .media import MEDIA_PREFIX, MediaResource
+from .pages import add_operator_routes
+from .session import SessionSigner
+from .throttle import FailureThrottle
+
+__all__ = ["Console"]
+
+
+class Console:
+    """The status API (bearer token), the operator page (session cookie) and the local store's videos."""
+
+    def __init__(self, settings: Settings, storage: Callable[[], Storage]) -> None:
+        self._storage = storage
+        self.throttle = FailureThrottle(settings.auth_max_failures, settings.auth_failure_window)
+        self.signer = SessionSigner(settings.api_token, settings.operator_session_max_age)
+        self.backlog = BacklogReader(settings)
+        self.authentication = Authentication(TokenAuth(settings.api_token, self.throttle), self.signer)
+
+    def add_routes(self, app: falcon.App) -> None:
+        app.add_route("/calls", CallListResource())
+        app.add_route("/calls/{call_id}", CallResource(self._storage))
+        app.add_route("/calls/{call_id}/retry", RetryResource())
+        app.add_route("/backlog", BacklogResource(self.backlog))
+        add_operator_routes(app, self.signer, self._storage, self.backlog, self.throttle)
+        app.add_route(MEDIA_PREFIX + "{key:path}", MediaResource(self._storage))
