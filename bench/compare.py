@@ -172,8 +172,8 @@ def plan_command(inputs: ComposeInputs, output: Path) -> list[str]:
 
 def _our_sides(inputs: ComposeInputs, *, overlays: bool):
     from services.compositor.layout import Clip, SideSpec
-    from shared.ffmpeg import probe_video
     from shared.assets import avatar_path
+    from shared.ffmpeg import probe_video
     from shared.settings import load_settings
 
     settings = load_settings({})
@@ -369,8 +369,8 @@ def segment_memory(workdir: Path, cache: Path, counts: Sequence[int], *, seconds
     from services.compositor.composer import render_spec
     from services.compositor.graph import build_command
     from services.compositor.layout import Clip, SideSpec
-    from shared.ffmpeg import probe_video
     from shared.assets import avatar_path
+    from shared.ffmpeg import probe_video
     from shared.settings import load_settings
 
     settings = load_settings({})
