@@ -163,9 +163,9 @@ def run(
                     proc.wait(timeout=max(MIN_WAIT, min(progress_every, left) if progress else left))
                     break
                 except subprocess.TimeoutExpired:
-                    done = _progress(state) if progress else None
-                    if done is not None:
-                        progress(done)  # type: ignore[misc]
+                    done = _progress(state)
+                    if progress is not None and done is not None:
+                        progress(done)
         finally:
             # Whatever ends the wait, FFmpeg does not survive it.
             children.kill_group(proc, grace)

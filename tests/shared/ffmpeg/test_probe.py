@@ -1,4 +1,4 @@
-"""What ffprobe says of a file: a render is read for its picture and its sound at once."""
+"""What ffprobe says of a file: its report, and a render read for its picture and its sound at once."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from shared.ffmpeg import InvalidMedia, probe_rendered
+from shared.ffmpeg import FFmpegFailed, InvalidMedia, probe, probe_rendered
+from tests.support.media import fake_binary
 
 
 def _clip(path, *, sound: bool) -> None:
@@ -27,3 +28,22 @@ def test_a_render_without_sound_is_not_a_finished_video(tmp_path, settings_env):
     _clip(tmp_path / "mute.mp4", sound=False)
     with pytest.raises(InvalidMedia, match="no audio stream"):
         probe_rendered(tmp_path / "mute.mp4", settings_env())
+
+
+def test_a_report_that_is_not_json_is_invalid_media(tmp_path):
+    with pytest.raises(InvalidMedia, match="any.mp4: ffprobe output unreadable"):
+        probe(tmp_path / "any.mp4", ffprobe=fake_binary(tmp_path / "ffprobe", "not json"))
+
+
+def test_the_report_is_kept_in_the_call_folder_when_given_one(tmp_path):
+    _clip(tmp_path / "both.mp4", sound=True)
+    report = probe(tmp_path / "both.mp4", ffprobe="ffprobe", workdir=tmp_path)
+    assert {s["codec_type"] for s in report["streams"]} == {"video", "audio"}
+    assert (tmp_path / "ffprobe.json").stat().st_size > 0
+
+
+def test_a_file_ffprobe_cannot_read_fails_with_its_words(tmp_path):
+    (tmp_path / "junk.mp4").write_bytes(b"not a video at all")
+    with pytest.raises(FFmpegFailed) as raised:
+        probe(tmp_path / "junk.mp4", ffprobe="ffprobe")
+    assert "Invalid data" in raised.value.detail
