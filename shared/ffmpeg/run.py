@@ -107,6 +107,29 @@ def _progress(state: dict[str, str]) -> Progress | None:
     return None
 
 
+def _wait(
+    proc: subprocess.Popen,
+    deadline: float,
+    state: dict[str, str],
+    progress: Callable[[Progress], None] | None,
+    every: float,
+) -> bool:
+    """Whether ``proc`` exited before ``deadline``, reporting progress on the way."""
+    # Wait on the process itself, waking only to report progress: FFmpeg
+    # writes its last progress block before it finishes the file
+    # (+faststart rewrites it), so a wait for progress lines would
+    # sleep up to a second past FFmpeg's exit (tests/shared/ffmpeg/test_run.py).
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            proc.wait(timeout=max(MIN_WAIT, min(every, left) if progress else left))
+            return True
+        except subprocess.TimeoutExpired:
+            done = _progress(state)
+            if progress is not None and done is not None:
+                progress(done)
+    return False
+
+
 def run(
     args: Sequence[str],
     *,
@@ -148,24 +171,10 @@ def run(
             readers.append(threading.Thread(target=_read_progress, args=(proc.stdout, state), daemon=True))
         for reader in readers:
             reader.start()
-        deadline = time.monotonic() + timeout
         try:
-            # Wait on the process itself, waking only to report progress: FFmpeg
-            # writes its last progress block before it finishes the file
-            # (+faststart rewrites it), so a wait for progress lines would
-            # sleep up to a second past FFmpeg's exit (tests/shared/ffmpeg/test_run.py).
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    children.kill_group(proc, grace)
-                    raise FFmpegTimeout(what, timeout, returncode=proc.returncode, stderr=_stderr(kept, stderr))
-                try:
-                    proc.wait(timeout=max(MIN_WAIT, min(progress_every, left) if progress else left))
-                    break
-                except subprocess.TimeoutExpired:
-                    done = _progress(state)
-                    if progress is not None and done is not None:
-                        progress(done)
+            if not _wait(proc, time.monotonic() + timeout, state, progress, progress_every):
+                children.kill_group(proc, grace)
+                raise FFmpegTimeout(what, timeout, returncode=proc.returncode, stderr=_stderr(kept, stderr))
         finally:
             # Whatever ends the wait, FFmpeg does not survive it.
             children.kill_group(proc, grace)
