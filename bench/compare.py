@@ -172,8 +172,8 @@ def plan_command(inputs: ComposeInputs, output: Path) -> list[str]:
 
 def _our_sides(inputs: ComposeInputs, *, overlays: bool):
     from services.compositor.layout import Clip, SideSpec
-    from services.compositor.media import probe_video
     from shared.assets import avatar_path
+    from shared.ffmpeg import probe_video
     from shared.settings import load_settings
 
     settings = load_settings({})
@@ -231,7 +231,7 @@ def video_bytes(path: Path) -> int:
 def _geometry(source: Path, panel: tuple[int, int], fitted: bool) -> tuple[int, int, int, int]:
     """(width, height, x, y) of one source's picture inside its panel."""
     from services.compositor.layout import fit
-    from services.compositor.media import probe_video
+    from shared.ffmpeg import probe_video
     from shared.settings import load_settings
 
     pw, ph = panel
@@ -369,8 +369,8 @@ def segment_memory(workdir: Path, cache: Path, counts: Sequence[int], *, seconds
     from services.compositor.composer import render_spec
     from services.compositor.graph import build_command
     from services.compositor.layout import Clip, SideSpec
-    from services.compositor.media import probe_video
     from shared.assets import avatar_path
+    from shared.ffmpeg import probe_video
     from shared.settings import load_settings
 
     settings = load_settings({})

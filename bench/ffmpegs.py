@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from services.compositor.media import ffmpeg_version
+from shared.ffmpeg import ffmpeg_version
 
 __all__ = ["put_first", "first_on_path", "version"]
 

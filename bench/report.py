@@ -277,7 +277,7 @@ class Report:
             "but 21 with fal-ai/infinitalk (28.8 s) or in GENERATION_MODE=speech (a segment per turn). On FFmpeg 7 "
             "and later, whose command line gives each decoder a thread, segmented sides are decoded on one thread a "
             "segment: the decoders' own frame threads only held buffers there (12 segments a side on 7.1: 474 MB with "
-            "them, 362 MB without, 6 % faster; services/compositor/media.py, threaded_cli).",
+            "them, 362 MB without, 6 % faster; shared/ffmpeg/version.py, threaded_cli).",
             "",
             table(("segments per side", "call", "FFmpeg CPU s", "FFmpeg peak RSS MB"), rows),
         ]

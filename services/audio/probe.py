@@ -9,18 +9,13 @@ says) is checked by the split, which decodes it anyway.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.ffmpeg import FFmpegFailed, InvalidMedia, probe
 from shared.progress import PermanentError
 
-from .process import ProcessFailed, run
-
-__all__ = ["RecordingInfo", "probe_recording", "check", "MONO", "PROBE_TIMEOUT"]
-
-# ffprobe reads headers, not the whole file: this is generous.
-PROBE_TIMEOUT = 60
+__all__ = ["RecordingInfo", "probe_recording", "check", "MONO"]
 
 MONO = "recording is mono: enable dual-channel recording in Twilio"
 
@@ -53,16 +48,12 @@ def probe_recording(path: str | Path, *, ffprobe: str, max_seconds: float, workd
         raise PermanentError("recording is missing")
     if path.stat().st_size == 0:
         raise PermanentError("recording is empty (0 bytes)")
-    report, log = Path(workdir) / "ffprobe.json", Path(workdir) / "ffprobe.log"
-    args = [ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)]
     try:
-        run(args, timeout=PROBE_TIMEOUT, stdout=report, stderr=log)
-    except ProcessFailed as exc:
+        info = probe(path, ffprobe=ffprobe, workdir=workdir)
+    except FFmpegFailed as exc:
         detail = exc.detail.replace(str(path), "recording") or "unknown format"  # no temp paths in the call's row
         raise PermanentError(f"not an audio file: ffprobe cannot read it ({detail})") from None
-    try:
-        info = json.loads(report.read_text() or "{}")
-    except ValueError:
+    except InvalidMedia:
         raise PermanentError("not an audio file: ffprobe's report is unreadable") from None
     return check(info, max_seconds=max_seconds)
 

@@ -26,12 +26,12 @@ import ffmpeg
 
 from shared import keys
 from shared.fal_models import model_for
+from shared.ffmpeg import FFmpegFailed, run
 from shared.models import Segment, SegmentState, utcnow
 from shared.segments import plan_segments
 from shared.settings import Settings
 from shared.storage import Storage
 
-from .process import ProcessFailed, run
 from .split import MP3_QUALITY, SideAudio, SplitFailed
 
 __all__ = ["PlannedSegment", "plan_side", "cut_command", "cut_side", "record_segments", "BATCH"]
@@ -110,7 +110,7 @@ def cut_side(audio: SideAudio, segments: Sequence[PlannedSegment], workdir: Path
                 timeout=settings.split_timeout,
                 stderr=workdir / "cut.log",
             )
-        except ProcessFailed as exc:
+        except FFmpegFailed as exc:
             raise SplitFailed(f"ffmpeg could not cut the segments: {exc.detail}") from None
 
 

@@ -7,7 +7,7 @@ The filter graph is::
                           -> adelay, apad -> silencedetect (per channel) -> null
 
 so the recording is read and decoded once, both mono MP3s are encoded in the
-same pass, and each side's silences are measured on the way (see ``speech``).
+same pass, and each side's silences are measured on the way (see ``shared.ffmpeg.speech``).
 Memory stays at FFmpeg's frame buffers whatever the length of the call.
 
 The measuring branch gets SILENCE_MIN_DURATION of silence added at both ends:
@@ -29,13 +29,12 @@ from pathlib import Path
 
 import ffmpeg
 
+from shared.ffmpeg import FFmpegFailed, parse_silences, run, silencedetect_options, speech_intervals
 from shared.models import SIDES
 from shared.progress import PermanentError
 from shared.settings import Settings
-from shared.speech import parse_silences, silencedetect_options, speech_intervals
 
 from .probe import RecordingInfo
-from .process import ProcessFailed, run
 
 __all__ = ["SideAudio", "Split", "SplitFailed", "channel_of", "build_command", "split_recording", "output_rate", "edge_samples"]
 
@@ -124,13 +123,13 @@ def split_recording(source: Path, workdir: Path, info: RecordingInfo, settings: 
     """Split ``source`` into one mono MP3 per side in ``workdir`` and measure each side.
 
     Raises PermanentError when the recording turns out not to decode, SplitFailed
-    when FFmpeg fails otherwise, ProcessTimeout past SPLIT_TIMEOUT.
+    when FFmpeg fails otherwise, FFmpegTimeout past SPLIT_TIMEOUT.
     """
     outputs = {side: workdir / f"{side}.mp3" for side in SIDES}
     log = workdir / "split.log"
     try:
         run(build_command(source, outputs, info, settings), timeout=settings.split_timeout, stderr=log)
-    except ProcessFailed as exc:
+    except FFmpegFailed as exc:
         detail = exc.detail.replace(str(source), "recording").replace(f"{workdir}/", "")  # no temp paths in the row
         if any(marker in detail for marker in _BAD_INPUT):
             raise PermanentError(f"recording does not decode: {detail}") from None

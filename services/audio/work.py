@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from shared import keys
+from shared.ffmpeg import FFmpegTimeout as ProcessTimeout
 from shared.models import SIDES, SideState, Stage
 from shared.progress import PermanentError, timed
 from shared.settings import Settings
 from shared.storage import ObjectNotFound, Storage
 
 from .probe import probe_recording
-from .process import ProcessTimeout
 from .segments import cut_side, plan_side, record_segments
 from .split import Split, SplitFailed, split_recording
 

@@ -33,6 +33,8 @@ import httpx
 
 from shared import keys
 from shared.assets import avatar_path
+from shared.ffmpeg import FFmpegError, probe_duration, probe_rendered, probe_video
+from shared.ffmpeg import InvalidMedia as MediaError
 from shared.models import Call, Segment, SegmentState, SideState, VideoStatus
 from shared.progress import PermanentError
 from shared.settings import Settings
@@ -40,8 +42,8 @@ from shared.storage import ObjectNotFound, Storage
 
 from .graph import build_command
 from .layout import Clip, RenderSpec, SideSpec, panel_size
-from .media import MediaError, detect_speech, probe_duration, probe_rendered, probe_video, resolve_font
-from .runner import FFmpegError, run_ffmpeg
+from .media import detect_speech, resolve_font
+from .runner import run_ffmpeg
 
 __all__ = ["Outcome", "compose_call", "render_spec", "side_video_urls"]
 

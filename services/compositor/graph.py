@@ -20,8 +20,9 @@ from pathlib import Path
 
 import ffmpeg
 
+from shared.ffmpeg import graph_file_option, threaded_cli
+
 from .layout import RenderSpec, SideSpec, enable_expr, speaking, timeline
-from .media import graph_file_option, threaded_cli
 from .panel import fitted_clip, hold, local_panel, still
 
 __all__ = ["build_command", "side_stream", "HIGHLIGHT_COLOUR", "AUDIO_BITRATE", "AUDIO_RATE"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .media import VideoInfo
+from shared.ffmpeg import VideoInfo
 
 __all__ = [
     "Interval",

@@ -65,7 +65,7 @@ def decode_options(source_width: int, source_height: int, fit_width: int, fit_he
     sources. Not below a 2× reduction: 512×512 CRF 30 sides in 480×480 panels
     lost 0.0008 with B-frames skipped, and there was no time to win.
 
-    ``one_thread``: decode on one thread (see ``media.threaded_cli``).
+    ``one_thread``: decode on one thread (see ``shared.ffmpeg.threaded_cli``).
     """
     options = {"threads": "1"} if one_thread else {}
     if source_width >= 2 * fit_width and source_height >= 2 * fit_height:

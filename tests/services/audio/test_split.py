@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from services.audio.probe import probe_recording
-from services.audio.process import ProcessTimeout
 from services.audio.split import build_command, split_recording
+from shared.ffmpeg import FFmpegTimeout
 from shared.progress import PermanentError
 from tests.support import media
 
@@ -157,7 +157,7 @@ def test_timeout_kills_the_process_group(tmp_path, workdir, settings_env, slow_f
     wrapper, pids = slow_ffmpeg
     settings = settings_env(FFMPEG_BINARY=str(wrapper), SPLIT_TIMEOUT="1")
     call = media.tone_call(tmp_path / "call.mp3", 30.0, CALLER, CALLEE)  # -re: 30 s of work unless killed
-    with pytest.raises(ProcessTimeout, match="did not finish within 1 s"):
+    with pytest.raises(FFmpegTimeout, match="timed out after 1 s"):
         run_split(call, workdir, settings)
     wrapper_pid, ffmpeg_pid = int((pids / "wrapper").read_text()), int((pids / "ffmpeg").read_text())
     assert not alive(wrapper_pid)

@@ -9,8 +9,8 @@ import pytest
 
 from services.compositor.graph import INLINE_GRAPH_LIMIT, build_command
 from services.compositor.layout import Clip, RenderSpec, SideSpec
-from services.compositor.media import VideoInfo, graph_file_option
 from shared.assets import avatar_path
+from shared.ffmpeg import VideoInfo, graph_file_option
 from tests.support.media import color_video, fake_binary, probe, tone_call
 
 
@@ -122,18 +122,3 @@ def test_a_current_ffmpeg_reads_the_long_graph_with_its_own_option(tmp_path):
     args = _render_long_graph(tmp_path, current)
     assert "-filter_complex_script" not in args
     assert _clip_decoder_threads(args) == {str(tmp_path / "a.mp4"): "1", str(tmp_path / "b.mp4"): "1"}  # and segments on one thread
-
-
-@pytest.mark.parametrize(
-    ("help_text", "expected"),
-    [
-        ("-filter_complex graph  create a complex filtergraph\n-filter_complex_script filename  read it from a file", "-filter_complex_script"),
-        ("-filter_complex <graph_description>  create a complex filtergraph", "-/filter_complex"),
-    ],
-)
-def test_the_graph_file_option_follows_the_binarys_help(tmp_path, help_text, expected):
-    assert graph_file_option(fake_binary(tmp_path / "ffmpeg", help_text)) == expected
-
-
-def test_an_unrunnable_binary_keeps_the_long_standing_option(tmp_path):
-    assert graph_file_option(str(tmp_path / "missing")) == "-filter_complex_script"

@@ -5,8 +5,8 @@ import pytest
 from pathlib import Path
 
 from services.compositor.layout import Clip, Piece, SideSpec, enable_expr, fit, panel_size, speaking, timeline, total_frames
-from services.compositor.media import VideoInfo
 from services.compositor.panel import decode_options, scale_flags
+from shared.ffmpeg import VideoInfo
 
 
 @pytest.mark.parametrize(

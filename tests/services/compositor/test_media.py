@@ -1,13 +1,11 @@
-"""What the compositor reads of its files: a render's picture and sound, and the highlight's fallback speech detection."""
+"""The highlight's fallback speech detection: what the compositor reads of a call that lacks its speech."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from services.compositor.media import MediaError, detect_speech, probe_rendered, threaded_cli
-from tests.support.media import fake_binary, tone_call
+from services.compositor.media import detect_speech
+from tests.support.media import tone_call
 
 CALLER = ((0.5, 2.0), (3.0, 4.5))
 CALLEE = ((2.2, 2.8),)
@@ -41,45 +39,3 @@ def test_sounds_shorter_than_speech_min_duration_are_not_speech(tmp_path, settin
     call = tone_call(tmp_path / "call.mp3", 6.0, ((0.5, 2.0), (3.0, 3.15)), CALLEE)
     assert len(detect_speech(call, settings_env(SPEECH_MIN_DURATION="0.1"), channel=0, duration=6.0)) == 2
     assert len(detect_speech(call, settings_env(SPEECH_MIN_DURATION="0.5"), channel=0, duration=6.0)) == 1
-
-
-def _clip(path, *, sound: bool) -> None:
-    sources = ["-f", "lavfi", "-i", "testsrc=s=160x120:r=25:d=2"]
-    if sound:
-        sources += ["-f", "lavfi", "-i", "sine=d=2"]
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *sources, "-c:v", "libx264", "-preset", "ultrafast", "-shortest", str(path)], check=True)
-
-
-def test_a_render_is_read_for_its_picture_and_its_sound_at_once(tmp_path, settings_env):
-    _clip(tmp_path / "both.mp4", sound=True)
-    video, sound = probe_rendered(tmp_path / "both.mp4", settings_env())
-    assert (video.width, video.height, video.fps) == (160, 120, 25)
-    assert video.duration == pytest.approx(2.0, abs=0.1) and sound == pytest.approx(2.0, abs=0.1)
-
-
-def test_a_render_without_sound_is_not_a_finished_video(tmp_path, settings_env):
-    _clip(tmp_path / "mute.mp4", sound=False)
-    with pytest.raises(MediaError, match="no audio stream"):
-        probe_rendered(tmp_path / "mute.mp4", settings_env())
-
-
-@pytest.mark.parametrize(
-    ("first_line", "threaded"),
-    [
-        ("ffmpeg version 7.1.5-0+deb13u1 Copyright (c) 2000-2026 the FFmpeg developers", True),  # the images'
-        ("ffmpeg version 5.1.9-0+deb12u1 Copyright (c) 2000-2026 the FFmpeg developers", False),  # Debian 12
-        ("ffmpeg version n9.0.2-17-g2a571b6068-20260930 Copyright (c) 2000-2026", True),  # static builds
-        ("ffmpeg version 6.1.1-3ubuntu5 Copyright (c) 2000-2023", False),
-        ("ffmpeg version N-117000-gabcdef Copyright (c) 2000-2026", True),  # a git build
-        ("something else entirely", False),
-    ],
-)
-def test_a_threaded_command_line_is_told_by_the_binarys_version(tmp_path, first_line, threaded):
-    assert threaded_cli(fake_binary(tmp_path / "ffmpeg", first_line)) is threaded
-
-
-def test_a_current_static_ffmpeg_is_threaded_and_a_missing_one_is_not(tmp_path):
-    import imageio_ffmpeg
-
-    assert threaded_cli(imageio_ffmpeg.get_ffmpeg_exe()) is True
-    assert threaded_cli(str(tmp_path / "missing")) is False

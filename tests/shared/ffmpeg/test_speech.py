@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.speech import parse_silences, silencedetect_options, speech_intervals
+from shared.ffmpeg.speech import parse_silences, silencedetect_options, speech_intervals
 
 LOG = """\
 [mp3 @ 0x5601] Skipping 0 bytes of junk at 333.

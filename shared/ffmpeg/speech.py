@@ -10,7 +10,7 @@ SPEECH_MIN_DURATION (a click on the line) are not speech.
 
 The filter logs each event in two calls, ``channel: N | `` and then
 ``silence_start: T``. FFmpeg 7 and later run encoders and muxers on threads of
-their own (``services.compositor.media.threaded_cli``), so another thread's
+their own (``shared.ffmpeg.version.threaded_cli``), so another thread's
 message can land between the two (``channel: 0 | Encoder thread received EOF``
 on one line, ``silence_start: 6.51`` on the next). The log is therefore read as
 a stream of those two tokens, not line by line: each event belongs to the

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from shared import children
+from shared.ffmpeg import children
 
 
 def _alive(pid: int) -> bool:
@@ -39,7 +39,7 @@ def test_child_dies_with_a_killed_worker():
     """A worker killed with SIGKILL takes its FFmpeg with it instead of orphaning it."""
     script = (
         "import subprocess, sys, time\n"
-        "from shared import children\n"
+        "from shared.ffmpeg import children\n"
         "p = children.spawn(['sleep', '60'])\n"
         "print(p.pid, flush=True)\n"
         "time.sleep(60)\n"
