@@ -216,7 +216,7 @@ class Report:
             "",
             "Same two fal-like side videos (talking heads made from the shipped avatars: texture, sway, drift, mouth, "
             "grain; H.264 CRF 18, 25 fps) and the same call audio. The plan's command is run exactly. Ours is the "
-            "compositor's own graph (`services.compositor.graph.build_command`) with each video as a one-segment side; "
+            "compositor's own command (`services.compositor.render_command`) with each video as a one-segment side; "
             "**ours also muxes the call's audio (AAC) and draws the labels and the speaker highlight** — its speed "
             "row includes all that. Quality is SSIM/PSNR of the picture areas against the sources scaled with lanczos "
             "to each output's geometry (the plan stretches to 640×480; ours keeps the shape), measured on our render "
