@@ -326,9 +326,9 @@ def choose(
     let a shared machine's noise pick between CRFs of one preset. Families
     (preset and x264 parameters) are ranked by the median CPU of all their
     renders instead; those within ``tie`` of the fastest eligible one are
-    equally fast (this machine's drift: two full runs on 2026-11-26 put
-    superfast + cabac=0 5-11 % behind the default, then 5-8 % ahead), and among them the
-    ``default``'s family stays, so the default does not change on noise. The
+    equally fast (this machine drifts by more than the gap between families
+    from one run to the next: docs/benchmarks.md, section "Compositor defaults"),
+    and among them the ``default``'s family stays, so the default does not change on noise. The
     family gives its highest eligible CRF: the smallest file at the plan's quality.
     """
     assert plan.quality is not None
