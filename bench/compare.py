@@ -1,11 +1,11 @@
 """Our FFmpeg commands against the original plan's, on the same inputs, in the same run.
 
-Split: ``services.audio.split.build_command`` (one pass, both sides, speech
+Split: ``services.audio.split_command`` (one pass, both sides, speech
 measured on the way) against the plan's two ``pan=mono|c0=FL`` / ``FR`` passes.
 
-Compose: the compositor's graph, built by ``services.compositor.graph`` from
-a RenderSpec holding the two side videos as one segment each plus the call's
-audio, against the plan's exact command::
+Compose: the compositor's command, from ``services.compositor.render_command``
+for the two side videos as one segment each plus the call's audio, against the
+plan's exact command::
 
     ffmpeg -i caller.mp4 -i callee.mp4 -filter_complex
       "[0:v]scale=640:480[left];[1:v]scale=640:480[right];[left][right]hstack=inputs=2[v]"
@@ -75,14 +75,11 @@ def plan_split_commands(source: Path, workdir: Path, ffmpeg: str = "ffmpeg") -> 
 
 
 def _our_split_command(source: Path, workdir: Path) -> list[str]:
-    from services.audio.probe import probe_recording
-    from services.audio.split import build_command
+    from services.audio import split_command
     from shared.settings import load_settings
 
-    settings = load_settings({})
-    info = probe_recording(source, ffprobe=settings.ffprobe_binary, max_seconds=settings.recording_max_seconds, workdir=workdir)
     outputs = {side: workdir / f"ours-{side}.mp3" for side in ("caller", "callee")}
-    return build_command(source, outputs, info, settings)
+    return split_command(source, outputs, load_settings({}), workdir=workdir)
 
 
 @dataclass
@@ -171,7 +168,7 @@ def plan_command(inputs: ComposeInputs, output: Path) -> list[str]:
 
 
 def _our_sides(inputs: ComposeInputs, *, overlays: bool):
-    from services.compositor.layout import Clip, SideSpec
+    from services.compositor import Clip, SideSpec
     from shared.assets import avatar_path
     from shared.ffmpeg import probe_video
     from shared.settings import load_settings
@@ -188,24 +185,20 @@ def _our_sides(inputs: ComposeInputs, *, overlays: bool):
 
 def our_command(inputs: ComposeInputs, output: Path, workdir: Path, encoder: Encoder, *, overlays: bool) -> list[str]:
     """Our graph for the two side videos (one segment each) and the call's audio, via the compositor's own code."""
-    from services.compositor.composer import render_spec
-    from services.compositor.graph import build_command
-    from services.compositor.media import resolve_font
+    from services.compositor import render_command, resolve_font
     from shared.settings import load_settings
 
-    settings = load_settings({})
+    settings = replace(load_settings({}), video_preset=encoder.preset, video_crf=encoder.crf, video_x264_params=encoder.params)
     caller, callee = _our_sides(inputs, overlays=overlays)
     workdir.mkdir(parents=True, exist_ok=True)
     font = resolve_font(settings) if overlays else None
-    spec = render_spec(settings, inputs.call.path, inputs.seconds, caller, callee, workdir, font=font)
-    spec = replace(spec, preset=encoder.preset, crf=encoder.crf, x264_params=encoder.params)
-    args = build_command(spec, output, binary=settings.ffmpeg_binary)
+    args = render_command(settings, inputs.call.path, inputs.seconds, caller, callee, output, workdir, font=font)
     return [args[0], *QUIET, *args[1:]]
 
 
 def our_panel(inputs: ComposeInputs) -> tuple[int, int]:
     """The panel size the compositor picks for these side videos."""
-    from services.compositor.layout import panel_size
+    from services.compositor import panel_size
     from shared.settings import load_settings
 
     settings = load_settings({})
@@ -230,7 +223,7 @@ def video_bytes(path: Path) -> int:
 
 def _geometry(source: Path, panel: tuple[int, int], fitted: bool) -> tuple[int, int, int, int]:
     """(width, height, x, y) of one source's picture inside its panel."""
-    from services.compositor.layout import fit
+    from services.compositor import fit
     from shared.ffmpeg import probe_video
     from shared.settings import load_settings
 
@@ -333,9 +326,9 @@ def choose(
     let a shared machine's noise pick between CRFs of one preset. Families
     (preset and x264 parameters) are ranked by the median CPU of all their
     renders instead; those within ``tie`` of the fastest eligible one are
-    equally fast (this machine's drift: two full runs on 2026-11-26 put
-    superfast + cabac=0 5-11 % behind the default, then 5-8 % ahead), and among them the
-    ``default``'s family stays, so the default does not change on noise. The
+    equally fast (this machine drifts by more than the gap between families
+    from one run to the next: docs/benchmarks.md, section "Compositor defaults"),
+    and among them the ``default``'s family stays, so the default does not change on noise. The
     family gives its highest eligible CRF: the smallest file at the plan's quality.
     """
     assert plan.quality is not None
@@ -366,9 +359,7 @@ def segment_memory(workdir: Path, cache: Path, counts: Sequence[int], *, seconds
     starts decoding every input before the first frame is encoded, so its
     memory grows with the number of segments, not with the call's length.
     """
-    from services.compositor.composer import render_spec
-    from services.compositor.graph import build_command
-    from services.compositor.layout import Clip, SideSpec
+    from services.compositor import Clip, SideSpec, render_command
     from shared.assets import avatar_path
     from shared.ffmpeg import probe_video
     from shared.settings import load_settings
@@ -390,8 +381,7 @@ def segment_memory(workdir: Path, cache: Path, counts: Sequence[int], *, seconds
                 pieces.append(Clip(link, seconds * index, seconds * (index + 1), info[side]))
             speech = call.caller_speech if side == "caller" else call.callee_speech
             sides[side] = SideSpec(side, side, avatar_path(side), clips=tuple(pieces), speech=speech)
-        spec = render_spec(settings, call.path, seconds * count, sides["caller"], sides["callee"], workdir, font=None)
-        args = build_command(spec, workdir / "segments.mp4", binary=settings.ffmpeg_binary)
+        args = render_command(settings, call.path, seconds * count, sides["caller"], sides["callee"], workdir / "segments.mp4", workdir)
         found.append((count, run_command([args[0], *QUIET, *args[1:]], log=workdir / "segments.log")))
     return found
 

@@ -143,9 +143,9 @@ class ChildPeaks:
     def _descendants(self) -> list[int]:
         if not HAS_CHILDREN_FILES:
             return self._descendants_by_scan()
-        # About 0.02 ms a sample, against 0.7 ms for a scan of every process:
-        # at 50 samples a second the scan took 4-5 % of a core from the worker
-        # being measured.
+        # Far cheaper than a scan of every process, which at 50 samples a
+        # second took a noticeable share of a core from the worker being
+        # measured (docs/benchmarks.md, section "The benchmark's own costs").
         found, frontier = [], [self.root]
         while frontier:
             frontier = [child for pid in frontier for child in _children_of(pid)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 from bench.compare import Render, SplitComparison
@@ -11,7 +12,12 @@ from bench.ingest_load import LoadResult, percentile
 from bench.measure import MB, StageResult, Usage, median_of
 from bench.pipeline import STAGE_ORDER, PipelineRun
 
-__all__ = ["Report", "table", "stage_table", "PIPELINE_STAGES", "STAGE_COLUMNS"]
+__all__ = ["Report", "table", "stage_table", "write", "hand_written", "HAND_WRITTEN", "PIPELINE_STAGES", "STAGE_COLUMNS"]
+
+# The line that starts what people wrote into the document themselves (what
+# the figures mean, one-off measurements the code points to): a run measures
+# again everything above it and carries everything from it on over.
+HAND_WRITTEN = "<!-- hand-written below: bench/run.py keeps this line and everything after it when it rewrites the file -->"
 
 # What a call costs without the fal.ai wait: the three workers' own work (their
 # S3 transfers included). The standalone upload row is already inside compose.
@@ -216,7 +222,7 @@ class Report:
             "",
             "Same two fal-like side videos (talking heads made from the shipped avatars: texture, sway, drift, mouth, "
             "grain; H.264 CRF 18, 25 fps) and the same call audio. The plan's command is run exactly. Ours is the "
-            "compositor's own graph (`services.compositor.graph.build_command`) with each video as a one-segment side; "
+            "compositor's own command (`services.compositor.render_command`) with each video as a one-segment side; "
             "**ours also muxes the call's audio (AAC) and draws the labels and the speaker highlight** — its speed "
             "row includes all that. Quality is SSIM/PSNR of the picture areas against the sources scaled with lanczos "
             "to each output's geometry (the plan stretches to 640×480; ours keeps the shape), measured on our render "
@@ -376,3 +382,24 @@ class Report:
         if self.notes:
             parts += ["## Notes", "", *[f"- {n}" for n in self.notes], ""]
         return "\n".join(parts)
+
+
+def hand_written(document: str) -> str:
+    """The hand-written tail of a document: from the HAND_WRITTEN line to the end ("" without one)."""
+    lines = document.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.strip() == HAND_WRITTEN), None)
+    return "" if start is None else "".join(lines[start:])
+
+
+def write(path: Path, text: str) -> None:
+    """Write the generated ``text`` to ``path``, keeping the hand-written tail the file already has.
+
+    Through a temp file and a rename, so a run stopped mid-write leaves the old document whole.
+    """
+    tail = hand_written(path.read_text()) if path.exists() else ""
+    if tail:
+        text = text.rstrip("\n") + "\n\n" + tail
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(path.suffix + ".tmp")
+    partial.write_text(text)
+    partial.replace(path)

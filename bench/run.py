@@ -7,7 +7,8 @@
                                                  # the images' FFmpeg, the machine's for the compose ratio too
 
 Prints Markdown tables and writes them to docs/benchmarks.md (``--output``;
-a ``--quick`` run writes only where ``--output`` says). Figures, not
+a ``--quick`` run writes only where ``--output`` says), keeping what follows
+the file's hand-written marker (``bench.report.HAND_WRITTEN``). Figures, not
 assertions: nothing here fails because the machine is slow. Needs FFmpeg,
 espeak-ng, PostgreSQL and RabbitMQ (``--skip webhook`` without the last two).
 Inputs are generated once and cached in .callreel/bench-cache.
@@ -41,18 +42,19 @@ from bench.compare import Encoder, Render  # noqa: E402
 from bench.ingest_load import WebhookBench, percentile  # noqa: E402
 from bench.measure import MB, loadavg, median_stage  # noqa: E402
 from bench.pipeline import STAGE_ORDER, PipelineRun, Rig, download_flatness, run_pipeline  # noqa: E402
-from bench.report import ComposeSection, Elsewhere, Report, per_minute, stage_table  # noqa: E402
+from bench.report import ComposeSection, Elsewhere, Report, per_minute, stage_table, write  # noqa: E402
 
 __all__ = ["main", "parse_args", "SWEEP", "QUICK_SWEEP"]
 
 SECTIONS = ("compose", "split", "pipeline", "download", "webhook")
 MBTREE = "mbtree=1:rc-lookahead=10:weightp=0"
 # The encoder settings tried on our graph. superfast and ultrafast turn
-# mbtree off, which costs them a third more bits at the same CRF: MBTREE puts
-# it back with a short lookahead. medium crf 23 is the plan's encoder on our graph.
+# mbtree off, which costs them bits at the same CRF (the sweep's "preset alone"
+# rows): MBTREE puts it back with a short lookahead. medium crf 23 is the plan's
+# encoder on our graph.
 SWEEP = (
     *(Encoder("superfast", crf, MBTREE) for crf in (19, 20, 21, 22, 23)),
-    # b-adapt=0: fixed B-frame placement instead of the fast decision pass (5 % less CPU, no SSIM lost on talking heads).
+    # b-adapt=0: fixed B-frame placement instead of the fast decision pass (less CPU, no SSIM lost on talking heads: the sweep's b-adapt=0 rows).
     *(Encoder("superfast", crf, f"{MBTREE}:b-adapt=0") for crf in (20, 21)),
     # cabac=0: CAVLC entropy coding, cheaper than CABAC and a bigger file for the same picture.
     *(Encoder("superfast", crf, f"{MBTREE}:cabac=0") for crf in (19, 20, 21)),
@@ -265,13 +267,6 @@ def run_webhook(args: argparse.Namespace, workdir: Path, report: Report) -> None
             report.notes.append(f"webhook: {stored} calls stored for {expected} accepted callbacks")
     finally:
         bench.stop()
-
-
-def write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(path.suffix + ".tmp")
-    partial.write_text(text)
-    partial.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,11 +6,11 @@ variables, read by ``shared.settings``), imports that worker's actors module
 itself, synchronously: the same code a Dramatiq worker runs for the message,
 database updates, object-store transfers and FFmpeg included. The process
 first builds its object-store client, as a deployed worker has since its
-first message (boto3 takes about 0.16 s to make one; counted in every stage,
-that once-per-worker cost was half a second of each call). Only the work is
-timed and counted as CPU time; peak RSS is the process's whole peak, start-up
-included, since a worker carries its imports all its life. The figures go to
-REPORT as JSON (see ``bench.measure``).
+first message (counted in every stage, that once-per-worker cost was a
+visible part of each call: docs/benchmarks.md, section "The benchmark's own
+costs"). Only the work is timed and counted as CPU time; peak RSS is the
+process's whole peak, start-up included, since a worker carries its imports
+all its life. The figures go to REPORT as JSON (see ``bench.measure``).
 
 Stages: ``download`` (ingest worker: Twilio → S3), ``split`` (audio worker:
 S3 → split, measure, cut segments → S3), ``compose`` (compositor worker:

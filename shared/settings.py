@@ -121,7 +121,7 @@ class Settings:
     callee_label: str = env("CALLEE_LABEL", "Customer", "Label drawn on the callee's panel.", group="compositor")
     label_font: str = env("LABEL_FONT", "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf", "Font file for the labels. Missing: fontconfig's sans, else no labels.", group="compositor")
     video_preset: str = env("VIDEO_PRESET", "superfast", "libx264 preset of the final video.", group="compositor")
-    video_crf: int = env("VIDEO_CRF", 21, "libx264 CRF of the final video (0-51, lower is better). 21: the plan's quality at a third of its CPU (docs/benchmarks.md).", group="compositor", minimum=0)
+    video_crf: int = env("VIDEO_CRF", 21, 'libx264 CRF of the final video (0-51, lower is better). 21: the picture quality of the plan for the least CPU (docs/benchmarks.md, section "Compositor defaults").', group="compositor", minimum=0)
     video_x264_params: str = env("VIDEO_X264_PARAMS", "mbtree=1:rc-lookahead=10:weightp=0", "x264 options applied over the preset (`key=value:…`). Empty: the preset alone.", group="compositor")
     compose_timeout: int = env("COMPOSE_TIMEOUT", 1800, "Seconds FFmpeg may take to compose one call.", group="compositor", minimum=1)
     video_status_callback_url: str = env("VIDEO_STATUS_CALLBACK_URL", "", "POST a signed JSON status here when a call finishes.", group="compositor")

@@ -32,8 +32,9 @@ __all__ = [
 
 KEY_MAX = 512
 # Chunks (256 KiB each) a download may hold between the network and the disk.
-# boto3's default, 100, let a worker's memory grow by 17 MB while a 50 MB video
-# came down (the network outran the writes); 8 keeps it near 2 MB.
+# With boto3's default, 100, a worker's memory grew with the video coming down
+# (the network outran the writes); 8 keeps it at a few chunks (measured:
+# docs/benchmarks.md, section "Download buffers").
 IO_QUEUE_CHUNKS = 8
 
 

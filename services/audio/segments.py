@@ -11,7 +11,7 @@ hundreds of segments, so outputs are written in batches, which bounds the
 encoders FFmpeg holds at once. A segment that is the whole side (every call up
 to the model's limit, in ``full`` mode) is the side's MP3 itself: linked, not
 decoded and encoded again (no second generation loss, and one FFmpeg run less
-per side: the segments step of a 1-minute call went from 0.35 s to 0.02 s).
+per side; measured: docs/benchmarks.md, section "Whole-side segments").
 """
 
 from __future__ import annotations

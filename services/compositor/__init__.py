@@ -1,0 +1,47 @@
+"""The compositor service. Code outside it uses two entry points only:
+
+- ``services.compositor.actors``: the worker (``dramatiq services.compositor.actors``).
+  Importing it boots the process: settings, logging, database, broker.
+- this package: the render itself, for code that must run exactly what the
+  worker runs without being a worker (the benchmark). Importing it boots
+  nothing: no broker, no database.
+
+A render is two sides (a :class:`SideSpec` each: its :class:`Clip` videos, or
+none for a local panel) over the call's stereo audio; :func:`render_command`
+is the FFmpeg command the worker would run for it, with the encoder and the
+panel box taken from ``settings``. :func:`panel_size` and :func:`fit` say where
+each side's picture lands in the frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.settings import Settings
+
+from .composer import render_spec
+from .graph import build_command
+from .layout import Clip, SideSpec, fit, panel_size
+from .media import resolve_font
+
+__all__ = ["Clip", "SideSpec", "render_command", "panel_size", "fit", "resolve_font"]
+
+
+def render_command(
+    settings: Settings,
+    recording: Path,
+    duration: float,
+    caller: SideSpec,
+    callee: SideSpec,
+    output: Path,
+    workdir: Path,
+    *,
+    font: Path | None = None,
+) -> list[str]:
+    """The FFmpeg argument list (binary first) that renders these two sides into ``output``.
+
+    ``workdir`` receives what the command reads from files (label texts, a
+    graph too long for one argument); ``font`` None renders no labels.
+    """
+    spec = render_spec(settings, recording, duration, caller, callee, workdir, font=font)
+    return build_command(spec, output, binary=settings.ffmpeg_binary)

@@ -32,9 +32,9 @@ AUDIO_BITRATE = "96k"
 AUDIO_RATE = 48000
 # The graph's filters run on one thread. Their slice threading (FFmpeg's
 # default: one thread a core) splits each small per-frame job across threads
-# that the decoders and x264 are already keeping busy; on two cores one
-# filter thread rendered a call 4-8 % faster for slightly less CPU
-# (bench/run.py's compose comparison, 512×512 and 720p sides).
+# that the decoders and x264 are already keeping busy, so one filter thread
+# renders faster, for slightly less CPU (measured: docs/benchmarks.md, section
+# "One filter thread").
 FILTER_THREADS = 1
 # Above this, the graph goes to a file: a very long call's highlight
 # expression would pass the kernel's limit for one argument (128 KiB).
@@ -89,8 +89,8 @@ def _highlight(stream, side: SideSpec, spec: RenderSpec):
         return stream
     # The border as four filled strips, not one hollow panel-sized box: drawbox
     # tests every pixel of its box on every frame, so the hollow box cost as
-    # much as scaling the panel (bench/run.py: 0.49 s of CPU per 1500 frames
-    # of two panels, against 0.17 s for the strips). The picture is the same.
+    # much as scaling the panel (measured: docs/benchmarks.md, section "The
+    # speaker highlight"). The picture is the same.
     t = max(4, spec.height // 80)
     for x, y, w, h in (("0", "0", "iw", t), ("0", f"ih-{t}", "iw", t), ("0", t, t, f"ih-{2 * t}"), (f"iw-{t}", t, t, f"ih-{2 * t}")):
         stream = stream.filter("drawbox", x=x, y=y, w=w, h=h, color=HIGHLIGHT_COLOUR, t="fill", enable=expr)

@@ -107,8 +107,9 @@ def panel_size(sides: Sequence[SideSpec], box_width: int, box_height: int) -> tu
 
     fal's talking heads are square (or 16:9) and the box is 4:3, so a fixed
     panel would pad every frame with bars the encoder still has to code:
-    a 512×512 source in 640×480 panels leaves a quarter of the frame black and
-    costs a sixth more x264 time than 480×480 panels (bench/run.py). Mixed
+    a 512×512 source in 640×480 panels leaves a quarter of the frame black,
+    which x264 pays for (measured: docs/benchmarks.md, section "Panels in
+    the side videos' shape"). Mixed
     shapes (or none: local panels only) keep the box. A sliver of a shape
     (under a quarter of the box either way) keeps the box too.
     """
@@ -176,8 +177,9 @@ def enable_expr(intervals: Sequence[Interval]) -> str | None:
 
     The terms are summed as a balanced tree, ``(a+b)+(c+d)``: FFmpeg's
     expression parser refuses a flat sum of more than about 100 terms, which a
-    long call's turns exceed, and a balanced one nests only log2(n) deep.
-    Evaluating it costs about 0.1 ms a frame for 3600 intervals.
+    long call's turns exceed, and a balanced one nests only log2(n) deep, so
+    even a long call's expression is cheap to evaluate on every frame
+    (measured: docs/benchmarks.md, section "The highlight's expression").
     """
     terms = [f"between(t,{s:g},{e:g})" for s, e in intervals]
     if not terms:

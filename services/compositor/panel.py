@@ -36,17 +36,14 @@ WAVE_COLOUR = {"caller": "0x9ad0ff", "callee": "0xf3c4ff"}
 def scale_flags(source_height: int, target_height: int) -> str:
     """The cheapest scaler that keeps the panel as sharp as the plan's.
 
-    Measured here (SSIM against a lanczos reference; CPU per 1000 frames):
-    512→480 bicubic 0.9995 / bilinear 0.9983 at the same cost (4 taps each);
-    fast_bilinear aliases on big reductions (0.9963).
-
-    Big reductions are judged after encoding, which is what a viewer sees
-    (bench/run.py: two 720p sides → 640×360 panels, superfast CRF 21, SSIM of
-    the encoded panels against lanczos; CPU of the whole render): bilinear
-    0.9449 / 8.99 s, area 0.9495 / 9.07 s, bicubic 0.9506 / 9.44 s.
-    Bilinear's softer picture loses as much SSIM as two CRF steps; area
-    (averaging each source block, exact for 720p→360) gets nearly bicubic's
-    sharpness at bilinear's cost. So: bicubic for mild resizes, area beyond 1.5×.
+    For a mild resize (512→480) bicubic is sharper than bilinear at the same
+    cost (both read 4 taps); fast_bilinear aliases on big reductions. Big
+    reductions are judged after encoding, which is what a viewer sees:
+    bilinear's softer picture loses as much as two CRF steps, bicubic costs
+    more CPU, and area (averaging each source block, exact for 720p→360) gets
+    nearly bicubic's sharpness at bilinear's cost. So: bicubic for mild
+    resizes, area beyond 1.5×. Measured: docs/benchmarks.md, section
+    "Panel scaling".
     """
     return "area" if source_height > 1.5 * target_height else "bicubic"
 
@@ -54,16 +51,13 @@ def scale_flags(source_height: int, target_height: int) -> str:
 def decode_options(source_width: int, source_height: int, fit_width: int, fit_height: int, *, one_thread: bool = False) -> dict[str, str]:
     """Decoder options for a clip shown at ``fit_width``×``fit_height``: none unless it is halved or more.
 
-    Decoding is over half of a 720p render's CPU (two 1280×720 sides: 6.0 s of
-    10.3 s per 30 s, bench/run.py), and deblocking is a large share of an H.264
-    decode. A reduction to half size or less averages every 2×2 block of the
-    source, block edges included, so deblocking B-frames buys nothing a
-    viewer can see: two 720p sides → 640×360 panels, SSIM of the encoded
-    panels against lanczos-scaled sources 0.9526 skipped / 0.9524 not (sources
-    at CRF 18), 0.9770 / 0.9770 (at CRF 30), for 4-5 % less CPU and wall.
-    Only B-frames: skipping it on every frame cost 0.008 SSIM on the CRF 30
-    sources. Not below a 2× reduction: 512×512 CRF 30 sides in 480×480 panels
-    lost 0.0008 with B-frames skipped, and there was no time to win.
+    Decoding is most of a 720p render's CPU, and deblocking is a large share
+    of an H.264 decode. A reduction to half size or less averages every 2×2
+    block of the source, block edges included, so deblocking B-frames buys
+    nothing a viewer can see, and skipping it saves CPU and wall time. Only
+    B-frames: skipping it on every frame shows. Not below a 2× reduction:
+    there the picture loses a little and there is no time to win. Measured:
+    docs/benchmarks.md, section "Decoding reduced sides".
 
     ``one_thread``: decode on one thread (see ``shared.ffmpeg.threaded_cli``).
     """

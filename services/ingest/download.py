@@ -6,10 +6,10 @@ under ``TMP_DIR`` and is checked as it flows: a body longer than
 the download. Only a whole, checked file is uploaded (``storage.upload_file``
 reads it from disk part by part), and the folder goes in every outcome, so
 nothing half-written reaches the store. Streaming the network straight into a
-multipart upload held up to three 8 MiB parts in memory: a worker's peak grew
-by 30 MB from a 2 MB to a 200 MB recording; through the disk it stays flat
-(``make bench``, docs/benchmarks.md) at the cost of disk space for the
-recordings in flight (at most ``RECORDING_MAX_BYTES`` each).
+multipart upload held up to three 8 MiB parts in memory, so a worker's peak
+grew with the recording; through the disk it stays flat (measured:
+docs/benchmarks.md, section "Download memory") at the cost of disk space for
+the recordings in flight (at most ``RECORDING_MAX_BYTES`` each).
 
 Errors say what to do next: ``RecordingNotReady`` (404, Twilio has not
 published the file yet), ``TransientDownloadError`` (network, timeouts,

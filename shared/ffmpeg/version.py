@@ -41,10 +41,11 @@ def ffmpeg_version(binary: str) -> str | None:
 def threaded_cli(binary: str) -> bool:
     """Whether this FFmpeg's command line gives every decoder a thread of its own (7.0 and later).
 
-    Then a decoder's own frame threads only add buffers: a call of 12 segments
-    a side rendered in 474 MB with them and 362 MB without, 6 % faster, on
+    Then a decoder's own frame threads only add buffers: a call of many
+    segments a side renders in less memory without them, and faster, on
     Debian 13's 7.1 (the images'). On 5.1 the main thread decodes every input
-    itself, and one thread per decoder made the same render 13 % slower.
+    itself, and one thread per decoder makes the same render slower.
+    Measured: docs/benchmarks.md, section "Decoder threads on segmented sides".
     Git builds (``N-…``) count as current; an unrunnable binary as old.
     """
     version = ffmpeg_version(binary)
