@@ -30,7 +30,7 @@ from pathlib import Path
 import ffmpeg
 
 from shared.models import SIDES
-from shared.progress import PermanentError
+from shared.errors import PermanentError, TransientError
 from shared.settings import Settings
 from shared.speech import parse_silences, silencedetect_options, speech_intervals
 
@@ -52,7 +52,7 @@ _ENCODED = re.compile(r"Output stream #(\d+):\d+ \(audio\): \d+ frames encoded \
 _BAD_INPUT = ("Invalid data found", "Error while decoding", "Decoder (codec", "could not find codec", "not supported")
 
 
-class SplitFailed(Exception):
+class SplitFailed(TransientError):
     """FFmpeg failed for a reason that may not recur (retried)."""
 
 

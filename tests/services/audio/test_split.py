@@ -7,7 +7,7 @@ import pytest
 from services.audio.probe import probe_recording
 from services.audio.process import ProcessTimeout
 from services.audio.split import build_command, split_recording
-from shared.progress import PermanentError
+from shared.errors import PermanentError
 from tests.support import media
 
 from .conftest import alive, gone
