@@ -89,3 +89,19 @@ def test_giving_up_on_a_poll_fails_its_segment(call_with_segments):
     assert first.state == SegmentState.FAILED and "S3 is down" in first.error
     assert Call.get_by_id(call_id).caller_state == SideState.PENDING  # its sibling has not ended yet
     jobs.give_up_segment(987654, RuntimeError("gone"))  # an unknown segment is only logged
+
+
+def test_a_sides_work_happens_in_a_generation_folder_of_the_call_that_goes_afterwards(call_with_segments, monkeypatch, tmp_path):
+    """Named as the pipeline table says, so the generation worker's janitor sweeps one a killed worker left."""
+    call_id, tmp_dir = call_with_segments, tmp_path / "tmp"
+    seen = []
+
+    class Looking(StubQueue):
+        def submit(self, arguments):
+            seen.extend(p.name for p in tmp_dir.iterdir())
+            return super().submit(arguments)
+
+    monkeypatch.setattr(jobs, "fal_queue", lambda key, endpoint: Looking("req-1", "req-2"))
+    stage.generate_side(call_id, "caller")
+    assert seen and all(name.startswith(f"generation-{call_id}-") for name in seen), seen
+    assert list(tmp_dir.iterdir()) == []
