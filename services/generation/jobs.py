@@ -1,10 +1,10 @@
 """The generation stage: each side's segments become fal.ai jobs, each job is polled, each video is stored.
 
-``generate_side`` submits every pending segment of one side (or marks the side
-LOCAL without a fal key, or leaves a SILENT side alone) and returns; each
-submitted job is then followed by ``poll_segment`` messages that the broker
-brings back after ``FAL_POLL_INTERVAL`` seconds, so no worker thread waits on
-fal. A segment's life, all in its row::
+``generate`` (once ``stage.generate_side`` has begun the stage) submits
+every pending segment of one side (or marks the side LOCAL without a fal key,
+or leaves a SILENT side alone) and returns; each submitted job is then
+followed by ``poll_segment`` messages that the broker brings back after
+``FAL_POLL_INTERVAL`` seconds, so no worker thread waits on fal. A segment's life, all in its row::
 
     pending ──submit──▶ submitted ──poll…──▶ completed (video in the store)
        ▲                    │ failed / timed out (cancelled at fal)
