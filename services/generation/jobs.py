@@ -4,7 +4,8 @@
 every pending segment of one side (or marks the side LOCAL without a fal key,
 or leaves a SILENT side alone) and returns; each submitted job is then
 followed by ``poll_segment`` messages that the broker brings back after
-``FAL_POLL_INTERVAL`` seconds, so no worker thread waits on fal. A segment's life, all in its row::
+``FAL_POLL_INTERVAL`` seconds, so no worker thread waits on fal. A
+segment's life, all in its row::
 
     pending ──submit──▶ submitted ──poll…──▶ completed (video in the store)
        ▲                    │ failed / timed out (cancelled at fal)
