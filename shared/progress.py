@@ -69,8 +69,11 @@ def begin(call_id: str, stage: str) -> Call | None:
     return Call.get_by_id(call_id)
 
 
-def finish(call_id: str, stage: str, **columns: Any) -> None:
-    """Record that ``stage``'s work is done, with the columns it produced."""
+def finish(call_id: str, stage: str, /, **columns: Any) -> None:
+    """Record that ``stage``'s work is done, with the columns it produced.
+
+    (Positional ``call_id`` and ``stage``: the compositor's columns end the call, ``stage="done"`` among them.)
+    """
     now = utcnow()
     updates = {getattr(Call, name): value for name, value in columns.items()}
     updates[getattr(Call, f"{stage}_finished_at")] = now
