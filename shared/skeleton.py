@@ -15,9 +15,11 @@ arrives between ``finish`` and ``advance`` (a worker killed in that gap) hands
 on again too, and the next stage is idempotent the same way.
 
 Where a stage differs it uses the pieces: generation's messages are one a
-side and its hand-on is the fan-in (``services/generation/fanin.py``), which
-calls :func:`hand_on` once both sides have ended; the compositor takes a lock
-first and may re-open an ended call (``services/compositor/stage.py``).
+side, so each begins the stage with :func:`entered`, and its finish and
+hand-on are the fan-in (``services/generation/fanin.py``), which records the
+stage's end, starts the next stage from the table and advances the call once
+both sides have ended, exactly once; the compositor takes a lock first and may
+re-open an ended call before :func:`run` (``services/compositor/stage.py``).
 """
 
 from __future__ import annotations
