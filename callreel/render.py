@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from shared import contracts, keys
+from shared import keys, pipeline
 from shared.models import STAGES, Call, Stage, VideoStatus, utcnow
 from shared.settings import Settings
 from shared.storage import get_storage
@@ -69,7 +69,7 @@ def render(recording: Path, output: Path, *, settings: Settings, quiet: bool = F
             ingest_finished_at=now,
             video_processing_started_at=now,
         )
-        contracts.send(contracts.SPLIT_CHANNELS, call_id=call_id)
+        pipeline.start(Stage.AUDIO, call_id)  # a local call has its recording: ingest is done
         call = wait_for(call_id, quiet=quiet)
         if call.video_status == VideoStatus.FAILED:
             raise CliError(f"{recording}: {call.video_error_message or 'the call failed'} (call {call_id})")

@@ -2,8 +2,10 @@
 
 A worker that is SIGKILLed (out of memory, a deploy that does not wait) never
 reaches the ``finally`` that removes its call's temp folder, and on a
-long-lived machine or volume those folders add up. Each worker that makes
-temp folders calls :func:`remove_stale` for its own prefix as it starts.
+long-lived machine or volume those folders add up. Every stage's worker calls
+:func:`clear_stage` as it starts (``shared.runtime.boot``), which removes that
+stage's leftovers, by the prefix and time limit the pipeline table gives it
+(``shared/pipeline.py``).
 
 A folder is removed only when it has not changed for longer than a message of
 that stage may run (its Dramatiq time limit): by then the message that made it
@@ -18,7 +20,10 @@ import shutil
 import time
 from pathlib import Path
 
-__all__ = ["remove_stale"]
+from . import pipeline
+from .settings import Settings
+
+__all__ = ["remove_stale", "clear_stage"]
 
 log = logging.getLogger("callreel.janitor")
 
@@ -40,3 +45,9 @@ def remove_stale(tmp_dir: Path, prefix: str, older_than: float, *, now: float | 
     if removed:
         log.warning("removed %d temp folder(s) left by a killed worker: %s", len(removed), ", ".join(p.name for p in removed))
     return removed
+
+
+def clear_stage(stage: str, settings: Settings) -> list[Path]:
+    """Remove ``stage``'s temp folders that no message of the stage can still be using."""
+    row = pipeline.row(stage)
+    return remove_stale(settings.tmp_dir, row.tmp_prefix, row.time_limit(settings))

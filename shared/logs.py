@@ -2,7 +2,9 @@
 
 ``LOG_FORMAT=json`` writes one JSON object per line for log collectors;
 ``text`` writes lines a person reads. Pass ``extra={"call_id": …, "stage": …,
-"duration": …}`` to a log call to have them as fields.
+"duration": …}`` to a log call to have them as fields; inside
+``with log_context(call_id=…, stage=…)`` (every stage's message runs in one,
+``shared.skeleton``) each line carries them without being told.
 """
 
 from __future__ import annotations
@@ -10,12 +12,40 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Iterator
 
 from .settings import Settings, get_settings
 
-__all__ = ["configure_logging", "JsonFormatter", "TextFormatter"]
+__all__ = ["configure_logging", "log_context", "JsonFormatter", "TextFormatter"]
 
 FIELDS = ("call_id", "stage", "duration", "segment_id", "side")
+
+# Per thread (and task): each Dramatiq worker thread runs one message at a time.
+_context: ContextVar[dict[str, Any]] = ContextVar("callreel_log_context", default={})
+
+
+@contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Give every log line written inside the block these fields (a line's own ``extra`` wins)."""
+    token = _context.set({**_context.get(), **fields})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The record's fields, each from its ``extra`` or else from the context it was logged in."""
+    context, found = _context.get(), {}
+    for name in FIELDS:
+        value = getattr(record, name, None)
+        if value is None:
+            value = context.get(name)
+        if value is not None:
+            found[name] = value
+    return found
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,7 +56,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update({f: getattr(record, f) for f in FIELDS if getattr(record, f, None) is not None})
+        entry.update(_fields(record))
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
@@ -37,7 +67,7 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s%(context)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        pairs = [f"{f}={getattr(record, f)}" for f in FIELDS if getattr(record, f, None) is not None]
+        pairs = [f"{f}={value}" for f, value in _fields(record).items()]
         record.context = (" [" + " ".join(pairs) + "]") if pairs else ""
         return super().format(record)
 

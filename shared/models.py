@@ -61,7 +61,14 @@ class Stage:
     DONE = "done"
 
 
-STAGES = (Stage.INGEST, Stage.AUDIO, Stage.GENERATION, Stage.COMPOSITOR)
+def __getattr__(name: str) -> Any:
+    # The stages' order is the pipeline table's (shared/pipeline.py), which
+    # imports this module: read it from there when first asked for.
+    if name == "STAGES":
+        from .pipeline import STAGES
+
+        return STAGES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class SideState:

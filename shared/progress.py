@@ -1,12 +1,13 @@
 """A call's progress through the stages, written to its row with atomic updates.
 
-Every actor follows the same shape, which is what makes redelivery harmless::
+Every actor follows the same shape, which is what makes redelivery harmless
+(``shared.skeleton.run`` is that shape, written once)::
 
     call = progress.begin(call_id, Stage.AUDIO)     # None: nothing to do
     if call is None: return
     ... work, skipped where the row says it is already done ...
     progress.finish(call_id, Stage.AUDIO, **columns)  # work recorded
-    send(NEXT, call_id=call_id)                      # hand on
+    pipeline.start(Stage.GENERATION, call_id)        # hand on
     progress.advance(call_id, Stage.AUDIO, Stage.GENERATION)
 
 A redelivered message for a stage the call has moved past is skipped by
@@ -24,19 +25,13 @@ from typing import Any, Iterator
 from peewee import fn
 
 from . import metrics
-from .models import STAGES, Call, Stage, VideoStatus, utcnow
+from .models import Call, Stage, VideoStatus, utcnow
+from .pipeline import STAGES
+from .pipeline import order as stage_order
 
-__all__ = ["PermanentError", "begin", "finish", "advance", "fail_call", "timed", "stage_order"]
+__all__ = ["begin", "finish", "advance", "fail_call", "timed", "stage_order"]
 
 log = logging.getLogger("callreel.progress")
-
-
-class PermanentError(Exception):
-    """Bad input: the call fails with this message and the message is not retried."""
-
-
-def stage_order(stage: str | None) -> int:
-    return STAGES.index(stage) if stage in STAGES else len(STAGES)
 
 
 def begin(call_id: str, stage: str) -> Call | None:
@@ -71,8 +66,11 @@ def begin(call_id: str, stage: str) -> Call | None:
     return Call.get_by_id(call_id)
 
 
-def finish(call_id: str, stage: str, **columns: Any) -> None:
-    """Record that ``stage``'s work is done, with the columns it produced."""
+def finish(call_id: str, stage: str, /, **columns: Any) -> None:
+    """Record that ``stage``'s work is done, with the columns it produced.
+
+    (Positional ``call_id`` and ``stage``: the compositor's columns end the call, ``stage="done"`` among them.)
+    """
     now = utcnow()
     updates = {getattr(Call, name): value for name, value in columns.items()}
     updates[getattr(Call, f"{stage}_finished_at")] = now

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from . import contracts
+from . import pipeline
 from .models import SIDES, Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 
 __all__ = ["RetryError", "first_unfinished_stage", "retry_call"]
@@ -22,24 +22,7 @@ class RetryError(Exception):
     """The call cannot be retried (unknown, or still being worked on)."""
 
 
-def first_unfinished_stage(call: Call) -> str | None:
-    if not call.ingest_finished_at and call.source != "local":
-        return Stage.INGEST
-    if not call.audio_finished_at:
-        return Stage.AUDIO
-    if any(call.side_state(side) not in SideState.TERMINAL or call.side_state(side) == SideState.FAILED for side in SIDES):
-        return Stage.GENERATION
-    if not call.compositor_finished_at or call.video_status != VideoStatus.COMPLETED:
-        return Stage.COMPOSITOR
-    return None
-
-
-_LATER = {
-    Stage.INGEST: ("ingest", "audio", "generation", "compositor"),
-    Stage.AUDIO: ("audio", "generation", "compositor"),
-    Stage.GENERATION: ("generation", "compositor"),
-    Stage.COMPOSITOR: ("compositor",),
-}
+first_unfinished_stage = pipeline.first_unfinished
 
 
 def retry_call(call_id: str, *, force: bool = False) -> str:
@@ -66,7 +49,7 @@ def retry_call(call_id: str, *, force: bool = False) -> str:
         Call.rerender: False,
         Call.updated_at: utcnow(),
     }
-    for later in _LATER[stage]:
+    for later in pipeline.later_stages(stage):
         updates[getattr(Call, f"{later}_finished_at")] = None
     if not force:  # a person asked: the sweeper may try again from scratch if it sticks
         updates[Call.sweep_count] = 0
@@ -86,7 +69,8 @@ def retry_call(call_id: str, *, force: bool = False) -> str:
     # its original reason, rather than waiting for a message that never comes.
     Call.update(updates).where(Call.id == call_id).execute()
     try:
-        _send(stage, call_id)
+        # Generation gets a message a side: a finished side only re-runs the fan-in.
+        pipeline.start(stage, call_id)
     except Exception:
         Call.update(
             {
@@ -102,15 +86,3 @@ def retry_call(call_id: str, *, force: bool = False) -> str:
     log.info("retry from %s", stage, extra={"call_id": call_id, "stage": stage})
     return stage
 
-
-def _send(stage: str, call_id: str) -> None:
-    if stage == Stage.INGEST:
-        contracts.send(contracts.DOWNLOAD_RECORDING, call_id=call_id)
-    elif stage == Stage.AUDIO:
-        contracts.send(contracts.SPLIT_CHANNELS, call_id=call_id)
-    elif stage == Stage.GENERATION:
-        # Every side gets its message: a finished side only re-runs the fan-in.
-        for side in SIDES:
-            contracts.send(contracts.GENERATE_SIDE, call_id=call_id, side=side)
-    else:
-        contracts.send(contracts.COMPOSE, call_id=call_id)

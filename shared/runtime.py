@@ -1,9 +1,10 @@
-"""Start-up shared by every service: settings checked, logging, database, broker."""
+"""Start-up shared by every service: settings checked, logging, database, broker, the stage's leftovers cleared."""
 
 from __future__ import annotations
 
 import dramatiq
 
+from . import janitor, pipeline
 from .broker import setup_broker
 from .db import init_database
 from .logs import configure_logging
@@ -17,4 +18,8 @@ def boot(service: str) -> dramatiq.Broker:
     settings = get_settings()
     configure_logging(settings)
     init_database()
-    return setup_broker(settings)
+    broker = setup_broker(settings)
+    if service in pipeline.STAGES:
+        # Folders of messages whose worker was killed: none can still be in use past the stage's time limit.
+        janitor.clear_stage(service, settings)
+    return broker

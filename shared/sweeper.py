@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from peewee import fn
 
 from .models import Call, Segment, VideoStatus, utcnow
+from .pipeline import PIPELINE, STAGES
 from .progress import fail_call
 from .retry import RetryError, retry_call
 from .settings import Settings, get_settings
@@ -95,7 +96,7 @@ def sweep(settings: Settings | None = None, *, now: dt.datetime | None = None, l
     now = now or utcnow()
     done: list[Swept] = []
     for call in stuck_calls(settings, now=now, limit=limit):
-        stage = call.stage or "ingest"
+        stage = call.stage or STAGES[0]
         idle = int((now - call.updated_at).total_seconds())
         if not _claim(call, now):
             done.append(Swept(call.id, stage, idle, "skipped", "it changed while the sweeper looked"))
@@ -132,12 +133,8 @@ def sweep(settings: Settings | None = None, *, now: dt.datetime | None = None, l
 def check_deadline(settings: Settings | None = None) -> str | None:
     """A warning when STAGE_DEADLINE is shorter than a step that may legitimately run without a sign of life."""
     settings = settings or get_settings()
-    steps = {
-        "COMPOSE_TIMEOUT": settings.compose_timeout,
-        "2 × SPLIT_TIMEOUT": 2 * settings.split_timeout,
-        "FAL_JOB_TIMEOUT": settings.fal_job_timeout,
-    }
-    name, longest = max(steps.items(), key=lambda item: item[1])
+    steps = [row.quiet_step(settings) for row in PIPELINE if row.quiet_step is not None]
+    name, longest = max(steps, key=lambda step: step[1])
     if settings.stage_deadline <= longest:
         return (
             f"STAGE_DEADLINE ({settings.stage_deadline} s) is not longer than {name} ({longest} s): "

@@ -22,7 +22,7 @@ __all__ = ["split_command"]
 def split_command(source: Path, outputs: dict[str, Path], settings: Settings, *, workdir: Path) -> list[str]:
     """The FFmpeg command the worker runs to split ``source`` into ``outputs[side]`` (one mono MP3 a side).
 
-    ``source`` is checked first, as the worker checks it (``shared.progress.PermanentError``
+    ``source`` is checked first, as the worker checks it (``shared.errors.PermanentError``
     when it is not a dual-channel recording it accepts); ffprobe's report goes to ``workdir``.
     """
     info = probe_recording(source, ffprobe=settings.ffprobe_binary, max_seconds=settings.recording_max_seconds, workdir=workdir)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.ffmpeg import FFmpegFailed, InvalidMedia, probe
-from shared.progress import PermanentError
+from shared.errors import PermanentError
 
 __all__ = ["RecordingInfo", "probe_recording", "check", "MONO"]
 

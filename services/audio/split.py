@@ -31,7 +31,7 @@ import ffmpeg
 
 from shared.ffmpeg import FFmpegFailed, parse_silences, run, silencedetect_options, speech_intervals
 from shared.models import SIDES
-from shared.progress import PermanentError
+from shared.errors import PermanentError, TransientError
 from shared.settings import Settings
 
 from .probe import RecordingInfo
@@ -51,7 +51,7 @@ _ENCODED = re.compile(r"Output stream #(\d+):\d+ \(audio\): \d+ frames encoded \
 _BAD_INPUT = ("Invalid data found", "Error while decoding", "Decoder (codec", "could not find codec", "not supported")
 
 
-class SplitFailed(Exception):
+class SplitFailed(TransientError):
     """FFmpeg failed for a reason that may not recur (retried)."""
 
 

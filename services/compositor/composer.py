@@ -25,18 +25,17 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from shared import keys
+from shared import keys, pipeline
 from shared.assets import avatar_path
+from shared.errors import PermanentError
 from shared.ffmpeg import FFmpegError, probe_duration, probe_rendered, probe_video
 from shared.ffmpeg import InvalidMedia as MediaError
-from shared.models import Call, Segment, SegmentState, SideState, VideoStatus
-from shared.progress import PermanentError
+from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
 from shared.settings import Settings
 from shared.storage import ObjectNotFound, Storage
 
@@ -71,12 +70,8 @@ class _Fallback(Exception):
 
 def compose_call(call: Call, settings: Settings, storage: Storage) -> Outcome:
     """Render ``call`` into ``videos/{callId}.mp4``; the temp folder goes in every outcome."""
-    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=f"compose-{call.id}-", dir=settings.tmp_dir))
-    try:
+    with pipeline.temp_folder(Stage.COMPOSITOR, call.id, settings.tmp_dir) as workdir:
         return _compose(call, settings, storage, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) -> Outcome:

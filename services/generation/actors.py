@@ -2,7 +2,7 @@
 
 ``generate_side(call_id, side)`` submits one side's segments to fal.ai;
 ``poll_segment(segment_id)`` follows one job, re-sent with a delay until the
-job ends. The work is in :mod:`.jobs`; this module only declares it.
+job ends. The work is in :mod:`.stage`; this module only declares it.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from shared.runtime import boot
 
 broker = boot("generation")
 
-from shared.contracts import GENERATE_SIDE, POLL_SEGMENT, actor, on_give_up  # noqa: E402
-from shared.progress import PermanentError  # noqa: E402
+from shared.contracts import GENERATE_SIDE, POLL_SEGMENT, on_give_up  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
+from shared.skeleton import actor  # noqa: E402
 
-from . import jobs  # noqa: E402
+from . import stage  # noqa: E402
 from .config import check_configuration  # noqa: E402
 
 __all__ = ["generate_side", "poll_segment"]
@@ -30,21 +30,21 @@ check_configuration(_settings)
 _backoff = max(5_000, int(_settings.fal_poll_interval * 1000))
 
 
-@actor(GENERATE_SIDE, max_retries=8, min_backoff=_backoff, max_backoff=300_000, throws=(PermanentError,))
+@actor(GENERATE_SIDE, max_retries=8, min_backoff=_backoff, max_backoff=300_000)
 def generate_side(call_id: str, side: str) -> None:
-    jobs.generate_side(call_id, side)
+    stage.generate_side(call_id, side)
 
 
-@actor(POLL_SEGMENT, max_retries=8, min_backoff=_backoff, max_backoff=300_000, throws=(PermanentError,))
+@actor(POLL_SEGMENT, max_retries=8, min_backoff=_backoff, max_backoff=300_000)
 def poll_segment(segment_id: int) -> None:
-    jobs.poll_segment(segment_id)
+    stage.poll_segment(segment_id)
 
 
 @on_give_up(GENERATE_SIDE)
 def _side_gave_up(kwargs: dict, exception: BaseException) -> None:
-    jobs.give_up_side(kwargs.get("call_id"), kwargs.get("side"), exception)
+    stage.give_up_side(kwargs.get("call_id"), kwargs.get("side"), exception)
 
 
 @on_give_up(POLL_SEGMENT)
 def _poll_gave_up(kwargs: dict, exception: BaseException) -> None:
-    jobs.give_up_segment(kwargs.get("segment_id"), exception)
+    stage.give_up_segment(kwargs.get("segment_id"), exception)

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from shared import progress
-from shared.contracts import COMPOSE, send
+from shared import pipeline, progress
 from shared.db import database
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 from shared.storage import get_storage
@@ -58,7 +57,13 @@ def settle_side(call_id: str, side: str) -> None:
 
 
 def fan_in(call_id: str) -> bool:
-    """Enqueue COMPOSE if both sides have ended and nobody has yet; True for the one caller that did."""
+    """Start the next stage if both sides have ended and nobody has yet; True for the one caller that did.
+
+    This is the generation stage's finish and hand-on (``shared.skeleton`` runs
+    them for the other stages): the stage's end, the next stage's message
+    (from the pipeline table), then the call moved on.
+    """
+    following = pipeline.next_stage(Stage.GENERATION)
     now = utcnow()
     with database.atomic():
         won = (
@@ -73,8 +78,8 @@ def fan_in(call_id: str) -> bool:
             .execute()
         )
         if won:
-            send(COMPOSE, call_id=call_id)
+            pipeline.start(following, call_id)
     if won:
-        progress.advance(call_id, Stage.GENERATION, Stage.COMPOSITOR)
+        progress.advance(call_id, Stage.GENERATION, following)
         log.info("both sides ended: compose enqueued", extra={"call_id": call_id, "stage": Stage.GENERATION})
     return bool(won)

@@ -1,10 +1,11 @@
 """The generation stage: each side's segments become fal.ai jobs, each job is polled, each video is stored.
 
-``generate_side`` submits every pending segment of one side (or marks the side
-LOCAL without a fal key, or leaves a SILENT side alone) and returns; each
-submitted job is then followed by ``poll_segment`` messages that the broker
-brings back after ``FAL_POLL_INTERVAL`` seconds, so no worker thread waits on
-fal. A segment's life, all in its row::
+``generate`` (once ``stage.generate_side`` has begun the stage) submits
+every pending segment of one side (or marks the side LOCAL without a fal key,
+or leaves a SILENT side alone) and returns; each submitted job is then
+followed by ``poll_segment`` messages that the broker brings back after
+``FAL_POLL_INTERVAL`` seconds, so no worker thread waits on fal. A
+segment's life, all in its row::
 
     pending ──submit──▶ submitted ──poll…──▶ completed (video in the store)
        ▲                    │ failed / timed out (cancelled at fal)
@@ -19,21 +20,18 @@ sides have ended, enqueues the compose job exactly once.
 from __future__ import annotations
 
 import logging
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 from peewee import fn
 
-from shared import keys, progress
+from shared import keys, pipeline
 from shared.contracts import POLL_SEGMENT, send
+from shared.errors import PermanentError, TransientError
 from shared.fal_models import FalModel, model_for
 from shared.models import SIDES, Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
-from shared.progress import PermanentError
 from shared.settings import Settings, get_settings
 from shared.storage import ObjectNotFound, Storage, get_storage
 
@@ -43,16 +41,12 @@ from .fal import TRANSIENT_CODES, FalError, FalQueue, JobStatus, fal_queue
 from .fanin import fan_in, mark_side, settle_side
 from .videos import BadVideo, store_video
 
-__all__ = ["generate_side", "poll_segment", "give_up_side", "give_up_segment", "url_expiry", "TransientTrouble"]
+__all__ = ["generate", "poll_segment", "give_up_side", "give_up_segment", "url_expiry"]
 
 log = logging.getLogger("callreel.generation")
 
 MAX_PRESIGN = 7 * 24 * 3600  # S3's longest presigned URL
 EXPIRY_MARGIN = 600  # clock skew, and a runner fetching its inputs a little late
-
-
-class TransientTrouble(Exception):
-    """fal.ai (or the network) is busy: Dramatiq runs the message again later; no attempt is counted."""
 
 
 def url_expiry(settings: Settings) -> int:
@@ -62,14 +56,6 @@ def url_expiry(settings: Settings) -> int:
     """
     lifetime = max(settings.fal_job_timeout, settings.stage_deadline) + settings.fal_job_timeout + EXPIRY_MARGIN
     return min(MAX_PRESIGN, max(settings.presigned_url_expiry, lifetime))
-
-
-@contextmanager
-def workdir(call_id: str, settings: Settings) -> Iterator[Path]:
-    """A per-call temp folder under TMP_DIR, removed whatever happens."""
-    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=settings.tmp_dir, prefix=f"{call_id}-generation-") as path:
-        yield Path(path)
 
 
 @dataclass
@@ -99,20 +85,16 @@ class Job:
         return {"call_id": segment.call_id, "stage": Stage.GENERATION, "side": segment.side, "segment_id": segment.id}
 
 
-# -- generate_side ------------------------------------------------------------------------------
+# -- generate_side (begun by services/generation/stage.py) ---------------------------------------
 
 
-def generate_side(call_id: str, side: str) -> None:
-    try:
-        keys.validate_call_id(call_id)
-    except keys.InvalidCallId as exc:
-        raise PermanentError(str(exc)) from None
-    if side not in SIDES:
-        raise PermanentError(f"invalid side {side!r}: expected caller or callee")
-    call = progress.begin(call_id, Stage.GENERATION)
-    if call is None:
-        return
-    settings = get_settings()
+def generate(call: Call, side: str) -> None:
+    """Submit the side's pending segments (the call has begun the stage); fal.ai being busy raises TransientError.
+
+    A side with nothing to submit ends here, and the fan-in runs (again, on a
+    redelivery: it hands the call on only once).
+    """
+    call_id, settings = call.id, get_settings()
     if call.side_state(side) in SideState.TERMINAL:  # SILENT, or this side ended on an earlier delivery
         fan_in(call_id)
         return
@@ -130,7 +112,7 @@ def generate_side(call_id: str, side: str) -> None:
         (Call.id == call_id) & (side_state == SideState.PENDING)
     ).execute()
     waiting = []
-    with workdir(call_id, settings) as tmp:
+    with pipeline.temp_folder(Stage.GENERATION, call_id, settings.tmp_dir) as tmp:
         job = Job.for_side(side, settings, tmp)
         for segment in segments:
             if segment.state == SegmentState.PENDING:
@@ -143,7 +125,7 @@ def generate_side(call_id: str, side: str) -> None:
                 schedule_poll(segment, settings)
     settle_side(call_id, side)  # every segment may have come from the cache
     if waiting:
-        raise TransientTrouble(f"{len(waiting)} segment(s) wait to be submitted again: {'; '.join(waiting)[:1000]}")
+        raise TransientError(f"{len(waiting)} segment(s) wait to be submitted again: {'; '.join(waiting)[:1000]}")
 
 
 def submit(segment: Segment, job: Job) -> None:
@@ -273,7 +255,7 @@ def poll_segment(segment_id: int) -> None:
     if not claim_poll(segment, settings):
         return  # a duplicate poll of the same job (a redelivered message): the other one carries on
     segment = Segment.get_by_id(segment_id)
-    with workdir(segment.call_id, settings) as tmp:
+    with pipeline.temp_folder(Stage.GENERATION, segment.call_id, settings.tmp_dir) as tmp:
         job = Job.for_side(segment.side, settings, tmp)
         if segment.state == SegmentState.PENDING:  # a new attempt is due (its submit met transient trouble)
             submit(segment, job)
@@ -283,7 +265,7 @@ def poll_segment(segment_id: int) -> None:
 
 def _call_moved_on(call: Call) -> bool:
     ended = call.video_status in VideoStatus.TERMINAL and not call.rerender
-    return ended or progress.stage_order(call.stage) > progress.stage_order(Stage.GENERATION)
+    return ended or pipeline.order(call.stage) > pipeline.order(Stage.GENERATION)
 
 
 def claim_poll(segment: Segment, settings: Settings) -> bool:

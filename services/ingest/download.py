@@ -12,10 +12,10 @@ docs/benchmarks.md, section "Download memory") at the cost of disk space for
 the recordings in flight (at most ``RECORDING_MAX_BYTES`` each).
 
 Errors say what to do next: ``RecordingNotReady`` (404, Twilio has not
-published the file yet), ``TransientDownloadError`` (network, timeouts,
-truncated bodies, 5xx, 429: worth another try) and
-``progress.PermanentError`` (401/403 bad credentials, other 4xx, too large,
-not audio: trying again cannot help).
+published the file yet, a kind of ``TransientError``), ``TransientError``
+(network, timeouts, truncated bodies, 5xx, 429: worth another try) and
+``PermanentError`` (401/403 bad credentials, other 4xx, too large, not audio:
+trying again cannot help), both from ``shared.errors``.
 
 Twilio answers the media URL with a redirect to its media storage; redirects
 are followed over https only, and httpx drops the Basic credentials when a
@@ -26,20 +26,18 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 import httpx
 
-from shared.progress import PermanentError
+from shared import pipeline
+from shared.errors import PermanentError, TransientError
+from shared.models import Stage
 from shared.storage import Storage
 
 __all__ = [
     "RecordingNotReady",
-    "TransientDownloadError",
-    "SPOOL_PREFIX",
     "copy_body",
     "CONTENT_TYPES",
     "media_url",
@@ -55,18 +53,12 @@ CHUNK_BYTES = 64 * 1024
 MAX_REDIRECTS = 5
 CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav"}
 USER_AGENT = "callreel-ingest"
-#: Temp folders of downloads in flight are ``{TMP_DIR}/ingest-…`` (the janitor's prefix for this stage).
-SPOOL_PREFIX = "ingest"
 #: Content types that are certainly not a recording (an error page served with 200).
 NOT_AUDIO = ("text/", "application/json", "application/xml", "application/problem+json")
 
 
-class RecordingNotReady(Exception):
+class RecordingNotReady(TransientError):
     """Twilio answered 404: right after the callback the file is often not served yet."""
-
-
-class TransientDownloadError(Exception):
-    """A failure another attempt may not meet: network, timeout, truncated body, 5xx, 429."""
 
 
 def describe(exc: BaseException) -> str:
@@ -94,10 +86,10 @@ def copy_body(chunks: Iterator[bytes], out: BinaryIO, *, expected: int | None, m
         if received > max_bytes:
             raise PermanentError(f"The recording is larger than RECORDING_MAX_BYTES ({max_bytes} bytes); it was not stored.")
         if expected is not None and received > expected:
-            raise TransientDownloadError(f"Twilio sent more than the {expected} bytes it announced")
+            raise TransientError(f"Twilio sent more than the {expected} bytes it announced")
         out.write(chunk)
     if expected is not None and received != expected:
-        raise TransientDownloadError(f"the download ended after {received} of {expected} bytes (truncated body)")
+        raise TransientError(f"the download ended after {received} of {expected} bytes (truncated body)")
     if received == 0:
         raise PermanentError("Twilio served an empty recording (0 bytes); there is nothing to make a video from.")
     return received
@@ -143,7 +135,7 @@ def check_response(response: httpx.Response) -> None:
             "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN."
         )
     if code in (408, 429) or code >= 500:
-        raise TransientDownloadError(f"Twilio answered {what}")
+        raise TransientError(f"Twilio answered {what}")
     raise PermanentError(f"Twilio answered {what}{_twilio_message(response)} for the recording.")
 
 
@@ -154,9 +146,9 @@ def _content_length(response: httpx.Response) -> int | None:
     try:
         value = int(raw)
     except ValueError:
-        raise TransientDownloadError(f"Twilio sent an invalid Content-Length {raw[:40]!r}") from None
+        raise TransientError(f"Twilio sent an invalid Content-Length {raw[:40]!r}") from None
     if value < 0:
-        raise TransientDownloadError(f"Twilio sent an invalid Content-Length {raw[:40]!r}")
+        raise TransientError(f"Twilio sent an invalid Content-Length {raw[:40]!r}")
     return value
 
 
@@ -177,15 +169,11 @@ def fetch_recording(
     The folder is named for the (validated) ``call_id``, as every stage's is,
     so one a killed worker left can be traced to its call.
     """
-    spool_dir.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}-{call_id}-", dir=spool_dir))
-    try:
+    with pipeline.temp_folder(Stage.INGEST, call_id, spool_dir) as folder:
         path = folder / f"recording.{fmt}"
         size = download_to(url, path, auth=auth, timeout=timeout, max_bytes=max_bytes)
         storage.upload_file(path, key, content_type=CONTENT_TYPES[fmt])
         return size
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def download_to(url: str, path: Path, *, auth: tuple[str, str], timeout: float, max_bytes: int) -> int:
@@ -206,7 +194,7 @@ def download_to(url: str, path: Path, *, auth: tuple[str, str], timeout: float, 
     except httpx.TooManyRedirects as exc:
         raise PermanentError(f"Twilio redirected too many times ({describe(exc)}).") from None
     except (httpx.TransportError, httpx.StreamError) as exc:
-        raise TransientDownloadError(describe(exc)) from exc
+        raise TransientError(describe(exc)) from exc
 
 
 def delete_recording(recording_url: str, *, auth: tuple[str, str], timeout: float) -> bool:

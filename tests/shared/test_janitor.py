@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.janitor import remove_stale
+from shared import pipeline
+from shared.janitor import clear_stage, remove_stale
+from shared.settings import Settings
 
 HOUR = 3600
 
@@ -52,12 +54,18 @@ def test_a_missing_tmp_dir_is_nothing_to_do(tmp_path):
     assert remove_stale(tmp_path / "nowhere", "compose", HOUR) == []
 
 
-@pytest.mark.parametrize("module, prefix, limit_var", [("services.compositor.actors", "compose", "COMPOSE_TIMEOUT"), ("services.audio.actors", "audio", "SPLIT_TIMEOUT")])
-def test_a_worker_clears_its_stages_leftovers_as_it_starts(tmp_path, module, prefix, limit_var):
+@pytest.mark.parametrize(
+    "stage, limit_var",
+    [("compositor", "COMPOSE_TIMEOUT"), ("audio", "SPLIT_TIMEOUT"), ("generation", "FAL_JOB_TIMEOUT"), ("ingest", "DOWNLOAD_TIMEOUT")],
+)
+def test_a_worker_clears_its_stages_leftovers_as_it_starts(tmp_path, stage, limit_var):
+    module, prefix = f"services.{stage}.actors", pipeline.row(stage).tmp_prefix
     tmp_dir = tmp_path / "tmp"
-    # Older than the stage's time limit (timeout 60 s + the transfer allowance, under 2 hours either way).
+    # Older than the stage's time limit (under 2 hours for every stage with its timeout at 60 s);
+    # the live one is younger than any (generation's, the shortest, is 10 minutes).
     left = _folder(tmp_dir, f"{prefix}-CA0123456789abcdef0123456789abcdef-x1", 3 * HOUR)
-    live = _folder(tmp_dir, f"{prefix}-CAfedcba9876543210fedcba9876543210-x2", 10 * 60)
+    live = _folder(tmp_dir, f"{prefix}-CAfedcba9876543210fedcba9876543210-x2", 5 * 60)
+    other = _folder(tmp_dir, "other-CA0123456789abcdef0123456789abcdef-x3", 3 * HOUR)  # not this stage's
     env = {
         "PATH": os.environ["PATH"],
         "TMP_DIR": str(tmp_dir),
@@ -70,5 +78,23 @@ def test_a_worker_clears_its_stages_leftovers_as_it_starts(tmp_path, module, pre
 
     assert done.returncode == 0, done.stderr
     assert not left.exists()
-    assert live.exists()
+    assert live.exists() and other.exists()
     assert "left by a killed worker" in done.stderr
+
+
+def test_every_stage_makes_its_temp_folders_where_its_janitor_looks(tmp_path):
+    """The folder a stage's work makes is one its worker's janitor removes once it is stale."""
+    call_id = "CA0123456789abcdef0123456789abcdef"
+    root = tmp_path / "work"
+    settings = Settings(tmp_dir=root)
+    unfinished = []  # blocks never left, as a SIGKILLed worker leaves them (held, or closing them would clean up)
+    for stage in pipeline.STAGES:
+        unfinished.append(pipeline.temp_folder(stage, call_id, root))
+        folder = unfinished[-1].__enter__()
+        assert folder.parent == root and folder.name.startswith(f"{pipeline.row(stage).tmp_prefix}-{call_id}-")
+        assert clear_stage(stage, settings) == [], "a folder younger than the stage's time limit may be in use"
+        stamp = time.time() - pipeline.row(stage).time_limit(settings) - 60
+        os.utime(folder, (stamp, stamp))
+        assert clear_stage(stage, settings) == [folder], stage
+        assert not folder.exists()
+    assert list(root.iterdir()) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.audio.probe import MONO, check, probe_recording
-from shared.progress import PermanentError
+from shared.errors import PermanentError
 from tests.support import media
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from services.audio.probe import probe_recording
 from services.audio.split import build_command, split_recording
+from shared.errors import PermanentError
 from shared.ffmpeg import FFmpegTimeout
-from shared.progress import PermanentError
 from tests.support import media
 
 from .conftest import alive, gone

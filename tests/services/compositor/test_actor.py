@@ -108,7 +108,7 @@ def test_when_compose_gives_up_the_generated_side_video_is_kept(calls, s3, stub_
     def storage_down(*args, **kwargs):
         raise ConnectionError("S3 is unreachable")
 
-    monkeypatch.setattr(compositor_actors, "compose_call", storage_down)
+    monkeypatch.setattr(compositor_actors.stage, "compose_call", storage_down)
     call = calls.call(caller_state="generated")
     calls.segment(call, "caller", 0, 0.0, 4.0, calls.video("red", "red", duration=4.0))
 

@@ -290,7 +290,7 @@ def test_speech_missing_from_the_row_is_measured_from_the_channel_energy(calls, 
 
 
 def test_a_missing_recording_is_a_permanent_error(calls, s3, tmp_dir):
-    from shared.progress import PermanentError
+    from shared.errors import PermanentError
 
     call = calls.call()
     s3.delete(keys.recording_key(call.id))

@@ -81,7 +81,7 @@ def test_no_fan_in_until_both_sides_have_ended(sqlite_db, stub_broker, local_sto
 
 def test_a_redelivered_poll_ends_a_side_its_killed_worker_left_open(sqlite_db, stub_broker, local_store):
     """A worker killed between storing a side's last segment and ending the side: the poll comes back, the call goes on."""
-    from services.generation.jobs import poll_segment
+    from services.generation.stage import poll_segment
 
     call_id = new_call_id()
     ready_call(call_id)

@@ -24,14 +24,14 @@ from services.ingest.webhook import claim_call
 from shared import keys
 from shared.contracts import DOWNLOAD_RECORDING, send
 from shared.models import Call, Stage, VideoStatus
-from shared.progress import PermanentError
+from shared.errors import PermanentError
 
 
 @pytest.fixture
 def fast_retries(actors, monkeypatch):
-    monkeypatch.setattr(actors, "RETRY_DELAYS_MS", (50, 100, 200))
-    monkeypatch.setattr(actors, "NOT_READY_MIN_DELAY_MS", 50)
-    monkeypatch.setattr(actors, "NOT_READY_MAX_DELAY_MS", 300)
+    monkeypatch.setattr(actors.stage, "RETRY_DELAYS_MS", (50, 100, 200))
+    monkeypatch.setattr(actors.stage, "NOT_READY_MIN_DELAY_MS", 50)
+    monkeypatch.setattr(actors.stage, "NOT_READY_MAX_DELAY_MS", 300)
 
 
 @pytest.fixture
@@ -336,7 +336,7 @@ def test_memory_stays_constant_whatever_the_recording_size(pg_db, local_store, i
     call_id = new_call(fake_twilio, recording)
     tracemalloc.start()
     try:
-        actors.ingest_recording(call_id)
+        actors.stage.ingest_recording(call_id)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -349,8 +349,8 @@ def test_memory_stays_constant_whatever_the_recording_size(pg_db, local_store, i
 
 def test_transient_failures_wait_1_2_4_seconds_then_give_up(pg_db, stub_broker, actors, monkeypatch):
     message = DOWNLOAD_RECORDING.message(call_id="CA" + "1" * 32)
-    monkeypatch.setattr(actors, "_current_message", lambda: message)
-    decisions = [actors._failed_attempt("CA" + "1" * 32, ConnectionError("reset")) for _ in range(4)]
+    monkeypatch.setattr(actors.stage, "_current_message", lambda: message)
+    decisions = [actors.stage._failed_attempt("CA" + "1" * 32, ConnectionError("reset")) for _ in range(4)]
     assert [d.delay for d in decisions[:3]] == [1000, 2000, 4000]
     assert all(isinstance(d, dramatiq.Retry) for d in decisions[:3])
     assert isinstance(decisions[3], PermanentError) and "after 4 attempts: reset" in str(decisions[3])
@@ -361,18 +361,19 @@ def test_transient_failures_wait_1_2_4_seconds_then_give_up(pg_db, stub_broker, 
     [(0.2, 120, 1000), (3, 120, 3000), (60, 120, 15000), (119.7, 120, 1000), (118, 120, 2000), (120, 120, None), (5, 0, None)],
 )
 def test_404_waits_grow_with_the_time_waited_inside_the_window(actors, waited, window, delay):
-    assert actors.not_ready_delay_ms(waited, window) == delay
+    assert actors.stage.not_ready_delay_ms(waited, window) == delay
 
 
 def test_the_body_is_copied_whole_and_checked_against_its_length_and_the_limit():
-    from services.ingest.download import TransientDownloadError, copy_body
+    from services.ingest.download import copy_body
+    from shared.errors import TransientError
 
     out = io.BytesIO()
     assert copy_body(iter([b"abc", b"defg", b"h"]), out, expected=8, max_bytes=100) == 8
     assert out.getvalue() == b"abcdefgh"
-    with pytest.raises(TransientDownloadError, match="ended after 4 of 8 bytes"):
+    with pytest.raises(TransientError, match="ended after 4 of 8 bytes"):
         copy_body(iter([b"abcd"]), io.BytesIO(), expected=8, max_bytes=100)
-    with pytest.raises(TransientDownloadError, match="more than the 8 bytes"):
+    with pytest.raises(TransientError, match="more than the 8 bytes"):
         copy_body(iter([b"abcd", b"efghi"]), io.BytesIO(), expected=8, max_bytes=100)
     with pytest.raises(PermanentError, match="empty recording"):
         copy_body(iter([]), io.BytesIO(), expected=None, max_bytes=100)

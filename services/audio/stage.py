@@ -1,5 +1,12 @@
 """What the audio stage does with one call: fetch, validate, split, measure, upload, cut.
 
+``split_channels`` is the entry the actor calls: the pipeline's skeleton
+(``shared.skeleton.run``) around :func:`split_call`. A call whose audio is
+already done is not split again, and one that has moved on is skipped, so
+RabbitMQ's at-least-once delivery never splits or hands on twice. Both sides,
+silent ones too, are handed to generation, which records them and runs the
+fan-in.
+
 Everything happens in a temp folder of the call's own under TMP_DIR, removed
 in every outcome: success, a bad file, an FFmpeg failure, a timeout, and a
 Dramatiq time limit interrupting the thread.
@@ -8,37 +15,33 @@ Dramatiq time limit interrupting the thread.
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from shared import keys
-from shared.ffmpeg import FFmpegTimeout as ProcessTimeout
-from shared.models import SIDES, SideState, Stage
-from shared.progress import PermanentError, timed
-from shared.settings import Settings
-from shared.storage import ObjectNotFound, Storage
+from shared import keys, pipeline, skeleton
+from shared.errors import PermanentError
+from shared.ffmpeg import FFmpegTimeout
+from shared.models import SIDES, Call, SideState, Stage
+from shared.progress import timed
+from shared.settings import Settings, get_settings
+from shared.storage import ObjectNotFound, Storage, get_storage
 
 from .probe import probe_recording
 from .segments import cut_side, plan_side, record_segments
 from .split import Split, SplitFailed, split_recording
 
-__all__ = ["split_call", "workspace", "columns_of"]
+__all__ = ["split_channels", "split_call", "columns_of"]
 
 log = logging.getLogger("callreel.audio")
 
 
-@contextmanager
-def workspace(call_id: str, settings: Settings) -> Iterator[Path]:
-    """A fresh folder for this call's files, gone when the block ends however it ends."""
-    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f"audio-{call_id}-", dir=settings.tmp_dir))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+def split_channels(call_id: str) -> None:
+    """Split a call's recording per side, measure each side's speech, hand both sides to generation."""
+    skeleton.run(Stage.AUDIO, call_id, _work, done=lambda call: call.audio_finished_at is not None)
+
+
+def _work(call: Call) -> dict[str, Any]:
+    return split_call(call.id, get_storage(), get_settings())
 
 
 def _fetch(call_id: str, target: Path, storage: Storage, settings: Settings) -> None:
@@ -71,7 +74,7 @@ def split_call(call_id: str, storage: Storage, settings: Settings) -> dict[str, 
 
     Raises PermanentError for a bad recording, SplitFailed (retried) otherwise.
     """
-    with workspace(call_id, settings) as folder:
+    with pipeline.temp_folder(Stage.AUDIO, call_id, settings.tmp_dir) as folder:
         source = folder / "recording"
         with timed(call_id, Stage.AUDIO, "download"):
             _fetch(call_id, source, storage, settings)
@@ -85,7 +88,7 @@ def split_call(call_id: str, storage: Storage, settings: Settings) -> dict[str, 
         try:
             with timed(call_id, Stage.AUDIO, "split"):
                 split = split_recording(source, folder, info, settings)
-        except ProcessTimeout as exc:
+        except FFmpegTimeout as exc:
             raise SplitFailed(f"splitting took longer than SPLIT_TIMEOUT ({exc.timeout:g} s); ffmpeg was killed") from None
         source.unlink()  # the largest file here; not needed any more
 
@@ -99,7 +102,7 @@ def split_call(call_id: str, storage: Storage, settings: Settings) -> dict[str, 
                     planned = plan_side(side, split.sides[side], folder, settings)
                     try:
                         cut_side(split.sides[side], planned, folder, settings)
-                    except ProcessTimeout as exc:
+                    except FFmpegTimeout as exc:
                         raise SplitFailed(f"cutting segments took longer than SPLIT_TIMEOUT ({exc.timeout:g} s)") from None
                     record_segments(call_id, side, planned, storage)
         return columns_of(split)
