@@ -7,7 +7,12 @@ itself dies (SIGKILL, out of memory), ``setpriv --pdeathsig`` (util-linux,
 present on every Debian) has the kernel kill FFmpeg too: an orphaned encode
 would otherwise run on for minutes into a temp folder nobody removes.
 Progress comes from ``-progress pipe:1`` (machine-readable ``key=value``
-blocks) rather than from parsing the human status line.
+blocks) rather than from parsing the human status line. Besides the log line
+every PROGRESS_EVERY seconds, a run with a known length sends its fraction done
+to the ``callreel.compositor.ffmpeg.progress`` logger every PROGRESS_TICK
+seconds, at DEBUG: off in the services, where nothing lowers that logger's
+level, and what ``callreel render`` listens to for its percentage (the
+compositor knows nothing of who watches).
 """
 
 from __future__ import annotations
@@ -25,11 +30,15 @@ from shared import children
 __all__ = ["FFmpegError", "FFmpegTimeout", "run_ffmpeg", "summarise"]
 
 log = logging.getLogger("callreel.compositor.ffmpeg")
+# Records with ``progress`` (0.0-1.0) and ``what``, plus the run's extra fields.
+progress_log = logging.getLogger("callreel.compositor.ffmpeg.progress")
 
 # How much of FFmpeg's stderr is kept for the error message.
 STDERR_LINES = 40
 # Seconds between two progress lines in the log.
 PROGRESS_EVERY = 5.0
+# Seconds between two progress records for a watcher in this process.
+PROGRESS_TICK = 0.5
 # The shortest wait between two looks at the clock (PROGRESS_EVERY may be set lower in tests).
 MIN_WAIT = 0.05
 # Seconds FFmpeg gets to exit after SIGTERM before it is killed.
@@ -103,6 +112,13 @@ def _log_progress(what: str, state: dict[str, str], total: float | None, extra: 
         log.info("%s at %.1f s (speed %s)", what, done, speed, extra=extra)
 
 
+def _tick(what: str, state: dict[str, str], total: float | None, extra: dict[str, Any]) -> None:
+    done = _seconds(state)
+    if total and done is not None and progress_log.isEnabledFor(logging.DEBUG):
+        fraction = min(1.0, done / total)
+        progress_log.debug("%s %.0f%%", what, 100 * fraction, extra={**extra, "progress": fraction, "what": what})
+
+
 def run_ffmpeg(
     args: Sequence[str],
     *,
@@ -142,8 +158,9 @@ def run_ffmpeg(
     for reader in readers:
         reader.start()
     deadline = started + timeout
+    next_log = started + PROGRESS_EVERY
     try:
-        # Wait on the process itself, waking only to log progress: FFmpeg
+        # Wait on the process itself, waking only to report progress: FFmpeg
         # writes its last progress block before it finishes the file
         # (+faststart rewrites it), so a wait for progress lines slept up to
         # a second past FFmpeg's exit (tests/services/compositor/test_runner.py).
@@ -155,10 +172,13 @@ def run_ffmpeg(
                     f"{what} timed out after {timeout:g} s", returncode=proc.returncode, stderr="\n".join(stderr)
                 )
             try:
-                proc.wait(timeout=max(MIN_WAIT, min(PROGRESS_EVERY, deadline - now)))
+                proc.wait(timeout=max(MIN_WAIT, min(PROGRESS_TICK, next_log - now, deadline - now)))
                 break
             except subprocess.TimeoutExpired:
-                _log_progress(what, state, total_seconds, extra)
+                _tick(what, state, total_seconds, extra)
+                if time.monotonic() >= next_log:
+                    _log_progress(what, state, total_seconds, extra)
+                    next_log = time.monotonic() + PROGRESS_EVERY
     finally:
         # Whatever ends the wait (timeout, a time limit raised into this thread,
         # shutdown), FFmpeg does not survive it.
