@@ -141,6 +141,10 @@ def _elapsed(started, finished) -> str:
     return f" {((finished or utcnow()) - started).total_seconds():.1f}s"
 
 
+def _ended(call: Call) -> bool:
+    return call.video_status in VideoStatus.TERMINAL and call.stage == Stage.DONE
+
+
 def _seconds(started, finished) -> float:
     return ((finished or utcnow()) - started).total_seconds() if started else 0.0
 
@@ -218,7 +222,7 @@ class Progress:
     def _line(self, call: Call, stage: str, final: bool) -> str:
         started, finished = getattr(call, f"{stage}_started_at"), getattr(call, f"{stage}_finished_at")
         seconds = f"{_seconds(started, finished):5.1f} s" if started else ""
-        if final and call.video_status != VideoStatus.COMPLETED and self._last_reached(call, stage):
+        if final and _ended(call) and call.video_status != VideoStatus.COMPLETED and self._last_reached(call, stage):
             return f"  ✗ {stage:<11} {'':>4}  {seconds}  {call.video_status}"  # the reason follows, once
         if finished:
             return f"  ✓ {stage:<11} {'':>4}  {seconds}"
@@ -231,7 +235,7 @@ class Progress:
     def _draw(self, call: Call) -> None:
         self.tick += 1
         stages = self._stages(call)
-        ended = call.video_status in VideoStatus.TERMINAL and call.stage == Stage.DONE
+        ended = _ended(call)
         while self.next < len(stages):
             stage = stages[self.next]
             started = getattr(call, f"{stage}_started_at")
@@ -264,7 +268,7 @@ def wait_for(call_id: str, *, quiet: bool = False, stream: IO[str] | None = None
             while True:
                 call = Call.get_by_id(call_id)
                 progress.show(call)
-                if call.video_status in VideoStatus.TERMINAL and call.stage == Stage.DONE:
+                if _ended(call):
                     return call
                 time.sleep(POLL_SECONDS)
         finally:
