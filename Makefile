@@ -8,7 +8,8 @@ PYTEST := $(VENV)/bin/pytest
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP     := $(VENV)/.installed-dev
 # Every install takes the tested versions from the lock (make lock rewrites it).
-PIP_INSTALL   := $(PY) -m pip install --quiet --constraint constraints.txt
+# -qq: errors only (setuptools's editable-install banner is noise on a first run).
+PIP_INSTALL   := $(PY) -m pip install -qq --constraint constraints.txt
 PYTEST_ARGS   ?=
 # pytest's exit 5 (no test ran) fails make like any other error, and says so.
 RUN_PYTEST     = $(PYTEST) -q -ra $(1) $(PYTEST_ARGS) || { rc=$$?; [ $$rc != 5 ] || echo "pytest ran no test: that is a failure" >&2; exit $$rc; }
