@@ -28,7 +28,7 @@ $(VENV)/.system-runtime:
 	@# The compositor's labels (LABEL_FONT); without a font videos still render, unlabelled.
 	@test -e /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf || bash scripts/install-system-deps.sh fonts-dejavu-core || echo "fonts-dejavu-core not installed: videos will have no labels"
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install -qq --upgrade pip
 	@touch $@
 
 $(RUNTIME_STAMP): pyproject.toml constraints.txt $(VENV)/.system-runtime
@@ -46,8 +46,8 @@ $(DEV_STAMP): pyproject.toml constraints.txt $(VENV)/.system-runtime
 # Rewrite constraints.txt from a new, unconstrained dev install: the newest versions pyproject's pins admit.
 lock:
 	rm -rf $(VENV)-lock && python3 -m venv $(VENV)-lock
-	$(VENV)-lock/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)-lock/bin/python -m pip install --quiet -e '.[dev]'
+	$(VENV)-lock/bin/python -m pip install -qq --upgrade pip
+	$(VENV)-lock/bin/python -m pip install -qq -e '.[dev]'
 	{ sed -n '/^#/p' constraints.txt; $(VENV)-lock/bin/python -m pip freeze --exclude-editable; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt && rm -rf $(VENV)-lock
 
