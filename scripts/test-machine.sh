@@ -9,6 +9,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+# The ports, and how long a server gets to answer, can be changed for this script's own test only.
+PG_PORT=${TEST_MACHINE_PG_PORT:-5432}
+AMQP_PORT=${TEST_MACHINE_AMQP_PORT:-5672}
+MANAGEMENT_PORT=${TEST_MACHINE_MANAGEMENT_PORT:-15672}
+WAIT=${TEST_MACHINE_WAIT:-60}
+
 fail() { echo "test-machine: $*" >&2; exit 1; }
 if [ "$(id -u)" = 0 ]; then SUDO=(); elif command -v sudo >/dev/null; then SUDO=(sudo); else SUDO=(); fi
 
@@ -30,26 +36,26 @@ fi
 answers() { timeout 2 bash -c ">/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 wait_for() { for _ in $(seq "$2"); do answers "$1" && return 0; sleep 1; done; answers "$1"; }
 
-if ! answers 5432; then
+if ! answers "$PG_PORT"; then
   echo "test-machine: starting PostgreSQL"
   version=$(ls /etc/postgresql 2>/dev/null | head -n1)
   [ -n "$version" ] || fail "PostgreSQL is not installed (apt-get install postgresql)"
   "${SUDO[@]}" pg_ctlcluster --skip-systemctl-redirect "$version" main start >/dev/null 2>&1
-  wait_for 5432 30 || fail "PostgreSQL does not answer on 127.0.0.1:5432 (start it as root: pg_ctlcluster --skip-systemctl-redirect $version main start)"
+  wait_for "$PG_PORT" "$WAIT" || fail "PostgreSQL does not answer on 127.0.0.1:$PG_PORT (start it as root: pg_ctlcluster --skip-systemctl-redirect $version main start)"
 fi
 
-if ! answers 5672; then
+if ! answers "$AMQP_PORT"; then
   echo "test-machine: starting RabbitMQ"
   command -v rabbitmq-server >/dev/null || fail "RabbitMQ is not installed (apt-get install rabbitmq-server)"
   "${SUDO[@]}" rabbitmq-plugins enable --offline rabbitmq_management >/dev/null 2>&1
   "${SUDO[@]}" rabbitmq-server -detached >/dev/null 2>&1
-  wait_for 5672 60 || fail "RabbitMQ does not answer on 127.0.0.1:5672 (start it as root: rabbitmq-server -detached)"
+  wait_for "$AMQP_PORT" "$WAIT" || fail "RabbitMQ does not answer on 127.0.0.1:$AMQP_PORT (start it as root: rabbitmq-server -detached)"
 fi
 
-if ! answers 15672; then
+if ! answers "$MANAGEMENT_PORT"; then
   echo "test-machine: enabling RabbitMQ's management API"
   "${SUDO[@]}" rabbitmqctl -q await_startup >/dev/null 2>&1
   "${SUDO[@]}" rabbitmq-plugins enable rabbitmq_management >/dev/null 2>&1
-  wait_for 15672 60 || fail "RabbitMQ's management API does not answer on 127.0.0.1:15672 (as root: rabbitmq-plugins enable rabbitmq_management)"
+  wait_for "$MANAGEMENT_PORT" "$WAIT" || fail "RabbitMQ's management API does not answer on 127.0.0.1:$MANAGEMENT_PORT (as root: rabbitmq-plugins enable rabbitmq_management)"
 fi
 exit 0

@@ -39,6 +39,64 @@ def test_test_machine_does_nothing_on_a_machine_that_has_everything(tmp_path):
     assert time.monotonic() - started < 5
 
 
+LISTEN = (
+    "import socket, sys, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+    "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); time.sleep(60)"
+)
+
+
+def _servers_off(tmp_path, starts: str) -> tuple[dict[str, str], Path, Path]:
+    """A machine whose PostgreSQL, RabbitMQ and management ports are free ones; the fake ``starts`` command opens its port."""
+    ports = {"pg_ctlcluster": services.free_port(), "rabbitmq-server": services.free_port(), "rabbitmq-plugins": services.free_port()}
+    log, pids = tmp_path / "calls.log", tmp_path / "pids"
+    env = _fake_commands(tmp_path / "bin", ["apt-get", "sudo", "rabbitmqctl", *[n for n in ports if n != starts]], log)
+    opener = tmp_path / "bin" / starts
+    opener.write_text(f'#!/bin/sh\necho "{starts} $*" >> "{log}"\n"{sys.executable}" -c "{LISTEN}" {ports[starts]} & echo $! >> "{pids}"\n')
+    opener.chmod(0o755)
+    env.update(
+        TEST_MACHINE_PG_PORT=str(ports["pg_ctlcluster"]),
+        TEST_MACHINE_AMQP_PORT=str(ports["rabbitmq-server"]),
+        TEST_MACHINE_MANAGEMENT_PORT=str(ports["rabbitmq-plugins"]),
+        TEST_MACHINE_WAIT="3",
+    )
+    return env, log, pids
+
+
+def _stop(pids: Path) -> None:
+    for pid in pids.read_text().split() if pids.exists() else []:
+        try:
+            os.kill(int(pid), 9)
+        except ProcessLookupError:
+            pass
+
+
+def test_test_machine_enables_the_management_plugin_when_its_api_is_off(tmp_path):
+    env, log, pids = _servers_off(tmp_path, starts="rabbitmq-plugins")
+    # Only the management API is off: PostgreSQL and RabbitMQ "answer" on their real ports.
+    env.update(TEST_MACHINE_PG_PORT="5432", TEST_MACHINE_AMQP_PORT="5672", TEST_MACHINE_WAIT="10")
+    try:
+        result = subprocess.run(["bash", str(ROOT / "scripts" / "test-machine.sh")], capture_output=True, text=True, env=env, timeout=60)
+    finally:
+        _stop(pids)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "test-machine: enabling RabbitMQ's management API\n"
+    assert log.read_text().splitlines() == ["rabbitmqctl -q await_startup", "rabbitmq-plugins enable rabbitmq_management"]
+
+
+def test_test_machine_says_in_one_line_what_it_could_not_start(tmp_path):
+    env, log, pids = _servers_off(tmp_path, starts="pg_ctlcluster")
+    try:
+        result = subprocess.run(["bash", str(ROOT / "scripts" / "test-machine.sh")], capture_output=True, text=True, env=env, timeout=60)
+    finally:
+        _stop(pids)
+    # PostgreSQL came up; RabbitMQ's start did nothing: one line says so, and which command to run.
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == ["test-machine: starting PostgreSQL", "test-machine: starting RabbitMQ"]
+    [line] = result.stderr.splitlines()
+    assert line.startswith("test-machine: RabbitMQ does not answer on 127.0.0.1:") and line.endswith("(start it as root: rabbitmq-server -detached)")
+    assert "pg_ctlcluster --skip-systemctl-redirect" in log.read_text() and "rabbitmq-server -detached" in log.read_text()
+
+
 def test_make_test_fails_when_pytest_runs_no_test(tmp_path):
     stamp = VENV / ".installed-dev"  # assumed up to date: this test checks the test recipe, not the install
     result = subprocess.run(
