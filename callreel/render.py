@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -102,15 +103,20 @@ def render(recording: Path, output: Path, *, settings: Settings, quiet: bool = F
 
 def summary(output: Path, call: Call, seconds: float, settings: Settings) -> str:
     """``PATH: completed — 33.1 s of video, 1.9 MB, rendered in 4.6 s (call CA…)``."""
-    from services.compositor.media import MediaError, probe_duration
-
     note = f" (partial: {call.video_error_message})" if call.video_status == VideoStatus.PARTIAL else ""
-    try:
-        length = f"{_duration(probe_duration(output, settings))} of video, "
-    except MediaError:
-        length = ""
+    seconds_of_video = _video_length(output, settings)
+    length = f"{_duration(seconds_of_video)} of video, " if seconds_of_video is not None else ""
     size = output.stat().st_size / 1_000_000
     return f"{output}: {call.video_status}{note} — {length}{size:.1f} MB, rendered in {_duration(seconds)} (call {call.id})"
+
+
+def _video_length(path: Path, settings: Settings) -> float | None:
+    """The video's length by ffprobe; None if it cannot tell (the summary then leaves it out)."""
+    command = [settings.ffprobe_binary, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)]
+    try:
+        return float(subprocess.run(command, capture_output=True, text=True, timeout=30).stdout.strip())
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
 
 
 def _duration(seconds: float) -> str:
