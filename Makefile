@@ -1,33 +1,70 @@
-# callreel — every target but `install` runs from .venv/, which `make install` creates.
+# callreel — every target but `install`, `install-runtime` and `lock` runs from .venv/, which they create.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
-STAMP  := $(VENV)/.installed
+# Two install levels in the one .venv: the runtime (what `callreel` and the demo
+# run on) and dev on top of it (the tests' tools). `make demo` then `make test`
+# upgrades the same .venv; the dev install also satisfies the runtime stamp.
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP     := $(VENV)/.installed-dev
+# Every install takes the tested versions from the lock (make lock rewrites it).
+# -qq: errors only (setuptools's editable-install banner is noise on a first run).
+PIP_INSTALL   := $(PY) -m pip install -qq --constraint constraints.txt
+PYTEST_ARGS   ?=
+# pytest's exit 5 (no test ran) fails make like any other error, and says so.
+RUN_PYTEST     = $(PYTEST) -q -ra $(1) $(PYTEST_ARGS) || { rc=$$?; [ $$rc != 5 ] || echo "pytest ran no test: that is a failure" >&2; exit $$rc; }
 
-.PHONY: install test test-e2e test-fast demo bench bench-image migrate serve up down clean
+.PHONY: install install-dev install-runtime lock test test-e2e test-fast test-machine demo bench bench-image migrate serve up down clean
 
-install: $(STAMP)
+# The developer's install: runtime and the tests' tools.
+install: $(DEV_STAMP)
+install-dev: $(DEV_STAMP)
+# What `callreel` needs to run (all four services' code), without the tests' tools.
+install-runtime: $(RUNTIME_STAMP)
 
-# Re-install when the dependencies change; FFmpeg comes from the system (apt when we can).
-$(STAMP): pyproject.toml
+# FFmpeg and the label font come from the system (apt when we can): the runtime needs both.
+$(VENV)/.system-runtime:
 	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || bash scripts/install-system-deps.sh ffmpeg
 	@# The compositor's labels (LABEL_FONT); without a font videos still render, unlabelled.
 	@test -e /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf || bash scripts/install-system-deps.sh fonts-dejavu-core || echo "fonts-dejavu-core not installed: videos will have no labels"
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	@touch $(STAMP)
+	$(PY) -m pip install -qq --upgrade pip
+	@touch $@
 
-test: install
-	$(PYTEST) -q -ra
+$(RUNTIME_STAMP): pyproject.toml constraints.txt $(VENV)/.system-runtime
+	@if [ -e $(DEV_STAMP) ] && [ $(DEV_STAMP) -nt pyproject.toml ] && [ $(DEV_STAMP) -nt constraints.txt ]; then \
+	  echo "runtime already installed with the dev extras"; \
+	else \
+	  echo "$(PIP_INSTALL) -e '.[all]'" && $(PIP_INSTALL) -e '.[all]'; \
+	fi
+	@touch $@
 
-test-fast: install
-	$(PYTEST) -q -ra -m "not e2e and not browser"
+$(DEV_STAMP): pyproject.toml constraints.txt $(VENV)/.system-runtime
+	$(PIP_INSTALL) -e '.[dev]'
+	@touch $@ $(RUNTIME_STAMP)
 
-test-e2e: install
-	$(PYTEST) -q -ra tests/e2e
+# Rewrite constraints.txt from a new, unconstrained dev install: the newest versions pyproject's pins admit.
+lock:
+	rm -rf $(VENV)-lock && python3 -m venv $(VENV)-lock
+	$(VENV)-lock/bin/python -m pip install -qq --upgrade pip
+	$(VENV)-lock/bin/python -m pip install -qq -e '.[dev]'
+	{ sed -n '/^#/p' constraints.txt; $(VENV)-lock/bin/python -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf $(VENV)-lock
 
-demo: install
+# What the tests need from the machine: system packages, PostgreSQL, RabbitMQ and its management API.
+test-machine:
+	@bash scripts/test-machine.sh
+
+test: install test-machine
+	@$(call RUN_PYTEST,)
+
+test-fast: install test-machine
+	@$(call RUN_PYTEST,-m "not e2e and not browser")
+
+test-e2e: install test-machine
+	@$(call RUN_PYTEST,tests/e2e)
+
+demo: install-runtime
 	$(PY) -m callreel.demo
 
 bench: install
@@ -38,10 +75,10 @@ bench: install
 bench-image: install
 	$(PY) bench/run.py --ffmpeg "$$(bash scripts/image-ffmpeg.sh)" --also-ffmpeg "$$(dirname "$$(command -v ffmpeg)")"
 
-migrate: install
+migrate: install-runtime
 	$(VENV)/bin/callreel migrate
 
-serve: install
+serve: install-runtime
 	$(VENV)/bin/callreel serve
 
 up:

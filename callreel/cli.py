@@ -177,41 +177,64 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(port=args.port)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("callreel")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _command(sub, name: str, description: str, example: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help says what it does in one line and shows it at work."""
+    return sub.add_parser(
+        name,
+        help=description,
+        description=description[0].upper() + description[1:] + ".",
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callreel", description="Turn dual-channel call recordings into split-screen videos.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("render", help="render one recording into a split-screen video, all in this process")
+    p = _command(sub, "render", "render one recording into a split-screen video, all in this process", "callreel render call.mp3 -o call.mp4")
     p.add_argument("recording", help="a dual-channel recording (MP3 or WAV): left = caller, right = callee")
     p.add_argument("-o", "--output", required=True, help="where to write the MP4")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("serve", help="the webhook app and all four workers in one process (local development)")
+    p = _command(sub, "serve", "the webhook app and all four workers in one process (local development)", "callreel serve --port 8000")
     p.add_argument("--port", type=int, default=None, help="HTTP port (default: PORT)")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("status", help="show one call")
+    p = _command(sub, "status", "show one call as JSON: status, stage, timings, segments, errors", "callreel status CA0123456789abcdef0123456789abcdef")
     p.add_argument("call_id")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("list", help="list calls, newest first")
+    p = _command(sub, "list", "list calls, newest first", "callreel list --status failed --limit 20")
     p.add_argument("--status", choices=("pending", "generating", "completed", "partial", "failed"))
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("retry", help="re-run a failed or partial call from its first unfinished stage")
+    p = _command(sub, "retry", "re-run a failed or partial call from its first unfinished stage", "callreel retry CA0123456789abcdef0123456789abcdef")
     p.add_argument("call_id")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_retry)
 
-    p = sub.add_parser("sweep", help="re-enqueue calls stuck in a stage past STAGE_DEADLINE, or fail them (see shared/sweeper.py)")
+    p = _command(
+        sub, "sweep", "re-enqueue calls stuck in a stage past STAGE_DEADLINE, or fail them (see shared/sweeper.py)", "callreel sweep --every 60"
+    )
     p.add_argument("--every", type=float, default=0, metavar="SECONDS", help="keep sweeping, every SECONDS (default: once)")
     p.set_defaults(func=cmd_sweep)
 
-    sub.add_parser("migrate", help="create or update the database schema (idempotent)").set_defaults(func=cmd_migrate)
-    sub.add_parser(
-        "bucket", help="create S3_BUCKET if missing and have it abort multipart uploads unfinished after a day (idempotent)"
+    _command(sub, "migrate", "create or update the database schema (idempotent)", "callreel migrate").set_defaults(func=cmd_migrate)
+    _command(
+        sub, "bucket", "create S3_BUCKET if missing and have it abort multipart uploads unfinished after a day (idempotent)", "S3_BUCKET=my-videos callreel bucket"
     ).set_defaults(func=cmd_bucket)
     return parser
 

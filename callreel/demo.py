@@ -24,7 +24,7 @@ def main() -> int:
     print(f"callreel demo: rendering the sample call {SAMPLE.name} (caller left, callee right)…")
     status = cli_main(["render", str(SAMPLE), "-o", str(output)])
     if status == 0:
-        print(f"\nYour video: {output}\nPlay it with any video player, e.g. `ffplay {output}` or open it in a browser.")
+        print(f"Play it with any video player, e.g. `ffplay {output}`, or open it in a browser.")
     return status
 
 

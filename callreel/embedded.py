@@ -12,7 +12,7 @@ import importlib
 import logging
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import IO, Iterator
 
 import dramatiq
 
@@ -45,14 +45,21 @@ def load_services(names: tuple[str, ...] = SERVICES) -> list[str]:
 
 
 @contextmanager
-def running_pipeline(settings: Settings | None = None, *, threads: int | None = None) -> Iterator[dramatiq.Broker]:
-    """Set up database, broker and services, and run one worker over every queue until the block ends."""
+def running_pipeline(
+    settings: Settings | None = None, *, threads: int | None = None, log_stream: IO[str] | None = None
+) -> Iterator[dramatiq.Broker]:
+    """Set up database, broker and services, and run one worker over every queue until the block ends.
+
+    ``log_stream``: where the log goes (default stderr); ``callreel render`` on a terminal gives a file.
+    """
     settings = settings or get_settings()
-    configure_logging(settings)
+    configure_logging(settings, stream=log_stream)
     init_database()
     run_migrations()
     broker = setup_broker(settings)
     load_services()
+    # Importing the actors boots each service, which puts the log back on stderr.
+    configure_logging(settings, stream=log_stream)
     worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=threads or max(4, settings.worker_threads))
     worker.start()
     try:

@@ -4,27 +4,42 @@ The recording enters the pipeline where Twilio's would after the download: it
 is stored under ``recordings/{callId}.mp3`` and the audio stage is sent its
 message. From there the same actors run as in production; this module only
 watches the call's row and shows its progress.
+
+On a terminal a person watches: one line per stage (the compose with its
+percentage, which the compositor's FFmpeg runner reports on a DEBUG logger this
+module listens to), the workers' log in ``<data dir>/render.log`` instead of
+across those lines, each error once, and a summary of the video at the end.
+Elsewhere (a pipe, CI) the log stays on stderr with a plain line per stage change.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import IO, Iterator
 
 from shared import keys, pipeline
 from shared.models import STAGES, Call, Stage, VideoStatus, utcnow
+from shared.ffmpeg import FFmpegError, probe_video
+from shared.logs import configure_logging
 from shared.settings import Settings
 from shared.storage import get_storage
 
 from .embedded import running_pipeline
 from .errors import CliError
 
-__all__ = ["render", "wait_for"]
+__all__ = ["render", "wait_for", "Progress", "summary"]
 
 POLL_SECONDS = 0.2
+# services/compositor/runner.py's progress_log: named, not imported, so the
+# compositor and the CLI know only a logger name of each other.
+FFMPEG_PROGRESS_LOGGER = "callreel.compositor.ffmpeg.progress"
+LOG_FILE = "render.log"
 
 
 def _check_input(path: Path) -> None:
@@ -52,10 +67,14 @@ def _check_output(path: Path) -> None:
         raise CliError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-def render(recording: Path, output: Path, *, settings: Settings, quiet: bool = False) -> int:
+def render(recording: Path, output: Path, *, settings: Settings, quiet: bool = False, stream: IO[str] | None = None) -> int:
     _check_input(recording)
     _check_output(output)
-    with running_pipeline(settings):
+    started = time.monotonic()
+    stream = stream or sys.stderr
+    watched = not quiet and _is_tty(stream)
+    log_path = settings.data_dir / LOG_FILE
+    with (_log_to(log_path, settings) if watched else nullcontext()) as log_stream, running_pipeline(settings, log_stream=log_stream):
         call_id = keys.new_call_id()
         get_storage().upload_file(recording, keys.recording_key(call_id), "audio/mpeg")
         now = utcnow()
@@ -70,16 +89,55 @@ def render(recording: Path, output: Path, *, settings: Settings, quiet: bool = F
             video_processing_started_at=now,
         )
         pipeline.start(Stage.AUDIO, call_id)  # a local call has its recording: ingest is done
-        call = wait_for(call_id, quiet=quiet)
+        call = wait_for(call_id, quiet=quiet, stream=stream)
+        where = f" (log: {log_path})" if watched else ""
         if call.video_status == VideoStatus.FAILED:
-            raise CliError(f"{recording}: {call.video_error_message or 'the call failed'} (call {call_id})")
+            raise CliError(f"{recording}: {call.video_error_message or 'the call failed'} (call {call_id}){where}")
         if not get_storage().exists(keys.video_key(call_id)):
             # Stitching failed: the side videos are kept, the call can be retried.
-            raise CliError(f"no video was made: {call.video_error_message} — `callreel retry {call_id}` tries again")
+            raise CliError(f"no video was made: {call.video_error_message} — `callreel retry {call_id}` tries again{where}")
         get_storage().download_file(keys.video_key(call_id), output)
-    note = f" (partial: {call.video_error_message})" if call.video_status == VideoStatus.PARTIAL else ""
-    print(f"{output}: {call.video_status}{note} — call {call_id}, {call.video_processing_duration}s")
+    print(summary(output, call, time.monotonic() - started, settings))
     return 0
+
+
+def summary(output: Path, call: Call, seconds: float, settings: Settings) -> str:
+    """``PATH: completed — 33.1 s of video, 1.9 MB, rendered in 4.6 s (call CA…)``."""
+    note = f" (partial: {call.video_error_message})" if call.video_status == VideoStatus.PARTIAL else ""
+    seconds_of_video = _video_length(output, settings)
+    length = f"{_duration(seconds_of_video)} of video, " if seconds_of_video is not None else ""
+    size = output.stat().st_size / 1_000_000
+    return f"{output}: {call.video_status}{note} — {length}{size:.1f} MB, rendered in {_duration(seconds)} (call {call.id})"
+
+
+def _video_length(path: Path, settings: Settings) -> float | None:
+    """The video's length by ffprobe; None if it cannot tell (the summary then leaves it out)."""
+    try:
+        return probe_video(path, settings).duration
+    except FFmpegError:
+        return None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s"
+
+
+def _is_tty(stream: IO[str]) -> bool:
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+@contextmanager
+def _log_to(path: Path, settings: Settings) -> Iterator[IO[str]]:
+    """A file for the log during the block (the workers' lines would break into the progress lines)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        try:
+            yield handle
+        finally:
+            configure_logging(settings)  # back on stderr before the file closes
 
 
 def _elapsed(started, finished) -> str:
@@ -88,14 +146,54 @@ def _elapsed(started, finished) -> str:
     return f" {((finished or utcnow()) - started).total_seconds():.1f}s"
 
 
-class Progress:
-    """One updating line on a terminal; a log line per stage change otherwise."""
+def _ended(call: Call) -> bool:
+    return call.video_status in VideoStatus.TERMINAL and call.stage == Stage.DONE
 
-    def __init__(self, stream, quiet: bool) -> None:
-        self.stream, self.quiet = stream, quiet
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
+
+def _seconds(started, finished) -> float:
+    return ((finished or utcnow()) - started).total_seconds() if started else 0.0
+
+
+class _Percent(logging.Handler):
+    """Keeps the last fraction done the compositor's FFmpeg reported for one call."""
+
+    def __init__(self, call_id: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.call_id = call_id
+        self.fraction: float | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "call_id", None) == self.call_id and getattr(record, "what", None) == "compose":
+            self.fraction = record.progress  # type: ignore[attr-defined]
+
+
+@contextmanager
+def _listening(call_id: str) -> Iterator[_Percent]:
+    handler = _Percent(call_id)
+    source = logging.getLogger(FFMPEG_PROGRESS_LOGGER)
+    source.addHandler(handler)
+    source.propagate = False  # the percentage is for the progress line, not the log
+    source.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        source.removeHandler(handler)
+        source.setLevel(logging.NOTSET)
+        source.propagate = True
+
+
+class Progress:
+    """On a terminal, one line per stage, redrawn while it runs; a plain line per stage change otherwise."""
+
+    SPINNER = "|/-\\"
+
+    def __init__(self, stream: IO[str], quiet: bool, percent: _Percent | None = None) -> None:
+        self.stream, self.quiet, self.percent = stream, quiet, percent
+        self.tty = _is_tty(stream)
         self.seen: dict[str, str] = {}
         self.tick = 0
+        self.next = 0  # on a terminal: the first stage whose line is not final yet
+        self.drawn = False  # a line is on screen without its newline
 
     def _state(self, call: Call, stage: str) -> str:
         if getattr(call, f"{stage}_finished_at"):
@@ -108,15 +206,7 @@ class Progress:
         if self.quiet:
             return
         if self.tty:
-            self.tick += 1
-            spinner = "|/-\\"[self.tick % 4]
-            parts = []
-            for stage in STAGES:
-                state = self._state(call, stage)
-                mark = {"done": "✓", "running": spinner, "waiting": "·"}[state]
-                parts.append(f"{mark} {stage}{_elapsed(getattr(call, f'{stage}_started_at'), getattr(call, f'{stage}_finished_at')) if state != 'waiting' else ''}")
-            self.stream.write("\r\033[K" + "  ".join(parts))
-            self.stream.flush()
+            self._draw(call)
             return
         for stage in STAGES:
             state = self._state(call, stage)
@@ -126,21 +216,65 @@ class Progress:
                 self.stream.write(f"callreel: {stage} {'started' if state == 'running' else 'done in' + timing}\n")
                 self.stream.flush()
 
+    def _stages(self, call: Call) -> tuple[str, ...]:
+        # A local file skips the download: its ingest is done before the watch begins.
+        return tuple(s for s in STAGES if not (s == Stage.INGEST and call.source == "local"))
+
+    def _last_reached(self, call: Call, stage: str) -> bool:
+        later = STAGES[STAGES.index(stage) + 1 :]
+        return not any(getattr(call, f"{s}_started_at") for s in later)
+
+    def _line(self, call: Call, stage: str, final: bool) -> str:
+        started, finished = getattr(call, f"{stage}_started_at"), getattr(call, f"{stage}_finished_at")
+        seconds = f"{_seconds(started, finished):5.1f} s" if started else ""
+        if final and _ended(call) and call.video_status != VideoStatus.COMPLETED and self._last_reached(call, stage):
+            return f"  ✗ {stage:<11} {'':>4}  {seconds}  {call.video_status}"  # the reason follows, once
+        if finished:
+            return f"  ✓ {stage:<11} {'':>4}  {seconds}"
+        if not started or call.stage != stage:
+            return f"  · {stage:<11} {'':>4}  waiting"
+        fraction = self.percent.fraction if self.percent is not None and stage == Stage.COMPOSITOR else None
+        percent = f"{round(100 * fraction):3d}%" if fraction is not None else ""
+        return f"  {self.SPINNER[self.tick % 4]} {stage:<11} {percent:>4}  {seconds}"
+
+    def _draw(self, call: Call) -> None:
+        self.tick += 1
+        stages = self._stages(call)
+        ended = _ended(call)
+        while self.next < len(stages):
+            stage = stages[self.next]
+            started = getattr(call, f"{stage}_started_at")
+            if getattr(call, f"{stage}_finished_at") or (ended and started):
+                self._write(self._line(call, stage, final=True) + "\n")
+            elif ended:  # a stage the call never reached: nothing to say about it
+                if self.drawn:
+                    self._write("")
+            else:
+                self._write(self._line(call, stage, final=False))
+                return
+            self.next += 1
+
+    def _write(self, text: str) -> None:
+        self.stream.write("\r\033[K" + text)
+        self.stream.flush()
+        self.drawn = bool(text) and not text.endswith("\n")
+
     def close(self) -> None:
-        if self.tty and not self.quiet:
+        if self.tty and not self.quiet and self.drawn:
             self.stream.write("\n")
             self.stream.flush()
 
 
-def wait_for(call_id: str, *, quiet: bool = False, stream=None) -> Call:
+def wait_for(call_id: str, *, quiet: bool = False, stream: IO[str] | None = None) -> Call:
     """Watch the call's row until it ends; return it."""
-    progress = Progress(stream or sys.stderr, quiet)
-    try:
-        while True:
-            call = Call.get_by_id(call_id)
-            progress.show(call)
-            if call.video_status in VideoStatus.TERMINAL and call.stage == Stage.DONE:
-                return call
-            time.sleep(POLL_SECONDS)
-    finally:
-        progress.close()
+    with _listening(call_id) as percent:
+        progress = Progress(stream or sys.stderr, quiet, percent)
+        try:
+            while True:
+                call = Call.get_by_id(call_id)
+                progress.show(call)
+                if _ended(call):
+                    return call
+                time.sleep(POLL_SECONDS)
+        finally:
+            progress.close()

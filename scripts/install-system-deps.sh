@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install Debian packages callreel needs from the system (FFmpeg, DejaVu fonts for the labels, and for tests
-# espeak-ng, sox, chromium). Runs apt as root, or through sudo when there is one.
+# espeak-ng and chromium). Runs apt as root, or through sudo when there is one.
 set -euo pipefail
 [ "$#" -gt 0 ] || { echo "usage: $0 PACKAGE..." >&2; exit 2; }
 if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else

@@ -5,6 +5,10 @@
 - ``s3``: a fresh bucket on moto's S3 server (real HTTP), configured as the store.
 - ``local_store``: a local-folder store in tmp_path.
 - ``stub_broker``: the in-process broker with a worker helper; ``rabbitmq_url``: a private vhost.
+
+Before the first test, the servers and programs the selected tests need are
+checked (tests/support/preconditions.py): a machine that lacks one stops the
+run with one line per missing thing and the command that brings it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,20 @@ import uuid
 
 import pytest
 
-from tests.support import services
+from tests.support import preconditions, services
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly or not session.items:
+        return
+    problems = preconditions.missing(session.items)
+    if problems:
+        # Not skips: a run that cannot test what was asked for has failed (exit status 2).
+        writer = session.config.get_terminal_writer()
+        writer.line()
+        for problem in problems:
+            writer.line(f"missing: {problem}", red=True)
+        pytest.exit("this machine lacks what the selected tests need (above)", returncode=pytest.ExitCode.INTERRUPTED)
+
 
 # Settings come from the environment; a developer's own variables must not leak in.
 _SETTING_VARS = None

@@ -8,7 +8,6 @@ must end gets TERM_GRACE seconds to close its file before it is killed.
 
 from __future__ import annotations
 
-import functools
 import logging
 import shlex
 import time
@@ -19,11 +18,16 @@ from shared.ffmpeg import Progress, run
 __all__ = ["run_ffmpeg"]
 
 log = logging.getLogger("callreel.compositor.ffmpeg")
+# The fraction done, at DEBUG and only when a watcher lowered this logger's level
+# (``callreel render`` draws its compose percentage from it): the worker's log stays quiet.
+progress_log = logging.getLogger("callreel.compositor.ffmpeg.progress")
 
 # Seconds between two progress lines in the log.
 PROGRESS_EVERY = 5.0
 # Seconds FFmpeg gets to exit after SIGTERM before it is killed.
 TERM_GRACE = 3.0
+# Seconds between two progress records for a watcher.
+PROGRESS_TICK = 0.5
 
 
 def _log_progress(what: str, total: float | None, extra: dict[str, Any], done: Progress) -> None:
@@ -32,6 +36,22 @@ def _log_progress(what: str, total: float | None, extra: dict[str, Any], done: P
         log.info("%s %d%% (%.1f s of %.1f s, speed %s)", what, percent, done.seconds, total, done.speed, extra=extra)
     else:
         log.info("%s at %.1f s (speed %s)", what, done.seconds, done.speed, extra=extra)
+
+
+class _Reporter:
+    """FFmpeg's progress: the fraction done to a watcher every tick, a log line every PROGRESS_EVERY."""
+
+    def __init__(self, what: str, total: float | None, extra: dict[str, Any]) -> None:
+        self.what, self.total, self.extra = what, total, extra
+        self.next_log = time.monotonic() + PROGRESS_EVERY
+
+    def __call__(self, done: Progress) -> None:
+        if self.total and progress_log.isEnabledFor(logging.DEBUG):
+            fraction = min(1.0, done.seconds / self.total)
+            progress_log.debug("%s %.0f%%", self.what, 100 * fraction, extra={**self.extra, "progress": fraction, "what": self.what})
+        if time.monotonic() >= self.next_log:
+            _log_progress(self.what, self.total, self.extra, done)
+            self.next_log = time.monotonic() + PROGRESS_EVERY
 
 
 def run_ffmpeg(
@@ -54,8 +74,8 @@ def run_ffmpeg(
         command,
         timeout=timeout,
         what=what,
-        progress=functools.partial(_log_progress, what, total_seconds, extra),
-        progress_every=PROGRESS_EVERY,
+        progress=_Reporter(what, total_seconds, extra),
+        progress_every=min(PROGRESS_TICK, PROGRESS_EVERY),
         grace=TERM_GRACE,
     )
     elapsed = time.monotonic() - started

@@ -2,8 +2,12 @@
 
 import json
 import os
+import pty
+import re
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,7 +41,7 @@ def test_render_produces_a_playable_split_screen_video(cli_env, short_call, tmp_
     out = tmp_path / "out.mp4"
     result = cli_env("render", short_call, "-o", out)
     assert result.returncode == 0, result.stderr
-    assert "completed" in result.stdout
+    assert re.search(r"out\.mp4: completed — \d\.\d s of video, \d+\.\d MB, rendered in \d+\.\d s \(call CA[0-9a-f]{32}\)", result.stdout), result.stdout
     # Not a terminal: plain progress lines, one per stage change ("started" may
     # be missed between two polls of a quick stage; "done" never is).
     assert "callreel: audio done in" in result.stderr and "callreel: compositor done in" in result.stderr
@@ -99,3 +103,69 @@ def test_retry_finishes_a_call_without_redoing_finished_stages(cli_env, short_ca
     assert after["stages"]["audio"] == before["stages"]["audio"]  # not redone
     assert after["stages"]["compositor"]["attempts"] > before["stages"]["compositor"]["attempts"]
     assert cli_env("retry", call_id).returncode == 1  # a completed call is not retried
+
+
+SAMPLE = Path(__file__).resolve().parents[2] / "callreel" / "samples" / "demo-call.mp3"
+
+
+def _on_a_terminal(args, env, timeout=300) -> tuple[int, str]:
+    """Run the CLI with stdout and stderr on a pseudo-terminal; return its exit status and what a person saw."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(CLI), *map(str, args)], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    return proc.wait(timeout=10), b"".join(chunks).decode()
+
+
+def _screen_lines(raw: str) -> list[str]:
+    """The lines as the terminal shows them in the end: each \\r\\033[K redraw replaces the line before."""
+    lines = []
+    for line in raw.replace("\r\n", "\n").split("\n"):
+        lines.append(line.split("\r")[-1].replace("\033[K", ""))
+    return [line for line in lines if line.strip()]
+
+
+@pytest.fixture
+def tty_env(tmp_path):
+    return {"PATH": os.environ["PATH"], "CALLREEL_DATA_DIR": str(tmp_path / "data"), "TMP_DIR": str(tmp_path / "tmp"), "HOME": str(tmp_path), "TERM": "xterm"}
+
+
+def test_on_a_terminal_a_line_per_stage_the_compose_percentage_and_a_summary(tty_env, tmp_path):
+    out = tmp_path / "demo.mp4"
+    status, raw = _on_a_terminal(["render", SAMPLE, "-o", out], tty_env)
+    assert status == 0, raw
+    lines = _screen_lines(raw)
+    stages = [line.split()[1] for line in lines if line.lstrip().startswith("✓")]
+    assert stages == ["audio", "generation", "compositor"], lines  # a local file has no download to show
+    # The compose of the 33 s sample takes seconds: its redraws carry the percentage FFmpeg reports.
+    percents = [int(p) for p in re.findall(r"compositor\s+(\d+)%", raw)]
+    assert percents and percents == sorted(percents) and max(percents) > 0, raw
+    assert not re.search(r"\b(INFO|WARNING|ERROR)\b", raw), raw  # the workers' log went to a file
+    assert re.fullmatch(rf"{re.escape(str(out))}: completed — 33\.\d s of video, \d+\.\d MB, rendered in \d+\.\d s \(call CA[0-9a-f]{{32}}\)", lines[-1]), lines
+    log = (tmp_path / "data" / "render.log").read_text()
+    assert "compose finished in" in log and "Worker has been shut down" in log
+
+
+def test_on_a_terminal_an_error_is_printed_once(tty_env, tmp_path):
+    short = media.tone_call(tmp_path / "call.mp3", 3.0, caller=[(0.3, 1.2)], callee=[(1.6, 2.6)])
+    status, raw = _on_a_terminal(["render", short, "-o", tmp_path / "out.mp4"], {**tty_env, "VIDEO_PRESET": "no-such-preset"})
+    assert status == 1, raw
+    lines = _screen_lines(raw)
+    assert raw.count("stitching failed") == 1, raw
+    assert re.match(r"  ✗ compositor +\d+\.\d s  (failed|partial)$", lines[-2]), lines
+    assert lines[-1].startswith("callreel: ") and "stitching failed" in lines[-1], lines
+    assert lines[-1].endswith(f"(log: {tmp_path / 'data' / 'render.log'})"), lines
+    assert "Traceback" not in raw and not re.search(r"\b(INFO|ERROR)\b", raw), raw

@@ -21,3 +21,36 @@ def test_a_run_logs_its_progress_as_a_percentage(tmp_path, monkeypatch, caplog):
     assert any("test encode" in r.getMessage() and "%" in r.getMessage() for r in lines)
     assert lines[-1].getMessage().startswith("test encode finished in")
     assert all(getattr(r, "call_id", None) == "CA" + "0" * 32 for r in lines)
+
+
+def test_a_watcher_in_the_process_gets_the_fraction_done_every_tick(tmp_path, monkeypatch):
+    # What `callreel render` shows as the compose percentage: DEBUG records, only when someone lowers the level.
+    monkeypatch.setattr(runner, "PROGRESS_TICK", 0.2)
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = seen.append  # type: ignore[method-assign]
+    runner.progress_log.addHandler(handler)
+    runner.progress_log.setLevel(logging.DEBUG)  # setLevel, not .level: it clears logging's cache of levels
+    try:
+        run_ffmpeg(
+            ["ffmpeg", "-re", "-f", "lavfi", "-i", "testsrc=s=320x240:r=25:d=3", "-c:v", "libx264", "-preset", "ultrafast", "-y", str(tmp_path / "out.mp4")],
+            timeout=60, what="compose", total_seconds=3.0, log_extra={"call_id": "CA" + "1" * 32},
+        )
+    finally:
+        runner.progress_log.removeHandler(handler)
+        runner.progress_log.setLevel(logging.NOTSET)
+    fractions = [r.progress for r in seen]
+    assert len(fractions) >= 5, fractions  # three seconds of -re encoding, a record every 0.2 s
+    assert fractions == sorted(fractions) and 0 <= fractions[0] < 0.5 < fractions[-1] <= 1, fractions
+    assert {(r.what, r.call_id) for r in seen} == {("compose", "CA" + "1" * 32)}
+
+
+def test_without_a_watcher_no_progress_record_is_made(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "PROGRESS_TICK", 0.1)
+    made = []
+    monkeypatch.setattr(runner.progress_log, "handle", made.append)
+    run_ffmpeg(
+        ["ffmpeg", "-re", "-f", "lavfi", "-i", "testsrc=s=160x120:r=25:d=1", "-c:v", "libx264", "-preset", "ultrafast", "-y", str(tmp_path / "out.mp4")],
+        timeout=60, what="compose", total_seconds=1.0,
+    )
+    assert made == []

@@ -72,6 +72,7 @@ def test_the_backlog_as_json_behind_the_token(pg_db, stub_broker, ingest_env):
 
 
 @pytest.mark.rabbitmq
+@pytest.mark.rabbitmq_management
 def test_queue_numbers_come_from_rabbitmqs_management_api(sqlite_db, rabbitmq_url):
     from dramatiq.brokers.rabbitmq import RabbitmqBroker
 

@@ -25,7 +25,7 @@ from tests.support.fake_twilio import account_sid, call_sid, recording_sid
 from tests.support.media import color_video
 from tests.support.services import free_port
 
-pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.rabbitmq]
+pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.rabbitmq_management]
 
 ROOT = Path(__file__).resolve().parents[4]
 BIN = Path(sys.executable).parent
