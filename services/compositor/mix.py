@@ -18,7 +18,12 @@ gain riding that a single loudnorm pass does (audible "pumping"):
    silently goes dynamic, so this module checks them first and, where
    loudnorm would not stay linear, applies the same constant gain itself
    (``volume``) with a lookahead limiter (``alimiter``) only if the gain
-   would push peaks past the limit.
+   would push peaks past the ceiling. The limiter takes a little loudness
+   away; :func:`plan` then measures the limited mix once more and the
+   gain makes up the difference.
+
+The ceiling is AUDIO_TRUE_PEAK less ENCODER_HEADROOM: what is held is the
+mix, what is heard is the AAC encoder's output.
 """
 
 from __future__ import annotations
