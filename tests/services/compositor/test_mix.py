@@ -279,3 +279,22 @@ def test_recording_mode_keeps_the_caller_in_the_left_ear_only(calls, s3, tmp_pat
     assert levels[("callee", 1)] > -26 and levels[("callee", 0)] < -60, levels
     # Not normalised: the recording's own loudness.
     assert abs(r128(video)[0] - r128(recording)[0]) < 0.5
+
+
+def test_a_failed_measurement_is_a_stitching_failure_that_keeps_the_side_videos(calls, s3, monkeypatch):
+    from services.compositor import mix
+    from services.compositor.composer import compose_call
+    from shared.models import Call
+    from shared.settings import get_settings
+
+    def fails(recording, filters, settings):
+        raise LoudnessError("loudness measurement of recording.mp3 failed: boom")
+
+    monkeypatch.setattr(mix, "measure", fails)
+    call = calls.call(caller_state="generated", callee_state="local")
+    calls.segment(call, "caller", 0, 0.0, 4.0, calls.video("red", "red", duration=4.0))
+
+    outcome = compose_call(Call.get_by_id(call.id), get_settings(), s3)
+
+    assert outcome.status == "partial" and outcome.error.startswith("stitching failed: loudness measurement")
+    assert outcome.side_urls["caller"] == s3.object_url(keys.segment_video_key(call.id, "caller", 0))
