@@ -123,6 +123,10 @@ class Settings:
     video_preset: str = env("VIDEO_PRESET", "superfast", "libx264 preset of the final video.", group="compositor")
     video_crf: int = env("VIDEO_CRF", 21, 'libx264 CRF of the final video (0-51, lower is better). 21: the picture quality of the plan for the least CPU (docs/benchmarks.md, section "Compositor defaults").', group="compositor", minimum=0)
     video_x264_params: str = env("VIDEO_X264_PARAMS", "mbtree=1:rc-lookahead=10:weightp=0", "x264 options applied over the preset (`key=value:…`). Empty: the preset alone.", group="compositor")
+    audio_mix: str = env("AUDIO_MIX", "centered", "`centered`: both voices in both ears, each panned toward its panel (AUDIO_PAN) and normalised to AUDIO_LOUDNESS; `recording`: the recording's channels as they are (caller in one ear, callee in the other).", group="compositor", choices=("centered", "recording"))
+    audio_pan: float = env("AUDIO_PAN", 0.3, "How far each voice leans toward its panel in the `centered` mix, 0 to 1: 0 both voices in the middle, 1 hard-panned as the recording.", group="compositor", minimum=0)
+    audio_loudness: float = env("AUDIO_LOUDNESS", -16.0, "Integrated loudness (LUFS, EBU R128 as FFmpeg's loudnorm measures it) of the `centered` mix, -40 to -9.", group="compositor")
+    audio_true_peak: float = env("AUDIO_TRUE_PEAK", -1.5, "Highest true peak (dBTP) of the `centered` mix's sound in the video, -9 to 0 (the mix is held 1 dB under it: room for the AAC encoder's overshoot).", group="compositor")
     compose_timeout: int = env("COMPOSE_TIMEOUT", 1800, "Seconds FFmpeg may take to compose one call.", group="compositor", minimum=1)
     video_status_callback_url: str = env("VIDEO_STATUS_CALLBACK_URL", "", "POST a signed JSON status here when a call finishes.", group="compositor")
     video_status_callback_secret: str = env("VIDEO_STATUS_CALLBACK_SECRET", "", "HMAC-SHA256 key for the status callback signature.", group="compositor", secret=True)
@@ -199,6 +203,12 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str | None:
     return None
 
 
+# AUDIO_LOUDNESS: quieter than -40 LUFS is barely audible on a phone; louder than -9 cannot be reached
+# without crushing speech in the limiter. AUDIO_TRUE_PEAK: loudnorm's own range for its TP option.
+LOUDNESS_RANGE = (-40.0, -9.0)
+TRUE_PEAK_RANGE = (-9.0, 0.0)
+
+
 def _cross_checks(s: Settings) -> list[str]:
     problems = []
     for name, value, schemes in (
@@ -220,6 +230,12 @@ def _cross_checks(s: Settings) -> list[str]:
         problems.append("VIDEO_STATUS_CALLBACK_SECRET is required when VIDEO_STATUS_CALLBACK_URL is set")
     if s.video_crf > 51:
         problems.append(f"VIDEO_CRF must be between 0 and 51, got {s.video_crf}")
+    if s.audio_pan > 1:
+        problems.append(f"AUDIO_PAN must be between 0 and 1, got {s.audio_pan:g}")
+    if not LOUDNESS_RANGE[0] <= s.audio_loudness <= LOUDNESS_RANGE[1]:
+        problems.append(f"AUDIO_LOUDNESS must be between {LOUDNESS_RANGE[0]:g} and {LOUDNESS_RANGE[1]:g} LUFS, got {s.audio_loudness:g}")
+    if not TRUE_PEAK_RANGE[0] <= s.audio_true_peak <= TRUE_PEAK_RANGE[1]:
+        problems.append(f"AUDIO_TRUE_PEAK must be between {TRUE_PEAK_RANGE[0]:g} and {TRUE_PEAK_RANGE[1]:g} dBTP, got {s.audio_true_peak:g}")
     if s.panel_width % 2 or s.panel_height % 2:
         problems.append("PANEL_WIDTH and PANEL_HEIGHT must be even (H.264 with yuv420p needs even sizes)")
     return problems

@@ -41,7 +41,9 @@ def render_command(
     """The FFmpeg argument list (binary first) that renders these two sides into ``output``.
 
     ``workdir`` receives what the command reads from files (label texts, a
-    graph too long for one argument); ``font`` None renders no labels.
+    graph too long for one argument); ``font`` None renders no labels. With
+    AUDIO_MIX=centered, building it runs FFmpeg once first: the recording's
+    loudness measurement (:mod:`.mix`).
     """
     spec = render_spec(settings, recording, duration, caller, callee, workdir, font=font)
     return build_command(spec, output, binary=settings.ffmpeg_binary)

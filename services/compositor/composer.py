@@ -39,9 +39,10 @@ from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoSt
 from shared.settings import Settings
 from shared.storage import ObjectNotFound, Storage
 
-from .graph import build_command
+from .graph import AUDIO_RATE, build_command
 from .layout import Clip, RenderSpec, SideSpec, panel_size
 from .media import detect_speech, resolve_font
+from .mix import plan as plan_mix
 from .runner import run_ffmpeg
 
 __all__ = ["Outcome", "compose_call", "render_spec", "side_video_urls"]
@@ -89,9 +90,10 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
     reasons: list[str] = []
     used: dict[str, list[str]] = {}  # side -> the segment video keys its panel shows
     sides = {side: _side_spec(call, side, settings, storage, workdir, recording, duration, reasons, used) for side in ("caller", "callee")}
-    spec = render_spec(settings, recording, duration, sides["caller"], sides["callee"], workdir, font=resolve_font(settings))
     output = workdir / "final.mp4"
     try:
+        # In the try: the mix's loudness measurement is an FFmpeg run too, and its failure a stitching failure.
+        spec = render_spec(settings, recording, duration, sides["caller"], sides["callee"], workdir, font=resolve_font(settings))
         run_ffmpeg(
             build_command(spec, output, binary=settings.ffmpeg_binary),
             timeout=settings.compose_timeout,
@@ -123,7 +125,11 @@ LENGTH_TOLERANCE = 1.0
 def render_spec(
     settings: Settings, recording: Path, duration: float, caller: SideSpec, callee: SideSpec, workdir: Path, *, font: Path | None
 ) -> RenderSpec:
-    """What the compositor renders for these two sides with these settings (the benchmark renders the same)."""
+    """What the compositor renders for these two sides with these settings (the benchmark renders the same).
+
+    With AUDIO_MIX=centered this measures the recording's loudness (one audio
+    decode, :func:`.mix.measure`): the render applies it as one constant gain.
+    """
     width, height = panel_size((caller, callee), settings.panel_width, settings.panel_height)
     return RenderSpec(
         recording=recording,
@@ -138,6 +144,7 @@ def render_spec(
         crf=settings.video_crf,
         x264_params=settings.video_x264_params,
         font=font,
+        mix=plan_mix(settings, recording, AUDIO_RATE),
     )
 
 

@@ -22,6 +22,7 @@ import ffmpeg
 
 from shared.ffmpeg import graph_file_option, threaded_cli
 
+from . import mix
 from .layout import RenderSpec, SideSpec, enable_expr, speaking, timeline
 from .panel import fitted_clip, hold, local_panel, still
 
@@ -143,7 +144,7 @@ def build_command(spec: RenderSpec, output: Path, *, binary: str = "ffmpeg") -> 
     one_thread = segmented and threaded_cli(binary)
     sides = [side_stream(side, spec, one_thread_decoders=one_thread) for side in (spec.caller, spec.callee)]
     video = ffmpeg.filter(sides, "hstack", inputs=2)
-    audio = ffmpeg.input(str(spec.recording)).audio
+    audio = _audio(spec)
     args = (
         ffmpeg.output(video, audio, str(output), **_output_options(spec))
         .global_args("-filter_complex_threads", str(FILTER_THREADS))
@@ -151,6 +152,12 @@ def build_command(spec: RenderSpec, output: Path, *, binary: str = "ffmpeg") -> 
         .compile(cmd=binary)
     )
     return _graph_to_file_if_long(args, spec.workdir)
+
+
+def _audio(spec: RenderSpec):
+    """The sound track: the recording's channels as they are, or the centered mix (:mod:`.mix`)."""
+    recording = ffmpeg.input(str(spec.recording)).audio
+    return recording if spec.mix is None else mix.apply(recording, spec.mix, AUDIO_RATE)
 
 
 def _graph_to_file_if_long(args: list[str], workdir: Path) -> list[str]:

@@ -19,6 +19,8 @@ from typing import Sequence
 
 from shared.ffmpeg import VideoInfo
 
+from .mix import AudioMix
+
 __all__ = [
     "Interval",
     "Clip",
@@ -78,6 +80,7 @@ class RenderSpec:
     crf: int = 23
     x264_params: str = ""
     font: Path | None = None  # None: no labels
+    mix: AudioMix | None = None  # the centered mix and its measured loudness; None: the recording's channels as they are
 
     @property
     def frames(self) -> int:

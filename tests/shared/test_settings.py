@@ -41,6 +41,17 @@ def test_every_problem_is_reported_at_once():
     assert len(info.value.problems) == 6
 
 
+def test_the_audio_mix_is_validated():
+    s = load_settings({})
+    assert (s.audio_mix, s.audio_pan, s.audio_loudness, s.audio_true_peak) == ("centered", 0.3, -16.0, -1.5)
+    with pytest.raises(SettingsError) as info:
+        load_settings({"AUDIO_MIX": "mono", "AUDIO_PAN": "1.5", "AUDIO_LOUDNESS": "-3", "AUDIO_TRUE_PEAK": "1"})
+    assert [p.split("=")[0].split()[0] for p in info.value.problems] == ["AUDIO_MIX", "AUDIO_PAN", "AUDIO_LOUDNESS", "AUDIO_TRUE_PEAK"]
+    with pytest.raises(SettingsError, match="AUDIO_PAN"):
+        load_settings({"AUDIO_PAN": "-0.1"})
+    assert load_settings({"AUDIO_MIX": "recording", "AUDIO_PAN": "1", "AUDIO_LOUDNESS": "-23", "AUDIO_TRUE_PEAK": "-9"}).audio_loudness == -23
+
+
 def test_require_lists_missing_variables():
     s = load_settings({})
     with pytest.raises(SettingsError) as info:
