@@ -123,6 +123,8 @@ class Settings:
     video_preset: str = env("VIDEO_PRESET", "superfast", "libx264 preset of the final video.", group="compositor")
     video_crf: int = env("VIDEO_CRF", 21, "libx264 CRF of the final video (0-51, lower is better). 21: the plan's quality at a third of its CPU (docs/benchmarks.md).", group="compositor", minimum=0)
     video_x264_params: str = env("VIDEO_X264_PARAMS", "mbtree=1:rc-lookahead=10:weightp=0", "x264 options applied over the preset (`key=value:…`). Empty: the preset alone.", group="compositor")
+    captions: str = env("CAPTIONS", "burn", "Captions of the spoken words: `burn` (on the picture, plus a subtitle track), `track` (subtitle track only), `off`.", group="compositor", choices=("burn", "track", "off"))
+    transcript_max_bytes: int = env("TRANSCRIPT_MAX_BYTES", 1_000_000, "Largest transcript file accepted, in bytes.", group="compositor", minimum=1)
     compose_timeout: int = env("COMPOSE_TIMEOUT", 1800, "Seconds FFmpeg may take to compose one call.", group="compositor", minimum=1)
     video_status_callback_url: str = env("VIDEO_STATUS_CALLBACK_URL", "", "POST a signed JSON status here when a call finishes.", group="compositor")
     video_status_callback_secret: str = env("VIDEO_STATUS_CALLBACK_SECRET", "", "HMAC-SHA256 key for the status callback signature.", group="compositor", secret=True)
