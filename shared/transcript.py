@@ -32,6 +32,7 @@ from typing import Any, Iterable, Mapping
 
 __all__ = [
     "SPEAKERS",
+    "DEFAULT_NAMES",
     "FORMATS",
     "TIME_TOLERANCE",
     "Turn",
