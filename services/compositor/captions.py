@@ -366,9 +366,10 @@ def ass_document(
     for speaker in SPEAKERS:
         box = caption_box(speaker, panel_width, panel_height)
         colour = _ass_colour(CAPTION_COLOURS[speaker])
-        # BorderStyle 3: an opaque box behind each line (OutlineColour), readable over any picture.
+        # BorderStyle 3: a box behind each line (OutlineColour, 84 % opaque), readable over any
+        # picture, the local panel's waveform (the caption's own colour) included.
         out.append(
-            f"Style: {speaker},{family},{size},{colour},{colour},{_ass_colour('000000', 0x60)},{_ass_colour('000000', 0x60)},"
+            f"Style: {speaker},{family},{size},{colour},{colour},{_ass_colour('000000', 0x28)},{_ass_colour('000000', 0x28)},"
             f"{-1 if bold else 0},0,0,0,100,100,0,0,3,{max(2, size // 6)},0,2,{box.left},{total_width - box.right},{box.margin_bottom},1"
         )
     out += ["", "[Events]", "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text"]
