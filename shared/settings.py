@@ -127,6 +127,8 @@ class Settings:
     audio_pan: float = env("AUDIO_PAN", 0.3, "How far each voice leans toward its panel in the `centered` mix, 0 to 1: 0 both voices in the middle, 1 hard-panned as the recording.", group="compositor", minimum=0)
     audio_loudness: float = env("AUDIO_LOUDNESS", -16.0, "Integrated loudness (LUFS, EBU R128 as FFmpeg's loudnorm measures it) of the `centered` mix, -40 to -9.", group="compositor")
     audio_true_peak: float = env("AUDIO_TRUE_PEAK", -1.5, "Highest true peak (dBTP) of the `centered` mix's sound in the video, -9 to 0 (the mix is held 1 dB under it: room for the AAC encoder's overshoot).", group="compositor")
+    captions: str = env("CAPTIONS", "burn", "Captions of the spoken words: `burn` (on the picture, plus a subtitle track), `track` (subtitle track only), `off`.", group="compositor", choices=("burn", "track", "off"))
+    transcript_max_bytes: int = env("TRANSCRIPT_MAX_BYTES", 1_000_000, "Largest transcript file accepted, in bytes.", group="compositor", minimum=1)
     compose_timeout: int = env("COMPOSE_TIMEOUT", 1800, "Seconds FFmpeg may take to compose one call.", group="compositor", minimum=1)
     video_status_callback_url: str = env("VIDEO_STATUS_CALLBACK_URL", "", "POST a signed JSON status here when a call finishes.", group="compositor")
     video_status_callback_secret: str = env("VIDEO_STATUS_CALLBACK_SECRET", "", "HMAC-SHA256 key for the status callback signature.", group="compositor", secret=True)
