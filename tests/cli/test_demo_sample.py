@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from services.compositor.captions import layout_cues
-from shared.speech import parse_silences, silencedetect_options, speech_intervals
+from shared.ffmpeg.speech import parse_silences, silencedetect_options, speech_intervals
 from shared.transcript import parse_transcript
 from tests.support.media import probe
 
