@@ -42,6 +42,7 @@ from shared.storage import ObjectNotFound, Storage
 
 from .graph import build_command
 from .layout import Clip, RenderSpec, SideSpec, panel_size
+from .layouts import layout
 from .media import detect_speech, resolve_font
 from .runner import run_ffmpeg
 
@@ -130,6 +131,7 @@ def render_spec(
 ) -> RenderSpec:
     """What the compositor renders for these two sides with these settings (the benchmark renders the same)."""
     width, height = panel_size((caller, callee), settings.panel_width, settings.panel_height)
+    placement = layout(settings.video_layout, panel=(width, height), resolution=settings.video_resolution)
     return RenderSpec(
         recording=recording,
         duration=duration,
@@ -143,6 +145,7 @@ def render_spec(
         crf=settings.video_crf,
         x264_params=settings.video_x264_params,
         font=font,
+        layout=placement,
     )
 
 

@@ -19,6 +19,8 @@ from typing import Sequence
 
 from shared.ffmpeg import VideoInfo
 
+from .layouts import Layout, side_by_side
+
 __all__ = [
     "Interval",
     "Clip",
@@ -45,6 +47,7 @@ class Clip:
     start: float
     end: float
     info: VideoInfo
+    focus: tuple[float, float] | None = None  # the face's centre (fractions of the picture) when known: where a crop centres
 
 
 @dataclass(frozen=True)
@@ -68,20 +71,25 @@ class SideSpec:
 class RenderSpec:
     recording: Path  # the call's stereo audio: the video's sound track
     duration: float  # seconds; the video is exactly this long
-    caller: SideSpec  # left
-    callee: SideSpec  # right
+    caller: SideSpec  # left (top in vertical)
+    callee: SideSpec  # right (below in vertical)
     workdir: Path  # the call's temp folder (label text files, long graphs)
-    width: int = 640  # one panel
+    width: int = 640  # one panel of side-by-side
     height: int = 480
     fps: int = 25
     preset: str = "veryfast"
     crf: int = 23
     x264_params: str = ""
     font: Path | None = None  # None: no labels
+    layout: Layout | None = None  # None: side-by-side of width×height panels
 
     @property
     def frames(self) -> int:
         return total_frames(self.duration, self.fps)
+
+    @property
+    def placement(self) -> Layout:
+        return self.layout if self.layout is not None else side_by_side(self.width, self.height)
 
 
 @dataclass(frozen=True)
