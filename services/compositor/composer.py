@@ -42,11 +42,11 @@ from shared.storage import ObjectNotFound, Storage
 
 from .graph import build_command
 from .layout import Clip, RenderSpec, SideSpec, panel_size
-from .layouts import layout
+from .layouts import Layout, layout
 from .media import detect_speech, resolve_font
 from .runner import run_ffmpeg
 
-__all__ = ["Outcome", "compose_call", "render_spec", "side_video_urls"]
+__all__ = ["Outcome", "compose_call", "render_spec", "render_layout", "side_video_urls"]
 
 log = logging.getLogger("callreel.compositor")
 
@@ -130,8 +130,8 @@ def render_spec(
     settings: Settings, recording: Path, duration: float, caller: SideSpec, callee: SideSpec, workdir: Path, *, font: Path | None
 ) -> RenderSpec:
     """What the compositor renders for these two sides with these settings (the benchmark renders the same)."""
-    width, height = panel_size((caller, callee), settings.panel_width, settings.panel_height)
-    placement = layout(settings.video_layout, panel=(width, height), resolution=settings.video_resolution)
+    placement = render_layout(settings, caller, callee)
+    width, height = placement.panel("caller").w, placement.panel("caller").h
     return RenderSpec(
         recording=recording,
         duration=duration,
@@ -147,6 +147,12 @@ def render_spec(
         font=font,
         layout=placement,
     )
+
+
+def render_layout(settings: Settings, caller: SideSpec, callee: SideSpec) -> Layout:
+    """The frame these two sides are rendered in: ``VIDEO_LAYOUT``, side-by-side's panels in the side videos' shape."""
+    width, height = panel_size((caller, callee), settings.panel_width, settings.panel_height)
+    return layout(settings.video_layout, panel=(width, height), resolution=settings.video_resolution)
 
 
 def _check_output(path: Path, duration: float, settings: Settings) -> None:
