@@ -30,9 +30,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.settings import VIDEO_LAYOUTS
+
 __all__ = ["LAYOUTS", "RESOLUTIONS", "PAD", "CROP", "BACKGROUND", "Rect", "Layout", "layout", "side_by_side", "cover", "crop_origin"]
 
-LAYOUTS = ("side-by-side", "landscape", "square", "vertical")
+LAYOUTS = VIDEO_LAYOUTS  # the table below has a row for each
 RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080)}
 PAD, CROP = "pad", "crop"  # fit modes: the whole picture with bars, or the panel filled and the picture's edges cut
 BACKGROUND = "0x111827"  # the frame around panels that do not fill it (square's bands)

@@ -99,3 +99,13 @@ def test_retry_finishes_a_call_without_redoing_finished_stages(cli_env, short_ca
     assert after["stages"]["audio"] == before["stages"]["audio"]  # not redone
     assert after["stages"]["compositor"]["attempts"] > before["stages"]["compositor"]["attempts"]
     assert cli_env("retry", call_id).returncode == 1  # a completed call is not retried
+
+
+def test_render_layout_overrides_the_configured_one_for_this_video(cli_env, short_call, tmp_path):
+    out = tmp_path / "out.mp4"
+    result = cli_env("render", short_call, "-o", out, "--layout", "vertical", "-q", extra={"VIDEO_LAYOUT": "square"})
+    assert result.returncode == 0, result.stderr
+    video = next(s for s in media.probe(out)["streams"] if s["codec_type"] == "video")
+    assert (video["width"], video["height"]) == (1080, 1920)
+    refused = cli_env("render", short_call, "-o", out, "--layout", "diagonal")
+    assert refused.returncode == 2 and "invalid choice: 'diagonal'" in refused.stderr
