@@ -14,9 +14,11 @@ vertical       1080×1920           caller on top, callee below, 1080×960      
 
 Every layout puts its label at the top left of the panel and its captions
 low in the panel (or under it), so a caption never covers a label. "Over the
-lower part" is the band from 58 % to 76 % of the panel's height: under a
-talking head's chin, above the waveform that a local panel draws along its
-bottom fifth.
+lower part" is the band from 72 % to 92 % of the panel's height, inset by 5 %
+either side: under a talking head's chin, where subtitles usually sit. A local
+panel draws its waveform across its bottom fifth, under the same band: the
+captions' box will cover part of it, the waveform being the less readable of
+the two.
 
 Why crop outside side-by-side: fal's talking heads are square (or close to
 it) and centred on the face, so filling a 640×720 or 1080×960 panel costs a
@@ -45,7 +47,7 @@ BACKGROUND = "0x111827"  # the frame around panels that do not fill it (square's
 # of the head does not.
 TOP_SHARE = 0.4
 # The caption band, as fractions of a panel's height (see the module's docstring).
-CAPTION_TOP, CAPTION_BOTTOM = 0.58, 0.76
+CAPTION_TOP, CAPTION_BOTTOM = 0.72, 0.92
 
 
 @dataclass(frozen=True)
