@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -77,8 +76,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     if args.layout:
         # The workers in this process read the settings themselves: the layout goes where they read it.
-        os.environ["VIDEO_LAYOUT"] = args.layout
-        reload_settings()
+        reload_settings(VIDEO_LAYOUT=args.layout)
     return render(Path(args.recording), Path(args.output), settings=_embedded_settings(), quiet=args.quiet)
 
 

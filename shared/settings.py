@@ -274,9 +274,15 @@ def get_settings() -> Settings:
         return _cached()
 
 
-def reload_settings() -> Settings:
-    """Forget the cached settings and read the environment again (tests, CLI)."""
+def reload_settings(**overrides: str) -> Settings:
+    """Forget the cached settings and read the environment again (tests, CLI).
+
+    ``overrides`` (``VIDEO_LAYOUT="vertical"``) are set in this process's
+    environment first, so code that reads the settings itself (the workers of
+    ``callreel render``) sees them too.
+    """
     with _lock:
+        os.environ.update(overrides)
         _cached.cache_clear()
         return _cached()
 
