@@ -143,6 +143,20 @@ def _check_distinct_inputs(spec: RenderSpec) -> None:
         raise ValueError(f"each clip and avatar must be its own file; used twice: {', '.join(repeated)}")
 
 
+def _arrange(panels: list, layout: Layout):
+    """The caller's and callee's panels placed in the frame: stacked, then padded onto the background if need be."""
+    a, b = layout.caller, layout.callee
+    if (a.y, a.h, a.x + a.w) == (b.y, b.h, b.x):
+        video, block = ffmpeg.filter(panels, "hstack", inputs=2), Rect(a.x, a.y, a.w + b.w, a.h)
+    elif (a.x, a.w, a.y + a.h) == (b.x, b.w, b.y):
+        video, block = ffmpeg.filter(panels, "vstack", inputs=2), Rect(a.x, a.y, a.w, a.h + b.h)
+    else:
+        raise ValueError(f"layout {layout.name}: the panels must touch in a row or a column")
+    if block == Rect(0, 0, layout.width, layout.height):
+        return video
+    return video.filter("pad", layout.width, layout.height, block.x, block.y, color=BACKGROUND)
+
+
 def build_command(spec: RenderSpec, output: Path, *, binary: str = "ffmpeg") -> list[str]:
     """The complete FFmpeg argument list (binary first) that renders ``spec`` into ``output``."""
     _check_distinct_inputs(spec)
@@ -160,20 +174,6 @@ def build_command(spec: RenderSpec, output: Path, *, binary: str = "ffmpeg") -> 
         .compile(cmd=binary)
     )
     return _graph_to_file_if_long(args, spec.workdir)
-
-
-def _arrange(panels: list, layout: Layout):
-    """The caller's and callee's panels placed in the frame: stacked, then padded onto the background if need be."""
-    a, b = layout.caller, layout.callee
-    if (a.y, a.h, a.x + a.w) == (b.y, b.h, b.x):
-        video, block = ffmpeg.filter(panels, "hstack", inputs=2), Rect(a.x, a.y, a.w + b.w, a.h)
-    elif (a.x, a.w, a.y + a.h) == (b.x, b.w, b.y):
-        video, block = ffmpeg.filter(panels, "vstack", inputs=2), Rect(a.x, a.y, a.w, a.h + b.h)
-    else:
-        raise ValueError(f"layout {layout.name}: the panels must touch in a row or a column")
-    if block == Rect(0, 0, layout.width, layout.height):
-        return video
-    return video.filter("pad", layout.width, layout.height, block.x, block.y, color=BACKGROUND)
 
 
 def _graph_to_file_if_long(args: list[str], workdir: Path) -> list[str]:
