@@ -12,7 +12,8 @@ plan's exact command::
       -map [v] -c:v libx264 -preset medium -crf 23 -pix_fmt yuv420p out.mp4
 
 Ours does more: it muxes the call's audio (AAC) and draws the labels and the
-speaker highlight. Its speed is measured as shipped (all of that); its picture
+speaker highlight. It also renders each other ``VIDEO_LAYOUT`` (``LAYOUTS``):
+the same command with the frame of that layout. Its speed is measured as shipped (all of that); its picture
 quality on the same render without labels and highlight, since those are not
 in the source the quality is measured against.
 
@@ -37,6 +38,7 @@ from bench.measure import Usage, loadavg, median_of, run_command
 
 __all__ = [
     "PLAN_GRAPH",
+    "LAYOUTS",
     "Encoder",
     "Render",
     "Quality",
@@ -61,6 +63,9 @@ PLAN_GRAPH = "[0:v]scale=640:480[left];[1:v]scale=640:480[right];[left][right]hs
 PLAN_PANEL = (640, 480)  # the plan stretches each side to this
 PLAN_OUTPUT = ["-map", "[v]", "-c:v", "libx264", "-preset", "medium", "-crf", "23", "-pix_fmt", "yuv420p"]
 QUIET = ["-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+DEFAULT_LAYOUT = "side-by-side"
+# The layouts besides the default that the compose comparison renders (a row each).
+LAYOUTS = ("landscape", "square", "vertical")
 
 
 # -- split ----------------------------------------------------------------------
@@ -183,12 +188,22 @@ def _our_sides(inputs: ComposeInputs, *, overlays: bool):
     return sides["caller"], sides["callee"]
 
 
-def our_command(inputs: ComposeInputs, output: Path, workdir: Path, encoder: Encoder, *, overlays: bool) -> list[str]:
-    """Our graph for the two side videos (one segment each) and the call's audio, via the compositor's own code."""
-    from services.compositor import render_command, resolve_font
+def _settings(encoder: Encoder | None = None, layout: str = DEFAULT_LAYOUT):
     from shared.settings import load_settings
 
-    settings = replace(load_settings({}), video_preset=encoder.preset, video_crf=encoder.crf, video_x264_params=encoder.params)
+    settings = replace(load_settings({}), video_layout=layout)
+    if encoder is None:
+        return settings
+    return replace(settings, video_preset=encoder.preset, video_crf=encoder.crf, video_x264_params=encoder.params)
+
+
+def our_command(
+    inputs: ComposeInputs, output: Path, workdir: Path, encoder: Encoder, *, overlays: bool, layout: str = DEFAULT_LAYOUT
+) -> list[str]:
+    """Our graph for the two side videos (one segment each) and the call's audio, via the compositor's own code."""
+    from services.compositor import render_command, resolve_font
+
+    settings = _settings(encoder, layout)
     caller, callee = _our_sides(inputs, overlays=overlays)
     workdir.mkdir(parents=True, exist_ok=True)
     font = resolve_font(settings) if overlays else None
@@ -196,13 +211,11 @@ def our_command(inputs: ComposeInputs, output: Path, workdir: Path, encoder: Enc
     return [args[0], *QUIET, *args[1:]]
 
 
-def our_panel(inputs: ComposeInputs) -> tuple[int, int]:
-    """The panel size the compositor picks for these side videos."""
-    from services.compositor import panel_size
-    from shared.settings import load_settings
+def our_layout(inputs: ComposeInputs, layout: str = DEFAULT_LAYOUT):
+    """The frame the compositor renders these side videos in (``services.compositor.Layout``)."""
+    from services.compositor import render_layout
 
-    settings = load_settings({})
-    return panel_size(_our_sides(inputs, overlays=False), settings.panel_width, settings.panel_height)
+    return render_layout(_settings(layout=layout), *_our_sides(inputs, overlays=False))
 
 
 def default_encoder() -> Encoder:
@@ -221,36 +234,57 @@ def video_bytes(path: Path) -> int:
     return sum(int(line) for line in out.split() if line.strip().isdigit())
 
 
-def _geometry(source: Path, panel: tuple[int, int], fitted: bool) -> tuple[int, int, int, int]:
-    """(width, height, x, y) of one source's picture inside its panel."""
-    from services.compositor import fit
+@dataclass(frozen=True)
+class _Geometry:
+    """One side's picture in an output: the reference (the source scaled, maybe cropped) and where it is in the frame."""
+
+    reference: str  # filters from the source to the reference picture
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+def _geometry(source: Path, side: str, *, panel: tuple[int, int] | None = None, layout=None) -> _Geometry:
+    """The plan's stretched ``panel`` (side by side), or the side's place in our ``layout``."""
+    from services.compositor import CROP, cover, crop_origin, fit
     from shared.ffmpeg import probe_video
     from shared.settings import load_settings
 
-    pw, ph = panel
-    if not fitted:
-        return pw, ph, 0, 0
+    if layout is None:
+        pw, ph = panel
+        return _Geometry(f"scale={pw}:{ph}:flags=lanczos", 0 if side == "caller" else pw, 0, pw, ph)
+    rect = layout.panel(side)
     info = probe_video(source, load_settings({}))
-    w, h = fit(info.width, info.height, pw, ph)
-    return w, h, (pw - w) // 2 // 2 * 2, (ph - h) // 2 // 2 * 2
+    if layout.fit == CROP:
+        cw, ch = cover(info.width, info.height, rect.w, rect.h)
+        x, y = crop_origin((cw, ch), (rect.w, rect.h))
+        return _Geometry(f"scale={cw}:{ch}:flags=lanczos,crop={rect.w}:{rect.h}:{x}:{y}", rect.x, rect.y, rect.w, rect.h)
+    w, h = fit(info.width, info.height, rect.w, rect.h)
+    return _Geometry(f"scale={w}:{h}:flags=lanczos", rect.x + (rect.w - w) // 2 // 2 * 2, rect.y + (rect.h - h) // 2 // 2 * 2, w, h)
 
 
 _SSIM = re.compile(r"SSIM .*All:([0-9.]+)")
 _PSNR = re.compile(r"PSNR .*average:([0-9.]+|inf)")
 
 
-def quality(output: Path, inputs: ComposeInputs, *, panel: tuple[int, int], fitted: bool) -> Quality:
-    """SSIM and PSNR of ``output``'s picture areas (panels of ``panel`` size) against the lanczos-scaled sources."""
-    (lw, lh, lx, ly), (rw, rh, rx, ry) = _geometry(inputs.caller, panel, fitted), _geometry(inputs.callee, panel, fitted)
-    panel_w = panel[0]
+def quality(output: Path, inputs: ComposeInputs, *, panel: tuple[int, int] | None = None, layout=None) -> Quality:
+    """SSIM and PSNR of ``output``'s picture areas against the lanczos-scaled sources.
+
+    ``panel``: the plan's geometry, each source stretched to it side by side;
+    ``layout``: ours (``services.compositor.Layout``), each source fitted or
+    cropped into its panel as the compositor does.
+    """
+    left = _geometry(inputs.caller, "caller", panel=panel, layout=layout)
+    right = _geometry(inputs.callee, "callee", panel=panel, layout=layout)
     graph = ";".join(
         [
-            f"[1:v]scale={lw}:{lh}:flags=lanczos,setsar=1,format=yuv420p[rl]",
-            f"[2:v]scale={rw}:{rh}:flags=lanczos,setsar=1,format=yuv420p[rr]",
+            f"[1:v]{left.reference},setsar=1,format=yuv420p[rl]",
+            f"[2:v]{right.reference},setsar=1,format=yuv420p[rr]",
             "[rl][rr]hstack=inputs=2,split[ref1][ref2]",
             "[0:v]setsar=1,format=yuv420p,split[dl][dr]",
-            f"[dl]crop={lw}:{lh}:{lx}:{ly}[cl]",
-            f"[dr]crop={rw}:{rh}:{panel_w + rx}:{ry}[cr]",
+            f"[dl]crop={left.w}:{left.h}:{left.x}:{left.y}[cl]",
+            f"[dr]crop={right.w}:{right.h}:{right.x}:{right.y}[cr]",
             "[cl][cr]hstack=inputs=2,split[d1][d2]",
             "[d1][ref1]ssim[s]",
             "[d2][ref2]psnr[p]",
@@ -275,21 +309,32 @@ def _render(name: str, command: Callable[[Path], list[str]], output: Path, repea
 def render_plan(inputs: ComposeInputs, workdir: Path, repeat: int) -> Render:
     output = workdir / f"plan-{inputs.size}.mp4"
     render = _render("plan (medium, crf 23)", lambda out: plan_command(inputs, out), output, repeat, workdir / "plan.log")
-    render.quality = quality(output, inputs, panel=PLAN_PANEL, fitted=False)
+    render.quality = quality(output, inputs, panel=PLAN_PANEL)
     return render
 
 
-def render_ours(inputs: ComposeInputs, workdir: Path, encoder: Encoder, repeat: int, *, overlays: bool, measure_quality: bool) -> Render:
-    tag = f"{encoder.preset}-{encoder.crf}-{abs(hash(encoder.params)) % 10**6}-{'full' if overlays else 'bare'}-{inputs.size}"
+def render_ours(
+    inputs: ComposeInputs,
+    workdir: Path,
+    encoder: Encoder,
+    repeat: int,
+    *,
+    overlays: bool,
+    measure_quality: bool,
+    layout: str = DEFAULT_LAYOUT,
+) -> Render:
+    tag = f"{encoder.preset}-{encoder.crf}-{abs(hash(encoder.params)) % 10**6}-{'full' if overlays else 'bare'}-{inputs.size}-{layout}"
     output = workdir / f"ours-{tag}.mp4"
+    placed = our_layout(inputs, layout)
+    name = f"ours ({encoder.label})" if layout == DEFAULT_LAYOUT else f"ours ({encoder.label}), {layout} {placed.width}×{placed.height}"
     render = _render(
-        f"ours ({encoder.label})",
-        lambda out: our_command(inputs, out, workdir / f"work-{tag}", encoder, overlays=overlays),
+        name,
+        lambda out: our_command(inputs, out, workdir / f"work-{tag}", encoder, overlays=overlays, layout=layout),
         output, repeat, workdir / "ours.log",
     )
     render.encoder = encoder
     if measure_quality:
-        render.quality = quality(output, inputs, panel=our_panel(inputs), fitted=True)
+        render.quality = quality(output, inputs, layout=placed)
     return render
 
 

@@ -121,6 +121,7 @@ class ComposeSection:
     sweep: list[Render] = field(default_factory=list)
     choice: Render | None = None
     elsewhere: list[Elsewhere] = field(default_factory=list)  # the same comparison under other FFmpeg builds
+    layouts: list[tuple[Render, Render]] = field(default_factory=list)  # (shipped, bare) in each other VIDEO_LAYOUT
 
 
 @dataclass
@@ -233,6 +234,10 @@ class Report:
             "panel taking the side videos' shape, so no bars are encoded. At the same CRF the plan's upscaled panels "
             "are easier to encode well, which is why ours needs a lower CRF for the same SSIM.",
             "",
+            "The rows named after a layout (landscape, square, vertical: docs/layouts.md) are our shipped render in "
+            "that `VIDEO_LAYOUT`'s frame; their SSIM compares each panel with its source cropped as the compositor "
+            "crops it, on the same render without labels and highlight.",
+            "",
             "Both commands run under the FFmpeg of the machine line above; a table under a size repeats the plan "
             "against our default under another build (`--also-ffmpeg`). The audio and compositor images "
             "(deploy/*.Dockerfile, Debian trixie) ship FFmpeg 7.1, whose command line gives every demuxer, decoder, "
@@ -245,6 +250,9 @@ class Report:
             shipped = Render(f"{section.shipped.name}, shipped: audio, labels, highlight", section.shipped.usage, section.shipped.video_bytes, section.bare.quality)
             bare = Render(f"{section.bare.name}, no labels/highlight", section.bare.usage, section.bare.video_bytes, section.bare.quality)
             rows = [_render_row(section.plan, section.plan, ratio=False), _render_row(shipped, section.plan, ratio=True), _render_row(bare, section.plan, ratio=True)]
+            for framed, framed_bare in section.layouts:
+                shown = Render(f"{framed.name}: audio, labels, highlight", framed.usage, framed.video_bytes, framed_bare.quality)
+                rows.append(_render_row(shown, section.plan, ratio=True))
             out.append(table(RENDER_COLUMNS, rows))
             for other in section.elsewhere:
                 out += ["", f"The same two commands under FFmpeg {other.version} (alternating, {len(other.plan.runs)} run(s) each):", ""]

@@ -144,6 +144,11 @@ def run_compose(args: argparse.Namespace, workdir: Path, report: Report, size: s
     )
     bare = compare.render_ours(inputs, folder, default, args.repeat, overlays=False, measure_quality=True)
     result = ComposeSection(size=size, seconds=args.compare_seconds, plan=plan, shipped=shipped, bare=bare)
+    for layout in compare.LAYOUTS:
+        say(f"compose {size}: ours in the {layout} layout, {args.repeat}×")
+        framed = compare.render_ours(inputs, folder, default, args.repeat, overlays=True, measure_quality=False, layout=layout)
+        framed_bare = compare.render_ours(inputs, folder, default, 1, overlays=False, measure_quality=True, layout=layout)
+        result.layouts.append((framed, framed_bare))
     # Round by round over the whole sweep, so a machine that slows down during it slows every setting alike.
     rounds: list[list[Render]] = [[] for _ in sweep]
     for index in range(args.sweep_repeat):

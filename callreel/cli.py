@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from shared.keys import InvalidCallId
-from shared.settings import SettingsError, get_settings
+from shared.settings import VIDEO_LAYOUTS, SettingsError, get_settings, reload_settings
 
 from .errors import CliError
 
@@ -74,6 +74,9 @@ def cmd_bucket(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from .render import render
 
+    if args.layout:
+        # The workers in this process read the settings themselves: the layout goes where they read it.
+        reload_settings(VIDEO_LAYOUT=args.layout)
     return render(Path(args.recording), Path(args.output), settings=_embedded_settings(), quiet=args.quiet)
 
 
@@ -206,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recording", help="a dual-channel recording (MP3 or WAV): left = caller, right = callee")
     p.add_argument("-o", "--output", required=True, help="where to write the MP4")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    p.add_argument("--layout", choices=VIDEO_LAYOUTS, help="frame layout of this video (default: VIDEO_LAYOUT; docs/layouts.md)")
     p.set_defaults(func=cmd_render)
 
     p = _command(sub, "serve", "the webhook app and all four workers in one process (local development)", "callreel serve --port 8000")

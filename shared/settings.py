@@ -23,7 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-__all__ = ["Settings", "SettingsError", "get_settings", "load_settings", "reload_settings"]
+__all__ = ["Settings", "SettingsError", "VIDEO_LAYOUTS", "get_settings", "load_settings", "reload_settings"]
+
+# VIDEO_LAYOUT's values (services/compositor/layouts.py places each; `callreel render --layout` offers them).
+VIDEO_LAYOUTS = ("side-by-side", "landscape", "square", "vertical")
 
 
 class SettingsError(Exception):
@@ -116,6 +119,8 @@ class Settings:
     # -- compositor ---------------------------------------------------------
     panel_width: int = env("PANEL_WIDTH", 640, "Width of the box each side's panel fits in (panels take the side videos' shape when they share one).", group="compositor", minimum=16)
     panel_height: int = env("PANEL_HEIGHT", 480, "Height of the box each side's panel fits in.", group="compositor", minimum=16)
+    video_layout: str = env("VIDEO_LAYOUT", "side-by-side", "Frame layout: `side-by-side` (two PANEL_WIDTH×PANEL_HEIGHT panels), `landscape` (16:9), `square` (1080×1080) or `vertical` (1080×1920, caller on top; Shorts/Reels/TikTok). See docs/layouts.md.", group="compositor", choices=VIDEO_LAYOUTS)
+    video_resolution: str = env("VIDEO_RESOLUTION", "720p", "Frame size of the `landscape` layout (1280×720 or 1920×1080); the other layouts have one size each.", group="compositor", choices=("720p", "1080p"))
     video_fps: int = env("VIDEO_FPS", 25, "Frame rate of the final video.", group="compositor", minimum=1)
     caller_label: str = env("CALLER_LABEL", "AI agent", "Label drawn on the caller's panel.", group="compositor")
     callee_label: str = env("CALLEE_LABEL", "Customer", "Label drawn on the callee's panel.", group="compositor")
@@ -287,9 +292,15 @@ def get_settings() -> Settings:
         return _cached()
 
 
-def reload_settings() -> Settings:
-    """Forget the cached settings and read the environment again (tests, CLI)."""
+def reload_settings(**overrides: str) -> Settings:
+    """Forget the cached settings and read the environment again (tests, CLI).
+
+    ``overrides`` (``VIDEO_LAYOUT="vertical"``) are set in this process's
+    environment first, so code that reads the settings itself (the workers of
+    ``callreel render``) sees them too.
+    """
     with _lock:
+        os.environ.update(overrides)
         _cached.cache_clear()
         return _cached()
 

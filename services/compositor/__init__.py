@@ -9,8 +9,10 @@
 A render is two sides (a :class:`SideSpec` each: its :class:`Clip` videos, or
 none for a local panel) over the call's stereo audio; :func:`render_command`
 is the FFmpeg command the worker would run for it, with the encoder and the
-panel box taken from ``settings``. :func:`panel_size` and :func:`fit` say where
-each side's picture lands in the frame.
+panel box taken from ``settings``. :func:`render_layout` is the frame it
+renders (``VIDEO_LAYOUT``: size, each side's panel, crop or fit), and
+:func:`panel_size`, :func:`fit`, :func:`cover` and :func:`crop_origin` say
+where each side's picture lands in its panel.
 """
 
 from __future__ import annotations
@@ -19,12 +21,27 @@ from pathlib import Path
 
 from shared.settings import Settings
 
-from .composer import render_spec
+from .composer import render_layout, render_spec
 from .graph import build_command
 from .layout import Clip, SideSpec, fit, panel_size
+from .layouts import CROP, LAYOUTS, Layout, Rect, cover, crop_origin
 from .media import resolve_font
 
-__all__ = ["Clip", "SideSpec", "render_command", "panel_size", "fit", "resolve_font"]
+__all__ = [
+    "Clip",
+    "SideSpec",
+    "render_command",
+    "render_layout",
+    "panel_size",
+    "fit",
+    "cover",
+    "crop_origin",
+    "resolve_font",
+    "Layout",
+    "Rect",
+    "LAYOUTS",
+    "CROP",
+]
 
 
 def render_command(

@@ -41,11 +41,12 @@ from shared.storage import ObjectNotFound, Storage
 
 from .graph import AUDIO_RATE, build_command
 from .layout import Clip, RenderSpec, SideSpec, panel_size
+from .layouts import Layout, layout
 from .media import detect_speech, resolve_font
 from .mix import plan as plan_mix
 from .runner import run_ffmpeg
 
-__all__ = ["Outcome", "compose_call", "render_spec", "side_video_urls"]
+__all__ = ["Outcome", "compose_call", "render_spec", "render_layout", "side_video_urls"]
 
 log = logging.getLogger("callreel.compositor")
 
@@ -130,7 +131,8 @@ def render_spec(
     With AUDIO_MIX=centered this measures the recording's loudness (one audio
     decode, :func:`.mix.measure`): the render applies it as one constant gain.
     """
-    width, height = panel_size((caller, callee), settings.panel_width, settings.panel_height)
+    placement = render_layout(settings, caller, callee)
+    width, height = placement.panel("caller").w, placement.panel("caller").h
     return RenderSpec(
         recording=recording,
         duration=duration,
@@ -145,7 +147,14 @@ def render_spec(
         x264_params=settings.video_x264_params,
         font=font,
         mix=plan_mix(settings, recording, AUDIO_RATE),
+        layout=placement,
     )
+
+
+def render_layout(settings: Settings, caller: SideSpec, callee: SideSpec) -> Layout:
+    """The frame these two sides are rendered in: ``VIDEO_LAYOUT``, side-by-side's panels in the side videos' shape."""
+    width, height = panel_size((caller, callee), settings.panel_width, settings.panel_height)
+    return layout(settings.video_layout, panel=(width, height), resolution=settings.video_resolution)
 
 
 def _check_output(path: Path, duration: float, settings: Settings) -> None:

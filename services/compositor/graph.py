@@ -1,4 +1,4 @@
-"""The one FFmpeg command that renders a call: two panels side by side over the call's audio.
+"""The one FFmpeg command that renders a call: two panels, placed by the layout, over the call's audio.
 
 ::
 
@@ -7,9 +7,14 @@
     callee …  ─────────────────────────────────── same ───────────────────────────┘                    ├─ mp4 +faststart
     recording (stereo) ──────────────────────────────────────────────────────────────────── aac ───────┘
 
-Each panel is built at panel size, in yuv420p, at the output rate, and is
-exactly ``frames`` frames long, so ``hstack`` pairs frames one to one and
-the encoder gets frames in its own format (no conversion in front of it).
+Each panel is built at its size in the layout (:mod:`.layouts`), in yuv420p,
+at the output rate, and is exactly ``frames`` frames long, so the stack pairs
+frames one to one and the encoder gets frames in its own format (no
+conversion in front of it). Panels in a row are joined with ``hstack``, in a
+column with ``vstack``, and the pair is padded onto the background only where
+it does not fill the frame (``square``): cheaper than overlaying both panels
+on a background canvas or ``xstack`` with a fill, which touch every pixel of
+the frame again (measured: docs/layouts.md, section "Composition cost").
 The labels and the active-speaker border are drawn per panel, timed by the
 side's speech intervals through a timeline ``enable`` expression.
 """
@@ -24,6 +29,7 @@ from shared.ffmpeg import graph_file_option, threaded_cli
 
 from . import mix
 from .layout import RenderSpec, SideSpec, enable_expr, speaking, timeline
+from .layouts import BACKGROUND, CROP, Layout, Rect
 from .panel import fitted_clip, hold, local_panel, still
 
 __all__ = ["build_command", "side_stream", "HIGHLIGHT_COLOUR", "AUDIO_BITRATE", "AUDIO_RATE"]
@@ -46,7 +52,8 @@ def _track(side: SideSpec, spec: RenderSpec, one_thread: bool):
     """The side's generated clips at their start times, the idle avatar in between."""
     pieces = timeline([(c.start, c.end) for c in side.clips], spec.duration, spec.fps)
     idle_count = sum(1 for p in pieces if p.clip is None)
-    idle = still(side, spec.width, spec.height, spec.fps) if idle_count else None
+    panel, crop = spec.placement.panel(side.side), spec.placement.fit == CROP
+    idle = still(side, panel.w, panel.h, spec.fps, crop=crop) if idle_count else None
     idle_frames = idle.split() if idle_count > 1 else None
     parts, used = [], 0
     for piece in pieces:
@@ -55,7 +62,8 @@ def _track(side: SideSpec, spec: RenderSpec, one_thread: bool):
             used += 1
             parts.append(hold(frame, piece.frames, spec.fps))
         else:
-            parts.append(fitted_clip(side.clips[piece.clip], piece.frames, spec.width, spec.height, spec.fps, one_thread=one_thread))
+            clip = side.clips[piece.clip]
+            parts.append(fitted_clip(clip, piece.frames, panel.w, panel.h, spec.fps, one_thread=one_thread, crop=crop))
     track = parts[0] if len(parts) == 1 else ffmpeg.concat(*parts, n=len(parts), v=1, a=0)
     # concat's timestamps follow each input's own; renumber so the panel runs at exactly fps.
     return track.filter("setpts", f"N/({spec.fps}*TB)")
@@ -68,7 +76,7 @@ def _label(stream, side: SideSpec, spec: RenderSpec):
     # filtergraph can be tripped by a label such as "Sales: 50%, [EU]".
     text_file = spec.workdir / f"label-{side.side}.txt"
     text_file.write_text(side.label.strip(), encoding="utf-8")
-    size = max(12, spec.height // 20)
+    size = max(12, spec.placement.panel(side.side).h // 20)
     return stream.filter(
         "drawtext",
         fontfile=str(spec.font),
@@ -92,7 +100,7 @@ def _highlight(stream, side: SideSpec, spec: RenderSpec):
     # tests every pixel of its box on every frame, so the hollow box cost as
     # much as scaling the panel (measured: docs/benchmarks.md, section "The
     # speaker highlight"). The picture is the same.
-    t = max(4, spec.height // 80)
+    t = max(4, spec.placement.panel(side.side).h // 80)
     for x, y, w, h in (("0", "0", "iw", t), ("0", f"ih-{t}", "iw", t), ("0", t, t, f"ih-{2 * t}"), (f"iw-{t}", t, t, f"ih-{2 * t}")):
         stream = stream.filter("drawbox", x=x, y=y, w=w, h=h, color=HIGHLIGHT_COLOUR, t="fill", enable=expr)
     return stream
@@ -101,7 +109,8 @@ def _highlight(stream, side: SideSpec, spec: RenderSpec):
 def side_stream(side: SideSpec, spec: RenderSpec, *, one_thread_decoders: bool = False):
     """One finished panel: its picture, label and speaking border."""
     if side.is_local:
-        stream = local_panel(side, spec.frames, spec.width, spec.height, spec.fps)
+        panel = spec.placement.panel(side.side)
+        stream = local_panel(side, spec.frames, panel.w, panel.h, spec.fps, crop=spec.placement.fit == CROP)
     else:
         stream = _track(side, spec, one_thread_decoders)
     return _highlight(_label(stream, side, spec), side, spec)
@@ -135,6 +144,20 @@ def _check_distinct_inputs(spec: RenderSpec) -> None:
         raise ValueError(f"each clip and avatar must be its own file; used twice: {', '.join(repeated)}")
 
 
+def _arrange(panels: list, layout: Layout):
+    """The caller's and callee's panels placed in the frame: stacked, then padded onto the background if need be."""
+    a, b = layout.caller, layout.callee
+    if (a.y, a.h, a.x + a.w) == (b.y, b.h, b.x):
+        video, block = ffmpeg.filter(panels, "hstack", inputs=2), Rect(a.x, a.y, a.w + b.w, a.h)
+    elif (a.x, a.w, a.y + a.h) == (b.x, b.w, b.y):
+        video, block = ffmpeg.filter(panels, "vstack", inputs=2), Rect(a.x, a.y, a.w, a.h + b.h)
+    else:
+        raise ValueError(f"layout {layout.name}: the panels must touch in a row or a column")
+    if block == Rect(0, 0, layout.width, layout.height):
+        return video
+    return video.filter("pad", layout.width, layout.height, block.x, block.y, color=BACKGROUND)
+
+
 def build_command(spec: RenderSpec, output: Path, *, binary: str = "ffmpeg") -> list[str]:
     """The complete FFmpeg argument list (binary first) that renders ``spec`` into ``output``."""
     _check_distinct_inputs(spec)
@@ -143,7 +166,7 @@ def build_command(spec: RenderSpec, output: Path, *, binary: str = "ffmpeg") -> 
     segmented = max(len(spec.caller.clips), len(spec.callee.clips)) > 1
     one_thread = segmented and threaded_cli(binary)
     sides = [side_stream(side, spec, one_thread_decoders=one_thread) for side in (spec.caller, spec.callee)]
-    video = ffmpeg.filter(sides, "hstack", inputs=2)
+    video = _arrange(sides, spec.placement)
     audio = _audio(spec)
     args = (
         ffmpeg.output(video, audio, str(output), **_output_options(spec))

@@ -20,6 +20,7 @@ from typing import Sequence
 from shared.ffmpeg import VideoInfo
 
 from .mix import AudioMix
+from .layouts import Layout, side_by_side
 
 __all__ = [
     "Interval",
@@ -47,6 +48,7 @@ class Clip:
     start: float
     end: float
     info: VideoInfo
+    focus: tuple[float, float] | None = None  # the face's centre (fractions of the picture) when known: where a crop centres
 
 
 @dataclass(frozen=True)
@@ -70,10 +72,10 @@ class SideSpec:
 class RenderSpec:
     recording: Path  # the call's stereo audio: the video's sound track
     duration: float  # seconds; the video is exactly this long
-    caller: SideSpec  # left
-    callee: SideSpec  # right
+    caller: SideSpec  # left (top in vertical)
+    callee: SideSpec  # right (below in vertical)
     workdir: Path  # the call's temp folder (label text files, long graphs)
-    width: int = 640  # one panel
+    width: int = 640  # one panel of side-by-side
     height: int = 480
     fps: int = 25
     preset: str = "veryfast"
@@ -81,10 +83,15 @@ class RenderSpec:
     x264_params: str = ""
     font: Path | None = None  # None: no labels
     mix: AudioMix | None = None  # the centered mix and its measured loudness; None: the recording's channels as they are
+    layout: Layout | None = None  # None: side-by-side of width×height panels
 
     @property
     def frames(self) -> int:
         return total_frames(self.duration, self.fps)
+
+    @property
+    def placement(self) -> Layout:
+        return self.layout if self.layout is not None else side_by_side(self.width, self.height)
 
 
 @dataclass(frozen=True)

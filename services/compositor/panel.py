@@ -26,6 +26,7 @@ from __future__ import annotations
 import ffmpeg
 
 from .layout import Clip, SideSpec, fit
+from .layouts import TOP_SHARE, cover, crop_origin
 
 __all__ = ["CARD_COLOURS", "scale_flags", "decode_options", "still", "hold", "fitted_clip", "local_panel"]
 
@@ -74,15 +75,20 @@ def _pad(stream, width: int, height: int, panel_w: int, panel_h: int):
     return stream.filter("pad", panel_w, panel_h, x, y, color="black")
 
 
-def still(side: SideSpec, width: int, height: int, fps: int):
-    """One panel-sized yuv420p frame: the side's avatar fitted and padded, or a coloured card."""
+def still(side: SideSpec, width: int, height: int, fps: int, *, crop: bool = False):
+    """One panel-sized yuv420p frame: the side's avatar fitted and padded (or cropped to fill), or a coloured card."""
     if side.avatar is None:
         return ffmpeg.input(f"color=c={CARD_COLOURS[side.side]}:s={width}x{height}:r={fps}:d={1 / fps}", f="lavfi").video.filter(
             "format", "yuv420p"
         )
     frame = ffmpeg.input(str(side.avatar)).video.filter("trim", end_frame=1)
-    frame = frame.filter("scale", width, height, force_original_aspect_ratio="decrease", flags="bicubic")
-    frame = frame.filter("pad", width, height, "(ow-iw)/2", "(oh-ih)/2", color="black")
+    if crop:
+        # The image's size is not probed here: FFmpeg places the crop, by the rule of layouts.crop_origin.
+        frame = frame.filter("scale", width, height, force_original_aspect_ratio="increase", flags="bicubic")
+        frame = frame.filter("crop", width, height, "(iw-ow)/2", f"(ih-oh)*{TOP_SHARE}")
+    else:
+        frame = frame.filter("scale", width, height, force_original_aspect_ratio="decrease", flags="bicubic")
+        frame = frame.filter("pad", width, height, "(ow-iw)/2", "(oh-ih)/2", color="black")
     return frame.filter("setsar", 1).filter("format", "yuv420p")
 
 
@@ -91,9 +97,14 @@ def hold(frame, frames: int, fps: int):
     return frame.filter("loop", loop=frames - 1, size=1, start=0).filter("setpts", f"N/({fps}*TB)")
 
 
-def fitted_clip(clip: Clip, frames: int, width: int, height: int, fps: int, *, one_thread: bool = False):
-    """``frames`` frames of ``clip`` fitted to the panel: trimmed when long, last frame held when short."""
-    fit_w, fit_h = fit(clip.info.width, clip.info.height, width, height)
+def fitted_clip(clip: Clip, frames: int, width: int, height: int, fps: int, *, one_thread: bool = False, crop: bool = False):
+    """``frames`` frames of ``clip`` fitted to the panel: trimmed when long, last frame held when short.
+
+    ``crop``: the clip covers the panel and is cut to it around its face
+    (``clip.focus``), instead of fitting inside it with bars.
+    """
+    sizing = cover if crop else fit
+    fit_w, fit_h = sizing(clip.info.width, clip.info.height, width, height)
     decoding = decode_options(clip.info.width, clip.info.height, fit_w, fit_h, one_thread=one_thread)
     stream = ffmpeg.input(str(clip.path), **decoding).video.filter("setpts", "PTS-STARTPTS")
     drops = clip.info.fps == 0 or clip.info.fps >= fps
@@ -102,13 +113,17 @@ def fitted_clip(clip: Clip, frames: int, width: int, height: int, fps: int, *, o
     stream = stream.filter("scale", fit_w, fit_h, flags=scale_flags(clip.info.height, fit_h)).filter("format", "yuv420p").filter("setsar", 1)
     if not drops:
         stream = stream.filter("fps", fps)
-    stream = _pad(stream, fit_w, fit_h, width, height)
+    if crop and (fit_w, fit_h) != (width, height):
+        x, y = crop_origin((fit_w, fit_h), (width, height), clip.focus)
+        stream = stream.filter("crop", width, height, x, y)
+    elif not crop:
+        stream = _pad(stream, fit_w, fit_h, width, height)
     return stream.filter("tpad", stop_mode="clone", stop_duration=round(frames / fps + 1, 3)).filter("trim", end_frame=frames)
 
 
-def local_panel(side: SideSpec, frames: int, width: int, height: int, fps: int):
+def local_panel(side: SideSpec, frames: int, width: int, height: int, fps: int, *, crop: bool = False):
     """The side's still with a live waveform of its audio, ``frames`` frames long."""
-    background = hold(still(side, width, height, fps), frames, fps)
+    background = hold(still(side, width, height, fps, crop=crop), frames, fps)
     if side.audio is None:
         return background
     audio = ffmpeg.input(str(side.audio)).audio

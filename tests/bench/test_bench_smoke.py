@@ -6,6 +6,7 @@ test); that each measurement is present, numeric and plausible is.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -94,6 +95,9 @@ def test_compose_is_compared_with_the_plan_on_speed_quality_and_size(quick_run):
     assert header[:3] == ["render", "wall s", "CPU s"] and "SSIM" in header and "PSNR dB" in header
     assert rows[0][0].startswith("plan (medium, crf 23)")
     assert any("shipped: audio, labels, highlight" in row[0] for row in rows)
+    # A row per other layout, in its frame's size.
+    framed = [m[1] for row in rows if (m := re.search(r", ([a-z-]+ \d+×\d+): audio, labels, highlight$", row[0]))]
+    assert framed == ["landscape 1280×720", "square 1080×1080", "vertical 1080×1920"]
     ssim = header.index("SSIM")
     for row in rows:
         assert 0.5 < number(row[ssim]) <= 1.0, row

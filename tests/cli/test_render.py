@@ -169,3 +169,13 @@ def test_on_a_terminal_an_error_is_printed_once(tty_env, tmp_path):
     assert lines[-1].startswith("callreel: ") and "stitching failed" in lines[-1], lines
     assert lines[-1].endswith(f"(log: {tmp_path / 'data' / 'render.log'})"), lines
     assert "Traceback" not in raw and not re.search(r"\b(INFO|ERROR)\b", raw), raw
+
+
+def test_render_layout_overrides_the_configured_one_for_this_video(cli_env, short_call, tmp_path):
+    out = tmp_path / "out.mp4"
+    result = cli_env("render", short_call, "-o", out, "--layout", "vertical", "-q", extra={"VIDEO_LAYOUT": "square"})
+    assert result.returncode == 0, result.stderr
+    video = next(s for s in media.probe(out)["streams"] if s["codec_type"] == "video")
+    assert (video["width"], video["height"]) == (1080, 1920)
+    refused = cli_env("render", short_call, "-o", out, "--layout", "diagonal")
+    assert refused.returncode == 2 and "invalid choice: 'diagonal'" in refused.stderr
