@@ -81,6 +81,7 @@ class Settings:
     public_base_url: str = env("PUBLIC_BASE_URL", "", "Public https URL of the ingest service as Twilio calls it.", group="ingest")
     twilio_recording_hosts: tuple[str, ...] = env("TWILIO_RECORDING_HOSTS", ("api.twilio.com",), "Comma list of hosts a RecordingUrl may point at (https only).", group="ingest")
     twilio_recording_format: str = env("TWILIO_RECORDING_FORMAT", "mp3", "Format asked of Twilio when downloading.", group="ingest", choices=("mp3", "wav"))
+    webhook_max_age: int = env("WEBHOOK_MAX_AGE", 86400, "Seconds after its RecordingStartTime a recording status callback is still accepted; older ones (replays) get 400.", group="ingest", minimum=60)
     twilio_404_window: int = env("TWILIO_404_WINDOW", 120, "Seconds to keep retrying a 404 right after the callback.", group="ingest", minimum=0)
     twilio_delete_recording: bool = env("TWILIO_DELETE_RECORDING", False, "Delete the recording at Twilio once stored.", group="ingest")
     download_timeout: int = env("DOWNLOAD_TIMEOUT", 30, "Connect/read timeout in seconds for recording downloads.", group="ingest", minimum=1)

@@ -24,6 +24,8 @@ Content-Length, sends half, closes), ``slow`` (the body in small pieces,
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import email.utils
 import json
 import os
 import socket
@@ -159,7 +161,8 @@ class FakeTwilio:
             "RecordingDuration": "12",
             "RecordingChannels": "2",
             "RecordingSource": "DialVerb",
-            "RecordingStartTime": "Thu, 26 Nov 2026 03:50:07 +0000",
+            # A moment ago: the webhook refuses recordings older than WEBHOOK_MAX_AGE.
+            "RecordingStartTime": email.utils.format_datetime(dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=60)),
             "ErrorCode": "0",
         }
         form.update({k: str(v) for k, v in fields.items()})
