@@ -126,7 +126,7 @@ class Settings:
     video_x264_params: str = env("VIDEO_X264_PARAMS", "mbtree=1:rc-lookahead=10:weightp=0", "x264 options applied over the preset (`key=value:…`). Empty: the preset alone.", group="compositor")
     compose_timeout: int = env("COMPOSE_TIMEOUT", 1800, "Seconds FFmpeg may take to compose one call.", group="compositor", minimum=1)
     video_status_callback_url: str = env("VIDEO_STATUS_CALLBACK_URL", "", "POST a signed JSON status here when a call finishes.", group="compositor")
-    video_status_callback_secret: str = env("VIDEO_STATUS_CALLBACK_SECRET", "", "HMAC-SHA256 key for the status callback signature.", group="compositor", secret=True)
+    video_status_callback_secret: str = env("VIDEO_STATUS_CALLBACK_SECRET", "", "HMAC-SHA256 key for the status callback signature (32 bytes or more).", group="compositor", secret=True)
     # -- workers and deploy -------------------------------------------------
     worker_processes: int = env("WORKER_PROCESSES", 1, "Dramatiq worker processes per service.", group="deploy", minimum=1)
     worker_threads: int = env("WORKER_THREADS", 2, "Dramatiq threads per worker process.", group="deploy", minimum=1)
@@ -201,6 +201,10 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str | None:
     return None
 
 
+#: Shortest API token and callback secret accepted: a guess or an offline brute force must stay hopeless.
+MIN_SECRET_BYTES = 32
+
+
 def _cross_checks(s: Settings) -> list[str]:
     problems = []
     for name, value, schemes in (
@@ -220,6 +224,11 @@ def _cross_checks(s: Settings) -> list[str]:
         problems.append("TWILIO_ACCOUNT_SID must look like AC followed by 32 hex digits")
     if s.video_status_callback_url and not s.video_status_callback_secret:
         problems.append("VIDEO_STATUS_CALLBACK_SECRET is required when VIDEO_STATUS_CALLBACK_URL is set")
+    elif s.video_status_callback_secret and len(s.video_status_callback_secret.encode()) < MIN_SECRET_BYTES:
+        # A short HMAC key can be brute-forced offline from one signed callback.
+        problems.append(
+            f"VIDEO_STATUS_CALLBACK_SECRET must be at least {MIN_SECRET_BYTES} bytes long (got {len(s.video_status_callback_secret.encode())})"
+        )
     if s.video_crf > 51:
         problems.append(f"VIDEO_CRF must be between 0 and 51, got {s.video_crf}")
     if s.panel_width % 2 or s.panel_height % 2:
