@@ -86,9 +86,10 @@ class Settings:
     twilio_delete_recording: bool = env("TWILIO_DELETE_RECORDING", False, "Delete the recording at Twilio once stored.", group="ingest")
     download_timeout: int = env("DOWNLOAD_TIMEOUT", 30, "Connect/read timeout in seconds for recording downloads.", group="ingest", minimum=1)
     recording_max_bytes: int = env("RECORDING_MAX_BYTES", 500_000_000, "Largest recording accepted, in bytes.", group="ingest", minimum=1)
-    api_token: str = env("CALLREEL_API_TOKEN", "", "Bearer token for the status API and operator page.", group="ingest", secret=True)
-    auth_max_failures: int = env("AUTH_MAX_FAILURES", 10, "Wrong API tokens (bearer or login form) one address may send per AUTH_FAILURE_WINDOW before it gets 429.", group="ingest", minimum=1)
-    auth_failure_window: int = env("AUTH_FAILURE_WINDOW", 300, "Seconds over which wrong API tokens are counted.", group="ingest", minimum=1)
+    api_token: str = env("CALLREEL_API_TOKEN", "", "Bearer token for the status API and operator page; 32 characters or more. Empty: both are off.", group="ingest", secret=True)
+    auth_max_failures: int = env("AUTH_MAX_FAILURES", 10, "Wrong API tokens one client address may send per AUTH_FAILURE_WINDOW before it gets 429, counted apart for the API and the login form. The right token is never refused.", group="ingest", minimum=1)
+    auth_failure_window: int = env("AUTH_FAILURE_WINDOW", 300, "Seconds over which wrong API tokens are counted (in the database, across workers and restarts).", group="ingest", minimum=1)
+    trusted_proxy_hops: int = env("TRUSTED_PROXY_HOPS", 0, "Proxies in front of ingest that append to X-Forwarded-For (Railway: 1). The client address is the entry this many from the right; 0: the peer's address, the header ignored.", group="ingest", minimum=0)
     operator_session_max_age: int = env("OPERATOR_SESSION_MAX_AGE", 43200, "Seconds an operator page login lasts.", group="ingest", minimum=60)
     port: int = env("PORT", 8000, "Port the ingest service listens on.", group="ingest", minimum=1)
     gunicorn_workers: int = env("GUNICORN_WORKERS", 2, "gunicorn worker processes for ingest.", group="ingest", minimum=1)
@@ -229,6 +230,8 @@ def _cross_checks(s: Settings) -> list[str]:
         problems.append(
             f"VIDEO_STATUS_CALLBACK_SECRET must be at least {MIN_SECRET_BYTES} bytes long (got {len(s.video_status_callback_secret.encode())})"
         )
+    if s.api_token and len(s.api_token) < MIN_SECRET_BYTES:
+        problems.append(f"CALLREEL_API_TOKEN must be at least {MIN_SECRET_BYTES} characters long (got {len(s.api_token)})")
     if s.video_crf > 51:
         problems.append(f"VIDEO_CRF must be between 0 and 51, got {s.video_crf}")
     if s.panel_width % 2 or s.panel_height % 2:
