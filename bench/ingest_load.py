@@ -20,6 +20,8 @@ Two loads, both a fixed number of requests:
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import os
 import signal
 import subprocess
@@ -161,7 +163,8 @@ class WebhookBench:
                 "RecordingDuration": "62",
                 "RecordingChannels": "2",
                 "RecordingSource": "DialVerb",
-                "RecordingStartTime": "Thu, 26 Nov 2026 03:50:07 +0000",
+                # Recent: the webhook refuses recordings older than WEBHOOK_MAX_AGE.
+                "RecordingStartTime": email.utils.format_datetime(dt.datetime.now(dt.timezone.utc)),
                 "ErrorCode": "0",
             }
             signature = validator.compute_signature(PUBLIC_BASE_URL + PATH, form)

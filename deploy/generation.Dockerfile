@@ -25,6 +25,8 @@ WORKDIR /app
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 USER callreel
 # METRICS_PORT: Prometheus, private.
+# METRICS_HOST: every address, so Prometheus can scrape from another container (the default is loopback).
+ENV METRICS_HOST=::
 EXPOSE 9191
 # A shell only to read WORKER_PROCESSES / WORKER_THREADS (defaults: shared/settings.py);
 # exec hands PID 1 to dramatiq, which turns SIGTERM into a graceful stop.

@@ -28,6 +28,8 @@ COPY deploy/gunicorn.conf.py deploy/gunicorn.conf.py
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 USER callreel
 # PORT: the webhook and status API; METRICS_PORT: Prometheus, private.
+# METRICS_HOST: every address, so Prometheus can scrape from another container (the default is loopback).
+ENV METRICS_HOST=::
 EXPOSE 8000 9191
 # Workers, threads and the bind address come from settings in gunicorn.conf.py.
 CMD ["gunicorn", "--config", "deploy/gunicorn.conf.py", "services.ingest.app:app"]

@@ -292,12 +292,15 @@ def serve_worker_metrics() -> int:
     directory = metrics_dir(settings.metrics_port, settings)
     directory.mkdir(parents=True, exist_ok=True)
     try:
-        server = _server(settings.metrics_port, _multiprocess_registry(directory))
+        server = _server(settings.metrics_host, settings.metrics_port, _multiprocess_registry(directory))
     except OSError as exc:
         # The workers go on without metrics; say why, once, instead of a traceback.
-        log.error("metrics are not served: cannot listen on METRICS_PORT=%d (%s)", settings.metrics_port, exc)
+        log.error(
+            "metrics are not served: cannot listen on METRICS_PORT=%d at METRICS_HOST=%s (%s)",
+            settings.metrics_port, settings.metrics_host, exc,
+        )
         return 1
-    log.info("serving worker metrics on port %d from %s", settings.metrics_port, directory)
+    log.info("serving worker metrics on %s port %d from %s", settings.metrics_host, settings.metrics_port, directory)
     try:
         server.serve_forever()
     finally:
@@ -339,8 +342,8 @@ def gunicorn_when_ready(server: Any) -> None:
         return
     directory = metrics_dir(settings.metrics_port, settings)
     use_multiprocess(directory, fresh=True)
-    start_metrics_server(settings.metrics_port, _multiprocess_registry(directory))
-    log.info("serving ingest metrics on port %d", settings.metrics_port)
+    start_metrics_server(settings.metrics_port, _multiprocess_registry(directory), host=settings.metrics_host)
+    log.info("serving ingest metrics on %s port %d", settings.metrics_host, settings.metrics_port)
 
 
 def gunicorn_child_exit(server: Any, worker: Any) -> None:
@@ -363,11 +366,14 @@ def _multiprocess_registry(directory: Path) -> Any:
     return registry
 
 
-def _server(port: int, registry: Any) -> ThreadingHTTPServer:
-    """An HTTP server answering ``GET /metrics`` with ``registry``, on every address.
+def _server(host: str, port: int, registry: Any) -> ThreadingHTTPServer:
+    """An HTTP server answering ``GET /metrics`` with ``registry`` on ``host`` (METRICS_HOST).
 
-    Dual-stack where the host has IPv6 (Railway's private network is IPv6),
-    IPv4 only where it does not.
+    Metrics say how busy the service is and which routes exist: nothing a
+    stranger should read, so the default host is loopback. ``::`` means every
+    address, dual-stack where the host has IPv6 (Railway's private network is
+    IPv6), IPv4 only where it does not; the images set it, since Prometheus
+    scrapes them from another container.
     """
     from prometheus_client.exposition import MetricsHandler
 
@@ -389,6 +395,11 @@ def _server(port: int, registry: Any) -> ThreadingHTTPServer:
     class IPv4Server(ThreadingHTTPServer):
         daemon_threads = True
 
+    class IPv6Server(IPv4Server):
+        address_family = socket.AF_INET6
+
+    if host not in ("::", ""):
+        return (IPv6Server if ":" in host else IPv4Server)((host, port), Handler)
     try:
         return DualStackServer(("::", port), Handler)
     except OSError as exc:
@@ -397,13 +408,13 @@ def _server(port: int, registry: Any) -> ThreadingHTTPServer:
         return IPv4Server(("0.0.0.0", port), Handler)
 
 
-def start_metrics_server(port: int, registry: Any = None) -> SimpleNamespace:
-    """Serve ``registry`` (default: this process's) on ``port`` from a daemon thread."""
+def start_metrics_server(port: int, registry: Any = None, *, host: str = "127.0.0.1") -> SimpleNamespace:
+    """Serve ``registry`` (default: this process's) on ``host``:``port`` from a daemon thread."""
     if registry is None:
         from prometheus_client import REGISTRY
 
         registry = REGISTRY
-    server = _server(port, registry)
+    server = _server(host, port, registry)
     thread = threading.Thread(target=server.serve_forever, name="metrics-server", daemon=True)
     thread.start()
     return SimpleNamespace(server=server, thread=thread, port=server.server_address[1])

@@ -84,13 +84,15 @@ class Settings:
     public_base_url: str = env("PUBLIC_BASE_URL", "", "Public https URL of the ingest service as Twilio calls it.", group="ingest")
     twilio_recording_hosts: tuple[str, ...] = env("TWILIO_RECORDING_HOSTS", ("api.twilio.com",), "Comma list of hosts a RecordingUrl may point at (https only).", group="ingest")
     twilio_recording_format: str = env("TWILIO_RECORDING_FORMAT", "mp3", "Format asked of Twilio when downloading.", group="ingest", choices=("mp3", "wav"))
+    webhook_max_age: int = env("WEBHOOK_MAX_AGE", 86400, "Seconds after its RecordingStartTime a recording status callback is still accepted; older ones (replays) get 400.", group="ingest", minimum=60)
     twilio_404_window: int = env("TWILIO_404_WINDOW", 120, "Seconds to keep retrying a 404 right after the callback.", group="ingest", minimum=0)
     twilio_delete_recording: bool = env("TWILIO_DELETE_RECORDING", False, "Delete the recording at Twilio once stored.", group="ingest")
     download_timeout: int = env("DOWNLOAD_TIMEOUT", 30, "Connect/read timeout in seconds for recording downloads.", group="ingest", minimum=1)
     recording_max_bytes: int = env("RECORDING_MAX_BYTES", 500_000_000, "Largest recording accepted, in bytes.", group="ingest", minimum=1)
-    api_token: str = env("CALLREEL_API_TOKEN", "", "Bearer token for the status API and operator page.", group="ingest", secret=True)
-    auth_max_failures: int = env("AUTH_MAX_FAILURES", 10, "Wrong API tokens (bearer or login form) one address may send per AUTH_FAILURE_WINDOW before it gets 429.", group="ingest", minimum=1)
-    auth_failure_window: int = env("AUTH_FAILURE_WINDOW", 300, "Seconds over which wrong API tokens are counted.", group="ingest", minimum=1)
+    api_token: str = env("CALLREEL_API_TOKEN", "", "Bearer token for the status API and operator page; 32 characters or more. Empty: both are off.", group="ingest", secret=True)
+    auth_max_failures: int = env("AUTH_MAX_FAILURES", 10, "Wrong API tokens one client address may send per AUTH_FAILURE_WINDOW before it gets 429, counted apart for the API and the login form. The right token is never refused.", group="ingest", minimum=1)
+    auth_failure_window: int = env("AUTH_FAILURE_WINDOW", 300, "Seconds over which wrong API tokens are counted (in the database, across workers and restarts).", group="ingest", minimum=1)
+    trusted_proxy_hops: int = env("TRUSTED_PROXY_HOPS", 0, "Proxies in front of ingest that append to X-Forwarded-For (Railway: 1). The client address is the entry this many from the right; 0: the peer's address, the header ignored.", group="ingest", minimum=0)
     operator_session_max_age: int = env("OPERATOR_SESSION_MAX_AGE", 43200, "Seconds an operator page login lasts.", group="ingest", minimum=60)
     port: int = env("PORT", 8000, "Port the ingest service listens on.", group="ingest", minimum=1)
     gunicorn_workers: int = env("GUNICORN_WORKERS", 2, "gunicorn worker processes for ingest.", group="ingest", minimum=1)
@@ -136,11 +138,12 @@ class Settings:
     transcript_max_bytes: int = env("TRANSCRIPT_MAX_BYTES", 1_000_000, "Largest transcript file accepted, in bytes.", group="compositor", minimum=1)
     compose_timeout: int = env("COMPOSE_TIMEOUT", 1800, "Seconds FFmpeg may take to compose one call.", group="compositor", minimum=1)
     video_status_callback_url: str = env("VIDEO_STATUS_CALLBACK_URL", "", "POST a signed JSON status here when a call finishes.", group="compositor")
-    video_status_callback_secret: str = env("VIDEO_STATUS_CALLBACK_SECRET", "", "HMAC-SHA256 key for the status callback signature.", group="compositor", secret=True)
+    video_status_callback_secret: str = env("VIDEO_STATUS_CALLBACK_SECRET", "", "HMAC-SHA256 key for the status callback signature (32 bytes or more).", group="compositor", secret=True)
     # -- workers and deploy -------------------------------------------------
     worker_processes: int = env("WORKER_PROCESSES", 1, "Dramatiq worker processes per service.", group="deploy", minimum=1)
     worker_threads: int = env("WORKER_THREADS", 2, "Dramatiq threads per worker process.", group="deploy", minimum=1)
     metrics_port: int = env("METRICS_PORT", 9191, "Port of each service's private Prometheus /metrics endpoint (workers and ingest; 0: off).", group="deploy", minimum=0)
+    metrics_host: str = env("METRICS_HOST", "127.0.0.1", "Address /metrics listens on. `::`: every address (the images and docker-compose set it, so Prometheus can scrape from another container).", group="deploy")
     rabbitmq_management_url: str = env("RABBITMQ_MANAGEMENT_URL", "", "RabbitMQ management API (`http://user:pass@host:15672`) for queue backlogs.", group="deploy")
 
     # Derived values: one rule each, so every caller agrees on them.
@@ -215,6 +218,9 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str | None:
 LOUDNESS_RANGE = (-40.0, -9.0)
 TRUE_PEAK_RANGE = (-9.0, 0.0)
 
+#: Shortest API token and callback secret accepted: a guess or an offline brute force must stay hopeless.
+MIN_SECRET_BYTES = 32
+
 
 def _cross_checks(s: Settings) -> list[str]:
     problems = []
@@ -235,6 +241,13 @@ def _cross_checks(s: Settings) -> list[str]:
         problems.append("TWILIO_ACCOUNT_SID must look like AC followed by 32 hex digits")
     if s.video_status_callback_url and not s.video_status_callback_secret:
         problems.append("VIDEO_STATUS_CALLBACK_SECRET is required when VIDEO_STATUS_CALLBACK_URL is set")
+    elif s.video_status_callback_secret and len(s.video_status_callback_secret.encode()) < MIN_SECRET_BYTES:
+        # A short HMAC key can be brute-forced offline from one signed callback.
+        problems.append(
+            f"VIDEO_STATUS_CALLBACK_SECRET must be at least {MIN_SECRET_BYTES} bytes long (got {len(s.video_status_callback_secret.encode())})"
+        )
+    if s.api_token and len(s.api_token) < MIN_SECRET_BYTES:
+        problems.append(f"CALLREEL_API_TOKEN must be at least {MIN_SECRET_BYTES} characters long (got {len(s.api_token)})")
     if s.video_crf > 51:
         problems.append(f"VIDEO_CRF must be between 0 and 51, got {s.video_crf}")
     if s.audio_pan > 1:

@@ -19,15 +19,22 @@ trying again cannot help), both from ``shared.errors``.
 
 Twilio answers the media URL with a redirect to its media storage; redirects
 are followed over https only, and httpx drops the Basic credentials when a
-redirect leaves the original host.
+redirect leaves the original host. A host off the ``TWILIO_RECORDING_HOSTS``
+allow-list is resolved first and refused when any of its addresses is
+loopback, private, link-local (the cloud metadata service, 169.254.169.254 and
+fd00:ec2::254) or otherwise not public: a redirect must not make the worker
+fetch from inside its own network. (A host whose DNS answer changes between
+this check and the connection is not caught; the allow-list is the real fence.)
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import socket
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 import httpx
 
@@ -35,6 +42,8 @@ from shared import pipeline
 from shared.errors import PermanentError, TransientError
 from shared.models import Stage
 from shared.storage import Storage
+
+from .validation import parse_hosts
 
 __all__ = [
     "RecordingNotReady",
@@ -45,6 +54,8 @@ __all__ = [
     "download_to",
     "delete_recording",
     "describe",
+    "is_private_address",
+    "check_destination",
 ]
 
 log = logging.getLogger("callreel.ingest.download")
@@ -95,12 +106,41 @@ def copy_body(chunks: Iterator[bytes], out: BinaryIO, *, expected: int | None, m
     return received
 
 
-def _https_only(request: httpx.Request) -> None:
-    if request.url.scheme != "https":
-        raise PermanentError(f"Refusing to follow Twilio to a non-https URL ({request.url.scheme}://{request.url.host})")
+def is_private_address(address: str) -> bool:
+    """True for any address that is not a public unicast one (loopback, private, link-local, reserved…)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
 
 
-def _client(auth: tuple[str, str] | None, timeout: float) -> httpx.Client:
+def check_destination(host: str, port: int, *, allowed: frozenset[tuple[str, int]]) -> None:
+    """Refuse a host off the allow-list that resolves to a non-public address."""
+    host = host.lower().strip("[]")
+    if (host, port) in allowed:
+        return
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+    except (socket.gaierror, UnicodeError):
+        return  # the connection fails the same way, and is retried as a network error
+    private = sorted(a for a in addresses if is_private_address(a))
+    if private:
+        raise PermanentError(
+            f"Refusing to follow Twilio to {host}: it is a private address ({', '.join(private)}) "
+            "and not in TWILIO_RECORDING_HOSTS."
+        )
+
+
+def _destination_check(allowed: frozenset[tuple[str, int]]):
+    def check(request: httpx.Request) -> None:
+        if request.url.scheme != "https":
+            raise PermanentError(f"Refusing to follow Twilio to a non-https URL ({request.url.scheme}://{request.url.host})")
+        check_destination(request.url.host, request.url.port or 443, allowed=allowed)
+
+    return check
+
+
+def _client(auth: tuple[str, str] | None, timeout: float, hosts: Iterable[str] = ()) -> httpx.Client:
     return httpx.Client(
         auth=auth,
         timeout=httpx.Timeout(timeout),
@@ -108,7 +148,8 @@ def _client(auth: tuple[str, str] | None, timeout: float) -> httpx.Client:
         max_redirects=MAX_REDIRECTS,
         # Identity, so Content-Length counts the bytes that are stored.
         headers={"Accept-Encoding": "identity", "User-Agent": USER_AGENT},
-        event_hooks={"request": [_https_only]},
+        # Every request, the first and each redirect's.
+        event_hooks={"request": [_destination_check(parse_hosts(hosts))]},
     )
 
 
@@ -163,6 +204,7 @@ def fetch_recording(
     max_bytes: int,
     spool_dir: Path,
     call_id: str,
+    hosts: Iterable[str] = (),
 ) -> int:
     """Download ``url`` into a temp folder under ``spool_dir``, then store it at ``key``; the bytes stored.
 
@@ -171,15 +213,17 @@ def fetch_recording(
     """
     with pipeline.temp_folder(Stage.INGEST, call_id, spool_dir) as folder:
         path = folder / f"recording.{fmt}"
-        size = download_to(url, path, auth=auth, timeout=timeout, max_bytes=max_bytes)
+        size = download_to(url, path, auth=auth, timeout=timeout, max_bytes=max_bytes, hosts=hosts)
         storage.upload_file(path, key, content_type=CONTENT_TYPES[fmt])
         return size
 
 
-def download_to(url: str, path: Path, *, auth: tuple[str, str], timeout: float, max_bytes: int) -> int:
-    """Write the recording at ``url`` to ``path``; the bytes written."""
+def download_to(
+    url: str, path: Path, *, auth: tuple[str, str], timeout: float, max_bytes: int, hosts: Iterable[str] = ()
+) -> int:
+    """Write the recording at ``url`` to ``path``; the bytes written. ``hosts``: TWILIO_RECORDING_HOSTS."""
     try:
-        with _client(auth, timeout) as client, client.stream("GET", url) as response:
+        with _client(auth, timeout, hosts) as client, client.stream("GET", url) as response:
             check_response(response)
             expected = _content_length(response)
             if expected is not None and expected > max_bytes:
@@ -197,14 +241,14 @@ def download_to(url: str, path: Path, *, auth: tuple[str, str], timeout: float, 
         raise TransientError(describe(exc)) from exc
 
 
-def delete_recording(recording_url: str, *, auth: tuple[str, str], timeout: float) -> bool:
+def delete_recording(recording_url: str, *, auth: tuple[str, str], timeout: float, hosts: Iterable[str] = ()) -> bool:
     """Delete the recording at Twilio (its REST resource); True when it is gone.
 
     Best effort: the recording is already stored, so a failure here is logged,
     never the call's failure.
     """
     try:
-        with _client(auth, timeout) as client:
+        with _client(auth, timeout, hosts) as client:
             response = client.delete(f"{recording_url}.json")
     except (httpx.HTTPError, PermanentError) as exc:
         log.warning("could not delete the recording at Twilio: %s", describe(exc))

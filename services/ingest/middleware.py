@@ -17,7 +17,7 @@ import falcon
 
 from shared.db import database, init_database
 
-__all__ = ["DatabaseConnectionMiddleware", "database_unavailable"]
+__all__ = ["DatabaseConnectionMiddleware", "NoSniff", "database_unavailable"]
 
 log = logging.getLogger("callreel.ingest")
 
@@ -40,6 +40,18 @@ class DatabaseConnectionMiddleware:
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
         if database.obj is not None and not database.is_closed():
             database.close()
+
+
+class NoSniff:
+    """``X-Content-Type-Options: nosniff`` on every response, JSON and errors included.
+
+    A browser must never guess that a JSON body (which may echo a caller's
+    input) is HTML or script; the operator pages already say it, this says it
+    for everything else.
+    """
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
+        resp.set_header("X-Content-Type-Options", "nosniff")
 
 
 def database_unavailable(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:

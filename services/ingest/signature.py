@@ -36,10 +36,6 @@ class FormParams(dict):
     def getall(self, name: str) -> list[str]:
         return self[name]
 
-    def single(self) -> dict[str, str]:
-        """One value per field (the last), for field validation."""
-        return {name: values[-1] for name, values in self.items()}
-
 
 class SignatureCheck:
     def __init__(self, settings: Settings) -> None:

@@ -139,6 +139,7 @@ def fetch(call: Call, key: str, settings: Settings, storage: Storage) -> int:
         max_bytes=settings.recording_max_bytes,
         spool_dir=settings.tmp_dir,
         call_id=call.id,
+        hosts=settings.twilio_recording_hosts,
     )
 
 
@@ -147,7 +148,9 @@ def delete_at_twilio(call: Call, key: str, size: int, settings: Settings, storag
     if storage.size(key) != size:
         log.warning("stored size differs from the download; Twilio's copy is kept", extra={"call_id": call.id})
         return
-    if download.delete_recording(call.recording_url, auth=_credentials(settings), timeout=settings.download_timeout):
+    if download.delete_recording(
+        call.recording_url, auth=_credentials(settings), timeout=settings.download_timeout, hosts=settings.twilio_recording_hosts
+    ):
         log.info("deleted recording %s at Twilio", call.recording_sid, extra={"call_id": call.id, "stage": Stage.INGEST})
 
 

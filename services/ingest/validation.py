@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 from urllib.parse import urlsplit
@@ -31,6 +32,7 @@ __all__ = [
     "check_recording_url",
     "check_sid",
     "parse_hosts",
+    "single_values",
 ]
 
 SID_PREFIXES = {"AccountSid": "AC", "CallSid": "CA", "RecordingSid": "RE"}
@@ -68,6 +70,36 @@ class RecordingStatus:
     source: str | None
     start_time: dt.datetime | None
     error_code: int | None
+
+
+def _clean(text: str) -> bool:
+    """No control character (NUL, tab, newline, DEL, C1) and no blank at either end.
+
+    The URL parser strips blanks and tabs before the allow-list check while the
+    database would store them raw, and PostgreSQL refuses NUL outright: such a
+    value is refused here, whatever the field, rather than normalised.
+    """
+    return text == text.strip() and not any(unicodedata.category(c) == "Cc" for c in text)
+
+
+def single_values(form: Mapping[str, list[str]]) -> dict[str, str]:
+    """One value per field; raise InvalidWebhook for a repeated field or a control character or blank.
+
+    Twilio sends each field once. The signature covers the set of values of a
+    repeated field, not which one the app would use, so a repeat is refused.
+    """
+    problems = []
+    for name, values in form.items():
+        shown = name[:40]
+        if len(values) > 1:
+            problems.append(f"{shown!r} is sent more than once")
+        if not _clean(name):
+            problems.append(f"field name {shown!r} has a control character or surrounding whitespace")
+        if any(not _clean(value) for value in values):
+            problems.append(f"{shown} has a control character or surrounding whitespace")
+    if problems:
+        raise InvalidWebhook(problems)
+    return {name: values[0] for name, values in form.items()}
 
 
 def check_sid(field: str, value: str) -> str:

@@ -4,8 +4,13 @@ Order of checks, each with its own answer:
 
 1. the body is a small form (415, 413, 400),
 2. the signature is Twilio's (403: a forged or unsigned request changes nothing),
-3. every field is well formed (400, listing every problem),
-4. the recording belongs to the configured account (403).
+3. every field is well formed (400, listing every problem): each sent once,
+   no control character or surrounding blank in any field, each in the form
+   Twilio gives it,
+4. the recording belongs to the configured account (403),
+5. the recording started less than ``WEBHOOK_MAX_AGE`` ago (400): a signed
+   callback replayed days later, after its row was purged, would otherwise
+   run the pipeline again.
 
 Then the call is recorded with one atomic INSERT … ON CONFLICT, so the same
 RecordingSid delivered twice (Twilio's retries, a replay) makes one call and
@@ -21,6 +26,7 @@ in the worker.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from urllib.parse import parse_qsl
 
@@ -33,7 +39,7 @@ from shared.models import Call, Stage, VideoStatus, utcnow
 from shared.settings import Settings
 
 from .signature import SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER, FormParams, SignatureCheck
-from .validation import IGNORED_STATUSES, InvalidWebhook, RecordingStatus, parse_recording_status
+from .validation import IGNORED_STATUSES, InvalidWebhook, RecordingStatus, parse_recording_status, single_values
 
 __all__ = ["RecordingStatusResource", "claim_call", "read_form", "failure_reason", "MAX_BODY_BYTES"]
 
@@ -69,6 +75,7 @@ class RecordingStatusResource:
         self.account_sid = settings.twilio_account_sid
         self.recording_hosts = settings.twilio_recording_hosts
         self.signature = SignatureCheck(settings)
+        self.max_age = dt.timedelta(seconds=settings.webhook_max_age)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         params = read_form(req)
@@ -76,13 +83,14 @@ class RecordingStatusResource:
             log.warning("refused a webhook with a missing or invalid Twilio signature from %s", req.remote_addr)
             raise falcon.HTTPForbidden(title="Invalid signature", description="X-Twilio-Signature does not match this request.")
         try:
-            status = parse_recording_status(params.single(), recording_hosts=self.recording_hosts)
+            status = parse_recording_status(single_values(params), recording_hosts=self.recording_hosts)
         except InvalidWebhook as exc:
             log.warning("refused a malformed webhook: %s", exc)
             raise falcon.HTTPBadRequest(title="Invalid recording status callback", description=str(exc)) from None
         if status.account_sid != self.account_sid:
             log.warning("refused a webhook for account %s", status.account_sid, extra={"call_id": status.call_sid})
             raise falcon.HTTPForbidden(title="Wrong account", description="This recording belongs to another Twilio account.")
+        self._refuse_stale(status)
 
         if status.status in IGNORED_STATUSES:
             self._answer(resp, status, "ignored", falcon.HTTP_200, f"RecordingStatus {status.status} needs no action")
@@ -105,6 +113,17 @@ class RecordingStatusResource:
                 retry_after=30,
             ) from None
         self._answer(resp, status, "queued", falcon.HTTP_202, "recording download queued")
+
+    def _refuse_stale(self, status: RecordingStatus) -> None:
+        if status.start_time is None or status.start_time.tzinfo is None:
+            return
+        age = dt.datetime.now(dt.timezone.utc) - status.start_time
+        if age > self.max_age:
+            log.warning("refused a webhook for a recording started %s ago", age, extra={"call_id": status.call_sid})
+            raise falcon.HTTPBadRequest(
+                title="Stale recording status callback",
+                description=f"RecordingStartTime is older than WEBHOOK_MAX_AGE ({int(self.max_age.total_seconds())} s): a replay is not processed.",
+            )
 
     @staticmethod
     def _answer(resp: falcon.Response, status: RecordingStatus, result: str, code: str, detail: str) -> None:

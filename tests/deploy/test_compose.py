@@ -304,6 +304,8 @@ def test_ports_are_consistent(stack):
     for name in LONG_RUNNING:
         service = services[name]
         assert int(default_of(service["environment"]["METRICS_PORT"])) == metrics_port
+        # Loopback by default (issue 25); a container must listen where Prometheus can reach it.
+        assert default_of(service["environment"]["METRICS_HOST"]) == "0.0.0.0"
         assert str(metrics_port) in service["expose"]
         if name != "ingest":
             assert healthcheck_url(service) == f"http://127.0.0.1:{metrics_port}/metrics"
@@ -312,6 +314,7 @@ def test_ports_are_consistent(stack):
     for service in SERVICES:
         exposed = " ".join(deploy.dockerfile_of(service).final.all("EXPOSE")).split()
         assert str(metrics_port) in exposed
+        assert "METRICS_HOST=::" in deploy.dockerfile_of(service).final.all("ENV")
         assert (str(port) in exposed) == (service == "ingest")
     prometheus = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
     (sd,) = prometheus["scrape_configs"][0]["dns_sd_configs"]

@@ -12,7 +12,11 @@ Each recording has a script: one behaviour per GET, the last repeating::
     rec = fake.add_recording(b"...", script=["404", "404", "ok"])
 
 Behaviours: ``ok``, ``redirect`` (302 to a media URL, as Twilio does),
-``404``, ``500``, ``503``, ``401``, ``403``, ``truncate`` (announces the full
+``redirect-other-host`` (302 to the same media URL under ``localhost``, another
+host name for this server: allow-list ``fake.other_host`` for it to be
+followed), ``redirect-http`` (302 to the media URL over plain http),
+``redirect-to`` (302 to ``fake.redirect_target``, any URL a test sets),
+``429`` (Too Many Requests with ``Retry-After: 1``), ``404``, ``500``, ``503``, ``401``, ``403``, ``truncate`` (announces the full
 Content-Length, sends half, closes), ``slow`` (the body in small pieces,
 ``slow_seconds`` in all), ``stall`` (headers, then nothing for
 ``stall_seconds``), ``html`` (200 with an HTML error page).
@@ -24,6 +28,8 @@ Content-Length, sends half, closes), ``slow`` (the body in small pieces,
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import email.utils
 import json
 import os
 import socket
@@ -40,7 +46,7 @@ from twilio.request_validator import RequestValidator
 
 __all__ = ["FakeTwilio", "Recording", "account_sid", "call_sid", "recording_sid"]
 
-BEHAVIOURS = ("ok", "redirect", "404", "500", "503", "401", "403", "truncate", "slow", "stall", "html")
+BEHAVIOURS = ("ok", "redirect", "redirect-other-host", "redirect-http", "redirect-to", "429", "404", "500", "503", "401", "403", "truncate", "slow", "stall", "html")
 
 
 def _sid(prefix: str) -> str:
@@ -79,6 +85,8 @@ class Logged:
     path: str
     authorized: bool
     behaviour: str | None = None
+    #: Whether the request carried an Authorization header at all (media URLs need none).
+    sent_credentials: bool = False
 
 
 class FakeTwilio:
@@ -89,6 +97,7 @@ class FakeTwilio:
         self.requests: list[Logged] = []
         self.slow_seconds = 1.0
         self.stall_seconds = 3.0
+        self.redirect_target = ""
         self._lock = threading.Lock()
         self._ca = trustme.CA()
         self._workdir = Path(workdir) if workdir else None
@@ -120,6 +129,11 @@ class FakeTwilio:
     def host(self) -> str:
         """What to put in TWILIO_RECORDING_HOSTS."""
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def other_host(self) -> str:
+        """This server under another name (its certificate covers both): what ``redirect-other-host`` goes to."""
+        return f"localhost:{self.port}"
 
     @property
     def ca_file(self) -> str:
@@ -159,7 +173,8 @@ class FakeTwilio:
             "RecordingDuration": "12",
             "RecordingChannels": "2",
             "RecordingSource": "DialVerb",
-            "RecordingStartTime": "Thu, 26 Nov 2026 03:50:07 +0000",
+            # A moment ago: the webhook refuses recordings older than WEBHOOK_MAX_AGE.
+            "RecordingStartTime": email.utils.format_datetime(dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=60)),
             "ErrorCode": "0",
         }
         form.update({k: str(v) for k, v in fields.items()})
@@ -192,8 +207,9 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
                 pass  # a client that hung up (timeouts, truncation tests)
 
         def _log(self, authorized: bool, behaviour: str | None = None) -> None:
+            sent = self.headers.get("Authorization") is not None
             with fake._lock:
-                fake.requests.append(Logged(self.command, self.path, authorized, behaviour))
+                fake.requests.append(Logged(self.command, self.path, authorized, behaviour, sent))
 
         def _json(self, status: int, payload: dict, extra: dict[str, str] | None = None) -> None:
             body = json.dumps(payload).encode()
@@ -263,9 +279,18 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
                 return self._error(int(behaviour), "Service unavailable", 20500)
             if behaviour in ("401", "403"):
                 return self._error(int(behaviour), "Authenticate" if behaviour == "401" else "Forbidden", 20003)
-            if behaviour == "redirect":
+            if behaviour == "429":
+                return self._error(429, "Too Many Requests", 20429, {"Retry-After": "1"})
+            if behaviour.startswith("redirect"):
+                media = f"/media/{recording.sid}.mp3?Expires=1&Signature=x"
+                location = {
+                    "redirect": f"https://{fake.host}{media}",
+                    "redirect-other-host": f"https://{fake.other_host}{media}",
+                    "redirect-http": f"http://{fake.host}{media}",
+                    "redirect-to": fake.redirect_target,
+                }[behaviour]
                 self.send_response(302)
-                self.send_header("Location", f"https://{fake.host}/media/{recording.sid}.mp3?Expires=1&Signature=x")
+                self.send_header("Location", location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return

@@ -1,7 +1,8 @@
 """A loopback HTTP server that records what is POSTed to it: a webhook receiver for tests.
 
 ``statuses`` scripts the answers (one per request, the last one repeated), so a
-test can make the receiver fail a few times before it accepts.
+test can make the receiver fail a few times before it accepts; ``headers`` adds
+headers to the answers of a status (``{429: {"Retry-After": "5"}}``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Sequence
+from typing import Mapping, Sequence
 
 __all__ = ["Received", "HttpSink"]
 
@@ -23,8 +24,9 @@ class Received:
 
 
 class HttpSink:
-    def __init__(self, statuses: Sequence[int] = (200,)) -> None:
+    def __init__(self, statuses: Sequence[int] = (200,), headers: Mapping[int, Mapping[str, str]] | None = None) -> None:
         self.statuses = list(statuses)
+        self.headers = dict(headers or {})
         self.received: list[Received] = []
         self._arrived = threading.Condition()
         sink = self
@@ -39,6 +41,8 @@ class HttpSink:
                 status = sink.statuses[min(index, len(sink.statuses) - 1)]
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
+                for name, value in sink.headers.get(status, {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
 
             def log_message(self, *args) -> None:

@@ -6,7 +6,8 @@ a route added tomorrow without a thought is closed, not open:
 
 - ``PUBLIC``: no credential (Twilio's webhook, ``/healthz``, the login form,
   the stylesheet, the redirects to the call list). Mark one with :func:`public`.
-- ``TOKEN`` (the default): ``Authorization: Bearer <CALLREEL_API_TOKEN>`` (the status API).
+- ``TOKEN`` (the default): ``Authorization: Bearer <CALLREEL_API_TOKEN>`` (the status API,
+  the host application's machine credential).
 - ``SESSION``: the operator's session cookie (session.py); without one, a
   redirect to the login form that comes back here.
 - ``SESSION_OR_TOKEN``: either (the local store's videos, played by the page
@@ -21,12 +22,12 @@ walks every route of the app and asks each one without credentials.
 from __future__ import annotations
 
 import hmac
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 import falcon
 
 from .session import SessionSigner
-from .throttle import FailureThrottle
+from .throttle import Throttle
 
 __all__ = ["PUBLIC", "TOKEN", "SESSION", "SESSION_OR_TOKEN", "public", "TokenAuth", "Authentication"]
 
@@ -50,12 +51,22 @@ def too_many_failures(wait: int) -> falcon.HTTPTooManyRequests:
     )
 
 
-class TokenAuth:
-    """``Authorization: Bearer <CALLREEL_API_TOKEN>``, compared in constant time; wrong ones throttled per address."""
+def _peer(req: falcon.Request) -> str:
+    return req.remote_addr
 
-    def __init__(self, token: str, throttle: FailureThrottle) -> None:
+
+class TokenAuth:
+    """``Authorization: Bearer <CALLREEL_API_TOKEN>``, compared in constant time; wrong ones throttled per address.
+
+    The right token is checked first and always let through, so a client
+    sharing an address with a guesser (everyone, behind a proxy) is never
+    locked out; see throttle.py for why that leaks nothing worth having.
+    """
+
+    def __init__(self, token: str, throttle: Throttle, client: Callable[[falcon.Request], str] = _peer) -> None:
         self._token = token.encode()
         self.throttle = throttle
+        self.client = client
 
     @property
     def enabled(self) -> bool:
@@ -64,25 +75,26 @@ class TokenAuth:
     def check(self, req: falcon.Request) -> None:
         if not self._token:
             raise falcon.HTTPForbidden(title="API disabled", description="Set CALLREEL_API_TOKEN to use the status API.")
-        wait = self.throttle.retry_after(req.remote_addr)
-        if wait is not None:
-            raise too_many_failures(wait)
         scheme, _, credentials = (req.get_header("Authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(credentials.strip().encode(), self._token):
-            if scheme:  # a request with no token at all is a visitor, not a guess
-                self.throttle.failed(req.remote_addr)
-            raise falcon.HTTPUnauthorized(
-                title="Authentication required",
-                description="Send Authorization: Bearer <CALLREEL_API_TOKEN>.",
-                challenges=['Bearer realm="callreel"'],
-            )
+        if scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), self._token):
+            return
+        if scheme:  # a request with no token at all is a visitor, not a guess
+            wait = self.throttle.count_failure(self.client(req))
+            if wait is not None:
+                raise too_many_failures(wait)
+        raise falcon.HTTPUnauthorized(
+            title="Authentication required",
+            description="Send Authorization: Bearer <CALLREEL_API_TOKEN>.",
+            challenges=['Bearer realm="callreel"'],
+        )
 
 
 class Authentication:
     """Falcon middleware: the credential each resource's ``access`` asks for, before it runs.
 
     Placed before the database middleware, so a request without a credential
-    never takes a database connection.
+    never takes a database connection (a wrong one takes one briefly, to be
+    counted: throttle.py).
     """
 
     def __init__(self, token: TokenAuth, signer: SessionSigner) -> None:

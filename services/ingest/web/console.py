@@ -2,8 +2,10 @@
 
 ``services.ingest.app`` builds a :class:`Console`, puts its
 :attr:`~Console.authentication` among the app's middleware and calls
-:meth:`~Console.add_routes`. The failed-token count is one for the API and the
-login form, so a guesser gains nothing by switching between them.
+:meth:`~Console.add_routes`. Wrong tokens are counted per client address in
+two buckets, the API's (the host application's machine token) and the login
+form's (people), so neither can lock the other out; both counts are in the
+database, shared by every worker (web/throttle.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from .backlog import BacklogReader
 from .media import MEDIA_PREFIX, MediaResource
 from .pages import add_operator_routes
 from .session import SessionSigner
-from .throttle import FailureThrottle
+from .address import ClientAddress
+from .throttle import API_BUCKET, LOGIN_BUCKET, SharedFailureThrottle
 
 __all__ = ["Console"]
 
@@ -31,15 +34,18 @@ class Console:
 
     def __init__(self, settings: Settings, storage: Callable[[], Storage]) -> None:
         self._storage = storage
-        self.throttle = FailureThrottle(settings.auth_max_failures, settings.auth_failure_window)
+        limit, window = settings.auth_max_failures, settings.auth_failure_window
+        self.client = ClientAddress(settings.trusted_proxy_hops)
+        self.api_throttle = SharedFailureThrottle(API_BUCKET, limit, window)
+        self.login_throttle = SharedFailureThrottle(LOGIN_BUCKET, limit, window)
         self.signer = SessionSigner(settings.api_token, settings.operator_session_max_age)
         self.backlog = BacklogReader(settings)
-        self.authentication = Authentication(TokenAuth(settings.api_token, self.throttle), self.signer)
+        self.authentication = Authentication(TokenAuth(settings.api_token, self.api_throttle, self.client), self.signer)
 
     def add_routes(self, app: falcon.App) -> None:
         app.add_route("/calls", CallListResource())
         app.add_route("/calls/{call_id}", CallResource(self._storage))
         app.add_route("/calls/{call_id}/retry", RetryResource())
         app.add_route("/backlog", BacklogResource(self.backlog))
-        add_operator_routes(app, self.signer, self._storage, self.backlog, self.throttle)
+        add_operator_routes(app, self.signer, self._storage, self.backlog, self.login_throttle, self.client)
         app.add_route(MEDIA_PREFIX + "{key:path}", MediaResource(self._storage))

@@ -35,7 +35,7 @@ from .backlog import BacklogReader
 from .listing import STAGE_FILTERS, InvalidQuery, ListQuery, parse_list_query, read_page
 from .media import video_link
 from .session import LOGIN_PATH, Session, SessionSigner, safe_next
-from .throttle import FailureThrottle
+from .throttle import Throttle
 from .templating import Markup, escape, join, render
 
 __all__ = ["add_operator_routes", "serialize_error", "send_page"]
@@ -136,9 +136,10 @@ class LoginPage(_Page):
     access = PUBLIC
     uses_database = False
 
-    def __init__(self, signer: SessionSigner, throttle: FailureThrottle) -> None:
+    def __init__(self, signer: SessionSigner, throttle: Throttle, client: Callable[[falcon.Request], str]) -> None:
         super().__init__(signer)
         self.throttle = throttle
+        self.client = client
 
     def _form(self, resp: falcon.Response, next_path: str, message: Markup | str = "", status: str = falcon.HTTP_200) -> None:
         send_page(resp, title="Sign in", content=render("login", next=next_path, message=message), status=status)
@@ -155,21 +156,21 @@ class LoginPage(_Page):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         form = read_small_form(req)
         next_path = safe_next(form.get("next"))
-        wait = self.throttle.retry_after(req.remote_addr)
-        if wait is not None:
-            log.warning("operator login from %s refused unchecked: too many wrong tokens", req.remote_addr)
-            resp.retry_after = wait
-            message = f.message_box(f"Too many wrong tokens from this address: try again in {wait} s.", bad=True)
-            return self._form(resp, next_path, message, falcon.HTTP_429)
+        client = self.client(req)
         if not self.signer.token_matches(form.get("token", "")):
-            if self.signer.enabled:
-                self.throttle.failed(req.remote_addr)
-            log.warning("operator login refused from %s", req.remote_addr)
+            # The right token is never throttled: an operator behind the same proxy as a guesser still gets in.
+            wait = self.throttle.count_failure(client) if self.signer.enabled else None
+            if wait is not None:
+                log.warning("operator login from %s refused: too many wrong tokens", client)
+                resp.retry_after = wait
+                message = f.message_box(f"Too many wrong tokens from this address: try again in {wait} s.", bad=True)
+                return self._form(resp, next_path, message, falcon.HTTP_429)
+            log.warning("operator login refused from %s", client)
             message = f.message_box("That is not this service's API token.", bad=True)
             return self._form(resp, next_path, message, falcon.HTTP_401 if self.signer.enabled else falcon.HTTP_403)
         cookie, _ = self.signer.issue()
         self.signer.set_cookie(resp, cookie)
-        log.info("operator signed in from %s", req.remote_addr)
+        log.info("operator signed in from %s", client)
         raise falcon.HTTPSeeOther(next_path)
 
 
@@ -318,12 +319,17 @@ class Redirect:
 
 
 def add_operator_routes(
-    app: falcon.App, signer: SessionSigner, storage: Callable[[], Storage], backlog: BacklogReader, throttle: FailureThrottle
+    app: falcon.App,
+    signer: SessionSigner,
+    storage: Callable[[], Storage],
+    backlog: BacklogReader,
+    throttle: Throttle,
+    client: Callable[[falcon.Request], str],
 ) -> None:
     call_page = CallPage(signer, storage)
     app.add_route("/", Redirect("/ops/calls"))
     app.add_route("/ops", Redirect("/ops/calls"))
-    app.add_route(LOGIN_PATH, LoginPage(signer, throttle))
+    app.add_route(LOGIN_PATH, LoginPage(signer, throttle, client))
     app.add_route("/ops/logout", LogoutAction(signer))
     app.add_route("/ops/calls", CallListPage(signer, backlog))
     app.add_route("/ops/calls/{call_id}", call_page)

@@ -11,6 +11,7 @@ token derived from the session id, checked in constant time.
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import hmac
 import re
@@ -26,6 +27,7 @@ __all__ = ["COOKIE_NAME", "LOGIN_PATH", "Session", "SessionSigner", "safe_next"]
 
 COOKIE_NAME = "callreel_session"
 LOGIN_PATH = "/ops/login"
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _COOKIE_RE = re.compile(r"^([A-Za-z0-9_-]{16,64})\.(\d{1,12})\.([A-Za-z0-9_-]{43})$")
 
 
@@ -110,7 +112,10 @@ class SessionSigner:
         )
 
     def clear_cookie(self, resp: falcon.Response) -> None:
-        resp.unset_cookie(COOKIE_NAME, path="/", same_site="Strict")
+        # The same flags as the cookie it replaces (Falcon's unset_cookie sets neither Secure nor HttpOnly).
+        resp.set_cookie(
+            COOKIE_NAME, "", expires=_EPOCH, max_age=0, path="/", secure=True, http_only=True, same_site="Strict"
+        )
 
 
 def safe_next(target: str | None) -> str:

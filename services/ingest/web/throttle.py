@@ -1,15 +1,21 @@
-"""Failed sign-ins counted per client address: past the limit, the client waits.
+"""Wrong credentials counted per client address: past the limit, that address waits.
 
-The API token is the one secret the status API and the operator page ask for,
-so guessing it must be slow: each client address gets ``AUTH_MAX_FAILURES``
-wrong tokens (bearer or login form) per ``AUTH_FAILURE_WINDOW`` seconds, then
-429 with ``Retry-After`` until its oldest failure leaves the window. A right
-token is not refused while the address has failures to spare; once blocked, it
-waits like a wrong one, so a blocked client learns nothing.
+Each client address gets ``AUTH_MAX_FAILURES`` wrong credentials per
+``AUTH_FAILURE_WINDOW`` seconds in each bucket (``api``: bearer tokens;
+``login``: the operator page's form), then 429 with ``Retry-After``. A
+request that presents the right credential is never throttled and never
+counted: the host application and the operators keep working while someone
+else, perhaps behind the same proxy address, guesses. That gives a guesser no
+oracle worth having, because the start-up check refuses an API token shorter
+than 32 characters: the throttle limits noise and load, the token's length
+makes guessing hopeless. A request with no credential at all is a visitor,
+not a guess, and costs no database round trip.
 
-The count is per gunicorn worker process and kept in memory: a restart forgets
-it, and behind a proxy every client shares the proxy's address (a brute force
-then locks everyone out for one window, which is the safer way to fail).
+Counts live in the database (``shared.throttle_store``), so every gunicorn
+worker and replica shares them and a restart forgets nothing. The client
+address is the trusted proxy's (``TRUSTED_PROXY_HOPS``, see address.py).
+:class:`FailureThrottle` keeps the same count in one process's memory, for
+tools and tests that have no database.
 """
 
 from __future__ import annotations
@@ -18,21 +24,59 @@ import collections
 import math
 import threading
 import time
-from typing import Callable
+from typing import Callable, Protocol
 
-__all__ = ["FailureThrottle"]
+from shared.db import connection
+from shared.throttle_store import add_failure
 
-#: Addresses remembered at most: an attacker rotating addresses cannot grow the table without bound.
+__all__ = ["Throttle", "FailureThrottle", "SharedFailureThrottle", "API_BUCKET", "LOGIN_BUCKET"]
+
+API_BUCKET = "api"
+LOGIN_BUCKET = "login"
+
+#: Addresses remembered at most in memory: an attacker rotating addresses cannot grow the table without bound.
 MAX_CLIENTS = 10_000
 
 
+class Throttle(Protocol):
+    def count_failure(self, client: str) -> int | None:
+        """Count a wrong credential from ``client``; the seconds it must wait when over the limit, else None."""
+
+
+class SharedFailureThrottle:
+    """The count in the database: one atomic upsert per wrong credential, shared by every process."""
+
+    def __init__(self, bucket: str, limit: int, window: int, clock: Callable[[], float] = time.time) -> None:
+        self.bucket = bucket
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+
+    def count_failure(self, client: str) -> int | None:
+        now = self._clock()
+        start = int(now // self.window) * self.window
+        with connection():
+            total = add_failure(self.bucket, client, start, prune_before=start - self.window)
+        if total <= self.limit:
+            return None
+        return max(1, math.ceil(start + self.window - now))
+
+
 class FailureThrottle:
+    """The same count in one process's memory (a sliding window), for callers without a database."""
+
     def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.window = window
         self._clock = clock
         self._failures: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
         self._lock = threading.Lock()
+
+    def count_failure(self, client: str) -> int | None:
+        wait = self.retry_after(client)
+        if wait is None:
+            self.failed(client)
+        return wait
 
     def retry_after(self, client: str) -> int | None:
         """Seconds ``client`` must wait before its next try; None when it may try now."""

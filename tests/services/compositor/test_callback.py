@@ -7,13 +7,15 @@ import hmac
 import json
 import time
 
+import pytest
+
 from services.compositor import callback
 from services.compositor.callback import SIGNATURE_HEADER, send_status, signature_header, verify
 from shared.models import Call
-from shared.settings import get_settings
+from shared.settings import SettingsError, get_settings, load_settings
 from tests.support.http_sink import HttpSink
 
-SECRET = "s3cr3t-shared-with-the-host"
+SECRET = "s3cr3t-shared-with-the-host-" + "k" * 8  # 32 bytes or more, as the settings require
 
 
 def receiver_accepts(headers: dict[str, str], body: bytes, secret: str = SECRET) -> bool:
@@ -70,3 +72,96 @@ def test_a_receiver_that_fails_is_retried_then_given_up(pg_db, settings_env, mon
 def test_nothing_is_sent_without_a_url(pg_db):
     Call.create(id="CA" + "d" * 32, video_status="completed")
     assert send_status("CA" + "d" * 32, get_settings()) is False
+
+
+# -- issue 25: event ids, a verify() that fails closed, a long secret, retry spacing and 429 ---------------
+
+
+def test_each_delivery_carries_an_event_id_that_is_signed_and_kept_across_retries(pg_db, settings_env, monkeypatch):
+    monkeypatch.setattr(callback.time, "sleep", lambda seconds: None)
+    call_id = "CA" + "e" * 32
+    Call.create(id=call_id, video_status="completed")
+    with HttpSink(statuses=(503, 200)) as sink:
+        settings_env(VIDEO_STATUS_CALLBACK_URL=sink.url, VIDEO_STATUS_CALLBACK_SECRET=SECRET)
+        assert send_status(call_id, get_settings()) is True
+        assert send_status(call_id, get_settings()) is True
+        first_try, retry, second = sink.wait_for(3)
+    ids = [json.loads(r.body)["event_id"] for r in (first_try, retry, second)]
+    assert ids[0] == ids[1], "a retry is the same event: the receiver de-duplicates on its id"
+    assert ids[2] != ids[0], "another delivery is another event"
+    for request in (first_try, retry, second):
+        assert request.headers["x-callreel-event-id"] == json.loads(request.body)["event_id"]
+        assert receiver_accepts(request.headers, request.body)  # the id is inside the signed body
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        ",",
+        "t=,v1=",
+        "t=abc,v1=00",
+        "t= 1,v1=00",
+        "t=1_0,v1=00",
+        "t=+1,v1=00",
+        "v1=deadbeef",
+        "t=1",
+        "garbage",
+        "t=1,v1=é",
+        "t=1,v1=\x00",
+        "t=1,t=2,v1=00",
+        b"t=1,v1=00",
+        12,
+    ],
+)
+def test_verify_fails_closed_on_any_malformed_header(header):
+    body = b"{}"
+    assert verify(SECRET, header, body, now=1) is False
+
+
+def test_verify_refuses_an_empty_secret_and_a_duplicated_signature():
+    body = b"{}"
+    good = signature_header(SECRET, body, timestamp=100)
+    assert verify(SECRET, good, body, now=100)
+    assert not verify("", signature_header("", body, timestamp=100), body, now=100)
+    assert not verify(SECRET, good + ",v1=" + "0" * 64, body, now=100)
+    assert not verify(SECRET, good.replace("t=100", "t=100,t=100"), body, now=100)
+
+
+def test_a_callback_secret_shorter_than_32_bytes_is_refused_at_start():
+    with pytest.raises(SettingsError) as info:
+        load_settings({"VIDEO_STATUS_CALLBACK_URL": "https://host.example/cb", "VIDEO_STATUS_CALLBACK_SECRET": "x" * 31})
+    assert info.value.problems == ["VIDEO_STATUS_CALLBACK_SECRET must be at least 32 bytes long (got 31)"]
+    assert load_settings({"VIDEO_STATUS_CALLBACK_URL": "https://host.example/cb", "VIDEO_STATUS_CALLBACK_SECRET": "x" * 32})
+
+
+def test_retries_wait_1_then_2_seconds(pg_db, settings_env, monkeypatch):
+    waits = []
+    monkeypatch.setattr(callback.time, "sleep", waits.append)
+    Call.create(id="CA" + "f" * 32, video_status="completed")
+    with HttpSink(statuses=(500,)) as sink:
+        settings_env(VIDEO_STATUS_CALLBACK_URL=sink.url, VIDEO_STATUS_CALLBACK_SECRET=SECRET)
+        assert send_status("CA" + "f" * 32, get_settings()) is False
+    assert waits == [1, 2]
+
+
+def test_429_is_retried_after_the_receivers_retry_after(pg_db, settings_env, monkeypatch):
+    waits = []
+    monkeypatch.setattr(callback.time, "sleep", waits.append)
+    Call.create(id="CA" + "1" * 32, video_status="completed")
+    with HttpSink(statuses=(429, 429, 200), headers={429: {"Retry-After": "5"}}) as sink:
+        settings_env(VIDEO_STATUS_CALLBACK_URL=sink.url, VIDEO_STATUS_CALLBACK_SECRET=SECRET)
+        assert send_status("CA" + "1" * 32, get_settings()) is True
+        assert len(sink.wait_for(3)) == 3
+    assert waits == [5, 5]
+
+
+def test_a_huge_retry_after_is_capped(pg_db, settings_env, monkeypatch):
+    waits = []
+    monkeypatch.setattr(callback.time, "sleep", waits.append)
+    Call.create(id="CA" + "2" * 32, video_status="completed")
+    with HttpSink(statuses=(429, 200), headers={429: {"Retry-After": "86400"}}) as sink:
+        settings_env(VIDEO_STATUS_CALLBACK_URL=sink.url, VIDEO_STATUS_CALLBACK_SECRET=SECRET)
+        assert send_status("CA" + "2" * 32, get_settings()) is True
+    assert waits == [callback.MAX_RETRY_AFTER]

@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import re
+import socket
 import tracemalloc
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import dramatiq
 import pytest
 from dramatiq import Message
 
+from services.ingest import download
 from services.ingest.validation import parse_recording_status
 from services.ingest.webhook import claim_call
 from shared import keys
@@ -387,3 +389,101 @@ def test_a_body_without_a_length_stops_at_the_limit_before_writing_past_it():
     with pytest.raises(PermanentError, match="RECORDING_MAX_BYTES"):
         copy_body((b"a" * 60 for _ in range(3)), out, expected=None, max_bytes=100)
     assert len(out.getvalue()) == 60
+
+
+# -- where a download may be redirected, and 429 (issue 25) ----------------------------------------------
+#
+# Twilio answers a recording's URL with a 302 to its media storage on another
+# host. These prove what download.py's docstring claims: redirects are followed
+# over https only, the Basic credentials are dropped when the host changes,
+# redirects to private addresses are refused unless the host is allow-listed,
+# and 429 is retried.
+
+
+def test_a_redirect_to_another_allowed_host_is_followed_without_the_credentials(worker, stub_broker, fake_twilio, s3, ingest_env):
+    ingest_env(TWILIO_RECORDING_HOSTS=f"{fake_twilio.host},{fake_twilio.other_host}")
+    body = os.urandom(40_000)
+    recording = fake_twilio.add_recording(body, script=["redirect-other-host"])
+    call_id = new_call(fake_twilio, recording)
+    assert run(stub_broker, worker, call_id).stage == Stage.AUDIO
+    assert stored(s3, call_id) == body
+    first, media = fake_twilio.requests
+    assert (first.behaviour, media.behaviour) == ("redirect-other-host", "media")
+    assert first.sent_credentials and first.authorized
+    assert not media.sent_credentials, "the account's credentials went to another host"
+
+
+def test_a_redirect_to_the_same_host_keeps_the_credentials(worker, stub_broker, fake_twilio, s3):
+    recording = fake_twilio.add_recording(b"mp3" * 100, script=["redirect"])
+    assert run(stub_broker, worker, new_call(fake_twilio, recording)).stage == Stage.AUDIO
+    first, media = fake_twilio.requests
+    assert first.sent_credentials and media.sent_credentials
+
+
+def test_a_redirect_to_plain_http_is_refused(worker, stub_broker, fake_twilio, s3):
+    recording = fake_twilio.add_recording(b"mp3" * 100, script=["redirect-http"])
+    call_id = new_call(fake_twilio, recording)
+    call = run(stub_broker, worker, call_id)
+    assert_failed(call, "non-https")
+    assert [r.behaviour for r in fake_twilio.requests] == ["redirect-http"]  # the http URL was never asked
+    assert stored(s3, call_id) is None
+
+
+def test_a_redirect_to_a_loopback_host_off_the_allow_list_is_refused(worker, stub_broker, fake_twilio, s3):
+    # localhost is this very server, but not allow-listed: a private address, so refused.
+    recording = fake_twilio.add_recording(b"mp3" * 100, script=["redirect-other-host"])
+    call_id = new_call(fake_twilio, recording)
+    call = run(stub_broker, worker, call_id)
+    assert_failed(call, "private", "localhost")
+    assert [r.behaviour for r in fake_twilio.requests] == ["redirect-other-host"]
+    assert stored(s3, call_id) is None
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[fd00:ec2::254]/latest/meta-data/",
+        "https://10.0.0.1/x",
+        "https://192.168.1.1/x",
+        "https://[::1]/x",
+        "https://0.0.0.0/x",
+    ],
+)
+def test_a_redirect_to_a_private_or_metadata_address_is_refused(worker, stub_broker, fake_twilio, s3, target):
+    fake_twilio.redirect_target = target
+    recording = fake_twilio.add_recording(b"mp3" * 100, script=["redirect-to"])
+    call = run(stub_broker, worker, new_call(fake_twilio, recording))
+    assert_failed(call, "private")
+
+
+def test_429_is_retried(worker, stub_broker, fake_twilio, s3):
+    body = os.urandom(10_000)
+    recording = fake_twilio.add_recording(body, script=["429", "429", "ok"])
+    call_id = new_call(fake_twilio, recording)
+    assert run(stub_broker, worker, call_id).stage == Stage.AUDIO
+    assert stored(s3, call_id) == body
+    assert [r.behaviour for r in fake_twilio.media_gets(recording)] == ["429", "429", "ok"]
+
+
+@pytest.mark.parametrize(
+    "address, private",
+    [
+        ("127.0.0.1", True), ("10.1.2.3", True), ("172.16.0.1", True), ("192.168.0.1", True),
+        ("169.254.169.254", True), ("::1", True), ("fd00:ec2::254", True), ("fe80::1", True),
+        ("0.0.0.0", True), ("::ffff:127.0.0.1", True), ("100.64.0.1", True),
+        ("54.172.60.1", False), ("2600:1f18::1", False),
+    ],
+)
+def test_which_addresses_count_as_private(address, private):
+    assert download.is_private_address(address) is private
+
+
+def test_a_host_that_resolves_to_a_private_address_is_refused(monkeypatch):
+    def resolve(host, port, *args, **kwargs):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", port))]
+
+    monkeypatch.setattr(download.socket, "getaddrinfo", resolve)
+    with pytest.raises(download.PermanentError, match="private"):
+        download.check_destination("media.example.com", 443, allowed=frozenset())
+    download.check_destination("media.example.com", 443, allowed=frozenset({("media.example.com", 443)}))
