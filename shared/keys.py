@@ -20,6 +20,10 @@ __all__ = [
     "side_video_key",
     "segment_video_key",
     "avatar_key",
+    "call_avatar_key",
+    "transcript_key",
+    "captions_key",
+    "poster_key",
 ]
 
 CALL_ID_RE = re.compile(r"^CA[0-9a-f]{32}$")
@@ -77,3 +81,25 @@ def avatar_key(side: str, digest: str) -> str:
     if not DIGEST_RE.match(digest):
         raise ValueError(f"invalid avatar digest {digest!r}")
     return f"avatars/{_side(side)}-{digest}.png"
+
+
+def call_avatar_key(call_id: str, side: str, ext: str) -> str:
+    """One call's own avatar image for a side (checked and re-encoded before it is stored)."""
+    if ext not in ("png", "jpg", "webp"):
+        raise ValueError(f"invalid avatar image extension {ext!r}")
+    return f"avatars/{validate_call_id(call_id)}-{_side(side)}.{ext}"
+
+
+def transcript_key(call_id: str) -> str:
+    """The call's transcript as JSON turns (shared/transcript.py)."""
+    return f"transcripts/{validate_call_id(call_id)}.json"
+
+
+def captions_key(call_id: str) -> str:
+    """The call's captions as WebVTT with voice tags."""
+    return f"captions/{validate_call_id(call_id)}.vtt"
+
+
+def poster_key(call_id: str) -> str:
+    """The video's poster still, also its cover art."""
+    return f"videos/{validate_call_id(call_id)}.jpg"

@@ -33,6 +33,7 @@ __all__ = [
     "Stage",
     "SideState",
     "SegmentState",
+    "TranscriptStatus",
     "SIDES",
     "STAGES",
     "utcnow",
@@ -81,6 +82,17 @@ class SideState:
     LOCAL = "local"  # no fal key: the compositor renders a local panel
     FAILED = "failed"  # generation failed for good: local panel, call is partial
     TERMINAL = (SILENT, GENERATED, LOCAL, FAILED)
+
+
+class TranscriptStatus:
+    """Where a call's words stand (``transcript_status``); captions never fail a video."""
+
+    NONE = "none"  # no transcript, none asked for
+    SUPPLIED = "supplied"  # the host application gave one (API, CLI, a platform's webhook)
+    TRANSCRIBING = "transcribing"  # speech-to-text at fal.ai is running
+    COMPLETED = "completed"  # transcribed
+    FAILED = "failed"  # transcription failed: the video has no captions, the reason in transcript_error
+    ALL = (NONE, SUPPLIED, TRANSCRIBING, COMPLETED, FAILED)
 
 
 class SegmentState:
@@ -162,6 +174,22 @@ class Call(BaseModel):
     compose_enqueued_at = DateTimeField(null=True)  # set once by the fan-in
     sweep_count = IntegerField(null=True, default=0)  # times the sweeper re-enqueued it (shared/sweeper.py)
     rerender = BooleanField(null=True, default=False)
+    # Per-call presentation, set by the host application (its row, PATCH /calls/{callId}, or
+    # callreel render's options); None falls back to the deployment's setting.
+    caller_name = TextField(null=True)  # CALLER_LABEL
+    callee_name = TextField(null=True)  # CALLEE_LABEL
+    caller_avatar_url = TextField(null=True)  # CALLER_AVATAR_URL
+    callee_avatar_url = TextField(null=True)  # CALLEE_AVATAR_URL
+    video_layout = CharField(null=True, max_length=16)  # VIDEO_LAYOUT
+    captions = CharField(null=True, max_length=8)  # CAPTIONS: burn | track | off
+    # The words: transcripts/{callId}.json, captions/{callId}.vtt (shared/keys.py).
+    transcript_url = TextField(null=True)
+    captions_url = TextField(null=True)
+    transcript_status = CharField(null=True, max_length=16, default=TranscriptStatus.NONE)
+    transcript_error = TextField(null=True)
+    poster_url = TextField(null=True)  # videos/{callId}.jpg
+    # Share links are signed with this; a new nonce (or none) revokes every link given out before.
+    share_nonce = CharField(null=True, max_length=64)
     created_at = DateTimeField(null=True, default=utcnow)
     updated_at = DateTimeField(null=True, default=utcnow)
 
