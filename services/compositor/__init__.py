@@ -12,9 +12,9 @@ is the FFmpeg command the worker would run for it, with the encoder and the
 panel box taken from ``settings``. :func:`render_layout` is the frame it
 renders (``VIDEO_LAYOUT``: size, each side's panel, crop or fit), and
 :func:`panel_size`, :func:`fit`, :func:`cover` and :func:`crop_origin` say
-where each side's picture lands in its panel. Captions: :func:`layout_cues`
-turns a transcript's turns into :class:`Cue` s, which ``render_command``
-burns in and/or muxes as a subtitle track (``captions``: one of
+where each side's picture lands in its panel. Captions: ``render_command``
+lays out a transcript's ``turns`` (:class:`Turn`) as cues for the frame and
+burns them in and/or muxes them as a subtitle track (``captions``: one of
 ``CAPTION_MODES``), as the worker does for a call with a transcript.
 """
 
@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Sequence
 
 from shared.settings import Settings
+from shared.transcript import Turn
 
 from .captions import MODES as CAPTION_MODES
-from .captions import Cue, layout_cues
 from .composer import render_layout, render_spec
 from .graph import build_command
 from .layout import Clip, SideSpec, fit, panel_size
@@ -47,8 +47,7 @@ __all__ = [
     "Rect",
     "LAYOUTS",
     "CROP",
-    "Cue",
-    "layout_cues",
+    "Turn",
     "CAPTION_MODES",
 ]
 
@@ -63,7 +62,7 @@ def render_command(
     workdir: Path,
     *,
     font: Path | None = None,
-    cues: Sequence[Cue] = (),
+    turns: Sequence[Turn] = (),
     captions: str = "off",
 ) -> list[str]:
     """The FFmpeg argument list (binary first) that renders these two sides into ``output``.
@@ -71,8 +70,8 @@ def render_command(
     ``workdir`` receives what the command reads from files (label texts, a
     graph too long for one argument); ``font`` None renders no labels. With
     AUDIO_MIX=centered, building it runs FFmpeg once first: the recording's
-    loudness measurement (:mod:`.mix`). ``cues`` are shown as ``captions``
-    says (``burn``: on the picture and as a track; ``track``; ``off``).
+    loudness measurement (:mod:`.mix`). A transcript's ``turns`` are shown
+    as ``captions`` says (``burn``: on the picture and as a track; ``track``; ``off``).
     """
-    spec = render_spec(settings, recording, duration, caller, callee, workdir, font=font, cues=cues, captions=captions)
+    spec = render_spec(settings, recording, duration, caller, callee, workdir, font=font, turns=turns, captions=captions)
     return build_command(spec, output, binary=settings.ffmpeg_binary)

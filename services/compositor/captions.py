@@ -52,6 +52,8 @@ __all__ = [
     "font_face",
     "caption_box",
     "font_size",
+    "line_width",
+    "MIN_LINE",
     "ass_document",
     "write_ass",
     "webvtt_document",
@@ -65,6 +67,7 @@ __all__ = [
     "track_output_options",
     "MODES",
     "caption_files",
+    "laid_out",
 ]
 
 MODES = ("burn", "track", "off")  # CAPTIONS: on the picture and as a track, as a track only, none
@@ -342,10 +345,10 @@ def caption_box(speaker: str, placement: Layout) -> CaptionBox:
     return CaptionBox(region.x + pad_x, region.x + region.w - pad_x, region.y + pad_y, region.y + region.h - pad_y)
 
 
-# A line of DejaVu Sans Bold averages about 0.6 em a character (mixed-case
+# A line of DejaVu Sans Bold averages about 0.5 em a character (mixed-case
 # text with spaces); the line height is about 1.2 em, and the box behind each
 # line (BorderStyle 3) adds its outline above and below.
-CHAR_EM, LINE_EM = 0.6, 1.25
+CHAR_EM, LINE_EM = 0.52, 1.25
 
 
 def font_size(box: CaptionBox, width: int = MAX_LINE, lines: int = MAX_LINES) -> int:
@@ -353,6 +356,24 @@ def font_size(box: CaptionBox, width: int = MAX_LINE, lines: int = MAX_LINES) ->
     across = (box.right - box.left) / (width * CHAR_EM)
     down = (box.bottom - box.top) / (lines * LINE_EM + 0.4)
     return max(10, int(min(across, down)))
+
+
+# Shortest line a narrow caption region gets: shorter lines make more cues, each on screen for less time.
+MIN_LINE = 32
+
+
+def line_width(placement: Layout) -> int:
+    """Characters a caption line holds in this layout: ``MAX_LINE``, or fewer where the region is narrow for its frame.
+
+    A caption should be about as tall as the label (a 24th of the panel's
+    height); where ``MAX_LINE`` characters at that size do not fit across the
+    region (square's 540-pixel bands, landscape's half frames), the lines get
+    shorter rather than the letters smaller, down to ``MIN_LINE``.
+    """
+    box = caption_box("caller", placement)
+    target = placement.caller.h / 24
+    fits = int((box.right - box.left) / (CHAR_EM * target))
+    return max(MIN_LINE, min(MAX_LINE, fits))
 
 
 def ass_document(
@@ -386,13 +407,19 @@ def ass_document(
     for speaker in SPEAKERS:
         box = boxes[speaker]
         colour = _ass_colour(CAPTION_COLOURS[speaker])
+        panel = placement.panel(speaker)
+        # Over the panel: bottom centre (alignment 2), a cue growing upward from the region's
+        # bottom. In a band under the panel: top centre (8), hanging just under the panel.
+        if placement.caption(speaker).y >= panel.y + panel.h:
+            alignment, margin_v = 8, box.top + outline
+        else:
+            alignment, margin_v = 2, placement.height - box.bottom + outline
         # BorderStyle 3: a box behind each line (OutlineColour, 84 % opaque), readable over any
-        # picture, the local panel's waveform (the caption's own colour) included. Alignment 2:
-        # bottom centre, the box's bottom ``outline`` above the region's.
+        # picture, the local panel's waveform (the caption's own colour) included.
         out.append(
             f"Style: {speaker},{family},{size},{colour},{colour},{_ass_colour('000000', 0x28)},{_ass_colour('000000', 0x28)},"
-            f"{-1 if bold else 0},0,0,0,100,100,0,0,3,{outline},0,2,{box.left + outline},{placement.width - box.right + outline},"
-            f"{placement.height - box.bottom + outline},1"
+            f"{-1 if bold else 0},0,0,0,100,100,0,0,3,{outline},0,{alignment},{box.left + outline},{placement.width - box.right + outline},"
+            f"{margin_v},1"
         )
     out += ["", "[Events]", "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text"]
     for cue in cues:
@@ -401,9 +428,9 @@ def ass_document(
     return "\n".join(out) + "\n"
 
 
-def write_ass(path: Path, cues: Sequence[Cue], placement: Layout, *, font: Path | None = None) -> Path:
+def write_ass(path: Path, cues: Sequence[Cue], placement: Layout, *, font: Path | None = None, width: int = MAX_LINE) -> Path:
     """Write :func:`ass_document` to ``path`` (UTF-8, as libass reads it)."""
-    path.write_text(ass_document(cues, placement, font=font), encoding="utf-8")
+    path.write_text(ass_document(cues, placement, font=font, width=width), encoding="utf-8")
     return path
 
 
@@ -523,15 +550,22 @@ def caption_files(
     *,
     font: Path | None = None,
     names: dict[str, str] | None = None,
+    width: int = MAX_LINE,
 ) -> CaptionFiles | None:
     """The files a render with these captions reads, written into ``workdir``; None when there is nothing to show.
 
     ``burn``: the ``.ass`` file for libass and the subtitle track; ``track``:
-    the track alone; ``off`` (or no cues): none.
+    the track alone; ``off`` (or no cues): none. ``width``: the cues' line
+    length (:func:`line_width`), which sizes the burned letters.
     """
     if mode not in MODES:
         raise ValueError(f"captions must be one of {', '.join(MODES)}, not {mode!r}")
     if mode == "off" or not cues:
         return None
-    burned = write_ass(workdir / "captions.ass", cues, placement, font=font) if mode == "burn" else None
+    burned = write_ass(workdir / "captions.ass", cues, placement, font=font, width=width) if mode == "burn" else None
     return CaptionFiles(burn=burned, track=write_track(workdir / "captions-track.ass", cues, names), language=SUBTITLE_LANGUAGE)
+
+
+def laid_out(turns: Iterable[Turn], duration: float, placement: Layout) -> list[Cue]:
+    """:func:`layout_cues` with this layout's :func:`line_width`."""
+    return layout_cues(turns, duration, width=line_width(placement))

@@ -39,9 +39,10 @@ from shared.ffmpeg import InvalidMedia as MediaError
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
 from shared.settings import Settings
 from shared.storage import ObjectNotFound, Storage
+from shared.transcript import Turn
 
 from . import transcripts
-from .captions import Cue, caption_files
+from .captions import caption_files, laid_out, line_width
 from .graph import AUDIO_RATE, build_command
 from .layout import Clip, RenderSpec, SideSpec, panel_size
 from .layouts import Layout, layout
@@ -131,8 +132,12 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
 
 def _with_captions(spec: RenderSpec, captions: transcripts.CallCaptions, extra: dict[str, str]) -> RenderSpec:
     """``spec`` showing the call's cues as its mode says; unchanged (and the reason kept) if their files cannot be written."""
+    if not captions.turns or captions.mode == "off":
+        return spec
+    placement = spec.placement
     try:
-        files = caption_files(captions.cues, captions.mode, spec.placement, spec.workdir, font=spec.font, names=captions.names)
+        captions.cues = laid_out(captions.turns, spec.duration, placement)
+        files = caption_files(captions.cues, captions.mode, placement, spec.workdir, font=spec.font, names=captions.names, width=line_width(placement))
     except (OSError, ValueError) as exc:
         captions.fail(f"the captions could not be prepared: {exc}", extra)
         return spec
@@ -163,7 +168,7 @@ def render_spec(
     workdir: Path,
     *,
     font: Path | None,
-    cues: Sequence[Cue] = (),
+    turns: Sequence[Turn] = (),
     captions: str = "off",
     names: dict[str, str] | None = None,
 ) -> RenderSpec:
@@ -171,10 +176,11 @@ def render_spec(
 
     With AUDIO_MIX=centered this measures the recording's loudness (one audio
     decode, :func:`.mix.measure`): the render applies it as one constant gain.
-    ``cues`` are shown as ``captions`` says (``burn``/``track``/``off``), their
-    files written into ``workdir``; ``names`` open each side's lines of the track.
+    A transcript's ``turns`` are shown as ``captions`` says (``burn``/``track``/``off``),
+    their files written into ``workdir``; ``names`` open each side's lines of the track.
     """
     placement = render_layout(settings, caller, callee)
+    cues = laid_out(turns, duration, placement) if turns and captions != "off" else []
     width, height = placement.panel("caller").w, placement.panel("caller").h
     return RenderSpec(
         recording=recording,
@@ -191,7 +197,7 @@ def render_spec(
         font=font,
         mix=plan_mix(settings, recording, AUDIO_RATE),
         layout=placement,
-        captions=caption_files(cues, captions, placement, workdir, font=font, names=names),
+        captions=caption_files(cues, captions, placement, workdir, font=font, names=names, width=line_width(placement)),
     )
 
 

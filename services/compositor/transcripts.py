@@ -23,9 +23,9 @@ from shared import keys
 from shared.models import Call
 from shared.settings import Settings
 from shared.storage import ObjectNotFound, Storage
-from shared.transcript import TranscriptError, parse_transcript
+from shared.transcript import TranscriptError, Turn, parse_transcript
 
-from .captions import MODES, Cue, layout_cues, write_webvtt
+from .captions import MODES, Cue, write_webvtt
 
 __all__ = ["CallCaptions", "load", "publish"]
 
@@ -38,7 +38,8 @@ class CallCaptions:
 
     mode: str  # burn | track | off (the call's own, else CAPTIONS)
     stored: bool = False  # a transcript is stored: the transcript columns are the compositor's to record
-    cues: list[Cue] = field(default_factory=list)
+    turns: tuple[Turn, ...] = ()  # the transcript's, checked against the call
+    cues: list[Cue] = field(default_factory=list)  # laid out for the frame (the composer does, knowing the layout)
     names: dict[str, str] = field(default_factory=dict)
     error: str | None = None  # why the video has no captions
     url: str | None = None  # the published WebVTT
@@ -52,7 +53,7 @@ class CallCaptions:
 
     def fail(self, reason: str, extra: dict[str, Any]) -> None:
         log.warning("no captions: %s", reason, extra=extra)
-        self.error, self.cues, self.url = reason, [], None
+        self.error, self.turns, self.cues, self.url = reason, (), [], None
 
 
 def mode_of(call: Call, settings: Settings) -> str:
@@ -81,11 +82,11 @@ def load(call: Call, settings: Settings, storage: Storage, workdir: Path, durati
     }
     try:
         transcript = parse_transcript(path.read_bytes(), format="json", duration=duration, max_bytes=settings.transcript_max_bytes)
-        captions.cues = layout_cues(transcript.turns, duration)
+        captions.turns = transcript.turns
     except TranscriptError as exc:
         captions.fail(f"transcript refused: {'; '.join(exc.problems)}", extra)
-    except (OSError, ValueError) as exc:
-        captions.fail(f"the transcript could not be laid out: {exc}", extra)
+    except OSError as exc:
+        captions.fail(f"the transcript could not be read: {exc}", extra)
     return captions
 
 

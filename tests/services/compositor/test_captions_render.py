@@ -17,7 +17,7 @@ import pytest
 import webvtt
 
 from services.compositor import Clip, SideSpec
-from services.compositor.captions import caption_box, layout_cues
+from services.compositor.captions import caption_box
 from services.compositor.composer import compose_call, render_spec
 from services.compositor.graph import build_command
 from services.compositor.layouts import LAYOUTS
@@ -69,7 +69,7 @@ def test_each_layout_burns_a_sides_words_in_its_caption_region_only_while_it_spe
         SideSpec(side, "", None, clips=(Clip(media[side], 0.0, DURATION, probe_video(media[side], settings)),))
         for side in ("caller", "callee")
     ]
-    spec = render_spec(settings, media["recording"], DURATION, *sides, tmp_path, font=FONT, cues=layout_cues(TURNS, DURATION), captions="burn")
+    spec = render_spec(settings, media["recording"], DURATION, *sides, tmp_path, font=FONT, turns=TURNS, captions="burn")
     output = tmp_path / "out.mp4"
     subprocess.run(build_command(spec, output), check=True, capture_output=True, timeout=300)
 
