@@ -136,11 +136,22 @@ def wrap(text: str, width: int = MAX_LINE) -> list[str]:
         top, bottom = " ".join(words[:cut]), " ".join(words[cut:])
         if len(top) <= width and len(bottom) <= width and (max(len(top), len(bottom)), -len(bottom)) < (max(map(len, best)), -len(best[1])):
             best = [top, bottom]
+    # A break after a comma or a sentence's end reads better than the most even one,
+    # as long as the shorter line keeps half the longer's length.
+    marked = [
+        [" ".join(words[:cut]), " ".join(words[cut:])]
+        for cut in range(1, len(words))
+        if _BREAK_AFTER.search(words[cut - 1])
+    ]
+    marked = [pair for pair in marked if max(map(len, pair)) <= width and 2 * min(map(len, pair)) >= max(map(len, pair))]
+    if marked:
+        return min(marked, key=lambda pair: (max(map(len, pair)), -len(pair[1])))
     return best
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…。！？])\s+")
 _CLAUSE_MARK = re.compile(r"[,;:、，；]$")
+_BREAK_AFTER = re.compile(r"[,;:.!?…、，；。！？]$")
 
 
 def _fits(text: str, width: int, lines: int) -> bool:
@@ -165,6 +176,8 @@ def _split(sentence: str, width: int, lines: int) -> list[str]:
             cut = most
             if len(joined) <= 2 * width * lines:  # the rest may fit one more cue: share the words evenly
                 fitting = [i for i in range(1, most + 1) if _fits(" ".join(words[i:]), width, lines)]
+                # After a comma if the two cues can break there, else where they come out even.
+                fitting = [i for i in fitting if _CLAUSE_MARK.search(words[i - 1])] or fitting
                 if fitting:
                     cut = min(fitting, key=lambda i: abs(len(" ".join(words[:i])) - len(" ".join(words[i:]))))
         out.append(" ".join(words[:cut]))
