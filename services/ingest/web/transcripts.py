@@ -90,10 +90,21 @@ def read_capped(req: falcon.Request, max_bytes: int) -> bytes:
     too_big = Refused([f"transcript is over the limit of {max_bytes} bytes (TRANSCRIPT_MAX_BYTES)"])
     if req.content_length is not None and req.content_length > max_bytes:
         raise too_big
-    body = req.bounded_stream.read(max_bytes + 1)
-    if len(body) > max_bytes:
+    # A chunked upload has no Content-Length, which bounded_stream reads as an empty body; a server
+    # that ends such an input itself (gunicorn says so with wsgi.input_terminated) can be read to its end.
+    chunked = req.content_length is None and req.env.get("wsgi.input_terminated")
+    stream = req.stream if chunked else req.bounded_stream
+    parts: list[bytes] = []
+    left = max_bytes + 1
+    while left > 0:
+        part = stream.read(left)
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    if left <= 0:
         raise too_big
-    return body
+    return b"".join(parts)
 
 
 def aliases_of(call: Call | None, settings: Settings) -> dict[str, str]:
