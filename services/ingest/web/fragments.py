@@ -211,8 +211,8 @@ def message_box(text: str | None, *, bad: bool = False) -> Markup:
 
 
 def clock_text(seconds: float) -> str:
-    """A time in a recording as a person reads it beside a player: ``0:07.5``, ``12:03.0``, ``1:02:03.0``."""
-    tenths = int(round(seconds * 10))
+    """A time in a recording as a player shows it (cut to tenths, not rounded up): ``0:07.4``, ``12:03.0``, ``1:02:03.0``."""
+    tenths = int(seconds * 10 + 1e-6)
     minutes, rest = divmod(tenths, 600)
     hours, minutes = divmod(minutes, 60)
     clock = f"{minutes:d}:{rest // 10:02d}.{rest % 10:d}"
