@@ -242,7 +242,7 @@ def transcript_section(
     problem: str | None = None,
 ) -> Markup:
     """The transcript under the video, turn by turn with times; each time seeks ``video`` (its src and element id)."""
-    head = Markup(f'<h2>Transcript {badge(status)}</h2>')
+    head = Markup(f'<h3>Transcript {badge(status)}</h3>')
     notes = [message_box(error, bad=True), message_box(problem, bad=True)]
     if transcript is None:
         empty = {
@@ -253,4 +253,4 @@ def transcript_section(
         body = Markup(f'<p class="muted">{escape(empty)}</p>')
     else:
         body = Markup(f'<ol class="turns">{join(_turn(n, t, names, video) for n, t in enumerate(transcript.turns, start=1))}</ol>')
-    return Markup(f'<section class="card transcript" id="transcript">{head}{join(notes, "")}{body}</section>')
+    return Markup(f'<section class="transcript" id="transcript">{head}{join(notes, "")}{body}</section>')

@@ -58,7 +58,8 @@ def test_the_transcript_is_under_the_video_each_time_linking_to_it(web, s3):
     ])
     page = web.simulate_get(f"/ops/calls/{call}", headers=web.cookie).text
 
-    assert page.index('id="final-video"') < page.index('id="transcript"') < page.index('id="timeline"')
+    # Right under the final video, above the side videos, so a line clicked and the player are seen together.
+    assert page.index('id="final-video"') < page.index('id="transcript"') < page.index('id="sides"') < page.index('id="timeline"')
     src = html.unescape(re.search(r'<video id="final-video"[^>]* src="([^"]+)"', page)[1])
     rows = turns_of(page)
     assert len(rows) == 3
@@ -104,7 +105,7 @@ def test_without_a_final_video_the_times_are_plain(web, s3):
 def test_a_call_without_words_says_why(web, s3, status, error, shown):
     call = a_call(s3, transcript_status=status, transcript_error=error)
     page = web.simulate_get(f"/ops/calls/{call}", headers=web.cookie).text
-    section = re.search(r'<section class="card transcript" id="transcript">.*?</section>', page, re.S)[0]
+    section = re.search(r'<section class="transcript" id="transcript">.*?</section>', page, re.S)[0]
     assert f'badge state-{status}">{status}</span>' in section and shown in section and not turns_of(page)
 
 
