@@ -233,3 +233,6 @@ def read_stored_transcript(storage: Storage, call: Call, max_bytes: int) -> Tran
             raise ValueError(f"{key} is missing from the store") from None
         except TranscriptError as exc:
             raise ValueError(f"{key} cannot be read: {exc.problems[0]}") from None
+        except Exception as exc:  # the store did not answer (botocore's errors share no base): the page says so and goes on
+            log.warning("cannot read the transcript: %s", exc, extra={"call_id": call.id})
+            raise ValueError(f"{key} could not be fetched from the store") from None
