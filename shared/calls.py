@@ -26,7 +26,7 @@ class ListPosition:
     id: str
 
     @classmethod
-    def of(cls, call: Call) -> "ListPosition":
+    def of(cls, call: Call) -> ListPosition:
         return cls(call.created_at, call.id)
 
 

@@ -12,8 +12,9 @@ same ids, and every actor is written to be idempotent on them.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import dramatiq
 from dramatiq import Message

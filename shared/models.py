@@ -105,7 +105,7 @@ class SegmentState:
 
 def utcnow() -> dt.datetime:
     """Naive UTC, the same on SQLite and PostgreSQL ``timestamp`` columns."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class JSONField(TextField):

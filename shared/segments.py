@@ -16,7 +16,7 @@ stage submits them.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["Interval", "plan_segments", "silences"]
 

@@ -19,9 +19,10 @@ import os
 import tempfile
 import threading
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 __all__ = ["Settings", "SettingsError", "VIDEO_LAYOUTS", "get_settings", "load_settings", "reload_settings"]
 

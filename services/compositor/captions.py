@@ -27,9 +27,9 @@ import math
 import re
 import struct
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from shared.transcript import DEFAULT_NAMES, SPEAKERS, Turn, vtt_time
 

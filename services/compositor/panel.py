@@ -22,7 +22,6 @@ through the graph is paid for on every frame:
 
 from __future__ import annotations
 
-
 import ffmpeg
 
 from .layout import Clip, SideSpec, fit

@@ -12,7 +12,8 @@ and FFmpeg does not outlive the message.
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from shared import progress, skeleton
 from shared.contracts import COMPOSE, send

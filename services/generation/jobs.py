@@ -71,7 +71,7 @@ class Job:
     _avatar: Avatar | None = field(default=None, init=False)
 
     @classmethod
-    def for_side(cls, side: str, settings: Settings, tmp: Path) -> "Job":
+    def for_side(cls, side: str, settings: Settings, tmp: Path) -> Job:
         model = model_for(settings.fal_model)
         return cls(settings, get_storage(), model, fal_queue(settings.fal_key, model.endpoint), side, tmp)
 

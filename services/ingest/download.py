@@ -33,8 +33,9 @@ import ipaddress
 import json
 import logging
 import socket
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO
 
 import httpx
 

@@ -9,7 +9,7 @@ thing. No authentication: it says nothing about any call.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import dramatiq
 import falcon

@@ -27,7 +27,8 @@ hand-on failed is kept).
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage

@@ -8,7 +8,8 @@ so pages.py only arranges them.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from shared.calls import processing_seconds
 from shared.callview import call_duration

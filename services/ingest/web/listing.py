@@ -12,8 +12,8 @@ import base64
 import binascii
 import datetime as dt
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import falcon
 

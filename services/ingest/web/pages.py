@@ -16,12 +16,11 @@ from this app only, media from this app and the store's presigned origin),
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from importlib import resources
-from typing import Callable, Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import falcon
-
 from falcon.app_helpers import default_serialize_error
 
 from shared.callview import call_view
@@ -35,8 +34,8 @@ from .backlog import BacklogReader
 from .listing import STAGE_FILTERS, InvalidQuery, ListQuery, parse_list_query, read_page
 from .media import video_link
 from .session import LOGIN_PATH, Session, SessionSigner, safe_next
-from .throttle import Throttle
 from .templating import Markup, escape, join, render
+from .throttle import Throttle
 
 __all__ = ["add_operator_routes", "serialize_error", "send_page"]
 
@@ -199,9 +198,9 @@ class CallListPage(_Page):
         page = read_page(query)
         now = utcnow()
         rows = join(f.call_row(call, now) for call in page.calls) or Markup('<tr><td colspan="7" class="muted">No calls match.</td></tr>')
-        pager = [Markup('<a href="/ops/calls?{}">Newest</a>'.format(escape(urlencode(query.params()))))] if query.after else []
+        pager = [Markup(f'<a href="/ops/calls?{escape(urlencode(query.params()))}">Newest</a>')] if query.after else []
         if page.next_cursor:
-            pager.append(Markup('<a id="older" href="/ops/calls?{}">Older →</a>'.format(escape(urlencode(query.params(cursor=page.next_cursor))))))
+            pager.append(Markup(f'<a id="older" href="/ops/calls?{escape(urlencode(query.params(cursor=page.next_cursor)))}">Older →</a>'))
         content = render(
             "calls",
             backlog=f.backlog_table(self.backlog.read()),
