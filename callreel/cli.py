@@ -205,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = _command(sub, "render", "render one recording into a split-screen video, all in this process", "callreel render call.mp3 -o call.mp4")
+    p = _command(
+        sub, "render", "render one recording into a split-screen video, all in this process", "callreel render call.mp3 -o call.mp4"
+    )
     p.add_argument("recording", help="a dual-channel recording (MP3 or WAV): left = caller, right = callee")
     p.add_argument("-o", "--output", required=True, help="where to write the MP4")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
@@ -216,7 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="HTTP port (default: PORT)")
     p.set_defaults(func=cmd_serve)
 
-    p = _command(sub, "status", "show one call as JSON: status, stage, timings, segments, errors", "callreel status CA0123456789abcdef0123456789abcdef")
+    p = _command(
+        sub,
+        "status",
+        "show one call as JSON: status, stage, timings, segments, errors",
+        "callreel status CA0123456789abcdef0123456789abcdef",
+    )
     p.add_argument("call_id")
     p.set_defaults(func=cmd_status)
 
@@ -225,20 +232,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_list)
 
-    p = _command(sub, "retry", "re-run a failed or partial call from its first unfinished stage", "callreel retry CA0123456789abcdef0123456789abcdef")
+    p = _command(
+        sub, "retry", "re-run a failed or partial call from its first unfinished stage", "callreel retry CA0123456789abcdef0123456789abcdef"
+    )
     p.add_argument("call_id")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_retry)
 
     p = _command(
-        sub, "sweep", "re-enqueue calls stuck in a stage past STAGE_DEADLINE, or fail them (see shared/sweeper.py)", "callreel sweep --every 60"
+        sub,
+        "sweep",
+        "re-enqueue calls stuck in a stage past STAGE_DEADLINE, or fail them (see shared/sweeper.py)",
+        "callreel sweep --every 60",
     )
     p.add_argument("--every", type=float, default=0, metavar="SECONDS", help="keep sweeping, every SECONDS (default: once)")
     p.set_defaults(func=cmd_sweep)
 
     _command(sub, "migrate", "create or update the database schema (idempotent)", "callreel migrate").set_defaults(func=cmd_migrate)
     _command(
-        sub, "bucket", "create S3_BUCKET if missing and have it abort multipart uploads unfinished after a day (idempotent)", "S3_BUCKET=my-videos callreel bucket"
+        sub,
+        "bucket",
+        "create S3_BUCKET if missing and have it abort multipart uploads unfinished after a day (idempotent)",
+        "S3_BUCKET=my-videos callreel bucket",
     ).set_defaults(func=cmd_bucket)
     return parser
 

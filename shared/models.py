@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peewee import (
     SQL,
@@ -60,6 +60,11 @@ class Stage:
     GENERATION = "generation"
     COMPOSITOR = "compositor"
     DONE = "done"
+
+
+if TYPE_CHECKING:
+    # What the lazy lookup below returns, named for the type checker and the linters.
+    from .pipeline import STAGES
 
 
 def __getattr__(name: str) -> Any:

@@ -240,7 +240,9 @@ def _parse_srt(text: str, table: dict[str, str], problems: list[str]) -> list[tu
                 pieces.append(current)
             elif current is None:
                 shown = (match[1] or match[2]).strip()[:40] if match else line.strip()[:40]
-                what = f"unknown speaker {shown!r}" if match else f"cue text must start with the speaker's name ('Caller: …'), got {shown!r}"
+                what = (
+                    f"unknown speaker {shown!r}" if match else f"cue text must start with the speaker's name ('Caller: …'), got {shown!r}"
+                )
                 problems.append(f"line {first + at + 1 + offset}: {what}")
                 break
             else:

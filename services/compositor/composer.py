@@ -314,7 +314,8 @@ def _join_segments(call_id: str, side: str, videos: list[str], storage: Storage,
         listing.write_text("\n".join(lines) + "\n")
         joined = workdir / f"{side}-joined.mp4"
         run_ffmpeg(
-            [settings.ffmpeg_binary, "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", "-movflags", "+faststart", "-y", str(joined)],
+            [settings.ffmpeg_binary, "-f", "concat", "-safe", "0", "-i", str(listing)]
+            + ["-c", "copy", "-movflags", "+faststart", "-y", str(joined)],
             timeout=settings.compose_timeout,
             what=f"join {side} segments",
             log_extra={"call_id": call_id, "side": side},

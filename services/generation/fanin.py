@@ -36,7 +36,8 @@ def mark_side(call_id: str, side: str, state: str, *, error: str | None = None, 
     query = Call.update(updates).where((Call.id == call_id) & (column.in_(OPEN_SIDE) | column.is_null()))
     changed = bool(query.execute())
     if changed:
-        log.info("%s side %s%s", side, state, f": {error}" if error else "", extra={"call_id": call_id, "stage": Stage.GENERATION, "side": side})
+        extra = {"call_id": call_id, "stage": Stage.GENERATION, "side": side}
+        log.info("%s side %s%s", side, state, f": {error}" if error else "", extra=extra)
     return changed
 
 

@@ -104,7 +104,8 @@ def generate(call: Call, side: str) -> None:
         return
     segments = list(Segment.select().where((Segment.call_id == call_id) & (Segment.side == side)).order_by(Segment.index))
     if not segments:
-        mark_side(call_id, side, SideState.FAILED, error="no segments to generate: the audio stage cut none (is FAL_KEY set for the audio service too?)")
+        error = "no segments to generate: the audio stage cut none (is FAL_KEY set for the audio service too?)"
+        mark_side(call_id, side, SideState.FAILED, error=error)
         fan_in(call_id)
         return
     side_state = getattr(Call, f"{side}_state")
@@ -470,7 +471,8 @@ def fail_segment(segment: Segment, reason: str) -> None:
         .execute()
     )
     if failed:
-        log.warning("segment failed: %s", reason, extra={"call_id": segment.call_id, "stage": Stage.GENERATION, "side": segment.side, "segment_id": segment.id})
+        extra = {"call_id": segment.call_id, "stage": Stage.GENERATION, "side": segment.side, "segment_id": segment.id}
+        log.warning("segment failed: %s", reason, extra=extra)
         settle_side(segment.call_id, segment.side)
 
 
@@ -494,7 +496,8 @@ def give_up_side(call_id: str, side: str, exception: BaseException) -> None:
         return
     reason = f"generation gave up: {exception}"
     now = utcnow()
-    Segment.update({Segment.state: SegmentState.FAILED, Segment.error: reason[:4000], Segment.finished_at: now, Segment.updated_at: now}).where(
+    failed = {Segment.state: SegmentState.FAILED, Segment.error: reason[:4000], Segment.finished_at: now, Segment.updated_at: now}
+    Segment.update(failed).where(
         (Segment.call_id == call_id) & (Segment.side == side) & (Segment.state == SegmentState.PENDING)
     ).execute()
     mark_side(call_id, side, SideState.FAILED, error=reason[:4000])

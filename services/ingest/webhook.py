@@ -122,7 +122,9 @@ class RecordingStatusResource:
             log.warning("refused a webhook for a recording started %s ago", age, extra={"call_id": status.call_sid})
             raise falcon.HTTPBadRequest(
                 title="Stale recording status callback",
-                description=f"RecordingStartTime is older than WEBHOOK_MAX_AGE ({int(self.max_age.total_seconds())} s): a replay is not processed.",
+                description=(
+                    f"RecordingStartTime is older than WEBHOOK_MAX_AGE ({int(self.max_age.total_seconds())} s): a replay is not processed."
+                ),
             )
 
     @staticmethod

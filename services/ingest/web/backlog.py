@@ -78,7 +78,9 @@ def _management_endpoint(url: str, vhost: str) -> tuple[str, tuple[str, str] | N
 
 
 class BacklogReader:
-    def __init__(self, settings: Settings, *, get: Callable[..., httpx.Response] = httpx.get, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, settings: Settings, *, get: Callable[..., httpx.Response] = httpx.get, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._url = settings.rabbitmq_management_url
         self._vhost = vhost_of(settings.broker_url)
         self._get = get

@@ -153,7 +153,8 @@ def timeline_table(view: dict[str, Any], now: dt.datetime) -> Markup:
             )
         )
     head = "".join(f"<th{c}>{h}</th>" for h, c in (
-        ("Stage", ""), ("State", ""), ("Started", ""), ("Finished", ""), ("Duration", ' class="num"'), ("Attempts", ' class="num"'), ("", ""),
+        ("Stage", ""), ("State", ""), ("Started", ""), ("Finished", ""),
+        ("Duration", ' class="num"'), ("Attempts", ' class="num"'), ("", ""),
     ))
     return Markup(f'<table id="timeline" class="timeline"><thead><tr>{head}</tr></thead><tbody>{join(rows)}</tbody></table>')
 
@@ -177,7 +178,8 @@ def segments_table(segments: list[dict[str, Any]]) -> Markup:
                 f'<td class="error-cell">{escape(note)}</td><td>{video}</td></tr>'
             )
         )
-    head = "".join(f"<th>{h}</th>" for h in ("Side", "#", "Span", "State", "fal request id", "Attempts", "Submitted", "Finished", "Error / progress", ""))
+    columns = ("Side", "#", "Span", "State", "fal request id", "Attempts", "Submitted", "Finished", "Error / progress", "")
+    head = "".join(f"<th>{h}</th>" for h in columns)
     return Markup(f'<table id="segments"><thead><tr>{head}</tr></thead><tbody>{join(rows)}</tbody></table>')
 
 

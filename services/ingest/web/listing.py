@@ -20,7 +20,9 @@ import falcon
 from shared.calls import ListPosition, newest_calls
 from shared.models import STAGES, Call, Stage, VideoStatus
 
-__all__ = ["ListQuery", "Page", "InvalidQuery", "parse_list_query", "encode_cursor", "decode_cursor", "read_page", "DEFAULT_LIMIT", "MAX_LIMIT"]
+__all__ = [
+    "ListQuery", "Page", "InvalidQuery", "parse_list_query", "encode_cursor", "decode_cursor", "read_page", "DEFAULT_LIMIT", "MAX_LIMIT",
+]
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200

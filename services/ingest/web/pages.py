@@ -127,7 +127,9 @@ class _Page:
         form = read_small_form(req)
         if not self.signer.csrf_ok(session, form.get("csrf")):
             log.warning("operator POST refused: bad CSRF token", extra={"path": req.path})
-            raise falcon.HTTPForbidden(title="Invalid form", description="The form expired or came from elsewhere: reload the page and try again.")
+            raise falcon.HTTPForbidden(
+                title="Invalid form", description="The form expired or came from elsewhere: reload the page and try again."
+            )
         return session, form
 
 
@@ -223,7 +225,9 @@ class CallPage(_Page):
         session: Session = req.context.session
         self.show(resp, session, find_call(call_id), notice=_notice(req.get_param("retried")))
 
-    def show(self, resp: falcon.Response, session: Session, call: Call, *, notice: Markup | str = "", status: str = falcon.HTTP_200) -> None:
+    def show(
+        self, resp: falcon.Response, session: Session, call: Call, *, notice: Markup | str = "", status: str = falcon.HTTP_200
+    ) -> None:
         now, csrf = utcnow(), self.signer.csrf_token(session)
         view = call_view(call, video_link(self._storage()), now)
         final = view["video_url"]
@@ -233,7 +237,10 @@ class CallPage(_Page):
             videos.append(f.video_figure(final, element_id="final-video", caption="Final video", kind="final"))
         else:
             videos.append(Markup('<p class="muted" id="no-video">No final video yet.</p>'))
-        sides = [f.video_figure(url, element_id=f"{side}-video", caption=f"{side} side", kind="side") for side, url in side_urls.items() if url]
+        sides = [
+            f.video_figure(url, element_id=f"{side}-video", caption=f"{side} side", kind="side") for side, url in side_urls.items() if url
+        ]
+        videos_of_sides = [Markup('<div class="videos">'), *sides, Markup("</div>")] if sides else []
         recording = view["recording"]
         summary = " · ".join(
             part for part in (
@@ -257,7 +264,7 @@ class CallPage(_Page):
             error=Markup(f'<div class="error-box" id="call-error">{escape(view["error"])}</div>') if view["error"] else "",
             retry=render("retry", id=view["id"], csrf=csrf) if view["status"] in RETRYABLE else "",
             video=join(videos),
-            sides=join([Markup('<div class="videos">'), *sides, Markup("</div>"), f.sides_table(view["sides"])] if sides else [f.sides_table(view["sides"])]),
+            sides=join([*videos_of_sides, f.sides_table(view["sides"])]),
             timeline=f.timeline_table(view, now),
             segments=f.segments_table(view["segments"]),
         )
