@@ -45,12 +45,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_bucket(args: argparse.Namespace) -> int:
     from shared.logs import configure_logging
-    from shared.storage import ADDED, PRESENT, S3Storage, get_storage
+    from shared.storage import ADDED, PRESENT, LocalStorage, S3Storage, get_storage
 
     configure_logging()
     store = get_storage()
     if not isinstance(store, S3Storage):
-        print(f"objects are kept in a local folder ({store.root}): no bucket to set up")
+        root = store.root if isinstance(store, LocalStorage) else store
+        print(f"objects are kept in a local folder ({root}): no bucket to set up")
         return 0
     from botocore.exceptions import BotoCoreError, ClientError
 

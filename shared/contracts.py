@@ -84,7 +84,7 @@ def actor(contract: Contract, **options: Any) -> Callable[[F], dramatiq.Actor]:
         expected = contract.params + contract.optional
         if params != expected:
             raise TypeError(f"{fn.__name__} takes {params}, contract {contract.actor_name} says {expected}")
-        return dramatiq.actor(fn, actor_name=contract.actor_name, queue_name=contract.queue_name, **options)
+        return dramatiq.actor(actor_name=contract.actor_name, queue_name=contract.queue_name, **options)(fn)
 
     return decorator
 

@@ -128,6 +128,9 @@ class BaseModel(Model):
         database = database
         legacy_table_names = False
 
+    # Declared for the type checker only (no column here): save() stamps it on the models that have one.
+    updated_at: dt.datetime | None
+
     def save(self, *args: Any, **kwargs: Any) -> int:
         if hasattr(self, "updated_at"):
             self.updated_at = utcnow()
@@ -214,7 +217,8 @@ class Segment(BaseModel):
     id = AutoField()
     call_id = CharField(max_length=64, index=True)
     side = CharField(max_length=8)
-    index = IntegerField()
+    # The column is named index; peewee's stubs type Model.index, the classmethod this field hides on Segment.
+    index = IntegerField()  # type: ignore[assignment]
     start = FloatField()
     end = FloatField()
     state = CharField(max_length=16, default=SegmentState.PENDING)

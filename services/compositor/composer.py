@@ -198,7 +198,7 @@ def _clips(call_id: str, side: str, settings: Settings, storage: Storage, workdi
     segments = list(Segment.select().where((Segment.call_id == call_id) & (Segment.side == side)).order_by(Segment.index))
     if not segments:
         raise _Fallback("no segments recorded")
-    clips = []
+    clips, video_keys = [], []
     for segment in segments:
         name = f"segment {segment.index}"
         if segment.state != SegmentState.COMPLETED or not segment.video_key:
@@ -212,7 +212,8 @@ def _clips(call_id: str, side: str, settings: Settings, storage: Storage, workdi
         except MediaError as exc:
             raise _Fallback(f"{name} video is corrupt ({exc})") from None
         clips.append(Clip(path=path, start=segment.start, end=segment.end, info=info))
-    return tuple(clips), [s.video_key for s in segments]
+        video_keys.append(segment.video_key)
+    return tuple(clips), video_keys
 
 
 def _side_audio(

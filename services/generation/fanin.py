@@ -52,7 +52,8 @@ def settle_side(call_id: str, side: str) -> None:
         more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
         mark_side(call_id, side, SideState.FAILED, error=f"{len(failed)} of {len(segments)} segment(s) failed: {reasons}{more}")
     else:
-        url = get_storage().object_url(segments[0].video_key) if len(segments) == 1 else None
+        key = segments[0].video_key if len(segments) == 1 else None
+        url = get_storage().object_url(key) if key else None
         mark_side(call_id, side, SideState.GENERATED, video_url=url)
     fan_in(call_id)
 

@@ -132,7 +132,7 @@ def timeline_table(view: dict[str, Any], now: dt.datetime) -> Markup:
     ended = view["processing"]["completed_at"]
     starts = [row["started_at"] for row in timeline if row["started_at"]]
     origin = min(starts) if starts else None
-    ends = [_stage_end(ended, row, now) for row in timeline if row["started_at"]]
+    ends = [end for row in timeline if (end := _stage_end(ended, row, now)) is not None]
     span = max(((max(ends) - origin).total_seconds() if origin else 0.0), 0.001)
     rows = []
     for row in timeline:

@@ -66,7 +66,7 @@ def send_page(
     title: str,
     content: Markup,
     csrf: str | None = None,
-    status: str = falcon.HTTP_200,
+    status: str | int = falcon.HTTP_200,
     refresh: int | None = None,
     media: Iterable[str | None] = (),
 ) -> None:
@@ -226,7 +226,7 @@ class CallPage(_Page):
         self.show(resp, session, find_call(call_id), notice=_notice(req.get_param("retried")))
 
     def show(
-        self, resp: falcon.Response, session: Session, call: Call, *, notice: Markup | str = "", status: str = falcon.HTTP_200
+        self, resp: falcon.Response, session: Session, call: Call, *, notice: Markup | str = "", status: str | int = falcon.HTTP_200
     ) -> None:
         now, csrf = utcnow(), self.signer.csrf_token(session)
         view = call_view(call, video_link(self._storage()), now)

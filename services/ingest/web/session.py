@@ -85,7 +85,9 @@ class SessionSigner:
         return self._sign(f"csrf:{session.id}")
 
     def csrf_ok(self, session: Session, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(token.encode(), self.csrf_token(session).encode())
+        if not token:
+            return False
+        return hmac.compare_digest(token.encode(), self.csrf_token(session).encode())
 
     # -- on requests and responses ---------------------------------------------
 
