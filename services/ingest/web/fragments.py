@@ -14,7 +14,6 @@ from typing import Any
 from shared.calls import processing_seconds
 from shared.callview import call_duration
 from shared.models import Call
-
 from shared.transcript import Transcript
 
 from .backlog import Backlog
@@ -228,7 +227,9 @@ def _turn(number: int, turn: Any, names: dict[str, str], video: tuple[str, str] 
     if video:
         # A media-fragment link: without script it opens the video at this time; operator.js seeks the player instead.
         src, element_id = video
-        stamp = Markup(f'<a class="seek" href="{escape(src)}#t={escape(at)}" data-seek="{escape(at)}" data-video="{escape(element_id)}">{stamp}</a>')
+        stamp = Markup(
+            f'<a class="seek" href="{escape(src)}#t={escape(at)}" data-seek="{escape(at)}" data-video="{escape(element_id)}">{stamp}</a>'
+        )
     return Markup(
         f'<li class="turn {escape(turn.speaker)}" id="turn-{number}" data-start="{escape(at)}" data-end="{turn.end:.3f}">'
         f'{stamp} <bdi class="speaker">{escape(names[turn.speaker])}</bdi> <span class="text" dir="auto">{escape(turn.text)}</span></li>'
