@@ -24,7 +24,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from typing import Callable
+from collections.abc import Callable, MutableMapping
+from typing import Any
 
 import falcon
 
@@ -65,8 +66,8 @@ class Refused(falcon.HTTPBadRequest):
         super().__init__(title="Transcript refused", description="; ".join(problems))
         self.problems = problems
 
-    def to_dict(self, obj_type: type = dict) -> dict:
-        body = super().to_dict(obj_type)
+    def to_dict(self, obj_type: type = dict) -> MutableMapping[str, Any]:
+        body: MutableMapping[str, Any] = super().to_dict(obj_type)
         body["errors"] = self.problems
         return body
 
