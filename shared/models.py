@@ -196,6 +196,7 @@ class Call(BaseModel):
     transcript_status = CharField(null=True, max_length=16, default=TranscriptStatus.NONE)
     transcript_error = TextField(null=True)
     poster_url = TextField(null=True)  # videos/{callId}.jpg
+    no_speech = BooleanField(null=True, default=False)  # neither side speaks: the video has no word in it
     # Share links are signed with this; a new nonce (or none) revokes every link given out before.
     share_nonce = CharField(null=True, max_length=64)
     created_at = DateTimeField(null=True, default=utcnow)
