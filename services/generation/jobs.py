@@ -41,7 +41,7 @@ from .fal import TRANSIENT_CODES, FalError, FalQueue, JobStatus, fal_queue
 from .fanin import fan_in, mark_side, settle_side
 from .videos import BadVideo, store_video
 
-__all__ = ["generate", "poll_segment", "give_up_side", "give_up_segment", "url_expiry"]
+__all__ = ["generate", "poll_segment", "give_up_side", "give_up_segment", "cancel_unusable", "url_expiry"]
 
 log = logging.getLogger("callreel.generation")
 
@@ -227,6 +227,9 @@ def record_submission(segment: Segment, request_id: str) -> None:
     Call.update({Call.video_status: VideoStatus.GENERATING}).where(
         (Call.id == segment.call_id) & ((Call.video_status == VideoStatus.PENDING) | Call.video_status.is_null())
     ).execute()
+    if Segment.get_by_id(segment.id).state != SegmentState.SUBMITTED:
+        # The side fell back (or the call ended) while fal was answering: nobody will collect this job.
+        cancel_at_fal(request_id, get_settings(), _context(segment))
 
 
 def schedule_poll(segment: Segment, settings: Settings, *, delay: float | None = None) -> None:
@@ -474,19 +477,72 @@ def fail_segment(segment: Segment, reason: str) -> None:
         .execute()
     )
     if failed:
-        extra = {"call_id": segment.call_id, "stage": Stage.GENERATION, "side": segment.side, "segment_id": segment.id}
-        log.warning("segment failed: %s", reason, extra=extra)
+        log.warning("segment failed: %s", reason, extra=_context(segment))
+        # One failed segment and the compositor shows the whole side as a local panel: its other
+        # segments' videos would be paid for and thrown away.
+        why = f"cancelled: segment {segment.index} of this side failed for good, so the side falls back whole"
+        cancel_unusable(segment.call_id, segment.side, reason=why)
         settle_side(segment.call_id, segment.side)
 
 
 def abandon(segment: Segment, settings: Settings, reason: str) -> None:
     """The call has ended or moved on: stop paying for this job."""
-    if segment.fal_request_id and segment.state == SegmentState.SUBMITTED and settings.uses_fal:
-        try:
-            fal_queue(settings.fal_key, model_for(settings.fal_model).endpoint).cancel(segment.fal_request_id)
-        except FalError as exc:
-            log.warning("could not cancel fal.ai job %s: %s", segment.fal_request_id, exc, extra={"call_id": segment.call_id})
+    if segment.fal_request_id and segment.state == SegmentState.SUBMITTED:
+        cancel_at_fal(segment.fal_request_id, settings, _context(segment))
     fail_segment(segment, reason)
+
+
+def cancel_unusable(call_id: str, side: str | None = None, *, reason: str) -> list[str]:
+    """End every open segment of the call (or of one side) and cancel its job at fal.ai; the ids cancelled.
+
+    For jobs whose video can no longer be used: the side falls back whole,
+    or the call has ended. Each segment is closed by a conditional UPDATE
+    first, so a poll collecting its video at the same moment stores nothing
+    and a pending segment is never submitted; a submit already on the wire
+    is cancelled when fal answers (:func:`record_submission`).
+    """
+    where = (Segment.call_id == call_id) & Segment.state.not_in(SegmentState.TERMINAL)
+    if side is not None:
+        where &= Segment.side == side
+    settings, cancelled = get_settings(), []
+    for segment in Segment.select().where(where).order_by(Segment.side, Segment.index):
+        now = utcnow()
+        closed = (
+            Segment.update(
+                {
+                    Segment.state: SegmentState.FAILED,
+                    Segment.error: reason[:4000],
+                    Segment.progress: "cancelled",
+                    Segment.finished_at: now,
+                    Segment.updated_at: now,
+                }
+            )
+            .where((Segment.id == segment.id) & Segment.state.not_in(SegmentState.TERMINAL))
+            .execute()
+        )
+        request_id = Segment.get_by_id(segment.id).fal_request_id  # read after closing: a submit may just have recorded it
+        # A pending segment's id is its last attempt's, already ended; a new id is a submit that just landed.
+        live = segment.state == SegmentState.SUBMITTED or request_id != segment.fal_request_id
+        if closed and request_id and live and cancel_at_fal(request_id, settings, _context(segment)):
+            cancelled.append(request_id)
+    return cancelled
+
+
+def cancel_at_fal(request_id: str, settings: Settings, ctx: dict) -> bool:
+    """Ask fal.ai to drop a job; False if it could not (best effort: a job that already ended is not billed again)."""
+    if not settings.uses_fal:
+        return False
+    try:
+        fal_queue(settings.fal_key, model_for(settings.fal_model).endpoint).cancel(request_id)
+    except FalError as exc:
+        log.warning("could not cancel fal.ai job %s: %s", request_id, exc, extra=ctx)
+        return False
+    log.info("cancelled fal.ai job %s: its video would not be used", request_id, extra=ctx)
+    return True
+
+
+def _context(segment: Segment) -> dict:
+    return {"call_id": segment.call_id, "stage": Stage.GENERATION, "side": segment.side, "segment_id": segment.id}
 
 
 # -- giving up ------------------------------------------------------------------------------------
@@ -498,11 +554,7 @@ def give_up_side(call_id: str | None, side: str | None, exception: BaseException
         log.error("gave up on a malformed generate_side(%r, %r): %s", call_id, side, exception)
         return
     reason = f"generation gave up: {exception}"
-    now = utcnow()
-    failed = {Segment.state: SegmentState.FAILED, Segment.error: reason[:4000], Segment.finished_at: now, Segment.updated_at: now}
-    Segment.update(failed).where(
-        (Segment.call_id == call_id) & (Segment.side == side) & (Segment.state == SegmentState.PENDING)
-    ).execute()
+    cancel_unusable(call_id, side, reason=reason)
     mark_side(call_id, side, SideState.FAILED, error=reason[:4000])
     fan_in(call_id)
 

@@ -2,7 +2,8 @@
 
 ``generate_side(call_id, side)`` begins the stage for one side through the
 pipeline's skeleton (``shared.skeleton.entered``) and submits that side's
-segments (:mod:`.jobs`); ``poll_segment(segment_id)`` follows one fal.ai job.
+segments (:mod:`.jobs`); ``poll_segment(segment_id)`` follows one fal.ai job;
+``cancel_jobs(call_id)`` cancels the jobs of a call that ended elsewhere.
 Generation is the one stage with two messages a call (one a side) and no
 hand-on of its own: when both sides have ended, the fan-in (:mod:`.fanin`)
 records the stage's end and starts the next stage, exactly once.
@@ -10,14 +11,14 @@ records the stage's end and starts the next stage, exactly once.
 
 from __future__ import annotations
 
-from shared import skeleton
+from shared import keys, skeleton
 from shared.errors import PermanentError
-from shared.models import SIDES, Stage
+from shared.models import SIDES, Call, Stage, VideoStatus
 
 from . import jobs
 from .jobs import give_up_segment, give_up_side, poll_segment
 
-__all__ = ["generate_side", "poll_segment", "give_up_side", "give_up_segment"]
+__all__ = ["generate_side", "poll_segment", "cancel_jobs", "give_up_side", "give_up_segment"]
 
 
 def generate_side(call_id: str, side: str) -> None:
@@ -27,3 +28,16 @@ def generate_side(call_id: str, side: str) -> None:
     with skeleton.entered(Stage.GENERATION, call_id) as call:
         if call is not None:
             jobs.generate(call, side)
+
+
+def cancel_jobs(call_id: str) -> None:
+    """The call ended (``shared.progress.fail_call``: the sweeper, a give-up): cancel its jobs still at fal.ai.
+
+    A call retried since the message was sent is live again and keeps its jobs.
+    """
+    if not isinstance(call_id, str) or not keys.CALL_ID_RE.match(call_id):
+        raise PermanentError(f"invalid call id {call_id!r}")
+    call = Call.get_or_none(Call.id == call_id)
+    if call is None or call.video_status not in VideoStatus.TERMINAL or call.rerender:
+        return
+    jobs.cancel_unusable(call_id, reason=f"cancelled: the call ended ({call.video_status}) before this video was made")
