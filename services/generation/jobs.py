@@ -386,8 +386,12 @@ def collect(segment: Segment, job: Job, status: JobStatus, expired: bool) -> Non
     try:
         result = job.fal.result(request_id)
     except FalError as exc:
-        if exc.transient:
+        if exc.status_code is None or exc.status_code in TRANSIENT_CODES:  # the network, or fal asking us to slow down
             later(segment, job, expired, f"fal.ai job {request_id}: result unavailable ({exc})")
+        elif exc.transient:
+            # A 5xx for a job fal calls COMPLETED is the job's own failure, which fal reports only here:
+            # fetching it again until FAL_JOB_TIMEOUT would get the same answer.
+            retry_or_fail(segment, job, f"fal.ai job {request_id} completed without a result: {exc}")
         else:
             fail_segment(segment, f"fal.ai refused the job's input (not retried): {exc}")
         return
