@@ -22,7 +22,9 @@ and finds it through ``FAL_QUEUE_RUN_HOST=fake.host``.
 Each job follows a :class:`Behaviour`, picked per submission by the scripts a
 test registers (``fake.script("caller-000", [Behaviour(outcome="error"), …])``,
 matched against the submitted audio URL). Jobs advance one step per status poll,
-and fetch their image and audio URLs when they start, as fal's runners do.
+and fetch their image and audio URLs when they start, as fal's runners do; given
+``fake.s3_credentials``, the fake checks each presigned URL's signature and
+expiry first, as S3 would (the tests' moto server checks neither).
 
 Real fal misbehaves in ways a test can ask for: a job whose status is a clean
 ``COMPLETED`` while its result fetch fails (``outcome="result_error"``),
@@ -47,6 +49,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support import sigv4
 
 __all__ = ["Behaviour", "FakeFal", "Job"]
 
@@ -82,6 +86,7 @@ class Job:
     audio_sha: str | None = None
     image_fetched: bool = False
     fetch_error: str | None = None
+    url_params: dict[str, dict[str, str]] = field(default_factory=dict)  # a presigned input's X-Amz-* parameters
     logs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -143,6 +148,7 @@ class FakeFal:
             self.scripts: list[tuple[str, list[Behaviour]]] = []
             self.default = Behaviour()
             self.cancel_delay = 0.0  # seconds before a cancellation takes effect
+            self.s3_credentials: dict[str, str] | None = None  # access_key, secret_key, region: check presigned URLs
             self.status_5xx_left: dict[str, int] = {}
             self.status_drops_left: dict[str, int] = {}
             self.submit_429_left: dict[str, int] = {}
@@ -276,6 +282,8 @@ class FakeFal:
         job.image_fetched = True
         for name in ("image_url", "audio_url"):
             try:
+                if self.s3_credentials is not None:
+                    job.url_params[name] = sigv4.verify(job.input[name], **self.s3_credentials)
                 with urllib.request.urlopen(job.input[name], timeout=10) as response:
                     data = response.read()
             except Exception as exc:  # noqa: BLE001 - any failure is the job's error
