@@ -2,7 +2,7 @@
 
 ``generate_side(call_id, side)`` submits one side's segments to fal.ai;
 ``poll_segment(segment_id)`` follows one job, re-sent with a delay until the
-job ends. The work is in :mod:`.stage`; this module only declares it.
+job ends; ``poll_transcript(job_id)`` does the same for a speech-to-text job. The work is in :mod:`.stage`; this module only declares it.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from shared.runtime import boot
 
 broker = boot("generation")
 
-from shared.contracts import GENERATE_SIDE, POLL_SEGMENT, on_give_up  # noqa: E402
+from shared.contracts import GENERATE_SIDE, POLL_SEGMENT, POLL_TRANSCRIPT, on_give_up  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
 from shared.skeleton import actor  # noqa: E402
 
 from . import stage  # noqa: E402
 from .config import check_configuration  # noqa: E402
 
-__all__ = ["generate_side", "poll_segment"]
+__all__ = ["generate_side", "poll_segment", "poll_transcript"]
 
 
 _settings = get_settings()
@@ -40,6 +40,11 @@ def poll_segment(segment_id: int) -> None:
     stage.poll_segment(segment_id)
 
 
+@actor(POLL_TRANSCRIPT, max_retries=8, min_backoff=_backoff, max_backoff=300_000)
+def poll_transcript(job_id: int) -> None:
+    stage.poll_transcript(job_id)
+
+
 @on_give_up(GENERATE_SIDE)
 def _side_gave_up(kwargs: dict, exception: BaseException) -> None:
     stage.give_up_side(kwargs.get("call_id"), kwargs.get("side"), exception)
@@ -48,3 +53,8 @@ def _side_gave_up(kwargs: dict, exception: BaseException) -> None:
 @on_give_up(POLL_SEGMENT)
 def _poll_gave_up(kwargs: dict, exception: BaseException) -> None:
     stage.give_up_segment(kwargs.get("segment_id"), exception)
+
+
+@on_give_up(POLL_TRANSCRIPT)
+def _transcript_gave_up(kwargs: dict, exception: BaseException) -> None:
+    stage.give_up_transcript(kwargs.get("job_id"), exception)
