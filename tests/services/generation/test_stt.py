@@ -8,6 +8,7 @@ land on the call's timeline says whether the times were mapped back.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import dramatiq
@@ -215,3 +216,65 @@ def test_chunk_times_are_offset_by_the_segment_and_kept_inside_it():
     for bad in ({"text": "no chunks"}, {"chunks": [{"text": "x"}]}, {"chunks": ["x"]}, ["x"]):
         with pytest.raises(ValueError):
             timeline_chunks(bad, 0.0, 5.0)
+
+
+# -- submission trouble, with fal.ai replaced by a stub ----------------------------------------------
+
+
+class StubQueue:
+    def __init__(self, *answers) -> None:
+        self.answers = list(answers)
+        self.submitted: list[dict] = []
+
+    def submit(self, arguments):
+        self.submitted.append(arguments)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+@pytest.fixture
+def quiet_call(sqlite_db, stub_broker, local_store, settings_env, monkeypatch):
+    """A call whose caller has one segment and whose callee is silent; video jobs go to a stub that accepts them."""
+    from services.generation import jobs
+    from shared.models import Segment
+
+    settings_env(FAL_KEY="k")
+    monkeypatch.setattr(jobs, "fal_queue", lambda key, endpoint: StubQueue("video-1"))
+    call_id = "CA" + uuid.uuid4().hex
+    Call.create(id=call_id, stage=Stage.GENERATION, video_status=VideoStatus.PENDING, callee_state=SideState.SILENT)
+    key = keys.segment_audio_key(call_id, "caller", 0)
+    local_store.path(key).parent.mkdir(parents=True, exist_ok=True)
+    local_store.path(key).write_bytes(b"ID3 audio")
+    Segment.create(call_id=call_id, side="caller", index=0, start=0, end=10, audio_key=key)
+    return call_id
+
+
+def test_fal_busy_at_submit_leaves_the_job_to_its_poll(quiet_call, monkeypatch, stub_broker):
+    from services.generation import stage, stt
+    from services.generation.fal import FalError
+
+    busy = StubQueue(FalError("fal.ai answered 429: slow down", kind="transient", status_code=429))
+    monkeypatch.setattr(stt, "fal_queue", lambda key, endpoint: busy)
+    stage.generate_side(quiet_call, "caller")  # not raised: the video job went on
+    (job,) = speech_jobs(quiet_call)
+    assert job.state == SpeechState.PENDING and job.attempts == 0 and "429" in job.progress
+    assert Call.get_by_id(quiet_call).transcript_status == TranscriptStatus.TRANSCRIBING
+    delayed = [dramatiq.Message.decode(m) for m in list(stub_broker.queues["generation.DQ"].queue)]
+    assert {(m.actor_name, tuple(m.kwargs.values())) for m in delayed} >= {("poll_transcript", (job.id,))}
+
+
+def test_a_refused_submit_fails_the_transcript_at_once_and_the_call_goes_on(quiet_call, monkeypatch):
+    from services.generation import stage, stt
+    from services.generation.fal import FalError
+
+    refused = FalError("fal.ai answered 422: language: value is not a valid enumeration member", kind="rejected", status_code=422)
+    monkeypatch.setattr(stt, "fal_queue", lambda key, endpoint: StubQueue(refused))
+    stage.generate_side(quiet_call, "caller")
+    (job,) = speech_jobs(quiet_call)
+    assert job.state == SpeechState.FAILED and "not retried" in job.error
+    call = Call.get_by_id(quiet_call)
+    assert call.transcript_status == TranscriptStatus.FAILED and "valid enumeration member" in call.transcript_error
+    assert call.caller_state == SideState.GENERATING  # its video job is still at fal: the fan-in waits for it, not for the words
+    assert call.compose_enqueued_at is None
