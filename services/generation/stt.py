@@ -105,9 +105,14 @@ def begin(call: Call) -> None:
                 submit(job, context)
             except TransientError:
                 schedule_poll(job, settings)  # the poll submits it again
-        elif job.state == SegmentState.SUBMITTED:
-            schedule_poll(job, settings)  # a duplicate poll stops at the gate
+        elif job.state == SegmentState.SUBMITTED and _chain_quiet(job, settings):
+            schedule_poll(job, settings)  # its poll messages may be lost; a duplicate stops at the gate
     settle(call.id)  # every job may have ended on an earlier delivery
+
+
+def _chain_quiet(job: SpeechJob, settings: Settings) -> bool:
+    """No poll has touched the job for two intervals (each poll does): the other side's message need not start a second chain."""
+    return (utcnow() - job.updated_at).total_seconds() > 2 * settings.fal_poll_interval
 
 
 def submit(job: SpeechJob, context: Context) -> None:
@@ -467,6 +472,10 @@ def give_up_job(job_id: int, exception: BaseException) -> None:
     job = SpeechJob.get_or_none(SpeechJob.id == job_id) if isinstance(job_id, int) else None
     if job is None:
         log.error("gave up on poll_transcript(%r): %s", job_id, exception)
+        return
+    if job.state in SegmentState.TERMINAL:  # the words were heard, but storing the transcript kept failing
+        end_transcript(job.call_id, TranscriptStatus.FAILED, error=f"the transcript could not be stored: {exception}")
+        fan_in(job.call_id)
         return
     abandon(job, get_settings(), f"gave up after repeated errors: {exception}")
 

@@ -278,3 +278,16 @@ def test_a_refused_submit_fails_the_transcript_at_once_and_the_call_goes_on(quie
     assert call.transcript_status == TranscriptStatus.FAILED and "valid enumeration member" in call.transcript_error
     assert call.caller_state == SideState.GENERATING  # its video job is still at fal: the fan-in waits for it, not for the words
     assert call.compose_enqueued_at is None
+
+
+def test_giving_up_on_storing_the_transcript_fails_it_and_hands_the_call_on(quiet_call):
+    from services.generation import stt
+    from shared.models import Segment, SegmentState
+
+    Segment.update({Segment.state: SegmentState.COMPLETED, Segment.video_key: "v"}).execute()
+    Call.update({Call.caller_state: SideState.GENERATED, Call.transcript_status: TranscriptStatus.TRANSCRIBING}).execute()
+    job = SpeechJob.create(call_id=quiet_call, side="caller", index=0, start=0, end=10, state=SpeechState.COMPLETED, chunks=[[1.0, 2.0, "hi"]])
+    stt.give_up_job(job.id, RuntimeError("S3 is down"))
+    call = Call.get_by_id(quiet_call)
+    assert call.transcript_status == TranscriptStatus.FAILED and "S3 is down" in call.transcript_error
+    assert call.compose_enqueued_at is not None
