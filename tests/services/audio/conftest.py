@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import stat
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 from dramatiq import Message
+
+from tests.support.wait import wait_for
 
 CALL_ID = "CA" + "a1" * 16
 
@@ -91,14 +92,9 @@ def alive(pid: int) -> bool:
         return False
 
 
-def gone(pid: int, patience: float = 5.0) -> bool:
+def wait_gone(pid: int, patience: float = 5.0) -> None:
     """Wait (a little) for a process that is not our child to stop running."""
-    deadline = time.monotonic() + patience
-    while alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+    wait_for(lambda: not alive(pid), timeout=patience, interval=0.02, what=f"process {pid} to stop")
 
 
 @pytest.fixture

@@ -9,19 +9,20 @@ SSL_CERT_FILE, and fal-client runs unpatched.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from shared import keys
+from shared.keys import new_call_id
 from shared.contracts import GENERATE_SIDE
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
-from tests.support.dramatiq_worker import DramatiqWorker, wait_until
+from tests.support.dramatiq_worker import DramatiqWorker
 from tests.support.fake_fal import FakeFal
 from tests.support.media import color_video
 from tests.support.objects import put
+from tests.support.wait import wait_for
 
 FAL_KEY = "test-key-0123"
 
@@ -44,10 +45,6 @@ def fake_fal(fake_fal_server):
     fake_fal_server.reset()
     yield fake_fal_server
     fake_fal_server.reset()
-
-
-def new_call_id() -> str:
-    return "CA" + uuid.uuid4().hex
 
 
 @dataclass
@@ -104,9 +101,10 @@ class Generation:
 
     def composed(self, call_id: str, timeout: float = 90.0) -> Call:
         """Wait until the fan-in has handed the call to the compositor."""
-        wait_until(
+        wait_for(
             lambda: Call.get_by_id(call_id).compose_enqueued_at is not None,
             timeout=timeout,
+            what=f"call {call_id} handed to the compositor",
             describe=lambda: f"{self.describe(call_id)}\n--- worker log ---\n{self.log()}",
         )
         return Call.get_by_id(call_id)

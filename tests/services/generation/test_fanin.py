@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import threading
-import uuid
 
 import dramatiq
 import pytest
 
 from shared.contracts import GENERATE_SIDE, send
+from shared.keys import new_call_id
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
 from services.generation.fanin import fan_in, settle_side
-from tests.support.dramatiq_worker import wait_until
-
-
-def new_call_id() -> str:
-    return "CA" + uuid.uuid4().hex
+from tests.support.wait import wait_for
 
 
 def compose_messages(broker) -> list[str]:
@@ -111,7 +107,7 @@ class InProcess:
         test drained without ``task_done`` would make ``broker.join`` wait forever.)
         """
         for _ in range(2):
-            wait_until(lambda: self.broker.queues["generation"].qsize() == 0, timeout=30)
+            wait_for(lambda: self.broker.queues["generation"].qsize() == 0, timeout=30, what="the generation queue to empty")
             self.worker.join()
 
 

@@ -2,11 +2,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from shared.ffmpeg import children
+from tests.support.wait import wait_for
 
 
 def _alive(pid: int) -> bool:
@@ -17,13 +17,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _wait_dead(pid: int, seconds: float = 10) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
+def _wait_dead(pid: int, seconds: float = 10) -> None:
+    wait_for(lambda: not _alive(pid), timeout=seconds, interval=0.05, what=f"process {pid} to die")
 
 
 def test_kill_group_reaches_grandchildren():
@@ -31,7 +26,7 @@ def test_kill_group_reaches_grandchildren():
     grandchild = int(proc.stdout.readline())
     children.kill_group(proc, grace=0.5)
     assert proc.returncode is not None
-    assert _wait_dead(grandchild)
+    _wait_dead(grandchild)
 
 
 @pytest.mark.skipif(not children.orphan_guard(), reason="setpriv (util-linux) is not installed")
@@ -48,10 +43,8 @@ def test_child_dies_with_a_killed_worker():
     child = int(worker.stdout.readline())
     # setpriv arms the death signal, then execs the program (the pid printed is
     # the sleep itself): wait for the exec, so the signal is armed before the kill.
-    deadline = time.monotonic() + 10
-    while open(f"/proc/{child}/comm").read().strip() != "sleep" and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: open(f"/proc/{child}/comm").read().strip() == "sleep", timeout=10, interval=0.01, what="setpriv to exec sleep")
     assert _alive(child)
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
-    assert _wait_dead(child)
+    _wait_dead(child)

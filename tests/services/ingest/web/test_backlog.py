@@ -1,7 +1,5 @@
 """The backlog per stage: RabbitMQ's real management API on a private vhost, and the database when it is not there."""
 
-import time
-
 import pika
 import pytest
 from dramatiq import Message
@@ -10,6 +8,7 @@ from services.ingest.web.backlog import BacklogReader, _management_endpoint, vho
 from shared.models import Call, Stage, VideoStatus
 from shared.settings import load_settings
 from tests.support.services import free_port
+from tests.support.wait import wait_for
 
 MANAGEMENT = "http://guest:guest@127.0.0.1:15672"
 
@@ -98,16 +97,18 @@ def test_queue_numbers_come_from_rabbitmqs_management_api(sqlite_db, rabbitmq_ur
 
         reader = BacklogReader(settings(RABBITMQ_MANAGEMENT_URL=MANAGEMENT, BROKER_URL=rabbitmq_url))
         wanted = {"ingest": (0, 1, 0, 0, 0), "audio": (3, 0, 0, 0, 1), "generation": (0, 0, 2, 0, 0), "compositor": (0, 0, 0, 1, 0)}
-        deadline = time.monotonic() + 60  # the management API refreshes its numbers every few seconds
-        while True:
+        seen: dict = {}
+
+        def counted():
             reader._cached = None
             backlog = reader.read()
-            seen = {s.stage: (s.ready, s.in_progress, s.delayed, s.dead, s.calls) for s in backlog.stages}
-            if seen == wanted or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+            seen.clear()
+            seen.update({s.stage: (s.ready, s.in_progress, s.delayed, s.dead, s.calls) for s in backlog.stages})
+            return backlog if seen == wanted else None
+
+        # The management API refreshes its numbers every few seconds.
+        backlog = wait_for(counted, timeout=60, interval=1, what=f"the backlog {wanted}", describe=lambda: f"seen {seen}")
         assert backlog.source == "rabbitmq" and backlog.error is None
-        assert seen == wanted
         assert all(s.consumers == 0 for s in backlog.stages)  # no worker is running: the page shows it
     finally:
         connection.close()

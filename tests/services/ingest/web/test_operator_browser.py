@@ -20,10 +20,11 @@ import pytest
 from shared import keys
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 from tests.services.ingest.conftest import API_TOKEN
-from tests.services.ingest.test_processes import service_env, start, stop, wait_until
+from tests.services.ingest.test_processes import service_env, start, stop
 from tests.support.fake_twilio import account_sid, call_sid, recording_sid
 from tests.support.media import color_video
 from tests.support.services import free_port
+from tests.support.wait import log_tail, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.rabbitmq_management]
 
@@ -130,7 +131,7 @@ def served(pg_db, pg_url, rabbitmq_url, s3_server, s3, tmp_path):
             return False
 
     try:
-        wait_until(healthy, "gunicorn to answer /healthz", web, log)
+        wait_for(healthy, timeout=60, interval=0.2, what="gunicorn to answer /healthz", process=web, describe=log_tail(log))
         yield base, ids
     finally:
         stop(web)
