@@ -28,6 +28,7 @@ from shared import contracts, keys
 from shared.models import Call, Stage, VideoStatus
 from tests.deploy.test_compose import command_of, default_of
 from tests.support import deploy, media, services
+from tests.support.calls import make_call
 from tests.support.deploy import ROOT, WORKERS
 from tests.support.env import process_env
 from tests.support.wait import log_tail, wait_for
@@ -233,7 +234,7 @@ def test_sigterm_lets_a_busy_audio_worker_finish_its_message(stack, service_env,
     recording = media.tone_call(tmp_path / "call.mp3", 5.0)
     call_id = keys.new_call_id()
     s3.upload_file(recording, keys.recording_key(call_id))
-    Call.create(id=call_id, video_status=VideoStatus.PENDING, stage=Stage.AUDIO, recording_channels=2)
+    make_call(call_id, video_status=VideoStatus.PENDING, stage=Stage.AUDIO, recording_channels=2)
     wrapper = tmp_path / "slow-ffmpeg"
     wrapper.write_text(SLOW_FFMPEG)
     wrapper.chmod(0o755)

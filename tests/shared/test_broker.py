@@ -7,6 +7,7 @@ from shared import contracts
 from shared.broker import GiveUpMiddleware, build_broker, rabbitmq_url
 from shared.models import Call, Stage, VideoStatus
 from shared.settings import load_settings
+from tests.support.calls import make_call
 from tests.support.wait import wait_for
 
 CALL = "CA" + "5" * 32
@@ -57,7 +58,7 @@ def test_give_up_marks_the_call_failed_only_when_retries_are_exhausted(sqlite_db
         raise RuntimeError("disk on fire")
 
     dramatiq.actor(flaky, actor_name=name, queue_name="audio", max_retries=1, min_backoff=10, max_backoff=20)
-    Call.create(id=CALL, stage=Stage.AUDIO)
+    make_call(CALL, stage=Stage.AUDIO)
     worker = dramatiq.Worker(stub_broker, worker_timeout=50)
     worker.start()
     try:

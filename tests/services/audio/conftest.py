@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from dramatiq import Message
 
+from tests.support import calls
 from tests.support.wait import wait_for
 
 CALL_ID = "CA" + "a1" * 16
@@ -43,7 +44,7 @@ def audio_worker(stub_broker, audio_actors):
 def make_call(s3):
     """Create a call at the audio stage with ``recording`` stored as its recording."""
     from shared import keys
-    from shared.models import Call, Stage, VideoStatus, utcnow
+    from shared.models import Stage, VideoStatus, utcnow
 
     def create(recording: Path | None, call_id: str = CALL_ID, **columns) -> str:
         if recording is not None:
@@ -52,7 +53,7 @@ def make_call(s3):
             id=call_id, video_status=VideoStatus.PENDING, stage=Stage.AUDIO, source="twilio",
             recording_channels=2, ingest_finished_at=utcnow(),
         )
-        Call.create(**{**values, **columns})
+        calls.make_call(**{**values, **columns})
         return call_id
 
     return create

@@ -40,6 +40,7 @@ def test_worker_process_splits_a_call(pg_db, pg_url, s3, s3_server, rabbitmq_url
         ready, _delayed, _dead = broker.get_queue_message_counts("generation")
         assert ready == 2
     finally:
+        broker.flush_all()  # the vhost is the session's: leave no messages for later tests
         broker.close()
         worker.send_signal(signal.SIGTERM)
         try:

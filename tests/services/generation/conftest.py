@@ -18,6 +18,7 @@ from shared import keys
 from shared.keys import new_call_id
 from shared.contracts import GENERATE_SIDE
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
+from tests.support.calls import make_call
 from tests.support.dramatiq_worker import DramatiqWorker
 from tests.support.fake_fal import FakeFal
 from tests.support.media import color_video
@@ -79,8 +80,8 @@ class Generation:
         """A call as the audio stage leaves it: per side, its Segment rows and their audio objects (None: silent)."""
         call_id = call_id or new_call_id()
         states = {side: SideState.SILENT if plan is None else SideState.PENDING for side, plan in (("caller", caller), ("callee", callee))}
-        Call.create(
-            id=call_id, stage=Stage.AUDIO, video_status=VideoStatus.PENDING, audio_duration=720.0,
+        make_call(
+            call_id, stage=Stage.AUDIO, video_status=VideoStatus.PENDING, audio_duration=720.0,
             caller_state=states["caller"], callee_state=states["callee"],
         )
         for side, plan in (("caller", caller), ("callee", callee)):

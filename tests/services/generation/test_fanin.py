@@ -11,6 +11,7 @@ from shared.contracts import GENERATE_SIDE, send
 from shared.keys import new_call_id
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
 from services.generation.fanin import fan_in, settle_side
+from tests.support.calls import make_call
 from tests.support.wait import wait_for
 
 
@@ -21,7 +22,7 @@ def compose_messages(broker) -> list[str]:
 
 def ready_call(call_id: str) -> None:
     """Both sides generating, each with its one segment just finished: the last step before the fan-in."""
-    Call.create(id=call_id, stage=Stage.GENERATION, video_status=VideoStatus.GENERATING,
+    make_call(call_id, stage=Stage.GENERATION, video_status=VideoStatus.GENERATING,
                 caller_state=SideState.GENERATING, callee_state=SideState.GENERATING)
     for side in ("caller", "callee"):
         Segment.create(call_id=call_id, side=side, index=0, start=0, end=10, state=SegmentState.COMPLETED,
@@ -122,7 +123,7 @@ def generation_worker(stub_broker):
 def test_without_a_fal_key_sides_are_local_and_nothing_is_sent(sqlite_db, generation_worker, local_store):
     broker = generation_worker.broker
     call_id = new_call_id()
-    Call.create(id=call_id, stage=Stage.AUDIO, video_status=VideoStatus.PENDING,
+    make_call(call_id, stage=Stage.AUDIO, video_status=VideoStatus.PENDING,
                 caller_state=SideState.PENDING, callee_state=SideState.SILENT)
     # Segments left by an audio stage that had a key: still nothing is submitted.
     Segment.create(call_id=call_id, side="caller", index=0, start=0, end=10, audio_key=f"audio/{call_id}-caller-000.mp3")
