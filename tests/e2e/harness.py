@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
 import subprocess
 import threading
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from tests.support.env import BIN, process_env
 from tests.support.fake_fal import Behaviour, FakeFal
 from tests.support.fake_twilio import FakeTwilio, Recording
 from tests.support.media import color_video, tone_call
+from tests.support.processes import stop_group
 from tests.support.rabbitmq import RabbitAdmin
 from tests.support.s3_proxy import FaultyS3Proxy
 from tests.support.services import S3Server, free_port
@@ -80,26 +80,10 @@ class Process:
         return self
 
     def stop(self) -> None:
-        stop_group(self.process)
+        stop_group(self.process, patience=25)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-def stop_group(process: subprocess.Popen | None, *, kill: bool = False) -> None:
-    """SIGTERM (or SIGKILL) a process we started, then its whole group if it lingers."""
-    if process is None or process.poll() is not None:
-        return
-    if kill:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=25)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 class Worker(DramatiqWorker):

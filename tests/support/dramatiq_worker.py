@@ -8,13 +8,12 @@ log file the test can read and show when something goes wrong.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.support.env import process_env
+from tests.support.processes import stop_group
 # The old name of tests.support.wait.wait_for, for tests written before it (drop once none imports it).
 from tests.support.wait import wait_for as wait_until
 
@@ -45,14 +44,7 @@ class DramatiqWorker:
 
     def stop(self) -> None:
         """SIGTERM (finish the message in hand), then SIGKILL this worker's own process group if it lingers."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        stop_group(self.process)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -11,7 +11,6 @@ import pytest
 from dramatiq import Message
 
 from tests.support import calls
-from tests.support.wait import wait_for
 
 CALL_ID = "CA" + "a1" * 16
 
@@ -82,20 +81,6 @@ def queued(broker, queue: str) -> list[tuple[str, dict]]:
 
 def tmp_entries(settings) -> list[str]:
     return sorted(os.listdir(settings.tmp_dir)) if settings.tmp_dir.exists() else []
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie waiting to be reaped does not run)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def wait_gone(pid: int, patience: float = 5.0) -> None:
-    """Wait (a little) for a process that is not our child to stop running."""
-    wait_for(lambda: not alive(pid), timeout=patience, interval=0.02, what=f"process {pid} to stop")
 
 
 @pytest.fixture

@@ -8,7 +8,9 @@ from shared import keys
 from shared.models import Call, Segment, SideState, Stage, VideoStatus
 from tests.support import media
 
-from .conftest import CALL_ID, queued, tmp_entries, wait_gone
+from tests.support.processes import wait_gone
+
+from .conftest import CALL_ID, queued, tmp_entries
 
 CALLER = ((0.5, 3.0), (4.0, 4.6))
 CALLEE = ((1.5, 3.5),)

@@ -10,7 +10,7 @@ from shared.errors import PermanentError
 from shared.ffmpeg import FFmpegTimeout
 from tests.support import media
 
-from .conftest import alive, wait_gone
+from tests.support.processes import alive, wait_gone
 
 CALLER = ((0.5, 3.0), (4.0, 4.6), (5.5, 6.0))
 CALLEE = ((1.5, 3.5), (5.2, 6.0))  # overlaps the caller: both channels carry sound at once

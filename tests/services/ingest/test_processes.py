@@ -5,7 +5,6 @@ real processes on loopback, with PostgreSQL, RabbitMQ, moto's S3 server and the 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from pathlib import Path
 from urllib.parse import urlencode
@@ -15,6 +14,7 @@ import pytest
 
 from tests.services.ingest.conftest import API_TOKEN, WEBHOOK_PATH
 from tests.support.env import BIN, process_env
+from tests.support.processes import stop_group
 from tests.support.services import free_port
 from tests.support.wait import log_tail, wait_for
 
@@ -30,13 +30,7 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 
 def stop(process: subprocess.Popen) -> None:
     """SIGTERM to the master (it stops its own children); SIGKILL to the whole group if it hangs."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    stop_group(process)
 
 
 @pytest.fixture

@@ -6,19 +6,8 @@ import sys
 import pytest
 
 from shared.ffmpeg import children
+from tests.support.processes import alive, wait_gone
 from tests.support.wait import wait_for
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def _wait_dead(pid: int, seconds: float = 10) -> None:
-    wait_for(lambda: not _alive(pid), timeout=seconds, interval=0.05, what=f"process {pid} to die")
 
 
 def test_kill_group_reaches_grandchildren():
@@ -26,7 +15,7 @@ def test_kill_group_reaches_grandchildren():
     grandchild = int(proc.stdout.readline())
     children.kill_group(proc, grace=0.5)
     assert proc.returncode is not None
-    _wait_dead(grandchild)
+    wait_gone(grandchild, timeout=10, interval=0.05)
 
 
 @pytest.mark.skipif(not children.orphan_guard(), reason="setpriv (util-linux) is not installed")
@@ -44,7 +33,7 @@ def test_child_dies_with_a_killed_worker():
     # setpriv arms the death signal, then execs the program (the pid printed is
     # the sleep itself): wait for the exec, so the signal is armed before the kill.
     wait_for(lambda: open(f"/proc/{child}/comm").read().strip() == "sleep", timeout=10, interval=0.01, what="setpriv to exec sleep")
-    assert _alive(child)
+    assert alive(child)
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
-    _wait_dead(child)
+    wait_gone(child, timeout=10, interval=0.05)
