@@ -7,7 +7,7 @@ from dramatiq import Message
 from services.ingest.web.backlog import BacklogReader, _management_endpoint, vhost_of
 from shared.models import Stage, VideoStatus
 from shared.settings import load_settings
-from tests.support.calls import make_call
+from tests.support.calls import make_call, sid
 from tests.support.services import free_port
 from tests.support.wait import wait_for
 
@@ -33,7 +33,7 @@ def test_without_the_management_api_the_database_counts_calls_per_stage(sqlite_d
         (Stage.INGEST, VideoStatus.PENDING), (Stage.GENERATION, VideoStatus.GENERATING),
         (Stage.GENERATION, VideoStatus.GENERATING), (Stage.DONE, VideoStatus.FAILED),
     ]):
-        make_call(f"CA{n:032x}", stage=stage, video_status=status)
+        make_call(sid(n), stage=stage, video_status=status)
     backlog = BacklogReader(settings()).read()
     assert backlog.source == "database" and backlog.error is None
     assert [(s.stage, s.calls, s.ready) for s in backlog.stages] == [
