@@ -387,6 +387,8 @@ class Pipeline:
         from shared.models import Call
 
         call_ids = list(call_ids)
+        if not call_ids:
+            return {}
         rows: dict[str, Call] = {}
 
         def ended(call_id: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 from typing import Callable, TypeVar
 
 __all__ = ["wait_for", "log_tail"]
@@ -41,7 +42,7 @@ def wait_for(
         time.sleep(interval)
 
 
-def log_tail(path, chars: int = 4000) -> Callable[[], str]:
+def log_tail(path: Path, chars: int = 4000) -> Callable[[], str]:
     """A ``describe`` for ``wait_for``: the end of a process's log file, read when the wait fails."""
     return lambda: path.read_text(errors="replace")[-chars:] if path.exists() else f"(no log at {path})"
 
