@@ -117,12 +117,14 @@ class RecordingStatusResource:
     def _refuse_stale(self, status: RecordingStatus) -> None:
         if status.start_time is None or status.start_time.tzinfo is None:
             return
-        age = dt.datetime.now(dt.timezone.utc) - status.start_time
+        age = dt.datetime.now(dt.UTC) - status.start_time
         if age > self.max_age:
             log.warning("refused a webhook for a recording started %s ago", age, extra={"call_id": status.call_sid})
             raise falcon.HTTPBadRequest(
                 title="Stale recording status callback",
-                description=f"RecordingStartTime is older than WEBHOOK_MAX_AGE ({int(self.max_age.total_seconds())} s): a replay is not processed.",
+                description=(
+                    f"RecordingStartTime is older than WEBHOOK_MAX_AGE ({int(self.max_age.total_seconds())} s): a replay is not processed."
+                ),
             )
 
     @staticmethod
