@@ -18,8 +18,8 @@ import pytest
 
 from shared import keys
 from shared.models import Call, VideoStatus
-from tests.support.wait import wait_for
 from tests.support.s3_proxy import key_is, writes_of
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.rabbitmq]
 

@@ -7,7 +7,6 @@ import pytest
 from shared import keys
 from shared.models import Call, Segment, SideState, Stage, VideoStatus
 from tests.support import media
-
 from tests.support.processes import wait_gone
 
 from .conftest import CALL_ID, queued, tmp_entries

@@ -9,7 +9,6 @@ from services.audio.split import build_command, split_recording
 from shared.errors import PermanentError
 from shared.ffmpeg import FFmpegTimeout
 from tests.support import media
-
 from tests.support.processes import alive, wait_gone
 
 CALLER = ((0.5, 3.0), (4.0, 4.6), (5.5, 6.0))

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from shared import keys
-from shared.keys import new_call_id
 from shared.contracts import GENERATE_SIDE
+from shared.keys import new_call_id
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
 from tests.support.calls import make_call
 from tests.support.dramatiq_worker import DramatiqWorker

@@ -7,10 +7,10 @@ import threading
 import dramatiq
 import pytest
 
+from services.generation.fanin import fan_in, settle_side
 from shared.contracts import GENERATE_SIDE, send
 from shared.keys import new_call_id
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
-from services.generation.fanin import fan_in, settle_side
 from tests.support.calls import make_call
 from tests.support.wait import wait_for
 

@@ -9,8 +9,8 @@ from shared.fal_models import model_for
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 from shared.segments import plan_segments
 from tests.services.generation.conftest import FAL_KEY
-from tests.support.wait import wait_for
 from tests.support.fake_fal import Behaviour
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from services.generation import jobs, stage

@@ -96,8 +96,8 @@ def test_a_local_stores_transcript_and_captions_are_linked_and_served(media, loc
     """With a local store, the status API links the call's transcript and captions to this route too."""
     put(local_store, keys.transcript_key(CALL), b'{"turns": []}\n')
     put(local_store, keys.captions_key(CALL), b"WEBVTT\n")
-    Call.create(
-        id=CALL, video_status=VideoStatus.COMPLETED, transcript_status="supplied",
+    make_call(
+        CALL, video_status=VideoStatus.COMPLETED, transcript_status="supplied",
         transcript_url=local_store.object_url(keys.transcript_key(CALL)), captions_url=local_store.object_url(keys.captions_key(CALL)),
     )
     view = media.simulate_get(f"/calls/{CALL}", headers=AUTH).json
