@@ -42,8 +42,9 @@ which is no price at all, so none is recorded here.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["FalModel", "MODELS", "model_for", "UnknownModel", "CUT_MARGIN", "SpeechModel", "SPEECH_MODELS", "speech_model_for"]
 

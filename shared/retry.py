@@ -11,6 +11,9 @@ sides are kept), then the video is composed again, with its captions.
 from __future__ import annotations
 
 import logging
+from typing import Any
+
+from peewee import Field
 
 from . import pipeline
 from .models import SIDES, Call, Segment, SegmentState, SideState, Stage, TranscriptStatus, VideoStatus, utcnow
@@ -44,7 +47,7 @@ def retry_call(call_id: str, *, force: bool = False) -> str:
     stage = first_unfinished_stage(call)
     if stage is None:
         raise RetryError(f"call {call_id} has nothing left to do")
-    updates = {
+    updates: dict[Field, Any] = {
         Call.video_status: VideoStatus.PENDING if stage in (Stage.INGEST, Stage.AUDIO) else VideoStatus.GENERATING,
         Call.video_error_message: None,
         Call.stage: stage,
