@@ -29,7 +29,7 @@ class SpeechJob(Model):
     id = AutoField()
     call_id = CharField(max_length=64, index=True)
     side = CharField(max_length=8)
-    index = IntegerField()  # the segment's index
+    index = IntegerField()  # type: ignore[assignment]  # the segment's index (a column, not peewee's Model.index)
     start = FloatField()  # where the segment's audio starts in the call: added to every chunk's times
     end = FloatField()
     audio_key = TextField(null=True)

@@ -9,7 +9,7 @@ __all__ = ["check_configuration"]
 
 
 def check_configuration(settings: Settings) -> None:
-    """With a fal key, the models (video and speech-to-text) must be known, the store must be S3 and fal-client must use the configured host."""
+    """With a fal key: both models (FAL_MODEL, STT_MODEL) known, the store S3, fal-client on the configured host."""
     if not settings.uses_fal:
         return
     problems = []

@@ -33,12 +33,12 @@ def generate_side(call_id: str, side: str) -> None:
             jobs.generate(call, side)
 
 
-def give_up_side(call_id: str, side: str, exception: BaseException) -> None:
+def give_up_side(call_id: str | None, side: str | None, exception: BaseException) -> None:
     """generate_side failed for good: the side fails, and speech-to-text jobs never submitted fail with it."""
     jobs.give_up_side(call_id, side, exception)
-    if side in SIDES and keys.CALL_ID_RE.match(str(call_id)):
+    if call_id is not None and side in SIDES and keys.CALL_ID_RE.match(str(call_id)):
         stt.give_up_call(call_id, exception)
 
 
-def give_up_transcript(job_id: int, exception: BaseException) -> None:
+def give_up_transcript(job_id: int | None, exception: BaseException) -> None:
     stt.give_up_job(job_id, exception)

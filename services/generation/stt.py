@@ -63,7 +63,7 @@ class Context:
     fal: FalQueue
 
     @classmethod
-    def build(cls, settings: Settings) -> "Context":
+    def build(cls, settings: Settings) -> Context:
         model = speech_model_for(settings.stt_model)
         return cls(settings, get_storage(), model, fal_queue(settings.fal_key, model.endpoint))
 
@@ -265,6 +265,7 @@ def note(job: SpeechJob, text: str) -> None:
 def collect(job: SpeechJob, context: Context, status: JobStatus, expired: bool) -> None:
     """The job has ended: keep its chunks on the call's timeline, or count the failed attempt."""
     request_id = job.fal_request_id
+    assert request_id is not None, "collect follows a job fal acknowledged"
     if status.error:
         reason = f"fal.ai speech-to-text job {request_id} failed: {status.error}"
         try:
@@ -355,6 +356,8 @@ def timeline_chunks(result: Any, offset: float, end: float) -> list[list[Any]]:
 
 def cancel(job: SpeechJob, context: Context) -> None:
     """Ask fal to drop the job (best effort: a job that already ended cannot be cancelled)."""
+    if job.fal_request_id is None:  # nothing was submitted: nothing to cancel
+        return
     try:
         context.fal.cancel(job.fal_request_id)
     except FalError as exc:
@@ -427,7 +430,8 @@ def settle(call_id: str) -> None:
         if failed:
             reasons = "; ".join(f"{j.side} segment {j.index} ({j.start:.1f}-{j.end:.1f}s): {j.error}" for j in failed[:3])
             more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
-            end_transcript(call_id, TranscriptStatus.FAILED, error=f"{len(failed)} of {len(jobs)} speech-to-text job(s) failed: {reasons}{more}")
+            error = f"{len(failed)} of {len(jobs)} speech-to-text job(s) failed: {reasons}{more}"
+            end_transcript(call_id, TranscriptStatus.FAILED, error=error)
         else:
             store_transcript(call_id, jobs)
     fan_in(call_id)
@@ -467,7 +471,7 @@ def end_transcript(call_id: str, status: str, *, error: str | None = None, url: 
 # -- giving up ------------------------------------------------------------------------------------
 
 
-def give_up_job(job_id: int, exception: BaseException) -> None:
+def give_up_job(job_id: int | None, exception: BaseException) -> None:
     """poll_transcript failed for good: the job fails (and with it the transcript, never the video)."""
     job = SpeechJob.get_or_none(SpeechJob.id == job_id) if isinstance(job_id, int) else None
     if job is None:
