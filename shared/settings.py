@@ -119,6 +119,8 @@ class Settings:
     fal_prompt: str = env("FAL_PROMPT", "A person talking on the phone, natural head motion, neutral background.", "Prompt for models that take one.", group="generation")
     caller_avatar_url: str = env("CALLER_AVATAR_URL", "", "Avatar image for the caller. Empty: the shipped default.", group="generation")
     callee_avatar_url: str = env("CALLEE_AVATAR_URL", "", "Avatar image for the callee. Empty: the shipped default.", group="generation")
+    stt_model: str = env("STT_MODEL", "fal-ai/wizper", "fal.ai speech-to-text model that transcribes a call when no transcript was supplied (with FAL_KEY): `fal-ai/wizper` or `fal-ai/whisper`.", group="generation")
+    stt_language: str = env("STT_LANGUAGE", "en", "Language of the calls (ISO 639-1) for speech-to-text. Empty: the model detects it.", group="generation")
     # -- compositor ---------------------------------------------------------
     panel_width: int = env("PANEL_WIDTH", 640, "Width of the box each side's panel fits in (panels take the side videos' shape when they share one).", group="compositor", minimum=16)
     panel_height: int = env("PANEL_HEIGHT", 480, "Height of the box each side's panel fits in.", group="compositor", minimum=16)
