@@ -15,7 +15,7 @@ The three used to build their own, and disagreed on two figures:
   recording_duration``, which read a decoded length of 0.0 as unknown; the
   rule now is :func:`call_duration`.
 
-Video links depend on who reads: the app gives browsers a presigned URL or its
+Video and poster links depend on who reads: the app gives browsers a presigned URL or its
 own ``/media/`` route, the command line the store's URL. So :func:`call_view`
 takes ``link``, called only with the key of one of this call's own videos
 (whatever a URL column holds, nothing else is ever signed).
@@ -30,7 +30,7 @@ from typing import Any, Callable
 from .calls import call_segments, processing_seconds, stage_timeline
 from .models import SIDES, Call, utcnow
 
-__all__ = ["VideoLink", "video_key_in", "call_duration", "call_view", "as_json"]
+__all__ = ["VideoLink", "video_key_in", "poster_key_in", "call_duration", "call_view", "as_json"]
 
 VideoLink = Callable[[str], "str | None"]
 
@@ -44,6 +44,12 @@ def video_key_in(call_id: str, stored_url: str | None) -> str | None:
     return match.group(1) if match else None
 
 
+def poster_key_in(call_id: str, stored_url: str | None) -> str | None:
+    """The key of ``call_id``'s own poster (``videos/{callId}.jpg``) when a stored URL ends with it, else None."""
+    key = f"videos/{call_id}.jpg"
+    return key if stored_url and re.fullmatch(r"CA[0-9a-f]{32}", call_id) and stored_url.endswith("/" + key) else None
+
+
 def call_duration(call: Call) -> float | None:
     """The recording's length: as the audio stage decoded it, else as Twilio reported it (a whole second)."""
     return call.audio_duration if call.audio_duration is not None else call.recording_duration
@@ -51,6 +57,11 @@ def call_duration(call: Call) -> float | None:
 
 def _own_video(call_id: str, stored_url: str | None, link: VideoLink) -> str | None:
     key = video_key_in(call_id, stored_url)
+    return link(key) if key else None
+
+
+def _own_poster(call_id: str, stored_url: str | None, link: VideoLink) -> str | None:
+    key = poster_key_in(call_id, stored_url)
     return link(key) if key else None
 
 
@@ -87,6 +98,7 @@ def call_view(call: Call, link: VideoLink, now: dt.datetime | None = None) -> di
         "stage": call.stage,
         "error": call.video_error_message,
         "video_url": _own_video(call.id, call.video_url, link),
+        "poster_url": _own_poster(call.id, call.poster_url, link),
         "duration": call_duration(call),
         "sides": sides,
         "stages": stages,

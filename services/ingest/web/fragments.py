@@ -196,8 +196,9 @@ def sides_table(sides: dict[str, dict[str, Any]]) -> Markup:
     )
 
 
-def video_figure(src: str, *, element_id: str, caption: str, kind: str) -> Markup:
-    return render("video", src=src, element_id=element_id, caption=caption, kind=kind)
+def video_figure(src: str, *, element_id: str, caption: str, kind: str, poster: str | None = None) -> Markup:
+    """A player with a download link; ``poster``: the still shown before it plays (an empty attribute is none)."""
+    return render("video", src=src, element_id=element_id, caption=caption, kind=kind, poster=poster or "")
 
 
 def message_box(text: str | None, *, bad: bool = False) -> Markup:
