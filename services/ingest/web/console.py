@@ -23,6 +23,7 @@ from .backlog import BacklogReader
 from .media import MEDIA_PREFIX, MediaResource
 from .pages import add_operator_routes
 from .session import SessionSigner
+from .share import add_share_routes
 from .address import ClientAddress
 from .throttle import API_BUCKET, LOGIN_BUCKET, SharedFailureThrottle
 
@@ -30,10 +31,11 @@ __all__ = ["Console"]
 
 
 class Console:
-    """The status API (bearer token), the operator page (session cookie) and the local store's videos."""
+    """The status API (bearer token), the operator page (session cookie), the local store's videos and share links."""
 
     def __init__(self, settings: Settings, storage: Callable[[], Storage]) -> None:
         self._storage = storage
+        self._settings = settings
         limit, window = settings.auth_max_failures, settings.auth_failure_window
         self.client = ClientAddress(settings.trusted_proxy_hops)
         self.api_throttle = SharedFailureThrottle(API_BUCKET, limit, window)
@@ -49,3 +51,4 @@ class Console:
         app.add_route("/backlog", BacklogResource(self.backlog))
         add_operator_routes(app, self.signer, self._storage, self.backlog, self.login_throttle, self.client)
         app.add_route(MEDIA_PREFIX + "{key:path}", MediaResource(self._storage))
+        add_share_routes(app, self._settings, self._storage)
