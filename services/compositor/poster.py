@@ -39,7 +39,7 @@ from shared.settings import Settings
 from shared.storage import Storage
 
 from .layouts import BACKGROUND
-from .panel import WAVE_COLOUR
+from .panel import CARD_COLOURS, WAVE_COLOUR
 from .runner import run_ffmpeg
 
 __all__ = ["WIDTH", "HEIGHT", "PosterText", "poster_text", "build_poster_command", "attach_command", "add_poster"]
@@ -106,9 +106,9 @@ def _circle(stream, diameter: int):
 
 
 def _avatar(image: Path | None, side: str):
-    """The side's avatar cropped to a square around its top (where faces are) and cut round; a coloured disc without one."""
+    """The side's avatar cropped to a square around its top (where faces are) and cut round; without one, its card colour."""
     if image is None:
-        face = ffmpeg.input(f"color=c=0x334155:s={AVATAR}x{AVATAR}:d=1", f="lavfi").video
+        face = ffmpeg.input(f"color=c={CARD_COLOURS[side]}:s={AVATAR}x{AVATAR}:d=1", f="lavfi").video
     else:
         face = ffmpeg.input(str(image)).video.filter("trim", end_frame=1)
         face = face.filter("scale", AVATAR, AVATAR, force_original_aspect_ratio="increase", flags="bicubic")
