@@ -49,6 +49,11 @@ log = logging.getLogger("callreel.compositor.poster")
 WIDTH, HEIGHT = 1200, 630
 AVATAR = 300  # the avatar circle's diameter
 RING = 10  # the coloured ring around it
+# Top to bottom: the date and length, the avatars, the names. The bottom stays
+# empty: as a <video poster>, the player's control bar covers it.
+FACTS_TOP = 44
+AVATAR_TOP = 118
+NAME_TOP = AVATAR_TOP + AVATAR + RING + 20
 NAME_SIZE = 40  # the largest; a long name gets a smaller size (:func:`name_size`)
 FACTS_SIZE = 30
 #: Longer names are cut (with an ellipsis): drawtext neither wraps nor shrinks, and each name has half the width.
@@ -156,7 +161,7 @@ def build_poster_command(
 ) -> list[str]:
     """The FFmpeg command (binary first) that draws the poster into ``output`` (a JPEG)."""
     canvas = ffmpeg.input(f"color=c={BACKGROUND}:s={WIDTH}x{HEIGHT}:d=1", f="lavfi").video.filter("format", "rgba")
-    top = 90
+    top = AVATAR_TOP
     for index, side in enumerate(("caller", "callee")):
         centre = WIDTH // 4 + index * WIDTH // 2
         canvas = canvas.overlay(_ring(side), x=centre - AVATAR // 2 - RING, y=top - RING)
@@ -169,11 +174,11 @@ def build_poster_command(
             text_file = workdir / f"poster-{side}.txt"
             text_file.write_text(name, encoding="utf-8")
             centre = WIDTH // 4 + index * WIDTH // 2
-            canvas = canvas.overlay(_name(boxes[index], font, text_file, name_size(name)), x=centre - NAME_BOX[0] // 2, y=top + AVATAR + 30)
+            canvas = canvas.overlay(_name(boxes[index], font, text_file, name_size(name)), x=centre - NAME_BOX[0] // 2, y=NAME_TOP)
         if text.facts:
             text_file = workdir / "poster-facts.txt"
             text_file.write_text(text.facts, encoding="utf-8")
-            canvas = _text(canvas, font, text_file, FACTS_SIZE, WIDTH // 2, HEIGHT - 80, "0xcbd5e1")
+            canvas = _text(canvas, font, text_file, FACTS_SIZE, WIDTH // 2, FACTS_TOP, "0xcbd5e1")
     picture = canvas.filter("format", "yuvj420p")
     return (
         ffmpeg.output(picture, str(output), vframes=1, **{"q:v": JPEG_QUALITY, "f": "image2", "update": 1})

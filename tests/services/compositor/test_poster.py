@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.compositor import poster
-from services.compositor.poster import HEIGHT, WIDTH, PosterText, build_poster_command, poster_text
+from services.compositor.poster import AVATAR_TOP, FACTS_TOP, HEIGHT, NAME_TOP, WIDTH, PosterText, build_poster_command, poster_text
 from shared import keys
 from shared.assets import avatar_path
 from shared.models import Call
@@ -35,18 +35,21 @@ def white(frame, x: int, y: int, w: int, h: int) -> int:
 def test_the_poster_shows_both_avatars_in_their_rings_and_both_names(tmp_path):
     named = frame_at(draw(tmp_path, PosterText("Aria", "Sam: 50% [EU]", "3 Dec 2026 · 14:05 UTC · 2:31")), 0)
     assert (named.width, named.height) == (WIDTH, HEIGHT) == (1200, 630)  # Open Graph's 1.91:1
-    # Rings: the left of each circle; faces: its centre (avatars 300 px round, 90 px from the top).
-    assert near(named.pixel(WIDTH // 4 - 155, 240), CALLER_RING) and near(named.pixel(3 * WIDTH // 4 - 155, 240), CALLEE_RING)
-    assert near(named.pixel(WIDTH // 4, 215), CALLER_FACE) and near(named.pixel(3 * WIDTH // 4, 215), CALLEE_FACE)
+    # Rings: the left of each circle; faces: its centre (avatars 300 px round, AVATAR_TOP from the top).
+    middle = AVATAR_TOP + 150
+    assert near(named.pixel(WIDTH // 4 - 155, middle), CALLER_RING) and near(named.pixel(3 * WIDTH // 4 - 155, middle), CALLEE_RING)
+    face = AVATAR_TOP + 125
+    assert near(named.pixel(WIDTH // 4, face), CALLER_FACE) and near(named.pixel(3 * WIDTH // 4, face), CALLEE_FACE)
     # Outside the circle (its bounding square's corner) is the background, not the avatar's.
-    assert near(named.pixel(WIDTH // 4 - 140, 100), (0x11, 0x18, 0x27), 12)
-    names = [white(named, centre - 280, 420, 560, 64) for centre in (WIDTH // 4, 3 * WIDTH // 4)]
+    assert near(named.pixel(WIDTH // 4 - 140, AVATAR_TOP + 10), (0x11, 0x18, 0x27), 12)
+    names = [white(named, centre - 280, NAME_TOP, 560, 64) for centre in (WIDTH // 4, 3 * WIDTH // 4)]
     assert all(count > 200 for count in names), names
-    assert white(named, 300, HEIGHT - 80, 600, 36) > 100  # the date and length
+    assert white(named, 300, FACTS_TOP, 600, 36) > 100  # the date and length
+    assert white(named, 0, HEIGHT - 90, WIDTH, 90) == 0  # nothing where a player's controls go
 
     unnamed = frame_at(draw(tmp_path, PosterText("", "", "")), 0)
-    assert [white(unnamed, centre - 280, 420, 560, 64) for centre in (WIDTH // 4, 3 * WIDTH // 4)] == [0, 0]
-    assert white(unnamed, 300, HEIGHT - 80, 600, 36) == 0
+    assert [white(unnamed, centre - 280, NAME_TOP, 560, 64) for centre in (WIDTH // 4, 3 * WIDTH // 4)] == [0, 0]
+    assert white(unnamed, 300, FACTS_TOP, 600, 36) == 0
 
 
 def test_the_words_go_through_files_and_a_long_name_stays_in_its_half(tmp_path):
@@ -56,8 +59,8 @@ def test_the_words_go_through_files_and_a_long_name_stays_in_its_half(tmp_path):
     assert long[:10] not in " ".join(command)  # never spliced into the graph
     assert (tmp_path / "poster-callee.txt").read_text(encoding="utf-8") == "W" * 23 + "…"
     frame = frame_at(draw(tmp_path, text, avatars={"caller": None, "callee": None}), 0)
-    assert white(frame, 3 * WIDTH // 4 - 280, 420, 560, 64) > 2000  # the Ws, cut at their plate's edges…
-    assert white(frame, 420, 410, 200, 84) == 0  # …never running into the caller's half (short "Aria" ends well before)
+    assert white(frame, 3 * WIDTH // 4 - 280, NAME_TOP, 560, 64) > 2000  # the Ws, cut at their plate's edges…
+    assert white(frame, 420, NAME_TOP - 10, 200, 84) == 0  # …never running into the caller's half (short "Aria" ends well before)
 
 
 def test_poster_text_uses_the_calls_names_else_the_labels(settings_env):

@@ -89,3 +89,14 @@ def test_with_s3_the_route_serves_nothing(pg_db, stub_broker, ingest_env, s3):
     put(s3, keys.video_key(CALL), b"video", "video/mp4")
     client = falcon.testing.TestClient(create_app())
     assert get(client).status_code == 404  # S3 videos are fetched by presigned URL
+
+
+def test_a_calls_poster_is_served_as_an_image(media, local_store):
+    put(local_store, keys.poster_key(CALL), b"\xff\xd8poster")
+    put(local_store, f"videos/{CALL}.jpeg", b"not a key shared.keys makes")
+    Call.create(id=CALL, video_status=VideoStatus.COMPLETED, poster_url=local_store.object_url(keys.poster_key(CALL)))
+    poster = get(media, keys.poster_key(CALL))
+    assert poster.content == b"\xff\xd8poster" and poster.headers["content-type"] == "image/jpeg"
+    assert get(media, f"videos/{CALL}.jpeg").status_code == 404
+    assert get(media, keys.poster_key(CALL), headers={}).status_code == 401
+    assert media.simulate_get(f"/calls/{CALL}", headers=AUTH).json["poster_url"] == f"/media/videos/{CALL}.jpg"
