@@ -44,7 +44,7 @@ import falcon
 
 from shared import keys
 from shared.callview import call_duration, poster_key_in, video_key_in
-from shared.models import Call, VideoStatus, utcnow
+from shared.models import Call, VideoStatus
 from shared.settings import Settings
 from shared.storage import LocalStorage, ObjectNotFound, Storage
 
@@ -168,14 +168,14 @@ class _Public:
 
 def _sources(*urls: str | None) -> str:
     """``'self'`` and the origins of ``urls`` (a presigned URL's), for a CSP directive."""
-    origins = {f"{m.group(1)}" for url in urls if url and (m := re.match(r"^(https?://[^/?#]+)", url))}
+    origins = {m.group(1) for url in urls if url and (m := re.match(r"^(https?://[^/?#]+)", url))}
     return " ".join(["'self'", *sorted(origins)])
 
 
-def _page_headers(resp: falcon.Response, *, media: str = "'self'", images: str = "'self'") -> None:
+def _page_headers(resp: falcon.Response, *, media: str = "'self'") -> None:
     resp.set_header(
         "Content-Security-Policy",
-        f"default-src 'none'; style-src 'self'; img-src {images}; media-src {media}; "
+        f"default-src 'none'; style-src 'self'; img-src 'self'; media-src {media}; "
         "form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
     )
     resp.set_header("Cache-Control", "no-store")  # a revoked link must stop working at once
