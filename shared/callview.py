@@ -17,8 +17,9 @@ The three used to build their own, and disagreed on two figures:
 
 Video and poster links depend on who reads: the app gives browsers a presigned URL or its
 own ``/media/`` route, the command line the store's URL. So :func:`call_view`
-takes ``link``, called only with the key of one of this call's own videos
-(whatever a URL column holds, nothing else is ever signed).
+takes ``link``, called only with the key of one of this call's own videos,
+its poster, its transcript or its captions (whatever a URL column holds, nothing else is
+ever signed).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import datetime as dt
 import re
 from typing import Any, Callable
 
+from . import keys
 from .calls import call_segments, processing_seconds, stage_timeline
-from .models import SIDES, Call, utcnow
+from .models import SIDES, Call, TranscriptStatus, utcnow
 
 __all__ = ["VideoLink", "video_key_in", "poster_key_in", "call_duration", "call_view", "as_json"]
 
@@ -60,9 +62,12 @@ def _own_video(call_id: str, stored_url: str | None, link: VideoLink) -> str | N
     return link(key) if key else None
 
 
-def _own_poster(call_id: str, stored_url: str | None, link: VideoLink) -> str | None:
-    key = poster_key_in(call_id, stored_url)
-    return link(key) if key else None
+def _own_object(call_id: str, stored_url: str | None, key_of: Callable[[str], str], link: VideoLink) -> str | None:
+    """A link to this call's transcript, captions or poster (``key_of`` names it) when the column holds a URL of it."""
+    if not stored_url:
+        return None
+    key = key_of(call_id)
+    return link(key) if stored_url.endswith(key) else None
 
 
 def _segment_video(call_id: str, key: str | None, link: VideoLink) -> str | None:
@@ -98,11 +103,15 @@ def call_view(call: Call, link: VideoLink, now: dt.datetime | None = None) -> di
         "stage": call.stage,
         "error": call.video_error_message,
         "video_url": _own_video(call.id, call.video_url, link),
-        "poster_url": _own_poster(call.id, call.poster_url, link),
+        "poster_url": _own_object(call.id, call.poster_url, keys.poster_key, link),
         "duration": call_duration(call),
         "sides": sides,
         "stages": stages,
         "segments": segments,
+        "transcript_status": call.transcript_status or TranscriptStatus.NONE,
+        "transcript_error": call.transcript_error,
+        "transcript_url": _own_object(call.id, call.transcript_url, keys.transcript_key, link),
+        "captions_url": _own_object(call.id, call.captions_url, keys.captions_key, link),
         "processing": {
             "started_at": call.video_processing_started_at,
             "completed_at": call.video_processing_completed_at,
