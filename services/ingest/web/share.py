@@ -234,6 +234,8 @@ class SharePage(_Public):
         )
         _page_headers(resp, media=_sources(store))
 
+    on_head = on_get  # link-preview crawlers may look before they fetch
+
 
 class ShareFile(_Public):
     """``GET /v/{token}/{name}``: the shared call's video, poster or captions; any other name is the 404."""

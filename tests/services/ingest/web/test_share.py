@@ -71,6 +71,7 @@ def test_a_link_shows_the_call_with_its_poster_captions_and_preview_tags(share):
     assert "script-src" not in csp and "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
     assert page.headers["cache-control"] == "no-store" and page.headers["referrer-policy"] == "no-referrer"
     assert "noindex" in page.headers["x-robots-tag"]
+    assert share.simulate_head(path).status_code == 200
 
     assert share.simulate_get(f"{path}/video.mp4").content == VIDEO
     ranged = share.simulate_get(f"{path}/video.mp4", headers={"Range": "bytes=10-19"})
