@@ -13,6 +13,8 @@ from shared.settings import VIDEO_LAYOUTS, SettingsError, get_settings, reload_s
 
 from .errors import CliError
 
+CAPTION_MODES = ("burn", "track", "off")  # CAPTIONS' choices (shared/settings.py)
+
 __all__ = ["main", "build_parser"]
 
 
@@ -77,7 +79,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.layout:
         # The workers in this process read the settings themselves: the layout goes where they read it.
         reload_settings(VIDEO_LAYOUT=args.layout)
-    return render(Path(args.recording), Path(args.output), settings=_embedded_settings(), quiet=args.quiet)
+    transcript = Path(args.transcript) if args.transcript else None
+    return render(
+        Path(args.recording), Path(args.output), settings=_embedded_settings(), quiet=args.quiet, transcript=transcript, captions=args.captions
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -210,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="where to write the MP4")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.add_argument("--layout", choices=VIDEO_LAYOUTS, help="frame layout of this video (default: VIDEO_LAYOUT; docs/layouts.md)")
+    p.add_argument(
+        "--transcript", metavar="FILE", help="the call's words (JSON turns, WebVTT with voice tags or SRT): captions, and OUT.vtt next to OUT.mp4"
+    )
+    p.add_argument("--captions", choices=CAPTION_MODES, help="how this video shows the transcript: burn, track or off (default: CAPTIONS)")
     p.set_defaults(func=cmd_render)
 
     p = _command(sub, "serve", "the webhook app and all four workers in one process (local development)", "callreel serve --port 8000")

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Sequence
 
 import httpx
 
@@ -38,7 +39,10 @@ from shared.ffmpeg import InvalidMedia as MediaError
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
 from shared.settings import Settings
 from shared.storage import ObjectNotFound, Storage
+from shared.transcript import Turn
 
+from . import transcripts
+from .captions import caption_files, laid_out, line_width
 from .graph import AUDIO_RATE, build_command
 from .layout import Clip, RenderSpec, SideSpec, panel_size
 from .layouts import Layout, layout
@@ -62,6 +66,7 @@ class Outcome:
     side_urls: dict[str, str | None] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
     poster_url: str | None = None
+    captions: dict[str, Any] = field(default_factory=dict)  # captions_url, transcript_error (.transcripts)
 
     @property
     def error(self) -> str | None:
@@ -94,17 +99,20 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
     used: dict[str, list[str]] = {}  # side -> the segment video keys its panel shows
     sides = {side: _side_spec(call, side, settings, storage, workdir, recording, duration, reasons, used) for side in ("caller", "callee")}
     output = workdir / "final.mp4"
+    captions = transcripts.load(call, settings, storage, workdir, duration)
     try:
         # In the try: the mix's loudness measurement is an FFmpeg run too, and its failure a stitching failure.
         spec = render_spec(settings, recording, duration, sides["caller"], sides["callee"], workdir, font=resolve_font(settings))
-        run_ffmpeg(
-            build_command(spec, output, binary=settings.ffmpeg_binary),
-            timeout=settings.compose_timeout,
-            what="compose",
-            total_seconds=duration,
-            log_extra=extra,
-        )
-        _check_output(output, duration, settings)
+        spec = _with_captions(spec, captions, extra)
+        try:
+            _render(spec, output, duration, settings, extra)
+        except (FFmpegError, MediaError) as exc:
+            if spec.captions is None:
+                raise
+            # Captions never fail a video: the same render without them.
+            captions.fail(f"the render with captions failed, rendered without them: {exc}", extra)
+            spec = replace(spec, captions=None)
+            _render(spec, output, duration, settings, extra)
     except (FFmpegError, MediaError) as exc:
         log.error("stitching failed: %s", exc, extra=extra)
         urls = side_video_urls(call.id, used, storage, workdir=workdir, settings=settings)
@@ -115,13 +123,41 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
     poster_url = add_poster(call, settings, storage, workdir, output, avatars, resolve_font(settings), duration)  # never raises
     key = keys.video_key(call.id)
     storage.upload_file(output, key, content_type="video/mp4")
+    if spec.captions is not None:
+        transcripts.publish(call.id, captions, storage, workdir)
     return Outcome(
         status=VideoStatus.PARTIAL if reasons else VideoStatus.COMPLETED,
         video_url=storage.object_url(key),
         side_urls=side_video_urls(call.id, used, storage),
         reasons=reasons,
         poster_url=poster_url,
+        captions=captions.columns,
     )
+
+
+def _with_captions(spec: RenderSpec, captions: transcripts.CallCaptions, extra: dict[str, str]) -> RenderSpec:
+    """``spec`` showing the call's cues as its mode says; unchanged (and the reason kept) if their files cannot be written."""
+    if not captions.turns or captions.mode == "off":
+        return spec
+    placement = spec.placement
+    try:
+        captions.cues = laid_out(captions.turns, spec.duration, placement)
+        files = caption_files(captions.cues, captions.mode, placement, spec.workdir, font=spec.font, names=captions.names, width=line_width(placement))
+    except (OSError, ValueError) as exc:
+        captions.fail(f"the captions could not be prepared: {exc}", extra)
+        return spec
+    return replace(spec, captions=files)
+
+
+def _render(spec: RenderSpec, output: Path, duration: float, settings: Settings, extra: dict[str, str]) -> None:
+    run_ffmpeg(
+        build_command(spec, output, binary=settings.ffmpeg_binary),
+        timeout=settings.compose_timeout,
+        what="compose",
+        total_seconds=duration,
+        log_extra=extra,
+    )
+    _check_output(output, duration, settings)
 
 
 # How far the rendered video's length may be from the call's before it counts as a failed stitch.
@@ -129,14 +165,27 @@ LENGTH_TOLERANCE = 1.0
 
 
 def render_spec(
-    settings: Settings, recording: Path, duration: float, caller: SideSpec, callee: SideSpec, workdir: Path, *, font: Path | None
+    settings: Settings,
+    recording: Path,
+    duration: float,
+    caller: SideSpec,
+    callee: SideSpec,
+    workdir: Path,
+    *,
+    font: Path | None,
+    turns: Sequence[Turn] = (),
+    captions: str = "off",
+    names: dict[str, str] | None = None,
 ) -> RenderSpec:
     """What the compositor renders for these two sides with these settings (the benchmark renders the same).
 
     With AUDIO_MIX=centered this measures the recording's loudness (one audio
     decode, :func:`.mix.measure`): the render applies it as one constant gain.
+    A transcript's ``turns`` are shown as ``captions`` says (``burn``/``track``/``off``),
+    their files written into ``workdir``; ``names`` open each side's lines of the track.
     """
     placement = render_layout(settings, caller, callee)
+    cues = laid_out(turns, duration, placement) if turns and captions != "off" else []
     width, height = placement.panel("caller").w, placement.panel("caller").h
     return RenderSpec(
         recording=recording,
@@ -153,6 +202,7 @@ def render_spec(
         font=font,
         mix=plan_mix(settings, recording, AUDIO_RATE),
         layout=placement,
+        captions=caption_files(cues, captions, placement, workdir, font=font, names=names, width=line_width(placement)),
     )
 
 

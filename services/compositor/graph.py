@@ -28,6 +28,7 @@ import ffmpeg
 from shared.ffmpeg import graph_file_option, threaded_cli
 
 from . import mix
+from .captions import burn, track_output_options
 from .layout import RenderSpec, SideSpec, enable_expr, speaking, timeline
 from .layouts import BACKGROUND, CROP, Layout, Rect
 from .panel import fitted_clip, hold, local_panel, still
@@ -168,8 +169,15 @@ def build_command(spec: RenderSpec, output: Path, *, binary: str = "ffmpeg") -> 
     sides = [side_stream(side, spec, one_thread_decoders=one_thread) for side in (spec.caller, spec.callee)]
     video = _arrange(sides, spec.placement)
     audio = _audio(spec)
+    streams, options = [video, audio], _output_options(spec)
+    if spec.captions is not None:
+        if spec.captions.burn is not None:
+            # On the whole frame, once: the .ass file places each side's lines in its own region.
+            streams[0] = burn(video, spec.captions.burn, spec.font)
+        streams.append(ffmpeg.input(str(spec.captions.track)))
+        options.update(track_output_options(spec.captions.language))
     args = (
-        ffmpeg.output(video, audio, str(output), **_output_options(spec))
+        ffmpeg.output(*streams, str(output), **options)
         .global_args("-filter_complex_threads", str(FILTER_THREADS))
         .overwrite_output()
         .compile(cmd=binary)

@@ -92,6 +92,7 @@ def columns_of(call: Call, outcome: Outcome) -> dict[str, Any]:
     for side, url in outcome.side_urls.items():
         if url:
             columns[f"{side}_video_url"] = url
+    columns.update(outcome.captions)
     return columns
 
 

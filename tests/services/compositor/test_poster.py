@@ -131,3 +131,17 @@ def test_the_status_callback_carries_the_poster_url(pg_db):
     call = Call.create(id=keys.new_call_id(), video_status="completed", poster_url="https://store/videos/x.jpg")
     payload = status_payload(call, "e1")
     assert payload["poster_url"] == "https://store/videos/x.jpg"
+
+
+def test_the_cover_art_remux_keeps_the_captions_track(calls, s3, tmp_path):
+    from shared.transcript import Turn
+    from tests.services.compositor.test_captions_render import _store
+
+    call = calls.call(captions="track")
+    _store(s3, call.id, [Turn("caller", 0.5, 2.0, "Hello there.")])
+    outcome = compose(call, s3)
+    assert outcome.status == "completed" and outcome.captions["captions_url"] and outcome.poster_url
+    info = probe(fetch_video(s3, call.id, tmp_path / "out.mp4"))
+    kinds = [(s["codec_type"], s["codec_name"], s["disposition"].get("attached_pic", 0)) for s in info["streams"]]
+    assert kinds == [("video", "h264", 0), ("audio", "aac", 0), ("subtitle", "mov_text", 0), ("video", "mjpeg", 1)], kinds
+    assert [s["tags"]["language"] for s in info["streams"] if s["codec_type"] == "subtitle"] == ["eng"]
