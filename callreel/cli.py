@@ -47,12 +47,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_bucket(args: argparse.Namespace) -> int:
     from shared.logs import configure_logging
-    from shared.storage import ADDED, PRESENT, S3Storage, get_storage
+    from shared.storage import ADDED, PRESENT, LocalStorage, S3Storage, get_storage
 
     configure_logging()
     store = get_storage()
     if not isinstance(store, S3Storage):
-        print(f"objects are kept in a local folder ({store.root}): no bucket to set up")
+        root = store.root if isinstance(store, LocalStorage) else store
+        print(f"objects are kept in a local folder ({root}): no bucket to set up")
         return 0
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -81,7 +82,12 @@ def cmd_render(args: argparse.Namespace) -> int:
         reload_settings(VIDEO_LAYOUT=args.layout)
     transcript = Path(args.transcript) if args.transcript else None
     return render(
-        Path(args.recording), Path(args.output), settings=_embedded_settings(), quiet=args.quiet, transcript=transcript, captions=args.captions
+        Path(args.recording),
+        Path(args.output),
+        settings=_embedded_settings(),
+        quiet=args.quiet,
+        transcript=transcript,
+        captions=args.captions,
     )
 
 
@@ -210,13 +216,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = _command(sub, "render", "render one recording into a split-screen video, all in this process", "callreel render call.mp3 -o call.mp4")
+    p = _command(
+        sub, "render", "render one recording into a split-screen video, all in this process", "callreel render call.mp3 -o call.mp4"
+    )
     p.add_argument("recording", help="a dual-channel recording (MP3 or WAV): left = caller, right = callee")
     p.add_argument("-o", "--output", required=True, help="where to write the MP4")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.add_argument("--layout", choices=VIDEO_LAYOUTS, help="frame layout of this video (default: VIDEO_LAYOUT; docs/layouts.md)")
     p.add_argument(
-        "--transcript", metavar="FILE", help="the call's words (JSON turns, WebVTT with voice tags or SRT): captions, and OUT.vtt next to OUT.mp4"
+        "--transcript",
+        metavar="FILE",
+        help="the call's words (JSON turns, WebVTT with voice tags or SRT): captions, and OUT.vtt next to OUT.mp4",
     )
     p.add_argument("--captions", choices=CAPTION_MODES, help="how this video shows the transcript: burn, track or off (default: CAPTIONS)")
     p.set_defaults(func=cmd_render)
@@ -225,7 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="HTTP port (default: PORT)")
     p.set_defaults(func=cmd_serve)
 
-    p = _command(sub, "status", "show one call as JSON: status, stage, timings, segments, errors", "callreel status CA0123456789abcdef0123456789abcdef")
+    p = _command(
+        sub,
+        "status",
+        "show one call as JSON: status, stage, timings, segments, errors",
+        "callreel status CA0123456789abcdef0123456789abcdef",
+    )
     p.add_argument("call_id")
     p.set_defaults(func=cmd_status)
 
@@ -234,20 +249,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_list)
 
-    p = _command(sub, "retry", "re-run a failed or partial call from its first unfinished stage", "callreel retry CA0123456789abcdef0123456789abcdef")
+    p = _command(
+        sub, "retry", "re-run a failed or partial call from its first unfinished stage", "callreel retry CA0123456789abcdef0123456789abcdef"
+    )
     p.add_argument("call_id")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_retry)
 
     p = _command(
-        sub, "sweep", "re-enqueue calls stuck in a stage past STAGE_DEADLINE, or fail them (see shared/sweeper.py)", "callreel sweep --every 60"
+        sub,
+        "sweep",
+        "re-enqueue calls stuck in a stage past STAGE_DEADLINE, or fail them (see shared/sweeper.py)",
+        "callreel sweep --every 60",
     )
     p.add_argument("--every", type=float, default=0, metavar="SECONDS", help="keep sweeping, every SECONDS (default: once)")
     p.set_defaults(func=cmd_sweep)
 
     _command(sub, "migrate", "create or update the database schema (idempotent)", "callreel migrate").set_defaults(func=cmd_migrate)
     _command(
-        sub, "bucket", "create S3_BUCKET if missing and have it abort multipart uploads unfinished after a day (idempotent)", "S3_BUCKET=my-videos callreel bucket"
+        sub,
+        "bucket",
+        "create S3_BUCKET if missing and have it abort multipart uploads unfinished after a day (idempotent)",
+        "S3_BUCKET=my-videos callreel bucket",
     ).set_defaults(func=cmd_bucket)
     return parser
 

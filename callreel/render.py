@@ -19,14 +19,15 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from shared import keys, pipeline
-from shared.models import STAGES, Call, Stage, TranscriptStatus, VideoStatus, utcnow
 from shared.ffmpeg import FFmpegError, probe_duration, probe_video
 from shared.logs import configure_logging
+from shared.models import STAGES, Call, Stage, TranscriptStatus, VideoStatus, utcnow
 from shared.settings import Settings
 from shared.storage import get_storage
 from shared.transcript import Transcript, TranscriptError, parse_transcript, speaker_names, to_json

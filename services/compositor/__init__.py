@@ -20,8 +20,8 @@ burns them in and/or muxes them as a subtitle track (``captions``: one of
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from shared.settings import Settings
 from shared.transcript import Turn

@@ -23,13 +23,14 @@ escaped so that no ASS markup in it acts (:func:`ass_escape`).
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import struct
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from shared.transcript import DEFAULT_NAMES, SPEAKERS, Turn, vtt_time
 
@@ -240,7 +241,7 @@ def _turn_cues(turn: Turn, limit: float, width: int, lines: int) -> list[Cue]:
     span = end - turn.start
     shares = _shares([len(t) for t in texts], span, min(MIN_SECONDS, span / len(texts)))
     cues, at = [], turn.start
-    for text, share in zip(texts, shares):
+    for text, share in zip(texts, shares, strict=True):
         cues.append(Cue(turn.speaker, round(at, 2), round(min(at + share, at + MAX_SECONDS), 2), tuple(wrap(text, width))))
         at += share
     return [c for c in cues if c.end > c.start]
@@ -490,7 +491,7 @@ def track_segments(cues: Sequence[Cue]) -> list[tuple[float, float, list[Cue]]]:
     """
     edges = sorted({t for c in cues for t in (c.start, c.end)})
     segments = []
-    for start, end in zip(edges, edges[1:]):
+    for start, end in itertools.pairwise(edges):
         shown = [c for c in cues if c.start < end and c.end > start]
         if shown:
             segments.append((start, end, sorted(shown, key=lambda c: SPEAKERS.index(c.speaker))))

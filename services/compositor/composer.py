@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import httpx
 
@@ -142,7 +143,9 @@ def _with_captions(spec: RenderSpec, captions: transcripts.CallCaptions, extra: 
     placement = spec.placement
     try:
         captions.cues = laid_out(captions.turns, spec.duration, placement)
-        files = caption_files(captions.cues, captions.mode, placement, spec.workdir, font=spec.font, names=captions.names, width=line_width(placement))
+        files = caption_files(
+            captions.cues, captions.mode, placement, spec.workdir, font=spec.font, names=captions.names, width=line_width(placement)
+        )
     except (OSError, ValueError) as exc:
         captions.fail(f"the captions could not be prepared: {exc}", extra)
         return spec
@@ -253,7 +256,7 @@ def _clips(call_id: str, side: str, settings: Settings, storage: Storage, workdi
     segments = list(Segment.select().where((Segment.call_id == call_id) & (Segment.side == side)).order_by(Segment.index))
     if not segments:
         raise _Fallback("no segments recorded")
-    clips = []
+    clips, video_keys = [], []
     for segment in segments:
         name = f"segment {segment.index}"
         if segment.state != SegmentState.COMPLETED or not segment.video_key:
@@ -267,7 +270,8 @@ def _clips(call_id: str, side: str, settings: Settings, storage: Storage, workdi
         except MediaError as exc:
             raise _Fallback(f"{name} video is corrupt ({exc})") from None
         clips.append(Clip(path=path, start=segment.start, end=segment.end, info=info))
-    return tuple(clips), [s.video_key for s in segments]
+        video_keys.append(segment.video_key)
+    return tuple(clips), video_keys
 
 
 def _side_audio(
@@ -369,7 +373,8 @@ def _join_segments(call_id: str, side: str, videos: list[str], storage: Storage,
         listing.write_text("\n".join(lines) + "\n")
         joined = workdir / f"{side}-joined.mp4"
         run_ffmpeg(
-            [settings.ffmpeg_binary, "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", "-movflags", "+faststart", "-y", str(joined)],
+            [settings.ffmpeg_binary, "-f", "concat", "-safe", "0", "-i", str(listing)]
+            + ["-c", "copy", "-movflags", "+faststart", "-y", str(joined)],
             timeout=settings.compose_timeout,
             what=f"join {side} segments",
             log_extra={"call_id": call_id, "side": side},

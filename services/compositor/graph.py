@@ -55,7 +55,7 @@ def _track(side: SideSpec, spec: RenderSpec, one_thread: bool):
     idle_count = sum(1 for p in pieces if p.clip is None)
     panel, crop = spec.placement.panel(side.side), spec.placement.fit == CROP
     idle = still(side, panel.w, panel.h, spec.fps, crop=crop) if idle_count else None
-    idle_frames = idle.split() if idle_count > 1 else None
+    idle_frames = idle.split() if idle is not None and idle_count > 1 else None
     parts, used = [], 0
     for piece in pieces:
         if piece.clip is None:

@@ -13,14 +13,14 @@ however many segments a side has.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from shared.ffmpeg import VideoInfo
 
-from .mix import AudioMix
 from .layouts import Layout, side_by_side
+from .mix import AudioMix
 
 __all__ = [
     "Interval",

@@ -10,13 +10,14 @@ database, shared by every worker (web/throttle.py).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import falcon
 
 from shared.settings import Settings
 from shared.storage import Storage
 
+from .address import ClientAddress
 from .api import BacklogResource, CallListResource, CallResource, RetryResource
 from .auth import Authentication, TokenAuth
 from .backlog import BacklogReader
@@ -24,7 +25,6 @@ from .media import MEDIA_PREFIX, MediaResource
 from .pages import add_operator_routes
 from .session import SessionSigner
 from .share import add_share_routes
-from .address import ClientAddress
 from .throttle import API_BUCKET, LOGIN_BUCKET, SharedFailureThrottle
 from .transcripts import TranscriptResource
 
