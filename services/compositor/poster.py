@@ -42,7 +42,17 @@ from .layouts import BACKGROUND
 from .panel import CARD_COLOURS, WAVE_COLOUR
 from .runner import run_ffmpeg
 
-__all__ = ["WIDTH", "HEIGHT", "PosterText", "poster_text", "length_text", "name_size", "build_poster_command", "attach_command", "add_poster"]
+__all__ = [
+    "WIDTH",
+    "HEIGHT",
+    "PosterText",
+    "poster_text",
+    "length_text",
+    "name_size",
+    "build_poster_command",
+    "attach_command",
+    "add_poster",
+]
 
 log = logging.getLogger("callreel.compositor.poster")
 

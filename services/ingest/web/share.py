@@ -37,8 +37,8 @@ import re
 import secrets
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import falcon
 
@@ -113,7 +113,7 @@ def _captions_key(call: Call) -> str | None:
 
 
 def _iso(moment: float) -> str:
-    return dt.datetime.fromtimestamp(moment, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(moment, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class ShareResource:

@@ -13,7 +13,8 @@ from services.compositor.poster import AVATAR_TOP, FACTS_TOP, HEIGHT, NAME_TOP, 
 from shared import keys
 from shared.assets import avatar_path
 from shared.models import Call
-from tests.services.compositor.test_render import compose, fetch_video, streams, top_level_boxes
+from tests.services.compositor.test_composer import compose, fetch_video, streams, top_level_boxes
+from tests.support.calls import make_call
 from tests.support.media import frame_at, near, probe
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
@@ -104,7 +105,8 @@ def test_a_poster_failure_never_fails_the_video(calls, s3, tmp_path, monkeypatch
     if breakage == "draw":
         monkeypatch.setattr(poster, "build_poster_command", lambda *a, **k: ["ffmpeg", "-f", "lavfi", "-i", "nosuchsource", "-y", "x.jpg"])
     elif breakage == "attach":
-        monkeypatch.setattr(poster, "attach_command", lambda video, p, output, **k: ["ffmpeg", "-i", str(p), "-f", "nosuchformat", str(output)])
+        broken = ["ffmpeg", "-f", "nosuchformat"]
+        monkeypatch.setattr(poster, "attach_command", lambda video, p, output, **k: [*broken[:1], "-i", str(p), *broken[1:], str(output)])
     else:
         real = s3.upload_file
 
@@ -128,7 +130,7 @@ def test_a_poster_failure_never_fails_the_video(calls, s3, tmp_path, monkeypatch
 def test_the_status_callback_carries_the_poster_url(pg_db):
     from services.compositor.callback import status_payload
 
-    call = Call.create(id=keys.new_call_id(), video_status="completed", poster_url="https://store/videos/x.jpg")
+    call = make_call(id=keys.new_call_id(), video_status="completed", poster_url="https://store/videos/x.jpg")
     payload = status_payload(call, "e1")
     assert payload["poster_url"] == "https://store/videos/x.jpg"
 

@@ -12,6 +12,7 @@ from services.ingest.web.share import ShareSigner
 from shared import keys
 from shared.models import Call, VideoStatus
 from tests.services.ingest.conftest import API_TOKEN, PUBLIC_BASE_URL
+from tests.support.calls import make_call
 from tests.support.objects import put
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -23,7 +24,7 @@ CAPTIONS = b"WEBVTT\n\n00:00.000 --> 00:01.000\n<v Caller>Hello\n"
 
 def finished(store, call_id: str, body: bytes, **columns) -> None:
     put(store, keys.video_key(call_id), body)
-    Call.create(
+    make_call(
         id=call_id, video_status=VideoStatus.COMPLETED, video_url=store.object_url(keys.video_key(call_id)), audio_duration=151.2,
         **columns,
     )
@@ -37,7 +38,7 @@ def share(pg_db, stub_broker, ingest_env, local_store):
     put(local_store, keys.captions_key(CALL), CAPTIONS)
     put(local_store, keys.side_video_key(CALL, "caller"), b"side")
     finished(local_store, OTHER, OTHER_VIDEO)
-    Call.create(id=UNFINISHED, video_status=VideoStatus.GENERATING)
+    make_call(id=UNFINISHED, video_status=VideoStatus.GENERATING)
     return falcon.testing.TestClient(create_app())
 
 
@@ -109,7 +110,8 @@ def test_links_that_do_not_work_all_get_the_same_404(share, ingest_env):
     reference = answers[0]
     assert reference.status_code == 404 and "does not work" in reference.text
     for answer in answers[:-1]:
-        assert (answer.status_code, answer.content, answer.headers["content-type"]) == (404, reference.content, reference.headers["content-type"])
+        expected = (404, reference.content, reference.headers["content-type"])
+        assert (answer.status_code, answer.content, answer.headers["content-type"]) == expected
     assert answers[-1].status_code == 404 and VIDEO[:50] not in answers[-1].content
     assert share.simulate_get(f"/v/{other_call}/video.mp4").content == OTHER_VIDEO  # the other call's own link works
 

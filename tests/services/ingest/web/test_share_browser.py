@@ -21,11 +21,13 @@ from shared import keys
 from shared.assets import avatar_path
 from shared.models import Call, Stage, VideoStatus, utcnow
 from tests.services.ingest.conftest import API_TOKEN
-from tests.services.ingest.test_processes import service_env, start, stop, wait_until
+from tests.services.ingest.test_processes import service_env, start, stop
 from tests.services.ingest.web.test_operator_browser import ARTIFACTS, BIN, CHROMIUM, CHROMIUM_ARGS
+from tests.support.calls import make_call
 from tests.support.fake_twilio import account_sid, call_sid
 from tests.support.media import color_video
 from tests.support.services import free_port
+from tests.support.wait import log_tail, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -47,7 +49,7 @@ def seed(s3, workdir) -> str:
     s3.upload_file(poster, keys.poster_key(call), "image/jpeg")
     (workdir / "captions.vtt").write_text(CAPTIONS, encoding="utf-8")
     s3.upload_file(workdir / "captions.vtt", keys.captions_key(call), "text/vtt")
-    Call.create(
+    make_call(
         id=call, video_status=VideoStatus.COMPLETED, stage=Stage.DONE, created_at=utcnow(), audio_duration=3.0, recording_channels=2,
         caller_name="Aria", callee_name="Sam O'Neil", account_sid=account_sid(),
         video_url=s3.object_url(keys.video_key(call)), poster_url=s3.object_url(keys.poster_key(call)),
@@ -62,9 +64,10 @@ def served(pg_db, pg_url, rabbitmq_url, s3_server, s3, tmp_path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = service_env(
-        tmp_path, pg_url, rabbitmq_url, port, PUBLIC_BASE_URL=base, TWILIO_ACCOUNT_SID=account_sid(), TWILIO_AUTH_TOKEN="t" * 32,
+        tmp_path, pg_url, rabbitmq_url, port, TWILIO_ACCOUNT_SID=account_sid(), TWILIO_AUTH_TOKEN="t" * 32,
         GUNICORN_THREADS="4", **s3_server.env(s3.bucket),
     )
+    env["PUBLIC_BASE_URL"] = base  # links must point at this server
     log = tmp_path / "gunicorn.log"
     web = start([str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py"], env, log)
 
@@ -75,7 +78,7 @@ def served(pg_db, pg_url, rabbitmq_url, s3_server, s3, tmp_path):
             return False
 
     try:
-        wait_until(healthy, "gunicorn to answer /healthz", web, log)
+        wait_for(healthy, timeout=60, interval=0.2, what="gunicorn to answer /healthz", process=web, describe=log_tail(log))
         yield base, call
     finally:
         stop(web)
@@ -121,7 +124,9 @@ def test_a_share_link_plays_with_its_poster_and_captions_until_revoked(served, b
            i.onerror = () => done(null); i.src = document.querySelector('#shared-video').poster; })"""
     )
     assert size == [1200, 630]
-    og = page.evaluate("Object.fromEntries([...document.querySelectorAll('meta[property^=og]')].map(m => [m.getAttribute('property'), m.content]))")
+    og = page.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('meta[property^=og]')].map(m => [m.getAttribute('property'), m.content]))"
+    )
     assert og["og:image"] == f"{link}/poster.jpg" and og["og:video"] == f"{link}/video.mp4" and og["og:type"] == "video.other"
     page.wait_for_function("() => document.querySelector('#shared-video').readyState >= 1", timeout=30_000)
     page.wait_for_timeout(800)  # cosmetic: the player's controls settle
