@@ -91,6 +91,7 @@ class Settings:
     download_timeout: int = env("DOWNLOAD_TIMEOUT", 30, "Connect/read timeout in seconds for recording downloads.", group="ingest", minimum=1)
     recording_max_bytes: int = env("RECORDING_MAX_BYTES", 500_000_000, "Largest recording accepted, in bytes.", group="ingest", minimum=1)
     api_token: str = env("CALLREEL_API_TOKEN", "", "Bearer token for the status API and operator page; 32 characters or more. Empty: both are off.", group="ingest", secret=True)
+    share_link_ttl: int = env("SHARE_LINK_TTL", 604800, "Seconds a public share link (`POST /calls/{callId}/share`) stays valid; the links are signed with a key derived from CALLREEL_API_TOKEN. See docs/console.md.", group="ingest", minimum=60)
     auth_max_failures: int = env("AUTH_MAX_FAILURES", 10, "Wrong API tokens one client address may send per AUTH_FAILURE_WINDOW before it gets 429, counted apart for the API and the login form. The right token is never refused.", group="ingest", minimum=1)
     auth_failure_window: int = env("AUTH_FAILURE_WINDOW", 300, "Seconds over which wrong API tokens are counted (in the database, across workers and restarts).", group="ingest", minimum=1)
     trusted_proxy_hops: int = env("TRUSTED_PROXY_HOPS", 0, "Proxies in front of ingest that append to X-Forwarded-For (Railway: 1). The client address is the entry this many from the right; 0: the peer's address, the header ignored.", group="ingest", minimum=0)
