@@ -27,6 +27,7 @@ __all__ = [
     "SPLIT_CHANNELS",
     "GENERATE_SIDE",
     "POLL_SEGMENT",
+    "POLL_TRANSCRIPT",
     "CANCEL_JOBS",
     "COMPOSE",
     "send",
@@ -66,12 +67,15 @@ GENERATE_SIDE = Contract(
 POLL_SEGMENT = Contract(
     "poll_segment", "generation", ("segment_id",), doc="Check one fal.ai job; re-sent with a delay until it ends."
 )
+POLL_TRANSCRIPT = Contract(
+    "poll_transcript", "generation", ("job_id",), doc="Check one fal.ai speech-to-text job; re-sent with a delay until it ends."
+)
 CANCEL_JOBS = Contract(
-    "cancel_jobs", "generation", ("call_id",), doc="The call ended: cancel its fal.ai jobs, whose videos nobody will use."
+    "cancel_jobs", "generation", ("call_id",), doc="The call ended: cancel its fal.ai jobs, whose results nobody will use."
 )
 COMPOSE = Contract("compose", "compositor", ("call_id",), optional=("rerender",), doc="Stitch the split-screen video.")
 
-CONTRACTS: tuple[Contract, ...] = (DOWNLOAD_RECORDING, SPLIT_CHANNELS, GENERATE_SIDE, POLL_SEGMENT, CANCEL_JOBS, COMPOSE)
+CONTRACTS: tuple[Contract, ...] = (DOWNLOAD_RECORDING, SPLIT_CHANNELS, GENERATE_SIDE, POLL_SEGMENT, POLL_TRANSCRIPT, CANCEL_JOBS, COMPOSE)
 QUEUES: tuple[str, ...] = tuple(dict.fromkeys(c.queue_name for c in CONTRACTS))
 
 

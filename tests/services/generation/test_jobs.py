@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from dramatiq import Message
 
@@ -12,7 +10,8 @@ from services.generation.fal import FalError
 from shared import keys, progress
 from shared.contracts import CANCEL_JOBS
 from shared.errors import TransientError
-from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
+from shared.models import Call, Segment, SegmentState, SideState, Stage, TranscriptStatus, VideoStatus
+from tests.support.calls import make_call
 
 
 class StubQueue:
@@ -39,8 +38,11 @@ def call_with_segments(sqlite_db, stub_broker, local_store, settings_env):
 
 def add_call(local_store, settings_env, *, segments: int) -> str:
     settings_env(FAL_KEY="k")
-    call_id = "CA" + uuid.uuid4().hex
-    Call.create(id=call_id, stage=Stage.GENERATION, video_status=VideoStatus.PENDING, callee_state=SideState.SILENT)
+    # A transcript was supplied: these tests are about the video jobs (test_stt.py has the speech-to-text ones).
+    call_id = make_call(
+        stage=Stage.GENERATION, video_status=VideoStatus.PENDING, callee_state=SideState.SILENT,
+        transcript_status=TranscriptStatus.SUPPLIED,
+    ).id
     for index in range(segments):
         key = keys.segment_audio_key(call_id, "caller", index)
         path = local_store.path(key)
