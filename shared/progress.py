@@ -30,6 +30,7 @@ from .contracts import CANCEL_JOBS, send
 from .models import Call, Segment, SegmentState, Stage, VideoStatus, utcnow
 from .pipeline import STAGES
 from .pipeline import order as stage_order
+from .speech_jobs import SpeechJob
 
 __all__ = ["begin", "finish", "advance", "fail_call", "timed", "stage_order"]
 
@@ -137,8 +138,9 @@ def _cancel_jobs(call_id: str) -> None:
     job's next poll finds the call ended and cancels it.
     """
     try:
-        at_fal = Segment.select().where((Segment.call_id == call_id) & (Segment.state == SegmentState.SUBMITTED)).exists()
-        if at_fal:
+        videos = Segment.select().where((Segment.call_id == call_id) & (Segment.state == SegmentState.SUBMITTED))
+        words = SpeechJob.select().where((SpeechJob.call_id == call_id) & (SpeechJob.state == SegmentState.SUBMITTED))
+        if videos.exists() or words.exists():
             send(CANCEL_JOBS, call_id=call_id)
     except Exception:  # the call has ended either way; this only saves money
         log.warning("could not ask for the call's fal.ai jobs to be cancelled", exc_info=True, extra={"call_id": call_id})

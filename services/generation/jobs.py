@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from peewee import fn
@@ -41,7 +42,9 @@ from .fal import TRANSIENT_CODES, FalError, FalQueue, JobStatus, fal_queue
 from .fanin import fan_in, mark_side, settle_side
 from .videos import BadVideo, store_video
 
-__all__ = ["generate", "poll_segment", "give_up_side", "give_up_segment", "cancel_unusable", "url_expiry"]
+__all__ = [
+    "generate", "poll_segment", "give_up_side", "give_up_segment", "cancel_unusable", "close_and_cancel", "cancel_at_fal", "url_expiry",
+]
 
 log = logging.getLogger("callreel.generation")
 
@@ -115,7 +118,8 @@ def generate(call: Call, side: str) -> None:
     waiting = []
     with pipeline.temp_folder(Stage.GENERATION, call_id, settings.tmp_dir) as tmp:
         job = Job.for_side(side, settings, tmp)
-        for segment in segments:
+        for listed in segments:
+            segment = Segment.get_by_id(listed.id)  # an earlier one failing for good may have ended the rest of the side
             if segment.state == SegmentState.PENDING:
                 try:
                     submit(segment, job)
@@ -500,52 +504,64 @@ def cancel_unusable(call_id: str, side: str | None = None, *, reason: str) -> li
     """End every open segment of the call (or of one side) and cancel its job at fal.ai; the ids cancelled.
 
     For jobs whose video can no longer be used: the side falls back whole,
-    or the call has ended. Each segment is closed by a conditional UPDATE
-    first, so a poll collecting its video at the same moment stores nothing
-    and a pending segment is never submitted; a submit already on the wire
-    is cancelled when fal answers (:func:`record_submission`).
+    or the call has ended. A submit already on the wire is cancelled when fal
+    answers (:func:`record_submission`).
     """
     where = (Segment.call_id == call_id) & Segment.state.not_in(SegmentState.TERMINAL)
     if side is not None:
         where &= Segment.side == side
+    settings = get_settings()
+    return close_and_cancel(Segment, where, reason=reason, endpoint=model_for(settings.fal_model).endpoint)
+
+
+def close_and_cancel(model: Any, where: Any, *, reason: str, endpoint: str) -> list[str]:
+    """Fail the open rows ``where`` says (segments or speech-to-text jobs), then cancel their jobs at ``endpoint``.
+
+    Each row is closed by a conditional UPDATE first, so a poll collecting
+    its result at the same moment stores nothing and a pending row is never
+    submitted.
+    """
     settings, cancelled = get_settings(), []
-    for segment in Segment.select().where(where).order_by(Segment.side, Segment.index):
+    for row in model.select().where(where).order_by(model.side, model.index):
         now = utcnow()
         closed = (
-            Segment.update(
+            model.update(
                 {
-                    Segment.state: SegmentState.FAILED,
-                    Segment.error: reason[:4000],
-                    Segment.progress: "cancelled",
-                    Segment.finished_at: now,
-                    Segment.updated_at: now,
+                    model.state: SegmentState.FAILED,
+                    model.error: reason[:4000],
+                    model.progress: "cancelled",
+                    model.finished_at: now,
+                    model.updated_at: now,
                 }
             )
-            .where((Segment.id == segment.id) & Segment.state.not_in(SegmentState.TERMINAL))
+            .where((model.id == row.id) & model.state.not_in(SegmentState.TERMINAL))
             .execute()
         )
-        request_id = Segment.get_by_id(segment.id).fal_request_id  # read after closing: a submit may just have recorded it
-        # A pending segment's id is its last attempt's, already ended; a new id is a submit that just landed.
-        live = segment.state == SegmentState.SUBMITTED or request_id != segment.fal_request_id
-        if closed and request_id and live and cancel_at_fal(request_id, settings, _context(segment)):
+        request_id = model.get_by_id(row.id).fal_request_id  # read after closing: a submit may just have recorded it
+        # A pending row's id is its last attempt's, already ended; a new id is a submit that just landed.
+        live = row.state == SegmentState.SUBMITTED or request_id != row.fal_request_id
+        if closed and request_id and live and cancel_at_fal(request_id, settings, _context(row), endpoint=endpoint):
             cancelled.append(request_id)
     return cancelled
 
 
-def cancel_at_fal(request_id: str, settings: Settings, ctx: dict) -> bool:
-    """Ask fal.ai to drop a job; False if it could not (best effort: a job that already ended is not billed again)."""
+def cancel_at_fal(request_id: str, settings: Settings, ctx: dict, *, endpoint: str | None = None) -> bool:
+    """Ask fal.ai to drop a job (the video model's, unless ``endpoint``); False if it could not.
+
+    Best effort: a job that already ended is not billed again.
+    """
     if not settings.uses_fal:
         return False
     try:
-        fal_queue(settings.fal_key, model_for(settings.fal_model).endpoint).cancel(request_id)
+        fal_queue(settings.fal_key, endpoint or model_for(settings.fal_model).endpoint).cancel(request_id)
     except FalError as exc:
         log.warning("could not cancel fal.ai job %s: %s", request_id, exc, extra=ctx)
         return False
-    log.info("cancelled fal.ai job %s: its video would not be used", request_id, extra=ctx)
+    log.info("cancelled fal.ai job %s: its result would not be used", request_id, extra=ctx)
     return True
 
 
-def _context(segment: Segment) -> dict:
+def _context(segment: Any) -> dict:
     return {"call_id": segment.call_id, "stage": Stage.GENERATION, "side": segment.side, "segment_id": segment.id}
 
 

@@ -46,7 +46,9 @@ def cancel_jobs(call_id: str) -> None:
     call = Call.get_or_none(Call.id == call_id)
     if call is None or call.video_status not in VideoStatus.TERMINAL or call.rerender:
         return
-    jobs.cancel_unusable(call_id, reason=f"cancelled: the call ended ({call.video_status}) before this video was made")
+    reason = f"cancelled: the call ended ({call.video_status}) before this job's result was used"
+    jobs.cancel_unusable(call_id, reason=reason)
+    stt.cancel_unusable(call_id, reason=reason)
 
 
 def give_up_side(call_id: str | None, side: str | None, exception: BaseException) -> None:
