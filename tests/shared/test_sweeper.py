@@ -122,3 +122,14 @@ def test_deadline_shorter_than_a_step_is_reported(settings_env):
     assert check_deadline(settings_env(STAGE_DEADLINE="3600")) is None
     warning = check_deadline(settings_env(STAGE_DEADLINE="900", COMPOSE_TIMEOUT="1800"))
     assert "COMPOSE_TIMEOUT" in warning
+
+
+def test_a_call_failed_by_the_sweeper_has_its_fal_jobs_cancelled(broker, settings_env):
+    """shared/ cannot talk to fal: ending the call asks the generation service to cancel what is still there."""
+    settings_env(SWEEP_MAX_RETRIES="0")
+    cid = stale(1, video_status=VideoStatus.GENERATING, stage=Stage.GENERATION, caller_state=SideState.GENERATING)
+    Segment.create(call_id=cid, side="caller", index=0, start=0, end=4, state=SegmentState.SUBMITTED, fal_request_id="r1")
+    Segment.update(updated_at=utcnow() - HOUR).execute()
+    [swept] = sweep()
+    assert swept.action == "failed"
+    assert drain(broker, "generation") == [("cancel_jobs", {"call_id": cid})]
