@@ -28,19 +28,19 @@ import httpx
 from peewee import fn
 
 from shared import keys, pipeline
-from shared.contracts import POLL_SEGMENT, send
-from shared.errors import PermanentError, TransientError
+from shared.contracts import POLL_SEGMENT
+from shared.errors import TransientError
 from shared.fal_models import FalModel, model_for
 from shared.models import SIDES, Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 from shared.settings import Settings, get_settings
-from shared.storage import ObjectNotFound, Storage, get_storage
+from shared.storage import ObjectNotFound, get_storage
 
 from . import lifecycle
 from .avatars import Avatar, avatar_for
 from .cache import audio_digest, cache_key, copy_video, find_cached
-from .fal import FalError, FalQueue, JobStatus, fal_queue
+from .fal import FalError, JobStatus, fal_queue
 from .fanin import fan_in, mark_side, settle_side
-from .lifecycle import claim_poll, close, complete, follow, later, retry_or_fail
+from .lifecycle import claim_poll, close, complete, later, retry_or_fail
 from .videos import BadVideo, store_video
 
 __all__ = [
@@ -66,13 +66,8 @@ def url_expiry(settings: Settings) -> int:
 class Job(lifecycle.Work):
     """What submitting and polling one side's segments needs, built once per message."""
 
-    id_field: ClassVar[str] = "segment_id"
-    job_name: ClassVar[str] = "job"
-    product: ClassVar[str] = "video"
-    settings: Settings
-    storage: Storage
+    kind: ClassVar[lifecycle.Kind] = lifecycle.Kind("segment_id", "job", "video", POLL_SEGMENT)
     model: FalModel
-    fal: FalQueue
     side: str
     tmp: Path
     _avatar: Avatar | None = field(default=None, init=False)
@@ -80,7 +75,7 @@ class Job(lifecycle.Work):
     @classmethod
     def for_side(cls, side: str, settings: Settings, tmp: Path) -> Job:
         model = model_for(settings.fal_model)
-        return cls(settings, get_storage(), model, fal_queue(settings.fal_key, model.endpoint), side, tmp)
+        return cls(settings, get_storage(), fal_queue(settings.fal_key, model.endpoint), model, side, tmp)
 
     @property
     def avatar(self) -> Avatar:
@@ -90,9 +85,6 @@ class Job(lifecycle.Work):
 
     def submit(self, row: Any) -> None:
         submit(row, self)
-
-    def schedule_poll(self, row: Any) -> None:
-        schedule_poll(row, self.settings)
 
     def progress(self, status: JobStatus) -> str:
         """Queue position or the job's latest log line."""
@@ -226,17 +218,15 @@ def record_submission(segment: Segment, request_id: str) -> None:
         cancel_at_fal(request_id, get_settings(), _context(segment))
 
 
-def schedule_poll(segment: Segment, settings: Settings, *, delay: float | None = None) -> None:
-    send(POLL_SEGMENT, segment_id=segment.id, delay_ms=int((delay or settings.fal_poll_interval) * 1000))
+def schedule_poll(segment: Segment, settings: Settings) -> None:
+    lifecycle.schedule_poll(segment, Job.kind, settings)
 
 
 # -- poll_segment ---------------------------------------------------------------------------------
 
 
 def poll_segment(segment_id: int) -> None:
-    if not isinstance(segment_id, int) or isinstance(segment_id, bool):
-        raise PermanentError(f"invalid segment id {segment_id!r}")
-    segment = Segment.get_or_none(Segment.id == segment_id)
+    segment = lifecycle.polled_row(Segment, segment_id, "segment")
     if segment is None:
         return
     if segment.state in SegmentState.TERMINAL:
@@ -255,10 +245,7 @@ def poll_segment(segment_id: int) -> None:
     segment = Segment.get_by_id(segment_id)
     with pipeline.temp_folder(Stage.GENERATION, segment.call_id, settings.tmp_dir) as tmp:
         job = Job.for_side(segment.side, settings, tmp)
-        if segment.state == SegmentState.PENDING:  # a new attempt is due (its submit met transient trouble)
-            submit(segment, job)
-            return
-        follow(segment, job)
+        lifecycle.look(segment, job)
 
 
 def _call_moved_on(call: Call) -> bool:

@@ -19,42 +19,52 @@ message finds the work done and moves on.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
+from shared.contracts import Contract, send
+from shared.errors import PermanentError
 from shared.models import SegmentState, Stage, utcnow
 from shared.settings import Settings
+from shared.storage import Storage
 
 from .fal import TRANSIENT_CODES, FalError, FalQueue, JobStatus
 
 __all__ = [
-    "Work", "claim", "send_job", "claim_poll", "follow", "later", "note", "collect", "complete", "cancel", "retry_or_fail", "close",
+    "Kind", "Work", "schedule_poll", "claim", "send_job",
+    "polled_row", "look", "claim_poll", "follow", "later", "note", "collect", "complete", "cancel", "retry_or_fail", "close",
 ]
 
 log = logging.getLogger("callreel.generation")
 
 
+class Kind(NamedTuple):
+    """What names a kind of fal job."""
+
+    id_field: str  # the row's id in log records
+    job_name: str  # the job in messages
+    product: str  # what a finished job gives
+    poll: Contract  # the message that brings a row back for its next look
+
+
+@dataclass
 class Work:
     """What one kind of fal job needs and does differently, built once per message."""
 
-    #: The row's id in log records ("segment_id", "speech_job_id").
-    id_field: ClassVar[str]
-    #: The job in messages: "job", "speech-to-text job".
-    job_name: ClassVar[str]
-    #: What a finished job gives: "video", "transcript".
-    product: ClassVar[str]
+    kind: ClassVar[Kind]
     settings: Settings
+    storage: Storage
     fal: FalQueue
 
     def context(self, row: Any) -> dict:
-        return row_context(row, self.id_field)
+        return row_context(row, self.kind.id_field)
+
+    def schedule_poll(self, row: Any) -> None:
+        schedule_poll(row, self.kind, self.settings)
 
     def submit(self, row: Any) -> None:
         """Send a pending row's job to fal (or finish it without fal)."""
-        raise NotImplementedError
-
-    def schedule_poll(self, row: Any) -> None:
-        """Bring the row back for its next look after the poll interval."""
         raise NotImplementedError
 
     def progress(self, status: JobStatus) -> str:
@@ -72,6 +82,11 @@ class Work:
 
 def row_context(row: Any, id_field: str) -> dict:
     return {"call_id": row.call_id, "stage": Stage.GENERATION, "side": row.side, id_field: row.id}
+
+
+def schedule_poll(row: Any, kind: Kind, settings: Settings) -> None:
+    """Bring the row back for its next look after the poll interval (no worker thread waits on fal)."""
+    send(kind.poll, delay_ms=int(settings.fal_poll_interval * 1000), **{kind.poll.params[0]: row.id})
 
 
 # -- submitting -----------------------------------------------------------------------------------
@@ -103,7 +118,7 @@ def send_job(row: Any, work: Work, arguments: dict) -> str | None:
         return work.fal.submit(arguments)
     except FalError as exc:
         if not exc.transient:
-            work.fail(row, f"fal.ai refused the {work.job_name} (not retried): {exc}")
+            work.fail(row, f"fal.ai refused the {work.kind.job_name} (not retried): {exc}")
             return None
         rows.update(
             {
@@ -113,11 +128,26 @@ def send_job(row: Any, work: Work, arguments: dict) -> str | None:
                 rows.updated_at: utcnow(),
             }
         ).where((rows.id == row.id) & (rows.state == SegmentState.SUBMITTED) & rows.fal_request_id.is_null()).execute()
-        log.warning("%s submit deferred: %s", work.job_name, exc, extra=work.context(row))
+        log.warning("%s submit deferred: %s", work.kind.job_name, exc, extra=work.context(row))
         raise
 
 
 # -- polling --------------------------------------------------------------------------------------
+
+
+def polled_row(rows: Any, row_id: Any, what: str) -> Any | None:
+    """The row a poll message names (None when it is gone); a malformed id can never be right."""
+    if not isinstance(row_id, int) or isinstance(row_id, bool):
+        raise PermanentError(f"invalid {what} id {row_id!r}")
+    return rows.get_or_none(rows.id == row_id)
+
+
+def look(row: Any, work: Work) -> None:
+    """A polled row that passed the gate: submit it again (its submit met transient trouble), or follow its job."""
+    if row.state == SegmentState.PENDING:
+        work.submit(row)
+    else:
+        follow(row, work)
 
 
 def claim_poll(row: Any, settings: Settings) -> bool:
@@ -153,7 +183,7 @@ def follow(row: Any, work: Work) -> None:
     queue_limit = max(settings.fal_job_timeout, settings.stage_deadline)
     if row.started_at is not None:
         expired = (now - row.started_at).total_seconds() > settings.fal_job_timeout
-        why = f"no {work.product} after {settings.fal_job_timeout}s of generation"
+        why = f"no {work.kind.product} after {settings.fal_job_timeout}s of generation"
     else:
         expired = waited > queue_limit
         why = f"not started by fal.ai within {queue_limit}s"
@@ -207,7 +237,7 @@ def collect(row: Any, work: Work, status: JobStatus, expired: bool) -> None:
     request_id = row.fal_request_id
     assert request_id is not None, "collect follows a job fal acknowledged"
     if status.error:
-        reason = f"fal.ai {work.job_name} {request_id} failed: {status.error}"
+        reason = f"fal.ai {work.kind.job_name} {request_id} failed: {status.error}"
         try:
             work.fal.result(request_id)
             code = None
@@ -230,7 +260,7 @@ def collect(row: Any, work: Work, status: JobStatus, expired: bool) -> None:
             # fetching it again until FAL_JOB_TIMEOUT would get the same answer.
             retry_or_fail(row, work, f"fal.ai job {request_id} completed without a result: {exc}")
         else:
-            work.fail(row, f"fal.ai refused the {work.job_name}'s input (not retried): {exc}")
+            work.fail(row, f"fal.ai refused the {work.kind.job_name}'s input (not retried): {exc}")
         return
     work.keep(row, result, expired)
 
@@ -278,7 +308,7 @@ def retry_or_fail(row: Any, work: Work, reason: str, *, retryable: bool = True) 
     )
     if reopened:
         tries = settings.fal_max_retries + 1
-        log.warning("%s attempt %d of %d failed: %s", work.job_name, row.attempts, tries, reason, extra=work.context(row))
+        log.warning("%s attempt %d of %d failed: %s", work.kind.job_name, row.attempts, tries, reason, extra=work.context(row))
         work.submit(rows.get_by_id(row.id))
 
 

@@ -29,20 +29,20 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from shared import keys, pipeline
-from shared.contracts import POLL_TRANSCRIPT, send
-from shared.errors import PermanentError, TransientError
+from shared.contracts import POLL_TRANSCRIPT
+from shared.errors import TransientError
 from shared.fal_models import SpeechModel, speech_model_for
 from shared.models import Call, Segment, SegmentState, Stage, TranscriptStatus, VideoStatus, utcnow
 from shared.settings import Settings, get_settings
 from shared.speech_jobs import SpeechJob
-from shared.storage import Storage, get_storage
+from shared.storage import get_storage
 from shared.transcript import SPEAKERS, Transcript, Turn, to_json
 
 from . import lifecycle
-from .fal import FalError, FalQueue, JobStatus, fal_queue
+from .fal import FalError, JobStatus, fal_queue
 from .fanin import fan_in
 from .jobs import cancel_at_fal, close_and_cancel, url_expiry
-from .lifecycle import claim_poll, close, complete, follow, retry_or_fail
+from .lifecycle import claim_poll, close, complete, retry_or_fail
 
 __all__ = ["begin", "poll_transcript", "give_up_job", "give_up_call", "cancel_unusable", "timeline_chunks"]
 
@@ -58,24 +58,16 @@ MIN_CHUNK = 0.5
 class Context(lifecycle.Work):
     """What submitting and polling a speech-to-text job needs, built once per message."""
 
-    id_field: ClassVar[str] = "speech_job_id"
-    job_name: ClassVar[str] = "speech-to-text job"
-    product: ClassVar[str] = "transcript"
-    settings: Settings
-    storage: Storage
+    kind: ClassVar[lifecycle.Kind] = lifecycle.Kind("speech_job_id", "speech-to-text job", "transcript", POLL_TRANSCRIPT)
     model: SpeechModel
-    fal: FalQueue
 
     @classmethod
     def build(cls, settings: Settings) -> Context:
         model = speech_model_for(settings.stt_model)
-        return cls(settings, get_storage(), model, fal_queue(settings.fal_key, model.endpoint))
+        return cls(settings, get_storage(), fal_queue(settings.fal_key, model.endpoint), model)
 
     def submit(self, row: Any) -> None:
         submit(row, self)
-
-    def schedule_poll(self, row: Any) -> None:
-        schedule_poll(row, self.settings)
 
     def progress(self, status: JobStatus) -> str:
         return f"queued at fal.ai (queue position {status.position})" if status.state == "queued" else "transcribing"
@@ -88,7 +80,7 @@ class Context(lifecycle.Work):
 
 
 def _ctx(job: SpeechJob) -> dict:
-    return lifecycle.row_context(job, Context.id_field)
+    return lifecycle.row_context(job, Context.kind.id_field)
 
 
 # -- begin (from generate_side) -------------------------------------------------------------------
@@ -160,16 +152,14 @@ def submit(job: SpeechJob, context: Context) -> None:
 
 
 def schedule_poll(job: SpeechJob, settings: Settings) -> None:
-    send(POLL_TRANSCRIPT, job_id=job.id, delay_ms=int(settings.fal_poll_interval * 1000))
+    lifecycle.schedule_poll(job, Context.kind, settings)
 
 
 # -- poll_transcript ------------------------------------------------------------------------------
 
 
 def poll_transcript(job_id: int) -> None:
-    if not isinstance(job_id, int) or isinstance(job_id, bool):
-        raise PermanentError(f"invalid speech-to-text job id {job_id!r}")
-    job = SpeechJob.get_or_none(SpeechJob.id == job_id)
+    job = lifecycle.polled_row(SpeechJob, job_id, "speech-to-text job")
     if job is None:
         return
     if job.state in SegmentState.TERMINAL:
@@ -183,11 +173,7 @@ def poll_transcript(job_id: int) -> None:
     if not claim_poll(job, settings):
         return  # a duplicate poll of the same job: the other chain carries on
     job = SpeechJob.get_by_id(job_id)
-    context = Context.build(settings)
-    if job.state == SegmentState.PENDING:  # its submit met transient trouble: Dramatiq retries this message
-        submit(job, context)
-        return
-    follow(job, context)
+    lifecycle.look(job, Context.build(settings))
 
 
 def _ended(call: Call) -> bool:
