@@ -138,7 +138,7 @@ def generate(call: Call, side: str) -> None:
                     waiting.append(f"segment {segment.index}: {exc}")
             elif segment.state == SegmentState.SUBMITTED:
                 # A redelivery: make sure the job is followed (a duplicate poll stops at the gate).
-                schedule_poll(segment, settings)
+                job.schedule_poll(segment)
     settle_side(call_id, side)  # every segment may have come from the cache
     if waiting:
         raise TransientError(f"{len(waiting)} segment(s) wait to be submitted again: {'; '.join(waiting)[:1000]}")
@@ -169,7 +169,7 @@ def submit(segment: Segment, job: Job) -> None:
         return
     record_submission(segment, request_id)
     log.info("submitted %.1f-%.1fs to %s as %s", segment.start, segment.end, job.model.endpoint, request_id, extra=ctx)
-    schedule_poll(segment, job.settings)
+    job.schedule_poll(segment)
 
 
 def reuse(segment: Segment, key: str, job: Job) -> bool:
@@ -216,10 +216,6 @@ def record_submission(segment: Segment, request_id: str) -> None:
     if Segment.get_by_id(segment.id).state != SegmentState.SUBMITTED:
         # The side fell back (or the call ended) while fal was answering: nobody will collect this job.
         cancel_at_fal(request_id, get_settings(), _context(segment))
-
-
-def schedule_poll(segment: Segment, settings: Settings) -> None:
-    lifecycle.schedule_poll(segment, Job.kind, settings)
 
 
 # -- poll_segment ---------------------------------------------------------------------------------

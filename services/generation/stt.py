@@ -115,9 +115,9 @@ def begin(call: Call) -> None:
             try:
                 submit(job, context)
             except TransientError:
-                schedule_poll(job, settings)  # the poll submits it again
+                context.schedule_poll(job)  # the poll submits it again
         elif job.state == SegmentState.SUBMITTED and _chain_quiet(job, settings):
-            schedule_poll(job, settings)  # its poll messages may be lost; a duplicate stops at the gate
+            context.schedule_poll(job)  # its poll messages may be lost; a duplicate stops at the gate
     settle(call.id)  # every job may have ended on an earlier delivery
 
 
@@ -148,11 +148,7 @@ def submit(job: SpeechJob, context: Context) -> None:
         cancel_at_fal(request_id, context.settings, _ctx(job), endpoint=context.model.endpoint)
         return
     log.info("transcribing %s %.1f-%.1fs with %s as %s", job.side, job.start, job.end, context.model.endpoint, request_id, extra=_ctx(job))
-    schedule_poll(job, context.settings)
-
-
-def schedule_poll(job: SpeechJob, settings: Settings) -> None:
-    lifecycle.schedule_poll(job, Context.kind, settings)
+    context.schedule_poll(job)
 
 
 # -- poll_transcript ------------------------------------------------------------------------------
