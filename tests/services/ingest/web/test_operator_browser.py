@@ -20,13 +20,11 @@ import pytest
 from shared import keys
 from shared.models import Call, Segment, SegmentState, SideState, Stage, TranscriptStatus, VideoStatus, utcnow
 from tests.services.ingest.conftest import API_TOKEN
-from tests.services.ingest.test_processes import service_env
-from tests.support.browser import ARTIFACTS, chromium, gunicorn
+from tests.support.browser import ARTIFACTS, chromium
 from tests.support.calls import make_call
 from tests.support.fake_twilio import account_sid, call_sid, recording_sid
 from tests.support.media import color_video
 from tests.support.objects import put
-from tests.support.services import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.rabbitmq_management]
 
@@ -110,21 +108,10 @@ def seed_calls(s3, workdir: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def served(pg_db, pg_url, rabbitmq_url, s3_server, s3, tmp_path):
+def served(serve, s3, tmp_path):
     """gunicorn serving the ingest app on a free port, as deployed."""
     ids = seed_calls(s3, tmp_path)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = service_env(
-        tmp_path, pg_url, rabbitmq_url, port,
-        RABBITMQ_MANAGEMENT_URL="http://guest:guest@127.0.0.1:15672",
-        TWILIO_ACCOUNT_SID=account_sid(),
-        TWILIO_AUTH_TOKEN="t" * 32,
-        GUNICORN_THREADS="4",
-        **s3_server.env(s3.bucket),
-    )
-    with gunicorn(env, tmp_path / "gunicorn.log", base):
-        yield base, ids
+    return serve(RABBITMQ_MANAGEMENT_URL="http://guest:guest@127.0.0.1:15672"), ids
 
 
 @pytest.fixture

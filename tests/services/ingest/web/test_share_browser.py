@@ -21,12 +21,10 @@ from shared import keys
 from shared.assets import avatar_path
 from shared.models import Call, Stage, VideoStatus, utcnow
 from tests.services.ingest.conftest import API_TOKEN
-from tests.services.ingest.test_processes import service_env
-from tests.support.browser import ARTIFACTS, chromium, gunicorn
+from tests.support.browser import ARTIFACTS, chromium
 from tests.support.calls import make_call
 from tests.support.fake_twilio import account_sid, call_sid
 from tests.support.media import color_video
-from tests.support.services import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -58,17 +56,9 @@ def seed(s3, workdir) -> str:
 
 
 @pytest.fixture
-def served(pg_db, pg_url, rabbitmq_url, s3_server, s3, tmp_path):
+def served(serve, s3, tmp_path):
     call = seed(s3, tmp_path)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = service_env(
-        tmp_path, pg_url, rabbitmq_url, port, TWILIO_ACCOUNT_SID=account_sid(), TWILIO_AUTH_TOKEN="t" * 32,
-        GUNICORN_THREADS="4", **s3_server.env(s3.bucket),
-    )
-    env["PUBLIC_BASE_URL"] = base  # links must point at this server
-    with gunicorn(env, tmp_path / "gunicorn.log", base):
-        yield base, call
+    return serve(public=True), call  # the share page's links point at this server
 
 
 @pytest.fixture
