@@ -26,11 +26,13 @@ What may happen twice, by design, and what may not:
   allows.)
 - compositor: the compose runs again (the killed one uploaded nothing): the
   final video is written once.
+
+Whatever the stage, the killed process's temp folder is gone once the worker
+is back: the restarted worker removes the folders of processes that are gone.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
@@ -105,8 +107,6 @@ def test_sigkill_in_the_middle_of_a_stage(pipeline, service):
         assert writes_of(log, keys.segment_video_key(sent.call_id, "caller", 0)) in (1, 2)
     assert pipeline.unfinished_uploads() == []
 
-    # Only the killed process's own temp folder (for this call) can be left: nothing cleans up after SIGKILL.
-    leftovers = pipeline.temp_leftovers()
-    assert all(sent.call_id in p.name and p.parent.name == service for p in leftovers), leftovers
-    for path in leftovers:
-        shutil.rmtree(path)
+    # The killed process never reached its cleanup, but its folder names it: the restarted worker
+    # removed it as it started (shared/janitor.py), long before the stage's time limit.
+    assert pipeline.temp_leftovers() == []
