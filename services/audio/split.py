@@ -45,6 +45,9 @@ MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 MP3_QUALITY = 5
 # A recording whose header promises much more audio than decodes is truncated or corrupt.
 MIN_DECODED_RATIO = 0.5
+# ...but an MP3's header counts whole frames plus the encoder's padding: a fraction of a second
+# that a very short recording's length cannot be measured against.
+HEADER_SLACK = 0.5
 
 _ENCODED = re.compile(r"Output stream #(\d+):\d+ \(audio\): \d+ frames encoded \((\d+) samples\)")
 # FFmpeg's words for input it cannot decode (as opposed to a full disk or a crash).
@@ -147,7 +150,13 @@ def split_recording(source: Path, workdir: Path, info: RecordingInfo, settings: 
         raise PermanentError(
             f"recording is longer than the {settings.recording_max_seconds} s allowed (RECORDING_MAX_SECONDS)"
         )
-    if info.duration and duration < info.duration * MIN_DECODED_RATIO:
+    if duration < settings.recording_min_seconds:
+        # Measured on what decodes: an MP3's header, in whole frames, says more (0.2 s for 50 ms).
+        raise PermanentError(
+            f"recording is too short: {duration:.2f} s, less than the {settings.recording_min_seconds:g} s minimum"
+            " (RECORDING_MIN_SECONDS)"
+        )
+    if info.duration and duration < info.duration * MIN_DECODED_RATIO and info.duration - duration > HEADER_SLACK:
         raise PermanentError(
             f"recording is truncated or corrupt: its header says {info.duration:.2f} s but only {duration:.2f} s decode"
         )
