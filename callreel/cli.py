@@ -285,6 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, InvalidCallId) as exc:
         print(f"callreel: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        # A full disk, a folder made read-only, a file gone: the system's words, one line, no traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"callreel: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("callreel: interrupted", file=sys.stderr)
         return 130
