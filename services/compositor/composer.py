@@ -35,7 +35,7 @@ import httpx
 from shared import keys, pipeline
 from shared.assets import avatar_path
 from shared.errors import PermanentError
-from shared.ffmpeg import FFmpegError, probe_duration, probe_rendered, probe_video
+from shared.ffmpeg import FFmpegError, FFmpegKilled, probe_duration, probe_rendered, probe_video
 from shared.ffmpeg import InvalidMedia as MediaError
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
 from shared.settings import Settings
@@ -105,6 +105,8 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
         spec = _with_captions(spec, captions, extra)
         try:
             _render(spec, output, duration, settings, extra)
+        except FFmpegKilled:
+            raise
         except (FFmpegError, MediaError) as exc:
             if spec.captions is None:
                 raise
@@ -112,6 +114,8 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
             captions.fail(f"the render with captions failed, rendered without them: {exc}", extra)
             spec = replace(spec, captions=None)
             _render(spec, output, duration, settings, extra)
+    except FFmpegKilled:
+        raise  # killed from outside (the OOM killer): nothing is wrong with the call, the message is retried
     except (FFmpegError, MediaError) as exc:
         log.error("stitching failed: %s", exc, extra=extra)
         urls = side_video_urls(call.id, used, storage, workdir=workdir, settings=settings)

@@ -10,7 +10,7 @@ and where each side speaks, from silencedetect's log, is ``speech``'s.
 
 from __future__ import annotations
 
-from .errors import FFmpegError, FFmpegFailed, FFmpegTimeout, InvalidMedia
+from .errors import FFmpegError, FFmpegFailed, FFmpegKilled, FFmpegTimeout, InvalidMedia
 from .probe import PROBE_TIMEOUT, VideoInfo, probe, probe_duration, probe_rendered, probe_video
 from .run import Progress, output, run, summarise, tail
 from .speech import Interval, parse_silences, silencedetect_options, speech_intervals
@@ -19,6 +19,7 @@ from .version import ffmpeg_version, graph_file_option, threaded_cli
 __all__ = [
     "FFmpegError",
     "FFmpegFailed",
+    "FFmpegKilled",
     "FFmpegTimeout",
     "InvalidMedia",
     "Progress",

@@ -110,3 +110,31 @@ def test_sigkill_in_the_middle_of_a_stage(pipeline, service):
     # The killed process never reached its cleanup, but its folder names it: the restarted worker
     # removed it as it started (shared/janitor.py), long before the stage's time limit.
     assert pipeline.temp_leftovers() == []
+
+
+KILLED_ONCE = """#!/bin/sh
+# The compositor's first FFmpeg run with a filter graph is killed (SIGKILL, as the OOM killer
+# picks the largest process): the shell is FFmpeg's process here, exec'd by the worker's spawn.
+if [ ! -e "{marker}" ] && [ -n "$(echo "$@" | grep -e -filter_complex)" ]; then
+  touch "{marker}"
+  kill -9 $$
+fi
+exec ffmpeg "$@"
+"""
+
+
+def test_a_killed_ffmpeg_child_is_retried_and_the_worker_lives_on(pipeline, tmp_path):
+    wrapper, marker = tmp_path / "ffmpeg", tmp_path / "killed"
+    wrapper.write_text(KILLED_ONCE.format(marker=marker))
+    wrapper.chmod(0o755)
+    pipeline.restart("compositor", FFMPEG_BINARY=str(wrapper))
+    worker = pipeline.workers["compositor"].process.pid
+
+    sent = pipeline.send_call(pipeline.recording())
+    call = pipeline.wait_ended_one(sent.call_id)
+
+    assert marker.exists(), "the wrapper never ran: nothing was killed"
+    assert pipeline.workers["compositor"].alive and pipeline.workers["compositor"].process.pid == worker, pipeline.logs()
+    assert call.video_status == VideoStatus.COMPLETED, pipeline.describe(sent.call_id)
+    assert call.compositor_attempts == 2, "the message was not retried"
+    assert pipeline.temp_leftovers() == []
