@@ -99,6 +99,7 @@ def call_view(call: Call, link: VideoLink, now: dt.datetime | None = None) -> di
         "error": call.video_error_message,
         "video_url": _own_video(call.id, call.video_url, link),
         "duration": call_duration(call),
+        "no_speech": bool(call.no_speech),
         "sides": sides,
         "stages": stages,
         "segments": segments,

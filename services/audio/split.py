@@ -150,15 +150,15 @@ def split_recording(source: Path, workdir: Path, info: RecordingInfo, settings: 
         raise PermanentError(
             f"recording is longer than the {settings.recording_max_seconds} s allowed (RECORDING_MAX_SECONDS)"
         )
+    if info.duration and duration < info.duration * MIN_DECODED_RATIO and info.duration - duration > HEADER_SLACK:
+        raise PermanentError(
+            f"recording is truncated or corrupt: its header says {info.duration:.2f} s but only {duration:.2f} s decode"
+        )
     if duration < settings.recording_min_seconds:
         # Measured on what decodes: an MP3's header, in whole frames, says more (0.2 s for 50 ms).
         raise PermanentError(
             f"recording is too short: {duration:.2f} s, less than the {settings.recording_min_seconds:g} s minimum"
             " (RECORDING_MIN_SECONDS)"
-        )
-    if info.duration and duration < info.duration * MIN_DECODED_RATIO and info.duration - duration > HEADER_SLACK:
-        raise PermanentError(
-            f"recording is truncated or corrupt: its header says {info.duration:.2f} s but only {duration:.2f} s decode"
         )
 
     offset = edge_samples(info.sample_rate, settings.silence_min_duration) / info.sample_rate
