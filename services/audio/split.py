@@ -30,7 +30,16 @@ from pathlib import Path
 import ffmpeg
 
 from shared.errors import PermanentError, TransientError
-from shared.ffmpeg import FFmpegFailed, parse_silences, run, silencedetect_options, speech_intervals
+from shared.ffmpeg import (
+    RECORDING,
+    FFmpegFailed,
+    file_url,
+    input_options,
+    parse_silences,
+    run,
+    silencedetect_options,
+    speech_intervals,
+)
 from shared.models import SIDES
 from shared.settings import Settings
 
@@ -90,7 +99,9 @@ def build_command(source: Path, outputs: dict[str, Path], info: RecordingInfo, s
     """The FFmpeg command that writes each side of ``source`` to ``outputs[side]``."""
     # Decoding stops a second past the maximum, so a file that lies about its
     # length cannot keep FFmpeg busy; the decoded duration is checked after.
-    recording = ffmpeg.input(str(source), t=settings.recording_max_seconds + 1)["a:0"].filter_multi_output("asplit", 2)
+    # Opened as what the probe found it to be (MP3 or WAV), from this one file only (shared.ffmpeg.inputs).
+    opened = input_options(source, RECORDING)
+    recording = ffmpeg.input(file_url(source), t=settings.recording_max_seconds + 1, **opened)["a:0"].filter_multi_output("asplit", 2)
     channels = recording.stream(0).filter_multi_output("channelsplit", channel_layout="stereo")
     encode = {"acodec": "libmp3lame", "ac": 1, "ar": output_rate(info.sample_rate), "q:a": MP3_QUALITY, "map_metadata": -1}
     streams = [
@@ -133,7 +144,8 @@ def split_recording(source: Path, workdir: Path, info: RecordingInfo, settings: 
     try:
         run(build_command(source, outputs, info, settings), timeout=settings.split_timeout, stderr=log)
     except FFmpegFailed as exc:
-        detail = exc.detail.replace(str(source), "recording").replace(f"{workdir}/", "")  # no temp paths in the row
+        # No temp paths in the call's row.
+        detail = exc.detail.replace(file_url(source), "recording").replace(str(source), "recording").replace(f"{workdir}/", "")
         if any(marker in detail for marker in _BAD_INPUT):
             raise PermanentError(f"recording does not decode: {detail}") from None
         raise SplitFailed(f"ffmpeg could not split the recording: {detail}") from None
