@@ -63,9 +63,9 @@ def probe(
         raise InvalidMedia(f"{path.name}: ffprobe output unreadable") from None
 
 
-def _probe(path: Path, settings: Settings) -> dict:
+def _probe(path: Path, settings: Settings, accept: Collection[str] = KNOWN) -> dict:
     try:
-        return probe(path, ffprobe=settings.ffprobe_binary)
+        return probe(path, ffprobe=settings.ffprobe_binary, accept=accept)
     except FFmpegTimeout as exc:
         raise InvalidMedia(f"{path.name}: ffprobe timed out") from exc
     except FFmpegFailed as exc:
@@ -87,9 +87,9 @@ def _float(value: object) -> float:
         return 0.0
 
 
-def probe_video(path: Path, settings: Settings) -> VideoInfo:
-    """The first video stream's display size, frame rate and duration; InvalidMedia when unusable."""
-    return _video_info(path, _probe(path, settings))
+def probe_video(path: Path, settings: Settings, accept: Collection[str] = KNOWN) -> VideoInfo:
+    """The first video stream's display size, frame rate and duration; InvalidMedia when unusable (or not of ``accept``)."""
+    return _video_info(path, _probe(path, settings, accept))
 
 
 def probe_rendered(path: Path, settings: Settings) -> tuple[VideoInfo, float]:

@@ -243,3 +243,40 @@ def test_render_refuses_captions_over_its_transcript(cli_env, tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "would write its captions over the transcript" in result.stderr, result.stderr
     assert transcript.read_bytes() == before
+
+
+# -- callreel gc: the local object store keeps what finished calls still serve ----------------
+
+
+def _objects(tmp_path, call_id):
+    root = tmp_path / "data" / "objects"
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and call_id in p.name)
+
+
+def _call_ids(cli_env):
+    listed = cli_env("list").stdout.splitlines()[1:]
+    return {line.split()[1]: line.split()[0] for line in listed}  # status -> call id
+
+
+def test_gc_removes_what_finished_calls_no_longer_need(cli_env, short_call, tmp_path):
+    assert cli_env("render", short_call, "-o", tmp_path / "done.mp4").returncode == 0
+    assert cli_env("render", short_call, "-o", tmp_path / "broken.mp4", extra={"VIDEO_PRESET": "no-such-preset"}).returncode == 1
+    ids = _call_ids(cli_env)
+    done, broken = ids["completed"], next(i for s, i in ids.items() if s in ("partial", "failed"))
+    kept_for_retry = _objects(tmp_path, broken)
+    assert f"recordings/{done}.mp3" in _objects(tmp_path, done) and f"videos/{done}.mp4" in _objects(tmp_path, done)
+
+    dry = cli_env("gc", "--dry-run")
+    assert dry.returncode == 0 and "would remove" in dry.stdout and f"recordings/{done}.mp3" in _objects(tmp_path, done)
+
+    result = cli_env("gc")
+    assert result.returncode == 0, result.stderr
+    assert _objects(tmp_path, done) == [f"videos/{done}.mp4"]  # what the call's status still links to
+    assert _objects(tmp_path, broken) == kept_for_retry  # `callreel retry` needs its inputs
+    assert json.loads(cli_env("status", done).stdout)["status"] == "completed"
+    assert "removed" in result.stdout
+
+    assert cli_env("gc", "--outputs").returncode == 0
+    assert _objects(tmp_path, done) == []
+    assert _objects(tmp_path, broken) == kept_for_retry
+    assert cli_env("gc").stdout.startswith("nothing to remove")
