@@ -147,7 +147,7 @@ class Settings:
     worker_threads: int = env("WORKER_THREADS", 2, "Dramatiq threads per worker process.", group="deploy", minimum=1)
     metrics_port: int = env("METRICS_PORT", 9191, "Port of each service's private Prometheus /metrics endpoint (workers and ingest; 0: off).", group="deploy", minimum=0)
     metrics_host: str = env("METRICS_HOST", "127.0.0.1", "Address /metrics listens on. `::`: every address (the images and docker-compose set it, so Prometheus can scrape from another container).", group="deploy")
-    rabbitmq_management_url: str = env("RABBITMQ_MANAGEMENT_URL", "", "RabbitMQ management API (`http://user:pass@host:15672`) for queue backlogs.", group="deploy")
+    rabbitmq_management_url: str = env("RABBITMQ_MANAGEMENT_URL", "", "RabbitMQ management API (`http://user:pass@host:15672`) for queue backlogs, and for the sweeper to tell a call waiting in a queue from a lost one.", group="deploy")
 
     # Derived values: one rule each, so every caller agrees on them.
     @property
