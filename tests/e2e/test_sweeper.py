@@ -19,9 +19,9 @@ from shared.models import Call, Segment, Stage, VideoStatus, utcnow
 from shared.queues import QueueReader, QueueState
 from shared.settings import load_settings
 from tests.e2e.harness import BIN, ROOT
-from tests.support.dramatiq_worker import wait_until
 from tests.support.rabbitmq import CREDENTIALS, MANAGEMENT_URL
 from tests.support.s3_proxy import key_is, writes_of
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -46,7 +46,7 @@ def management_shows(pipeline, stage: str, wanted: QueueState) -> None:
         reader.forget()
         return reader.stages()[stage] == wanted
 
-    wait_until(seen, timeout=60, interval=1, describe=lambda: f"the management API shows {reader.stages()[stage]}, not {wanted}")
+    wait_for(seen, timeout=60, interval=1, what=f"the {stage} queue as {wanted}", describe=lambda: f"the management API shows {reader.stages()[stage]}, not {wanted}")
 
 
 def an_hour_passes(call_id: str) -> None:
@@ -85,9 +85,9 @@ def test_a_dead_lettered_compose_is_swept_and_a_call_stuck_for_good_fails_then_r
     # 1. The compose message is dead-lettered (rejected without requeue), so no worker ever runs it.
     pipeline.stop_worker("compositor")
     dead = pipeline.send_call()
-    wait_until(
+    wait_for(
         lambda: Call.get_by_id(dead.call_id).compose_enqueued_at and pipeline.rabbit.queue("compositor").ready,
-        timeout=90, describe=pipeline.logs,
+        timeout=90, what="the compose message in its queue", describe=pipeline.logs,
     )
     waiting = pipeline.rabbit.queue("compositor").ready
     messages = pipeline.rabbit.dead_letter("compositor", waiting)
@@ -101,7 +101,7 @@ def test_a_dead_lettered_compose_is_swept_and_a_call_stuck_for_good_fails_then_r
     pipeline.stop_worker("ingest")
     lost = pipeline.send_call()
     for sweep in (1, 2, 3):
-        wait_until(lambda: pipeline.rabbit.queue("ingest").ready >= 1, timeout=30, describe=pipeline.logs)
+        wait_for(lambda: pipeline.rabbit.queue("ingest").ready >= 1, timeout=30, what="a download message", describe=pipeline.logs)
         pipeline.rabbit.purge("ingest")
         an_hour_passes(lost.call_id)
         if sweep == 1:
@@ -139,7 +139,7 @@ def test_calls_waiting_for_a_stopped_worker_are_neither_sent_again_nor_failed(pi
     (it sent them again: 6 messages became 12), and they finish once a worker starts, each side sent to fal once."""
     pipeline.stop_worker("generation")
     calls = [pipeline.send_call() for _ in range(3)]
-    wait_until(lambda: pipeline.rabbit.queue("generation").ready >= 6, timeout=120, describe=pipeline.logs)
+    wait_for(lambda: pipeline.rabbit.queue("generation").ready >= 6, timeout=120, what="6 generation messages", describe=pipeline.logs)
     for sent in calls:
         an_hour_passes(sent.call_id)
     management_shows(pipeline, "generation", QueueState(ready=6, in_progress=0, delayed=0, dead=0, consumers=0))
@@ -175,7 +175,7 @@ def test_calls_waiting_behind_a_busy_compositor_are_neither_sent_again_nor_faile
         assert hold.wait_reached(90), pipeline.describe(first.call_id)
         for sent in behind:
             assert pipeline.post_webhook(sent.form).status_code == 202
-        wait_until(lambda: pipeline.rabbit.queue("compositor").ready >= 2, timeout=180, describe=pipeline.logs)
+        wait_for(lambda: pipeline.rabbit.queue("compositor").ready >= 2, timeout=180, what="2 composes waiting", describe=pipeline.logs)
         for sent in (first, *behind):
             an_hour_passes(sent.call_id)
         management_shows(pipeline, "compositor", QueueState(ready=2, in_progress=1, delayed=0, dead=0, consumers=1))
