@@ -10,7 +10,7 @@ import pytest
 from services.ingest.app import create_app
 from services.ingest.health import HealthResource
 from shared import keys
-from shared.models import SideState, Stage, VideoStatus
+from shared.models import Call, SideState, Stage, VideoStatus
 from tests.services.ingest.conftest import API_TOKEN
 from tests.support.calls import make_call
 from tests.support.fake_twilio import call_sid
