@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pika
 import pytest
-from dramatiq import Message
 
+from shared.contracts import GENERATE_SIDE
 from shared.models import Call, Stage, VideoStatus, utcnow
 from shared.queues import QueueReader, QueueState
 from shared.settings import load_settings
@@ -51,7 +51,7 @@ def generation_calls(broker, n: int) -> list[str]:
         now = utcnow()
         Call.create(id=cid, video_status=VideoStatus.GENERATING, stage=Stage.GENERATION, ingest_finished_at=now, audio_finished_at=now)
         for side in ("caller", "callee"):
-            broker.enqueue(Message(queue_name="generation", actor_name="generate_side", args=(), kwargs={"call_id": cid, "side": side}, options={}))
+            broker.enqueue(GENERATE_SIDE.message(call_id=cid, side=side))
         ids.append(cid)
     Call.update(updated_at=utcnow() - dt.timedelta(hours=1)).execute()
     return ids

@@ -47,7 +47,10 @@ def management_shows(pipeline, stage: str, wanted: QueueState) -> None:
         reader.forget()
         return replace(reader.stages()[stage], dead=wanted.dead) == wanted  # earlier tests may have left dead letters
 
-    wait_for(seen, timeout=60, interval=1, what=f"the {stage} queue as {wanted}", describe=lambda: f"the management API shows {reader.stages()[stage]}, not {wanted}")
+    wait_for(
+        seen, timeout=60, interval=1, what=f"the {stage} queue as {wanted}",
+        describe=lambda: f"the management API shows {reader.stages()[stage]}, not {wanted}",
+    )
 
 
 def an_hour_passes(call_id: str) -> None:
