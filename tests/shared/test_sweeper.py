@@ -125,6 +125,17 @@ def test_deadline_shorter_than_a_step_is_reported(settings_env):
     assert "COMPOSE_TIMEOUT" in warning
 
 
+def test_a_call_failed_by_the_sweeper_has_its_fal_jobs_cancelled(broker, settings_env):
+    """shared/ cannot talk to fal: ending the call asks the generation service to cancel what is still there."""
+    settings_env(SWEEP_MAX_RETRIES="0")
+    cid = stale(1, video_status=VideoStatus.GENERATING, stage=Stage.GENERATION, caller_state=SideState.GENERATING)
+    Segment.create(call_id=cid, side="caller", index=0, start=0, end=4, state=SegmentState.SUBMITTED, fal_request_id="r1")
+    Segment.update(updated_at=utcnow() - HOUR).execute()
+    [swept] = sweep()
+    assert swept.action == "failed"
+    assert drain(broker, "generation") == [("cancel_jobs", {"call_id": cid})]
+
+
 def queues(**stages: QueueState):
     """A reading of the queues: every stage idle with one consumer, except those given."""
     idle = QueueState(ready=0, in_progress=0, delayed=0, dead=0, consumers=1)
