@@ -55,6 +55,9 @@ def _start_time(pid: int) -> int | None:
         return None
     # The command name (field 2) may hold spaces and parentheses: fields are counted after its last ")".
     fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] in ("Z", "X"):
+        # A zombie is dead, only not yet reaped: in a container whose pid 1 reaps nothing, never.
+        return None
     return int(fields[19])  # field 22 of the whole line
 
 

@@ -148,3 +148,20 @@ def test_another_hosts_folder_is_left_to_the_age_rule(tmp_path):
 
     assert remove_stale(tmp_path, "compose", HOUR) == [old]
     assert fresh.exists()
+
+
+def test_the_folder_of_a_killed_but_unreaped_process_goes(tmp_path):
+    """A zombie (killed, its parent not waiting for it, as under a container's pid 1) is not running."""
+    root = tmp_path / "work"
+    held = subprocess.Popen([sys.executable, "-c", HOLDER, "compositor", "CA" + "3" * 32, str(root)], stdout=subprocess.PIPE, text=True)
+    try:
+        killed = Path(held.stdout.readline().strip())
+        os.kill(held.pid, 9)
+        deadline = time.monotonic() + 10
+        while "Z" not in Path(f"/proc/{held.pid}/stat").read_text().rsplit(")", 1)[1][:3] and time.monotonic() < deadline:
+            time.sleep(0.05)  # not reaped: this test is its parent and does not wait yet
+
+        assert clear_stage("compositor", Settings(tmp_dir=root)) == [killed]
+    finally:
+        held.kill()
+        held.wait(10)

@@ -13,7 +13,7 @@ from callreel.cli import main
 from services.ingest.app import create_app
 from services.ingest.web.fragments import duration_text
 from shared import keys
-from shared.models import Segment, SideState, Stage, VideoStatus
+from shared.models import Call, Segment, SideState, Stage, VideoStatus
 from tests.services.ingest.conftest import API_TOKEN
 from tests.support.calls import make_call, sid
 
