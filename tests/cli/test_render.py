@@ -271,7 +271,8 @@ def test_gc_removes_what_finished_calls_no_longer_need(cli_env, short_call, tmp_
 
     result = cli_env("gc")
     assert result.returncode == 0, result.stderr
-    assert _objects(tmp_path, done) == [f"videos/{done}.mp4"]  # what the call's status still links to
+    # What the call's status still links to: the final video and its poster.
+    assert _objects(tmp_path, done) == [f"videos/{done}.jpg", f"videos/{done}.mp4"]
     assert _objects(tmp_path, broken) == kept_for_retry  # `callreel retry` needs its inputs
     assert json.loads(cli_env("status", done).stdout)["status"] == "completed"
     assert "removed" in result.stdout
