@@ -91,6 +91,19 @@ def cmd_render(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    from .gc import collect
+
+    _setup()
+    done = collect(outputs=args.outputs, dry_run=args.dry_run)
+    if not done.files:
+        print("nothing to remove: no completed call keeps objects it no longer needs")
+        return 0
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(done.files)} file(s), {done.size / 1_000_000:.1f} MB, of {done.calls} completed call(s)")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from .views import call_summary
 
@@ -271,6 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=float, default=0, metavar="SECONDS", help="keep sweeping, every SECONDS (default: once)")
     p.set_defaults(func=cmd_sweep)
 
+    p = _command(
+        sub,
+        "gc",
+        "delete from embedded mode's object folder what completed calls no longer need (failed and partial calls keep theirs)",
+        "callreel gc --dry-run",
+    )
+    p.add_argument("--outputs", action="store_true", help="the final videos, posters, transcripts and captions too")
+    p.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+    p.set_defaults(func=cmd_gc)
+
     _command(sub, "migrate", "create or update the database schema (idempotent)", "callreel migrate").set_defaults(func=cmd_migrate)
     _command(
         sub,
@@ -290,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (CliError, InvalidCallId) as exc:
         print(f"callreel: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # A full disk, a folder made read-only, a file gone: the system's words, one line, no traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"callreel: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("callreel: interrupted", file=sys.stderr)

@@ -104,6 +104,7 @@ class Settings:
     # -- audio --------------------------------------------------------------
     caller_channel: str = env("CALLER_CHANNEL", "left", "Which channel of the recording is the caller (the AI voice).", group="audio", choices=("left", "right"))
     recording_max_seconds: int = env("RECORDING_MAX_SECONDS", 7200, "Longest recording accepted, in seconds.", group="audio", minimum=1)
+    recording_min_seconds: float = env("RECORDING_MIN_SECONDS", 1.0, "Shortest recording accepted, in seconds of audio that decode.", group="audio", minimum=0.01)
     split_timeout: int = env("SPLIT_TIMEOUT", 600, "Seconds FFmpeg may take to split one recording.", group="audio", minimum=1)
     silence_threshold_db: float = env("SILENCE_THRESHOLD_DB", -35.0, "Level (dBFS) below which a side counts as silent.", group="audio")
     silence_min_duration: float = env("SILENCE_MIN_DURATION", 0.5, "Shortest pause (s) that splits two speech intervals.", group="audio", minimum=0.05)

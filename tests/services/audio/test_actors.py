@@ -67,6 +67,20 @@ def test_silent_side_is_recorded_and_still_handed_on(db, make_call, split, stub_
     assert [m["side"] for m in generation_messages(stub_broker)] == ["callee", "caller"]
 
 
+def test_a_call_where_neither_side_speaks_is_marked_no_speech(db, make_call, split, stub_broker, tmp_path):
+    make_call(media.tone_call(tmp_path / "call.mp3", 3.0, (), ()))
+    split()
+    call = Call.get_by_id(CALL_ID)
+    assert (call.caller_state, call.callee_state) == (SideState.SILENT, SideState.SILENT)
+    assert call.no_speech is True
+
+
+def test_a_call_where_one_side_speaks_is_not_no_speech(db, make_call, split, stub_broker, tmp_path):
+    make_call(media.tone_call(tmp_path / "call.mp3", 3.0, CALLER[:1], ()))
+    split()
+    assert Call.get_by_id(CALL_ID).no_speech is False
+
+
 def test_swapped_mapping(db, s3, make_call, split, tmp_path, settings_env):
     settings_env(CALLER_CHANNEL="right")
     make_call(media.tone_call(tmp_path / "call.mp3", 5.0, CALLER, CALLEE))
