@@ -91,6 +91,19 @@ def cmd_render(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    from .gc import collect
+
+    _setup()
+    done = collect(outputs=args.outputs, dry_run=args.dry_run)
+    if not done.files:
+        print("nothing to remove: no completed call keeps objects it no longer needs")
+        return 0
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(done.files)} file(s), {done.size / 1_000_000:.1f} MB, of {done.calls} completed call(s)")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from .views import call_summary
 
@@ -153,16 +166,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     from shared.broker import setup_broker
     from shared.db import connection
-    from shared.sweeper import check_deadline, sweep
+    from shared.sweeper import check_deadline, check_queues, sweep
 
     settings = get_settings()
     if settings.in_process_broker:
         raise CliError("the sweeper re-enqueues calls for the workers on RabbitMQ: set BROKER_URL (amqp://…)")
     _setup()
     setup_broker()
-    warning = check_deadline(settings)
-    if warning:
-        print(f"callreel: warning: {warning}", file=sys.stderr)
+    for warning in (check_deadline(settings), check_queues(settings)):
+        if warning:
+            print(f"callreel: warning: {warning}", file=sys.stderr)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -178,7 +191,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for line in swept:
             print(line, flush=True)
         actions = [s.action for s in swept]
-        print(f"sweep: {len(swept)} stuck call(s): {actions.count('retried')} re-enqueued, {actions.count('failed')} failed", flush=True)
+        for stage in sorted({s.stage for s in swept if s.action == "alerted"}):
+            print(f"callreel: alert: no consumer on the {stage} queue: start the {stage} workers", file=sys.stderr, flush=True)
+        print(
+            f"sweep: {len(swept)} stuck call(s): {actions.count('retried')} re-enqueued, {actions.count('failed')} failed, "
+            f"{actions.count('waiting')} waiting in a queue, {actions.count('alerted')} waiting for a worker",
+            flush=True,
+        )
         if not args.every:
             break
         stop.wait(args.every)
@@ -265,6 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=float, default=0, metavar="SECONDS", help="keep sweeping, every SECONDS (default: once)")
     p.set_defaults(func=cmd_sweep)
 
+    p = _command(
+        sub,
+        "gc",
+        "delete from embedded mode's object folder what completed calls no longer need (failed and partial calls keep theirs)",
+        "callreel gc --dry-run",
+    )
+    p.add_argument("--outputs", action="store_true", help="the final videos, posters, transcripts and captions too")
+    p.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+    p.set_defaults(func=cmd_gc)
+
     _command(sub, "migrate", "create or update the database schema (idempotent)", "callreel migrate").set_defaults(func=cmd_migrate)
     _command(
         sub,
@@ -284,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (CliError, InvalidCallId) as exc:
         print(f"callreel: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # A full disk, a folder made read-only, a file gone: the system's words, one line, no traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"callreel: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("callreel: interrupted", file=sys.stderr)

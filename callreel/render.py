@@ -55,8 +55,21 @@ def _check_input(path: Path) -> None:
         raise CliError(f"cannot read {path}: permission denied")
 
 
-def _check_output(path: Path) -> None:
-    """Fail before any work if the video could not be written there."""
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def _check_output(path: Path, recording: Path, transcript: Path | None) -> None:
+    """Fail before any work if the video could not be written there, or would be written over an input."""
+    if _same_file(path, recording):
+        raise CliError(f"output {path} is the recording itself: give another file name (the video would overwrite it)")
+    if transcript is not None and _same_file(path.with_suffix(".vtt"), transcript):
+        raise CliError(
+            f"output {path} would write its captions over the transcript {transcript}: give the video another name"
+        )
     if path.is_dir():
         raise CliError(f"output {path} is a directory: give a file name such as {path / 'call.mp4'}")
     parent = path.parent if str(path.parent) else Path(".")
@@ -112,7 +125,7 @@ def render(
 ) -> int:
     """Render ``recording`` into ``output``; with a ``transcript``, captions as ``captions`` says and ``output``'s .vtt beside it."""
     _check_input(recording)
-    _check_output(output)
+    _check_output(output, recording, transcript)
     words = _read_transcript(transcript, recording, settings) if transcript is not None else None
     started = time.monotonic()
     stream = stream or sys.stderr
@@ -145,16 +158,35 @@ def render(
         if not get_storage().exists(keys.video_key(call_id)):
             # Stitching failed: the side videos are kept, the call can be retried.
             raise CliError(f"no video was made: {call.video_error_message} — `callreel retry {call_id}` tries again{where}")
-        get_storage().download_file(keys.video_key(call_id), output)
+        _save(keys.video_key(call_id), output)
         vtt = output.with_suffix(".vtt")
         if call.captions_url and get_storage().exists(keys.captions_key(call_id)):
-            get_storage().download_file(keys.captions_key(call_id), vtt)
+            _save(keys.captions_key(call_id), vtt)
         elif words is not None:
             vtt.unlink(missing_ok=True)  # not an older render's captions beside this video
     print(summary(output, call, time.monotonic() - started, settings))
     if words is not None:
         print(f"{vtt}: captions" if vtt.exists() else f"no captions: {call.transcript_error or 'captions are off'}")
     return 0
+
+
+def _save(key: str, path: Path) -> None:
+    """Write the object ``key`` at ``path`` whole or not at all.
+
+    It goes to a temp file beside ``path`` and is renamed into place once
+    complete: a full disk or a kill halfway leaves no truncated video that
+    looks whole (an MP4's header states the full length), and no earlier
+    render at ``path`` is lost to a failed one.
+    """
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(handle)
+    try:
+        get_storage().download_file(key, temp)
+        os.replace(temp, path)
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        Path(temp).unlink(missing_ok=True)
 
 
 def summary(output: Path, call: Call, seconds: float, settings: Settings) -> str:

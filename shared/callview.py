@@ -106,6 +106,7 @@ def call_view(call: Call, link: VideoLink, now: dt.datetime | None = None) -> di
         "video_url": _own_video(call.id, call.video_url, link),
         "poster_url": _own_object(call.id, call.poster_url, keys.poster_key, link),
         "duration": call_duration(call),
+        "no_speech": bool(call.no_speech),
         "sides": sides,
         "stages": stages,
         "segments": segments,

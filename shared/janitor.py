@@ -7,10 +7,13 @@ long-lived machine or volume those folders add up. Every stage's worker calls
 stage's leftovers, by the prefix and time limit the pipeline table gives it
 (``shared/pipeline.py``).
 
-A folder is removed only when it has not changed for longer than a message of
-that stage may run (its Dramatiq time limit): by then the message that made it
-is dead, so no live worker's folder, in this process or in another sharing
-``TMP_DIR``, is ever touched.
+A folder's name says which process made it (``shared/owners.py``). One made
+by a process of this host that is gone is removed at once: its message died
+with it. Any other (another host's, or one without a tag) is removed only when
+it has not changed for longer than a message of that stage may run (its
+Dramatiq time limit): by then the message that made it is dead. Either way no
+live worker's folder, in this process or in another sharing ``TMP_DIR``, is
+ever touched.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import shutil
 import time
 from pathlib import Path
 
-from . import pipeline
+from . import owners, pipeline
 from .settings import Settings
 
 __all__ = ["remove_stale", "clear_stage"]
@@ -29,14 +32,21 @@ log = logging.getLogger("callreel.janitor")
 
 
 def remove_stale(tmp_dir: Path, prefix: str, older_than: float, *, now: float | None = None) -> list[Path]:
-    """Remove the folders ``{prefix}-…`` in ``tmp_dir`` unchanged for ``older_than`` seconds; those removed."""
+    """Remove the folders ``{prefix}-…`` in ``tmp_dir`` no process can be using; those removed.
+
+    That is: made by a process of this host that is gone, or else unchanged for ``older_than`` seconds.
+    """
     if not tmp_dir.is_dir():
         return []
     cutoff = (time.time() if now is None else now) - older_than
     removed = []
     for path in tmp_dir.glob(f"{prefix}-*"):
         try:
-            if not path.is_dir() or path.is_symlink() or path.stat().st_mtime > cutoff:
+            if not path.is_dir() or path.is_symlink():
+                continue
+            owner = owners.owner_of(path)
+            running = owners.alive(owner) if owner is not None else None
+            if running or (running is None and path.stat().st_mtime > cutoff):
                 continue
         except FileNotFoundError:  # another worker removed it first
             continue

@@ -130,8 +130,24 @@ def _alive(pid: int) -> bool:
 # -- the metrics, made once per process on first use ----------------------------
 
 
-@functools.cache
+_families: dict[str, Any] = {}
+# Two threads recording a metric first at the same time would both make it, and the
+# second registration raises DuplicateTimeseries (losing that data point).
+_families_lock = threading.Lock()
+
+
 def _family(name: str) -> Any:
+    """The metric ``name``, made on first use, once per process whatever the threads."""
+    family = _families.get(name)
+    if family is None:
+        with _families_lock:
+            family = _families.get(name)
+            if family is None:
+                family = _families[name] = _make(name)
+    return family
+
+
+def _make(name: str) -> Any:
     import prometheus_client as prom
 
     labels = ["queue_name", "actor_name"]

@@ -12,10 +12,11 @@ The messages themselves (queue, actor name, arguments) stay in
 ``shared/contracts.py``, the one place for message contracts: a row names
 the contract that starts its stage.
 
-Each stage's temp folders are ``{TMP_DIR}/{prefix}-{callId}-…``, made with
-:func:`temp_folder`; so a folder left by a killed worker is traced to its
-call, and the janitor (``shared/janitor.py``) clears a stage's leftovers,
-older than the stage's time limit, as its worker starts.
+Each stage's temp folders are ``{TMP_DIR}/{prefix}-{callId}-{owner}-…``,
+made with :func:`temp_folder`; so a folder left by a killed worker is traced
+to its call and to the process that made it (``shared/owners.py``), and the
+janitor (``shared/janitor.py``) clears a stage's leftovers as its worker
+starts: at once when their process is gone, else past the stage's time limit.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import owners
 from .contracts import COMPOSE, DOWNLOAD_RECORDING, GENERATE_SIDE, SPLIT_CHANNELS, Contract, send
 from .models import SIDES, Call, SideState, Stage, TranscriptStatus, VideoStatus
 from .settings import Settings
@@ -66,7 +68,7 @@ class StageRow:
     next: str
     #: Whether a call's row says this stage's work is done (retry and the sweeper restart from the first that is not).
     finished: Callable[[Call], bool]
-    #: Temp folders of this stage are ``{prefix}-{callId}-…`` under TMP_DIR.
+    #: Temp folders of this stage are ``{prefix}-{callId}-{owner}-…`` under TMP_DIR.
     tmp_prefix: str
     #: Seconds one message of this stage may run (Dramatiq's time limit; the janitor's age for leftovers).
     time_limit: Callable[[Settings], int]
@@ -175,9 +177,13 @@ def start(stage: str, call_id: str, *, delay_ms: int | None = None) -> None:
 
 @contextmanager
 def temp_folder(stage: str, call_id: str, tmp_dir: Path) -> Iterator[Path]:
-    """A fresh ``{prefix}-{callId}-…`` folder for one message's files, gone when the block ends however it ends."""
+    """A fresh ``{prefix}-{callId}-{owner}-…`` folder for one message's files, gone when the block ends however it ends.
+
+    ``owner`` names this process, so a worker that starts after this one was
+    killed knows the folder is nobody's and removes it at once.
+    """
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f"{row(stage).tmp_prefix}-{call_id}-", dir=tmp_dir))
+    folder = Path(tempfile.mkdtemp(prefix=f"{row(stage).tmp_prefix}-{call_id}-{owners.me().tag}-", dir=tmp_dir))
     try:
         yield folder
     finally:

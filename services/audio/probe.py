@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import PermanentError
-from shared.ffmpeg import FFmpegFailed, InvalidMedia, probe
+from shared.ffmpeg import RECORDING, FFmpegFailed, InvalidMedia, probe
 
 __all__ = ["RecordingInfo", "probe_recording", "check", "MONO"]
 
@@ -49,12 +49,14 @@ def probe_recording(path: str | Path, *, ffprobe: str, max_seconds: float, workd
     if path.stat().st_size == 0:
         raise PermanentError("recording is empty (0 bytes)")
     try:
-        info = probe(path, ffprobe=ffprobe, workdir=workdir)
+        info = probe(path, ffprobe=ffprobe, workdir=workdir, accept=RECORDING)
     except FFmpegFailed as exc:
-        detail = exc.detail.replace(str(path), "recording") or "unknown format"  # no temp paths in the call's row
-        raise PermanentError(f"not an audio file: ffprobe cannot read it ({detail})") from None
-    except InvalidMedia:
-        raise PermanentError("not an audio file: ffprobe's report is unreadable") from None
+        detail = exc.detail.replace(f"file:{path.absolute()}", "recording").replace(str(path), "recording") or "unknown format"
+        raise PermanentError(f"not an audio file: ffprobe cannot read it ({detail})") from None  # no temp paths in the call's row
+    except InvalidMedia as exc:
+        # Not MP3 or WAV by its first bytes (a playlist, a video, text), or a report ffprobe garbled.
+        reason = str(exc).replace(f"{path.name}: ", "", 1)
+        raise PermanentError(f"not an audio file: {reason}") from None
     return check(info, max_seconds=max_seconds)
 
 

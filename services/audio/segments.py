@@ -26,7 +26,7 @@ import ffmpeg
 
 from shared import keys
 from shared.fal_models import model_for
-from shared.ffmpeg import FFmpegFailed, run
+from shared.ffmpeg import RECORDING, FFmpegFailed, file_url, input_options, run
 from shared.models import Segment, SegmentState, utcnow
 from shared.segments import plan_segments
 from shared.settings import Settings
@@ -64,7 +64,7 @@ def plan_side(side: str, audio: SideAudio, workdir: Path, settings: Settings) ->
 
 def cut_command(source: Path, segments: Sequence[PlannedSegment], ffmpeg_binary: str) -> list[str]:
     """One FFmpeg command writing each of ``segments`` from ``source``."""
-    branches = ffmpeg.input(str(source))["a:0"].filter_multi_output("asplit", len(segments))
+    branches = ffmpeg.input(file_url(source), **input_options(source, RECORDING))["a:0"].filter_multi_output("asplit", len(segments))
     outputs = [
         ffmpeg.output(
             branches.stream(n).filter("atrim", start=f"{segment.start:.3f}", end=f"{segment.end:.3f}")

@@ -30,7 +30,16 @@ from pathlib import Path
 import ffmpeg
 
 from shared.errors import PermanentError, TransientError
-from shared.ffmpeg import FFmpegFailed, parse_silences, run, silencedetect_options, speech_intervals
+from shared.ffmpeg import (
+    RECORDING,
+    FFmpegFailed,
+    file_url,
+    input_options,
+    parse_silences,
+    run,
+    silencedetect_options,
+    speech_intervals,
+)
 from shared.models import SIDES
 from shared.settings import Settings
 
@@ -45,6 +54,9 @@ MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 MP3_QUALITY = 5
 # A recording whose header promises much more audio than decodes is truncated or corrupt.
 MIN_DECODED_RATIO = 0.5
+# ...but an MP3's header counts whole frames plus the encoder's padding: a fraction of a second
+# that a very short recording's length cannot be measured against.
+HEADER_SLACK = 0.5
 
 _ENCODED = re.compile(r"Output stream #(\d+):\d+ \(audio\): \d+ frames encoded \((\d+) samples\)")
 # FFmpeg's words for input it cannot decode (as opposed to a full disk or a crash).
@@ -87,7 +99,9 @@ def build_command(source: Path, outputs: dict[str, Path], info: RecordingInfo, s
     """The FFmpeg command that writes each side of ``source`` to ``outputs[side]``."""
     # Decoding stops a second past the maximum, so a file that lies about its
     # length cannot keep FFmpeg busy; the decoded duration is checked after.
-    recording = ffmpeg.input(str(source), t=settings.recording_max_seconds + 1)["a:0"].filter_multi_output("asplit", 2)
+    # Opened as what the probe found it to be (MP3 or WAV), from this one file only (shared.ffmpeg.inputs).
+    opened = input_options(source, RECORDING)
+    recording = ffmpeg.input(file_url(source), t=settings.recording_max_seconds + 1, **opened)["a:0"].filter_multi_output("asplit", 2)
     channels = recording.stream(0).filter_multi_output("channelsplit", channel_layout="stereo")
     encode = {"acodec": "libmp3lame", "ac": 1, "ar": output_rate(info.sample_rate), "q:a": MP3_QUALITY, "map_metadata": -1}
     streams = [
@@ -130,7 +144,8 @@ def split_recording(source: Path, workdir: Path, info: RecordingInfo, settings: 
     try:
         run(build_command(source, outputs, info, settings), timeout=settings.split_timeout, stderr=log)
     except FFmpegFailed as exc:
-        detail = exc.detail.replace(str(source), "recording").replace(f"{workdir}/", "")  # no temp paths in the row
+        # No temp paths in the call's row.
+        detail = exc.detail.replace(file_url(source), "recording").replace(str(source), "recording").replace(f"{workdir}/", "")
         if any(marker in detail for marker in _BAD_INPUT):
             raise PermanentError(f"recording does not decode: {detail}") from None
         raise SplitFailed(f"ffmpeg could not split the recording: {detail}") from None
@@ -147,9 +162,15 @@ def split_recording(source: Path, workdir: Path, info: RecordingInfo, settings: 
         raise PermanentError(
             f"recording is longer than the {settings.recording_max_seconds} s allowed (RECORDING_MAX_SECONDS)"
         )
-    if info.duration and duration < info.duration * MIN_DECODED_RATIO:
+    if info.duration and duration < info.duration * MIN_DECODED_RATIO and info.duration - duration > HEADER_SLACK:
         raise PermanentError(
             f"recording is truncated or corrupt: its header says {info.duration:.2f} s but only {duration:.2f} s decode"
+        )
+    if duration < settings.recording_min_seconds:
+        # Measured on what decodes: an MP3's header, in whole frames, says more (0.2 s for 50 ms).
+        raise PermanentError(
+            f"recording is too short: {duration:.2f} s, less than the {settings.recording_min_seconds:g} s minimum"
+            " (RECORDING_MIN_SECONDS)"
         )
 
     offset = edge_samples(info.sample_rate, settings.silence_min_duration) / info.sample_rate

@@ -66,6 +66,8 @@ def columns_of(split: Split) -> dict[str, Any]:
         columns[f"{side}_speech"] = audio.speech
         columns[f"{side}_state"] = SideState.PENDING if audio.speech else SideState.SILENT
         columns[f"{side}_error"] = None
+    # Neither side speaks: the video will show two still images and no word; the call says so.
+    columns["no_speech"] = not any(split.sides[side].speech for side in SIDES)
     return columns
 
 

@@ -35,7 +35,7 @@ import httpx
 from shared import keys, pipeline
 from shared.assets import avatar_path
 from shared.errors import PermanentError
-from shared.ffmpeg import FFmpegError, probe_duration, probe_rendered, probe_video
+from shared.ffmpeg import IMAGE, VIDEO, FFmpegError, FFmpegKilled, file_url, probe_duration, probe_rendered, probe_video, sniff
 from shared.ffmpeg import InvalidMedia as MediaError
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
 from shared.settings import Settings
@@ -107,6 +107,8 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
         spec = _with_captions(spec, captions, extra)
         try:
             _render(spec, output, duration, settings, extra)
+        except FFmpegKilled:
+            raise
         except (FFmpegError, MediaError) as exc:
             if spec.captions is None:
                 raise
@@ -114,6 +116,8 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
             captions.fail(f"the render with captions failed, rendered without them: {exc}", extra)
             spec = replace(spec, captions=None)
             _render(spec, output, duration, settings, extra)
+    except FFmpegKilled:
+        raise  # killed from outside (the OOM killer): nothing is wrong with the call, the message is retried
     except (FFmpegError, MediaError) as exc:
         log.error("stitching failed: %s", exc, extra=extra)
         urls = side_video_urls(call.id, used, storage, workdir=workdir, settings=settings)
@@ -264,7 +268,7 @@ def _clips(call_id: str, side: str, settings: Settings, storage: Storage, workdi
         path = workdir / f"{side}-{segment.index:03d}.mp4"
         try:
             storage.download_file(segment.video_key, path)
-            info = probe_video(path, settings)
+            info = probe_video(path, settings, accept=VIDEO)
         except ObjectNotFound:
             raise _Fallback(f"{name} video {segment.video_key} is missing") from None
         except MediaError as exc:
@@ -310,7 +314,7 @@ def _avatar(side: str, settings: Settings, workdir: Path) -> Path | None:
     if configured:
         try:
             _fetch_image(configured, target)
-            probe_video(target, settings)
+            probe_video(target, settings, accept=IMAGE)
             return target
         except (OSError, httpx.HTTPError, MediaError, ValueError) as exc:
             log.warning("avatar %s unusable (%s): using the default", configured, exc, extra={"side": side})
@@ -369,11 +373,14 @@ def _join_segments(call_id: str, side: str, videos: list[str], storage: Storage,
         for index, key in enumerate(videos):
             path = workdir / f"{side}-join-{index:03d}.mp4"
             storage.download_file(key, path)
-            lines.append(f"file '{path}'")
+            if sniff(path) not in VIDEO:
+                raise MediaError(f"{path.name}: not an MP4 video")
+            # Our own listing of files we just checked; the listing may name nothing but files.
+            lines.append(f"file '{file_url(path)}'")
         listing.write_text("\n".join(lines) + "\n")
         joined = workdir / f"{side}-joined.mp4"
         run_ffmpeg(
-            [settings.ffmpeg_binary, "-f", "concat", "-safe", "0", "-i", str(listing)]
+            [settings.ffmpeg_binary, "-f", "concat", "-safe", "0", "-protocol_whitelist", "file", "-i", file_url(listing)]
             + ["-c", "copy", "-movflags", "+faststart", "-y", str(joined)],
             timeout=settings.compose_timeout,
             what=f"join {side} segments",
@@ -382,6 +389,6 @@ def _join_segments(call_id: str, side: str, videos: list[str], storage: Storage,
         key = keys.side_video_key(call_id, side)
         storage.upload_file(joined, key, content_type="video/mp4")
         return storage.object_url(key)
-    except (ObjectNotFound, FFmpegError) as exc:
+    except (ObjectNotFound, FFmpegError, MediaError) as exc:
         log.warning("could not join the %s segments: %s", side, exc, extra={"call_id": call_id, "side": side})
         return None

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import ffmpeg
 
-from shared.ffmpeg import graph_file_option, threaded_cli
+from shared.ffmpeg import RECORDING, file_url, graph_file_option, input_options, threaded_cli
 
 from . import mix
 from .captions import burn, track_output_options
@@ -187,7 +187,7 @@ def build_command(spec: RenderSpec, output: Path, *, binary: str = "ffmpeg") -> 
 
 def _audio(spec: RenderSpec):
     """The sound track: the recording's channels as they are, or the centered mix (:mod:`.mix`)."""
-    recording = ffmpeg.input(str(spec.recording)).audio
+    recording = ffmpeg.input(file_url(spec.recording), **input_options(spec.recording, RECORDING)).audio
     return recording if spec.mix is None else mix.apply(recording, spec.mix, AUDIO_RATE)
 
 

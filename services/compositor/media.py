@@ -15,9 +15,11 @@ from pathlib import Path
 
 from shared.ffmpeg import (
     PROBE_TIMEOUT,
+    RECORDING,
     FFmpegFailed,
     FFmpegTimeout,
     InvalidMedia,
+    input_args,
     parse_silences,
     run,
     silencedetect_options,
@@ -39,7 +41,7 @@ def detect_speech(path: Path, settings: Settings, *, channel: int, duration: flo
     """
     options = silencedetect_options(settings.silence_threshold_db, settings.silence_min_duration)
     graph = "silencedetect=" + ":".join(f"{key}={value}" for key, value in options.items())
-    args = [settings.ffmpeg_binary, "-hide_banner", "-nostdin", "-nostats", "-i", str(path), "-af", graph, "-f", "null", "-"]
+    args = [settings.ffmpeg_binary, "-hide_banner", "-nostdin", "-nostats", *input_args(path, RECORDING), "-af", graph, "-f", "null", "-"]
     with tempfile.TemporaryDirectory(prefix="callreel-speech-") as folder:
         log_file = Path(folder) / "silencedetect.log"
         try:

@@ -36,7 +36,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.ffmpeg import FFmpegError, FFmpegFailed, run, summarise
+from shared.ffmpeg import RECORDING as RECORDING_FORMATS
+from shared.ffmpeg import FFmpegError, FFmpegFailed, InvalidMedia, input_args, run, summarise
 from shared.settings import Settings
 
 __all__ = [
@@ -128,7 +129,11 @@ def measure(recording: Path, filters: list[Filter], settings: Settings) -> Loudn
     """loudnorm's analysis of ``recording`` through ``filters`` (one decode of the audio, no output)."""
     analysis = ("loudnorm", {"print_format": "json"})
     # The report is printed at the info level, at the end: the log goes to a file and is read afterwards.
-    args = [settings.ffmpeg_binary, "-hide_banner", "-nostdin", "-nostats", "-i", str(recording)]
+    try:
+        opened = input_args(recording, RECORDING_FORMATS)
+    except InvalidMedia as exc:
+        raise LoudnessError(f"loudness measurement of {recording.name} failed: {exc}") from None
+    args = [settings.ffmpeg_binary, "-hide_banner", "-nostdin", "-nostats", *opened]
     args += ["-vn", "-af", _text([*filters, analysis]), "-f", "null", "-"]
     with tempfile.TemporaryDirectory(prefix="callreel-loudness-") as folder:
         log_file = Path(folder) / "loudnorm.log"

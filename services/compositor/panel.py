@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import ffmpeg
 
+from shared.ffmpeg import IMAGE, RECORDING, VIDEO, file_url, input_options
+
 from .layout import Clip, SideSpec, fit
 from .layouts import TOP_SHARE, cover, crop_origin
 
@@ -80,7 +82,7 @@ def still(side: SideSpec, width: int, height: int, fps: int, *, crop: bool = Fal
         return ffmpeg.input(f"color=c={CARD_COLOURS[side.side]}:s={width}x{height}:r={fps}:d={1 / fps}", f="lavfi").video.filter(
             "format", "yuv420p"
         )
-    frame = ffmpeg.input(str(side.avatar)).video.filter("trim", end_frame=1)
+    frame = ffmpeg.input(file_url(side.avatar), **input_options(side.avatar, IMAGE)).video.filter("trim", end_frame=1)
     if crop:
         # The image's size is not probed here: FFmpeg places the crop, by the rule of layouts.crop_origin.
         frame = frame.filter("scale", width, height, force_original_aspect_ratio="increase", flags="bicubic")
@@ -105,7 +107,7 @@ def fitted_clip(clip: Clip, frames: int, width: int, height: int, fps: int, *, o
     sizing = cover if crop else fit
     fit_w, fit_h = sizing(clip.info.width, clip.info.height, width, height)
     decoding = decode_options(clip.info.width, clip.info.height, fit_w, fit_h, one_thread=one_thread)
-    stream = ffmpeg.input(str(clip.path), **decoding).video.filter("setpts", "PTS-STARTPTS")
+    stream = ffmpeg.input(file_url(clip.path), **decoding, **input_options(clip.path, VIDEO)).video.filter("setpts", "PTS-STARTPTS")
     drops = clip.info.fps == 0 or clip.info.fps >= fps
     if drops:
         stream = stream.filter("fps", fps)
@@ -126,7 +128,7 @@ def local_panel(side: SideSpec, frames: int, width: int, height: int, fps: int, 
     background = hold(still(side, width, height, fps, crop=crop), frames, fps)
     if side.audio is None:
         return background
-    audio = ffmpeg.input(str(side.audio)).audio
+    audio = ffmpeg.input(file_url(side.audio), **input_options(side.audio, RECORDING)).audio
     if side.audio_channel is not None:
         # "<" rather than "=": the same mapping (one source, gain 1), and no "="
         # for ffmpeg-python to escape twice.

@@ -33,7 +33,7 @@ from pathlib import Path
 import ffmpeg
 
 from shared import keys
-from shared.ffmpeg import FFmpegError
+from shared.ffmpeg import IMAGE, FFmpegError, file_url, input_options
 from shared.models import Call
 from shared.settings import Settings
 from shared.storage import Storage
@@ -125,7 +125,7 @@ def _avatar(image: Path | None, side: str):
     if image is None:
         face = ffmpeg.input(f"color=c={CARD_COLOURS[side]}:s={AVATAR}x{AVATAR}:d=1", f="lavfi").video
     else:
-        face = ffmpeg.input(str(image)).video.filter("trim", end_frame=1)
+        face = ffmpeg.input(file_url(image), **input_options(image, IMAGE)).video.filter("trim", end_frame=1)
         face = face.filter("scale", AVATAR, AVATAR, force_original_aspect_ratio="increase", flags="bicubic")
         face = face.filter("crop", AVATAR, AVATAR, "(iw-ow)/2", "(ih-oh)/4")
     return _circle(face.filter("format", "rgba").filter("setsar", 1), AVATAR)

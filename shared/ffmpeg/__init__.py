@@ -3,14 +3,16 @@
 Every FFmpeg or ffprobe process the services start goes through ``run`` (or
 ``output``, ``probe``): a deadline of its own, a process group killed whatever
 ends the wait, a child that dies with its worker (``children``), and one error
-family (``errors``). What a stage asks FFmpeg to do (its filters, what a split
+family (``errors``); a file from outside is opened as one known format through
+the file protocol only (``inputs``). What a stage asks FFmpeg to do (its filters, what a split
 or a render means) stays in the stage; what a binary can do is ``version``'s,
 and where each side speaks, from silencedetect's log, is ``speech``'s.
 """
 
 from __future__ import annotations
 
-from .errors import FFmpegError, FFmpegFailed, FFmpegTimeout, InvalidMedia
+from .errors import FFmpegError, FFmpegFailed, FFmpegKilled, FFmpegTimeout, InvalidMedia
+from .inputs import IMAGE, RECORDING, VIDEO, file_url, input_args, input_options, sniff
 from .probe import PROBE_TIMEOUT, VideoInfo, probe, probe_duration, probe_rendered, probe_video
 from .run import Progress, output, run, summarise, tail
 from .speech import Interval, parse_silences, silencedetect_options, speech_intervals
@@ -19,8 +21,16 @@ from .version import ffmpeg_version, graph_file_option, threaded_cli
 __all__ = [
     "FFmpegError",
     "FFmpegFailed",
+    "FFmpegKilled",
     "FFmpegTimeout",
     "InvalidMedia",
+    "RECORDING",
+    "VIDEO",
+    "IMAGE",
+    "sniff",
+    "input_options",
+    "input_args",
+    "file_url",
     "Progress",
     "run",
     "output",

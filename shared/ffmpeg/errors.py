@@ -8,7 +8,11 @@ file unusable. Which of these a stage treats as permanent is the stage's call.
 
 from __future__ import annotations
 
-__all__ = ["FFmpegError", "FFmpegFailed", "FFmpegTimeout", "InvalidMedia"]
+import signal
+
+from shared.errors import TransientError
+
+__all__ = ["FFmpegError", "FFmpegFailed", "FFmpegKilled", "FFmpegTimeout", "InvalidMedia"]
 
 
 class FFmpegError(RuntimeError):
@@ -27,6 +31,21 @@ class FFmpegFailed(FFmpegError):
         message = f"{what} failed (exit {returncode}): {detail or 'no error output'}"
         super().__init__(message, returncode=returncode, stderr=stderr or detail)
         self.what, self.detail = what, detail
+
+
+class FFmpegKilled(FFmpegFailed, TransientError):
+    """The program was killed by a signal nobody here sent (the OOM killer, an operator): retried.
+
+    Nothing is wrong with the input: the run was cut short from outside, and
+    the next attempt (with the worker unharmed) may well finish.
+    """
+
+    def __init__(self, what: str, returncode: int, detail: str, *, stderr: str = "") -> None:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        super().__init__(what, returncode, f"killed by {name}" + (f": {detail}" if detail else ""), stderr=stderr)
 
 
 class FFmpegTimeout(FFmpegError):

@@ -8,6 +8,7 @@ own ``force_original_aspect_ratio`` ignores non-square pixels.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from shared.settings import Settings
 
 from .errors import FFmpegFailed, FFmpegTimeout, InvalidMedia
+from .inputs import KNOWN, input_args
 from .run import output, run
 
 __all__ = ["PROBE_TIMEOUT", "VideoInfo", "probe", "probe_video", "probe_rendered", "probe_duration"]
@@ -31,15 +33,24 @@ class VideoInfo:
     duration: float
 
 
-def probe(path: str | Path, *, ffprobe: str, timeout: float = PROBE_TIMEOUT, workdir: str | Path | None = None) -> dict:
-    """ffprobe's ``-show_format -show_streams`` report on ``path``.
+def probe(
+    path: str | Path,
+    *,
+    ffprobe: str,
+    timeout: float = PROBE_TIMEOUT,
+    workdir: str | Path | None = None,
+    accept: Collection[str] = KNOWN,
+) -> dict:
+    """ffprobe's ``-show_format -show_streams`` report on ``path``, opened as one of the formats ``accept`` lists.
 
     ``workdir``: where the report is written (the call's temp folder), a
     temporary one otherwise. Raises FFmpegTimeout, FFmpegFailed (``detail``:
-    ffprobe's words), or InvalidMedia when the report is not JSON.
+    ffprobe's words), or InvalidMedia when the file is not of a format in
+    ``accept`` (``shared.ffmpeg.inputs``: never a playlist or a list of other
+    files) or the report is not JSON.
     """
     path = Path(path)
-    args = [ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)]
+    args = [ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", *input_args(path, accept)]
     if workdir is None:
         text = output(args, timeout=timeout, what="ffprobe")
     else:
@@ -52,9 +63,9 @@ def probe(path: str | Path, *, ffprobe: str, timeout: float = PROBE_TIMEOUT, wor
         raise InvalidMedia(f"{path.name}: ffprobe output unreadable") from None
 
 
-def _probe(path: Path, settings: Settings) -> dict:
+def _probe(path: Path, settings: Settings, accept: Collection[str] = KNOWN) -> dict:
     try:
-        return probe(path, ffprobe=settings.ffprobe_binary)
+        return probe(path, ffprobe=settings.ffprobe_binary, accept=accept)
     except FFmpegTimeout as exc:
         raise InvalidMedia(f"{path.name}: ffprobe timed out") from exc
     except FFmpegFailed as exc:
@@ -76,9 +87,9 @@ def _float(value: object) -> float:
         return 0.0
 
 
-def probe_video(path: Path, settings: Settings) -> VideoInfo:
-    """The first video stream's display size, frame rate and duration; InvalidMedia when unusable."""
-    return _video_info(path, _probe(path, settings))
+def probe_video(path: Path, settings: Settings, accept: Collection[str] = KNOWN) -> VideoInfo:
+    """The first video stream's display size, frame rate and duration; InvalidMedia when unusable (or not of ``accept``)."""
+    return _video_info(path, _probe(path, settings, accept))
 
 
 def probe_rendered(path: Path, settings: Settings) -> tuple[VideoInfo, float]:

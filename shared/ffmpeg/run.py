@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from . import children
-from .errors import FFmpegError, FFmpegFailed, FFmpegTimeout
+from .errors import FFmpegError, FFmpegFailed, FFmpegKilled, FFmpegTimeout
 
 __all__ = ["Progress", "run", "output", "summarise", "tail", "PROGRESS_EVERY"]
 
@@ -151,8 +151,9 @@ def run(
     SIGKILL, for an FFmpeg that should close its files. ``what`` names the run
     in errors (the program's name by default).
 
-    Raises FFmpegTimeout, FFmpegFailed (``detail``: the end of stderr), or
-    FFmpegError when the program cannot be started.
+    Raises FFmpegTimeout, FFmpegKilled (a signal from outside: the OOM
+    killer, an operator; a TransientError), FFmpegFailed (``detail``: the end
+    of stderr), or FFmpegError when the program cannot be started.
     """
     what = what or Path(args[0]).name
     if shutil.which(args[0]) is None:
@@ -184,6 +185,8 @@ def run(
     if proc.returncode != 0:
         text = _stderr(kept, stderr)
         detail = tail(stderr) if stderr else summarise(text)
+        if proc.returncode < 0:  # a signal from outside: our own kills (the timeout, the finally) raised above
+            raise FFmpegKilled(what, proc.returncode, detail if text else "", stderr=text)
         raise FFmpegFailed(what, proc.returncode, detail, stderr=text)
 
 

@@ -179,3 +179,105 @@ def test_render_layout_overrides_the_configured_one_for_this_video(cli_env, shor
     assert (video["width"], video["height"]) == (1080, 1920)
     refused = cli_env("render", short_call, "-o", out, "--layout", "diagonal")
     assert refused.returncode == 2 and "invalid choice: 'diagonal'" in refused.stderr
+
+
+FULL_DISK = """
+import errno, sys
+from pathlib import Path
+from callreel import cli
+from shared.storage import LocalStorage
+
+def download_file(self, key, path):
+    # The disk fills halfway through the video: what was written stays, as on a real full disk.
+    data = self.path(key).read_bytes()
+    if key.startswith("videos/"):
+        Path(path).write_bytes(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+    Path(path).write_bytes(data)
+
+LocalStorage.download_file = download_file
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_truncated_video(cli_env, short_call, tmp_path):
+    out = tmp_path / "out" / "call.mp4"
+    out.parent.mkdir()
+    env = {"PATH": os.environ["PATH"], "CALLREEL_DATA_DIR": str(tmp_path / "data"), "TMP_DIR": str(tmp_path / "tmp"), "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, "render", str(short_call), "-o", str(out)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"callreel: cannot write {out}: No space left on device", result.stderr
+    assert list(out.parent.iterdir()) == [], "a truncated video (or its temp file) was left"
+
+
+def test_an_earlier_video_is_replaced_only_by_a_whole_one(cli_env, short_call, tmp_path):
+    out = tmp_path / "call.mp4"
+    out.write_bytes(b"the earlier render")
+    env = {"PATH": os.environ["PATH"], "CALLREEL_DATA_DIR": str(tmp_path / "data"), "TMP_DIR": str(tmp_path / "tmp"), "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, "render", str(short_call), "-o", str(out)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 1
+    assert out.read_bytes() == b"the earlier render"
+
+
+def test_render_refuses_to_write_over_its_recording(cli_env, tmp_path):
+    recording = media.tone_call(tmp_path / "call.mp3", 2.0)
+    before = recording.read_bytes()
+    for output in (recording, tmp_path / "." / "call.mp3"):
+        result = cli_env("render", recording, "-o", output)
+        assert result.returncode == 1
+        assert "is the recording itself" in result.stderr and "Traceback" not in result.stderr
+    assert recording.read_bytes() == before
+
+
+def test_render_refuses_captions_over_its_transcript(cli_env, tmp_path):
+    recording = media.tone_call(tmp_path / "call.mp3", 2.0)
+    transcript = tmp_path / "call.vtt"
+    transcript.write_text("WEBVTT\n\n00:00.000 --> 00:01.000\n<v Caller>hello\n")
+    before = transcript.read_bytes()
+    result = cli_env("render", recording, "-o", tmp_path / "call.mp4", "--transcript", transcript)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "would write its captions over the transcript" in result.stderr, result.stderr
+    assert transcript.read_bytes() == before
+
+
+# -- callreel gc: the local object store keeps what finished calls still serve ----------------
+
+
+def _objects(tmp_path, call_id):
+    root = tmp_path / "data" / "objects"
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and call_id in p.name)
+
+
+def _call_ids(cli_env):
+    listed = cli_env("list").stdout.splitlines()[1:]
+    return {line.split()[1]: line.split()[0] for line in listed}  # status -> call id
+
+
+def test_gc_removes_what_finished_calls_no_longer_need(cli_env, short_call, tmp_path):
+    assert cli_env("render", short_call, "-o", tmp_path / "done.mp4").returncode == 0
+    assert cli_env("render", short_call, "-o", tmp_path / "broken.mp4", extra={"VIDEO_PRESET": "no-such-preset"}).returncode == 1
+    ids = _call_ids(cli_env)
+    done, broken = ids["completed"], next(i for s, i in ids.items() if s in ("partial", "failed"))
+    kept_for_retry = _objects(tmp_path, broken)
+    assert f"recordings/{done}.mp3" in _objects(tmp_path, done) and f"videos/{done}.mp4" in _objects(tmp_path, done)
+
+    dry = cli_env("gc", "--dry-run")
+    assert dry.returncode == 0 and "would remove" in dry.stdout and f"recordings/{done}.mp3" in _objects(tmp_path, done)
+
+    result = cli_env("gc")
+    assert result.returncode == 0, result.stderr
+    # What the call's status still links to: the final video and its poster.
+    assert _objects(tmp_path, done) == [f"videos/{done}.jpg", f"videos/{done}.mp4"]
+    assert _objects(tmp_path, broken) == kept_for_retry  # `callreel retry` needs its inputs
+    assert json.loads(cli_env("status", done).stdout)["status"] == "completed"
+    assert "removed" in result.stdout
+
+    assert cli_env("gc", "--outputs").returncode == 0
+    assert _objects(tmp_path, done) == []
+    assert _objects(tmp_path, broken) == kept_for_retry
+    assert cli_env("gc").stdout.startswith("nothing to remove")

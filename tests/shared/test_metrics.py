@@ -80,6 +80,37 @@ def test_a_metric_that_cannot_be_recorded_never_raises(monkeypatch, caplog):
     assert "could not record metric" in caplog.text
 
 
+FIRST_USE_RACE = textwrap.dedent(
+    """
+    import threading, time
+    import prometheus_client.metrics as made
+    from prometheus_client import REGISTRY
+    from shared import metrics
+
+    # Making a metric is slow here, as it is under load: every thread is inside it at once.
+    make = made.MetricWrapperBase.__init__
+    def slow(self, *args, **kwargs):
+        time.sleep(0.2)
+        make(self, *args, **kwargs)
+    made.MetricWrapperBase.__init__ = slow
+
+    threads = [threading.Thread(target=metrics.call_ended, args=("completed",)) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(REGISTRY.get_sample_value("callreel_calls_ended_total", {"status": "completed"}))
+    """
+)
+
+
+def test_threads_recording_a_metric_first_at_once_lose_no_data_point():
+    out = subprocess.run([sys.executable, "-c", FIRST_USE_RACE], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "could not record metric" not in out.stderr, out.stderr
+    assert out.stdout.strip() == "16.0"
+
+
 def test_worker_metrics_count_messages_errors_and_durations(tmp_path):
     broker = StubBroker()
     # No process_boot here: that would switch this whole test process to multiprocess files.

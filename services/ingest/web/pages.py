@@ -42,6 +42,11 @@ from .transcripts import read_stored_transcript
 
 __all__ = ["add_operator_routes", "serialize_error", "send_page"]
 
+NO_SPEECH = (
+    '<p class="notice" id="no-speech">No one speaks in this recording: neither side has speech,'
+    " so the video shows the two still images and no word.</p>"
+)
+
 log = logging.getLogger("callreel.ingest.pages")
 
 FORM_MAX_BYTES = 4096
@@ -269,6 +274,7 @@ class CallPage(_Page):
             processing=f.duration_text(view["processing"]["seconds"]) + ("" if ended else " so far"),
             source=view["source"] or "—",
             error=Markup(f'<div class="error-box" id="call-error">{escape(view["error"])}</div>') if view["error"] else "",
+            no_speech=Markup(NO_SPEECH) if view["no_speech"] else "",
             retry=render("retry", id=view["id"], csrf=csrf) if view["status"] in RETRYABLE else "",
             video=join(videos),
             sides=join([*videos_of_sides, f.sides_table(view["sides"])]),

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from shared import keys
+from shared.errors import PermanentError
 from shared.models import Call, Segment, SideState, Stage, VideoStatus
 from tests.support import media
+from tests.support.outcomes import recording_outcomes
 from tests.support.processes import wait_gone
 
 from .conftest import CALL_ID, queued, tmp_entries
@@ -63,6 +65,20 @@ def test_silent_side_is_recorded_and_still_handed_on(db, make_call, split, stub_
     assert (call.caller_state, call.callee_state) == (SideState.PENDING, SideState.SILENT)
     assert call.callee_speech == []
     assert [m["side"] for m in generation_messages(stub_broker)] == ["callee", "caller"]
+
+
+def test_a_call_where_neither_side_speaks_is_marked_no_speech(db, make_call, split, stub_broker, tmp_path):
+    make_call(media.tone_call(tmp_path / "call.mp3", 3.0, (), ()))
+    split()
+    call = Call.get_by_id(CALL_ID)
+    assert (call.caller_state, call.callee_state) == (SideState.SILENT, SideState.SILENT)
+    assert call.no_speech is True
+
+
+def test_a_call_where_one_side_speaks_is_not_no_speech(db, make_call, split, stub_broker, tmp_path):
+    make_call(media.tone_call(tmp_path / "call.mp3", 3.0, CALLER[:1], ()))
+    split()
+    assert Call.get_by_id(CALL_ID).no_speech is False
 
 
 def test_swapped_mapping(db, s3, make_call, split, tmp_path, settings_env):
@@ -187,10 +203,15 @@ def test_wav_recording_on_sqlite(sqlite_db, s3, make_call, split, tmp_path):
 
 
 def test_unknown_call_and_invalid_id_are_dropped(db, split, stub_broker):
-    split(call_id="CA" + "0" * 32)
-    split(call_id="../../etc/passwd")
+    with recording_outcomes(stub_broker) as outcomes:
+        split(call_id="CA" + "0" * 32)
+        split(call_id="../../etc/passwd")
     assert queued(stub_broker, "generation") == []
     assert Call.select().count() == 0
+    # Each ran once and ended as meant: the unknown call quietly, the invalid id refused for good (not retried).
+    assert [(o.kwargs["call_id"], type(o.exception), o.retries) for o in outcomes] == [
+        ("CA" + "0" * 32, type(None), 0), ("../../etc/passwd", PermanentError, 0),
+    ]
 
 
 def test_dramatiq_time_limit_also_kills_ffmpeg(db, make_call, split, tmp_path, settings_env, slow_ffmpeg):

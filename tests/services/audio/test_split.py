@@ -152,6 +152,21 @@ def test_truncated_recording(tmp_path, workdir, settings_env):
         run_split(cut, workdir, settings)
 
 
+def test_a_recording_under_the_minimum_is_too_short_not_corrupt(tmp_path, workdir, settings_env):
+    """50 ms of audio: its MP3 header, padded to whole frames, says 0.2 s; that is no corruption."""
+    call = media.tone_call(tmp_path / "call.mp3", 0.05)
+    with pytest.raises(PermanentError, match=r"^recording is too short: 0\.05 s, less than the 1 s minimum \(RECORDING_MIN_SECONDS\)$"):
+        run_split(call, workdir, settings_env())
+
+
+def test_the_minimum_is_a_setting(tmp_path, workdir, settings_env):
+    call = media.tone_call(tmp_path / "call.mp3", 0.05)
+    with pytest.raises(PermanentError, match=r"less than the 0\.5 s minimum"):
+        run_split(call, workdir, settings_env(RECORDING_MIN_SECONDS="0.5"))
+    split = run_split(call, workdir, settings_env(RECORDING_MIN_SECONDS="0.02"))
+    assert split.duration == pytest.approx(0.05, abs=0.01)
+
+
 def test_timeout_kills_the_process_group(tmp_path, workdir, settings_env, slow_ffmpeg):
     wrapper, pids = slow_ffmpeg
     settings = settings_env(FFMPEG_BINARY=str(wrapper), SPLIT_TIMEOUT="1")

@@ -14,8 +14,21 @@ from shared.ffmpeg import VideoInfo, graph_file_option
 from tests.support.media import color_video, fake_binary, probe, tone_call
 
 
+# First bytes enough for shared.ffmpeg.inputs to know each file (nothing here decodes them).
+MP4_HEAD, MP3_HEAD = b"\x00\x00\x00\x18ftypisom", b"ID3\x04\x00"
+
+
+def _stub(path: Path, head: bytes) -> Path:
+    if not path.exists():
+        path.write_bytes(head)
+    return path
+
+
 def _spec(tmp_path: Path, **overrides) -> RenderSpec:
     info = VideoInfo(512, 512, 25.0, 1.5)
+    for name in ("a.mp4", "b.mp4", "big.mp4", "one.mp4"):
+        _stub(tmp_path / name, MP4_HEAD)
+    _stub(tmp_path / "rec.mp3", MP3_HEAD)
     clips = (Clip(tmp_path / "a.mp4", 0.5, 2.0, info), Clip(tmp_path / "b.mp4", 2.5, 3.5, info))
     values = dict(
         recording=tmp_path / "rec.mp3",
@@ -26,6 +39,16 @@ def _spec(tmp_path: Path, **overrides) -> RenderSpec:
         font=None,
     )
     return RenderSpec(**{**values, **overrides})
+
+
+def _inputs(args: list[str]) -> dict[str, list[str]]:
+    """Each input's path and the options before its ``-i`` (since the previous input)."""
+    found, start = {}, 1  # after the binary
+    for i, arg in enumerate(args):
+        if arg == "-i":
+            found[args[i + 1].removeprefix("file:")] = args[start:i]
+            start = i + 2
+    return found
 
 
 def _graph(args: list[str]) -> str:
@@ -47,11 +70,14 @@ def test_only_a_clip_halved_or_more_is_decoded_without_b_frame_deblocking(tmp_pa
     big = Clip(tmp_path / "big.mp4", 0.0, 4.0, VideoInfo(1280, 720, 25.0, 4.0))
     spec = _spec(tmp_path, callee=SideSpec("callee", "Customer", avatar_path("callee"), clips=(big,)))
     args = build_command(spec, tmp_path / "out.mp4")
-    decoded = {args[i + 1]: args[max(0, i - 2) : i] for i, arg in enumerate(args) if arg == "-i"}
-    assert decoded[str(big.path)] == ["-skip_loop_filter", "bidir"]
+    decoded = {path: dict(zip(options[::2], options[1::2])) for path, options in _inputs(args).items()}
+    assert decoded[str(big.path)] == {"-skip_loop_filter": "bidir", "-f": "mov", "-protocol_whitelist": "file"}
     # The 512×512 clips in 640×480 panels, the avatar still and the recording: decoded in full.
     others = [options for path, options in decoded.items() if path != str(big.path)]
     assert len(others) == 4 and all("-skip_loop_filter" not in options for options in others)
+    # Every file is opened as its one format, through the file protocol only (shared.ffmpeg.inputs).
+    assert sorted(options["-f"] for options in decoded.values()) == ["mov", "mov", "mov", "mp3", "png_pipe"], decoded
+    assert all(options["-protocol_whitelist"] == "file" for options in decoded.values())
 
 
 def _versioned(tmp_path: Path, version: str) -> str:
@@ -59,7 +85,11 @@ def _versioned(tmp_path: Path, version: str) -> str:
 
 
 def _clip_decoder_threads(args: list[str]) -> dict[str, str | None]:
-    return {args[i + 1]: (args[i - 1] if args[i - 2] == "-threads" else None) for i, a in enumerate(args) if a == "-i" and args[i + 1].endswith(".mp4")}
+    return {
+        path: (options[options.index("-threads") + 1] if "-threads" in options else None)
+        for path, options in _inputs(args).items()
+        if path.endswith(".mp4")
+    }
 
 
 def test_segmented_sides_decode_on_one_thread_each_under_a_threaded_ffmpeg_only(tmp_path):

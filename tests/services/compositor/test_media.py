@@ -31,6 +31,7 @@ def test_times_ffmpeg_prints_in_exponent_form(tmp_path, settings_env):
     )
     fake.chmod(0o755)
     settings = settings_env(FFMPEG_BINARY=str(fake))
+    (tmp_path / "any.mp3").write_bytes(b"ID3\x04\x00")  # an MP3 by its first bytes: the fake never reads it
     assert detect_speech(tmp_path / "any.mp3", settings, channel=1, duration=4.0) == [[2.5, 4.0]]
 
 

@@ -31,6 +31,7 @@ def test_a_render_without_sound_is_not_a_finished_video(tmp_path, settings_env):
 
 
 def test_a_report_that_is_not_json_is_invalid_media(tmp_path):
+    _clip(tmp_path / "any.mp4", sound=True)
     with pytest.raises(InvalidMedia, match="any.mp4: ffprobe output unreadable"):
         probe(tmp_path / "any.mp4", ffprobe=fake_binary(tmp_path / "ffprobe", "not json"))
 
@@ -43,7 +44,13 @@ def test_the_report_is_kept_in_the_call_folder_when_given_one(tmp_path):
 
 
 def test_a_file_ffprobe_cannot_read_fails_with_its_words(tmp_path):
-    (tmp_path / "junk.mp4").write_bytes(b"not a video at all")
+    (tmp_path / "junk.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom" + b"not a video at all" * 10)  # an MP4 by its first bytes only
     with pytest.raises(FFmpegFailed) as raised:
         probe(tmp_path / "junk.mp4", ffprobe="ffprobe")
-    assert "Invalid data" in raised.value.detail
+    assert "Invalid data" in raised.value.detail or "moov atom not found" in raised.value.detail, raised.value.detail
+
+
+def test_a_file_of_no_known_format_is_never_opened(tmp_path):
+    (tmp_path / "junk.mp4").write_bytes(b"not a video at all")
+    with pytest.raises(InvalidMedia, match=r"junk.mp4: not MP3 or WAV or MP4 or PNG or JPEG or WebP \(its content is none of those\)"):
+        probe(tmp_path / "junk.mp4", ffprobe=fake_binary(tmp_path / "ffprobe", "{}"))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.ffmpeg import FFmpegError, FFmpegFailed, FFmpegTimeout, Progress, run, summarise
+from shared.errors import TransientError
+from shared.ffmpeg import FFmpegError, FFmpegFailed, FFmpegKilled, FFmpegTimeout, Progress, run, summarise
 from tests.support.wait import wait_for
 
 
@@ -122,3 +123,21 @@ def test_ffmpeg_does_not_outlive_a_worker_that_dies(tmp_path):
     assert Path(marker).exists()  # FFmpeg was running…
     # …and went with the worker
     wait_for(lambda: _alive_with(marker) == [], timeout=5, what="FFmpeg to go with the worker", describe=lambda: str(_alive_with(marker)))
+
+
+def test_a_child_killed_from_outside_is_a_transient_failure(tmp_path):
+    """The OOM killer picks FFmpeg: nothing is wrong with the input, the message is retried."""
+    script = tmp_path / "oom-killed"
+    script.write_text("#!/bin/sh\necho 'half the frames' >&2\nkill -9 $$\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    with pytest.raises(FFmpegKilled) as raised:
+        run([str(script)], timeout=30, what="compose")
+    assert isinstance(raised.value, TransientError) and isinstance(raised.value, FFmpegFailed)
+    assert raised.value.returncode == -9
+    assert str(raised.value) == "compose failed (exit -9): killed by SIGKILL: half the frames"
+
+
+def test_a_failing_child_is_not_killed():
+    with pytest.raises(FFmpegFailed) as raised:
+        run(["sh", "-c", "echo bad input >&2; exit 1"], timeout=30)
+    assert not isinstance(raised.value, FFmpegKilled)

@@ -11,7 +11,7 @@ import pytest
 from callreel.cli import main
 from services.ingest.web.fragments import duration_text
 from shared import keys
-from shared.models import Segment, SideState, Stage, VideoStatus
+from shared.models import Call, Segment, SideState, Stage, VideoStatus
 from tests.services.ingest.conftest import API_TOKEN
 from tests.support.calls import make_call, sid
 
@@ -99,3 +99,18 @@ def test_the_one_rule_for_processing_time_and_length(web, s3):
     assert (first["processing"]["seconds"], first["duration"], first["recording"]["duration"]) == (75, 0.0, 61)
     second = web.simulate_get(f"/calls/{untimed}", headers=auth).json
     assert (second["processing"]["seconds"], second["duration"]) == (30, 42)
+
+
+def test_a_call_where_nobody_speaks_says_so_in_the_api_the_page_and_the_cli(web, s3, capsys):
+    call = timed_call(s3)
+    Call.update(no_speech=True).where(Call.id == call).execute()
+    api = web.simulate_get(f"/calls/{call}", headers={"Authorization": f"Bearer {API_TOKEN}"}).json
+    assert api["no_speech"] is True
+    assert main(["status", call]) == 0
+    assert json.loads(capsys.readouterr().out)["no_speech"] is True
+    page = web.simulate_get(f"/ops/calls/{call}", headers=web.cookie).text
+    assert re.search(r'<p class="notice" id="no-speech">No one speaks in this recording', page), page
+
+    spoken = untimed_call()
+    assert web.simulate_get(f"/calls/{spoken}", headers={"Authorization": f"Bearer {API_TOKEN}"}).json["no_speech"] is False
+    assert 'id="no-speech"' not in web.simulate_get(f"/ops/calls/{spoken}", headers=web.cookie).text
