@@ -14,6 +14,7 @@ The size: drawtext cannot shrink text to a width, so the label is measured
 with drawtext itself (one frame, one FFmpeg run: the same font, shaping and
 rasteriser as the render) at a reference size, and the size is scaled down
 until the box (text, its border and the margin either side) fits the panel.
+A name too long even at LABEL_MIN_SIZE is cut, and ends in "…".
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ __all__ = ["LABEL_MIN_SIZE", "default_size", "margin", "border", "font_for", "me
 
 log = logging.getLogger("callreel.compositor")
 
-LABEL_MIN_SIZE = 10
+LABEL_MIN_SIZE = 12  # smaller is unreadable on a phone: a longer name is shortened with an ellipsis instead
 REFERENCE_SIZE = 100  # the size a label is measured at: large enough that rounding is below a pixel at panel sizes
 MEASURE_TIMEOUT = 30
 FC_TIMEOUT = 10
@@ -110,7 +111,7 @@ def fit_size(reference_width: int, panel_w: int, largest: int) -> int:
     fits when it keeps the same gap on the right, i.e. ``2 × margin + width ≤ panel_w``.
     """
     for size in range(largest, LABEL_MIN_SIZE - 1, -1):
-        if 2 * margin(size) + reference_width * size / REFERENCE_SIZE / SAFETY <= panel_w:
+        if _fits(reference_width, size, panel_w):
             return size
     return LABEL_MIN_SIZE
 
@@ -132,11 +133,29 @@ def _fit_side(side: SideSpec, fallback: str, spec: RenderSpec, settings: Setting
     text_file.write_text(text, encoding="utf-8")
     try:
         width = measure(text_file, font, REFERENCE_SIZE, settings)
+        size = fit_size(width, panel.w, largest)
+        text = _shorten(text, text_file, font, width, panel.w, settings)
     except FFmpegError as exc:
         log.warning("could not measure the %s label (%s): drawn at its default size", side.side, exc)
-        width = 0
-    size = fit_size(width, panel.w, largest)
+        size = largest
     return dataclasses.replace(side, label=text, label_font=font, label_size=size)
+
+
+def _fits(width: int, size: int, panel_w: int) -> bool:
+    return 2 * margin(size) + width * size / REFERENCE_SIZE / SAFETY <= panel_w
+
+
+def _shorten(text: str, text_file: Path, font: Path, width: int, panel_w: int, settings: Settings) -> str:
+    """``text``, or as much of it as fits at LABEL_MIN_SIZE followed by "…" (``text_file`` rewritten to match)."""
+    for _ in range(8):  # each round cuts by the measured excess: two or three rounds in practice
+        if _fits(width, LABEL_MIN_SIZE, panel_w) or len(text) <= 1:
+            break
+        room = (panel_w - 2 * margin(LABEL_MIN_SIZE)) * SAFETY * REFERENCE_SIZE / LABEL_MIN_SIZE
+        keep = max(1, min(len(text.rstrip("…")) - 1, int(len(text) * room / width) - 1))
+        text = text.rstrip("…")[:keep].rstrip() + "…"
+        text_file.write_text(text, encoding="utf-8")
+        width = measure(text_file, font, REFERENCE_SIZE, settings)
+    return text
 
 
 def fit_labels(spec: RenderSpec, settings: Settings, fallbacks: dict[str, str] | None = None) -> RenderSpec:
