@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from shared import keys, pipeline
+from shared.avatars import AvatarError, store_avatar
 from shared.models import STAGES, Call, Stage, VideoStatus, utcnow
 from shared.ffmpeg import FFmpegError, probe_video
 from shared.logs import configure_logging
@@ -67,18 +68,45 @@ def _check_output(path: Path) -> None:
         raise CliError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-def render(recording: Path, output: Path, *, settings: Settings, quiet: bool = False, stream: IO[str] | None = None) -> int:
+def _store_avatars(call_id: str, avatars: dict[str, Path], settings: Settings) -> dict[str, str]:
+    """Check and store each given avatar image; the call's columns that name them. Every problem fails before any work."""
+    columns, problems = {}, []
+    for side, path in avatars.items():
+        try:
+            columns[f"{side}_avatar_url"] = store_avatar(call_id, side, path.read_bytes(), settings, get_storage())
+        except OSError as exc:
+            problems.append(f"--{side}-avatar {path}: cannot read it ({exc.strerror or exc})")
+        except AvatarError as exc:
+            problems.append(f"--{side}-avatar {path}: {exc}")
+    if problems:
+        raise CliError("; ".join(problems))
+    return columns
+
+
+def render(
+    recording: Path,
+    output: Path,
+    *,
+    settings: Settings,
+    quiet: bool = False,
+    stream: IO[str] | None = None,
+    presentation: dict[str, str] | None = None,
+    avatars: dict[str, Path] | None = None,
+) -> int:
+    """Render ``recording`` into ``output``; ``presentation``: the call's own columns (names, layout), ``avatars``: images by side."""
     _check_input(recording)
     _check_output(output)
     started = time.monotonic()
     stream = stream or sys.stderr
     watched = not quiet and _is_tty(stream)
     log_path = settings.data_dir / LOG_FILE
+    call_id = keys.new_call_id()
+    own = {**(presentation or {}), **_store_avatars(call_id, avatars or {}, settings)}
     with (_log_to(log_path, settings) if watched else nullcontext()) as log_stream, running_pipeline(settings, log_stream=log_stream):
-        call_id = keys.new_call_id()
         get_storage().upload_file(recording, keys.recording_key(call_id), "audio/mpeg")
         now = utcnow()
         Call.create(
+            **own,
             id=call_id,
             source="local",
             recording_url=recording.resolve().as_uri(),

@@ -6,7 +6,7 @@ or a content type the sender chose), at most AVATAR_MAX_BYTES, decodable by
 FFmpeg, and at least AVATAR_MIN_SIDE pixels on its short side (fal's talking
 heads are 512 px or more; a smaller face is upscaled into mush).
 
-The image is stored re-encoded, as FFmpeg decoded it: whatever else the file
+The image is stored re-encoded (AVATAR_MAX_SIDE on its long side at most), as FFmpeg decoded it: whatever else the file
 held (metadata, a second frame, trailing bytes) is not kept, and everything
 downstream reads one format.
 """
@@ -26,6 +26,12 @@ __all__ = ["AvatarError", "AVATAR_MAX_BYTES", "AVATAR_MIN_SIDE", "image_format",
 AVATAR_MAX_BYTES = 10 * 1024 * 1024
 AVATAR_MIN_SIDE = 256
 DECODE_TIMEOUT = 30
+# Stored no larger than this on the long side: fal's talking heads are 512-1024 px, and a 12-megapixel photo as
+# PNG would be a 20 MB input for fal to fetch for nothing.
+AVATAR_MAX_SIDE = 1536
+LIMIT_SIZE = (
+    f"scale='if(gte(iw,ih),min(iw,{AVATAR_MAX_SIDE}),-2)':'if(gte(iw,ih),-2,min(ih,{AVATAR_MAX_SIDE}))'"
+)
 
 
 class AvatarError(ValueError):
@@ -64,7 +70,7 @@ def check_avatar(data: bytes, settings: Settings, workdir: Path) -> Path:
     target = workdir / "avatar.png"
     try:
         run(
-            [settings.ffmpeg_binary, "-v", "error", "-nostdin", "-i", str(source), "-frames:v", "1", "-y", str(target)],
+            [settings.ffmpeg_binary, "-v", "error", "-nostdin", "-i", str(source), "-frames:v", "1", "-vf", LIMIT_SIZE, "-y", str(target)],
             timeout=DECODE_TIMEOUT,
             what="avatar decode",
         )

@@ -18,15 +18,17 @@ An avatar reference is one of: ``""`` (the shipped image), an object key under
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 from .models import Call
 from .settings import VIDEO_LAYOUTS, Settings
 
-__all__ = ["Presentation", "presentation_for", "is_stored_avatar", "CAPTIONS_MODES"]
+__all__ = ["Presentation", "presentation_for", "is_stored_avatar", "name_problem", "CAPTIONS_MODES", "NAME_MAX"]
 
 STORED_PREFIX = "avatars/"
 CAPTIONS_MODES = ("burn", "track", "off")
+NAME_MAX = 80  # characters: a label longer than this is cut on any panel anyway (services/compositor/labels.py)
 
 
 @dataclass(frozen=True)
@@ -69,3 +71,18 @@ def presentation_for(call: Call | None, settings: Settings) -> Presentation:
         video_layout=pick("video_layout", settings.video_layout, VIDEO_LAYOUTS),
         captions=pick("captions", settings.captions, CAPTIONS_MODES),
     )
+
+
+def name_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a side's name (a label drawn on its panel), or None when it can."""
+    if not isinstance(value, str):
+        return "must be a string"
+    if not value.strip():
+        return "must not be empty (null: the deployment's label)"
+    if len(value) > NAME_MAX:
+        return f"is {len(value)} characters long, at most {NAME_MAX}"
+    # Control characters (newlines, escapes, NUL) and line or paragraph separators would break the one-line label.
+    bad = sorted({f"U+{ord(c):04X}" for c in value if unicodedata.category(c) in ("Cc", "Zl", "Zp")})
+    if bad:
+        return f"has control characters ({', '.join(bad)})"
+    return None

@@ -179,3 +179,40 @@ def test_render_layout_overrides_the_configured_one_for_this_video(cli_env, shor
     assert (video["width"], video["height"]) == (1080, 1920)
     refused = cli_env("render", short_call, "-o", out, "--layout", "diagonal")
     assert refused.returncode == 2 and "invalid choice: 'diagonal'" in refused.stderr
+
+
+def test_render_names_and_avatars_of_this_call(cli_env, short_call, tmp_path):
+    out = tmp_path / "out.mp4"
+    avatar = tmp_path / "face.jpg"
+    media.ffmpeg("-f", "lavfi", "-i", "color=c=red:s=400x400", "-frames:v", "1", str(avatar))
+    result = cli_env(
+        "render", short_call, "-o", out, "-q", "--caller-name", "王小明", "--callee-name", "Renée Ørsted", "--caller-avatar", avatar
+    )
+    assert result.returncode == 0, result.stderr
+    call_id = re.search(r"\(call (CA[0-9a-f]{32})\)", result.stdout).group(1)
+    status = json.loads(cli_env("status", call_id).stdout)
+    assert status["presentation"] == {
+        "caller_name": "王小明",
+        "callee_name": "Renée Ørsted",
+        "caller_avatar_url": "uploaded",
+        "callee_avatar_url": None,
+        "video_layout": None,
+        "captions": None,
+    }
+    frame = media.frame_at(out, 2.0)
+    assert media.near(frame.pixel(320, 240), (255, 0, 0))  # the caller's local panel shows its own avatar
+    assert not media.near(frame.pixel(960, 240), (255, 0, 0))  # the callee's the shipped one
+
+
+def test_render_refuses_a_bad_avatar_or_name_before_any_work(cli_env, short_call, tmp_path):
+    small = tmp_path / "small.png"
+    media.ffmpeg("-f", "lavfi", "-i", "color=c=red:s=100x100", "-frames:v", "1", str(small))
+    text = tmp_path / "face.png"
+    text.write_text("not an image")
+    result = cli_env("render", short_call, "-o", tmp_path / "out.mp4", "--caller-avatar", small, "--callee-avatar", text)
+    assert result.returncode != 0
+    assert f"--caller-avatar {small}: 100×100 px: the short side must be at least 256 px" in result.stderr
+    assert f"--callee-avatar {text}: not a PNG, JPEG or WebP image" in result.stderr
+    assert not (tmp_path / "out.mp4").exists()
+    named = cli_env("render", short_call, "-o", tmp_path / "out.mp4", "--caller-name", "a\nb")
+    assert named.returncode == 2 and "the name has control characters (U+000A)" in named.stderr

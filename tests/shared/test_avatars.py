@@ -62,3 +62,10 @@ def test_nothing_is_stored_when_the_check_fails(tmp_path, local_store):
     with pytest.raises(AvatarError):
         store_avatar(CALL, "caller", b"not an image", get_settings(), local_store)
     assert not local_store.exists(f"avatars/{CALL}-caller.png")
+
+
+def test_a_large_photo_is_stored_no_larger_than_the_cap_keeping_its_shape(tmp_path, local_store):
+    key = store_avatar(CALL, "caller", image(tmp_path, "big.jpg", size="1000x3000"), get_settings(), local_store)
+    local_store.download_file(key, tmp_path / "stored.png")
+    stream = probe(tmp_path / "stored.png")["streams"][0]
+    assert (stream["width"], stream["height"]) == (512, avatars.AVATAR_MAX_SIDE)
