@@ -17,7 +17,7 @@ import falcon
 from shared.settings import Settings
 from shared.storage import Storage
 
-from .api import BacklogResource, CallListResource, CallResource, RetryResource
+from .api import AvatarResource, BacklogResource, CallListResource, CallResource, RetryResource
 from .auth import Authentication, TokenAuth
 from .backlog import BacklogReader
 from .media import MEDIA_PREFIX, MediaResource
@@ -46,6 +46,7 @@ class Console:
         app.add_route("/calls", CallListResource())
         app.add_route("/calls/{call_id}", CallResource(self._storage))
         app.add_route("/calls/{call_id}/retry", RetryResource())
+        app.add_route("/calls/{call_id}/avatars/{side}", AvatarResource(self._storage))
         app.add_route("/backlog", BacklogResource(self.backlog))
         add_operator_routes(app, self.signer, self._storage, self.backlog, self.login_throttle, self.client)
         app.add_route(MEDIA_PREFIX + "{key:path}", MediaResource(self._storage))
