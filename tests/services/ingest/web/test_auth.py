@@ -13,7 +13,7 @@ from tests.services.ingest.conftest import API_TOKEN
 
 # The routes anyone may call; a route that joins them must be added here, on purpose.
 PUBLIC_ROUTES = {"/twilio/recording-status", "/healthz", "/ops/login", "/ops/static/{name}", "/", "/ops"}
-PARAMS = {"{call_id}": "CA" + "1" * 32, "{key:path}": f"videos/CA{'1' * 32}.mp4", "{name}": "operator.css"}
+PARAMS = {"{call_id}": "CA" + "1" * 32, "{key:path}": f"videos/CA{'1' * 32}.mp4", "{name}": "operator.css", "{side}": "caller"}
 
 
 def concrete(template: str) -> str:
