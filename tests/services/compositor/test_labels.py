@@ -97,3 +97,29 @@ def test_right_to_left_names_render(tmp_path, name):
     size = spec.caller.label_size
     whites = [x for y in range(margin(size), margin(size) + size) for x in range(panel.x, panel.x + panel.w) if near(frame.pixel(x, y), WHITE, 60)]
     assert len(whites) > 30
+
+
+def test_compose_uses_the_calls_own_layout_name_and_avatar(calls, s3, tmp_path):
+    from services.compositor.composer import compose_call
+    from shared import keys
+    from shared.avatars import store_avatar
+    from shared.models import Call
+    from shared.settings import get_settings
+    from tests.support.media import probe
+
+    call = calls.call(duration=2.0, caller_speech=((0.2, 1.0),), callee_speech=((1.2, 1.8),), caller_name="王小明", video_layout="vertical")
+    image = tmp_path / "face.png"
+    ffmpeg("-f", "lavfi", "-i", "color=c=red:s=400x400", "-frames:v", "1", str(image))
+    Call.update(callee_avatar_url=store_avatar(call.id, "callee", image.read_bytes(), get_settings(), s3)).where(Call.id == call.id).execute()
+    outcome = compose_call(Call.get_by_id(call.id), get_settings(), s3)
+    assert outcome.status == "completed", outcome.reasons
+    video = tmp_path / "out.mp4"
+    s3.download_file(keys.video_key(call.id), video)
+    stream = next(s for s in probe(video)["streams"] if s["codec_type"] == "video")
+    assert (stream["width"], stream["height"]) == (1080, 1920)  # the call's layout, not VIDEO_LAYOUT's side-by-side
+    frame = frame_at(video, 1.0)
+    assert near(frame.pixel(540, 960 + 480), RED)  # the callee's panel (below) shows the call's own avatar
+    assert not near(frame.pixel(540, 480), RED)  # the caller's the shipped one
+    size = default_size(960)
+    whites = [x for y in range(margin(size), margin(size) + size) for x in range(0, 400) if near(frame.pixel(x, y), WHITE, 60)]
+    assert len(whites) > 50  # the CJK name is drawn (in a font that has it)
