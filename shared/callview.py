@@ -17,8 +17,9 @@ The three used to build their own, and disagreed on two figures:
 
 Video links depend on who reads: the app gives browsers a presigned URL or its
 own ``/media/`` route, the command line the store's URL. So :func:`call_view`
-takes ``link``, called only with the key of one of this call's own videos
-(whatever a URL column holds, nothing else is ever signed).
+takes ``link``, called only with the key of one of this call's own videos,
+its transcript or its captions (whatever a URL column holds, nothing else is
+ever signed).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import datetime as dt
 import re
 from typing import Any, Callable
 
+from . import keys
 from .calls import call_segments, processing_seconds, stage_timeline
-from .models import SIDES, Call, utcnow
+from .models import SIDES, Call, TranscriptStatus, utcnow
 from .presentation import is_stored_avatar
 
 __all__ = ["VideoLink", "video_key_in", "call_duration", "call_view", "presentation_view", "as_json"]
@@ -53,6 +55,14 @@ def call_duration(call: Call) -> float | None:
 def _own_video(call_id: str, stored_url: str | None, link: VideoLink) -> str | None:
     key = video_key_in(call_id, stored_url)
     return link(key) if key else None
+
+
+def _own_object(call_id: str, stored_url: str | None, key_of: Callable[[str], str], link: VideoLink) -> str | None:
+    """A link to this call's transcript or captions (``key_of`` names it) when the column holds a URL of it."""
+    if not stored_url:
+        return None
+    key = key_of(call_id)
+    return link(key) if stored_url.endswith(key) else None
 
 
 def _segment_video(call_id: str, key: str | None, link: VideoLink) -> str | None:
@@ -107,6 +117,10 @@ def call_view(call: Call, link: VideoLink, now: dt.datetime | None = None) -> di
         "sides": sides,
         "stages": stages,
         "segments": segments,
+        "transcript_status": call.transcript_status or TranscriptStatus.NONE,
+        "transcript_error": call.transcript_error,
+        "transcript_url": _own_object(call.id, call.transcript_url, keys.transcript_key, link),
+        "captions_url": _own_object(call.id, call.captions_url, keys.captions_key, link),
         "processing": {
             "started_at": call.video_processing_started_at,
             "completed_at": call.video_processing_completed_at,

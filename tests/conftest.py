@@ -160,6 +160,14 @@ def rabbitmq_url():
 
 
 @pytest.fixture
+def own_rabbitmq_url(rabbitmq_url):
+    """A vhost of this test's own, for tests that leave messages in the services' queues or read them all."""
+    url = services.create_vhost()
+    yield url
+    services.delete_vhost(url)
+
+
+@pytest.fixture
 def stub_broker(settings_env):
     """The in-process broker, Dramatiq's global one; flushed before and after.
 

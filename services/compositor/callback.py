@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from shared.models import Call
+from shared.models import Call, TranscriptStatus
 from shared.settings import Settings
 
 __all__ = ["SIGNATURE_HEADER", "EVENT_HEADER", "EVENT_ID_HEADER", "sign", "signature_header", "verify", "status_payload", "send_status"]
@@ -104,6 +104,11 @@ def status_payload(call: Call, event_id: str) -> dict[str, Any]:
         "video_processing_completed_at": _iso(call.video_processing_completed_at),
         "video_processing_duration": call.video_processing_duration,
         "recording_sid": call.recording_sid,
+        # Captions never fail a video: a call can be completed with its transcript failed (the reason in transcript_error).
+        "transcript_status": call.transcript_status or TranscriptStatus.NONE,
+        "transcript_error": call.transcript_error,
+        "transcript_url": call.transcript_url,
+        "captions_url": call.captions_url,
     }
 
 

@@ -79,9 +79,9 @@ def test_give_up_marks_the_call_failed_only_when_retries_are_exhausted(sqlite_db
 
 
 @pytest.mark.rabbitmq
-def test_round_trip_through_real_rabbitmq(rabbitmq_url):
+def test_round_trip_through_real_rabbitmq(own_rabbitmq_url):
     """send() publishes with confirms to the real server; a worker on the service's queue receives it."""
-    settings = load_settings({"BROKER_URL": rabbitmq_url})
+    settings = load_settings({"BROKER_URL": own_rabbitmq_url})
     broker = build_broker(settings)
     assert broker.confirm_delivery is True
     received, done = [], threading.Event()

@@ -25,6 +25,7 @@ from .pages import add_operator_routes
 from .session import SessionSigner
 from .address import ClientAddress
 from .throttle import API_BUCKET, LOGIN_BUCKET, SharedFailureThrottle
+from .transcripts import TranscriptResource
 
 __all__ = ["Console"]
 
@@ -34,6 +35,7 @@ class Console:
 
     def __init__(self, settings: Settings, storage: Callable[[], Storage]) -> None:
         self._storage = storage
+        self.settings = settings
         limit, window = settings.auth_max_failures, settings.auth_failure_window
         self.client = ClientAddress(settings.trusted_proxy_hops)
         self.api_throttle = SharedFailureThrottle(API_BUCKET, limit, window)
@@ -47,6 +49,7 @@ class Console:
         app.add_route("/calls/{call_id}", CallResource(self._storage))
         app.add_route("/calls/{call_id}/retry", RetryResource())
         app.add_route("/calls/{call_id}/avatars/{side}", AvatarResource(self._storage))
+        app.add_route("/calls/{call_id}/transcript", TranscriptResource(self.settings, self._storage))
         app.add_route("/backlog", BacklogResource(self.backlog))
-        add_operator_routes(app, self.signer, self._storage, self.backlog, self.login_throttle, self.client)
+        add_operator_routes(app, self.signer, self._storage, self.backlog, self.login_throttle, self.client, self.settings)
         app.add_route(MEDIA_PREFIX + "{key:path}", MediaResource(self._storage))

@@ -14,6 +14,8 @@ from shared.calls import processing_seconds
 from shared.callview import call_duration
 from shared.models import Call
 
+from shared.transcript import Transcript
+
 from .backlog import Backlog
 from .templating import Markup, escape, join, render
 
@@ -29,6 +31,8 @@ __all__ = [
     "sides_table",
     "video_figure",
     "message_box",
+    "clock_text",
+    "transcript_section",
 ]
 
 
@@ -204,3 +208,49 @@ def message_box(text: str | None, *, bad: bool = False) -> Markup:
     if not text:
         return Markup("")
     return Markup(f'<div class="notice{" bad" if bad else ""}" role="status">{escape(text)}</div>')
+
+
+def clock_text(seconds: float) -> str:
+    """A time in a recording as a player shows it (cut to tenths, not rounded up): ``0:07.4``, ``12:03.0``, ``1:02:03.0``."""
+    tenths = int(seconds * 10 + 1e-6)
+    minutes, rest = divmod(tenths, 600)
+    hours, minutes = divmod(minutes, 60)
+    clock = f"{minutes:d}:{rest // 10:02d}.{rest % 10:d}"
+    return f"{hours:d}:{minutes:02d}:{rest // 10:02d}.{rest % 10:d}" if hours else clock
+
+
+def _turn(number: int, turn: Any, names: dict[str, str], video: tuple[str, str] | None) -> Markup:
+    at = f"{turn.start:.3f}".rstrip("0").rstrip(".")
+    stamp = Markup(f'<time datetime="PT{escape(at)}S">{escape(clock_text(turn.start))}</time>')
+    if video:
+        # A media-fragment link: without script it opens the video at this time; operator.js seeks the player instead.
+        src, element_id = video
+        stamp = Markup(f'<a class="seek" href="{escape(src)}#t={escape(at)}" data-seek="{escape(at)}" data-video="{escape(element_id)}">{stamp}</a>')
+    return Markup(
+        f'<li class="turn {escape(turn.speaker)}" id="turn-{number}" data-start="{escape(at)}" data-end="{turn.end:.3f}">'
+        f'{stamp} <bdi class="speaker">{escape(names[turn.speaker])}</bdi> <span class="text" dir="auto">{escape(turn.text)}</span></li>'
+    )
+
+
+def transcript_section(
+    status: str,
+    error: str | None,
+    transcript: Transcript | None,
+    names: dict[str, str],
+    *,
+    video: tuple[str, str] | None,
+    problem: str | None = None,
+) -> Markup:
+    """The transcript under the video, turn by turn with times; each time seeks ``video`` (its src and element id)."""
+    head = Markup(f'<h3>Transcript {badge(status)}</h3>')
+    notes = [message_box(error, bad=True), message_box(problem, bad=True)]
+    if transcript is None:
+        empty = {
+            "none": "No transcript: none was supplied, and speech-to-text is off for this call.",
+            "transcribing": "Speech-to-text is running; the transcript shows here when it is done.",
+            "failed": "No transcript: the video has no captions.",
+        }.get(status, "No transcript to show.")
+        body = Markup(f'<p class="muted">{escape(empty)}</p>')
+    else:
+        body = Markup(f'<ol class="turns">{join(_turn(n, t, names, video) for n, t in enumerate(transcript.turns, start=1))}</ol>')
+    return Markup(f'<section class="transcript" id="transcript">{head}{join(notes, "")}{body}</section>')

@@ -1,11 +1,14 @@
 """Where a browser fetches a call's videos: presigned S3 URLs, or ``/media/{key}`` for a local store.
 
+The same goes for its transcript (``transcripts/{callId}.json``) and captions
+(``captions/{callId}.vtt``), which the status API links to as it links videos.
+
 Videos are private objects. With S3 the answer carries presigned URLs that
 expire (``PRESIGNED_URL_EXPIRY``). A local-folder store (embedded mode,
 ``callreel serve``) has no URL a browser could use, so this app serves those
 objects itself, behind the same authentication as the page, with byte ranges
-so a ``<video>`` element can seek. Only video keys of the shapes
-``shared.keys`` makes are ever signed or served, whatever a column holds.
+so a ``<video>`` element can seek. Only keys of the shapes ``shared.keys``
+makes for these objects are ever signed or served, whatever a column holds.
 """
 
 from __future__ import annotations
@@ -22,20 +25,26 @@ from shared.storage import LocalStorage, Storage, check_key
 
 from .auth import SESSION_OR_TOKEN
 
-__all__ = ["MEDIA_PREFIX", "VIDEO_KEY_RE", "video_src", "video_link", "MediaResource"]
+__all__ = ["MEDIA_PREFIX", "VIDEO_KEY_RE", "TEXT_KEY_RE", "video_src", "video_link", "MediaResource"]
 
 MEDIA_PREFIX = "/media/"
 VIDEO_KEY_RE = re.compile(r"^videos/CA[0-9a-f]{32}(?:-(?:caller|callee)(?:-\d{3})?)?\.mp4$")
+TEXT_KEY_RE = re.compile(r"^(?:transcripts/CA[0-9a-f]{32}\.json|captions/CA[0-9a-f]{32}\.vtt)$")
+CONTENT_TYPES = {".mp4": "video/mp4", ".json": "application/json; charset=utf-8", ".vtt": "text/vtt; charset=utf-8"}
 CHUNK = 256 * 1024
 
 
 def video_src(storage: Storage, key: str | None) -> str | None:
     """A URL a browser can play ``key`` from: presigned on S3, this app's media route for a local store."""
-    if not key or not VIDEO_KEY_RE.match(key):
+    if not key or not _served(key):
         return None
     if isinstance(storage, LocalStorage):
         return MEDIA_PREFIX + check_key(key)
     return storage.presigned_url(key)
+
+
+def _served(key: str) -> bool:
+    return bool(VIDEO_KEY_RE.match(key) or TEXT_KEY_RE.match(key))
 
 
 def video_link(storage: Storage) -> VideoLink:
@@ -77,7 +86,7 @@ def _read(path: Path, first: int, length: int) -> Iterator[bytes]:
 
 
 class MediaResource:
-    """``GET /media/{key}``: a video of the local store, for a signed-in operator or a bearer token."""
+    """``GET /media/{key}``: a video (or transcript, captions) of the local store, for a signed-in operator or a bearer token."""
 
     access = SESSION_OR_TOKEN
     uses_database = False  # a session or a token is checked without it
@@ -91,13 +100,13 @@ class MediaResource:
             check_key(key)
         except ValueError:
             raise falcon.HTTPNotFound() from None
-        if not isinstance(storage, LocalStorage) or not VIDEO_KEY_RE.match(key):
+        if not isinstance(storage, LocalStorage) or not _served(key):
             raise falcon.HTTPNotFound()  # S3 objects are fetched by presigned URL, never through here
         path = storage.path(key)
         if not path.is_file():
             raise falcon.HTTPNotFound()
         size = path.stat().st_size
-        resp.content_type = "video/mp4"
+        resp.content_type = CONTENT_TYPES[path.suffix]
         resp.set_header("Accept-Ranges", "bytes")
         resp.set_header("Cache-Control", "private, no-cache")
         resp.set_header("X-Content-Type-Options", "nosniff")

@@ -4,7 +4,7 @@ Routes (all under ``/ops``; ``/`` redirects to the list):
 
 - ``GET|POST /ops/login``, ``POST /ops/logout`` — the API token for a session cookie (session.py)
 - ``GET /ops/calls`` — calls newest first, filtered by status/stage, searched by id prefix, with the backlog
-- ``GET /ops/calls/{callId}`` — one call: videos, stage timeline, error, segments
+- ``GET /ops/calls/{callId}`` — one call: videos, its transcript (each line seeks the video), stage timeline, error, segments
 - ``POST /ops/calls/{callId}/retry`` — ``shared.retry.retry_call``, for failed and partial calls (CSRF token)
 - ``GET /ops/static/{name}`` — the stylesheet and script
 
@@ -25,8 +25,10 @@ import falcon
 from falcon.app_helpers import default_serialize_error
 
 from shared.callview import call_view
-from shared.models import STAGES, Call, VideoStatus, utcnow
+from shared.models import STAGES, Call, TranscriptStatus, VideoStatus, utcnow
+from shared.settings import Settings
 from shared.storage import Storage
+from shared.transcript import DEFAULT_NAMES, SPEAKERS, Transcript
 
 from . import fragments as f
 from .api import find_call, retry
@@ -37,6 +39,7 @@ from .media import video_link
 from .session import LOGIN_PATH, Session, SessionSigner, safe_next
 from .throttle import Throttle
 from .templating import Markup, escape, join, render
+from .transcripts import read_stored_transcript
 
 __all__ = ["add_operator_routes", "serialize_error", "send_page"]
 
@@ -216,9 +219,10 @@ class CallListPage(_Page):
 
 
 class CallPage(_Page):
-    def __init__(self, signer: SessionSigner, storage: Callable[[], Storage]) -> None:
+    def __init__(self, signer: SessionSigner, storage: Callable[[], Storage], settings: Settings) -> None:
         super().__init__(signer)
         self._storage = storage
+        self.settings = settings
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, call_id: str) -> None:
         session: Session = req.context.session
@@ -261,11 +265,27 @@ class CallPage(_Page):
             sides=join([Markup('<div class="videos">'), *sides, Markup("</div>"), f.sides_table(view["sides"])] if sides else [f.sides_table(view["sides"])]),
             timeline=f.timeline_table(view, now),
             segments=f.segments_table(view["segments"]),
+            transcript=self._transcript(call, view, "final-video" if final else None),
         )
         send_page(
             resp, title=f"Call {view['id']}", content=content, csrf=csrf, status=status,
             refresh=None if ended else REFRESH_SECONDS, media=[final, *side_urls.values(), *(s["video_url"] for s in view["segments"])],
         )
+
+
+    def _transcript(self, call: Call, view: dict, element_id: str | None) -> Markup:
+        """The words under the video; a stored transcript that cannot be read is said, not a broken page."""
+        transcript: Transcript | None = None
+        problem = None
+        try:
+            transcript = read_stored_transcript(self._storage(), call, self.settings.transcript_max_bytes)
+        except ValueError as exc:
+            problem = f"The transcript cannot be shown: {exc}."
+        labels = {"caller": call.caller_name or self.settings.caller_label, "callee": call.callee_name or self.settings.callee_label}
+        names = {side: (labels[side] or "").strip() or DEFAULT_NAMES[side] for side in SPEAKERS}
+        video = (view["video_url"], element_id) if element_id else None
+        status = view["transcript_status"] or TranscriptStatus.NONE
+        return f.transcript_section(status, view["transcript_error"], transcript, names, video=video, problem=problem)
 
 
 def _notice(retried: str | None) -> Markup:
@@ -325,8 +345,9 @@ def add_operator_routes(
     backlog: BacklogReader,
     throttle: Throttle,
     client: Callable[[falcon.Request], str],
+    settings: Settings,
 ) -> None:
-    call_page = CallPage(signer, storage)
+    call_page = CallPage(signer, storage, settings)
     app.add_route("/", Redirect("/ops/calls"))
     app.add_route("/ops", Redirect("/ops/calls"))
     app.add_route(LOGIN_PATH, LoginPage(signer, throttle, client))

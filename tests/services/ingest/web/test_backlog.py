@@ -73,10 +73,10 @@ def test_the_backlog_as_json_behind_the_token(pg_db, stub_broker, ingest_env):
 
 @pytest.mark.rabbitmq
 @pytest.mark.rabbitmq_management
-def test_queue_numbers_come_from_rabbitmqs_management_api(sqlite_db, rabbitmq_url):
+def test_queue_numbers_come_from_rabbitmqs_management_api(sqlite_db, own_rabbitmq_url):
     from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-    broker = RabbitmqBroker(url=rabbitmq_url)
+    broker = RabbitmqBroker(url=own_rabbitmq_url)
     try:
         for queue in ("ingest", "audio", "generation", "compositor"):
             broker.declare_queue(queue)
@@ -88,7 +88,7 @@ def test_queue_numbers_come_from_rabbitmqs_management_api(sqlite_db, rabbitmq_ur
         broker.enqueue(Message(queue_name="compositor", actor_name="compose", args=(), kwargs={}, options={}))
     finally:
         broker.close()
-    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+    connection = pika.BlockingConnection(pika.URLParameters(own_rabbitmq_url))
     try:
         channel = connection.channel()
         method, _, _ = channel.basic_get("compositor", auto_ack=False)
@@ -96,7 +96,7 @@ def test_queue_numbers_come_from_rabbitmqs_management_api(sqlite_db, rabbitmq_ur
         assert channel.basic_get("ingest", auto_ack=False)[0] is not None  # taken, not yet acked: in progress
         Call.create(id="CA" + "2" * 32, stage=Stage.AUDIO, video_status=VideoStatus.PENDING)
 
-        reader = BacklogReader(settings(RABBITMQ_MANAGEMENT_URL=MANAGEMENT, BROKER_URL=rabbitmq_url))
+        reader = BacklogReader(settings(RABBITMQ_MANAGEMENT_URL=MANAGEMENT, BROKER_URL=own_rabbitmq_url))
         wanted = {"ingest": (0, 1, 0, 0, 0), "audio": (3, 0, 0, 0, 1), "generation": (0, 0, 2, 0, 0), "compositor": (0, 0, 0, 1, 0)}
         deadline = time.monotonic() + 60  # the management API refreshes its numbers every few seconds
         while True:

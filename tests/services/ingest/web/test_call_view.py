@@ -42,6 +42,8 @@ def timed_call(s3) -> str:
         caller_state=SideState.GENERATED, callee_state=SideState.GENERATED, caller_duration=30.5, callee_duration=29.0,
         ingest_started_at=T0, ingest_finished_at=T0 + dt.timedelta(seconds=3), ingest_attempts=1,
         video_processing_started_at=T0, video_processing_completed_at=T0 + dt.timedelta(seconds=80), video_processing_duration=75,
+        transcript_status="completed", transcript_url=s3.object_url(keys.transcript_key(call)),
+        captions_url=s3.object_url(keys.captions_key(call)),
     )
     Segment.create(call_id=call, side="caller", index=0, start=0, end=4.5, state="done", fal_request_id="req-1", attempts=1,
                    video_key=keys.segment_video_key(call, "caller", 0), submitted_at=T0, finished_at=T0 + dt.timedelta(seconds=40))
@@ -60,9 +62,9 @@ def untimed_call() -> str:
 
 
 def without_signatures(view):
-    """The view with each video URL reduced to its path: the API presigns for a browser, the CLI for itself."""
+    """The view with each URL (videos, transcript, captions) reduced to its path: the API presigns for a browser, the CLI for itself."""
     if isinstance(view, dict):
-        return {k: (urlsplit(v).path if k == "video_url" and v else without_signatures(v)) for k, v in view.items()}
+        return {k: (urlsplit(v).path if k.endswith("_url") and v else without_signatures(v)) for k, v in view.items()}
     if isinstance(view, list):
         return [without_signatures(item) for item in view]
     return view
@@ -75,6 +77,12 @@ def test_the_api_the_page_and_the_cli_agree(web, s3, capsys, make):
     assert main(["status", call]) == 0
     cli = json.loads(capsys.readouterr().out)
     assert without_signatures(cli) == without_signatures(api)
+    if make is timed_call:
+        assert (cli["transcript_status"], urlsplit(cli["transcript_url"]).path, urlsplit(cli["captions_url"]).path) == (
+            "completed", f"/{s3.bucket}/{keys.transcript_key(call)}", f"/{s3.bucket}/{keys.captions_key(call)}",
+        )
+    else:
+        assert (cli["transcript_status"], cli["transcript_url"], cli["captions_url"]) == ("none", None, None)
 
     page = web.simulate_get(f"/ops/calls/{call}", headers=web.cookie).text
     facts = dict(re.findall(r"<dt>(\w+)</dt><dd[^>]*>(.*?)</dd>", page))

@@ -89,3 +89,21 @@ def test_with_s3_the_route_serves_nothing(pg_db, stub_broker, ingest_env, s3):
     put(s3, keys.video_key(CALL), b"video", "video/mp4")
     client = falcon.testing.TestClient(create_app())
     assert get(client).status_code == 404  # S3 videos are fetched by presigned URL
+
+
+def test_a_local_stores_transcript_and_captions_are_linked_and_served(media, local_store):
+    """With a local store, the status API links the call's transcript and captions to this route too."""
+    put(local_store, keys.transcript_key(CALL), b'{"turns": []}\n')
+    put(local_store, keys.captions_key(CALL), b"WEBVTT\n")
+    Call.create(
+        id=CALL, video_status=VideoStatus.COMPLETED, transcript_status="supplied",
+        transcript_url=local_store.object_url(keys.transcript_key(CALL)), captions_url=local_store.object_url(keys.captions_key(CALL)),
+    )
+    view = media.simulate_get(f"/calls/{CALL}", headers=AUTH).json
+    assert (view["transcript_url"], view["captions_url"]) == (f"/media/transcripts/{CALL}.json", f"/media/captions/{CALL}.vtt")
+    transcript, captions = get(media, keys.transcript_key(CALL)), get(media, keys.captions_key(CALL))
+    assert (transcript.content, transcript.headers["content-type"]) == (b'{"turns": []}\n', "application/json; charset=utf-8")
+    assert (captions.content, captions.headers["content-type"]) == (b"WEBVTT\n", "text/vtt; charset=utf-8")
+    for key in (f"transcripts/{CALL}.vtt", f"captions/{CALL}.json", f"transcripts/{CALL}.json.bak"):
+        assert get(media, key).status_code == 404, key
+    assert get(media, keys.captions_key(CALL), headers={}).status_code == 401

@@ -10,6 +10,7 @@ operator-call-list.png, for a person to look at.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import sys
 from pathlib import Path
@@ -18,11 +19,12 @@ import httpx
 import pytest
 
 from shared import keys
-from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
+from shared.models import Call, Segment, SegmentState, SideState, Stage, TranscriptStatus, VideoStatus, utcnow
 from tests.services.ingest.conftest import API_TOKEN
 from tests.services.ingest.test_processes import service_env, start, stop, wait_until
 from tests.support.fake_twilio import account_sid, call_sid, recording_sid
 from tests.support.media import color_video
+from tests.support.objects import put
 from tests.support.services import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.rabbitmq_management]
@@ -31,6 +33,12 @@ ROOT = Path(__file__).resolve().parents[4]
 BIN = Path(sys.executable).parent
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
+#: The words of the finished calls (their videos are 3 s long): a line in Arabic, one with emoji, one hostile.
+TRANSCRIPT = [
+    {"speaker": "caller", "start": 0.2, "end": 1.2, "text": "Hello, this is the clinic. How can I help?"},
+    {"speaker": "callee", "start": 1.4, "end": 2.2, "text": "مرحبا، أريد موعدا 🙂"},
+    {"speaker": "caller", "start": 2.3, "end": 2.9, "text": "<script>alert('not run')</script> Of course."},
+]
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -87,8 +95,10 @@ def seed_calls(s3, workdir: Path) -> dict[str, str]:
             audio_duration=3.0, video_url=s3.object_url(keys.video_key(call)),
             video_processing_completed_at=ago(began - 53), video_processing_duration=53,
             video_error_message=None if status == VideoStatus.COMPLETED else "callee: fal job failed 3 times: 500 from the model",
+            transcript_status=TranscriptStatus.SUPPLIED, transcript_url=s3.object_url(keys.transcript_key(call)),
             **side,
         )
+        put(s3, keys.transcript_key(call), json.dumps({"turns": TRANSCRIPT}).encode(), "application/json")
         Segment.create(call_id=call, side="caller", index=0, start=0, end=3.0, state=SegmentState.COMPLETED,
                        fal_request_id=f"9a8b7c6d-{name}-caller", attempts=1, video_key=keys.segment_video_key(call, "caller", 0),
                        submitted_at=ago(began - 5), finished_at=ago(began - 35))
@@ -216,6 +226,16 @@ def test_an_operator_logs_in_filters_watches_a_video_and_retries_a_failed_call(s
     page.evaluate("document.querySelector('#final-video').pause()")
     for side in ("caller", "callee"):
         page.wait_for_function(f"() => document.querySelector('#{side}-video').readyState >= 1", timeout=30_000)
+    # The transcript under the video: a line's time seeks the player (operator.js), and the line is marked as it plays.
+    turns = page.locator("#transcript li.turn")
+    assert turns.count() == 3
+    assert "مرحبا" in turns.nth(1).inner_text() and "<script>alert('not run')</script>" in turns.nth(2).inner_text()
+    turns.nth(1).locator("a.seek").click()
+    page.wait_for_function("() => Math.abs(document.querySelector('#final-video').currentTime - 1.4) < 0.05", timeout=10_000)
+    assert page.url == f"{base}/ops/calls/{ids['completed']}"  # seeked in place, not navigated to the video
+    page.wait_for_function("() => document.querySelector('#turn-2').classList.contains('now')", timeout=10_000)
+    turns.nth(0).locator("a.seek").click()
+    page.wait_for_function("() => Math.abs(document.querySelector('#final-video').currentTime - 0.2) < 0.05", timeout=10_000)
     assert page.locator("#timeline tr[data-stage=generation]").inner_text().count("UTC") == 2
     assert "9a8b7c6d-completed-caller" in page.inner_text("#segments")
     assert page.locator("#retry").count() == 0
