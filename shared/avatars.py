@@ -71,7 +71,7 @@ def _decode(data: bytes, kind: str) -> Image.Image:
     return ImageOps.exif_transpose(image)
 
 
-def check_avatar(data: bytes, settings: Settings, workdir: Path) -> Path:
+def check_avatar(data: bytes, workdir: Path) -> Path:
     """The image re-encoded as ``workdir/avatar.png`` if ``data`` passes every check, else AvatarError."""
     problems = []
     kind = image_format(data)
@@ -96,6 +96,6 @@ def store_avatar(call_id: str, side: str, data: bytes, settings: Settings, stora
     """Check ``data`` (AvatarError) and store it as the call's ``side`` avatar; returns the object key."""
     key = keys.call_avatar_key(call_id, side, "png")
     with tempfile.TemporaryDirectory(prefix="callreel-avatar-", dir=settings.tmp_dir or None) as folder:
-        image = check_avatar(data, settings, Path(folder))
+        image = check_avatar(data, Path(folder))
         storage.upload_file(image, key, content_type="image/png")
     return key

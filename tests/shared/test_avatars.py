@@ -34,27 +34,27 @@ def test_each_accepted_format_is_recognised_and_stored_as_png(tmp_path, local_st
 def test_a_gif_is_refused_by_its_bytes_whatever_its_name(tmp_path):
     data = image(tmp_path, "a.gif")
     with pytest.raises(AvatarError) as caught:
-        check_avatar(data, get_settings(), tmp_path)
+        check_avatar(data, tmp_path)
     assert caught.value.problems == ["not a PNG, JPEG or WebP image"]
 
 
 def test_a_small_image_names_its_size(tmp_path):
     data = image(tmp_path, "small.png", size=f"{AVATAR_MIN_SIDE - 2}x600")
     with pytest.raises(AvatarError, match=rf"{AVATAR_MIN_SIDE - 2}×600 px: the short side must be at least {AVATAR_MIN_SIDE} px"):
-        check_avatar(data, get_settings(), tmp_path)
-    assert check_avatar(image(tmp_path, "ok.png", size=f"{AVATAR_MIN_SIDE}x{AVATAR_MIN_SIDE}"), get_settings(), tmp_path).is_file()
+        check_avatar(data, tmp_path)
+    assert check_avatar(image(tmp_path, "ok.png", size=f"{AVATAR_MIN_SIDE}x{AVATAR_MIN_SIDE}"), tmp_path).is_file()
 
 
 def test_a_truncated_png_is_not_decodable(tmp_path):
     data = image(tmp_path, "a.png")[:40]
     with pytest.raises(AvatarError, match="the PNG image cannot be decoded"):
-        check_avatar(data, get_settings(), tmp_path)
+        check_avatar(data, tmp_path)
 
 
 def test_every_problem_is_reported_at_once(tmp_path, monkeypatch):
     monkeypatch.setattr(avatars, "AVATAR_MAX_BYTES", 10)
     with pytest.raises(AvatarError) as caught:
-        check_avatar(b"GIF89a" + b"\0" * 20, get_settings(), tmp_path)
+        check_avatar(b"GIF89a" + b"\0" * 20, tmp_path)
     assert caught.value.problems == ["not a PNG, JPEG or WebP image", "26 bytes, more than the 10 allowed (10 MB)"]
 
 
