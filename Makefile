@@ -14,7 +14,7 @@ PYTEST_ARGS   ?=
 # pytest's exit 5 (no test ran) fails make like any other error, and says so.
 RUN_PYTEST     = $(PYTEST) -q -ra $(1) $(PYTEST_ARGS) || { rc=$$?; [ $$rc != 5 ] || echo "pytest ran no test: that is a failure" >&2; exit $$rc; }
 
-.PHONY: install install-dev install-runtime lock test test-e2e test-fast test-machine demo bench bench-image migrate serve up down clean
+.PHONY: install install-dev install-runtime lock lint test test-e2e test-fast test-machine demo bench bench-image migrate serve up down clean
 
 # The developer's install: runtime and the tests' tools.
 install: $(DEV_STAMP)
@@ -55,6 +55,14 @@ lock:
 # What the tests need from the machine: system packages, PostgreSQL, RabbitMQ and its management API.
 test-machine:
 	@bash scripts/test-machine.sh
+
+# The shipped code's lint: ruff (style, import order, complexity, likely bugs) and mypy; settings in pyproject.toml.
+# Both run, so one pass reports both; either failing fails the target.
+lint: install
+	@rc=0; \
+	echo "ruff check shared services callreel"; $(VENV)/bin/ruff check shared services callreel || rc=1; \
+	echo "mypy"; $(VENV)/bin/mypy || rc=1; \
+	exit $$rc
 
 test: install test-machine
 	@$(call RUN_PYTEST,)

@@ -13,7 +13,9 @@ plan's exact command::
 
 Ours does more: it muxes the call's audio (AAC) and draws the labels and the
 speaker highlight. It also renders each other ``VIDEO_LAYOUT`` (``LAYOUTS``):
-the same command with the frame of that layout. Its speed is measured as shipped (all of that); its picture
+the same command with the frame of that layout, and with captions burned in
+(``CAPTIONS=burn``, from a transcript of the conversation) in the default
+layout, alternating with the same render without, so their CPU compares. Its speed is measured as shipped (all of that); its picture
 quality on the same render without labels and highlight, since those are not
 in the source the quality is measured against.
 
@@ -49,6 +51,7 @@ __all__ = [
     "compose_inputs",
     "plan_command",
     "our_command",
+    "caption_turns",
     "default_encoder",
     "render_plan",
     "render_ours",
@@ -197,17 +200,47 @@ def _settings(encoder: Encoder | None = None, layout: str = DEFAULT_LAYOUT):
     return replace(settings, video_preset=encoder.preset, video_crf=encoder.crf, video_x264_params=encoder.params)
 
 
+# Words a second of speech carries in a transcript (about 150 words a minute): the captions' text.
+CAPTION_SCRIPT = (
+    "Hello, this is the scheduling assistant calling about your appointment on Thursday. "
+    "I can move it to Friday morning at nine, or keep the original time. Which would you prefer? "
+)
+
+
+def caption_turns(call: media.Conversation):
+    """A transcript of the conversation: each stretch of speech a turn, its words as long as its time allows."""
+    from services.compositor import Turn
+
+    turns = []
+    for side, spans in (("caller", call.caller_speech), ("callee", call.callee_speech)):
+        for start, end in spans:
+            chars = max(8, int((end - start) * 15))
+            turns.append(Turn(side, start, end, (CAPTION_SCRIPT * (1 + chars // len(CAPTION_SCRIPT)))[:chars].strip()))
+    return tuple(sorted(turns, key=lambda t: t.start))
+
+
 def our_command(
-    inputs: ComposeInputs, output: Path, workdir: Path, encoder: Encoder, *, overlays: bool, layout: str = DEFAULT_LAYOUT
+    inputs: ComposeInputs,
+    output: Path,
+    workdir: Path,
+    encoder: Encoder,
+    *,
+    overlays: bool,
+    layout: str = DEFAULT_LAYOUT,
+    captions: str = "off",
 ) -> list[str]:
-    """Our graph for the two side videos (one segment each) and the call's audio, via the compositor's own code."""
+    """Our graph for the two side videos (one segment each) and the call's audio, via the compositor's own code.
+
+    ``captions`` (``burn``/``track``): with the conversation's transcript (:func:`caption_turns`), shown that way.
+    """
     from services.compositor import render_command, resolve_font
 
     settings = _settings(encoder, layout)
     caller, callee = _our_sides(inputs, overlays=overlays)
     workdir.mkdir(parents=True, exist_ok=True)
     font = resolve_font(settings) if overlays else None
-    args = render_command(settings, inputs.call.path, inputs.seconds, caller, callee, output, workdir, font=font)
+    turns = caption_turns(inputs.call) if captions != "off" else ()
+    args = render_command(settings, inputs.call.path, inputs.seconds, caller, callee, output, workdir, font=font, turns=turns, captions=captions)
     return [args[0], *QUIET, *args[1:]]
 
 
@@ -322,14 +355,15 @@ def render_ours(
     overlays: bool,
     measure_quality: bool,
     layout: str = DEFAULT_LAYOUT,
+    captions: str = "off",
 ) -> Render:
-    tag = f"{encoder.preset}-{encoder.crf}-{abs(hash(encoder.params)) % 10**6}-{'full' if overlays else 'bare'}-{inputs.size}-{layout}"
+    tag = f"{encoder.preset}-{encoder.crf}-{abs(hash(encoder.params)) % 10**6}-{'full' if overlays else 'bare'}-{inputs.size}-{layout}-{captions}"
     output = workdir / f"ours-{tag}.mp4"
     placed = our_layout(inputs, layout)
     name = f"ours ({encoder.label})" if layout == DEFAULT_LAYOUT else f"ours ({encoder.label}), {layout} {placed.width}×{placed.height}"
     render = _render(
         name,
-        lambda out: our_command(inputs, out, workdir / f"work-{tag}", encoder, overlays=overlays, layout=layout),
+        lambda out: our_command(inputs, out, workdir / f"work-{tag}", encoder, overlays=overlays, layout=layout, captions=captions),
         output, repeat, workdir / "ours.log",
     )
     render.encoder = encoder

@@ -122,6 +122,7 @@ class ComposeSection:
     choice: Render | None = None
     elsewhere: list[Elsewhere] = field(default_factory=list)  # the same comparison under other FFmpeg builds
     layouts: list[tuple[Render, Render]] = field(default_factory=list)  # (shipped, bare) in each other VIDEO_LAYOUT
+    captions: tuple[Render, Render] | None = None  # (without, with burned captions), alternating in the default layout
 
 
 @dataclass
@@ -236,7 +237,9 @@ class Report:
             "",
             "The rows named after a layout (landscape, square, vertical: docs/layouts.md) are our shipped render in "
             "that `VIDEO_LAYOUT`'s frame; their SSIM compares each panel with its source cropped as the compositor "
-            "crops it, on the same render without labels and highlight.",
+            "crops it, on the same render without labels and highlight. The row *+ captions (burn)* is the shipped "
+            "render with a transcript's captions burned in and muxed as a subtitle track, run alternately with the "
+            "shipped render without them; its CPU is compared with that render's.",
             "",
             "Both commands run under the FFmpeg of the machine line above; a table under a size repeats the plan "
             "against our default under another build (`--also-ffmpeg`). The audio and compositor images "
@@ -252,6 +255,11 @@ class Report:
             rows = [_render_row(section.plan, section.plan, ratio=False), _render_row(shipped, section.plan, ratio=True), _render_row(bare, section.plan, ratio=True)]
             for framed, framed_bare in section.layouts:
                 shown = Render(f"{framed.name}: audio, labels, highlight", framed.usage, framed.video_bytes, framed_bare.quality)
+                rows.append(_render_row(shown, section.plan, ratio=True))
+            if section.captions is not None:
+                without, captioned = section.captions
+                extra = captioned.usage.cpu / without.usage.cpu - 1
+                shown = Render(f"{captioned.name}, shipped + captions (burn): {extra:+.1%} CPU", captioned.usage, captioned.video_bytes, section.bare.quality)
                 rows.append(_render_row(shown, section.plan, ratio=True))
             out.append(table(RENDER_COLUMNS, rows))
             for other in section.elsewhere:
@@ -341,6 +349,16 @@ class Report:
         found: list[tuple[str, str, bool | None]] = []
         for section in self.compose:
             found.append(_compose_target(section.size, section.plan, section.shipped, section.bare, self.ffmpeg))
+            if section.captions is not None:
+                without, captioned = section.captions
+                extra = captioned.usage.cpu / without.usage.cpu - 1
+                found.append(
+                    (
+                        f"burned captions ≤ 10 % more CPU ({section.size})",
+                        f"{captioned.usage.cpu:.2f} s against {without.usage.cpu:.2f} s without: {extra:+.1%}",
+                        extra <= 0.10,
+                    )
+                )
             found += [_compose_target(section.size, e.plan, e.shipped, e.bare, e.version) for e in section.elsewhere]
         for run in self.pipeline:
             wall, _ = per_minute(run)

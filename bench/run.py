@@ -144,6 +144,12 @@ def run_compose(args: argparse.Namespace, workdir: Path, report: Report, size: s
     )
     bare = compare.render_ours(inputs, folder, default, args.repeat, overlays=False, measure_quality=True)
     result = ComposeSection(size=size, seconds=args.compare_seconds, plan=plan, shipped=shipped, bare=bare)
+    say(f"compose {size}: ours with and without burned captions, {args.repeat}×")
+    result.captions = compare.interleaved(
+        lambda: compare.render_ours(inputs, folder, default, 1, overlays=True, measure_quality=False),
+        lambda: compare.render_ours(inputs, folder, default, 1, overlays=True, measure_quality=False, captions="burn"),
+        args.repeat,
+    )
     for layout in compare.LAYOUTS:
         say(f"compose {size}: ours in the {layout} layout, {args.repeat}×")
         framed = compare.render_ours(inputs, folder, default, args.repeat, overlays=True, measure_quality=False, layout=layout)

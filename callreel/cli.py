@@ -13,6 +13,8 @@ from shared.settings import VIDEO_LAYOUTS, SettingsError, get_settings
 
 from .errors import CliError
 
+CAPTION_MODES = ("burn", "track", "off")  # CAPTIONS' choices (shared/settings.py)
+
 __all__ = ["main", "build_parser"]
 
 
@@ -45,12 +47,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_bucket(args: argparse.Namespace) -> int:
     from shared.logs import configure_logging
-    from shared.storage import ADDED, PRESENT, S3Storage, get_storage
+    from shared.storage import ADDED, PRESENT, LocalStorage, S3Storage, get_storage
 
     configure_logging()
     store = get_storage()
     if not isinstance(store, S3Storage):
-        print(f"objects are kept in a local folder ({store.root}): no bucket to set up")
+        root = store.root if isinstance(store, LocalStorage) else store
+        print(f"objects are kept in a local folder ({root}): no bucket to set up")
         return 0
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -80,11 +83,14 @@ def cmd_render(args: argparse.Namespace) -> int:
         "callee_name": args.callee_name,
     }
     avatars = {"caller": args.caller_avatar, "callee": args.callee_avatar}
+    transcript = Path(args.transcript) if args.transcript else None
     return render(
         Path(args.recording),
         Path(args.output),
         settings=_embedded_settings(),
         quiet=args.quiet,
+        transcript=transcript,
+        captions=args.captions,
         presentation={k: v for k, v in own.items() if v},
         avatars={side: Path(path) for side, path in avatars.items() if path},
     )
@@ -224,14 +230,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = _command(sub, "render", "render one recording into a split-screen video, all in this process", "callreel render call.mp3 -o call.mp4")
+    p = _command(
+        sub, "render", "render one recording into a split-screen video, all in this process", "callreel render call.mp3 -o call.mp4"
+    )
     p.add_argument("recording", help="a dual-channel recording (MP3 or WAV): left = caller, right = callee")
     p.add_argument("-o", "--output", required=True, help="where to write the MP4")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.add_argument("--layout", choices=VIDEO_LAYOUTS, help="frame layout of this video (default: VIDEO_LAYOUT; docs/layouts.md)")
+    p.add_argument(
+        "--transcript",
+        metavar="FILE",
+        help="the call's words (JSON turns, WebVTT with voice tags or SRT): captions, and OUT.vtt next to OUT.mp4",
+    )
+    p.add_argument("--captions", choices=CAPTION_MODES, help="how this video shows the transcript: burn, track or off (default: CAPTIONS)")
     p.add_argument("--caller-name", type=_name, metavar="NAME", help="the caller's label in this video (default: CALLER_LABEL)")
     p.add_argument("--callee-name", type=_name, metavar="NAME", help="the callee's label in this video (default: CALLEE_LABEL)")
-    p.add_argument("--caller-avatar", metavar="IMG", help="the caller's avatar image: PNG, JPEG or WebP, at least 256 px (default: CALLER_AVATAR_URL)")
+    p.add_argument(
+        "--caller-avatar", metavar="IMG", help="the caller's avatar image: PNG, JPEG or WebP, at least 256 px (default: CALLER_AVATAR_URL)"
+    )
     p.add_argument("--callee-avatar", metavar="IMG", help="the callee's avatar image (default: CALLEE_AVATAR_URL)")
     p.set_defaults(func=cmd_render)
 
@@ -239,7 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="HTTP port (default: PORT)")
     p.set_defaults(func=cmd_serve)
 
-    p = _command(sub, "status", "show one call as JSON: status, stage, timings, segments, errors", "callreel status CA0123456789abcdef0123456789abcdef")
+    p = _command(
+        sub,
+        "status",
+        "show one call as JSON: status, stage, timings, segments, errors",
+        "callreel status CA0123456789abcdef0123456789abcdef",
+    )
     p.add_argument("call_id")
     p.set_defaults(func=cmd_status)
 
@@ -248,20 +269,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_list)
 
-    p = _command(sub, "retry", "re-run a failed or partial call from its first unfinished stage", "callreel retry CA0123456789abcdef0123456789abcdef")
+    p = _command(
+        sub, "retry", "re-run a failed or partial call from its first unfinished stage", "callreel retry CA0123456789abcdef0123456789abcdef"
+    )
     p.add_argument("call_id")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_retry)
 
     p = _command(
-        sub, "sweep", "re-enqueue calls stuck in a stage past STAGE_DEADLINE, or fail them (see shared/sweeper.py)", "callreel sweep --every 60"
+        sub,
+        "sweep",
+        "re-enqueue calls stuck in a stage past STAGE_DEADLINE, or fail them (see shared/sweeper.py)",
+        "callreel sweep --every 60",
     )
     p.add_argument("--every", type=float, default=0, metavar="SECONDS", help="keep sweeping, every SECONDS (default: once)")
     p.set_defaults(func=cmd_sweep)
 
     _command(sub, "migrate", "create or update the database schema (idempotent)", "callreel migrate").set_defaults(func=cmd_migrate)
     _command(
-        sub, "bucket", "create S3_BUCKET if missing and have it abort multipart uploads unfinished after a day (idempotent)", "S3_BUCKET=my-videos callreel bucket"
+        sub,
+        "bucket",
+        "create S3_BUCKET if missing and have it abort multipart uploads unfinished after a day (idempotent)",
+        "S3_BUCKET=my-videos callreel bucket",
     ).set_defaults(func=cmd_bucket)
     return parser
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import importlib
 import logging
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO, Iterator
+from typing import IO
 
 import dramatiq
 

@@ -19,17 +19,19 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from shared import keys, pipeline
 from shared.avatars import AvatarError, store_avatar
-from shared.models import STAGES, Call, Stage, VideoStatus, utcnow
-from shared.ffmpeg import FFmpegError, probe_video
+from shared.ffmpeg import FFmpegError, probe_duration, probe_video
 from shared.logs import configure_logging
+from shared.models import STAGES, Call, Stage, TranscriptStatus, VideoStatus, utcnow
 from shared.settings import Settings
 from shared.storage import get_storage
+from shared.transcript import Transcript, TranscriptError, parse_transcript, speaker_names, to_json
 
 from .embedded import running_pipeline
 from .errors import CliError
@@ -83,6 +85,37 @@ def _store_avatars(call_id: str, avatars: dict[str, Path], settings: Settings) -
     return columns
 
 
+def _read_transcript(path: Path, recording: Path, settings: Settings) -> Transcript:
+    """The transcript, checked against the recording's length before anything is stored; every problem named."""
+    _check_input(path)
+    try:
+        duration = probe_duration(recording, settings)
+    except FFmpegError as exc:
+        raise CliError(f"{recording}: {exc}") from None
+    try:
+        return parse_transcript(
+            path.read_bytes(),
+            duration=duration,
+            max_bytes=settings.transcript_max_bytes,
+            aliases=speaker_names(settings.caller_label, settings.callee_label),
+        )
+    except TranscriptError as exc:
+        raise CliError(f"{path}: {exc}") from None
+
+
+def _store_transcript(call_id: str, transcript: Transcript, settings: Settings) -> str:
+    """Where the compositor reads it (``transcripts/{callId}.json``, :func:`shared.transcript.to_json`); its URL."""
+    key = keys.transcript_key(call_id)
+    path = settings.tmp_dir / f"{call_id}-transcript.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.write_text(to_json(transcript), encoding="utf-8")
+        get_storage().upload_file(path, key, "application/json")
+    finally:
+        path.unlink(missing_ok=True)
+    return get_storage().object_url(key)
+
+
 def render(
     recording: Path,
     output: Path,
@@ -90,12 +123,18 @@ def render(
     settings: Settings,
     quiet: bool = False,
     stream: IO[str] | None = None,
+    transcript: Path | None = None,
+    captions: str | None = None,
     presentation: dict[str, str] | None = None,
     avatars: dict[str, Path] | None = None,
 ) -> int:
-    """Render ``recording`` into ``output``; ``presentation``: the call's own columns (names, layout), ``avatars``: images by side."""
+    """Render ``recording`` into ``output``; with a ``transcript``, captions as ``captions`` says and ``output``'s .vtt beside it.
+
+    ``presentation``: the call's own columns (names, layout); ``avatars``: its own images by side.
+    """
     _check_input(recording)
     _check_output(output)
+    words = _read_transcript(transcript, recording, settings) if transcript is not None else None
     started = time.monotonic()
     stream = stream or sys.stderr
     watched = not quiet and _is_tty(stream)
@@ -104,6 +143,9 @@ def render(
     own = {**(presentation or {}), **_store_avatars(call_id, avatars or {}, settings)}
     with (_log_to(log_path, settings) if watched else nullcontext()) as log_stream, running_pipeline(settings, log_stream=log_stream):
         get_storage().upload_file(recording, keys.recording_key(call_id), "audio/mpeg")
+        words_columns = {}
+        if words is not None:
+            words_columns = {"transcript_url": _store_transcript(call_id, words, settings), "transcript_status": TranscriptStatus.SUPPLIED}
         now = utcnow()
         Call.create(
             **own,
@@ -115,6 +157,8 @@ def render(
             ingest_started_at=now,
             ingest_finished_at=now,
             video_processing_started_at=now,
+            captions=captions,
+            **words_columns,
         )
         pipeline.start(Stage.AUDIO, call_id)  # a local call has its recording: ingest is done
         call = wait_for(call_id, quiet=quiet, stream=stream)
@@ -125,7 +169,14 @@ def render(
             # Stitching failed: the side videos are kept, the call can be retried.
             raise CliError(f"no video was made: {call.video_error_message} — `callreel retry {call_id}` tries again{where}")
         get_storage().download_file(keys.video_key(call_id), output)
+        vtt = output.with_suffix(".vtt")
+        if call.captions_url and get_storage().exists(keys.captions_key(call_id)):
+            get_storage().download_file(keys.captions_key(call_id), vtt)
+        elif words is not None:
+            vtt.unlink(missing_ok=True)  # not an older render's captions beside this video
     print(summary(output, call, time.monotonic() - started, settings))
+    if words is not None:
+        print(f"{vtt}: captions" if vtt.exists() else f"no captions: {call.transcript_error or 'captions are off'}")
     return 0
 
 

@@ -8,8 +8,9 @@ timeline wherever they look.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from peewee import fn
 
@@ -26,7 +27,7 @@ class ListPosition:
     id: str
 
     @classmethod
-    def of(cls, call: Call) -> "ListPosition":
+    def of(cls, call: Call) -> ListPosition:
         return cls(call.created_at, call.id)
 
 
@@ -139,7 +140,8 @@ def processing_seconds(call: Call, now: dt.datetime | None = None) -> float | No
 def calls_per_stage() -> dict[str, int]:
     """Calls still being worked on, per stage (the backlog as the database sees it)."""
     in_flight = Call.video_status.not_in(VideoStatus.TERMINAL) | Call.video_status.is_null()
-    rows = Call.select(Call.stage, fn.COUNT(Call.id)).where(in_flight).group_by(Call.stage).tuples()
+    # peewee's stubs type .tuples() as yielding models; it yields (stage, count) tuples.
+    rows = cast("Iterable[tuple[str, int]]", Call.select(Call.stage, fn.COUNT(Call.id)).where(in_flight).group_by(Call.stage).tuples())
     counts = {stage: 0 for stage in STAGES}
     for stage, count in rows:
         if stage in counts:

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import keys
 from .calls import call_segments, processing_seconds, stage_timeline

@@ -12,8 +12,9 @@ same ids, and every actor is written to be idempotent on them.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import dramatiq
 from dramatiq import Message
@@ -83,7 +84,7 @@ def actor(contract: Contract, **options: Any) -> Callable[[F], dramatiq.Actor]:
         expected = contract.params + contract.optional
         if params != expected:
             raise TypeError(f"{fn.__name__} takes {params}, contract {contract.actor_name} says {expected}")
-        return dramatiq.actor(fn, actor_name=contract.actor_name, queue_name=contract.queue_name, **options)
+        return dramatiq.actor(actor_name=contract.actor_name, queue_name=contract.queue_name, **options)(fn)
 
     return decorator
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import dramatiq
 from peewee import Database, DatabaseProxy, PostgresqlDatabase, SqliteDatabase

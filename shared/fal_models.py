@@ -31,8 +31,9 @@ Every model returns ``{"video": {"url": …, "content_type": "video/mp4", …}}`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["FalModel", "MODELS", "model_for", "UnknownModel", "CUT_MARGIN"]
 

@@ -20,8 +20,8 @@ redelivery) there is nothing to guard and every caller is let through.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from .db import database
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Iterator
+from types import MappingProxyType
+from typing import Any
 
 from .settings import Settings, get_settings
 
@@ -23,7 +25,8 @@ __all__ = ["configure_logging", "log_context", "JsonFormatter", "TextFormatter"]
 FIELDS = ("call_id", "stage", "duration", "segment_id", "side")
 
 # Per thread (and task): each Dramatiq worker thread runs one message at a time.
-_context: ContextVar[dict[str, Any]] = ContextVar("callreel_log_context", default={})
+# The default is read-only: each log_context sets a new mapping, none is changed in place.
+_context: ContextVar[Mapping[str, Any]] = ContextVar("callreel_log_context", default=MappingProxyType({}))
 
 
 @contextmanager

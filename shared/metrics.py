@@ -38,10 +38,11 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import dramatiq
 
@@ -129,7 +130,7 @@ def _alive(pid: int) -> bool:
 # -- the metrics, made once per process on first use ----------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _family(name: str) -> Any:
     import prometheus_client as prom
 

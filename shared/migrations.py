@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 
 from peewee import Database
-from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator, migrate as apply
+from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator
+from playhouse.migrate import migrate as apply
 
 from .db import database, init_database
 from .models import MODELS

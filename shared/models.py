@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peewee import (
     SQL,
@@ -62,6 +62,11 @@ class Stage:
     DONE = "done"
 
 
+if TYPE_CHECKING:
+    # What the lazy lookup below returns, named for the type checker and the linters.
+    from .pipeline import STAGES
+
+
 def __getattr__(name: str) -> Any:
     # The stages' order is the pipeline table's (shared/pipeline.py), which
     # imports this module: read it from there when first asked for.
@@ -105,7 +110,7 @@ class SegmentState:
 
 def utcnow() -> dt.datetime:
     """Naive UTC, the same on SQLite and PostgreSQL ``timestamp`` columns."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class JSONField(TextField):
@@ -122,6 +127,9 @@ class BaseModel(Model):
     class Meta:
         database = database
         legacy_table_names = False
+
+    # Declared for the type checker only (no column here): save() stamps it on the models that have one.
+    updated_at: dt.datetime | None
 
     def save(self, *args: Any, **kwargs: Any) -> int:
         if hasattr(self, "updated_at"):
@@ -188,6 +196,7 @@ class Call(BaseModel):
     transcript_status = CharField(null=True, max_length=16, default=TranscriptStatus.NONE)
     transcript_error = TextField(null=True)
     poster_url = TextField(null=True)  # videos/{callId}.jpg
+    no_speech = BooleanField(null=True, default=False)  # neither side speaks: the video has no word in it
     # Share links are signed with this; a new nonce (or none) revokes every link given out before.
     share_nonce = CharField(null=True, max_length=64)
     created_at = DateTimeField(null=True, default=utcnow)
@@ -209,7 +218,8 @@ class Segment(BaseModel):
     id = AutoField()
     call_id = CharField(max_length=64, index=True)
     side = CharField(max_length=8)
-    index = IntegerField()
+    # The column is named index; peewee's stubs type Model.index, the classmethod this field hides on Segment.
+    index = IntegerField()  # type: ignore[assignment]
     start = FloatField()
     end = FloatField()
     state = CharField(max_length=16, default=SegmentState.PENDING)

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .contracts import COMPOSE, DOWNLOAD_RECORDING, GENERATE_SIDE, SPLIT_CHANNELS, Contract, send
 from .models import SIDES, Call, SideState, Stage, VideoStatus

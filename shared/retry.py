@@ -9,6 +9,9 @@ message sent again.
 from __future__ import annotations
 
 import logging
+from typing import Any
+
+from peewee import Field
 
 from . import pipeline
 from .models import SIDES, Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
@@ -39,7 +42,7 @@ def retry_call(call_id: str, *, force: bool = False) -> str:
     stage = first_unfinished_stage(call)
     if stage is None:
         raise RetryError(f"call {call_id} has nothing left to do")
-    updates = {
+    updates: dict[Field, Any] = {
         Call.video_status: VideoStatus.PENDING if stage in (Stage.INGEST, Stage.AUDIO) else VideoStatus.GENERATING,
         Call.video_error_message: None,
         Call.stage: stage,

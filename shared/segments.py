@@ -16,7 +16,8 @@ stage submits them.
 
 from __future__ import annotations
 
-from typing import Sequence
+import itertools
+from collections.abc import Sequence
 
 __all__ = ["Interval", "plan_segments", "silences"]
 
@@ -61,7 +62,7 @@ def _cut_points(start: float, end: float, max_len: float, gaps: Sequence[Interva
 
 def _split(start: float, end: float, max_len: float, gaps: Sequence[Interval]) -> list[Interval]:
     points = [start, *_cut_points(start, end, max_len, gaps), end]
-    return [(round(a, 3), round(b, 3)) for a, b in zip(points, points[1:])]
+    return [(round(a, 3), round(b, 3)) for a, b in itertools.pairwise(points)]
 
 
 def plan_segments(

@@ -19,9 +19,10 @@ import os
 import tempfile
 import threading
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 __all__ = ["Settings", "SettingsError", "VIDEO_LAYOUTS", "get_settings", "load_settings", "reload_settings"]
 
@@ -223,6 +224,11 @@ MIN_SECRET_BYTES = 32
 
 
 def _cross_checks(s: Settings) -> list[str]:
+    """What one variable alone cannot tell: URLs, secrets and the ranges of the media settings."""
+    return [*_address_checks(s), *_secret_checks(s), *_media_checks(s)]
+
+
+def _address_checks(s: Settings) -> list[str]:
     problems = []
     for name, value, schemes in (
         ("PUBLIC_BASE_URL", s.public_base_url, ("https", "http")),
@@ -239,6 +245,11 @@ def _cross_checks(s: Settings) -> list[str]:
         problems.append(f"BROKER_URL must be amqp://… or memory://, got {s.broker_url!r}")
     if s.twilio_account_sid and not (s.twilio_account_sid.startswith("AC") and len(s.twilio_account_sid) == 34):
         problems.append("TWILIO_ACCOUNT_SID must look like AC followed by 32 hex digits")
+    return problems
+
+
+def _secret_checks(s: Settings) -> list[str]:
+    problems = []
     if s.video_status_callback_url and not s.video_status_callback_secret:
         problems.append("VIDEO_STATUS_CALLBACK_SECRET is required when VIDEO_STATUS_CALLBACK_URL is set")
     elif s.video_status_callback_secret and len(s.video_status_callback_secret.encode()) < MIN_SECRET_BYTES:
@@ -248,6 +259,11 @@ def _cross_checks(s: Settings) -> list[str]:
         )
     if s.api_token and len(s.api_token) < MIN_SECRET_BYTES:
         problems.append(f"CALLREEL_API_TOKEN must be at least {MIN_SECRET_BYTES} characters long (got {len(s.api_token)})")
+    return problems
+
+
+def _media_checks(s: Settings) -> list[str]:
+    problems = []
     if s.video_crf > 51:
         problems.append(f"VIDEO_CRF must be between 0 and 51, got {s.video_crf}")
     if s.audio_pan > 1:

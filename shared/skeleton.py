@@ -24,8 +24,9 @@ re-open an ended call before :func:`run` (``services/compositor/stage.py``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from dramatiq import Actor
 

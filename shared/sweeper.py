@@ -97,7 +97,8 @@ def sweep(settings: Settings | None = None, *, now: dt.datetime | None = None, l
     done: list[Swept] = []
     for call in stuck_calls(settings, now=now, limit=limit):
         stage = call.stage or STAGES[0]
-        idle = int((now - call.updated_at).total_seconds())
+        updated_at = call.updated_at or now  # set on every row stuck_calls picks (by updated_at)
+        idle = int((now - updated_at).total_seconds())
         if not _claim(call, now):
             done.append(Swept(call.id, stage, idle, "skipped", "it changed while the sweeper looked"))
             continue

@@ -27,8 +27,9 @@ import html
 import json
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 __all__ = [
     "SPEAKERS",
@@ -234,12 +235,14 @@ def _parse_srt(text: str, table: dict[str, str], problems: list[str]) -> list[tu
         for offset, line in enumerate(body):
             match = _SRT_NAME.match(line)
             side = _lookup(table, match[1] or match[2]) if match else None
-            if side is not None:
+            if side is not None and match:
                 current = (side, [line[match.end() :]])
                 pieces.append(current)
             elif current is None:
                 shown = (match[1] or match[2]).strip()[:40] if match else line.strip()[:40]
-                what = f"unknown speaker {shown!r}" if match else f"cue text must start with the speaker's name ('Caller: …'), got {shown!r}"
+                what = (
+                    f"unknown speaker {shown!r}" if match else f"cue text must start with the speaker's name ('Caller: …'), got {shown!r}"
+                )
                 problems.append(f"line {first + at + 1 + offset}: {what}")
                 break
             else:
@@ -341,10 +344,11 @@ def parse_transcript(
     if max_bytes is not None and size > max_bytes:
         raise TranscriptError([f"transcript is {size} bytes, over the limit of {max_bytes} (TRANSCRIPT_MAX_BYTES)"])
     if isinstance(data, bytes):
+        raw = data
         try:
-            data = data.decode("utf-8")
+            data = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            line = data[: error.start].count(b"\n") + 1
+            line = raw[: error.start].count(b"\n") + 1
             raise TranscriptError([f"line {line}: not UTF-8 text (byte {error.start})"]) from None
     if not data.strip("\ufeff \t\r\n"):
         raise TranscriptError(["transcript is empty"])

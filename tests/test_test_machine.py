@@ -108,12 +108,24 @@ def test_make_test_fails_when_pytest_runs_no_test(tmp_path):
 
 
 @pytest.mark.parametrize("make_status", [0, 2, 5])
-def test_ci_runs_the_readme_test_command_and_keeps_its_status(tmp_path, make_status):
+def test_ci_runs_the_lint_and_the_readme_test_command_and_keeps_their_status(tmp_path, make_status):
     log = tmp_path / "calls.log"
     env = _fake_commands(tmp_path / "bin", ["make"], log, status=make_status)
     result = subprocess.run(["bash", str(ROOT / ".ci" / "run")], capture_output=True, text=True, env=env, timeout=60)
-    assert log.read_text() == "make test\n"
+    assert log.read_text() == "make lint\nmake test\n"
     assert result.returncode == make_status
+
+
+def test_ci_fails_on_a_lint_error_and_still_runs_the_tests(tmp_path):
+    log = tmp_path / "calls.log"
+    bin_dir = tmp_path / "bin"
+    env = _fake_commands(bin_dir, ["make"], log)
+    # make lint fails, make test passes.
+    (bin_dir / "make").write_text(f'#!/bin/sh\necho "make $*" >> "{log}"\n[ "$1" != lint ]\n')
+    result = subprocess.run(["bash", str(ROOT / ".ci" / "run")], capture_output=True, text=True, env=env, timeout=60)
+    assert log.read_text() == "make lint\nmake test\n"
+    assert result.returncode == 1
+    assert "make lint failed (exit 1)" in result.stderr
 
 
 def test_a_machine_without_the_servers_stops_the_run_with_one_line_each(tmp_path):

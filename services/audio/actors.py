@@ -5,16 +5,16 @@ This module only declares the actor; the work is in :mod:`.stage`.
 
 from __future__ import annotations
 
+from shared.contracts import SPLIT_CHANNELS
 from shared.runtime import boot
+from shared.skeleton import actor
 
-broker = boot("audio")
-
-from shared.contracts import SPLIT_CHANNELS  # noqa: E402  (actors bind to the broker boot() set up)
-from shared.skeleton import actor  # noqa: E402
-
-from . import stage  # noqa: E402
+from . import stage
 
 __all__ = ["split_channels"]
+
+# Before the actors are declared: they bind to the broker boot() makes Dramatiq's.
+broker = boot("audio")
 
 
 @actor(SPLIT_CHANNELS, max_retries=2)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.ffmpeg import FFmpegFailed, InvalidMedia, probe
 from shared.errors import PermanentError
+from shared.ffmpeg import FFmpegFailed, InvalidMedia, probe
 
 __all__ = ["RecordingInfo", "probe_recording", "check", "MONO"]
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import ffmpeg
 
@@ -54,7 +54,7 @@ def plan_side(side: str, audio: SideAudio, workdir: Path, settings: Settings) ->
     """The side's segments as ``shared.segments`` plans them (none for a silent side)."""
     spans = plan_segments(
         audio.duration,
-        [tuple(interval) for interval in audio.speech],
+        [(start, end) for start, end in audio.speech],
         mode=settings.generation_mode,
         max_seconds=model_for(settings.fal_model).max_audio_seconds,
         padding=settings.speech_padding,

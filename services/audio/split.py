@@ -29,9 +29,9 @@ from pathlib import Path
 
 import ffmpeg
 
+from shared.errors import PermanentError, TransientError
 from shared.ffmpeg import FFmpegFailed, parse_silences, run, silencedetect_options, speech_intervals
 from shared.models import SIDES
-from shared.errors import PermanentError, TransientError
 from shared.settings import Settings
 
 from .probe import RecordingInfo

@@ -12,15 +12,21 @@ is the FFmpeg command the worker would run for it, with the encoder and the
 panel box taken from ``settings``. :func:`render_layout` is the frame it
 renders (``VIDEO_LAYOUT``: size, each side's panel, crop or fit), and
 :func:`panel_size`, :func:`fit`, :func:`cover` and :func:`crop_origin` say
-where each side's picture lands in its panel.
+where each side's picture lands in its panel. Captions: ``render_command``
+lays out a transcript's ``turns`` (:class:`Turn`) as cues for the frame and
+burns them in and/or muxes them as a subtitle track (``captions``: one of
+``CAPTION_MODES``), as the worker does for a call with a transcript.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from shared.settings import Settings
+from shared.transcript import Turn
 
+from .captions import MODES as CAPTION_MODES
 from .composer import render_layout, render_spec
 from .graph import build_command
 from .layout import Clip, SideSpec, fit, panel_size
@@ -41,6 +47,8 @@ __all__ = [
     "Rect",
     "LAYOUTS",
     "CROP",
+    "Turn",
+    "CAPTION_MODES",
 ]
 
 
@@ -54,13 +62,16 @@ def render_command(
     workdir: Path,
     *,
     font: Path | None = None,
+    turns: Sequence[Turn] = (),
+    captions: str = "off",
 ) -> list[str]:
     """The FFmpeg argument list (binary first) that renders these two sides into ``output``.
 
     ``workdir`` receives what the command reads from files (label texts, a
     graph too long for one argument); ``font`` None renders no labels. With
     AUDIO_MIX=centered, building it runs FFmpeg once first: the recording's
-    loudness measurement (:mod:`.mix`).
+    loudness measurement (:mod:`.mix`). A transcript's ``turns`` are shown
+    as ``captions`` says (``burn``: on the picture and as a track; ``track``; ``off``).
     """
-    spec = render_spec(settings, recording, duration, caller, callee, workdir, font=font)
+    spec = render_spec(settings, recording, duration, caller, callee, workdir, font=font, turns=turns, captions=captions)
     return build_command(spec, output, binary=settings.ffmpeg_binary)

@@ -6,16 +6,16 @@ work is in :mod:`.stage`.
 
 from __future__ import annotations
 
+from shared.contracts import COMPOSE, on_give_up
 from shared.runtime import boot
+from shared.skeleton import actor
 
-broker = boot("compositor")
-
-from shared.contracts import COMPOSE, on_give_up  # noqa: E402  (actors bind to the broker boot() set up)
-from shared.skeleton import actor  # noqa: E402
-
-from . import stage  # noqa: E402
+from . import stage
 
 __all__ = ["compose"]
+
+# Before the actors are declared: they bind to the broker boot() makes Dramatiq's.
+broker = boot("compositor")
 
 
 @actor(COMPOSE, max_retries=3, min_backoff=15_000)

@@ -23,15 +23,19 @@ escaped so that no ASS markup in it acts (:func:`ass_escape`).
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import struct
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from shared.transcript import DEFAULT_NAMES, SPEAKERS, Turn, vtt_time
+
+from .layout import CaptionFiles
+from .layouts import Layout
 
 __all__ = [
     "MAX_LINE",
@@ -48,6 +52,9 @@ __all__ = [
     "ass_escape",
     "font_face",
     "caption_box",
+    "font_size",
+    "line_width",
+    "MIN_LINE",
     "ass_document",
     "write_ass",
     "webvtt_document",
@@ -59,8 +66,12 @@ __all__ = [
     "SUBTITLE_LANGUAGE",
     "burn",
     "track_output_options",
+    "MODES",
+    "caption_files",
+    "laid_out",
 ]
 
+MODES = ("burn", "track", "off")  # CAPTIONS: on the picture and as a track, as a track only, none
 SUBTITLE_LANGUAGE = "eng"  # ISO 639-2, as the MP4 language tag wants it
 MAX_LINE = 42
 MAX_LINES = 2
@@ -126,11 +137,22 @@ def wrap(text: str, width: int = MAX_LINE) -> list[str]:
         top, bottom = " ".join(words[:cut]), " ".join(words[cut:])
         if len(top) <= width and len(bottom) <= width and (max(len(top), len(bottom)), -len(bottom)) < (max(map(len, best)), -len(best[1])):
             best = [top, bottom]
+    # A break after a comma or a sentence's end reads better than the most even one,
+    # as long as the shorter line keeps half the longer's length.
+    marked = [
+        [" ".join(words[:cut]), " ".join(words[cut:])]
+        for cut in range(1, len(words))
+        if _BREAK_AFTER.search(words[cut - 1])
+    ]
+    marked = [pair for pair in marked if max(map(len, pair)) <= width and 2 * min(map(len, pair)) >= max(map(len, pair))]
+    if marked:
+        return min(marked, key=lambda pair: (max(map(len, pair)), -len(pair[1])))
     return best
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…。！？])\s+")
 _CLAUSE_MARK = re.compile(r"[,;:、，；]$")
+_BREAK_AFTER = re.compile(r"[,;:.!?…、，；。！？]$")
 
 
 def _fits(text: str, width: int, lines: int) -> bool:
@@ -155,6 +177,8 @@ def _split(sentence: str, width: int, lines: int) -> list[str]:
             cut = most
             if len(joined) <= 2 * width * lines:  # the rest may fit one more cue: share the words evenly
                 fitting = [i for i in range(1, most + 1) if _fits(" ".join(words[i:]), width, lines)]
+                # After a comma if the two cues can break there, else where they come out even.
+                fitting = [i for i in fitting if _CLAUSE_MARK.search(words[i - 1])] or fitting
                 if fitting:
                     cut = min(fitting, key=lambda i: abs(len(" ".join(words[:i])) - len(" ".join(words[i:]))))
         out.append(" ".join(words[:cut]))
@@ -217,7 +241,7 @@ def _turn_cues(turn: Turn, limit: float, width: int, lines: int) -> list[Cue]:
     span = end - turn.start
     shares = _shares([len(t) for t in texts], span, min(MIN_SECONDS, span / len(texts)))
     cues, at = [], turn.start
-    for text, share in zip(texts, shares):
+    for text, share in zip(texts, shares, strict=True):
         cues.append(Cue(turn.speaker, round(at, 2), round(min(at + share, at + MAX_SECONDS), 2), tuple(wrap(text, width))))
         at += share
     return [c for c in cues if c.end > c.start]
@@ -310,49 +334,79 @@ def font_face(font: Path | None) -> tuple[str, bool]:
 
 @dataclass(frozen=True)
 class CaptionBox:
-    """Where one side's captions go, in video pixels: the horizontal strip ``[left, right)``, bottom margin."""
+    """Where one side's captions go, in frame pixels: the strip ``[left, right)``, the bottom line's baseline area.
+
+    ``bottom`` is the lowest row the caption's box may reach, ``top`` the
+    highest its two lines may climb to (libass grows a bottom-aligned cue upward).
+    """
 
     left: int
     right: int
-    margin_bottom: int
+    top: int
+    bottom: int
 
 
-def caption_box(speaker: str, panel_width: int, panel_height: int) -> CaptionBox:
-    """Under the speaker's own panel: caller left, callee right (graph.py's ``hstack``).
+def caption_box(speaker: str, placement: Layout) -> CaptionBox:
+    """The side's caption region of the layout (:meth:`.layouts.Layout.caption`), inset so the text's box stays inside it.
 
-    At the bottom of the panel, clear of the label (top-left) and of the
-    speaking border, over the waveform of a local panel (the caption's box
-    keeps it readable there).
+    Side-by-side, landscape and vertical put it over the lower part of the
+    speaker's own panel (clear of the label at the top left and of the
+    speaking border); square in the band under the panel.
     """
-    border = max(4, panel_height // 80)
-    pad = max(8, panel_width // 40)
-    left = 0 if speaker == "caller" else panel_width
-    return CaptionBox(left + pad, left + panel_width - pad, border + max(6, panel_height // 40))
+    region = placement.caption(speaker)
+    pad_x = max(8, region.w // 40)
+    pad_y = max(4, region.h // 24)
+    return CaptionBox(region.x + pad_x, region.x + region.w - pad_x, region.y + pad_y, region.y + region.h - pad_y)
 
 
-def _font_size(panel_width: int, panel_height: int, width: int) -> int:
-    # A line of ``width`` average characters (about 0.5 em each in a sans)
-    # fits the panel; never bigger than the label (height / 20).
-    return max(10, min(panel_height // 20, int((panel_width * 0.92) / (width * 0.5))))
+# A line of DejaVu Sans Bold averages about 0.5 em a character (mixed-case
+# text with spaces); the line height is about 1.2 em, and the box behind each
+# line (BorderStyle 3) adds its outline above and below.
+CHAR_EM, LINE_EM = 0.52, 1.25
+
+
+def font_size(box: CaptionBox, width: int = MAX_LINE, lines: int = MAX_LINES) -> int:
+    """The largest size at which ``lines`` lines of ``width`` characters fit the box."""
+    across = (box.right - box.left) / (width * CHAR_EM)
+    down = (box.bottom - box.top) / (lines * LINE_EM + 0.4)
+    return max(10, int(min(across, down)))
+
+
+# Shortest line a narrow caption region gets: shorter lines make more cues, each on screen for less time.
+MIN_LINE = 32
+
+
+def line_width(placement: Layout) -> int:
+    """Characters a caption line holds in this layout: ``MAX_LINE``, or fewer where the region is narrow for its frame.
+
+    A caption should be about as tall as the label (a 24th of the panel's
+    height); where ``MAX_LINE`` characters at that size do not fit across the
+    region (square's 540-pixel bands, landscape's half frames), the lines get
+    shorter rather than the letters smaller, down to ``MIN_LINE``.
+    """
+    box = caption_box("caller", placement)
+    target = placement.caller.h / 24
+    fits = int((box.right - box.left) / (CHAR_EM * target))
+    return max(MIN_LINE, min(MAX_LINE, fits))
 
 
 def ass_document(
     cues: Sequence[Cue],
-    panel_width: int,
-    panel_height: int,
+    placement: Layout,
     *,
     font: Path | None = None,
     width: int = MAX_LINE,
 ) -> str:
-    """The ``.ass`` file for ``cues`` on a video of two panels side by side (``2 × panel_width`` wide)."""
+    """The ``.ass`` file for ``cues`` on a frame of ``placement``: each side's cues in its caption region, in its colour."""
     family, bold = font_face(font)
-    size = _font_size(panel_width, panel_height, width)
-    total_width = 2 * panel_width
+    boxes = {speaker: caption_box(speaker, placement) for speaker in SPEAKERS}
+    # One size for both sides, so neither speaker looks louder than the other.
+    size = min(font_size(box, width) for box in boxes.values())
     out = [
         "[Script Info]",
         "ScriptType: v4.00+",
-        f"PlayResX: {total_width}",
-        f"PlayResY: {panel_height}",
+        f"PlayResX: {placement.width}",
+        f"PlayResY: {placement.height}",
         # 0: libass wraps a line only if it is still too wide (a wide font);
         # the lines are ours (\N), cut at MAX_LINE characters.
         "WrapStyle: 0",
@@ -363,14 +417,23 @@ def ass_document(
         "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, Underline, StrikeOut, "
         "ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding",
     ]
+    outline = max(2, size // 6)
     for speaker in SPEAKERS:
-        box = caption_box(speaker, panel_width, panel_height)
+        box = boxes[speaker]
         colour = _ass_colour(CAPTION_COLOURS[speaker])
+        panel = placement.panel(speaker)
+        # Over the panel: bottom centre (alignment 2), a cue growing upward from the region's
+        # bottom. In a band under the panel: top centre (8), hanging just under the panel.
+        if placement.caption(speaker).y >= panel.y + panel.h:
+            alignment, margin_v = 8, box.top + outline
+        else:
+            alignment, margin_v = 2, placement.height - box.bottom + outline
         # BorderStyle 3: a box behind each line (OutlineColour, 84 % opaque), readable over any
         # picture, the local panel's waveform (the caption's own colour) included.
         out.append(
             f"Style: {speaker},{family},{size},{colour},{colour},{_ass_colour('000000', 0x28)},{_ass_colour('000000', 0x28)},"
-            f"{-1 if bold else 0},0,0,0,100,100,0,0,3,{max(2, size // 6)},0,2,{box.left},{total_width - box.right},{box.margin_bottom},1"
+            f"{-1 if bold else 0},0,0,0,100,100,0,0,3,{outline},0,{alignment},{box.left + outline},{placement.width - box.right + outline},"
+            f"{margin_v},1"
         )
     out += ["", "[Events]", "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text"]
     for cue in cues:
@@ -379,9 +442,9 @@ def ass_document(
     return "\n".join(out) + "\n"
 
 
-def write_ass(path: Path, cues: Sequence[Cue], panel_width: int, panel_height: int, *, font: Path | None = None) -> Path:
+def write_ass(path: Path, cues: Sequence[Cue], placement: Layout, *, font: Path | None = None, width: int = MAX_LINE) -> Path:
     """Write :func:`ass_document` to ``path`` (UTF-8, as libass reads it)."""
-    path.write_text(ass_document(cues, panel_width, panel_height, font=font), encoding="utf-8")
+    path.write_text(ass_document(cues, placement, font=font, width=width), encoding="utf-8")
     return path
 
 
@@ -428,7 +491,7 @@ def track_segments(cues: Sequence[Cue]) -> list[tuple[float, float, list[Cue]]]:
     """
     edges = sorted({t for c in cues for t in (c.start, c.end)})
     segments = []
-    for start, end in zip(edges, edges[1:]):
+    for start, end in itertools.pairwise(edges):
         shown = [c for c in cues if c.start < end and c.end > start]
         if shown:
             segments.append((start, end, sorted(shown, key=lambda c: SPEAKERS.index(c.speaker))))
@@ -491,3 +554,32 @@ def burn(stream, ass_file: Path, font: Path | None = None):
 def track_output_options(language: str = SUBTITLE_LANGUAGE) -> dict[str, str]:
     """Output options that mux the :func:`track_document` input as the MP4's text track (its only subtitle stream)."""
     return {"c:s": "mov_text", "metadata:s:s:0": f"language={language}"}
+
+
+def caption_files(
+    cues: Sequence[Cue],
+    mode: str,
+    placement: Layout,
+    workdir: Path,
+    *,
+    font: Path | None = None,
+    names: dict[str, str] | None = None,
+    width: int = MAX_LINE,
+) -> CaptionFiles | None:
+    """The files a render with these captions reads, written into ``workdir``; None when there is nothing to show.
+
+    ``burn``: the ``.ass`` file for libass and the subtitle track; ``track``:
+    the track alone; ``off`` (or no cues): none. ``width``: the cues' line
+    length (:func:`line_width`), which sizes the burned letters.
+    """
+    if mode not in MODES:
+        raise ValueError(f"captions must be one of {', '.join(MODES)}, not {mode!r}")
+    if mode == "off" or not cues:
+        return None
+    burned = write_ass(workdir / "captions.ass", cues, placement, font=font, width=width) if mode == "burn" else None
+    return CaptionFiles(burn=burned, track=write_track(workdir / "captions-track.ass", cues, names), language=SUBTITLE_LANGUAGE)
+
+
+def laid_out(turns: Iterable[Turn], duration: float, placement: Layout) -> list[Cue]:
+    """:func:`layout_cues` with this layout's :func:`line_width`."""
+    return layout_cues(turns, duration, width=line_width(placement))

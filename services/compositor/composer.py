@@ -23,11 +23,12 @@ has one.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -40,10 +41,13 @@ from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoSt
 from shared.presentation import Presentation, is_stored_avatar, presentation_for
 from shared.settings import Settings
 from shared.storage import ObjectNotFound, Storage
+from shared.transcript import Turn
 
+from . import transcripts
+from .captions import caption_files, laid_out, line_width
 from .graph import AUDIO_RATE, build_command
-from .layout import Clip, RenderSpec, SideSpec, panel_size
 from .labels import fit_labels
+from .layout import Clip, RenderSpec, SideSpec, panel_size
 from .layouts import Layout, layout
 from .media import detect_speech, resolve_font
 from .mix import plan as plan_mix
@@ -63,6 +67,7 @@ class Outcome:
     video_url: str | None = None
     side_urls: dict[str, str | None] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
+    captions: dict[str, Any] = field(default_factory=dict)  # captions_url, transcript_error (.transcripts)
 
     @property
     def error(self) -> str | None:
@@ -98,19 +103,22 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
         side: _side_spec(call, side, look, settings, storage, workdir, recording, duration, reasons, used) for side in ("caller", "callee")
     }
     output = workdir / "final.mp4"
+    captions = transcripts.load(call, settings, storage, workdir, duration)
     try:
         # In the try: the mix's loudness measurement is an FFmpeg run too, and its failure a stitching failure.
-        framing = dataclasses.replace(settings, video_layout=look.video_layout)  # the call's own layout, if it has one
+        framing = replace(settings, video_layout=look.video_layout)  # the call's own layout, if it has one
         spec = render_spec(framing, recording, duration, sides["caller"], sides["callee"], workdir, font=resolve_font(settings))
         spec = fit_labels(spec, settings)
-        run_ffmpeg(
-            build_command(spec, output, binary=settings.ffmpeg_binary),
-            timeout=settings.compose_timeout,
-            what="compose",
-            total_seconds=duration,
-            log_extra=extra,
-        )
-        _check_output(output, duration, settings)
+        spec = _with_captions(spec, captions, extra)
+        try:
+            _render(spec, output, duration, settings, extra)
+        except (FFmpegError, MediaError) as exc:
+            if spec.captions is None:
+                raise
+            # Captions never fail a video: the same render without them.
+            captions.fail(f"the render with captions failed, rendered without them: {exc}", extra)
+            spec = replace(spec, captions=None)
+            _render(spec, output, duration, settings, extra)
     except (FFmpegError, MediaError) as exc:
         log.error("stitching failed: %s", exc, extra=extra)
         urls = side_video_urls(call.id, used, storage, workdir=workdir, settings=settings)
@@ -119,12 +127,42 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
 
     key = keys.video_key(call.id)
     storage.upload_file(output, key, content_type="video/mp4")
+    if spec.captions is not None:
+        transcripts.publish(call.id, captions, storage, workdir)
     return Outcome(
         status=VideoStatus.PARTIAL if reasons else VideoStatus.COMPLETED,
         video_url=storage.object_url(key),
         side_urls=side_video_urls(call.id, used, storage),
         reasons=reasons,
+        captions=captions.columns,
     )
+
+
+def _with_captions(spec: RenderSpec, captions: transcripts.CallCaptions, extra: dict[str, str]) -> RenderSpec:
+    """``spec`` showing the call's cues as its mode says; unchanged (and the reason kept) if their files cannot be written."""
+    if not captions.turns or captions.mode == "off":
+        return spec
+    placement = spec.placement
+    try:
+        captions.cues = laid_out(captions.turns, spec.duration, placement)
+        files = caption_files(
+            captions.cues, captions.mode, placement, spec.workdir, font=spec.font, names=captions.names, width=line_width(placement)
+        )
+    except (OSError, ValueError) as exc:
+        captions.fail(f"the captions could not be prepared: {exc}", extra)
+        return spec
+    return replace(spec, captions=files)
+
+
+def _render(spec: RenderSpec, output: Path, duration: float, settings: Settings, extra: dict[str, str]) -> None:
+    run_ffmpeg(
+        build_command(spec, output, binary=settings.ffmpeg_binary),
+        timeout=settings.compose_timeout,
+        what="compose",
+        total_seconds=duration,
+        log_extra=extra,
+    )
+    _check_output(output, duration, settings)
 
 
 # How far the rendered video's length may be from the call's before it counts as a failed stitch.
@@ -132,14 +170,27 @@ LENGTH_TOLERANCE = 1.0
 
 
 def render_spec(
-    settings: Settings, recording: Path, duration: float, caller: SideSpec, callee: SideSpec, workdir: Path, *, font: Path | None
+    settings: Settings,
+    recording: Path,
+    duration: float,
+    caller: SideSpec,
+    callee: SideSpec,
+    workdir: Path,
+    *,
+    font: Path | None,
+    turns: Sequence[Turn] = (),
+    captions: str = "off",
+    names: dict[str, str] | None = None,
 ) -> RenderSpec:
     """What the compositor renders for these two sides with these settings (the benchmark renders the same).
 
     With AUDIO_MIX=centered this measures the recording's loudness (one audio
     decode, :func:`.mix.measure`): the render applies it as one constant gain.
+    A transcript's ``turns`` are shown as ``captions`` says (``burn``/``track``/``off``),
+    their files written into ``workdir``; ``names`` open each side's lines of the track.
     """
     placement = render_layout(settings, caller, callee)
+    cues = laid_out(turns, duration, placement) if turns and captions != "off" else []
     width, height = placement.panel("caller").w, placement.panel("caller").h
     return RenderSpec(
         recording=recording,
@@ -156,6 +207,7 @@ def render_spec(
         font=font,
         mix=plan_mix(settings, recording, AUDIO_RATE),
         layout=placement,
+        captions=caption_files(cues, captions, placement, workdir, font=font, names=names, width=line_width(placement)),
     )
 
 
@@ -207,7 +259,7 @@ def _clips(call_id: str, side: str, settings: Settings, storage: Storage, workdi
     segments = list(Segment.select().where((Segment.call_id == call_id) & (Segment.side == side)).order_by(Segment.index))
     if not segments:
         raise _Fallback("no segments recorded")
-    clips = []
+    clips, video_keys = [], []
     for segment in segments:
         name = f"segment {segment.index}"
         if segment.state != SegmentState.COMPLETED or not segment.video_key:
@@ -221,7 +273,8 @@ def _clips(call_id: str, side: str, settings: Settings, storage: Storage, workdi
         except MediaError as exc:
             raise _Fallback(f"{name} video is corrupt ({exc})") from None
         clips.append(Clip(path=path, start=segment.start, end=segment.end, info=info))
-    return tuple(clips), [s.video_key for s in segments]
+        video_keys.append(segment.video_key)
+    return tuple(clips), video_keys
 
 
 def _side_audio(
@@ -325,7 +378,8 @@ def _join_segments(call_id: str, side: str, videos: list[str], storage: Storage,
         listing.write_text("\n".join(lines) + "\n")
         joined = workdir / f"{side}-joined.mp4"
         run_ffmpeg(
-            [settings.ffmpeg_binary, "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", "-movflags", "+faststart", "-y", str(joined)],
+            [settings.ffmpeg_binary, "-f", "concat", "-safe", "0", "-i", str(listing)]
+            + ["-c", "copy", "-movflags", "+faststart", "-y", str(joined)],
             timeout=settings.compose_timeout,
             what=f"join {side} segments",
             log_extra={"call_id": call_id, "side": side},

@@ -28,6 +28,7 @@ import ffmpeg
 from shared.ffmpeg import graph_file_option, threaded_cli
 
 from . import labels, mix
+from .captions import burn, track_output_options
 from .layout import RenderSpec, SideSpec, enable_expr, speaking, timeline
 from .layouts import BACKGROUND, CROP, Layout, Rect
 from .panel import fitted_clip, hold, local_panel, still
@@ -54,7 +55,7 @@ def _track(side: SideSpec, spec: RenderSpec, one_thread: bool):
     idle_count = sum(1 for p in pieces if p.clip is None)
     panel, crop = spec.placement.panel(side.side), spec.placement.fit == CROP
     idle = still(side, panel.w, panel.h, spec.fps, crop=crop) if idle_count else None
-    idle_frames = idle.split() if idle_count > 1 else None
+    idle_frames = idle.split() if idle is not None and idle_count > 1 else None
     parts, used = [], 0
     for piece in pieces:
         if piece.clip is None:
@@ -169,8 +170,15 @@ def build_command(spec: RenderSpec, output: Path, *, binary: str = "ffmpeg") -> 
     sides = [side_stream(side, spec, one_thread_decoders=one_thread) for side in (spec.caller, spec.callee)]
     video = _arrange(sides, spec.placement)
     audio = _audio(spec)
+    streams, options = [video, audio], _output_options(spec)
+    if spec.captions is not None:
+        if spec.captions.burn is not None:
+            # On the whole frame, once: the .ass file places each side's lines in its own region.
+            streams[0] = burn(video, spec.captions.burn, spec.font)
+        streams.append(ffmpeg.input(str(spec.captions.track)))
+        options.update(track_output_options(spec.captions.language))
     args = (
-        ffmpeg.output(video, audio, str(output), **_output_options(spec))
+        ffmpeg.output(*streams, str(output), **options)
         .global_args("-filter_complex_threads", str(FILTER_THREADS))
         .overwrite_output()
         .compile(cmd=binary)

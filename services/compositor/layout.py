@@ -13,20 +13,21 @@ however many segments a side has.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from shared.ffmpeg import VideoInfo
 
-from .mix import AudioMix
 from .layouts import Layout, side_by_side
+from .mix import AudioMix
 
 __all__ = [
     "Interval",
     "Clip",
     "SideSpec",
     "RenderSpec",
+    "CaptionFiles",
     "Piece",
     "fit",
     "panel_size",
@@ -71,6 +72,15 @@ class SideSpec:
 
 
 @dataclass(frozen=True)
+class CaptionFiles:
+    """The captions a render carries, as files in its workdir (:mod:`.captions` writes them)."""
+
+    burn: Path | None  # the .ass file libass draws on the frame; None: not burned
+    track: Path  # the subtitle track's source, muxed as mov_text
+    language: str  # the track's ISO 639-2 tag
+
+
+@dataclass(frozen=True)
 class RenderSpec:
     recording: Path  # the call's stereo audio: the video's sound track
     duration: float  # seconds; the video is exactly this long
@@ -86,6 +96,7 @@ class RenderSpec:
     font: Path | None = None  # None: no labels
     mix: AudioMix | None = None  # the centered mix and its measured loudness; None: the recording's channels as they are
     layout: Layout | None = None  # None: side-by-side of width×height panels
+    captions: CaptionFiles | None = None  # None: a video without captions
 
     @property
     def frames(self) -> int:

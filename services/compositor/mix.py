@@ -39,7 +39,10 @@ from pathlib import Path
 from shared.ffmpeg import FFmpegError, FFmpegFailed, run, summarise
 from shared.settings import Settings
 
-__all__ = ["Loudness", "AudioMix", "LoudnessError", "CENTERED", "RECORDING", "pan_matrix", "measure", "parse_report", "plan", "linear", "limited", "second_pass", "apply"]
+__all__ = [
+    "Loudness", "AudioMix", "LoudnessError", "CENTERED", "RECORDING",
+    "pan_matrix", "measure", "parse_report", "plan", "linear", "limited", "second_pass", "apply",
+]
 
 CENTERED, RECORDING = "centered", "recording"
 # loudnorm's largest loudness-range target: a measured range above it keeps loudnorm out of linear mode.
@@ -125,13 +128,16 @@ def measure(recording: Path, filters: list[Filter], settings: Settings) -> Loudn
     """loudnorm's analysis of ``recording`` through ``filters`` (one decode of the audio, no output)."""
     analysis = ("loudnorm", {"print_format": "json"})
     # The report is printed at the info level, at the end: the log goes to a file and is read afterwards.
-    args = [settings.ffmpeg_binary, "-hide_banner", "-nostdin", "-nostats", "-i", str(recording), "-vn", "-af", _text([*filters, analysis]), "-f", "null", "-"]
+    args = [settings.ffmpeg_binary, "-hide_banner", "-nostdin", "-nostats", "-i", str(recording)]
+    args += ["-vn", "-af", _text([*filters, analysis]), "-f", "null", "-"]
     with tempfile.TemporaryDirectory(prefix="callreel-loudness-") as folder:
         log_file = Path(folder) / "loudnorm.log"
         try:
             run(args, timeout=settings.compose_timeout, what="loudness measurement", stderr=log_file)
         except FFmpegFailed as exc:
-            raise LoudnessError(f"loudness measurement of {recording.name} failed: {summarise(exc.stderr)}", returncode=exc.returncode, stderr=exc.stderr) from None
+            raise LoudnessError(
+                f"loudness measurement of {recording.name} failed: {summarise(exc.stderr)}", returncode=exc.returncode, stderr=exc.stderr
+            ) from None
         except FFmpegError as exc:
             raise LoudnessError(f"loudness measurement of {recording.name}: {exc}", returncode=exc.returncode, stderr=exc.stderr) from None
         return parse_report(log_file.read_text(errors="replace"))

@@ -22,7 +22,6 @@ through the graph is paid for on every frame:
 
 from __future__ import annotations
 
-
 import ffmpeg
 
 from .layout import Clip, SideSpec, fit
@@ -110,7 +109,8 @@ def fitted_clip(clip: Clip, frames: int, width: int, height: int, fps: int, *, o
     drops = clip.info.fps == 0 or clip.info.fps >= fps
     if drops:
         stream = stream.filter("fps", fps)
-    stream = stream.filter("scale", fit_w, fit_h, flags=scale_flags(clip.info.height, fit_h)).filter("format", "yuv420p").filter("setsar", 1)
+    stream = stream.filter("scale", fit_w, fit_h, flags=scale_flags(clip.info.height, fit_h))
+    stream = stream.filter("format", "yuv420p").filter("setsar", 1)
     if not drops:
         stream = stream.filter("fps", fps)
     if crop and (fit_w, fit_h) != (width, height):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import shlex
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from shared.ffmpeg import Progress, run
 

@@ -12,7 +12,8 @@ and FFmpeg does not outlive the message.
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from shared import progress, skeleton
 from shared.contracts import COMPOSE, send
@@ -39,7 +40,11 @@ def compose(call_id: str, rerender: bool = False) -> None:
         if not mine:
             # RabbitMQ redelivered a message whose connection dropped while a live worker still composes
             # it: look again once that compose has ended (begin() then skips) or its worker has died.
-            log.info("another worker is composing this call; looking again in %d s", BUSY_RECHECK_MS // 1000, extra={"call_id": call_id, "stage": Stage.COMPOSITOR})
+            log.info(
+                "another worker is composing this call; looking again in %d s",
+                BUSY_RECHECK_MS // 1000,
+                extra={"call_id": call_id, "stage": Stage.COMPOSITOR},
+            )
             send(COMPOSE, call_id=call_id, delay_ms=BUSY_RECHECK_MS)
             return
         if rerender:
@@ -91,6 +96,7 @@ def columns_of(call: Call, outcome: Outcome) -> dict[str, Any]:
     for side, url in outcome.side_urls.items():
         if url:
             columns[f"{side}_video_url"] = url
+    columns.update(outcome.captions)
     return columns
 
 

@@ -7,19 +7,18 @@ job ends. The work is in :mod:`.stage`; this module only declares it.
 
 from __future__ import annotations
 
+from shared.contracts import GENERATE_SIDE, POLL_SEGMENT, on_give_up
 from shared.runtime import boot
+from shared.settings import get_settings
+from shared.skeleton import actor
 
-broker = boot("generation")
-
-from shared.contracts import GENERATE_SIDE, POLL_SEGMENT, on_give_up  # noqa: E402
-from shared.settings import get_settings  # noqa: E402
-from shared.skeleton import actor  # noqa: E402
-
-from . import stage  # noqa: E402
-from .config import check_configuration  # noqa: E402
+from . import stage
+from .config import check_configuration
 
 __all__ = ["generate_side", "poll_segment"]
 
+# Before the actors are declared: they bind to the broker boot() makes Dramatiq's.
+broker = boot("generation")
 
 _settings = get_settings()
 check_configuration(_settings)

@@ -45,7 +45,9 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def avatar_for(side: str, settings: Settings, storage: Storage, *, expires: int, reference: str | None = None, workdir: Path | None = None) -> Avatar:
+def avatar_for(
+    side: str, settings: Settings, storage: Storage, *, expires: int, reference: str | None = None, workdir: Path | None = None
+) -> Avatar:
     """``side``'s avatar; ``reference``: the call's (``Presentation.avatar``), None for the deployment's setting."""
     configured = getattr(settings, f"{side}_avatar_url") if reference is None else reference
     if configured and is_stored_avatar(configured) and workdir is not None:

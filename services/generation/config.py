@@ -9,7 +9,7 @@ __all__ = ["check_configuration"]
 
 
 def check_configuration(settings: Settings) -> None:
-    """With a fal key, the model must be known, the store must be S3 (but in ``callreel render``/``serve``) and fal-client must use the configured host."""
+    """With a fal key: a known model, S3 for the store (but in ``callreel render``/``serve``), fal-client on the configured host."""
     if not settings.uses_fal:
         return
     problems = []

@@ -36,7 +36,8 @@ def mark_side(call_id: str, side: str, state: str, *, error: str | None = None, 
     query = Call.update(updates).where((Call.id == call_id) & (column.in_(OPEN_SIDE) | column.is_null()))
     changed = bool(query.execute())
     if changed:
-        log.info("%s side %s%s", side, state, f": {error}" if error else "", extra={"call_id": call_id, "stage": Stage.GENERATION, "side": side})
+        extra = {"call_id": call_id, "stage": Stage.GENERATION, "side": side}
+        log.info("%s side %s%s", side, state, f": {error}" if error else "", extra=extra)
     return changed
 
 
@@ -51,7 +52,8 @@ def settle_side(call_id: str, side: str) -> None:
         more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
         mark_side(call_id, side, SideState.FAILED, error=f"{len(failed)} of {len(segments)} segment(s) failed: {reasons}{more}")
     else:
-        url = get_storage().object_url(segments[0].video_key) if len(segments) == 1 else None
+        key = segments[0].video_key if len(segments) == 1 else None
+        url = get_storage().object_url(key) if key else None
         mark_side(call_id, side, SideState.GENERATED, video_url=url)
     fan_in(call_id)
 

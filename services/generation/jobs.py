@@ -37,10 +37,10 @@ from shared.settings import Settings, get_settings
 from shared.storage import ObjectNotFound, Storage, get_storage
 
 from .avatars import Avatar, avatar_for
-from .inputs import InputTooLarge, input_url
 from .cache import audio_digest, cache_key, copy_video, find_cached
 from .fal import TRANSIENT_CODES, FalError, FalQueue, JobStatus, fal_queue
 from .fanin import fan_in, mark_side, settle_side
+from .inputs import InputTooLarge, input_url
 from .videos import BadVideo, store_video
 
 __all__ = ["generate", "poll_segment", "give_up_side", "give_up_segment", "url_expiry"]
@@ -74,7 +74,7 @@ class Job:
     _avatar: Avatar | None = field(default=None, init=False)
 
     @classmethod
-    def for_side(cls, side: str, settings: Settings, tmp: Path, *, avatar: str | None = None) -> "Job":
+    def for_side(cls, side: str, settings: Settings, tmp: Path, *, avatar: str | None = None) -> Job:
         model = model_for(settings.fal_model)
         return cls(settings, get_storage(), model, fal_queue(settings.fal_key, model.endpoint), side, tmp, avatar)
 
@@ -109,7 +109,8 @@ def generate(call: Call, side: str) -> None:
         return
     segments = list(Segment.select().where((Segment.call_id == call_id) & (Segment.side == side)).order_by(Segment.index))
     if not segments:
-        mark_side(call_id, side, SideState.FAILED, error="no segments to generate: the audio stage cut none (is FAL_KEY set for the audio service too?)")
+        error = "no segments to generate: the audio stage cut none (is FAL_KEY set for the audio service too?)"
+        mark_side(call_id, side, SideState.FAILED, error=error)
         fan_in(call_id)
         return
     side_state = getattr(Call, f"{side}_state")
@@ -202,7 +203,7 @@ def submit(segment: Segment, job: Job) -> None:
 def reuse(segment: Segment, key: str, job: Job) -> bool:
     """Complete the segment with an earlier identical video; False when there is none."""
     earlier = find_cached(key, exclude_id=segment.id)
-    if earlier is None:
+    if earlier is None or earlier.video_key is None:
         return False
     target = keys.segment_video_key(segment.call_id, segment.side, segment.index)
     if not copy_video(earlier.video_key, target, job.storage, job.tmp):
@@ -377,6 +378,7 @@ def note(segment: Segment, text: str) -> None:
 def collect(segment: Segment, job: Job, status: JobStatus, expired: bool) -> None:
     """The job has ended: store its video, or count the failed attempt."""
     ctx, request_id = job.context(segment), segment.fal_request_id
+    assert request_id is not None, "collect follows a job fal acknowledged"
     if status.error:
         reason = f"fal.ai job {request_id} failed: {status.error}"
         try:
@@ -437,6 +439,8 @@ def collect(segment: Segment, job: Job, status: JobStatus, expired: bool) -> Non
 
 def cancel(segment: Segment, job: Job) -> None:
     """Ask fal to drop the job (best effort: a job that already ended cannot be cancelled)."""
+    if segment.fal_request_id is None:  # nothing was submitted: nothing to cancel
+        return
     try:
         job.fal.cancel(segment.fal_request_id)
         log.info("cancelled fal.ai job %s", segment.fal_request_id, extra=job.context(segment))
@@ -484,7 +488,8 @@ def fail_segment(segment: Segment, reason: str) -> None:
         .execute()
     )
     if failed:
-        log.warning("segment failed: %s", reason, extra={"call_id": segment.call_id, "stage": Stage.GENERATION, "side": segment.side, "segment_id": segment.id})
+        extra = {"call_id": segment.call_id, "stage": Stage.GENERATION, "side": segment.side, "segment_id": segment.id}
+        log.warning("segment failed: %s", reason, extra=extra)
         settle_side(segment.call_id, segment.side)
 
 
@@ -501,21 +506,22 @@ def abandon(segment: Segment, settings: Settings, reason: str) -> None:
 # -- giving up ------------------------------------------------------------------------------------
 
 
-def give_up_side(call_id: str, side: str, exception: BaseException) -> None:
+def give_up_side(call_id: str | None, side: str | None, exception: BaseException) -> None:
     """generate_side failed for good: the side is FAILED (the call goes on as partial)."""
-    if not keys.CALL_ID_RE.match(str(call_id)) or side not in SIDES:
+    if call_id is None or not keys.CALL_ID_RE.match(str(call_id)) or side is None or side not in SIDES:
         log.error("gave up on a malformed generate_side(%r, %r): %s", call_id, side, exception)
         return
     reason = f"generation gave up: {exception}"
     now = utcnow()
-    Segment.update({Segment.state: SegmentState.FAILED, Segment.error: reason[:4000], Segment.finished_at: now, Segment.updated_at: now}).where(
+    failed = {Segment.state: SegmentState.FAILED, Segment.error: reason[:4000], Segment.finished_at: now, Segment.updated_at: now}
+    Segment.update(failed).where(
         (Segment.call_id == call_id) & (Segment.side == side) & (Segment.state == SegmentState.PENDING)
     ).execute()
     mark_side(call_id, side, SideState.FAILED, error=reason[:4000])
     fan_in(call_id)
 
 
-def give_up_segment(segment_id: int, exception: BaseException) -> None:
+def give_up_segment(segment_id: int | None, exception: BaseException) -> None:
     """poll_segment failed for good: the segment fails (and with it its side)."""
     segment = Segment.get_or_none(Segment.id == segment_id) if isinstance(segment_id, int) else None
     if segment is None:

@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> falcon.App:
         log.warning("!" * 78)
 
     console = Console(settings, get_storage)
-    app = falcon.App(middleware=[RequestMetrics(), NoSniff(), console.authentication, DatabaseConnectionMiddleware()])
+    app = falcon.App(middleware=(RequestMetrics(), NoSniff(), console.authentication, DatabaseConnectionMiddleware()))
     for error in (peewee.OperationalError, peewee.InterfaceError):
         app.add_error_handler(error, database_unavailable)
     app.set_error_serializer(serialize_error)

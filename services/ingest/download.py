@@ -33,8 +33,9 @@ import ipaddress
 import json
 import logging
 import socket
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO
 
 import httpx
 
@@ -120,7 +121,7 @@ def check_destination(host: str, port: int, *, allowed: frozenset[tuple[str, int
     if (host, port) in allowed:
         return
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
     except (socket.gaierror, UnicodeError):
         return  # the connection fails the same way, and is retried as a network error
     private = sorted(a for a in addresses if is_private_address(a))

@@ -9,13 +9,17 @@ thing. No authentication: it says nothing about any call.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 import dramatiq
 import falcon
 from dramatiq.brokers.stub import StubBroker
 
 from shared.db import connection
+
+if TYPE_CHECKING:
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 __all__ = ["HealthResource", "check_database", "check_broker"]
 
@@ -30,14 +34,16 @@ def check_database() -> None:
 def check_broker(broker: dramatiq.Broker) -> None:
     if isinstance(broker, StubBroker):
         return
+    # Every other broker shared.broker builds is a RabbitmqBroker.
+    rabbitmq = cast("RabbitmqBroker", broker)
     try:
         # The thread's own connection, as a send would use it; processing
         # pending events makes a dead connection raise instead of looking open.
-        broker.connection.process_data_events(time_limit=0)
-        if not broker.connection.is_open:
+        rabbitmq.connection.process_data_events(time_limit=0)
+        if not rabbitmq.connection.is_open:
             raise ConnectionError("connection closed")
     except Exception:
-        del broker.connection  # reconnect on the next use
+        del rabbitmq.connection  # reconnect on the next use
         raise
 
 

@@ -14,7 +14,7 @@ with ``TWILIO_WEBHOOK_SHARED_KEY`` when it is set; all others with the Auth Toke
 from __future__ import annotations
 
 import logging
-from typing import Mapping
+from collections.abc import Mapping
 
 from twilio.request_validator import (
     SIGNATURE_HEADER,

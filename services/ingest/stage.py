@@ -27,7 +27,8 @@ hand-on failed is kept).
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
@@ -148,6 +149,7 @@ def delete_at_twilio(call: Call, key: str, size: int, settings: Settings, storag
     if storage.size(key) != size:
         log.warning("stored size differs from the download; Twilio's copy is kept", extra={"call_id": call.id})
         return
+    assert call.recording_url is not None, "the recording was downloaded from it"
     if download.delete_recording(
         call.recording_url, auth=_credentials(settings), timeout=settings.download_timeout, hosts=settings.twilio_recording_hosts
     ):
@@ -199,8 +201,8 @@ def _not_ready(call_id: str, exc: download.RecordingNotReady) -> Exception:
 
 def give_up(kwargs: dict[str, Any], exception: BaseException) -> None:
     """The message failed for good: fail the call with the reason, leave nothing half-stored."""
-    call_id = kwargs.get("call_id")
     try:
+        call_id = keys.validate_call_id(kwargs.get("call_id"))
         key = keys.recording_key(call_id)
     except keys.InvalidCallId:
         return

@@ -19,8 +19,8 @@ import datetime as dt
 import email.utils
 import re
 import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
 __all__ = [

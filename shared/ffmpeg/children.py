@@ -15,7 +15,8 @@ import os
 import shutil
 import signal
 import subprocess
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["orphan_guard", "spawn", "kill_group"]
 

@@ -24,7 +24,8 @@ class FFmpegFailed(FFmpegError):
     """The program exited with a non-zero status; ``detail`` is the end of what it wrote to stderr."""
 
     def __init__(self, what: str, returncode: int, detail: str, *, stderr: str = "") -> None:
-        super().__init__(f"{what} failed (exit {returncode}): {detail or 'no error output'}", returncode=returncode, stderr=stderr or detail)
+        message = f"{what} failed (exit {returncode}): {detail or 'no error output'}"
+        super().__init__(message, returncode=returncode, stderr=stderr or detail)
         self.what, self.detail = what, detail
 
 

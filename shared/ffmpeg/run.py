@@ -23,10 +23,11 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Sequence
+from typing import IO
 
 from . import children
 from .errors import FFmpegError, FFmpegFailed, FFmpegTimeout

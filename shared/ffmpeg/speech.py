@@ -22,7 +22,7 @@ Times are in seconds from the start of the recording, rounded to 2 decimals.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 __all__ = ["silencedetect_options", "parse_silences", "speech_intervals", "Interval"]
 

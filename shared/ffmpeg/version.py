@@ -37,7 +37,7 @@ def ffmpeg_version(binary: str) -> str | None:
     return words[2] if len(words) > 2 and words[:2] == ["ffmpeg", "version"] else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def threaded_cli(binary: str) -> bool:
     """Whether this FFmpeg's command line gives every decoder a thread of its own (7.0 and later).
 
@@ -57,7 +57,7 @@ def threaded_cli(binary: str) -> bool:
     return found is not None and int(found[1]) >= 7
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def graph_file_option(binary: str) -> str:
     """The option with which this FFmpeg reads a complex filtergraph from a file.
 

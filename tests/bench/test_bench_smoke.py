@@ -98,6 +98,9 @@ def test_compose_is_compared_with_the_plan_on_speed_quality_and_size(quick_run):
     # A row per other layout, in its frame's size.
     framed = [m[1] for row in rows if (m := re.search(r", ([a-z-]+ \d+×\d+): audio, labels, highlight$", row[0]))]
     assert framed == ["landscape 1280×720", "square 1080×1080", "vertical 1080×1920"]
+    # Burned captions: their CPU against the same render without them.
+    (captioned,) = [row for row in rows if "shipped + captions (burn): " in row[0]]
+    assert re.search(r"captions \(burn\): [+-]\d+\.\d% CPU$", captioned[0]) and number(captioned[2]) > 0, captioned
     ssim = header.index("SSIM")
     for row in rows:
         assert 0.5 < number(row[ssim]) <= 1.0, row
@@ -126,6 +129,7 @@ def test_split_webhook_download_and_targets_are_reported(quick_run):
     assert [row[0] for row in download[1:]] == ["1.0 MB", "6.0 MB"]
     targets = {row[0] for row in found["Targets"][0][1:]}
     assert any(t.startswith("compose ≥ 2.5× faster") for t in targets)
+    assert any(t.startswith("burned captions ≤ 10 % more CPU") for t in targets)
     assert any(t.startswith("pipeline < 8 s per minute") for t in targets)
     assert "every worker < 300 MB peak RSS incl. FFmpeg" in targets
     assert any(t.startswith("webhook p99 < 50 ms") for t in targets)

@@ -3,6 +3,7 @@ from dramatiq import Message
 
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 from shared.retry import RetryError, retry_call
+from tests.support.calls import make_call
 
 CALL = "CA" + "9" * 32
 
@@ -22,7 +23,7 @@ def broker(sqlite_db, stub_broker):
 
 
 def test_only_failed_or_partial_calls(broker):
-    Call.create(id=CALL, video_status=VideoStatus.GENERATING)
+    make_call(CALL, video_status=VideoStatus.GENERATING)
     with pytest.raises(RetryError):
         retry_call(CALL)
     with pytest.raises(RetryError):
@@ -30,7 +31,7 @@ def test_only_failed_or_partial_calls(broker):
 
 
 def test_failed_download_restarts_at_ingest(broker):
-    Call.create(id=CALL, video_status=VideoStatus.FAILED, stage=Stage.DONE, video_error_message="Twilio said 500")
+    make_call(CALL, video_status=VideoStatus.FAILED, stage=Stage.DONE, video_error_message="Twilio said 500")
     assert retry_call(CALL) == Stage.INGEST
     assert drain(broker, "ingest") == [("download_recording", {"call_id": CALL})]
     call = Call.get_by_id(CALL)
@@ -39,8 +40,8 @@ def test_failed_download_restarts_at_ingest(broker):
 
 def test_partial_call_regenerates_only_the_failed_side(broker):
     now = utcnow()
-    Call.create(
-        id=CALL, video_status=VideoStatus.PARTIAL, stage=Stage.DONE, ingest_finished_at=now, audio_finished_at=now,
+    make_call(
+        CALL, video_status=VideoStatus.PARTIAL, stage=Stage.DONE, ingest_finished_at=now, audio_finished_at=now,
         compositor_finished_at=now, caller_state=SideState.GENERATED, callee_state=SideState.FAILED,
         callee_error="fal timed out", compose_enqueued_at=now,
     )
@@ -57,8 +58,8 @@ def test_partial_call_regenerates_only_the_failed_side(broker):
 
 def test_stitch_failure_recomposes(broker):
     now = utcnow()
-    Call.create(
-        id=CALL, video_status=VideoStatus.PARTIAL, stage=Stage.DONE, ingest_finished_at=now, audio_finished_at=now,
+    make_call(
+        CALL, video_status=VideoStatus.PARTIAL, stage=Stage.DONE, ingest_finished_at=now, audio_finished_at=now,
         caller_state=SideState.LOCAL, callee_state=SideState.SILENT,
     )
     assert retry_call(CALL) == Stage.COMPOSITOR
@@ -66,7 +67,7 @@ def test_stitch_failure_recomposes(broker):
 
 
 def test_a_failed_send_leaves_the_call_as_it_was(broker, monkeypatch):
-    Call.create(id=CALL, video_status=VideoStatus.FAILED, stage=Stage.DONE, video_error_message="Twilio said 500")
+    make_call(CALL, video_status=VideoStatus.FAILED, stage=Stage.DONE, video_error_message="Twilio said 500")
 
     def refuse(*args, **kwargs):
         raise ConnectionError("broker unavailable")

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import dramatiq
 import falcon
 
 from shared import keys
+from shared.avatars import AVATAR_MAX_BYTES, AvatarError, store_avatar
 from shared.calls import processing_seconds
 from shared.callview import as_json, call_duration, call_view
-from shared.avatars import AVATAR_MAX_BYTES, AvatarError, store_avatar
 from shared.models import SIDES, Call, utcnow
 from shared.retry import RetryError, retry_call
 from shared.settings import get_settings

@@ -22,7 +22,8 @@ walks every route of the app and asks each one without credentials.
 from __future__ import annotations
 
 import hmac
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import falcon
 

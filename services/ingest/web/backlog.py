@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
@@ -77,7 +78,9 @@ def _management_endpoint(url: str, vhost: str) -> tuple[str, tuple[str, str] | N
 
 
 class BacklogReader:
-    def __init__(self, settings: Settings, *, get: Callable[..., httpx.Response] = httpx.get, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, settings: Settings, *, get: Callable[..., httpx.Response] = httpx.get, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._url = settings.rabbitmq_management_url
         self._vhost = vhost_of(settings.broker_url)
         self._get = get

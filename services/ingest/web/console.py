@@ -10,20 +10,20 @@ database, shared by every worker (web/throttle.py).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import falcon
 
 from shared.settings import Settings
 from shared.storage import Storage
 
+from .address import ClientAddress
 from .api import AvatarResource, BacklogResource, CallListResource, CallResource, RetryResource
 from .auth import Authentication, TokenAuth
 from .backlog import BacklogReader
 from .media import MEDIA_PREFIX, MediaResource
 from .pages import add_operator_routes
 from .session import SessionSigner
-from .address import ClientAddress
 from .throttle import API_BUCKET, LOGIN_BUCKET, SharedFailureThrottle
 from .transcripts import TranscriptResource
 

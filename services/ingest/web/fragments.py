@@ -8,12 +8,12 @@ so pages.py only arranges them.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from shared.calls import processing_seconds
 from shared.callview import call_duration
 from shared.models import Call
-
 from shared.transcript import Transcript
 
 from .backlog import Backlog
@@ -135,7 +135,7 @@ def timeline_table(view: dict[str, Any], now: dt.datetime) -> Markup:
     ended = view["processing"]["completed_at"]
     starts = [row["started_at"] for row in timeline if row["started_at"]]
     origin = min(starts) if starts else None
-    ends = [_stage_end(ended, row, now) for row in timeline if row["started_at"]]
+    ends = [end for row in timeline if (end := _stage_end(ended, row, now)) is not None]
     span = max(((max(ends) - origin).total_seconds() if origin else 0.0), 0.001)
     rows = []
     for row in timeline:
@@ -156,7 +156,8 @@ def timeline_table(view: dict[str, Any], now: dt.datetime) -> Markup:
             )
         )
     head = "".join(f"<th{c}>{h}</th>" for h, c in (
-        ("Stage", ""), ("State", ""), ("Started", ""), ("Finished", ""), ("Duration", ' class="num"'), ("Attempts", ' class="num"'), ("", ""),
+        ("Stage", ""), ("State", ""), ("Started", ""), ("Finished", ""),
+        ("Duration", ' class="num"'), ("Attempts", ' class="num"'), ("", ""),
     ))
     return Markup(f'<table id="timeline" class="timeline"><thead><tr>{head}</tr></thead><tbody>{join(rows)}</tbody></table>')
 
@@ -180,7 +181,8 @@ def segments_table(segments: list[dict[str, Any]]) -> Markup:
                 f'<td class="error-cell">{escape(note)}</td><td>{video}</td></tr>'
             )
         )
-    head = "".join(f"<th>{h}</th>" for h in ("Side", "#", "Span", "State", "fal request id", "Attempts", "Submitted", "Finished", "Error / progress", ""))
+    columns = ("Side", "#", "Span", "State", "fal request id", "Attempts", "Submitted", "Finished", "Error / progress", "")
+    head = "".join(f"<th>{h}</th>" for h in columns)
     return Markup(f'<table id="segments"><thead><tr>{head}</tr></thead><tbody>{join(rows)}</tbody></table>')
 
 
@@ -225,7 +227,9 @@ def _turn(number: int, turn: Any, names: dict[str, str], video: tuple[str, str] 
     if video:
         # A media-fragment link: without script it opens the video at this time; operator.js seeks the player instead.
         src, element_id = video
-        stamp = Markup(f'<a class="seek" href="{escape(src)}#t={escape(at)}" data-seek="{escape(at)}" data-video="{escape(element_id)}">{stamp}</a>')
+        stamp = Markup(
+            f'<a class="seek" href="{escape(src)}#t={escape(at)}" data-seek="{escape(at)}" data-video="{escape(element_id)}">{stamp}</a>'
+        )
     return Markup(
         f'<li class="turn {escape(turn.speaker)}" id="turn-{number}" data-start="{escape(at)}" data-end="{turn.end:.3f}">'
         f'{stamp} <bdi class="speaker">{escape(names[turn.speaker])}</bdi> <span class="text" dir="auto">{escape(turn.text)}</span></li>'

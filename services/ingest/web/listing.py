@@ -12,15 +12,17 @@ import base64
 import binascii
 import datetime as dt
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import falcon
 
 from shared.calls import ListPosition, newest_calls
 from shared.models import STAGES, Call, Stage, VideoStatus
 
-__all__ = ["ListQuery", "Page", "InvalidQuery", "parse_list_query", "encode_cursor", "decode_cursor", "read_page", "DEFAULT_LIMIT", "MAX_LIMIT"]
+__all__ = [
+    "ListQuery", "Page", "InvalidQuery", "parse_list_query", "encode_cursor", "decode_cursor", "read_page", "DEFAULT_LIMIT", "MAX_LIMIT",
+]
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200

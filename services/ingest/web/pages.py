@@ -16,12 +16,11 @@ from this app only, media from this app and the store's presigned origin),
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from importlib import resources
-from typing import Callable, Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import falcon
-
 from falcon.app_helpers import default_serialize_error
 
 from shared.callview import call_view
@@ -37,8 +36,8 @@ from .backlog import BacklogReader
 from .listing import STAGE_FILTERS, InvalidQuery, ListQuery, parse_list_query, read_page
 from .media import video_link
 from .session import LOGIN_PATH, Session, SessionSigner, safe_next
-from .throttle import Throttle
 from .templating import Markup, escape, join, render
+from .throttle import Throttle
 from .transcripts import read_stored_transcript
 
 __all__ = ["add_operator_routes", "serialize_error", "send_page"]
@@ -70,7 +69,7 @@ def send_page(
     title: str,
     content: Markup,
     csrf: str | None = None,
-    status: str = falcon.HTTP_200,
+    status: str | int = falcon.HTTP_200,
     refresh: int | None = None,
     media: Iterable[str | None] = (),
 ) -> None:
@@ -131,7 +130,9 @@ class _Page:
         form = read_small_form(req)
         if not self.signer.csrf_ok(session, form.get("csrf")):
             log.warning("operator POST refused: bad CSRF token", extra={"path": req.path})
-            raise falcon.HTTPForbidden(title="Invalid form", description="The form expired or came from elsewhere: reload the page and try again.")
+            raise falcon.HTTPForbidden(
+                title="Invalid form", description="The form expired or came from elsewhere: reload the page and try again."
+            )
         return session, form
 
 
@@ -202,9 +203,9 @@ class CallListPage(_Page):
         page = read_page(query)
         now = utcnow()
         rows = join(f.call_row(call, now) for call in page.calls) or Markup('<tr><td colspan="7" class="muted">No calls match.</td></tr>')
-        pager = [Markup('<a href="/ops/calls?{}">Newest</a>'.format(escape(urlencode(query.params()))))] if query.after else []
+        pager = [Markup(f'<a href="/ops/calls?{escape(urlencode(query.params()))}">Newest</a>')] if query.after else []
         if page.next_cursor:
-            pager.append(Markup('<a id="older" href="/ops/calls?{}">Older →</a>'.format(escape(urlencode(query.params(cursor=page.next_cursor))))))
+            pager.append(Markup(f'<a id="older" href="/ops/calls?{escape(urlencode(query.params(cursor=page.next_cursor)))}">Older →</a>'))
         content = render(
             "calls",
             backlog=f.backlog_table(self.backlog.read()),
@@ -228,7 +229,9 @@ class CallPage(_Page):
         session: Session = req.context.session
         self.show(resp, session, find_call(call_id), notice=_notice(req.get_param("retried")))
 
-    def show(self, resp: falcon.Response, session: Session, call: Call, *, notice: Markup | str = "", status: str = falcon.HTTP_200) -> None:
+    def show(
+        self, resp: falcon.Response, session: Session, call: Call, *, notice: Markup | str = "", status: str | int = falcon.HTTP_200
+    ) -> None:
         now, csrf = utcnow(), self.signer.csrf_token(session)
         view = call_view(call, video_link(self._storage()), now)
         final = view["video_url"]
@@ -238,7 +241,10 @@ class CallPage(_Page):
             videos.append(f.video_figure(final, element_id="final-video", caption="Final video", kind="final"))
         else:
             videos.append(Markup('<p class="muted" id="no-video">No final video yet.</p>'))
-        sides = [f.video_figure(url, element_id=f"{side}-video", caption=f"{side} side", kind="side") for side, url in side_urls.items() if url]
+        sides = [
+            f.video_figure(url, element_id=f"{side}-video", caption=f"{side} side", kind="side") for side, url in side_urls.items() if url
+        ]
+        videos_of_sides = [Markup('<div class="videos">'), *sides, Markup("</div>")] if sides else []
         recording = view["recording"]
         summary = " · ".join(
             part for part in (
@@ -262,7 +268,7 @@ class CallPage(_Page):
             error=Markup(f'<div class="error-box" id="call-error">{escape(view["error"])}</div>') if view["error"] else "",
             retry=render("retry", id=view["id"], csrf=csrf) if view["status"] in RETRYABLE else "",
             video=join(videos),
-            sides=join([Markup('<div class="videos">'), *sides, Markup("</div>"), f.sides_table(view["sides"])] if sides else [f.sides_table(view["sides"])]),
+            sides=join([*videos_of_sides, f.sides_table(view["sides"])]),
             timeline=f.timeline_table(view, now),
             segments=f.segments_table(view["segments"]),
             transcript=self._transcript(call, view, "final-video" if final else None),

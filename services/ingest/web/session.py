@@ -17,8 +17,8 @@ import hmac
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 from urllib.parse import quote
 
 import falcon
@@ -27,7 +27,7 @@ __all__ = ["COOKIE_NAME", "LOGIN_PATH", "Session", "SessionSigner", "safe_next"]
 
 COOKIE_NAME = "callreel_session"
 LOGIN_PATH = "/ops/login"
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _COOKIE_RE = re.compile(r"^([A-Za-z0-9_-]{16,64})\.(\d{1,12})\.([A-Za-z0-9_-]{43})$")
 
 
@@ -85,7 +85,9 @@ class SessionSigner:
         return self._sign(f"csrf:{session.id}")
 
     def csrf_ok(self, session: Session, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(token.encode(), self.csrf_token(session).encode())
+        if not token:
+            return False
+        return hmac.compare_digest(token.encode(), self.csrf_token(session).encode())
 
     # -- on requests and responses ---------------------------------------------
 

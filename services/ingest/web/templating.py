@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import functools
 import html
+from collections.abc import Iterable
 from importlib import resources
 from string import Template
-from typing import Any, Iterable
+from typing import Any
 
 __all__ = ["Markup", "escape", "render", "join"]
 
@@ -34,7 +35,7 @@ def join(parts: Iterable[Any], separator: str = "\n") -> Markup:
     return Markup(separator.join(escape(part) for part in parts))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _template(name: str) -> Template:
     text = resources.files(__package__).joinpath("templates", f"{name}.html").read_text(encoding="utf-8")
     return Template(text)

@@ -24,7 +24,8 @@ import collections
 import math
 import threading
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from shared.db import connection
 from shared.throttle_store import add_failure

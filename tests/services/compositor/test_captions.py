@@ -29,11 +29,13 @@ from services.compositor.captions import (
     write_track,
     write_webvtt,
 )
+from services.compositor.layouts import side_by_side
 from shared.transcript import Turn
 from tests.support.media import frame_at, probe
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 PANEL_W, PANEL_H = 640, 480
+FRAME = side_by_side(PANEL_W, PANEL_H)
 HOSTILE = [
     "It's 50% off: a \\ backslash, a \\N and a \\h",
     "%{pts} %{localtime} %{eif:n:d} [out];[in] scale=2:2, drawtext=text=x",
@@ -106,7 +108,7 @@ def test_a_ten_thousand_character_line_is_cut_to_the_time_there_is():
 def test_ass_escape_leaves_no_markup():
     assert ass_escape("{\\an8}hi") == "\\{\\\u2060an8\\}hi"
     assert ass_escape("a\\Nb\\hc\nd") == "a\\\u2060Nb\\\u2060hc d"
-    document = ass_document([Cue("callee", 1, 2, ("{\\pos(1,1)}", "x\\N"))], PANEL_W, PANEL_H)
+    document = ass_document([Cue("callee", 1, 2, ("{\\pos(1,1)}", "x\\N"))], FRAME)
     dialogue = document.splitlines()[-1]
     assert dialogue == "Dialogue: 0,0:00:01.00,0:00:02.00,callee,,0,0,0,,\\{\\\u2060pos(1,1)\\}\\Nx\\\u2060N"
 
@@ -114,13 +116,15 @@ def test_ass_escape_leaves_no_markup():
 def test_styles_put_each_side_under_its_own_panel_in_its_font():
     assert font_face(FONT) == ("DejaVu Sans", True)
     assert font_face(Path("/nonexistent.ttf")) == ("DejaVu Sans", False)
-    document = ass_document([], PANEL_W, PANEL_H, font=FONT)
+    document = ass_document([], FRAME, font=FONT)
     styles = {line.split(",")[0][len("Style: "):]: line.split(",") for line in document.splitlines() if line.startswith("Style: ")}
-    caller, callee = caption_box("caller", PANEL_W, PANEL_H), caption_box("callee", PANEL_W, PANEL_H)
+    caller, callee = caption_box("caller", FRAME), caption_box("callee", FRAME)
     assert caller.right <= PANEL_W <= callee.left
+    assert PANEL_H // 2 < caller.top < caller.bottom < PANEL_H
     assert styles["caller"][1] == "DejaVu Sans" and styles["caller"][7] == "-1"
-    assert styles["caller"][19:22] == [str(caller.left), str(2 * PANEL_W - caller.right), str(caller.margin_bottom)]
-    assert styles["callee"][19:22] == [str(callee.left), str(2 * PANEL_W - callee.right), str(callee.margin_bottom)]
+    outline = int(styles["caller"][16])
+    assert styles["caller"][19:22] == [str(caller.left + outline), str(2 * PANEL_W - caller.right + outline), str(PANEL_H - caller.bottom + outline)]
+    assert styles["callee"][19:22] == [str(callee.left + outline), str(2 * PANEL_W - callee.right + outline), str(PANEL_H - callee.bottom + outline)]
     assert styles["caller"][3] != styles["callee"][3]  # each side its colour
 
 
@@ -163,7 +167,7 @@ def _areas(frame) -> dict[str, int]:
 
 def test_burned_captions_appear_under_the_speakers_panel_only_while_they_speak(tmp_path):
     cues = layout_cues([Turn("callee", 1.0, 2.0, "Friday at nine works better for me, actually.")], duration=3.0)
-    ass_file = write_ass(tmp_path / "captions.ass", cues, PANEL_W, PANEL_H, font=FONT)
+    ass_file = write_ass(tmp_path / "captions.ass", cues, FRAME, font=FONT)
     video = _render(tmp_path, ass_file)
     silent, speaking = _areas(frame_at(video, 0.5)), _areas(frame_at(video, 1.5))
     assert silent == {"caller_bottom": 0, "callee_bottom": 0, "top": 0}
@@ -174,7 +178,7 @@ def test_burned_captions_appear_under_the_speakers_panel_only_while_they_speak(t
 
 def test_both_sides_are_burned_when_they_talk_over_each_other(tmp_path):
     cues = layout_cues([Turn("caller", 0.5, 2.5, "No, wait."), Turn("callee", 1.0, 2.5, "Sorry, go on.")], duration=3.0)
-    video = _render(tmp_path, write_ass(tmp_path / "captions.ass", cues, PANEL_W, PANEL_H, font=FONT))
+    video = _render(tmp_path, write_ass(tmp_path / "captions.ass", cues, FRAME, font=FONT))
     areas = _areas(frame_at(video, 1.5))
     assert areas["caller_bottom"] > 100 and areas["callee_bottom"] > 100, areas
 
@@ -185,7 +189,7 @@ def test_hostile_text_is_drawn_as_text_where_it_belongs(tmp_path, text):
     assert cues
     folder = tmp_path / "it's a [dir]; with, %{odd}: name"  # the ass filter's argument is escaped, not trusted
     folder.mkdir()
-    video = _render(tmp_path, write_ass(folder / "captions.ass", cues, PANEL_W, PANEL_H, font=FONT), duration=2.0)
+    video = _render(tmp_path, write_ass(folder / "captions.ass", cues, FRAME, font=FONT), duration=2.0)
     areas = _areas(frame_at(video, 0.5))
     # Drawn under the caller's panel; no override tag moved it to the top or the other panel.
     assert areas["caller_bottom"] > 200 and areas["top"] == 0 and areas["callee_bottom"] == 0, areas
@@ -195,7 +199,7 @@ def test_override_tags_show_as_characters(tmp_path):
     """``{\\an8}`` drawn as text is wider than the same line without it (libass would hide a real tag)."""
     widths = []
     for text in ("Hi {\\an8} there", "Hi there"):
-        ass_file = write_ass(tmp_path / "c.ass", [Cue("caller", 0, 2, (text,))], PANEL_W, PANEL_H, font=FONT)
+        ass_file = write_ass(tmp_path / "c.ass", [Cue("caller", 0, 2, (text,))], FRAME, font=FONT)
         frame = frame_at(_render(tmp_path, ass_file, duration=2.0, name=f"{len(text)}.mp4"), 0.5)
         columns = [x for x in range(PANEL_W) if any(max(frame.pixel(x, y)) > 40 for y in range(PANEL_H // 2, PANEL_H, 2))]
         widths.append(columns[-1] - columns[0])

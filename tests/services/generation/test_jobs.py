@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import uuid
 
 import pytest
 
@@ -12,6 +11,7 @@ from services.generation.fal import FalError
 from shared import keys
 from shared.errors import TransientError
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
+from tests.support.calls import make_call
 
 
 class StubQueue:
@@ -30,8 +30,7 @@ class StubQueue:
 @pytest.fixture
 def call_with_segments(sqlite_db, stub_broker, local_store, settings_env):
     settings_env(FAL_KEY="k")
-    call_id = "CA" + uuid.uuid4().hex
-    Call.create(id=call_id, stage=Stage.GENERATION, video_status=VideoStatus.PENDING, callee_state=SideState.SILENT)
+    call_id = make_call(stage=Stage.GENERATION, video_status=VideoStatus.PENDING, callee_state=SideState.SILENT).id
     for index in range(2):
         key = keys.segment_audio_key(call_id, "caller", index)
         path = local_store.path(key)

@@ -14,14 +14,11 @@ from services.ingest.web.session import SessionSigner
 from shared import keys
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 from tests.services.ingest.conftest import API_TOKEN
+from tests.support.calls import make_call, sid
 from tests.support.objects import put
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 T0 = dt.datetime(2026, 11, 26, 3, 0, 0)
-
-
-def sid(n: int, prefix: str = "CA") -> str:
-    return f"{prefix}{n:032x}"
 
 
 @pytest.fixture
@@ -42,7 +39,7 @@ def csrf_of(html: str) -> str:
 
 def test_pages_send_a_person_to_the_login_form_and_back(web):
     call = sid(1)
-    Call.create(id=call)
+    make_call(call)
     page = web.simulate_get(f"/ops/calls/{call}", query_string="x=1")
     assert page.status_code == 303
     location = urlsplit(page.headers["location"])
@@ -90,11 +87,11 @@ def test_without_an_api_token_the_page_is_off(pg_db, stub_broker, ingest_env):
 
 def test_the_list_shows_each_call_with_its_numbers_filters_and_pages(web):
     now = utcnow()
-    Call.create(id=sid(1), recording_sid=sid(1, "RE"), video_status=VideoStatus.COMPLETED, stage=Stage.DONE, audio_duration=75.4,
+    make_call(sid(1), recording_sid=sid(1, "RE"), video_status=VideoStatus.COMPLETED, stage=Stage.DONE, audio_duration=75.4,
                 created_at=now - dt.timedelta(hours=3), video_processing_duration=125, video_processing_started_at=now - dt.timedelta(hours=3))
-    Call.create(id=sid(2), video_status=VideoStatus.FAILED, stage=Stage.DONE, recording_duration=12,
+    make_call(sid(2), video_status=VideoStatus.FAILED, stage=Stage.DONE, recording_duration=12,
                 video_error_message='<img src=x onerror="alert(1)">', created_at=now - dt.timedelta(minutes=5))
-    Call.create(id=sid(3), video_status=VideoStatus.GENERATING, stage=Stage.GENERATION, created_at=now - dt.timedelta(seconds=30),
+    make_call(sid(3), video_status=VideoStatus.GENERATING, stage=Stage.GENERATION, created_at=now - dt.timedelta(seconds=30),
                 video_processing_started_at=now - dt.timedelta(seconds=20))
     cookie = login(web)
 
@@ -136,8 +133,8 @@ def _finished_call(s3, status=VideoStatus.PARTIAL) -> str:
     call = sid(0xC0FFEE)
     put(s3, keys.video_key(call), b"final", "video/mp4")
     put(s3, keys.segment_video_key(call, "caller", 0), b"caller", "video/mp4")
-    Call.create(
-        id=call, recording_sid=sid(9, "RE"), video_status=status, stage=Stage.DONE, created_at=T0,
+    make_call(
+        call, recording_sid=sid(9, "RE"), video_status=status, stage=Stage.DONE, created_at=T0,
         video_url=s3.object_url(keys.video_key(call)), caller_video_url=s3.object_url(keys.segment_video_key(call, "caller", 0)),
         caller_state=SideState.GENERATED, callee_state=SideState.FAILED, callee_error="fal job failed 3 times",
         video_error_message="callee: fal job failed 3 times", audio_duration=14.0, recording_channels=2,
@@ -198,7 +195,7 @@ def test_unknown_and_malformed_calls_are_html_error_pages(web):
 
 def test_retry_needs_the_sessions_csrf_token(web, stub_broker):
     call = sid(0xFA11)
-    Call.create(id=call, video_status=VideoStatus.FAILED, stage=Stage.DONE, video_error_message="Twilio said 500")
+    make_call(call, video_status=VideoStatus.FAILED, stage=Stage.DONE, video_error_message="Twilio said 500")
     mine, theirs = login(web), login(web)
     token = csrf_of(web.simulate_get(f"/ops/calls/{call}", headers=mine).text)
     other_token = csrf_of(web.simulate_get(f"/ops/calls/{call}", headers=theirs).text)
