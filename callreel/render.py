@@ -85,7 +85,7 @@ def _store_avatars(call_id: str, avatars: dict[str, Path], settings: Settings) -
     return columns
 
 
-def _read_transcript(path: Path, recording: Path, settings: Settings) -> Transcript:
+def _read_transcript(path: Path, recording: Path, settings: Settings, names: dict[str, str] | None = None) -> Transcript:
     """The transcript, checked against the recording's length before anything is stored; every problem named."""
     _check_input(path)
     try:
@@ -97,7 +97,11 @@ def _read_transcript(path: Path, recording: Path, settings: Settings) -> Transcr
             path.read_bytes(),
             duration=duration,
             max_bytes=settings.transcript_max_bytes,
-            aliases=speaker_names(settings.caller_label, settings.callee_label),
+            # Speakers by the deployment's labels, or by this call's own names (--caller-name), as the API takes them.
+            aliases={
+                **speaker_names(settings.caller_label, settings.callee_label),
+                **speaker_names((names or {}).get("caller_name", ""), (names or {}).get("callee_name", "")),
+            },
         )
     except TranscriptError as exc:
         raise CliError(f"{path}: {exc}") from None
@@ -134,7 +138,7 @@ def render(
     """
     _check_input(recording)
     _check_output(output)
-    words = _read_transcript(transcript, recording, settings) if transcript is not None else None
+    words = _read_transcript(transcript, recording, settings, presentation) if transcript is not None else None
     started = time.monotonic()
     stream = stream or sys.stderr
     watched = not quiet and _is_tty(stream)
