@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from shared.fal_models import model_for
+from shared.fal_models import model_for, speech_model_for
 from shared.settings import Settings, SettingsError
 
 __all__ = ["check_configuration"]
 
 
 def check_configuration(settings: Settings) -> None:
-    """With a fal key: a known model, S3 for the store (but in ``callreel render``/``serve``), fal-client on the configured host."""
+    """With a fal key: FAL_MODEL and STT_MODEL known, S3 for the store (but in `callreel render`/`serve`), fal-client on its host."""
     if not settings.uses_fal:
         return
     problems = []
     try:
         model_for(settings.fal_model)
+    except ValueError as exc:
+        problems.append(str(exc))
+    try:
+        speech_model_for(settings.stt_model)
     except ValueError as exc:
         problems.append(str(exc))
     if not settings.uses_s3 and not settings.in_process_broker:

@@ -77,3 +77,41 @@ def test_a_failed_send_leaves_the_call_as_it_was(broker, monkeypatch):
         retry_call(CALL)
     call = Call.get_by_id(CALL)
     assert (call.video_status, call.stage, call.video_error_message) == (VideoStatus.FAILED, Stage.DONE, "Twilio said 500")
+
+
+def test_a_failed_transcription_is_retried_alone(broker):
+    """The video is done, its words are not: only the failed speech-to-text jobs run again, then the compose."""
+    from shared.models import TranscriptStatus
+    from shared.speech_jobs import SpeechJob
+
+    now = utcnow()
+    Call.create(
+        id=CALL, video_status=VideoStatus.COMPLETED, stage=Stage.DONE, ingest_finished_at=now, audio_finished_at=now,
+        compositor_finished_at=now, caller_state=SideState.GENERATED, callee_state=SideState.GENERATED,
+        compose_enqueued_at=now, transcript_status=TranscriptStatus.FAILED, transcript_error="1 of 2 speech-to-text job(s) failed",
+    )
+    heard = SpeechJob.create(call_id=CALL, side="caller", index=0, start=0, end=5, state=SegmentState.COMPLETED, attempts=1, chunks=[[0.5, 1.0, "hi"]])
+    failed = SpeechJob.create(call_id=CALL, side="callee", index=0, start=0, end=5, state=SegmentState.FAILED, attempts=3, error="crashed", fal_request_id="r")
+    assert retry_call(CALL) == Stage.GENERATION
+    call = Call.get_by_id(CALL)
+    assert (call.transcript_status, call.transcript_error) == (TranscriptStatus.NONE, None)
+    assert (call.video_status, call.stage, call.compose_enqueued_at) == (VideoStatus.GENERATING, Stage.GENERATION, None)
+    assert call.caller_state == SideState.GENERATED and call.callee_state == SideState.GENERATED  # no video made again
+    assert SpeechJob.get_by_id(heard.id).state == SegmentState.COMPLETED
+    again = SpeechJob.get_by_id(failed.id)
+    assert (again.state, again.attempts, again.error, again.fal_request_id) == (SegmentState.PENDING, 0, None, None)
+    assert sorted(kw["side"] for _, kw in drain(broker, "generation")) == ["callee", "caller"]
+
+
+def test_a_completed_call_with_its_words_is_not_retried(broker):
+    from shared.models import TranscriptStatus
+
+    now = utcnow()
+    for status in (TranscriptStatus.COMPLETED, TranscriptStatus.NONE, TranscriptStatus.SUPPLIED):
+        Call.delete().execute()
+        Call.create(
+            id=CALL, video_status=VideoStatus.COMPLETED, stage=Stage.DONE, ingest_finished_at=now, audio_finished_at=now,
+            compositor_finished_at=now, caller_state=SideState.GENERATED, callee_state=SideState.GENERATED, transcript_status=status,
+        )
+        with pytest.raises(RetryError):
+            retry_call(CALL)

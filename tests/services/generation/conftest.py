@@ -18,6 +18,7 @@ from shared import keys
 from shared.contracts import GENERATE_SIDE
 from shared.keys import new_call_id
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
+from shared.speech_jobs import SpeechJob
 from tests.support.calls import make_call
 from tests.support.dramatiq_worker import DramatiqWorker
 from tests.support.fake_fal import FakeFal
@@ -115,6 +116,9 @@ class Generation:
         rows = [f"call {call_id}: {call.video_status} stage={call.stage} caller={call.caller_state} callee={call.callee_state}"]
         for s in Segment.select().where(Segment.call_id == call_id).order_by(Segment.side, Segment.index):
             rows.append(f"  {s.side}[{s.index}] {s.state} attempts={s.attempts} job={s.fal_request_id} {s.progress!r} {s.error!r}")
+        rows.append(f"  transcript {call.transcript_status} {call.transcript_error!r}")
+        for j in SpeechJob.select().where(SpeechJob.call_id == call_id).order_by(SpeechJob.side, SpeechJob.index):
+            rows.append(f"  stt {j.side}[{j.index}] {j.state} attempts={j.attempts} job={j.fal_request_id} {j.progress!r} {j.error!r}")
         return "\n".join(rows)
 
     def compose_messages(self) -> int:

@@ -108,3 +108,14 @@ def test_a_local_stores_transcript_and_captions_are_linked_and_served(media, loc
     for key in (f"transcripts/{CALL}.vtt", f"captions/{CALL}.json", f"transcripts/{CALL}.json.bak"):
         assert get(media, key).status_code == 404, key
     assert get(media, keys.captions_key(CALL), headers={}).status_code == 401
+
+
+def test_a_calls_poster_is_served_as_an_image(media, local_store):
+    put(local_store, keys.poster_key(CALL), b"\xff\xd8poster")
+    put(local_store, f"videos/{CALL}.jpeg", b"not a key shared.keys makes")
+    make_call(id=CALL, video_status=VideoStatus.COMPLETED, poster_url=local_store.object_url(keys.poster_key(CALL)))
+    poster = get(media, keys.poster_key(CALL))
+    assert poster.content == b"\xff\xd8poster" and poster.headers["content-type"] == "image/jpeg"
+    assert get(media, f"videos/{CALL}.jpeg").status_code == 404
+    assert get(media, keys.poster_key(CALL), headers={}).status_code == 401
+    assert media.simulate_get(f"/calls/{CALL}", headers=AUTH).json["poster_url"] == f"/media/videos/{CALL}.jpg"

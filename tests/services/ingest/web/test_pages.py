@@ -178,6 +178,22 @@ def test_the_call_page_shows_videos_timeline_error_and_segments(web, s3):
     assert page.headers["x-frame-options"] == "DENY"
 
 
+def test_the_final_video_shows_its_poster_on_the_page_and_in_the_api(web, s3):
+    call = _finished_call(s3)
+    put(s3, keys.poster_key(call), b"\xff\xd8poster", "image/jpeg")
+    Call.update(poster_url=s3.object_url(keys.poster_key(call))).where(Call.id == call).execute()
+    page = web.simulate_get(f"/ops/calls/{call}", headers=login(web))
+    poster = re.search(r'<video id="final-video" [^>]*src="[^"]+" poster="([^"]+)">', page.text).group(1)
+    assert f"/videos/{call}.jpg" in poster and "X-Amz-Signature" in poster
+    assert f"img-src 'self' {s3.endpoint_url};" in page.headers["content-security-policy"]
+    assert 'id="caller-video" controls preload="metadata" playsinline src="' in page.text  # side videos: no poster
+    api = web.simulate_get(f"/calls/{call}", headers={"Authorization": f"Bearer {API_TOKEN}"}).json
+    assert f"/videos/{call}.jpg" in api["poster_url"] and "X-Amz-Signature" in api["poster_url"]
+    # Only the call's own poster key is ever signed, whatever the column holds.
+    Call.update(poster_url=s3.object_url(keys.poster_key(sid(1)))).where(Call.id == call).execute()
+    assert web.simulate_get(f"/calls/{call}", headers={"Authorization": f"Bearer {API_TOKEN}"}).json["poster_url"] is None
+
+
 @pytest.mark.parametrize("status", [VideoStatus.COMPLETED, VideoStatus.GENERATING])
 def test_no_retry_button_unless_failed_or_partial(web, s3, status):
     call = _finished_call(s3, status)
