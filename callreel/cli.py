@@ -158,16 +158,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     from shared.broker import setup_broker
     from shared.db import connection
-    from shared.sweeper import check_deadline, sweep
+    from shared.sweeper import check_deadline, check_queues, sweep
 
     settings = get_settings()
     if settings.in_process_broker:
         raise CliError("the sweeper re-enqueues calls for the workers on RabbitMQ: set BROKER_URL (amqp://…)")
     _setup()
     setup_broker()
-    warning = check_deadline(settings)
-    if warning:
-        print(f"callreel: warning: {warning}", file=sys.stderr)
+    for warning in (check_deadline(settings), check_queues(settings)):
+        if warning:
+            print(f"callreel: warning: {warning}", file=sys.stderr)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -183,7 +183,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for line in swept:
             print(line, flush=True)
         actions = [s.action for s in swept]
-        print(f"sweep: {len(swept)} stuck call(s): {actions.count('retried')} re-enqueued, {actions.count('failed')} failed", flush=True)
+        for stage in sorted({s.stage for s in swept if s.action == "alerted"}):
+            print(f"callreel: alert: no consumer on the {stage} queue: start the {stage} workers", file=sys.stderr, flush=True)
+        print(
+            f"sweep: {len(swept)} stuck call(s): {actions.count('retried')} re-enqueued, {actions.count('failed')} failed, "
+            f"{actions.count('waiting')} waiting in a queue, {actions.count('alerted')} waiting for a worker",
+            flush=True,
+        )
         if not args.every:
             break
         stop.wait(args.every)

@@ -28,6 +28,7 @@ __all__ = [
     "GENERATE_SIDE",
     "POLL_SEGMENT",
     "POLL_TRANSCRIPT",
+    "CANCEL_JOBS",
     "COMPOSE",
     "send",
     "actor",
@@ -69,9 +70,12 @@ POLL_SEGMENT = Contract(
 POLL_TRANSCRIPT = Contract(
     "poll_transcript", "generation", ("job_id",), doc="Check one fal.ai speech-to-text job; re-sent with a delay until it ends."
 )
+CANCEL_JOBS = Contract(
+    "cancel_jobs", "generation", ("call_id",), doc="The call ended: cancel its fal.ai jobs, whose results nobody will use."
+)
 COMPOSE = Contract("compose", "compositor", ("call_id",), optional=("rerender",), doc="Stitch the split-screen video.")
 
-CONTRACTS: tuple[Contract, ...] = (DOWNLOAD_RECORDING, SPLIT_CHANNELS, GENERATE_SIDE, POLL_SEGMENT, POLL_TRANSCRIPT, COMPOSE)
+CONTRACTS: tuple[Contract, ...] = (DOWNLOAD_RECORDING, SPLIT_CHANNELS, GENERATE_SIDE, POLL_SEGMENT, POLL_TRANSCRIPT, CANCEL_JOBS, COMPOSE)
 QUEUES: tuple[str, ...] = tuple(dict.fromkeys(c.queue_name for c in CONTRACTS))
 
 

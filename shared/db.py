@@ -19,7 +19,7 @@ from playhouse.db_url import connect as connect_url
 
 from .settings import get_settings
 
-__all__ = ["database", "init_database", "connection", "DatabaseMiddleware"]
+__all__ = ["database", "init_database", "connection", "DatabaseMiddleware", "postgres_options"]
 
 database = DatabaseProxy()
 _init_lock = threading.Lock()
@@ -31,6 +31,20 @@ POOL_STALE_SECONDS = 300
 # WAL lets the in-process worker threads read while one writes; busy_timeout
 # makes a writer wait for the lock instead of failing at once.
 SQLITE_PRAGMAS = {"journal_mode": "wal", "busy_timeout": 15000, "foreign_keys": 1, "synchronous": "normal"}
+
+
+def postgres_options() -> str:
+    """Server settings every PostgreSQL connection starts with: the lock and statement timeouts.
+
+    Without them a statement waits for a lock for ever: with the ``calls``
+    table locked, the webhook hung past Twilio's 15 s (Twilio gives up and
+    retries into the same wait) instead of answering 503. With them the wait
+    ends in an OperationalError, which the web app answers 503 + Retry-After
+    and a worker retries like any lost connection.
+    """
+    settings = get_settings()
+    timeouts = {"lock_timeout": settings.db_lock_timeout, "statement_timeout": settings.db_statement_timeout}
+    return " ".join(f"-c {name}={round(seconds * 1000)}" for name, seconds in timeouts.items())
 
 
 def _open(url: str, pooled: bool = False) -> Database:
@@ -48,9 +62,9 @@ def _open(url: str, pooled: bool = False) -> Database:
         # No cap: it holds at most as many as were ever in use at once (one per thread).
         return connect_url(
             url.replace("postgresql://", "postgresql+pool://", 1),
-            autoconnect=True, max_connections=None, stale_timeout=POOL_STALE_SECONDS,
+            autoconnect=True, max_connections=None, stale_timeout=POOL_STALE_SECONDS, options=postgres_options(),
         )
-    db = connect_url(url, autoconnect=True)
+    db = connect_url(url, autoconnect=True, options=postgres_options())
     if not isinstance(db, PostgresqlDatabase):
         raise ValueError(f"unsupported database URL {url!r}")
     return db

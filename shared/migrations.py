@@ -43,6 +43,10 @@ def run_migrations(db: Database | None = None) -> list[str]:
     with db.connection_context():
         with db.atomic():
             if _is_postgres(db):
+                # A migration may wait and take long (the lock below, an index on a big table): the
+                # connection's DB_LOCK_TIMEOUT / DB_STATEMENT_TIMEOUT are for requests and messages.
+                db.execute_sql("SET LOCAL lock_timeout = 0")
+                db.execute_sql("SET LOCAL statement_timeout = 0")
                 # Two services deploying at once must not both add a column:
                 # the second waits here, then finds nothing left to do.
                 db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))

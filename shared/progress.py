@@ -26,9 +26,11 @@ from typing import Any
 from peewee import fn
 
 from . import metrics
-from .models import Call, Stage, VideoStatus, utcnow
+from .contracts import CANCEL_JOBS, send
+from .models import Call, Segment, SegmentState, Stage, VideoStatus, utcnow
 from .pipeline import STAGES
 from .pipeline import order as stage_order
+from .speech_jobs import SpeechJob
 
 __all__ = ["begin", "finish", "advance", "fail_call", "timed", "stage_order"]
 
@@ -124,7 +126,24 @@ def fail_call(call_id: str, reason: str, *, status: str = VideoStatus.FAILED) ->
     if updated:
         log.warning("call %s: %s", status, reason, extra={"call_id": call_id, "stage": call.stage})
         metrics.call_failed(call.stage, status)
+        _cancel_jobs(call_id)
     return bool(updated)
+
+
+def _cancel_jobs(call_id: str) -> None:
+    """Jobs still at fal.ai would be paid for and never used: the generation service cancels them.
+
+    Sent, not done here: shared/ cannot import a service, and only the
+    generation service talks to fal. Best effort: if the message is lost, each
+    job's next poll finds the call ended and cancels it.
+    """
+    try:
+        videos = Segment.select().where((Segment.call_id == call_id) & (Segment.state == SegmentState.SUBMITTED))
+        words = SpeechJob.select().where((SpeechJob.call_id == call_id) & (SpeechJob.state == SegmentState.SUBMITTED))
+        if videos.exists() or words.exists():
+            send(CANCEL_JOBS, call_id=call_id)
+    except Exception:  # the call has ended either way; this only saves money
+        log.warning("could not ask for the call's fal.ai jobs to be cancelled", exc_info=True, extra={"call_id": call_id})
 
 
 @contextmanager

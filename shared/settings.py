@@ -59,6 +59,8 @@ class Settings:
     # -- core ---------------------------------------------------------------
     data_dir: Path = env("CALLREEL_DATA_DIR", Path(".callreel"), "Folder for embedded-mode state (SQLite file, local object store).")
     database_url: str = env("DATABASE_URL", "", "Database URL (`postgresql://…` or `sqlite:///…`). Empty: SQLite file in CALLREEL_DATA_DIR.")
+    db_lock_timeout: float = env("DB_LOCK_TIMEOUT", 4.0, "Seconds a statement may wait for a lock on PostgreSQL before it fails (a locked table answers the webhook 503 within Twilio's 15 s, and /healthz says so). 0: wait for ever.", minimum=0)
+    db_statement_timeout: float = env("DB_STATEMENT_TIMEOUT", 10.0, "Seconds one PostgreSQL statement may run before it is cancelled (a stalled database answers 503, not a hung request). 0: no limit.", minimum=0)
     broker_url: str = env("BROKER_URL", "memory://", "RabbitMQ URL (`amqp://user:pass@host:5672/vhost`). `memory://`: in-process broker.")
     broker_heartbeat: int = env("BROKER_HEARTBEAT", 30, "AMQP heartbeat in seconds, so dead connections are noticed.", minimum=0)
     broker_confirm_delivery: bool = env("BROKER_CONFIRM_DELIVERY", True, "Wait for RabbitMQ publisher confirms on every enqueue.")
@@ -148,7 +150,7 @@ class Settings:
     worker_threads: int = env("WORKER_THREADS", 2, "Dramatiq threads per worker process.", group="deploy", minimum=1)
     metrics_port: int = env("METRICS_PORT", 9191, "Port of each service's private Prometheus /metrics endpoint (workers and ingest; 0: off).", group="deploy", minimum=0)
     metrics_host: str = env("METRICS_HOST", "127.0.0.1", "Address /metrics listens on. `::`: every address (the images and docker-compose set it, so Prometheus can scrape from another container).", group="deploy")
-    rabbitmq_management_url: str = env("RABBITMQ_MANAGEMENT_URL", "", "RabbitMQ management API (`http://user:pass@host:15672`) for queue backlogs.", group="deploy")
+    rabbitmq_management_url: str = env("RABBITMQ_MANAGEMENT_URL", "", "RabbitMQ management API (`http://user:pass@host:15672`) for queue backlogs, and for the sweeper to tell a call waiting in a queue from a lost one.", group="deploy")
 
     # Derived values: one rule each, so every caller agrees on them.
     @property

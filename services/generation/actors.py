@@ -2,12 +2,13 @@
 
 ``generate_side(call_id, side)`` submits one side's segments to fal.ai;
 ``poll_segment(segment_id)`` follows one job, re-sent with a delay until the
-job ends; ``poll_transcript(job_id)`` does the same for a speech-to-text job. The work is in :mod:`.stage`; this module only declares it.
+job ends; ``poll_transcript(job_id)`` does the same for a speech-to-text job; ``cancel_jobs(call_id)``
+cancels an ended call's jobs. The work is in :mod:`.stage`; this module only declares it.
 """
 
 from __future__ import annotations
 
-from shared.contracts import GENERATE_SIDE, POLL_SEGMENT, POLL_TRANSCRIPT, on_give_up
+from shared.contracts import CANCEL_JOBS, GENERATE_SIDE, POLL_SEGMENT, POLL_TRANSCRIPT, on_give_up
 from shared.runtime import boot
 from shared.settings import get_settings
 from shared.skeleton import actor
@@ -15,7 +16,7 @@ from shared.skeleton import actor
 from . import stage
 from .config import check_configuration
 
-__all__ = ["generate_side", "poll_segment", "poll_transcript"]
+__all__ = ["generate_side", "poll_segment", "poll_transcript", "cancel_jobs"]
 
 # Before the actors are declared: they bind to the broker boot() makes Dramatiq's.
 broker = boot("generation")
@@ -42,6 +43,11 @@ def poll_segment(segment_id: int) -> None:
 @actor(POLL_TRANSCRIPT, max_retries=8, min_backoff=_backoff, max_backoff=300_000)
 def poll_transcript(job_id: int) -> None:
     stage.poll_transcript(job_id)
+
+
+@actor(CANCEL_JOBS, max_retries=8, min_backoff=_backoff, max_backoff=300_000)
+def cancel_jobs(call_id: str) -> None:
+    stage.cancel_jobs(call_id)
 
 
 @on_give_up(GENERATE_SIDE)

@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from peewee import fn
@@ -43,7 +44,9 @@ from .fanin import fan_in, mark_side, settle_side
 from .inputs import InputTooLarge, input_url
 from .videos import BadVideo, store_video
 
-__all__ = ["generate", "poll_segment", "give_up_side", "give_up_segment", "url_expiry"]
+__all__ = [
+    "generate", "poll_segment", "give_up_side", "give_up_segment", "cancel_unusable", "close_and_cancel", "cancel_at_fal", "url_expiry",
+]
 
 log = logging.getLogger("callreel.generation")
 
@@ -120,7 +123,8 @@ def generate(call: Call, side: str) -> None:
     waiting = []
     with pipeline.temp_folder(Stage.GENERATION, call_id, settings.tmp_dir) as tmp:
         job = Job.for_side(side, settings, tmp, avatar=presentation_for(call, settings).avatar(side))
-        for segment in segments:
+        for listed in segments:
+            segment = Segment.get_by_id(listed.id)  # an earlier one failing for good may have ended the rest of the side
             if segment.state == SegmentState.PENDING:
                 try:
                     submit(segment, job)
@@ -241,6 +245,9 @@ def record_submission(segment: Segment, request_id: str) -> None:
     Call.update({Call.video_status: VideoStatus.GENERATING}).where(
         (Call.id == segment.call_id) & ((Call.video_status == VideoStatus.PENDING) | Call.video_status.is_null())
     ).execute()
+    if Segment.get_by_id(segment.id).state != SegmentState.SUBMITTED:
+        # The side fell back (or the call ended) while fal was answering: nobody will collect this job.
+        cancel_at_fal(request_id, get_settings(), _context(segment))
 
 
 def schedule_poll(segment: Segment, settings: Settings, *, delay: float | None = None) -> None:
@@ -397,8 +404,12 @@ def collect(segment: Segment, job: Job, status: JobStatus, expired: bool) -> Non
     try:
         result = job.fal.result(request_id)
     except FalError as exc:
-        if exc.transient:
+        if exc.status_code is None or exc.status_code in TRANSIENT_CODES:  # the network, or fal asking us to slow down
             later(segment, job, expired, f"fal.ai job {request_id}: result unavailable ({exc})")
+        elif exc.transient:
+            # A 5xx for a job fal calls COMPLETED is the job's own failure, which fal reports only here:
+            # fetching it again until FAL_JOB_TIMEOUT would get the same answer.
+            retry_or_fail(segment, job, f"fal.ai job {request_id} completed without a result: {exc}")
         else:
             fail_segment(segment, f"fal.ai refused the job's input (not retried): {exc}")
         return
@@ -488,19 +499,84 @@ def fail_segment(segment: Segment, reason: str) -> None:
         .execute()
     )
     if failed:
-        extra = {"call_id": segment.call_id, "stage": Stage.GENERATION, "side": segment.side, "segment_id": segment.id}
-        log.warning("segment failed: %s", reason, extra=extra)
+        log.warning("segment failed: %s", reason, extra=_context(segment))
+        # One failed segment and the compositor shows the whole side as a local panel: its other
+        # segments' videos would be paid for and thrown away.
+        why = f"cancelled: segment {segment.index} of this side failed for good, so the side falls back whole"
+        cancel_unusable(segment.call_id, segment.side, reason=why)
         settle_side(segment.call_id, segment.side)
 
 
 def abandon(segment: Segment, settings: Settings, reason: str) -> None:
     """The call has ended or moved on: stop paying for this job."""
-    if segment.fal_request_id and segment.state == SegmentState.SUBMITTED and settings.uses_fal:
-        try:
-            fal_queue(settings.fal_key, model_for(settings.fal_model).endpoint).cancel(segment.fal_request_id)
-        except FalError as exc:
-            log.warning("could not cancel fal.ai job %s: %s", segment.fal_request_id, exc, extra={"call_id": segment.call_id})
+    if segment.fal_request_id and segment.state == SegmentState.SUBMITTED:
+        cancel_at_fal(segment.fal_request_id, settings, _context(segment))
     fail_segment(segment, reason)
+
+
+def cancel_unusable(call_id: str, side: str | None = None, *, reason: str) -> list[str]:
+    """End every open segment of the call (or of one side) and cancel its job at fal.ai; the ids cancelled.
+
+    For jobs whose video can no longer be used: the side falls back whole,
+    or the call has ended. A submit already on the wire is cancelled when fal
+    answers (:func:`record_submission`).
+    """
+    where = (Segment.call_id == call_id) & Segment.state.not_in(SegmentState.TERMINAL)
+    if side is not None:
+        where &= Segment.side == side
+    settings = get_settings()
+    return close_and_cancel(Segment, where, reason=reason, endpoint=model_for(settings.fal_model).endpoint)
+
+
+def close_and_cancel(model: Any, where: Any, *, reason: str, endpoint: str) -> list[str]:
+    """Fail the open rows ``where`` says (segments or speech-to-text jobs), then cancel their jobs at ``endpoint``.
+
+    Each row is closed by a conditional UPDATE first, so a poll collecting
+    its result at the same moment stores nothing and a pending row is never
+    submitted.
+    """
+    settings, cancelled = get_settings(), []
+    for row in model.select().where(where).order_by(model.side, model.index):
+        now = utcnow()
+        closed = (
+            model.update(
+                {
+                    model.state: SegmentState.FAILED,
+                    model.error: reason[:4000],
+                    model.progress: "cancelled",
+                    model.finished_at: now,
+                    model.updated_at: now,
+                }
+            )
+            .where((model.id == row.id) & model.state.not_in(SegmentState.TERMINAL))
+            .execute()
+        )
+        request_id = model.get_by_id(row.id).fal_request_id  # read after closing: a submit may just have recorded it
+        # A pending row's id is its last attempt's, already ended; a new id is a submit that just landed.
+        live = row.state == SegmentState.SUBMITTED or request_id != row.fal_request_id
+        if closed and request_id and live and cancel_at_fal(request_id, settings, _context(row), endpoint=endpoint):
+            cancelled.append(request_id)
+    return cancelled
+
+
+def cancel_at_fal(request_id: str, settings: Settings, ctx: dict, *, endpoint: str | None = None) -> bool:
+    """Ask fal.ai to drop a job (the video model's, unless ``endpoint``); False if it could not.
+
+    Best effort: a job that already ended is not billed again.
+    """
+    if not settings.uses_fal:
+        return False
+    try:
+        fal_queue(settings.fal_key, endpoint or model_for(settings.fal_model).endpoint).cancel(request_id)
+    except FalError as exc:
+        log.warning("could not cancel fal.ai job %s: %s", request_id, exc, extra=ctx)
+        return False
+    log.info("cancelled fal.ai job %s: its result would not be used", request_id, extra=ctx)
+    return True
+
+
+def _context(segment: Any) -> dict:
+    return {"call_id": segment.call_id, "stage": Stage.GENERATION, "side": segment.side, "segment_id": segment.id}
 
 
 # -- giving up ------------------------------------------------------------------------------------
@@ -512,11 +588,7 @@ def give_up_side(call_id: str | None, side: str | None, exception: BaseException
         log.error("gave up on a malformed generate_side(%r, %r): %s", call_id, side, exception)
         return
     reason = f"generation gave up: {exception}"
-    now = utcnow()
-    failed = {Segment.state: SegmentState.FAILED, Segment.error: reason[:4000], Segment.finished_at: now, Segment.updated_at: now}
-    Segment.update(failed).where(
-        (Segment.call_id == call_id) & (Segment.side == side) & (Segment.state == SegmentState.PENDING)
-    ).execute()
+    cancel_unusable(call_id, side, reason=reason)
     mark_side(call_id, side, SideState.FAILED, error=reason[:4000])
     fan_in(call_id)
 

@@ -5,6 +5,7 @@ pipeline's skeleton (``shared.skeleton.entered``) and submits that side's
 segments (:mod:`.jobs`) and, with no transcript supplied, the call's
 speech-to-text jobs (:mod:`.stt`); ``poll_segment(segment_id)`` follows one
 fal.ai video job, ``poll_transcript(job_id)`` one speech-to-text job.
+``cancel_jobs(call_id)`` cancels the jobs of a call that ended elsewhere.
 Generation is the one stage with two messages a call (one a side) and no
 hand-on of its own: when both sides have ended, the fan-in (:mod:`.fanin`)
 records the stage's end and starts the next stage, exactly once.
@@ -14,13 +15,15 @@ from __future__ import annotations
 
 from shared import keys, skeleton
 from shared.errors import PermanentError
-from shared.models import SIDES, Stage
+from shared.models import SIDES, Call, Stage, VideoStatus
 
 from . import jobs, stt
 from .jobs import give_up_segment, poll_segment
 from .stt import poll_transcript
 
-__all__ = ["generate_side", "poll_segment", "poll_transcript", "give_up_side", "give_up_segment", "give_up_transcript"]
+__all__ = [
+    "generate_side", "poll_segment", "poll_transcript", "cancel_jobs", "give_up_side", "give_up_segment", "give_up_transcript",
+]
 
 
 def generate_side(call_id: str, side: str) -> None:
@@ -31,6 +34,21 @@ def generate_side(call_id: str, side: str) -> None:
         if call is not None:
             stt.begin(call)  # first: the transcript is marked as awaited before a side can end
             jobs.generate(call, side)
+
+
+def cancel_jobs(call_id: str) -> None:
+    """The call ended (``shared.progress.fail_call``: the sweeper, a give-up): cancel its jobs still at fal.ai.
+
+    A call retried since the message was sent is live again and keeps its jobs.
+    """
+    if not isinstance(call_id, str) or not keys.CALL_ID_RE.match(call_id):
+        raise PermanentError(f"invalid call id {call_id!r}")
+    call = Call.get_or_none(Call.id == call_id)
+    if call is None or call.video_status not in VideoStatus.TERMINAL or call.rerender:
+        return
+    reason = f"cancelled: the call ended ({call.video_status}) before this job's result was used"
+    jobs.cancel_unusable(call_id, reason=reason)
+    stt.cancel_unusable(call_id, reason=reason)
 
 
 def give_up_side(call_id: str | None, side: str | None, exception: BaseException) -> None:

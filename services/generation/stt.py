@@ -44,9 +44,9 @@ from shared.transcript import SPEAKERS, Transcript, Turn, to_json
 from .fal import TRANSIENT_CODES, FalError, FalQueue, JobStatus, fal_queue
 from .fanin import fan_in
 from .inputs import InputTooLarge, input_url
-from .jobs import url_expiry
+from .jobs import cancel_at_fal, close_and_cancel, url_expiry
 
-__all__ = ["begin", "poll_transcript", "give_up_job", "give_up_call", "timeline_chunks"]
+__all__ = ["begin", "poll_transcript", "give_up_job", "give_up_call", "cancel_unusable", "timeline_chunks"]
 
 log = logging.getLogger("callreel.generation")
 
@@ -168,6 +168,9 @@ def submit(job: SpeechJob, context: Context) -> None:
     SpeechJob.update({SpeechJob.fal_request_id: request_id, SpeechJob.progress: "submitted", SpeechJob.updated_at: utcnow()}).where(
         SpeechJob.id == job.id
     ).execute()
+    if SpeechJob.get_by_id(job.id).state != SegmentState.SUBMITTED:  # the transcription was stopped while fal answered
+        cancel_at_fal(request_id, context.settings, _ctx(job), endpoint=context.model.endpoint)
+        return
     log.info("transcribing %s %.1f-%.1fs with %s as %s", job.side, job.start, job.end, context.model.endpoint, request_id, extra=_ctx(job))
     schedule_poll(job, context.settings)
 
@@ -414,7 +417,19 @@ def fail_job(job: SpeechJob, reason: str) -> None:
     )
     if failed:
         log.warning("speech-to-text job failed: %s", reason, extra=_ctx(job))
+        # One failed job and no transcript is stored: the other jobs' words would be paid for in vain.
+        cancel_unusable(job.call_id, reason=f"cancelled: {job.side} segment {job.index}'s speech-to-text failed for good")
         settle(job.call_id)
+
+
+def cancel_unusable(call_id: str, *, reason: str) -> list[str]:
+    """End the call's open speech-to-text jobs and cancel them at fal.ai; the ids cancelled."""
+    try:
+        endpoint = speech_model_for(get_settings().stt_model).endpoint
+    except ValueError:  # an unknown STT_MODEL submitted nothing
+        endpoint = ""
+    open_jobs = (SpeechJob.call_id == call_id) & SpeechJob.state.not_in(SegmentState.TERMINAL)
+    return close_and_cancel(SpeechJob, open_jobs, reason=reason, endpoint=endpoint) if endpoint else []
 
 
 def abandon(job: SpeechJob, settings: Settings, reason: str) -> None:
@@ -495,6 +510,6 @@ def give_up_job(job_id: int | None, exception: BaseException) -> None:
 
 
 def give_up_call(call_id: str, exception: BaseException) -> None:
-    """generate_side failed for good: jobs it never submitted fail, so the fan-in does not wait on them."""
-    for job in SpeechJob.select().where((SpeechJob.call_id == call_id) & (SpeechJob.state == SegmentState.PENDING)):
-        fail_job(job, f"generation gave up before submitting it: {exception}")
+    """generate_side failed for good: the transcription fails, its jobs at fal are cancelled, and the fan-in goes on."""
+    cancel_unusable(call_id, reason=f"generation gave up: {exception}")
+    settle(call_id)

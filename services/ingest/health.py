@@ -1,7 +1,13 @@
 """``GET /healthz``: can this instance take a webhook right now?
 
-It can when the database answers and the broker is reachable: those are the
-two things a webhook needs. The answer is 200 or 503, with one line per
+It can when the database takes a write on ``calls`` and the broker is
+reachable: those are the two things a webhook needs. The database check takes
+the lock the webhook's INSERT takes, under the same ``DB_LOCK_TIMEOUT`` and
+``DB_STATEMENT_TIMEOUT`` (``shared.db``), so a locked or stalled table is
+reported as the webhook would meet it; a bare ``SELECT 1`` said "ok" while
+every webhook hung. The broker check reconnects once before it reports a
+failure: an idle connection that missed its heartbeats is not an outage, and
+the webhook's own send reconnects the same way. The answer is 200 or 503, with one line per
 dependency, so a platform health check (Railway) and a person read the same
 thing. No authentication: it says nothing about any call.
 """
@@ -15,8 +21,10 @@ from typing import TYPE_CHECKING, cast
 import dramatiq
 import falcon
 from dramatiq.brokers.stub import StubBroker
+from peewee import PostgresqlDatabase
 
 from shared.db import connection
+from shared.models import Call
 
 if TYPE_CHECKING:
     from dramatiq.brokers.rabbitmq import RabbitmqBroker
@@ -28,14 +36,29 @@ log = logging.getLogger("callreel.ingest.health")
 
 def check_database() -> None:
     with connection() as db:
-        db.execute_sql("SELECT 1").fetchone()
+        if not isinstance(db, PostgresqlDatabase):
+            db.execute_sql(f"SELECT 1 FROM {Call._meta.table_name} LIMIT 1").fetchall()
+            return
+        with db.atomic() as transaction:
+            # ROW EXCLUSIVE is the lock an INSERT takes; nothing is written, the transaction is rolled back.
+            db.execute_sql(f"LOCK TABLE {Call._meta.table_name} IN ROW EXCLUSIVE MODE")
+            transaction.rollback()
 
 
 def check_broker(broker: dramatiq.Broker) -> None:
+    """Raise when the broker cannot be reached, even over a fresh connection."""
     if isinstance(broker, StubBroker):
         return
     # Every other broker shared.broker builds is a RabbitmqBroker.
     rabbitmq = cast("RabbitmqBroker", broker)
+    try:
+        _check_connection(rabbitmq)
+    except Exception as exc:
+        log.info("health check: the broker connection failed (%s); checking again over a new one", exc)
+        _check_connection(rabbitmq)
+
+
+def _check_connection(rabbitmq: RabbitmqBroker) -> None:
     try:
         # The thread's own connection, as a send would use it; processing
         # pending events makes a dead connection raise instead of looking open.

@@ -89,8 +89,8 @@ class Process:
 class Worker(DramatiqWorker):
     """A service's Dramatiq CLI process; can be killed (SIGKILL to its group: main and worker processes) and restarted."""
 
-    def __init__(self, service: str, env: dict[str, str], log_path: Path, threads: int) -> None:
-        super().__init__(f"services.{service}.actors", [WORKERS[service]], env, log_path, threads=threads)
+    def __init__(self, service: str, env: dict[str, str], log_path: Path, threads: int, processes: int = 1) -> None:
+        super().__init__(f"services.{service}.actors", [WORKERS[service]], env, log_path, threads=threads, processes=processes)
         self.service = service
 
     def kill(self) -> None:
@@ -253,8 +253,8 @@ class Pipeline:
         for name, worker in self.workers.items():
             if not worker.alive:
                 raise AssertionError(f"the {name} worker exited with {worker.process.returncode}\n{worker.log()[-4000:]}")
-            if self.rabbit.queue(WORKERS[name]).consumers < 1:
-                problems.append(f"{name}: no consumer yet")
+            if self.rabbit.queue(WORKERS[name]).consumers < worker.processes:
+                problems.append(f"{name}: not every process consumes yet")
         if self.web.process.poll() is not None:
             raise AssertionError(f"gunicorn exited with {self.web.process.returncode}\n{self.web.log()[-4000:]}")
         try:
@@ -279,11 +279,12 @@ class Pipeline:
         """Workers that died without the test killing them (a worker must survive any input)."""
         return [s for s, w in self.workers.items() if not w.alive and s not in self.killed]
 
-    def restart(self, service: str, **env: str) -> None:
-        """Start ``service`` again (after a kill, or to change its settings), and wait until it consumes."""
+    def restart(self, service: str, *, processes: int = 1, **env: str) -> None:
+        """Start ``service`` again (after a kill, or to change its settings or its number of worker
+        processes: each is a consumer with its own connections, as a second replica is), and wait until it consumes."""
         worker = self.workers[service]
         worker.stop()
-        self.workers[service] = Worker(service, self.env(service, **env), worker.log_path, self.threads).start()
+        self.workers[service] = Worker(service, self.env(service, **env), worker.log_path, self.threads, processes).start()
         self.wait_ready()
 
     def reset(self) -> None:
@@ -292,7 +293,7 @@ class Pipeline:
         if self.fal is not None:
             self.fal.default = quick()
         for service, worker in list(self.workers.items()):
-            if not worker.alive or worker.env != self.env(service):
+            if not worker.alive or worker.env != self.env(service) or worker.processes != 1:
                 self.restart(service)
         self.killed.clear()
 

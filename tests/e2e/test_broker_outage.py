@@ -80,3 +80,38 @@ def test_a_connection_dropped_mid_compose_does_not_compose_twice(pipeline):
     call = Call.get_by_id(sent.call_id)
     assert call.video_status == VideoStatus.COMPLETED and call.compositor_attempts == 1
     assert writes_of(pipeline.proxy.log(), keys.video_key(sent.call_id)) == 1
+
+
+def test_two_compositor_processes_never_compose_one_call_at_once(pipeline):
+    """The advisory lock's key, derived in each process, is the same in both: the copy the other process gets waits.
+
+    Two worker processes, each taking one message at a time (``dramatiq_queue_prefetch=1``): while the first
+    composes (its segment download held), copies of the compose message can only reach the second.
+    """
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    from shared.contracts import COMPOSE
+
+    pipeline.restart("compositor", processes=2, dramatiq_queue_prefetch="1")
+    sent = pipeline.send_call(post=False)
+    hold = pipeline.proxy.hold(key_is(keys.segment_video_key(sent.call_id, "caller", 0), "GET"), seconds=60)
+    try:
+        assert pipeline.post_webhook(sent.form).status_code == 202
+        assert hold.wait_reached(90), pipeline.describe(sent.call_id)
+        broker = RabbitmqBroker(url=pipeline.broker_url)
+        try:
+            broker.declare_queue("compositor")
+            for _ in range(2):
+                broker.enqueue(COMPOSE.message(call_id=sent.call_id))
+        finally:
+            broker.close()
+        wait_for(
+            lambda: pipeline.workers["compositor"].log().count("another worker is composing") >= 2
+            or Call.get_by_id(sent.call_id).compositor_attempts > 1,  # (the other process composing too)
+            timeout=60, what="the copies to meet the lock", describe=pipeline.logs,
+        )
+    finally:
+        hold.release()
+    call = pipeline.wait_ended_one(sent.call_id)
+    assert call.video_status == VideoStatus.COMPLETED and call.compositor_attempts == 1, pipeline.describe(sent.call_id)
+    assert writes_of(pipeline.proxy.log(), keys.video_key(sent.call_id)) == 1

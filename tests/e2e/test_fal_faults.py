@@ -1,4 +1,5 @@
-"""fal.ai failing: one side (the call is partial), both sides, a job that never finishes (cancelled, retried).
+"""fal.ai failing: one side (the call is partial), both sides, a job that never finishes (cancelled, retried),
+a result that fails after a clean COMPLETED, 503s and dropped connections.
 
 The harness runs generation with FAL_MAX_RETRIES=1: a segment is tried twice.
 """
@@ -79,3 +80,21 @@ def test_a_fal_job_that_never_finishes_is_cancelled_and_submitted_again(pipeline
     job = pipeline.fal.jobs[stuck]
     assert job.finished_at - job.submitted_at >= 3.0
     assert len(pipeline.fal_submissions(sent.call_id, "callee")) == 1
+
+
+def test_fal_misbehaving_on_the_wire_costs_one_retry_and_nothing_in_vain(pipeline, tmp_path):
+    """A clean COMPLETED whose result answers 500 (caller); 503s and dropped connections on the status (callee)."""
+    sent = pipeline.send_call(post=False)
+    pipeline.fal.script(f"{sent.call_id}-caller-000", [Behaviour(outcome="result_error", queued_polls=0, running_polls=0), quick()])
+    pipeline.fal.script(f"{sent.call_id}-callee-000", [Behaviour(queued_polls=1, running_polls=1, status_5xx=2, status_drops=2)])
+    assert pipeline.post_webhook(sent.form).status_code == 202
+    call = pipeline.wait_ended_one(sent.call_id)
+
+    assert call.video_status == VideoStatus.COMPLETED, pipeline.describe(sent.call_id)
+    assert [len(pipeline.fal_submissions(sent.call_id, s)) for s in ("caller", "callee")] == [2, 1]
+    first, again = pipeline.fal_submissions(sent.call_id, "caller")
+    assert again["at"] - first["at"] < 10  # submitted again at once, not after FAL_JOB_TIMEOUT (60 s) of asking for the result
+    caller = Segment.get(Segment.call_id == sent.call_id, Segment.side == "caller")
+    assert caller.attempts == 2 and caller.state == SegmentState.COMPLETED
+    assert [j for j in pipeline.fal.wasted() if sent.call_id in j.input["audio_url"]] == []
+    assert panels(pipeline, sent.call_id, tmp_path) == (True, True)

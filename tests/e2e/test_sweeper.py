@@ -11,22 +11,46 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import time
+from dataclasses import replace
 
 import pytest
 
+from shared import keys
 from shared.models import Call, Segment, Stage, VideoStatus, utcnow
+from shared.queues import QueueReader, QueueState
+from shared.settings import load_settings
 from tests.e2e.harness import BIN, ROOT
+from tests.support.rabbitmq import CREDENTIALS, MANAGEMENT_URL
+from tests.support.s3_proxy import key_is, writes_of
 from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.rabbitmq]
 
 
-def callreel(pipeline, *args: str) -> str:
+def callreel(pipeline, *args: str, **env: str) -> str:
     done = subprocess.run(
-        [str(BIN / "callreel"), *args], cwd=ROOT, env=pipeline.env("cli"), capture_output=True, text=True, timeout=120
+        [str(BIN / "callreel"), *args], cwd=ROOT, env=pipeline.env("cli", **env), capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, f"callreel {' '.join(args)} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
     return done.stdout
+
+
+#: The sweeper reads the queues through RabbitMQ's management API, as deployed (docker-compose.yml).
+SEES_QUEUES = {"RABBITMQ_MANAGEMENT_URL": MANAGEMENT_URL.replace("://", f"://{CREDENTIALS[0]}:{CREDENTIALS[1]}@", 1)}
+
+
+def management_shows(pipeline, stage: str, wanted: QueueState) -> None:
+    """Wait until the management API's statistics (refreshed every few seconds) show ``stage``'s queue as ``wanted``."""
+    reader = QueueReader(load_settings(pipeline.env("cli", **SEES_QUEUES)))
+
+    def seen():
+        reader.forget()
+        return replace(reader.stages()[stage], dead=wanted.dead) == wanted  # earlier tests may have left dead letters
+
+    wait_for(
+        seen, timeout=60, interval=1, what=f"the {stage} queue as {wanted}",
+        describe=lambda: f"the management API shows {reader.stages()[stage]}, not {wanted}",
+    )
 
 
 def an_hour_passes(call_id: str) -> None:
@@ -112,3 +136,63 @@ def test_a_dead_lettered_compose_is_swept_and_a_call_stuck_for_good_fails_then_r
     assert call.video_status == VideoStatus.COMPLETED, pipeline.describe(lost.call_id)
     assert call.sweep_count == 0 and call.video_error_message is None
     assert len(pipeline.twilio.media_gets(lost.recording)) == 1
+
+
+def test_calls_waiting_for_a_stopped_worker_are_neither_sent_again_nor_failed(pipeline):
+    """No generation worker runs: its calls' messages wait in the queue. The sweeper alerts and leaves them
+    (it sent them again: 6 messages became 12), and they finish once a worker starts, each side sent to fal once."""
+    pipeline.stop_worker("generation")
+    calls = [pipeline.send_call() for _ in range(3)]
+    wait_for(lambda: pipeline.rabbit.queue("generation").ready >= 6, timeout=120, what="6 generation messages", describe=pipeline.logs)
+    for sent in calls:
+        an_hour_passes(sent.call_id)
+    management_shows(pipeline, "generation", QueueState(ready=6, in_progress=0, delayed=0, dead=0, consumers=0))
+
+    done = subprocess.run(
+        [str(BIN / "callreel"), "sweep"], cwd=ROOT, env=pipeline.env("cli", SWEEP_MAX_RETRIES="0", **SEES_QUEUES),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "alert: no consumer on the generation queue" in done.stderr, done.stderr
+    for sent in calls:
+        assert f"{sent.call_id} alerted" in done.stdout, done.stdout
+        call = Call.get_by_id(sent.call_id)
+        assert (call.stage, call.video_status, call.sweep_count) == (Stage.GENERATION, VideoStatus.PENDING, 0)
+    assert pipeline.rabbit.queue("generation").ready == 6
+
+    pipeline.restart("generation")
+    ended = pipeline.wait_ended([sent.call_id for sent in calls])
+    for sent in calls:
+        assert ended[sent.call_id].video_status == VideoStatus.COMPLETED, pipeline.describe(sent.call_id)
+        assert ended[sent.call_id].sweep_count == 0
+        for side in ("caller", "callee"):
+            assert len(pipeline.fal_submissions(sent.call_id, side)) == 1, pipeline.describe(sent.call_id)
+
+
+def test_calls_waiting_behind_a_busy_compositor_are_neither_sent_again_nor_failed(pipeline):
+    """A backlog: one compose in progress (held), two more calls ready behind it, all idle past STAGE_DEADLINE.
+    With SWEEP_MAX_RETRIES=0 the sweeper used to fail them all; they are waiting, and each is composed once."""
+    pipeline.restart("compositor", dramatiq_queue_prefetch="1")  # one compose at a time: the rest wait in the queue
+    first, *behind = [pipeline.send_call(post=False) for _ in range(3)]
+    hold = pipeline.proxy.hold(key_is(keys.segment_video_key(first.call_id, "caller", 0), "GET"), seconds=240)
+    try:
+        assert pipeline.post_webhook(first.form).status_code == 202
+        assert hold.wait_reached(90), pipeline.describe(first.call_id)
+        for sent in behind:
+            assert pipeline.post_webhook(sent.form).status_code == 202
+        wait_for(lambda: pipeline.rabbit.queue("compositor").ready >= 2, timeout=180, what="2 composes waiting", describe=pipeline.logs)
+        for sent in (first, *behind):
+            an_hour_passes(sent.call_id)
+        management_shows(pipeline, "compositor", QueueState(ready=2, in_progress=1, delayed=0, dead=0, consumers=1))
+        out = callreel(pipeline, "sweep", SWEEP_MAX_RETRIES="0", **SEES_QUEUES)
+        for sent in (first, *behind):
+            assert f"{sent.call_id} waiting" in out, out
+            assert Call.get_by_id(sent.call_id).video_status == VideoStatus.GENERATING
+    finally:
+        hold.release()
+    ended = pipeline.wait_ended([sent.call_id for sent in (first, *behind)])
+    log = pipeline.proxy.log()
+    for sent in (first, *behind):
+        call = ended[sent.call_id]
+        assert call.video_status == VideoStatus.COMPLETED and call.compositor_attempts == 1, pipeline.describe(sent.call_id)
+        assert writes_of(log, keys.video_key(sent.call_id)) == 1

@@ -67,3 +67,33 @@ def test_a_mono_or_failed_recording_is_recorded_failed_at_the_door(pipeline):
     assert all(Call.get_by_id(c).video_status == VideoStatus.FAILED for c in (mono.call_id, absent["CallSid"]))
     assert pipeline.twilio.media_gets(mono.recording) == []
     assert mono.call_id not in pipeline.workers["ingest"].log()
+
+
+def test_a_locked_calls_table_answers_503_within_twilios_budget_and_twilios_retry_finishes_the_call(pipeline):
+    """The ``calls`` table held by another session (a migration, a stuck transaction): the webhook gives up at
+    DB_LOCK_TIMEOUT (the deployment's default) with 503 + Retry-After, /healthz says the database is unavailable,
+    and Twilio's next delivery, once the lock is gone, makes the call."""
+    import time
+
+    import httpx
+    import psycopg2
+
+    sent = pipeline.send_call(post=False)
+    holder = psycopg2.connect(pipeline.pg_url)
+    try:
+        holder.cursor().execute("BEGIN; LOCK TABLE calls IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        refused = pipeline.post_webhook(sent.form)
+        took = time.monotonic() - started
+        health = httpx.get(f"{pipeline.base_url}/healthz", timeout=20)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert refused.status_code == 503 and refused.headers.get("Retry-After"), refused.text
+    assert took < 15, f"Twilio gives up at 15 s; the webhook answered after {took:.1f} s"
+    assert health.status_code == 503 and health.json()["database"].startswith("unavailable"), health.text
+    assert httpx.get(f"{pipeline.base_url}/healthz", timeout=20).status_code == 200
+
+    assert pipeline.post_webhook(sent.form).status_code == 202  # Twilio's retry
+    call = pipeline.wait_ended_one(sent.call_id)
+    assert call.video_status == VideoStatus.COMPLETED, pipeline.describe(sent.call_id)

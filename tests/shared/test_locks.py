@@ -76,3 +76,36 @@ def _try(call_id: str, stage: str) -> bool:
 def test_sqlite_lets_every_caller_through(sqlite_db):
     with exclusive(CALL, "compositor") as first:
         assert first and _try(CALL, "compositor")
+
+
+HOLDER = """
+import sys
+from shared.db import init_database
+from shared.locks import exclusive
+init_database(sys.argv[1])
+with exclusive(sys.argv[2], "compositor") as mine:
+    print("held" if mine else "refused", flush=True)
+    sys.stdin.readline()
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("hash_seed", ["1", "2"])
+def test_another_process_holding_the_call_is_seen_here(pg_db, pg_url, hash_seed):
+    """Two worker processes must derive the same key: each has its own string-hash salt (PYTHONHASHSEED),
+    so a key from ``hash()`` would differ and both would run the stage."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, pg_url, CALL], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert _in_other_session(lambda: _try(CALL, "compositor")) is False
+        assert _in_other_session(lambda: _try("CA" + "6" * 32, "compositor")) is True
+    finally:
+        holder.communicate("\n", timeout=30)
+    assert _in_other_session(lambda: _try(CALL, "compositor")) is True

@@ -88,3 +88,25 @@ def test_concurrent_migrations_serialise(pg_db, pg_url):
         t.join()
     assert not errors
     assert sorted(len(r) for r in results) == [0, 0, 2]
+
+
+@pytest.mark.postgres
+def test_a_migration_waits_past_the_lock_timeout_of_requests(pg_db, pg_url, settings_env):
+    """DB_LOCK_TIMEOUT ends a webhook's wait for a lock; a deploy's migration waiting for another's must not end."""
+    import threading
+
+    import psycopg2
+
+    from shared.db import _open
+    from shared.migrations import MIGRATION_LOCK
+
+    settings_env(DB_LOCK_TIMEOUT="1")
+    holder = psycopg2.connect(pg_url)
+    holder.cursor().execute("BEGIN; SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))  # another deploy migrating
+    threading.Timer(2.5, holder.rollback).start()
+    db = _open(pg_url)
+    try:
+        assert run_migrations(db) == []
+    finally:
+        db.close()
+        holder.close()

@@ -181,3 +181,35 @@ def test_other_lifecycle_errors_are_not_hidden(s3, monkeypatch):
     monkeypatch.setattr(s3.client, "put_bucket_lifecycle_configuration", deny)
     with pytest.raises(ClientError, match="AccessDenied"):
         s3.ensure_abort_rule()
+
+
+def test_presigned_urls_are_signed_for_this_object_and_expire(s3, s3_server, settings_env):
+    """moto's server ignores signatures and expiry: check them as S3 and MinIO would (tests/support/sigv4.py)."""
+    import datetime as dt
+
+    from tests.support.sigv4 import BadPresignedURL, verify
+
+    env = s3_server.env(s3.bucket)
+    creds = {"access_key": env["AWS_ACCESS_KEY_ID"], "secret_key": env["AWS_SECRET_ACCESS_KEY"], "region": env["AWS_REGION"]}
+    settings_env(PRESIGNED_URL_EXPIRY="900")
+    from shared.storage import get_storage
+
+    store = get_storage()
+    key = keys.recording_key(CALL)
+    url = store.presigned_url(key)
+    params = verify(url, **creds)
+    assert params["X-Amz-Expires"] == "900"  # PRESIGNED_URL_EXPIRY, unless the caller asks for another
+    assert params["X-Amz-Credential"].startswith(f"{creds['access_key']}/") and "/us-east-1/s3/aws4_request" in params["X-Amz-Credential"]
+    assert verify(store.presigned_url(key, expires=60), **creds)["X-Amz-Expires"] == "60"
+    signed_at = dt.datetime.strptime(params["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+    verify(url, **creds, now=signed_at + dt.timedelta(seconds=899))
+    with pytest.raises(BadPresignedURL, match="expired"):
+        verify(url, **creds, now=signed_at + dt.timedelta(seconds=901))
+    with pytest.raises(BadPresignedURL, match="SignatureDoesNotMatch"):  # another object with this URL's signature
+        verify(url.replace(CALL, "CA" + "0" * 32), **creds)
+    with pytest.raises(BadPresignedURL, match="SignatureDoesNotMatch"):  # a longer life than was signed
+        verify(url.replace("X-Amz-Expires=900", "X-Amz-Expires=9000"), **creds)
+    with pytest.raises(BadPresignedURL, match="SignatureDoesNotMatch"):
+        verify(url, **{**creds, "secret_key": "another"})
+    with pytest.raises(BadPresignedURL, match="credential"):
+        verify(url, **{**creds, "region": "eu-west-1"})

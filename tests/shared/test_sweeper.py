@@ -8,6 +8,7 @@ import pytest
 from dramatiq import Message
 
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
+from shared.queues import QueueState, QueuesUnavailable
 from shared.retry import retry_call
 from shared.sweeper import check_deadline, stuck_calls, sweep
 from tests.support.calls import make_call, sid
@@ -122,3 +123,62 @@ def test_deadline_shorter_than_a_step_is_reported(settings_env):
     assert check_deadline(settings_env(STAGE_DEADLINE="3600")) is None
     warning = check_deadline(settings_env(STAGE_DEADLINE="900", COMPOSE_TIMEOUT="1800"))
     assert "COMPOSE_TIMEOUT" in warning
+
+
+def test_a_call_failed_by_the_sweeper_has_its_fal_jobs_cancelled(broker, settings_env):
+    """shared/ cannot talk to fal: ending the call asks the generation service to cancel what is still there."""
+    settings_env(SWEEP_MAX_RETRIES="0")
+    cid = stale(1, video_status=VideoStatus.GENERATING, stage=Stage.GENERATION, caller_state=SideState.GENERATING)
+    Segment.create(call_id=cid, side="caller", index=0, start=0, end=4, state=SegmentState.SUBMITTED, fal_request_id="r1")
+    Segment.update(updated_at=utcnow() - HOUR).execute()
+    [swept] = sweep()
+    assert swept.action == "failed"
+    assert drain(broker, "generation") == [("cancel_jobs", {"call_id": cid})]
+
+
+def queues(**stages: QueueState):
+    """A reading of the queues: every stage idle with one consumer, except those given."""
+    idle = QueueState(ready=0, in_progress=0, delayed=0, dead=0, consumers=1)
+    return lambda: {stage: stages.get(stage, idle) for stage in ("ingest", "audio", "generation", "compositor")}
+
+
+def test_a_stage_without_consumers_is_alerted_and_its_calls_left_alone(broker, settings_env):
+    settings_env(SWEEP_MAX_RETRIES="0")
+    cid = stale(1, video_status=VideoStatus.PENDING, stage=Stage.AUDIO)
+    [swept] = sweep(queues=queues(audio=QueueState(ready=1, in_progress=0, delayed=0, dead=0, consumers=0)))
+    assert swept.action == "alerted" and "start the audio workers" in swept.detail
+    call = Call.get_by_id(cid)
+    assert (call.video_status, call.sweep_count) == (VideoStatus.PENDING, 0)
+    assert drain(broker, "audio") == []
+
+
+@pytest.mark.parametrize("waiting", [
+    QueueState(ready=40, in_progress=0, delayed=0, dead=0, consumers=2),
+    QueueState(ready=0, in_progress=2, delayed=0, dead=0, consumers=2),
+    QueueState(ready=0, in_progress=0, delayed=3, dead=0, consumers=2),
+], ids=["ready", "in-progress", "delayed"])
+def test_a_call_whose_stage_still_has_messages_waits_its_turn(broker, settings_env, waiting):
+    settings_env(SWEEP_MAX_RETRIES="0")
+    cid = stale(1, video_status=VideoStatus.GENERATING, stage=Stage.GENERATION)
+    [swept] = sweep(queues=queues(generation=waiting))
+    assert swept.action == "waiting"
+    assert Call.get_by_id(cid).video_status == VideoStatus.GENERATING and drain(broker, "generation") == []
+
+
+def test_a_drained_queue_with_consumers_means_the_message_is_lost(broker):
+    cid = stale(1, video_status=VideoStatus.PENDING, stage=Stage.INGEST)
+    dead_only = QueueState(ready=0, in_progress=0, delayed=0, dead=5, consumers=1)  # dead letters will not run
+    [swept] = sweep(queues=queues(ingest=dead_only))
+    assert swept.action == "retried"
+    assert drain(broker, "ingest") == [("download_recording", {"call_id": cid})]
+
+
+def test_when_the_queues_cannot_be_read_nothing_is_acted_on(broker):
+    cid = stale(1, video_status=VideoStatus.PENDING, stage=Stage.INGEST)
+
+    def unavailable():
+        raise QueuesUnavailable("HTTP 503")
+
+    [swept] = sweep(queues=unavailable)
+    assert swept.action == "skipped" and "HTTP 503" in swept.detail
+    assert Call.get_by_id(cid).sweep_count == 0 and drain(broker, "ingest") == []

@@ -24,10 +24,13 @@ __all__ = ["DramatiqWorker", "wait_until"]
 
 
 class DramatiqWorker:
-    def __init__(self, module: str, queues: list[str], env: dict[str, str], log_path: Path, *, threads: int = 2) -> None:
+    def __init__(
+        self, module: str, queues: list[str], env: dict[str, str], log_path: Path, *, threads: int = 2, processes: int = 1
+    ) -> None:
+        self.processes = processes
         self.args = [
             sys.executable, "-m", "dramatiq", module,
-            "--processes", "1", "--threads", str(threads),
+            "--processes", str(processes), "--threads", str(threads),
             "--queues", *queues,
             "--skip-logging", "--worker-shutdown-timeout", "5000",
         ]

@@ -22,7 +22,17 @@ and finds it through ``FAL_QUEUE_RUN_HOST=fake.host``.
 Each job follows a :class:`Behaviour`, picked per submission by the scripts a
 test registers (``fake.script("caller-000", [Behaviour(outcome="error"), …])``,
 matched against the submitted audio URL). Jobs advance one step per status poll,
-and fetch their image and audio URLs when they start, as fal's runners do.
+and fetch their image and audio URLs when they start, as fal's runners do; given
+``fake.s3_credentials``, the fake checks each presigned URL's signature and
+expiry first, as S3 would (the tests' moto server checks neither).
+
+Real fal misbehaves in ways a test can ask for: a job whose status is a clean
+``COMPLETED`` while its result fetch fails (``outcome="result_error"``),
+5xx answers and connections dropped without an answer (``status_5xx``,
+``status_drops``), and a cancellation that takes effect only after
+``fake.cancel_delay`` seconds (the job keeps running meanwhile). What each job
+cost is recorded: :meth:`FakeFal.wasted` lists the jobs that ran to the end and
+made a video nobody downloaded, which is money paid for nothing.
 
 The speech-to-text endpoints (``fal-ai/wizper``, ``fal-ai/whisper``) speak the
 same protocol; their jobs are kept apart (``speech_jobs``, ``speech_submissions``,
@@ -53,6 +63,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.support import sigv4
+
 __all__ = ["Behaviour", "FakeFal", "Job", "SPEECH_ENDPOINTS"]
 
 SPEECH_ENDPOINTS = ("fal-ai/wizper", "fal-ai/whisper")
@@ -65,9 +77,12 @@ class Behaviour:
     queued_polls: int = 1  # status polls answered IN_QUEUE (position counting down)
     running_polls: int = 1  # then IN_PROGRESS, with a log line each
     outcome: str = "ok"  # ok | error (job fails) | invalid (fails with 422) | never (stays in progress) | bad_video
+    #                      | result_error (status COMPLETED without an error, then the result fetch answers 500)
     reject: int | None = None  # answer the submit itself with this status (422…): no job is made
     submit_429: int = 0  # 429s before the submit is accepted
     status_429: int = 0  # 429s on this job's first status polls
+    status_5xx: int = 0  # then 503s on the next status polls
+    status_drops: int = 0  # then status polls whose connection is closed without an answer
 
 
 @dataclass
@@ -80,16 +95,24 @@ class Job:
     polls: int = 0
     status_429_left: int = 0
     cancelled: bool = False
+    cancel_at: float | None = None  # a cancellation requested, effective from then
     finished_at: float | None = None
+    video_downloaded: bool = False
     audio_sha: str | None = None
     image_fetched: bool = False
     fetch_error: str | None = None
+    url_params: dict[str, dict[str, str]] = field(default_factory=dict)  # a presigned input's X-Amz-* parameters
     logs: list[dict[str, Any]] = field(default_factory=list)
     speech: list[list[float]] | None = None  # a speech-to-text job: the sound it heard, [[start, end], …]
 
     @property
     def is_speech(self) -> bool:
         return self.endpoint in SPEECH_ENDPOINTS
+
+    @property
+    def made_video(self) -> bool:
+        """It ran to the end and made a video (what fal bills in full)."""
+        return self.finished_at is not None and not self.failed and self.behaviour.outcome != "result_error"
 
     @property
     def state(self) -> str:
@@ -144,6 +167,10 @@ class FakeFal:
             self.cancels: list[str] = []
             self.scripts: list[tuple[str, list[Behaviour]]] = []
             self.default = Behaviour()
+            self.cancel_delay = 0.0  # seconds before a cancellation takes effect
+            self.s3_credentials: dict[str, str] | None = None  # access_key, secret_key, region: check presigned URLs
+            self.status_5xx_left: dict[str, int] = {}
+            self.status_drops_left: dict[str, int] = {}
             # The speech-to-text endpoints' own books.
             self.speech_jobs: dict[str, Job] = {}
             self.speech_submissions: list[dict[str, Any]] = []
@@ -171,9 +198,15 @@ class FakeFal:
         return self.speech_default if speech else self.default
 
     def accepted(self) -> list[Job]:
-        """The video jobs, in the order they were submitted."""
+        """The video jobs, in the order they were submitted (a cancellation whose delay has passed has taken effect)."""
         with self.lock:
+            for job in self.jobs.values():
+                self._settle_cancel(job)
             return sorted(self.jobs.values(), key=lambda j: j.submitted_at)
+
+    def wasted(self) -> list[Job]:
+        """Jobs that made a video nobody downloaded: paid for in vain."""
+        return [j for j in self.accepted() if j.made_video and not j.video_downloaded]
 
     def accepted_speech(self) -> list[Job]:
         with self.lock:
@@ -218,6 +251,8 @@ class FakeFal:
             jobs[request_id] = Job(
                 request_id, endpoint, arguments, behaviour, time.monotonic(), status_429_left=behaviour.status_429
             )
+            self.status_5xx_left[request_id] = behaviour.status_5xx
+            self.status_drops_left[request_id] = behaviour.status_drops
             record["status"] = 200
             record["request_id"] = request_id
         base = f"https://{self.host}/{'/'.join(endpoint.split('/')[:2])}/requests/{request_id}"
@@ -244,7 +279,13 @@ class FakeFal:
         if job.status_429_left > 0:
             job.status_429_left -= 1
             return 429, {"detail": "Too many requests"}
-        if job.state != "COMPLETED":
+        if self.status_5xx_left.get(request_id, 0) > 0:
+            self.status_5xx_left[request_id] -= 1
+            return 503, {"detail": "Service temporarily unavailable"}
+        self._settle_cancel(job)
+        if job.cancel_at is not None and not job.cancelled:  # cancelling: the job neither advances nor ends yet
+            pass
+        elif job.state != "COMPLETED":
             job.polls += 1
             if job.state == "IN_PROGRESS" and not job.image_fetched:
                 self._start(job)
@@ -264,11 +305,30 @@ class FakeFal:
             body["error_type"] = "request_cancelled" if job.cancelled else "runner_error"
         return 200, body
 
+    def drop(self, request_id: str) -> bool:
+        """Whether to close this status poll's connection without an answer."""
+        with self.lock:
+            if self.status_drops_left.get(request_id, 0) > 0 and self.status_429_left_of(request_id) == 0:
+                self.status_drops_left[request_id] -= 1
+                return True
+        return False
+
+    def status_429_left_of(self, request_id: str) -> int:
+        job = self._job(request_id)
+        return job.status_429_left if job else 0
+
+    def _settle_cancel(self, job: Job) -> None:
+        if job.cancel_at is not None and not job.cancelled and job.finished_at is None and time.monotonic() >= job.cancel_at:
+            job.cancelled = True
+            job.finished_at = time.monotonic()
+
     def _start(self, job: Job) -> None:
         """Fetch the inputs as a runner would: a presigned URL that does not work fails the job."""
         job.image_fetched = True
         for name in ("audio_url",) if job.is_speech else ("image_url", "audio_url"):
             try:
+                if self.s3_credentials is not None:
+                    job.url_params[name] = sigv4.verify(job.input[name], **self.s3_credentials)
                 with urllib.request.urlopen(job.input[name], timeout=10) as response:
                     data = response.read()
             except Exception as exc:  # noqa: BLE001 - any failure is the job's error
@@ -292,6 +352,7 @@ class FakeFal:
         job = self._job(request_id)
         if job is None:
             return 404, {"detail": "Request not found"}
+        self._settle_cancel(job)
         if job.state != "COMPLETED":
             return 400, {"detail": "Request is still in progress"}
         if job.failed:
@@ -299,6 +360,8 @@ class FakeFal:
             return code, {"detail": self._error_text(job)}
         if job.is_speech:
             return 200, self.transcription(job)
+        if job.behaviour.outcome == "result_error":
+            return 500, {"detail": "Runner crashed while writing the result"}
         return 200, {
             "video": {"url": self.video_url(request_id), "content_type": "video/mp4", "file_name": "output.mp4", "file_size": len(self.video)},
             "seed": 42,
@@ -315,10 +378,12 @@ class FakeFal:
         if job is None:
             return 404, {"detail": "Request not found"}
         (self.speech_cancels if job.is_speech else self.cancels).append(request_id)
+        self._settle_cancel(job)
         if job.state == "COMPLETED":
             return 400, {"status": "ALREADY_COMPLETED"}
-        job.cancelled = True
-        job.finished_at = time.monotonic()
+        if job.cancel_at is None:
+            job.cancel_at = time.monotonic() + self.cancel_delay
+            self._settle_cancel(job)
         return 202, {"status": "CANCELLATION_REQUESTED"}
 
     def file(self, request_id: str) -> tuple[int, bytes, str]:  # a video job's result
@@ -327,6 +392,7 @@ class FakeFal:
             return 404, b"not found", "text/plain"
         if job.behaviour.outcome == "bad_video":
             return 200, b"<html>Access denied</html>", "text/html"
+        job.video_downloaded = True
         return 200, self.video, "video/mp4"
 
 
@@ -409,6 +475,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(code, data, content_type)
         if not self.headers.get("Authorization", "").startswith("Key "):
             return self._send(401, {"detail": "Missing authorization"})
+        if len(parts) == 5 and parts[2] == "requests" and parts[4] == "status" and self.fake.drop(parts[3]):
+            self.close_connection = True  # a connection that drops mid-exchange: no status line at all
+            return
         with self.fake.lock:
             if len(parts) == 5 and parts[2] == "requests" and parts[4] == "status":
                 logs = query.get("logs", ["false"])[0] in ("true", "1")

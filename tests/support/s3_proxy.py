@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["FaultyS3Proxy", "Request", "Hold", "key_is", "writes_of"]
+__all__ = ["FaultyS3Proxy", "Request", "Hold", "key_is", "writes_of", "not_retried"]
 
 # Headers that describe one hop, never forwarded as they are.
 HOP_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
@@ -76,6 +76,22 @@ def writes_of(requests: list[Request], key: str) -> int:
         elif r.method == "POST" and "uploadId=" in r.query:  # CompleteMultipartUpload
             done += 1
     return done
+
+
+def not_retried(requests: list[Request]) -> list[Request]:
+    """The refused requests that were never sent again and answered: work a refusal made someone skip.
+
+    A refused request counts as retried when a later request with the same
+    method on the same key got an answer from S3 (a 404 to a HEAD is an answer).
+    """
+    left = []
+    for i, refused in enumerate(requests):
+        if not refused.refused:
+            continue
+        later = requests[i + 1 :]
+        if not any(r.method == refused.method and r.key == refused.key and not r.refused and r.status is not None and r.status < 500 for r in later):
+            left.append(refused)
+    return left
 
 
 @dataclass

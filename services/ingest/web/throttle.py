@@ -30,13 +30,18 @@ from typing import Protocol
 from shared.db import connection
 from shared.throttle_store import add_failure
 
-__all__ = ["Throttle", "FailureThrottle", "SharedFailureThrottle", "API_BUCKET", "LOGIN_BUCKET"]
+__all__ = ["Throttle", "FailureThrottle", "SharedFailureThrottle", "API_BUCKET", "LOGIN_BUCKET", "wall_clock"]
 
 API_BUCKET = "api"
 LOGIN_BUCKET = "login"
 
 #: Addresses remembered at most in memory: an attacker rotating addresses cannot grow the table without bound.
 MAX_CLIENTS = 10_000
+
+
+def wall_clock() -> float:
+    """The time the shared windows are counted in: the same in every process (tests put their own clock here)."""
+    return time.time()
 
 
 class Throttle(Protocol):
@@ -47,14 +52,14 @@ class Throttle(Protocol):
 class SharedFailureThrottle:
     """The count in the database: one atomic upsert per wrong credential, shared by every process."""
 
-    def __init__(self, bucket: str, limit: int, window: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, bucket: str, limit: int, window: int, clock: Callable[[], float] | None = None) -> None:
         self.bucket = bucket
         self.limit = limit
         self.window = window
         self._clock = clock
 
     def count_failure(self, client: str) -> int | None:
-        now = self._clock()
+        now = self._clock() if self._clock else wall_clock()
         start = int(now // self.window) * self.window
         with connection():
             total = add_failure(self.bucket, client, start, prune_before=start - self.window)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from shared import keys
+from shared.errors import PermanentError
 from shared.models import Call, Segment, SideState, Stage, VideoStatus
 from tests.support import media
+from tests.support.outcomes import recording_outcomes
 from tests.support.processes import wait_gone
 
 from .conftest import CALL_ID, queued, tmp_entries
@@ -187,10 +189,15 @@ def test_wav_recording_on_sqlite(sqlite_db, s3, make_call, split, tmp_path):
 
 
 def test_unknown_call_and_invalid_id_are_dropped(db, split, stub_broker):
-    split(call_id="CA" + "0" * 32)
-    split(call_id="../../etc/passwd")
+    with recording_outcomes(stub_broker) as outcomes:
+        split(call_id="CA" + "0" * 32)
+        split(call_id="../../etc/passwd")
     assert queued(stub_broker, "generation") == []
     assert Call.select().count() == 0
+    # Each ran once and ended as meant: the unknown call quietly, the invalid id refused for good (not retried).
+    assert [(o.kwargs["call_id"], type(o.exception), o.retries) for o in outcomes] == [
+        ("CA" + "0" * 32, type(None), 0), ("../../etc/passwd", PermanentError, 0),
+    ]
 
 
 def test_dramatiq_time_limit_also_kills_ffmpeg(db, make_call, split, tmp_path, settings_env, slow_ffmpeg):

@@ -7,10 +7,12 @@ import json
 import pytest
 
 from shared import keys
+from shared.errors import PermanentError
 from shared.contracts import COMPOSE
 from shared.models import Call
 from tests.services.compositor.test_callback import SECRET, receiver_accepts
 from tests.support.http_sink import HttpSink
+from tests.support.outcomes import recording_outcomes
 
 
 @pytest.fixture
@@ -123,6 +125,9 @@ def test_when_compose_gives_up_the_generated_side_video_is_kept(calls, s3, stub_
     assert json.loads(sink.wait_for(1)[0].body)["video_status"] == "partial"
 
 
-def test_an_invalid_call_id_is_refused_without_touching_anything(pg_db, run_compose):
-    run_compose("../../etc/passwd")
+def test_an_invalid_call_id_is_refused_without_touching_anything(pg_db, run_compose, stub_broker):
+    with recording_outcomes(stub_broker) as outcomes:
+        run_compose("../../etc/passwd")
     assert Call.select().count() == 0
+    # The actor did run, once, and refused the id for good: not a crash, not retried.
+    assert [(o.actor, type(o.exception), o.retries) for o in outcomes] == [("compose", PermanentError, 0)]

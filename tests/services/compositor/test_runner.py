@@ -40,8 +40,10 @@ def test_a_watcher_in_the_process_gets_the_fraction_done_every_tick(tmp_path, mo
         runner.progress_log.removeHandler(handler)
         runner.progress_log.setLevel(logging.NOTSET)
     fractions = [r.progress for r in seen]
-    assert len(fractions) >= 5, fractions  # three seconds of -re encoding, a record every 0.2 s
-    assert fractions == sorted(fractions) and 0 <= fractions[0] < 0.5 < fractions[-1] <= 1, fractions
+    # Order and causality, not seconds (a loaded machine delays FFmpeg's blocks and this thread alike): never
+    # backwards, within 0..1, and moving while the watcher watched (-re makes the encode last 3 s at least).
+    assert fractions == sorted(fractions) and all(0 <= f <= 1 for f in fractions), fractions
+    assert len(set(fractions)) >= 2 and fractions[-1] > 0, fractions
     assert {(r.what, r.call_id) for r in seen} == {("compose", "CA" + "1" * 32)}
 
 

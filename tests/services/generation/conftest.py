@@ -156,6 +156,8 @@ def generation(pg_db, pg_url, s3, s3_server, rabbitmq_url, fake_fal, tmp_path):
         "TMP_DIR": str(tmp_path / "worker-tmp"),
         "LOG_LEVEL": "INFO",
     }
+    creds = s3_server.env(s3.bucket)
+    fake_fal.s3_credentials = {"access_key": creds["AWS_ACCESS_KEY_ID"], "secret_key": creds["AWS_SECRET_ACCESS_KEY"], "region": creds["AWS_REGION"]}
     harness = Generation(fake_fal, s3, broker, env, tmp_path)
     yield harness
     for worker in harness.workers:

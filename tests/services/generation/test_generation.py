@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from services.generation.jobs import url_expiry
 from shared import keys
 from shared.fal_models import model_for
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 from shared.segments import plan_segments
+from shared.settings import load_settings
 from tests.services.generation.conftest import FAL_KEY
 from tests.support.fake_fal import Behaviour
 from tests.support.wait import wait_for
@@ -64,6 +66,9 @@ def test_both_sides_in_parallel(generation):
     assert "queue position" in generation.log() and "generating: generated" in generation.log()
     # The shipped avatars were stored once and passed by presigned URL.
     assert all("/avatars/" in job.input["image_url"] and "Signature=" in job.input["image_url"] for job in jobs)
+    # Both inputs signed as S3 checks (the fake verified each before fetching) and valid for as long as the job may wait and run.
+    expiry = str(url_expiry(load_settings(generation.env)))
+    assert all(job.url_params[name]["X-Amz-Expires"] == expiry for job in jobs for name in ("image_url", "audio_url"))
 
 
 def test_retries_timeouts_and_refusals(generation):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 
 import pytest
+from dramatiq import Message
 
 from services.generation import jobs, stage
 from services.generation.fal import FalError
-from shared import keys
+from shared import keys, progress
+from shared.contracts import CANCEL_JOBS
 from shared.errors import TransientError
 from shared.models import Call, Segment, SegmentState, SideState, Stage, TranscriptStatus, VideoStatus
 from tests.support.calls import make_call
@@ -18,6 +20,10 @@ class StubQueue:
     def __init__(self, *answers) -> None:
         self.answers = list(answers)
         self.submitted: list[dict] = []
+        self.cancelled: list[str] = []
+
+    def cancel(self, request_id):
+        self.cancelled.append(request_id)
 
     def submit(self, arguments):
         self.submitted.append(arguments)
@@ -29,13 +35,17 @@ class StubQueue:
 
 @pytest.fixture
 def call_with_segments(sqlite_db, stub_broker, local_store, settings_env):
+    return add_call(local_store, settings_env, segments=2)
+
+
+def add_call(local_store, settings_env, *, segments: int) -> str:
     settings_env(FAL_KEY="k")
     # A transcript was supplied: these tests are about the video jobs (test_stt.py has the speech-to-text ones).
     call_id = make_call(
         stage=Stage.GENERATION, video_status=VideoStatus.PENDING, callee_state=SideState.SILENT,
         transcript_status=TranscriptStatus.SUPPLIED,
     ).id
-    for index in range(2):
+    for index in range(segments):
         key = keys.segment_audio_key(call_id, "caller", index)
         path = local_store.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,10 +78,13 @@ def test_transient_submit_trouble_spends_no_attempt_and_retries_the_message(call
 def test_a_refused_submit_fails_the_segment_at_once(call_with_segments, monkeypatch):
     call_id = call_with_segments
     refused = FalError("fal.ai answered 422: image_url: unsupported image", kind="rejected", status_code=422)
-    monkeypatch.setattr(jobs, "fal_queue", lambda key, endpoint: StubQueue(refused, refused))
+    stub = StubQueue(refused, refused)
+    monkeypatch.setattr(jobs, "fal_queue", lambda key, endpoint: stub)
     stage.generate_side(call_id, "caller")  # not raised: nothing to retry
-    rows = list(Segment.select().where(Segment.call_id == call_id))
-    assert all(s.state == SegmentState.FAILED and "not retried" in s.error for s in rows)
+    first, second = caller_segments(call_id)
+    assert first.state == SegmentState.FAILED and "not retried" in first.error
+    # The side falls back whole: its second segment is not sent at all.
+    assert second.state == SegmentState.FAILED and "cancelled: segment 0" in second.error and len(stub.submitted) == 1
     call = Call.get_by_id(call_id)
     assert call.caller_state == SideState.FAILED and "unsupported image" in call.caller_error
     assert call.compose_enqueued_at is not None  # the callee is silent: on to the compositor
@@ -92,7 +105,10 @@ def test_giving_up_on_a_poll_fails_its_segment(call_with_segments):
     jobs.give_up_segment(first.id, RuntimeError("S3 is down"))
     first = Segment.get_by_id(first.id)
     assert first.state == SegmentState.FAILED and "S3 is down" in first.error
-    assert Call.get_by_id(call_id).caller_state == SideState.PENDING  # its sibling has not ended yet
+    # Its sibling's video could not be used: it ends too, and so does the side.
+    second = Segment.get((Segment.call_id == call_id) & (Segment.index == 1))
+    assert second.state == SegmentState.FAILED and "cancelled: segment 0" in second.error
+    assert Call.get_by_id(call_id).caller_state == SideState.FAILED
     jobs.give_up_segment(987654, RuntimeError("gone"))  # an unknown segment is only logged
 
 
@@ -110,3 +126,94 @@ def test_a_sides_work_happens_in_a_generation_folder_of_the_call_that_goes_after
     stage.generate_side(call_id, "caller")
     assert seen and all(name.startswith(f"generation-{call_id}-") for name in seen), seen
     assert list(tmp_dir.iterdir()) == []
+
+
+def caller_segments(call_id: str) -> list[Segment]:
+    return list(Segment.select().where((Segment.call_id == call_id) & (Segment.side == "caller")).order_by(Segment.index))
+
+
+def test_a_segment_failing_for_good_cancels_the_rest_of_its_side_at_once(sqlite_db, stub_broker, local_store, settings_env, monkeypatch):
+    """The side falls back whole: its other jobs would be paid for and thrown away."""
+    call_id = add_call(local_store, settings_env, segments=4)
+    busy = FalError("fal.ai answered 429: slow down", kind="transient", status_code=429)
+    stub = StubQueue("req-0", "req-1", "req-2", busy)
+    monkeypatch.setattr(jobs, "fal_queue", lambda key, endpoint: stub)
+    with pytest.raises(TransientError):
+        stage.generate_side(call_id, "caller")  # the fourth waits to be submitted again
+    first = caller_segments(call_id)[0]
+    jobs.fail_segment(first, "fal.ai job req-0 failed: Runner crashed (not retried)")
+
+    assert sorted(stub.cancelled) == ["req-1", "req-2"]  # not req-0: it ended by itself
+    rows = caller_segments(call_id)
+    assert [s.state for s in rows] == [SegmentState.FAILED] * 4
+    assert all("segment 0" in s.error and "cancelled" in s.error for s in rows[1:]), [s.error for s in rows]
+    call = Call.get_by_id(call_id)
+    assert call.caller_state == SideState.FAILED and call.compose_enqueued_at is not None  # no wait for the others
+    # The waiting segment is never submitted: its next message finds it ended.
+    stub.answers = ["req-3"]
+    stage.generate_side(call_id, "caller")
+    jobs.poll_segment(rows[3].id)
+    assert len(stub.submitted) == 4 and stub.answers == ["req-3"]
+
+
+def test_giving_up_on_a_side_cancels_its_jobs_at_fal(call_with_segments, monkeypatch):
+    call_id = call_with_segments
+    stub = StubQueue("req-1", "req-2")
+    monkeypatch.setattr(jobs, "fal_queue", lambda key, endpoint: stub)
+    stage.generate_side(call_id, "caller")
+    jobs.give_up_side(call_id, "caller", TransientError("the database kept failing"))
+    assert sorted(stub.cancelled) == ["req-1", "req-2"]
+    assert all(s.state == SegmentState.FAILED for s in caller_segments(call_id))
+
+
+def test_a_job_submitted_while_its_side_was_cancelled_is_cancelled_at_once(call_with_segments, monkeypatch):
+    """The submit was on the wire when the side fell back: fal's answer is the id of a job nobody wants."""
+    call_id = call_with_segments
+
+    class Racing(StubQueue):
+        def submit(self, arguments):
+            if not self.submitted:
+                jobs.cancel_unusable(call_id, "caller", reason="the side gave up")
+            return super().submit(arguments)
+
+    stub = Racing("req-1", "req-2")
+    monkeypatch.setattr(jobs, "fal_queue", lambda key, endpoint: stub)
+    stage.generate_side(call_id, "caller")
+    assert stub.cancelled == ["req-1"] and len(stub.submitted) == 1
+    first, second = caller_segments(call_id)
+    assert first.state == second.state == SegmentState.FAILED and first.fal_request_id == "req-1"
+
+
+def test_a_call_ended_elsewhere_has_its_jobs_cancelled(call_with_segments, monkeypatch, stub_broker):
+    """The sweeper (or any give-up) ends the call in shared/: it asks the generation service to cancel."""
+    call_id = call_with_segments
+    stub = StubQueue("req-1", "req-2")
+    monkeypatch.setattr(jobs, "fal_queue", lambda key, endpoint: stub)
+    stage.generate_side(call_id, "caller")
+    stub_broker.flush("generation.DQ")  # the polls: lost, as for a call the sweeper ends
+    assert progress.fail_call(call_id, "Stuck in the generation stage")
+
+    queue = stub_broker.queues["generation"]
+    assert queue.qsize() == 1
+    message = Message.decode(queue.get_nowait())
+    assert (message.actor_name, message.kwargs) == (CANCEL_JOBS.actor_name, {"call_id": call_id})
+    stage.cancel_jobs(call_id)
+    assert sorted(stub.cancelled) == ["req-1", "req-2"]
+    assert all(s.state == SegmentState.FAILED for s in caller_segments(call_id))
+    stage.cancel_jobs(call_id)  # redelivered: nothing more to cancel
+    assert len(stub.cancelled) == 2
+
+
+def test_a_cancel_message_for_a_call_retried_since_cancels_nothing(call_with_segments, monkeypatch):
+    call_id = call_with_segments
+    stub = StubQueue("req-1", "req-2")
+    monkeypatch.setattr(jobs, "fal_queue", lambda key, endpoint: stub)
+    stage.generate_side(call_id, "caller")
+    stage.cancel_jobs(call_id)  # the call is still live: its jobs are wanted
+    assert stub.cancelled == []
+    assert all(s.state == SegmentState.SUBMITTED for s in caller_segments(call_id))
+
+
+def test_ending_a_call_with_nothing_at_fal_sends_nothing(call_with_segments, stub_broker):
+    assert progress.fail_call(call_with_segments, "bad recording")
+    assert stub_broker.queues["generation"].qsize() == 0

@@ -291,3 +291,59 @@ def test_giving_up_on_storing_the_transcript_fails_it_and_hands_the_call_on(quie
     call = Call.get_by_id(quiet_call)
     assert call.transcript_status == TranscriptStatus.FAILED and "S3 is down" in call.transcript_error
     assert call.compose_enqueued_at is not None
+
+
+class CancellingStub(StubQueue):
+    def __init__(self, *answers) -> None:
+        super().__init__(*answers)
+        self.cancelled: list[str] = []
+
+    def cancel(self, request_id):
+        self.cancelled.append(request_id)
+
+
+def two_speech_jobs_at_fal(call_id: str, local_store, monkeypatch) -> CancellingStub:
+    """The quiet call with a second caller segment, both its speech-to-text jobs submitted."""
+    from services.generation import jobs, stage, stt
+    from shared.models import Segment
+
+    key = keys.segment_audio_key(call_id, "caller", 1)
+    local_store.path(key).write_bytes(b"ID3 audio 1")
+    Segment.create(call_id=call_id, side="caller", index=1, start=10, end=20, audio_key=key)
+    # One queue per endpoint, as fal_queue gives: the speech-to-text model's is the stub watched here.
+    stub, videos = CancellingStub("stt-1", "stt-2"), CancellingStub("video-1", "video-2")
+
+    def by_endpoint(key, endpoint):
+        return stub if endpoint == "fal-ai/wizper" else videos
+
+    monkeypatch.setattr(jobs, "fal_queue", by_endpoint)
+    monkeypatch.setattr(stt, "fal_queue", by_endpoint)
+    stage.generate_side(call_id, "caller")
+    assert [j.fal_request_id for j in speech_jobs(call_id)] == ["stt-1", "stt-2"]
+    return stub
+
+
+def test_a_speech_job_failing_for_good_cancels_the_others(quiet_call, local_store, monkeypatch):
+    """One failed job and no transcript is stored: the other jobs' words would be paid for in vain."""
+    from services.generation import stt
+
+    stub = two_speech_jobs_at_fal(quiet_call, local_store, monkeypatch)
+    first, _ = speech_jobs(quiet_call)
+    stt.fail_job(first, "fal.ai job stt-1 failed: Runner crashed (not retried)")
+    assert stub.cancelled == ["stt-2"]
+    assert [j.state for j in speech_jobs(quiet_call)] == [SpeechState.FAILED] * 2
+    assert Call.get_by_id(quiet_call).transcript_status == TranscriptStatus.FAILED  # at once, not when stt-2 ends
+
+
+def test_an_ended_call_has_its_speech_jobs_cancelled_too(quiet_call, local_store, monkeypatch, stub_broker):
+    from services.generation import stage
+    from shared import progress
+
+    stub = two_speech_jobs_at_fal(quiet_call, local_store, monkeypatch)
+    stub_broker.flush("generation.DQ")
+    assert progress.fail_call(quiet_call, "Stuck in the generation stage")
+    [message] = [dramatiq.Message.decode(m) for m in list(stub_broker.queues["generation"].queue)]
+    assert message.actor_name == "cancel_jobs"
+    stage.cancel_jobs(quiet_call)
+    assert sorted(stub.cancelled) == ["stt-1", "stt-2"]
+    assert [j.state for j in speech_jobs(quiet_call)] == [SpeechState.FAILED] * 2

@@ -27,6 +27,7 @@ from shared import keys
 from shared.contracts import DOWNLOAD_RECORDING, send
 from shared.models import Call, Stage, VideoStatus
 from shared.errors import PermanentError
+from tests.support.outcomes import recording_outcomes
 
 
 @pytest.fixture
@@ -318,11 +319,16 @@ def test_a_worker_lost_after_storing_only_hands_on_again(worker, stub_broker, fa
 
 
 def test_an_unknown_or_malformed_call_id_never_crashes_the_worker(worker, stub_broker, fake_twilio, s3):
-    send(DOWNLOAD_RECORDING, call_id="CA" + "0" * 32)
-    send(DOWNLOAD_RECORDING, call_id="../../etc/passwd")
-    stub_broker.join("ingest", fail_fast=False)
-    worker.join()
+    with recording_outcomes(stub_broker) as outcomes:
+        send(DOWNLOAD_RECORDING, call_id="CA" + "0" * 32)
+        send(DOWNLOAD_RECORDING, call_id="../../etc/passwd")
+        stub_broker.join("ingest", fail_fast=False)
+        worker.join()
     assert fake_twilio.requests == [] and Call.select().count() == 0
+    # Each ran once and ended as meant: the unknown call quietly, the malformed id refused for good (not retried).
+    assert [(o.kwargs["call_id"], type(o.exception), o.retries) for o in outcomes] == [
+        ("CA" + "0" * 32, type(None), 0), ("../../etc/passwd", PermanentError, 0),
+    ]
     # The worker is still there and working.
     recording = fake_twilio.add_recording(b"audio")
     assert run(stub_broker, worker, new_call(fake_twilio, recording)).stage == Stage.AUDIO

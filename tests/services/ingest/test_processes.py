@@ -143,3 +143,53 @@ def test_gunicorn_refuses_to_start_with_every_missing_setting(tmp_path):
     assert result.returncode == 2
     for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL"):
         assert name in result.stderr
+
+
+
+def test_a_locked_calls_table_answers_503_within_twilios_budget_and_the_retry_stores_the_call(
+    deployment_env, rabbit, fake_twilio, tmp_path, pg_url
+):
+    env, base = deployment_env
+    env = {**env, "DB_LOCK_TIMEOUT": "3", "DB_STATEMENT_TIMEOUT": "8"}
+    form = fake_twilio.callback(fake_twilio.add_recording(b"mp3"))
+    signature = fake_twilio.sign(env["PUBLIC_BASE_URL"] + WEBHOOK_PATH, form)
+    web_log = tmp_path / "gunicorn.log"
+
+    def post():
+        return httpx.post(
+            f"{base}{WEBHOOK_PATH}", content=urlencode(form), timeout=20,
+            headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature},
+        )
+
+    web = start([str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py"], env, web_log)
+    try:
+        def up():
+            try:
+                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, timeout=60, interval=0.2, what="gunicorn to answer /healthz", process=web, describe=log_tail(web_log))
+        import time
+
+        import psycopg2
+
+        holder = psycopg2.connect(pg_url)
+        try:
+            holder.cursor().execute("BEGIN; LOCK TABLE calls IN ACCESS EXCLUSIVE MODE")
+            started = time.monotonic()
+            refused = post()
+            took = time.monotonic() - started
+            health = httpx.get(f"{base}/healthz", timeout=20)
+        finally:
+            holder.rollback()
+            holder.close()
+        retried = post()  # Twilio's retry, once the lock is gone
+    finally:
+        stop(web)
+
+    assert refused.status_code == 503 and refused.headers.get("Retry-After"), refused.text
+    assert took < 15, f"Twilio gives up at 15 s; the webhook took {took:.1f} s"
+    assert health.status_code == 503 and health.json()["database"].startswith("unavailable"), health.text
+    assert retried.status_code == 202, retried.text
+    assert rabbit.get_queue_message_counts("ingest")[0] == 1  # the retry's job, and only it

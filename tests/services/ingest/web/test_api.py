@@ -10,7 +10,7 @@ import pytest
 from services.ingest.app import create_app
 from services.ingest.health import HealthResource
 from shared import keys
-from shared.models import SideState, Stage, VideoStatus
+from shared.models import Call, SideState, Stage, VideoStatus
 from tests.services.ingest.conftest import API_TOKEN
 from tests.support.calls import make_call
 from tests.support.fake_twilio import call_sid
@@ -161,3 +161,47 @@ def test_healthz_checks_a_real_rabbitmq(pg_db, rabbitmq_url):
     response = client.simulate_get("/healthz")
     assert response.status_code == 503 and response.json["broker"].startswith("unavailable")
 
+
+
+def test_healthz_is_503_while_the_calls_table_is_locked_as_a_webhook_would_meet_it(stub_broker, ingest_env, pg_db, pg_url, settings_env):
+    import time
+
+    import psycopg2
+
+    settings_env(DB_LOCK_TIMEOUT="1")
+    client = falcon.testing.TestClient(create_app())  # the app's own pooled connections, made with the timeouts
+    holder = psycopg2.connect(pg_url)
+    try:
+        holder.cursor().execute("BEGIN; LOCK TABLE calls IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        locked = client.simulate_get("/healthz")
+        took = time.monotonic() - started
+    finally:
+        holder.rollback()
+        holder.close()
+    assert locked.status_code == 503 and locked.json["database"].startswith("unavailable"), locked.json
+    assert took < 10  # the lock timeout, not the holder, ended the wait
+    assert client.simulate_get("/healthz").json["database"] == "ok"
+    assert Call.select().count() == 0  # the check wrote nothing
+
+
+@pytest.mark.rabbitmq
+def test_healthz_reconnects_a_broker_connection_that_missed_its_heartbeats(pg_db, rabbitmq_url, caplog):
+    import time
+
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    # A 1 s heartbeat and nothing read for 5 s: RabbitMQ closes the idle connection, as it did after
+    # 2 idle minutes with the default heartbeat, while the broker itself is up.
+    broker = RabbitmqBroker(url=rabbitmq_url + "?heartbeat=1")
+    app = falcon.App()
+    app.add_route("/healthz", HealthResource(lambda: broker))
+    client = falcon.testing.TestClient(app)
+    try:
+        assert client.simulate_get("/healthz").status_code == 200
+        time.sleep(5)
+        answers = [client.simulate_get("/healthz") for _ in range(5)]
+    finally:
+        broker.close()
+    assert [a.status_code for a in answers] == [200] * 5, [a.json for a in answers]
+    assert "checking again over a new one" in caplog.text  # the first probe did meet the dropped connection

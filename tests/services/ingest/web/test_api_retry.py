@@ -61,7 +61,7 @@ def test_calls_that_are_not_failed_or_partial_are_a_409(api, stub_broker, status
     make_call(CALL, video_status=status)
     response = api.simulate_post(f"/calls/{CALL}/retry", headers=AUTH)
     assert response.status_code == 409
-    assert "only failed or partial calls are retried" in response.json["description"]
+    assert "only failed or partial calls (or failed transcriptions) are retried" in response.json["description"]
     assert sent(stub_broker, "ingest") == [] and Call.get_by_id(CALL).video_status == status
 
 

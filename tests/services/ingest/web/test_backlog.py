@@ -4,8 +4,9 @@ import pika
 import pytest
 from dramatiq import Message
 
-from services.ingest.web.backlog import BacklogReader, _management_endpoint, vhost_of
+from services.ingest.web.backlog import BacklogReader
 from shared.models import Stage, VideoStatus
+from shared.queues import management_endpoint, vhost_of
 from shared.settings import load_settings
 from tests.support.calls import make_call, sid
 from tests.support.services import free_port
@@ -22,10 +23,10 @@ def test_vhost_and_endpoint_from_the_urls():
     assert vhost_of("amqp://guest:guest@rabbit:5672/callreel") == "callreel"
     assert vhost_of("amqp://guest:guest@rabbit:5672/%2F") == "/"
     assert vhost_of("amqp://guest:guest@rabbit:5672") == "/"
-    url, auth = _management_endpoint("http://us%40er:p%3Ass@rabbit:15672/", "/")
+    url, auth = management_endpoint("http://us%40er:p%3Ass@rabbit:15672/", "/")
     assert url == "http://rabbit:15672/api/queues/%2F?columns=name,messages,messages_ready,messages_unacknowledged,consumers"
     assert auth == ("us@er", "p:ss")  # credentials travel as Basic auth, never in the URL
-    assert _management_endpoint("https://mq.example/rabbit", "a b")[0].startswith("https://mq.example/rabbit/api/queues/a%20b?")
+    assert management_endpoint("https://mq.example/rabbit", "a b")[0].startswith("https://mq.example/rabbit/api/queues/a%20b?")
 
 
 def test_without_the_management_api_the_database_counts_calls_per_stage(sqlite_db):
@@ -101,7 +102,7 @@ def test_queue_numbers_come_from_rabbitmqs_management_api(sqlite_db, own_rabbitm
         seen: dict = {}
 
         def counted():
-            reader._cached = None
+            reader.queues.forget()
             backlog = reader.read()
             seen.clear()
             seen.update({s.stage: (s.ready, s.in_progress, s.delayed, s.dead, s.calls) for s in backlog.stages})

@@ -236,7 +236,7 @@ def test_retry_needs_the_sessions_csrf_token(web, stub_broker):
 
     # A second press (an old tab): the call is no longer failed, and the page says so.
     again = web.simulate_post(f"/ops/calls/{call}/retry", body=f"csrf={token}", headers={**FORM, **mine})
-    assert again.status_code == 409 and "only failed or partial calls are retried" in again.text
+    assert again.status_code == 409 and "only failed or partial calls (or failed transcriptions) are retried" in again.text
 
 
 def test_logout_ends_the_session_in_the_browser(web):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import falcon.testing
 import pytest
@@ -60,7 +59,19 @@ def test_the_table_of_addresses_is_bounded(monkeypatch):
 
 
 @pytest.fixture
-def make_app(pg_db, stub_broker, ingest_env):
+def clock(monkeypatch):
+    """The shared throttle's clock, at the start of a window, moved by the test: a loaded machine taking
+    seconds between two requests cannot carry them into another window, and no test sleeps."""
+    from services.ingest.web import throttle
+
+    clock = Clock()
+    assert clock.now % 2 == 0  # the start of a 2 s window
+    monkeypatch.setattr(throttle, "wall_clock", clock)
+    return clock
+
+
+@pytest.fixture
+def make_app(pg_db, stub_broker, ingest_env, clock):
     """A new app (a worker, a replica, or the service after a restart) on the same database."""
     from services.ingest.app import create_app
 
@@ -80,28 +91,21 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def wait_for_next_window(window: int = 2) -> None:
-    """Start at the beginning of a fixed window, so a test's requests all fall in one."""
-    time.sleep(window - time.time() % window + 0.05)
-
-
-def test_the_api_refuses_an_address_after_too_many_wrong_tokens(app):
-    wait_for_next_window()
+def test_the_api_refuses_an_address_after_too_many_wrong_tokens(app, clock):
     for _ in range(3):
         assert app.simulate_get("/calls", headers=bearer("guess"), remote_addr=ATTACKER).status_code == 401
     blocked = app.simulate_get("/calls", headers=bearer("guess"), remote_addr=ATTACKER)
     assert blocked.status_code == 429
-    assert 1 <= int(blocked.headers["Retry-After"]) <= 2
+    assert int(blocked.headers["Retry-After"]) == 2  # the whole window: the clock stands at its start
     assert "try again" in blocked.json["description"]
     # Another address, and visitors without any token, are not counted against it.
     assert app.simulate_get("/calls", headers=bearer(API_TOKEN), remote_addr=OPERATOR).status_code == 200
     assert app.simulate_get("/calls", headers=bearer("guess"), remote_addr=OPERATOR).status_code == 401
-    time.sleep(2.1)
+    clock.now += 2.1  # the next window
     assert app.simulate_get("/calls", headers=bearer("guess"), remote_addr=ATTACKER).status_code == 401
 
 
 def test_the_right_token_is_never_throttled(app):
-    wait_for_next_window()
     for _ in range(5):
         app.simulate_get("/calls", headers=bearer("guess"), remote_addr=ATTACKER)
     assert app.simulate_get("/calls", headers=bearer("guess"), remote_addr=ATTACKER).status_code == 429
@@ -113,7 +117,6 @@ def test_the_right_token_is_never_throttled(app):
 
 def test_the_api_and_the_login_form_are_counted_apart(app):
     """The host application's machine token and the people's login form: neither locks the other out."""
-    wait_for_next_window()
     for _ in range(4):
         app.simulate_post("/ops/login", body="token=guess", headers=FORM, remote_addr=ATTACKER)
     blocked = app.simulate_post("/ops/login", body="token=guess", headers=FORM, remote_addr=ATTACKER)
@@ -129,7 +132,6 @@ def test_the_api_and_the_login_form_are_counted_apart(app):
 
 def test_behind_the_proxy_each_client_is_counted_by_its_forwarded_address(make_app):
     app = make_app(TRUSTED_PROXY_HOPS="1")
-    wait_for_next_window()
 
     def via_proxy(client: str, token: str, claimed: str = ""):
         forwarded = f"{claimed}, {client}" if claimed else client
@@ -146,7 +148,6 @@ def test_behind_the_proxy_each_client_is_counted_by_its_forwarded_address(make_a
 
 
 def test_without_trusted_proxies_the_forwarded_header_is_ignored(app):
-    wait_for_next_window()
     for n in range(4):
         spoofed = {**bearer("guess"), "X-Forwarded-For": f"192.0.2.{n}"}
         answer = app.simulate_get("/calls", headers=spoofed, remote_addr=ATTACKER)
@@ -155,7 +156,6 @@ def test_without_trusted_proxies_the_forwarded_header_is_ignored(app):
 
 def test_the_count_is_shared_by_workers_and_survives_a_restart(make_app):
     first, second = make_app(), make_app()
-    wait_for_next_window()
     assert first.simulate_get("/calls", headers=bearer("guess"), remote_addr=ATTACKER).status_code == 401
     assert second.simulate_get("/calls", headers=bearer("guess"), remote_addr=ATTACKER).status_code == 401
     assert first.simulate_get("/calls", headers=bearer("guess"), remote_addr=ATTACKER).status_code == 401
@@ -164,15 +164,14 @@ def test_the_count_is_shared_by_workers_and_survives_a_restart(make_app):
     assert second.simulate_get("/calls", headers=bearer("guess"), remote_addr=ATTACKER).status_code == 429
 
 
-def test_old_windows_are_pruned(app):
-    wait_for_next_window()
+def test_old_windows_are_pruned(app, clock):
     app.simulate_get("/calls", headers=bearer("guess"), remote_addr=ATTACKER)
-    time.sleep(4.1)  # two windows later
+    clock.now += 4.1  # two windows later
     app.simulate_get("/calls", headers=bearer("guess"), remote_addr=OPERATOR)
     assert [row.client for row in AuthFailure.select()] == [OPERATOR]
 
 
-def test_the_count_works_on_sqlite_too(sqlite_db, stub_broker, ingest_env):
+def test_the_count_works_on_sqlite_too(sqlite_db, stub_broker, ingest_env, clock):
     from services.ingest.app import create_app
 
     ingest_env(AUTH_MAX_FAILURES="1", AUTH_FAILURE_WINDOW="60")
