@@ -38,6 +38,7 @@ from shared.errors import PermanentError
 from shared.ffmpeg import IMAGE, VIDEO, FFmpegError, FFmpegKilled, file_url, probe_duration, probe_rendered, probe_video, sniff
 from shared.ffmpeg import InvalidMedia as MediaError
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
+from shared.presentation import Presentation, is_stored_avatar, presentation_for
 from shared.settings import Settings
 from shared.storage import ObjectNotFound, Storage
 from shared.transcript import Turn
@@ -45,6 +46,7 @@ from shared.transcript import Turn
 from . import transcripts
 from .captions import caption_files, laid_out, line_width
 from .graph import AUDIO_RATE, build_command
+from .labels import fit_labels
 from .layout import Clip, RenderSpec, SideSpec, panel_size
 from .layouts import Layout, layout
 from .media import detect_speech, resolve_font
@@ -98,12 +100,17 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
 
     reasons: list[str] = []
     used: dict[str, list[str]] = {}  # side -> the segment video keys its panel shows
-    sides = {side: _side_spec(call, side, settings, storage, workdir, recording, duration, reasons, used) for side in ("caller", "callee")}
+    look = presentation_for(call, settings)
+    sides = {
+        side: _side_spec(call, side, look, settings, storage, workdir, recording, duration, reasons, used) for side in ("caller", "callee")
+    }
     output = workdir / "final.mp4"
     captions = transcripts.load(call, settings, storage, workdir, duration)
     try:
         # In the try: the mix's loudness measurement is an FFmpeg run too, and its failure a stitching failure.
-        spec = render_spec(settings, recording, duration, sides["caller"], sides["callee"], workdir, font=resolve_font(settings))
+        framing = replace(settings, video_layout=look.video_layout)  # the call's own layout, if it has one
+        spec = render_spec(framing, recording, duration, sides["caller"], sides["callee"], workdir, font=resolve_font(settings))
+        spec = fit_labels(spec, settings)
         spec = _with_captions(spec, captions, extra)
         try:
             _render(spec, output, duration, settings, extra)
@@ -229,6 +236,7 @@ def _check_output(path: Path, duration: float, settings: Settings) -> None:
 def _side_spec(
     call: Call,
     side: str,
+    look: Presentation,
     settings: Settings,
     storage: Storage,
     workdir: Path,
@@ -238,8 +246,8 @@ def _side_spec(
     used: dict[str, list[str]],
 ) -> SideSpec:
     state = call.side_state(side)
-    label = settings.caller_label if side == "caller" else settings.callee_label
-    avatar = _avatar(side, settings, workdir)
+    label = look.name(side)
+    avatar = _avatar(side, look.avatar(side), settings, storage, workdir)
     speech = _speech(call, side, settings, workdir, recording, duration)
     if state == SideState.GENERATED:
         try:
@@ -306,17 +314,19 @@ def _speech(call: Call, side: str, settings: Settings, workdir: Path, recording:
     return tuple((float(s), float(e)) for s, e in stored)
 
 
-def _avatar(side: str, settings: Settings, workdir: Path) -> Path | None:
-    """The image the side's idle frames and local panel show: the configured avatar, else the shipped one."""
-    configured = settings.caller_avatar_url if side == "caller" else settings.callee_avatar_url
+def _avatar(side: str, configured: str, settings: Settings, storage: Storage, workdir: Path) -> Path | None:
+    """The image the side's idle frames and local panel show: the call's or deployment's avatar, else the shipped one."""
     # A copy per side: the graph takes each file once, even when both sides use the same image.
     target = workdir / f"avatar-{side}"
     if configured:
         try:
-            _fetch_image(configured, target)
+            if is_stored_avatar(configured):  # checked when it was stored (shared/avatars.py)
+                storage.download_file(configured, target)
+            else:
+                _fetch_image(configured, target)
             probe_video(target, settings, accept=IMAGE)
             return target
-        except (OSError, httpx.HTTPError, MediaError, ValueError) as exc:
+        except (OSError, httpx.HTTPError, MediaError, ValueError, ObjectNotFound) as exc:
             log.warning("avatar %s unusable (%s): using the default", configured, exc, extra={"side": side})
     fallback = avatar_path(side)
     if not fallback.is_file():

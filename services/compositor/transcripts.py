@@ -21,11 +21,12 @@ from typing import Any
 
 from shared import keys
 from shared.models import Call
+from shared.presentation import presentation_for
 from shared.settings import Settings
 from shared.storage import ObjectNotFound, Storage
 from shared.transcript import TranscriptError, Turn, parse_transcript
 
-from .captions import MODES, Cue, write_webvtt
+from .captions import Cue, write_webvtt
 
 __all__ = ["CallCaptions", "load", "publish"]
 
@@ -57,7 +58,7 @@ class CallCaptions:
 
 
 def mode_of(call: Call, settings: Settings) -> str:
-    return call.captions if call.captions in MODES else settings.captions
+    return presentation_for(call, settings).captions  # the call's own mode, else CAPTIONS
 
 
 def load(call: Call, settings: Settings, storage: Storage, workdir: Path, duration: float) -> CallCaptions:
@@ -76,10 +77,8 @@ def load(call: Call, settings: Settings, storage: Storage, workdir: Path, durati
         captions.fail(f"the transcript could not be read: {exc}", extra)
         return captions
     captions.stored = True
-    captions.names = {
-        "caller": call.caller_name or settings.caller_label,
-        "callee": call.callee_name or settings.callee_label,
-    }
+    look = presentation_for(call, settings)
+    captions.names = {"caller": look.caller_name, "callee": look.callee_name}
     try:
         transcript = parse_transcript(path.read_bytes(), format="json", duration=duration, max_bytes=settings.transcript_max_bytes)
         captions.turns = transcript.turns
