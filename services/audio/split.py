@@ -29,6 +29,7 @@ from pathlib import Path
 
 import ffmpeg
 
+from shared import disk
 from shared.errors import PermanentError, TransientError
 from shared.ffmpeg import FFmpegFailed, parse_silences, run, silencedetect_options, speech_intervals
 from shared.models import SIDES
@@ -131,6 +132,9 @@ def split_recording(source: Path, workdir: Path, info: RecordingInfo, settings: 
         run(build_command(source, outputs, info, settings), timeout=settings.split_timeout, stderr=log)
     except FFmpegFailed as exc:
         detail = exc.detail.replace(str(source), "recording").replace(f"{workdir}/", "")  # no temp paths in the row
+        full = disk.as_no_space(exc, workdir)
+        if full is not None:
+            raise full from None  # the disk, not the recording
         if any(marker in detail for marker in _BAD_INPUT):
             raise PermanentError(f"recording does not decode: {detail}") from None
         raise SplitFailed(f"ffmpeg could not split the recording: {detail}") from None
