@@ -45,14 +45,15 @@ def delay_ms(failures: int, remaining_s: float) -> int:
     return int(max(min(delay, remaining_s * 1000), FIRST_DELAY_MS))
 
 
-def _budget(message: dramatiq.Message) -> int:
-    if "max_retries" in message.options:
-        return int(message.options["max_retries"])
+def _option(message: dramatiq.Message, name: str, default: int) -> int:
+    """The message's own value of a retry option, else its actor's, else ``default``."""
+    if name in message.options:
+        return int(message.options[name])
     try:
         actor = dramatiq.get_broker().get_actor(message.actor_name)
-    except Exception:  # an actor of another broker (tests): Dramatiq's default
-        return DEFAULT_MAX_RETRIES
-    return int(actor.options.get("max_retries", DEFAULT_MAX_RETRIES))
+    except Exception:  # an actor of another broker (tests)
+        return default
+    return int(actor.options.get(name, default))
 
 
 def retry_later(stage: str, failure: EnvironmentFailure, *, call_id: Any = None) -> Exception:
@@ -73,7 +74,9 @@ def retry_later(stage: str, failure: EnvironmentFailure, *, call_id: Any = None)
         return PermanentError(f"{failure} (still failing after {int(waited)} s: STORAGE_OUTAGE_TOLERANCE={tolerance})")
     delay = delay_ms(failures, tolerance - waited)
     if message is not None:
+        # Never sooner than the actor's own backoff: a fal poll retried within half a poll interval stops its chain.
+        delay = max(delay, _option(message, "min_backoff", 0))
         # This retry is the window's, not the stage's budget.
-        message.options["max_retries"] = _budget(message) + 1
+        message.options["max_retries"] = _option(message, "max_retries", DEFAULT_MAX_RETRIES) + 1
     log.warning("%s; trying again in %.0f s", failure, delay / 1000, extra=extra)
     return dramatiq.Retry(str(failure), delay=delay)

@@ -91,7 +91,7 @@ def ingest_recording(call_id: str) -> None:
 
     def work(call: Call) -> dict[str, Any]:
         key = keys.recording_key(call.id)
-        with progress.timed(call.id, Stage.INGEST, "recording download"):
+        with progress.timed(call.id, Stage.INGEST, "recording download and upload"):
             downloaded.append(fetch(call, key, get_settings(), get_storage()))
         log.info("stored %s (%d bytes)", key, downloaded[0], extra={"call_id": call.id, "stage": Stage.INGEST})
         return {}
