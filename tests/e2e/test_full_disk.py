@@ -55,6 +55,14 @@ def wait_logged(pipeline, service: str, text: str, timeout: float = 120) -> None
         time.sleep(0.2)
 
 
+def wait_terminal(call_id: str, timeout: float = 120) -> Call:
+    deadline = time.monotonic() + timeout
+    while (call := Call.get_by_id(call_id)).video_status not in VideoStatus.TERMINAL:
+        assert time.monotonic() < deadline, f"the call did not end within {timeout} s"
+        time.sleep(0.25)
+    return call
+
+
 def test_a_full_tmp_dir_is_waited_out_then_the_video_is_made(pipeline, small_tmp):
     pipeline.restart("compositor", TMP_DIR=str(small_tmp))
     filler = fill(small_tmp)
@@ -74,7 +82,7 @@ def test_a_tmp_dir_that_stays_full_ends_the_call_with_the_disk_as_its_reason(pip
     pipeline.restart("compositor", TMP_DIR=str(small_tmp), STORAGE_OUTAGE_TOLERANCE="8")
     fill(small_tmp)
     sent = pipeline.send_call()
-    call = pipeline.wait_ended_one(sent.call_id, timeout=120)
+    call = wait_terminal(sent.call_id)  # partial with no final video: wait_ended would wait for one
 
     # The compositor's give-up keeps the sides fal made (its fallback), and says why there is no video.
     assert call.video_status == VideoStatus.PARTIAL, pipeline.describe(sent.call_id)
@@ -82,4 +90,4 @@ def test_a_tmp_dir_that_stays_full_ends_the_call_with_the_disk_as_its_reason(pip
     reason = call.video_error_message
     assert reason.startswith(f"compositing failed: {NO_SPACE} ({small_tmp}"), reason
     assert "STORAGE_OUTAGE_TOLERANCE=8" in reason and "moov atom" not in reason
-    assert call.compositor_attempts >= 3  # retried with backoff before giving up
+    assert call.compositor_attempts >= 2  # retried (after the compositor's own 15 s backoff) before giving up
