@@ -15,10 +15,10 @@ The three used to build their own, and disagreed on two figures:
   recording_duration``, which read a decoded length of 0.0 as unknown; the
   rule now is :func:`call_duration`.
 
-Video links depend on who reads: the app gives browsers a presigned URL or its
+Video and poster links depend on who reads: the app gives browsers a presigned URL or its
 own ``/media/`` route, the command line the store's URL. So :func:`call_view`
 takes ``link``, called only with the key of one of this call's own videos,
-its transcript or its captions (whatever a URL column holds, nothing else is
+its poster, its transcript or its captions (whatever a URL column holds, nothing else is
 ever signed).
 """
 
@@ -33,7 +33,7 @@ from . import keys
 from .calls import call_segments, processing_seconds, stage_timeline
 from .models import SIDES, Call, TranscriptStatus, utcnow
 
-__all__ = ["VideoLink", "video_key_in", "call_duration", "call_view", "as_json"]
+__all__ = ["VideoLink", "video_key_in", "poster_key_in", "call_duration", "call_view", "as_json"]
 
 VideoLink = Callable[[str], "str | None"]
 
@@ -47,6 +47,12 @@ def video_key_in(call_id: str, stored_url: str | None) -> str | None:
     return match.group(1) if match else None
 
 
+def poster_key_in(call_id: str, stored_url: str | None) -> str | None:
+    """The key of ``call_id``'s own poster (``videos/{callId}.jpg``) when a stored URL ends with it, else None."""
+    key = f"videos/{call_id}.jpg"
+    return key if stored_url and re.fullmatch(r"CA[0-9a-f]{32}", call_id) and stored_url.endswith("/" + key) else None
+
+
 def call_duration(call: Call) -> float | None:
     """The recording's length: as the audio stage decoded it, else as Twilio reported it (a whole second)."""
     return call.audio_duration if call.audio_duration is not None else call.recording_duration
@@ -58,7 +64,7 @@ def _own_video(call_id: str, stored_url: str | None, link: VideoLink) -> str | N
 
 
 def _own_object(call_id: str, stored_url: str | None, key_of: Callable[[str], str], link: VideoLink) -> str | None:
-    """A link to this call's transcript or captions (``key_of`` names it) when the column holds a URL of it."""
+    """A link to this call's transcript, captions or poster (``key_of`` names it) when the column holds a URL of it."""
     if not stored_url:
         return None
     key = key_of(call_id)
@@ -98,6 +104,7 @@ def call_view(call: Call, link: VideoLink, now: dt.datetime | None = None) -> di
         "stage": call.stage,
         "error": call.video_error_message,
         "video_url": _own_video(call.id, call.video_url, link),
+        "poster_url": _own_object(call.id, call.poster_url, keys.poster_key, link),
         "duration": call_duration(call),
         "sides": sides,
         "stages": stages,

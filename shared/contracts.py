@@ -27,6 +27,7 @@ __all__ = [
     "SPLIT_CHANNELS",
     "GENERATE_SIDE",
     "POLL_SEGMENT",
+    "POLL_TRANSCRIPT",
     "COMPOSE",
     "send",
     "actor",
@@ -65,9 +66,12 @@ GENERATE_SIDE = Contract(
 POLL_SEGMENT = Contract(
     "poll_segment", "generation", ("segment_id",), doc="Check one fal.ai job; re-sent with a delay until it ends."
 )
+POLL_TRANSCRIPT = Contract(
+    "poll_transcript", "generation", ("job_id",), doc="Check one fal.ai speech-to-text job; re-sent with a delay until it ends."
+)
 COMPOSE = Contract("compose", "compositor", ("call_id",), optional=("rerender",), doc="Stitch the split-screen video.")
 
-CONTRACTS: tuple[Contract, ...] = (DOWNLOAD_RECORDING, SPLIT_CHANNELS, GENERATE_SIDE, POLL_SEGMENT, COMPOSE)
+CONTRACTS: tuple[Contract, ...] = (DOWNLOAD_RECORDING, SPLIT_CHANNELS, GENERATE_SIDE, POLL_SEGMENT, POLL_TRANSCRIPT, COMPOSE)
 QUEUES: tuple[str, ...] = tuple(dict.fromkeys(c.queue_name for c in CONTRACTS))
 
 

@@ -26,6 +26,17 @@ The fields and limits follow each model's page on fal.ai (``/api`` and
   derived from the segment's length and one job covers at most 28.8 s.
 
 Every model returns ``{"video": {"url": …, "content_type": "video/mp4", …}}``.
+
+The speech-to-text models (``SPEECH_MODELS``, for STT_MODEL) are a second,
+smaller table. ``fal-ai/wizper`` (Whisper v3 large, fal's faster build) and
+``fal-ai/whisper`` take the same input: ``audio_url`` (required), ``task``
+(``transcribe`` | ``translate``), ``language`` (an ISO 639-1 code; null: detect
+it) and ``chunk_level`` (``segment``); both answer ``{"text": …, "chunks":
+[{"timestamp": [start, end], "text": …}, …]}`` with times in seconds from the
+start of the audio sent (``fal-ai/whisper`` adds ``speaker`` to a chunk when
+asked to diarize, which callreel does not need: each side is one voice).
+Prices: both pages' pricing line read "$0 per compute seconds" on 2026-12-03,
+which is no price at all, so none is recorded here.
 """
 
 from __future__ import annotations
@@ -35,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FalModel", "MODELS", "model_for", "UnknownModel", "CUT_MARGIN"]
+__all__ = ["FalModel", "MODELS", "model_for", "UnknownModel", "CUT_MARGIN", "SpeechModel", "SPEECH_MODELS", "speech_model_for"]
 
 # An MP3 cut by FFmpeg comes out a little longer than asked (whole frames of
 # 1152 samples, 0.144 s each at Twilio's 8 kHz, plus encoder padding), so
@@ -114,3 +125,24 @@ def model_for(endpoint: str) -> FalModel:
         return MODELS[endpoint]
     except KeyError:
         raise UnknownModel(f"FAL_MODEL {endpoint!r} is not supported; known: {', '.join(sorted(MODELS))}") from None
+
+
+@dataclass(frozen=True)
+class SpeechModel:
+    """A fal.ai speech-to-text model: how its input is built from an audio URL and a language."""
+
+    endpoint: str
+
+    def build_input(self, audio_url: str, language: str) -> dict[str, Any]:
+        # An empty STT_LANGUAGE asks the model to detect the language (null, as the schema documents).
+        return {"audio_url": audio_url, "task": "transcribe", "language": language or None, "chunk_level": "segment"}
+
+
+SPEECH_MODELS: dict[str, SpeechModel] = {m.endpoint: m for m in (SpeechModel("fal-ai/wizper"), SpeechModel("fal-ai/whisper"))}
+
+
+def speech_model_for(endpoint: str) -> SpeechModel:
+    try:
+        return SPEECH_MODELS[endpoint]
+    except KeyError:
+        raise UnknownModel(f"STT_MODEL {endpoint!r} is not supported; known: {', '.join(sorted(SPEECH_MODELS))}") from None

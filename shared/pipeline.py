@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .contracts import COMPOSE, DOWNLOAD_RECORDING, GENERATE_SIDE, SPLIT_CHANNELS, Contract, send
-from .models import SIDES, Call, SideState, Stage, VideoStatus
+from .models import SIDES, Call, SideState, Stage, TranscriptStatus, VideoStatus
 from .settings import Settings
 
 __all__ = [
@@ -83,8 +83,10 @@ class StageRow:
 
 
 def _sides_generated(call: Call) -> bool:
-    # A FAILED side is terminal but not finished: a retry generates it again.
-    return all(call.side_state(side) in SideState.TERMINAL and call.side_state(side) != SideState.FAILED for side in SIDES)
+    # A FAILED side is terminal but not finished: a retry generates it again. So is a failed
+    # transcription (services/generation/stt.py): a retry transcribes again and composes again.
+    sides = all(call.side_state(side) in SideState.TERMINAL and call.side_state(side) != SideState.FAILED for side in SIDES)
+    return sides and call.transcript_status != TranscriptStatus.FAILED
 
 
 PIPELINE: tuple[StageRow, ...] = (

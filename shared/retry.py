@@ -3,7 +3,9 @@
 Used by ``callreel retry``, the operator page's retry button and the sweeper.
 Finished stages are not redone: their outputs are in storage and their columns
 are set. The stage that failed, and every stage after it, is reset and its
-message sent again.
+message sent again. A call whose video is done but whose transcription failed
+is retried too: only the failed speech-to-text jobs run again (the avatar
+sides are kept), then the video is composed again, with its captions.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 from peewee import Field
 
 from . import pipeline
-from .models import SIDES, Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
+from .models import SIDES, Call, Segment, SegmentState, SideState, Stage, TranscriptStatus, VideoStatus, utcnow
+from .speech_jobs import SpeechJob
 
 __all__ = ["RetryError", "first_unfinished_stage", "retry_call"]
 
@@ -31,14 +34,16 @@ first_unfinished_stage = pipeline.first_unfinished
 def retry_call(call_id: str, *, force: bool = False) -> str:
     """Re-enqueue ``call_id`` from its first unfinished stage; return that stage.
 
-    Only failed and partial calls are retried, unless ``force`` (the sweeper,
-    for calls stuck in a stage past the deadline).
+    Only failed and partial calls, and calls whose transcription failed, are
+    retried, unless ``force`` (the sweeper, for calls stuck in a stage past the
+    deadline).
     """
     call = Call.get_or_none(Call.id == call_id)
     if call is None:
         raise RetryError(f"no call {call_id}")
-    if call.video_status not in (VideoStatus.FAILED, VideoStatus.PARTIAL) and not force:
-        raise RetryError(f"call {call_id} is {call.video_status}: only failed or partial calls are retried")
+    transcript_failed = call.transcript_status == TranscriptStatus.FAILED
+    if call.video_status not in (VideoStatus.FAILED, VideoStatus.PARTIAL) and not transcript_failed and not force:
+        raise RetryError(f"call {call_id} is {call.video_status}: only failed or partial calls (or failed transcriptions) are retried")
     stage = first_unfinished_stage(call)
     if stage is None:
         raise RetryError(f"call {call_id} has nothing left to do")
@@ -67,6 +72,13 @@ def retry_call(call_id: str, *, force: bool = False) -> str:
         ).where(retried & Segment.state.not_in((SegmentState.COMPLETED, SegmentState.SUBMITTED))).execute()
         # A job still at fal (its poll messages were lost) is followed again, not abandoned and paid for
         # twice: generation polls it, collects its video, or cancels it at fal once its time is up.
+    if transcript_failed:
+        # Only the jobs that failed are sent again; the words already heard are kept.
+        updates[Call.transcript_status] = TranscriptStatus.NONE
+        updates[Call.transcript_error] = None
+        SpeechJob.update(
+            {SpeechJob.state: SegmentState.PENDING, SpeechJob.attempts: 0, SpeechJob.error: None, SpeechJob.fal_request_id: None}
+        ).where((SpeechJob.call_id == call_id) & (SpeechJob.state == SegmentState.FAILED)).execute()
     # The row is reset before the message is sent, so the worker that takes
     # it finds the call ready; if the send fails, the call ends as it was, with
     # its original reason, rather than waiting for a message that never comes.
@@ -82,6 +94,8 @@ def retry_call(call_id: str, *, force: bool = False) -> str:
                 Call.stage: call.stage,
                 Call.video_processing_completed_at: call.video_processing_completed_at,
                 Call.video_processing_duration: call.video_processing_duration,
+                Call.transcript_status: call.transcript_status,
+                Call.transcript_error: call.transcript_error,
                 Call.updated_at: utcnow(),
             }
         ).where(Call.id == call_id).execute()

@@ -92,6 +92,7 @@ class Settings:
     download_timeout: int = env("DOWNLOAD_TIMEOUT", 30, "Connect/read timeout in seconds for recording downloads.", group="ingest", minimum=1)
     recording_max_bytes: int = env("RECORDING_MAX_BYTES", 500_000_000, "Largest recording accepted, in bytes.", group="ingest", minimum=1)
     api_token: str = env("CALLREEL_API_TOKEN", "", "Bearer token for the status API and operator page; 32 characters or more. Empty: both are off.", group="ingest", secret=True)
+    share_link_ttl: int = env("SHARE_LINK_TTL", 604800, "Seconds a public share link (`POST /calls/{callId}/share`) stays valid; the links are signed with a key derived from CALLREEL_API_TOKEN. See docs/console.md.", group="ingest", minimum=60)
     auth_max_failures: int = env("AUTH_MAX_FAILURES", 10, "Wrong API tokens one client address may send per AUTH_FAILURE_WINDOW before it gets 429, counted apart for the API and the login form. The right token is never refused.", group="ingest", minimum=1)
     auth_failure_window: int = env("AUTH_FAILURE_WINDOW", 300, "Seconds over which wrong API tokens are counted (in the database, across workers and restarts).", group="ingest", minimum=1)
     trusted_proxy_hops: int = env("TRUSTED_PROXY_HOPS", 0, "Proxies in front of ingest that append to X-Forwarded-For (Railway: 1). The client address is the entry this many from the right; 0: the peer's address, the header ignored.", group="ingest", minimum=0)
@@ -120,6 +121,8 @@ class Settings:
     fal_prompt: str = env("FAL_PROMPT", "A person talking on the phone, natural head motion, neutral background.", "Prompt for models that take one.", group="generation")
     caller_avatar_url: str = env("CALLER_AVATAR_URL", "", "Avatar image for the caller. Empty: the shipped default.", group="generation")
     callee_avatar_url: str = env("CALLEE_AVATAR_URL", "", "Avatar image for the callee. Empty: the shipped default.", group="generation")
+    stt_model: str = env("STT_MODEL", "fal-ai/wizper", "fal.ai speech-to-text model that transcribes a call when no transcript was supplied (with FAL_KEY): `fal-ai/wizper` or `fal-ai/whisper`.", group="generation")
+    stt_language: str = env("STT_LANGUAGE", "en", "Language of the calls (ISO 639-1) for speech-to-text. Empty: the model detects it.", group="generation")
     # -- compositor ---------------------------------------------------------
     panel_width: int = env("PANEL_WIDTH", 640, "Width of the box each side's panel fits in (panels take the side videos' shape when they share one).", group="compositor", minimum=16)
     panel_height: int = env("PANEL_HEIGHT", 480, "Height of the box each side's panel fits in.", group="compositor", minimum=16)

@@ -99,6 +99,7 @@ def status_payload(call: Call, event_id: str) -> dict[str, Any]:
         "video_url": call.video_url,
         "caller_video_url": call.caller_video_url,
         "callee_video_url": call.callee_video_url,
+        "poster_url": call.poster_url,
         "error": call.video_error_message,
         "video_processing_started_at": _iso(call.video_processing_started_at),
         "video_processing_completed_at": _iso(call.video_processing_completed_at),

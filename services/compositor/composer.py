@@ -55,6 +55,7 @@ from .layout import Clip, RenderSpec, SideSpec, panel_size
 from .layouts import Layout, layout
 from .media import detect_speech, resolve_font
 from .mix import plan as plan_mix
+from .poster import add_poster
 from .runner import run_ffmpeg
 
 __all__ = ["Outcome", "compose_call", "space_needed", "render_spec", "render_layout", "side_video_urls"]
@@ -71,6 +72,7 @@ class Outcome:
     video_url: str | None = None
     side_urls: dict[str, str | None] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
+    poster_url: str | None = None
     captions: dict[str, Any] = field(default_factory=dict)  # captions_url, transcript_error (.transcripts)
 
     @property
@@ -154,6 +156,8 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
         status = VideoStatus.PARTIAL if any(urls.values()) else VideoStatus.FAILED
         return Outcome(status=status, side_urls=urls, reasons=[f"stitching failed: {exc}", *reasons])
 
+    avatars = {side: spec.avatar for side, spec in sides.items()}
+    poster_url = add_poster(call, settings, storage, workdir, output, avatars, resolve_font(settings), duration)  # never raises
     key = keys.video_key(call.id)
     storage.upload_file(output, key, content_type="video/mp4")
     if spec.captions is not None:
@@ -163,6 +167,7 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
         video_url=storage.object_url(key),
         side_urls=side_video_urls(call.id, used, storage),
         reasons=reasons,
+        poster_url=poster_url,
         captions=captions.columns,
     )
 

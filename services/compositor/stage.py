@@ -93,6 +93,7 @@ def columns_of(call: Call, outcome: Outcome) -> dict[str, Any]:
     }
     if outcome.video_url:
         columns["video_url"] = outcome.video_url
+        columns["poster_url"] = outcome.poster_url  # None clears a re-rendered call's old poster
     for side, url in outcome.side_urls.items():
         if url:
             columns[f"{side}_video_url"] = url

@@ -2,12 +2,12 @@
 
 ``generate_side(call_id, side)`` submits one side's segments to fal.ai;
 ``poll_segment(segment_id)`` follows one job, re-sent with a delay until the
-job ends. The work is in :mod:`.stage`; this module only declares it.
+job ends; ``poll_transcript(job_id)`` does the same for a speech-to-text job. The work is in :mod:`.stage`; this module only declares it.
 """
 
 from __future__ import annotations
 
-from shared.contracts import GENERATE_SIDE, POLL_SEGMENT, on_give_up
+from shared.contracts import GENERATE_SIDE, POLL_SEGMENT, POLL_TRANSCRIPT, on_give_up
 from shared.runtime import boot
 from shared.settings import get_settings
 from shared.skeleton import actor
@@ -15,7 +15,7 @@ from shared.skeleton import actor
 from . import stage
 from .config import check_configuration
 
-__all__ = ["generate_side", "poll_segment"]
+__all__ = ["generate_side", "poll_segment", "poll_transcript"]
 
 # Before the actors are declared: they bind to the broker boot() makes Dramatiq's.
 broker = boot("generation")
@@ -39,6 +39,11 @@ def poll_segment(segment_id: int) -> None:
     stage.poll_segment(segment_id)
 
 
+@actor(POLL_TRANSCRIPT, max_retries=8, min_backoff=_backoff, max_backoff=300_000)
+def poll_transcript(job_id: int) -> None:
+    stage.poll_transcript(job_id)
+
+
 @on_give_up(GENERATE_SIDE)
 def _side_gave_up(kwargs: dict, exception: BaseException) -> None:
     stage.give_up_side(kwargs.get("call_id"), kwargs.get("side"), exception)
@@ -47,3 +52,8 @@ def _side_gave_up(kwargs: dict, exception: BaseException) -> None:
 @on_give_up(POLL_SEGMENT)
 def _poll_gave_up(kwargs: dict, exception: BaseException) -> None:
     stage.give_up_segment(kwargs.get("segment_id"), exception)
+
+
+@on_give_up(POLL_TRANSCRIPT)
+def _transcript_gave_up(kwargs: dict, exception: BaseException) -> None:
+    stage.give_up_transcript(kwargs.get("job_id"), exception)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from shared.fal_models import model_for
+from shared.fal_models import model_for, speech_model_for
 from shared.settings import Settings, SettingsError
 
 __all__ = ["check_configuration"]
 
 
 def check_configuration(settings: Settings) -> None:
-    """With a fal key, the model must be known, the store must be S3 and fal-client must use the configured host."""
+    """With a fal key: both models (FAL_MODEL, STT_MODEL) known, the store S3, fal-client on the configured host."""
     if not settings.uses_fal:
         return
     problems = []
     try:
         model_for(settings.fal_model)
+    except ValueError as exc:
+        problems.append(str(exc))
+    try:
+        speech_model_for(settings.stt_model)
     except ValueError as exc:
         problems.append(str(exc))
     if not settings.uses_s3:

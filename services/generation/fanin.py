@@ -4,7 +4,7 @@ Both sides of a call are generated at the same time, often on two workers,
 and the last segment of each can finish at the same instant. Who enqueues the
 compose job is decided by one atomic UPDATE, not by a Dramatiq group (which
 needs a result backend): it sets ``compose_enqueued_at`` only where it is
-still NULL and both sides are terminal. The UPDATE and the send share one
+still NULL, both sides are terminal and the call is not being transcribed. The UPDATE and the send share one
 transaction, so the row is marked exactly when the message went out: if the
 send fails the mark is rolled back and a redelivery tries again. On
 PostgreSQL a second UPDATE of the row waits for the first transaction and then
@@ -17,7 +17,7 @@ import logging
 
 from shared import pipeline, progress
 from shared.db import database
-from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
+from shared.models import Call, Segment, SegmentState, SideState, Stage, TranscriptStatus, VideoStatus, utcnow
 from shared.storage import get_storage
 
 __all__ = ["mark_side", "settle_side", "fan_in"]
@@ -59,7 +59,7 @@ def settle_side(call_id: str, side: str) -> None:
 
 
 def fan_in(call_id: str) -> bool:
-    """Start the next stage if both sides have ended and nobody has yet; True for the one caller that did.
+    """Start the next stage if both sides and the transcription have ended and nobody has yet; True for the one caller that did.
 
     This is the generation stage's finish and hand-on (``shared.skeleton`` runs
     them for the other stages): the stage's end, the next stage's message
@@ -75,6 +75,8 @@ def fan_in(call_id: str) -> bool:
                 & Call.compose_enqueued_at.is_null()
                 & Call.caller_state.in_(SideState.TERMINAL)
                 & Call.callee_state.in_(SideState.TERMINAL)
+                # The words are waited for too (services/generation/stt.py): every job of theirs is bounded.
+                & (Call.transcript_status.is_null() | (Call.transcript_status != TranscriptStatus.TRANSCRIBING))
                 & (Call.video_status.is_null() | Call.video_status.not_in(VideoStatus.TERMINAL))
             )
             .execute()

@@ -38,6 +38,7 @@ from shared.db import database
 from shared.models import Call, Stage, VideoStatus, utcnow
 from shared.settings import Settings
 
+from .enqueue import send_or_unavailable
 from .signature import SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER, FormParams, SignatureCheck
 from .validation import IGNORED_STATUSES, InvalidWebhook, RecordingStatus, parse_recording_status, single_values
 
@@ -102,16 +103,14 @@ class RecordingStatusResource:
         if reason:
             self._answer(resp, status, "failed", falcon.HTTP_200, reason)
             return
-        try:
-            contracts.send(contracts.DOWNLOAD_RECORDING, call_id=status.call_sid)
-        except Exception as exc:
-            # The call is recorded as pending; the sweeper re-enqueues calls that never started.
-            log.error("could not enqueue the download: %s", exc, extra={"call_id": status.call_sid})
-            raise falcon.HTTPServiceUnavailable(
-                title="Queue unavailable",
-                description="The call is recorded but its download could not be queued yet.",
-                retry_after=30,
-            ) from None
+        # The call is recorded as pending; the sweeper re-enqueues calls that never started.
+        send_or_unavailable(
+            contracts.DOWNLOAD_RECORDING,
+            call_id=status.call_sid,
+            title="Queue unavailable",
+            description="The call is recorded but its download could not be queued yet.",
+            retry_after=30,
+        )
         self._answer(resp, status, "queued", falcon.HTTP_202, "recording download queued")
 
     def _refuse_stale(self, status: RecordingStatus) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import boto3
 
 from shared.storage import ABORT_RULE_ID
+from tests.support.env import process_env
 from tests.support.services import free_port
 
 CLI = Path(sys.executable).with_name("callreel")
@@ -19,7 +20,7 @@ def run(*args, env):
 
 def test_bucket_creates_the_bucket_and_its_abort_rule_once(s3_server, tmp_path):
     bucket = f"cli-{uuid.uuid4().hex[:12]}"
-    env = {"PATH": "/usr/bin:/bin", "CALLREEL_DATA_DIR": str(tmp_path), **s3_server.env(bucket)}
+    env = process_env(**s3_server.env(bucket))
     first = run("bucket", env=env)
     assert first.returncode == 0, first.stderr
     assert f"bucket {bucket}: now aborts multipart uploads left unfinished for a day" in first.stdout
@@ -33,22 +34,17 @@ def test_bucket_creates_the_bucket_and_its_abort_rule_once(s3_server, tmp_path):
 
 
 def test_bucket_on_local_storage_has_nothing_to_do(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "CALLREEL_DATA_DIR": str(tmp_path), "LOCAL_STORAGE_DIR": str(tmp_path / "objects")}
+    env = process_env(LOCAL_STORAGE_DIR=tmp_path / "objects")
     result = run("bucket", env=env)
     assert result.returncode == 0, result.stderr
     assert "local folder" in result.stdout
 
 
 def test_bucket_says_why_it_cannot_reach_the_store(tmp_path):
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "CALLREEL_DATA_DIR": str(tmp_path),
-        "S3_BUCKET": "nowhere",
-        "S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
-        "S3_MAX_ATTEMPTS": "1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }
+    env = process_env(
+        S3_BUCKET="nowhere", S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}", S3_MAX_ATTEMPTS="1",
+        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+    )
     result = run("bucket", env=env)
     assert result.returncode == 1
     assert "callreel: cannot set up bucket nowhere:" in result.stderr and "Traceback" not in result.stderr

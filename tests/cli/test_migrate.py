@@ -2,6 +2,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.env import process_env
+
 CLI = Path(sys.executable).with_name("callreel")
 
 
@@ -12,7 +14,7 @@ def run(*args, env):
 def test_migrate_twice_on_postgres(pg_url, tmp_path):
     import psycopg2
 
-    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": pg_url, "CALLREEL_DATA_DIR": str(tmp_path)}
+    env = process_env(DATABASE_URL=pg_url)
     conn = psycopg2.connect(pg_url)
     conn.autocommit = True
     conn.cursor().execute("DROP TABLE IF EXISTS calls, callreel_segments CASCADE")
@@ -28,6 +30,6 @@ def test_migrate_twice_on_postgres(pg_url, tmp_path):
 
 
 def test_invalid_configuration_exits_with_every_problem(tmp_path):
-    result = run("migrate", env={"PATH": "/usr/bin:/bin", "BROKER_URL": "nope", "PANEL_HEIGHT": "tall", "CALLREEL_DATA_DIR": str(tmp_path)})
+    result = run("migrate", env=process_env(BROKER_URL="nope", PANEL_HEIGHT="tall"))
     assert result.returncode == 2
     assert "BROKER_URL" in result.stderr and "PANEL_HEIGHT" in result.stderr

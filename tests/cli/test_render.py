@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 from tests.support import media
+from tests.support.env import process_env
 
 CLI = Path(sys.executable).with_name("callreel")
 
 
 @pytest.fixture
 def cli_env(tmp_path):
-    # tmp_path/tmp exists already: the autouse clean_env fixture makes it.
-    env = {"PATH": os.environ["PATH"], "CALLREEL_DATA_DIR": str(tmp_path / "data"), "TMP_DIR": str(tmp_path / "tmp"), "HOME": str(tmp_path)}
+    env = process_env(HOME=tmp_path)  # with the data and temp folders of the autouse clean_env fixture
 
     def run(*args, extra=None, timeout=300):
         return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, env={**env, **(extra or {})}, timeout=timeout)
@@ -140,7 +140,7 @@ def _screen_lines(raw: str) -> list[str]:
 
 @pytest.fixture
 def tty_env(tmp_path):
-    return {"PATH": os.environ["PATH"], "CALLREEL_DATA_DIR": str(tmp_path / "data"), "TMP_DIR": str(tmp_path / "tmp"), "HOME": str(tmp_path), "TERM": "xterm"}
+    return process_env(HOME=tmp_path, TERM="xterm")
 
 
 def test_on_a_terminal_a_line_per_stage_the_compose_percentage_and_a_summary(tty_env, tmp_path):

@@ -4,15 +4,16 @@ import datetime as dt
 import json
 
 from callreel.cli import main
-from shared.models import Call, Segment, Stage, VideoStatus
+from shared.models import Segment, Stage, VideoStatus
+from tests.support.calls import make_call
 
 T0 = dt.datetime(2026, 11, 26, 3, 0, 0)
 CALL = "CA" + "5" * 32
 
 
 def test_status_shows_the_timeline_and_segments(sqlite_db, capsys):
-    Call.create(
-        id=CALL, video_status=VideoStatus.PARTIAL, stage=Stage.DONE, created_at=T0,
+    make_call(
+        CALL, video_status=VideoStatus.PARTIAL, stage=Stage.DONE, created_at=T0,
         ingest_started_at=T0, ingest_finished_at=T0 + dt.timedelta(seconds=4), ingest_attempts=1,
     )
     Segment.create(call_id=CALL, side="callee", index=0, start=0, end=4.5, state="failed", fal_request_id="req-9", attempts=3)
@@ -26,9 +27,9 @@ def test_status_shows_the_timeline_and_segments(sqlite_db, capsys):
 
 
 def test_list_is_newest_first_and_filtered(sqlite_db, capsys):
-    Call.create(id="CA" + "1" * 32, video_status=VideoStatus.FAILED, created_at=T0)
-    Call.create(id="CA" + "2" * 32, video_status=VideoStatus.COMPLETED, created_at=T0 + dt.timedelta(seconds=1))
-    Call.create(id="CA" + "3" * 32, video_status=VideoStatus.FAILED, created_at=T0 + dt.timedelta(seconds=2))
+    make_call("CA" + "1" * 32, video_status=VideoStatus.FAILED, created_at=T0)
+    make_call("CA" + "2" * 32, video_status=VideoStatus.COMPLETED, created_at=T0 + dt.timedelta(seconds=1))
+    make_call("CA" + "3" * 32, video_status=VideoStatus.FAILED, created_at=T0 + dt.timedelta(seconds=2))
 
     assert main(["list", "--status", "failed"]) == 0
     lines = capsys.readouterr().out.splitlines()[1:]

@@ -20,6 +20,7 @@ import yaml
 from shared import contracts
 from tests.support import deploy
 from tests.support.deploy import DEPLOY, FFMPEG_SERVICES, ROOT, SERVICES, WORKERS
+from tests.support.env import process_env
 
 OURS = ("bucket", "migrate", "ingest", *WORKERS, "sweeper")
 LONG_RUNNING = ("ingest", *WORKERS)
@@ -161,7 +162,7 @@ print(json.dumps({name: broker.get_actor(name).queue_name for name in broker.get
 
 def declared_actors(module: str, tmp_path) -> dict[str, str]:
     """Actor name → queue of every actor ``module`` declares, imported in a clean process."""
-    env = {"PATH": "/usr/bin:/bin", "BROKER_URL": "memory://", "CALLREEL_DATA_DIR": str(tmp_path), "TMP_DIR": str(tmp_path)}
+    env = process_env(inherit=False, BROKER_URL="memory://", CALLREEL_DATA_DIR=tmp_path, TMP_DIR=tmp_path)
     out = subprocess.run(
         [sys.executable, "-c", ACTORS_SCRIPT, module], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )

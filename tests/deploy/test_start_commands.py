@@ -15,12 +15,9 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -31,7 +28,10 @@ from shared import contracts, keys
 from shared.models import Call, Stage, VideoStatus
 from tests.deploy.test_compose import command_of, default_of
 from tests.support import deploy, media, services
+from tests.support.calls import make_call
 from tests.support.deploy import ROOT, WORKERS
+from tests.support.env import process_env
+from tests.support.wait import log_tail, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -59,27 +59,20 @@ def service_env(stack, pg_url, pg_db, vhost_url, s3, s3_server, tmp_path):
     """The environment docker-compose.yml gives a service, wired to this machine's servers."""
 
     def make(name: str, **overrides: str) -> dict[str, str]:
-        env = {
-            # The commands (dramatiq, gunicorn) from this interpreter's environment, as in the image's venv.
-            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        compose = {key: default_of(value) for key, value in stack["services"][name]["environment"].items() if value is not None}
+        return process_env(inherit=False, **{
             "HOME": str(tmp_path),
-            "LANG": "C.UTF-8",
-        }
-        for key, value in stack["services"][name]["environment"].items():
-            if value is not None:
-                env[key] = default_of(value)
-        env.update(s3_server.env(s3.bucket))
-        env.update(
-            DATABASE_URL=pg_url,
-            BROKER_URL=vhost_url,
-            RABBITMQ_MANAGEMENT_URL="http://guest:guest@127.0.0.1:15672",
-            METRICS_PORT=str(services.free_port()),
-            TMP_DIR=str(tmp_path / "tmp"),
-            CALLREEL_DATA_DIR=str(tmp_path / "data"),
-            LOG_LEVEL="INFO",
-        )
-        env.update(overrides)
-        return env
+            **compose,
+            **s3_server.env(s3.bucket),
+            "DATABASE_URL": pg_url,
+            "BROKER_URL": vhost_url,
+            "RABBITMQ_MANAGEMENT_URL": "http://guest:guest@127.0.0.1:15672",
+            "METRICS_PORT": str(services.free_port()),
+            "TMP_DIR": str(tmp_path / "tmp"),
+            "CALLREEL_DATA_DIR": str(tmp_path / "data"),
+            "LOG_LEVEL": "INFO",
+            **overrides,
+        })
 
     return make
 
@@ -102,16 +95,9 @@ def running(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
                 os.killpg(proc.pid, signal.SIGKILL)  # the session this test started, nothing else
 
 
-def wait_for(what: str, check, proc: subprocess.Popen, log: Path, timeout: float = PATIENCE):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"exited ({proc.returncode}) while waiting for {what}:\n{log.read_text()[-4000:]}")
-        result = check()
-        if result:
-            return result
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-4000:]}")
+def watching(proc: subprocess.Popen, log: Path) -> dict:
+    """``wait_for`` options for these tests: fail as soon as ``proc`` exits, and show its log."""
+    return {"process": proc, "describe": log_tail(log), "timeout": PATIENCE, "interval": 0.3}
 
 
 def http_get(url: str) -> tuple[int, str] | None:
@@ -172,18 +158,15 @@ def stop_cleanly(proc: subprocess.Popen, log: Path, marker: str) -> None:
     except subprocess.TimeoutExpired:
         pytest.fail(f"still running after SIGTERM:\n{log.read_text()[-4000:]}")
     assert proc.returncode == 0, log.read_text()[-4000:]
-    deadline = time.monotonic() + 10
-    while leftovers(proc.pid, marker) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not leftovers(proc.pid, marker), "left behind after SIGTERM"
+    wait_for(
+        lambda: not leftovers(proc.pid, marker), timeout=10, interval=0.2, what="nothing left behind after SIGTERM",
+        describe=lambda: "\n".join(leftovers(proc.pid, marker)),
+    )
 
 
 def assert_no_consumer(vhost_url: str, queue: str) -> None:
     """The stopped worker's consumer is gone (RabbitMQ's statistics lag by a few seconds)."""
-    deadline = time.monotonic() + PATIENCE
-    while consumers(vhost_url).get(queue) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not consumers(vhost_url).get(queue), f"a consumer on {queue} outlived its worker"
+    wait_for(lambda: not consumers(vhost_url).get(queue), timeout=PATIENCE, interval=0.5, what=f"the consumer on {queue} to go with its worker")
 
 
 def sender(vhost_url: str):
@@ -196,7 +179,7 @@ def sender(vhost_url: str):
 
 def message_for(contract: contracts.Contract) -> dict:
     """Arguments naming nothing that exists: every actor skips them, and counts a message."""
-    values = {"call_id": UNKNOWN_CALL, "side": "caller", "segment_id": 987654321}
+    values = {"call_id": UNKNOWN_CALL, "side": "caller", "segment_id": 987654321, "job_id": 987654321}
     return {p: values[p] for p in contract.params}
 
 
@@ -212,10 +195,10 @@ def test_worker_command_consumes_its_own_queue_serves_metrics_and_stops_on_sigte
     log = tmp_path / f"{name}.log"
     port = int(env["METRICS_PORT"])
     with running(argv, env, log) as proc:
-        wait_for("its metrics endpoint", lambda: scrape(port) is not None, proc, log)
+        wait_for(lambda: scrape(port) is not None, what="its metrics endpoint", **watching(proc, log))
         # The management API reports each consumer a few seconds after it starts:
         # wait for both, then check there is nothing else.
-        wait_for(f"consumers on {queue} and {queue}.DQ", lambda: consumers(vhost_url).get(queue) and consumers(vhost_url).get(f"{queue}.DQ"), proc, log)
+        wait_for(lambda: consumers(vhost_url).get(queue) and consumers(vhost_url).get(f"{queue}.DQ"), what=f"consumers on {queue} and {queue}.DQ", **watching(proc, log))
         busy = {q for q, n in consumers(vhost_url).items() if n}
         assert busy == {queue, f"{queue}.DQ"}, f"{name} consumes {sorted(busy)}"
 
@@ -231,7 +214,7 @@ def test_worker_command_consumes_its_own_queue_serves_metrics_and_stops_on_sigte
                 sample(samples, "dramatiq_messages_total", queue_name=queue, actor_name=c.actor_name) >= 1 for c in own
             ) and samples
 
-        samples = wait_for("the messages in its metrics", counted, proc, log)
+        samples = wait_for(counted, what="the messages in its metrics", **watching(proc, log))
         for contract in own:
             labels = {"queue_name": queue, "actor_name": contract.actor_name}
             assert sample(samples, "dramatiq_message_duration_milliseconds_count", **labels) >= 1
@@ -249,9 +232,9 @@ exec ffmpeg "$@"
 
 def test_sigterm_lets_a_busy_audio_worker_finish_its_message(stack, service_env, vhost_url, s3, tmp_path):
     recording = media.tone_call(tmp_path / "call.mp3", 5.0)
-    call_id = "CA" + uuid.uuid4().hex
+    call_id = keys.new_call_id()
     s3.upload_file(recording, keys.recording_key(call_id))
-    Call.create(id=call_id, video_status=VideoStatus.PENDING, stage=Stage.AUDIO, recording_channels=2)
+    make_call(call_id, video_status=VideoStatus.PENDING, stage=Stage.AUDIO, recording_channels=2)
     wrapper = tmp_path / "slow-ffmpeg"
     wrapper.write_text(SLOW_FFMPEG)
     wrapper.chmod(0o755)
@@ -259,13 +242,13 @@ def test_sigterm_lets_a_busy_audio_worker_finish_its_message(stack, service_env,
     log = tmp_path / "audio.log"
     port = int(env["METRICS_PORT"])
     with running(deploy.start_argv(command_of("audio", stack), env), env, log) as proc:
-        wait_for("a consumer on audio", lambda: consumers(vhost_url).get("audio"), proc, log)
+        wait_for(lambda: consumers(vhost_url).get("audio"), what="a consumer on audio", **watching(proc, log))
         broker = sender(vhost_url)
         broker.enqueue(contracts.SPLIT_CHANNELS.message(call_id=call_id))
         broker.close()
         labels = {"queue_name": "audio", "actor_name": "split_channels"}
-        wait_for("the split in progress", lambda: sample(scrape(port) or {}, "dramatiq_messages_inprogress", **labels) == 1, proc, log)
-        wait_for("FFmpeg running", lambda: leftovers(-1, str(wrapper)), proc, log)
+        wait_for(lambda: sample(scrape(port) or {}, "dramatiq_messages_inprogress", **labels) == 1, what="the split in progress", **watching(proc, log))
+        wait_for(lambda: leftovers(-1, str(wrapper)), what="FFmpeg running", **watching(proc, log))
         stop_cleanly(proc, log, str(tmp_path))
     # It finished rather than dropped the work: the call moved on, both sides are stored.
     call = Call.get_by_id(call_id)
@@ -286,7 +269,7 @@ def test_ingest_command_serves_http_and_request_metrics_and_stops_on_sigterm(sta
     base = f"http://127.0.0.1:{env['PORT']}"
     metrics_port = int(env["METRICS_PORT"])
     with running(argv, env, log) as proc:
-        wait_for("/healthz", lambda: (http_get(f"{base}/healthz") or (0,))[0] == 200, proc, log)
+        wait_for(lambda: (http_get(f"{base}/healthz") or (0,))[0] == 200, what="/healthz", **watching(proc, log))
         for _ in range(5):
             assert http_get(f"{base}/healthz")[0] == 200
         assert http_get(f"{base}/calls/{UNKNOWN_CALL}")[0] in (401, 403, 404)
@@ -297,7 +280,7 @@ def test_ingest_command_serves_http_and_request_metrics_and_stops_on_sigterm(sta
             return sample(samples, "callreel_http_requests_total", **labels) >= 6 and samples
 
         # Summed over both gunicorn workers, served by the master on METRICS_PORT, not on PORT.
-        samples = wait_for("the requests in its metrics", counted, proc, log)
+        samples = wait_for(counted, what="the requests in its metrics", **watching(proc, log))
         assert sample(samples, "callreel_http_request_duration_seconds_count", route="/healthz", method="GET") >= 6
         assert (http_get(f"{base}/metrics") or (0,))[0] == 404
         stop_cleanly(proc, log, env["TMP_DIR"])

@@ -23,11 +23,8 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
 import subprocess
-import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -36,17 +33,19 @@ from urllib.parse import urlencode
 import httpx
 
 from tests.support.dramatiq_worker import DramatiqWorker
+from tests.support.env import BIN, process_env
 from tests.support.fake_fal import Behaviour, FakeFal
 from tests.support.fake_twilio import FakeTwilio, Recording
 from tests.support.media import color_video, tone_call
+from tests.support.processes import stop_group
 from tests.support.rabbitmq import RabbitAdmin
 from tests.support.s3_proxy import FaultyS3Proxy
 from tests.support.services import S3Server, free_port
+from tests.support.wait import wait_for
 
 __all__ = ["Pipeline", "SentCall", "WORKERS", "WEBHOOK_PATH", "PUBLIC_BASE_URL", "API_TOKEN", "FAL_KEY"]
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 WEBHOOK_PATH = "/twilio/recording-status"
 PUBLIC_BASE_URL = "https://callreel-e2e.example.com"
 API_TOKEN = "e2e-api-token-" + "z" * 24
@@ -81,26 +80,10 @@ class Process:
         return self
 
     def stop(self) -> None:
-        stop_group(self.process)
+        stop_group(self.process, patience=25)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-def stop_group(process: subprocess.Popen | None, *, kill: bool = False) -> None:
-    """SIGTERM (or SIGKILL) a process we started, then its whole group if it lingers."""
-    if process is None or process.poll() is not None:
-        return
-    if kill:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=25)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 class Worker(DramatiqWorker):
@@ -204,10 +187,8 @@ class Pipeline:
         """What an operator sets for ``service`` (the same deployment-wide values for every one)."""
         tmp = self.tmp_dir(service)
         tmp.mkdir(parents=True, exist_ok=True)
-        return {
-            "PATH": f"{BIN}:/usr/bin:/bin",
+        return process_env(inherit=False, **{
             "HOME": str(self.root),
-            "PYTHONUNBUFFERED": "1",
             "CALLREEL_DATA_DIR": str(self.root / "data"),
             "TMP_DIR": str(tmp),
             "DATABASE_URL": self.pg_url,
@@ -245,8 +226,8 @@ class Pipeline:
             # Lowered from 300 s, still longer than the minute-long S3 outage of test_s3_faults.
             "STORAGE_OUTAGE_TOLERANCE": "90",
             **self.overrides,
-            **{k: str(v) for k, v in extra.items()},
-        }
+            **extra,
+        })
 
     def _ca_bundle(self) -> str:
         path = self.root / "ca-bundle.pem"
@@ -261,14 +242,13 @@ class Pipeline:
 
     def wait_ready(self, timeout: float = 90) -> None:
         """gunicorn answers /healthz and every worker consumes its queue."""
-        deadline = time.monotonic() + timeout
-        while True:
-            problems = self._not_ready()
-            if not problems:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the pipeline did not come up: {problems}\n{self.logs()}")
-            time.sleep(0.2)
+        problems: list[str] = []
+
+        def ready() -> bool:
+            problems[:] = self._not_ready()
+            return not problems
+
+        wait_for(ready, timeout=timeout, interval=0.2, what="the pipeline to come up", describe=lambda: f"{problems}\n{self.logs()}")
 
     def _not_ready(self) -> list[str]:
         problems = []
@@ -409,22 +389,25 @@ class Pipeline:
         from shared.models import Call
 
         call_ids = list(call_ids)
-        deadline = time.monotonic() + timeout
-        while True:
-            rows = {c.id: c for c in Call.select().where(Call.id.in_(call_ids))}
-            ended = [i for i in call_ids if i in rows and rows[i].video_status in TERMINAL]
-            if len(ended) == len(call_ids) and all(
-                rows[i].video_status == "failed" or self.exists(f"videos/{i}.mp4") for i in call_ids
-            ):
-                return rows
-            if time.monotonic() > deadline:
-                waiting = [i for i in call_ids if i not in ended]
-                raise AssertionError(
-                    f"{len(waiting)} of {len(call_ids)} call(s) did not end within {timeout}s\n"
-                    + "\n".join(self.describe(i) for i in waiting[:3])
-                    + f"\n{self.logs()}"
-                )
-            time.sleep(0.25)
+        if not call_ids:
+            return {}
+        rows: dict[str, Call] = {}
+
+        def ended(call_id: str) -> bool:
+            row = rows.get(call_id)
+            return row is not None and row.video_status in TERMINAL
+
+        def all_ended() -> dict[str, Call] | None:
+            rows.clear()
+            rows.update((c.id, c) for c in Call.select().where(Call.id.in_(call_ids)))
+            done = all(ended(i) and (rows[i].video_status == "failed" or self.exists(f"videos/{i}.mp4")) for i in call_ids)
+            return dict(rows) if done else None
+
+        def waiting() -> str:
+            left = [i for i in call_ids if not ended(i)]
+            return f"{len(left)} of {len(call_ids)} call(s) not ended\n" + "\n".join(self.describe(i) for i in left[:3]) + f"\n{self.logs()}"
+
+        return wait_for(all_ended, timeout=timeout, interval=0.25, what="the calls to end", describe=waiting)
 
     def wait_ended_one(self, call_id: str, **kw):
         return self.wait_ended([call_id], **kw)[call_id]

@@ -18,8 +18,8 @@ import pytest
 
 from shared import keys
 from shared.models import Call, VideoStatus
-from tests.support.dramatiq_worker import wait_until
 from tests.support.s3_proxy import key_is, writes_of
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -64,18 +64,18 @@ def test_a_connection_dropped_mid_compose_does_not_compose_twice(pipeline):
         assert hold.wait_reached(90), pipeline.describe(sent.call_id)
         assert pipeline.rabbit.drop_connections() >= 1
         # The redelivered copy reaches the compositor's other thread once its consumer reconnects.
-        wait_until(
+        wait_for(
             lambda: "another worker is composing" in pipeline.workers["compositor"].log()
             or Call.get_by_id(sent.call_id).compositor_attempts > 1,  # (the duplicate composing too)
-            timeout=60, describe=pipeline.logs,
+            timeout=60, what="the compositor to meet the duplicate", describe=pipeline.logs,
         )
     finally:
         hold.release()
     call = pipeline.wait_ended_one(sent.call_id)
     # The duplicate looks again after the first compose ended, and finds nothing to do.
-    wait_until(
+    wait_for(
         lambda: any("skipped" in line and sent.call_id in line for line in pipeline.workers["compositor"].log().splitlines()),
-        timeout=60, describe=pipeline.logs,
+        timeout=60, what="the compositor to log the skip", describe=pipeline.logs,
     )
     call = Call.get_by_id(sent.call_id)
     assert call.video_status == VideoStatus.COMPLETED and call.compositor_attempts == 1

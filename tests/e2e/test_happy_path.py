@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from shared import keys
-from shared.models import SideState, Stage, VideoStatus
+from shared.models import SideState, Stage, TranscriptStatus, VideoStatus
+from shared.transcript import parse_transcript
 from tests.e2e.checks import assert_stage_timestamps, channel_hz, is_fal_navy, panel_colour, video_facts
 from tests.support.s3_proxy import writes_of
 
@@ -47,6 +48,15 @@ def test_a_signed_webhook_becomes_a_two_panel_video_with_the_calls_audio(pipelin
     for channel, start in ((0, 1.0), (1, 3.5)):
         heard, sent_hz = channel_hz(video, channel, start, start + 0.25), channel_hz(recording, channel, start, start + 0.25)
         assert heard == sent_hz, (channel, heard, sent_hz)
+
+    # No transcript was supplied: each side was transcribed (the fake's whisper hears its tone), on the call's timeline.
+    assert call.transcript_status == TranscriptStatus.COMPLETED, pipeline.describe(sent.call_id)
+    assert call.transcript_url == f"{pipeline.proxy.url}/{pipeline.bucket}/{keys.transcript_key(sent.call_id)}"
+    turns = parse_transcript(pipeline.object_bytes(keys.transcript_key(sent.call_id))).turns
+    assert [t.speaker for t in turns] == ["caller", "callee"], turns
+    (caller_turn, callee_turn) = turns
+    assert abs(caller_turn.start - 0.4) < 0.2 and abs(caller_turn.end - seconds * 0.45) < 0.2, caller_turn
+    assert abs(callee_turn.start - seconds * 0.55) < 0.2 and abs(callee_turn.end - (seconds - 0.4)) < 0.2, callee_turn
 
     # Written once, nothing left behind in any worker's temp folder or half-uploaded.
     assert writes_of(pipeline.proxy.log(), keys.video_key(sent.call_id)) == 1

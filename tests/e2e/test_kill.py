@@ -37,8 +37,8 @@ import pytest
 
 from shared import keys
 from shared.models import Call, Stage, VideoStatus
-from tests.support.dramatiq_worker import wait_until
 from tests.support.s3_proxy import key_is, writes_of
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -66,7 +66,7 @@ def test_sigkill_in_the_middle_of_a_stage(pipeline, service):
     try:
         assert pipeline.post_webhook(sent.form).status_code == 202
         if hold is None:
-            wait_until(lambda: pipeline.twilio.media_gets(sent.recording), timeout=60, describe=pipeline.logs)
+            wait_for(lambda: pipeline.twilio.media_gets(sent.recording), timeout=60, what="the download to start", describe=pipeline.logs)
             time.sleep(1.0)  # a second into the six-second body
         else:
             assert hold.wait_reached(90), f"the {service} stage never reached its S3 request\n{pipeline.describe(sent.call_id)}\n{pipeline.logs()}"

@@ -17,6 +17,7 @@ import pytest
 from shared import keys
 from shared.models import Call, Stage, VideoStatus
 from tests.support.s3_proxy import writes_of
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -47,15 +48,15 @@ def test_s3_refusing_the_next_requests_of_each_stage(pipeline):
     pipeline.proxy.refuse_next(3, workers_requests)
     assert pipeline.post_webhook(sent.form).status_code == 202
     stages_hit = set()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+
+    def ended() -> bool:
         call = Call.get_by_id(sent.call_id)
-        if call.video_status in VideoStatus.TERMINAL:
-            break
         if call.stage not in stages_hit and call.stage in ("audio", "generation", "compositor"):
             stages_hit.add(call.stage)
             pipeline.proxy.refuse_next(3, workers_requests)  # three more, for the stage it just reached
-        time.sleep(0.05)
+        return call.video_status in VideoStatus.TERMINAL
+
+    wait_for(ended, timeout=240, interval=0.05, what="the call to end", describe=lambda: pipeline.describe(sent.call_id))
     call = pipeline.wait_ended_one(sent.call_id)
 
     assert len(pipeline.proxy.refused()) >= 6

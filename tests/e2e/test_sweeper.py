@@ -16,7 +16,7 @@ import pytest
 
 from shared.models import Call, Segment, Stage, VideoStatus, utcnow
 from tests.e2e.harness import BIN, ROOT
-from tests.support.dramatiq_worker import wait_until
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -65,9 +65,9 @@ def test_a_dead_lettered_compose_is_swept_and_a_call_stuck_for_good_fails_then_r
     # 1. The compose message is dead-lettered (rejected without requeue), so no worker ever runs it.
     pipeline.stop_worker("compositor")
     dead = pipeline.send_call()
-    wait_until(
+    wait_for(
         lambda: Call.get_by_id(dead.call_id).compose_enqueued_at and pipeline.rabbit.queue("compositor").ready,
-        timeout=90, describe=pipeline.logs,
+        timeout=90, what="the compose message in its queue", describe=pipeline.logs,
     )
     waiting = pipeline.rabbit.queue("compositor").ready
     messages = pipeline.rabbit.dead_letter("compositor", waiting)
@@ -81,7 +81,7 @@ def test_a_dead_lettered_compose_is_swept_and_a_call_stuck_for_good_fails_then_r
     pipeline.stop_worker("ingest")
     lost = pipeline.send_call()
     for sweep in (1, 2, 3):
-        wait_until(lambda: pipeline.rabbit.queue("ingest").ready >= 1, timeout=30, describe=pipeline.logs)
+        wait_for(lambda: pipeline.rabbit.queue("ingest").ready >= 1, timeout=30, what="a download message", describe=pipeline.logs)
         pipeline.rabbit.purge("ingest")
         an_hour_passes(lost.call_id)
         if sweep == 1:

@@ -1,5 +1,4 @@
 import threading
-import time
 
 import dramatiq
 import pytest
@@ -8,6 +7,8 @@ from shared import contracts
 from shared.broker import GiveUpMiddleware, build_broker, rabbitmq_url
 from shared.models import Call, Stage, VideoStatus
 from shared.settings import load_settings
+from tests.support.calls import make_call
+from tests.support.wait import wait_for
 
 CALL = "CA" + "5" * 32
 
@@ -57,16 +58,16 @@ def test_give_up_marks_the_call_failed_only_when_retries_are_exhausted(sqlite_db
         raise RuntimeError("disk on fire")
 
     dramatiq.actor(flaky, actor_name=name, queue_name="audio", max_retries=1, min_backoff=10, max_backoff=20)
-    Call.create(id=CALL, stage=Stage.AUDIO)
+    make_call(CALL, stage=Stage.AUDIO)
     worker = dramatiq.Worker(stub_broker, worker_timeout=50)
     worker.start()
     try:
         stub_broker.enqueue(dramatiq.Message(queue_name="audio", actor_name=name, args=(), kwargs={"call_id": CALL}, options={}))
         # Wait on the outcome, not on queue bookkeeping: a loaded machine may
         # take a while to run the retry from the delay queue.
-        deadline = time.monotonic() + 60
-        while Call.get_by_id(CALL).video_status != VideoStatus.FAILED and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(
+            lambda: Call.get_by_id(CALL).video_status == VideoStatus.FAILED, timeout=60, interval=0.05, what="the call to be marked failed"
+        )
         worker.join()
     finally:
         worker.stop()

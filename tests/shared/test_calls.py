@@ -6,12 +6,9 @@ import pytest
 
 from shared.calls import ListPosition, calls_per_stage, newest_calls, processing_seconds, stage_timeline
 from shared.models import Call, Stage, VideoStatus
+from tests.support.calls import make_call, sid
 
 T0 = dt.datetime(2026, 11, 26, 3, 0, 0)
-
-
-def sid(n: int, prefix: str = "CA") -> str:
-    return f"{prefix}{n:032x}"
 
 
 @pytest.fixture(params=["sqlite_db", "pg_db"])
@@ -32,11 +29,11 @@ def walk(limit: int, **filters) -> list[list[str]]:
 
 def test_pages_are_newest_first_with_ties_broken_by_id_and_undated_rows_last(db):
     # Three calls share a timestamp (a burst of webhooks), two have none (rows the host application made).
-    Call.create(id=sid(1), created_at=T0)
-    Call.create(id=sid(2), created_at=T0 + dt.timedelta(seconds=5))
+    make_call(sid(1), created_at=T0)
+    make_call(sid(2), created_at=T0 + dt.timedelta(seconds=5))
     for n in (3, 4, 5):
-        Call.create(id=sid(n), created_at=T0 + dt.timedelta(seconds=10))
-    Call.create(id=sid(6), created_at=T0 + dt.timedelta(microseconds=1))
+        make_call(sid(n), created_at=T0 + dt.timedelta(seconds=10))
+    make_call(sid(6), created_at=T0 + dt.timedelta(microseconds=1))
     Call.insert(id=sid(7), created_at=None).execute()
     Call.insert(id=sid(8), created_at=None).execute()
 
@@ -50,17 +47,17 @@ def test_pages_are_newest_first_with_ties_broken_by_id_and_undated_rows_last(db)
 
 def test_a_page_does_not_move_when_newer_calls_arrive(db):
     for n in range(1, 6):
-        Call.create(id=sid(n), created_at=T0 + dt.timedelta(seconds=n))
+        make_call(sid(n), created_at=T0 + dt.timedelta(seconds=n))
     first = newest_calls(limit=2)
-    Call.create(id=sid(99), created_at=T0 + dt.timedelta(minutes=5))
+    make_call(sid(99), created_at=T0 + dt.timedelta(minutes=5))
     second = newest_calls(limit=2, after=ListPosition.of(first[-1]))
     assert [c.id for c in first + second] == [sid(5), sid(4), sid(3), sid(2)]
 
 
 def test_filters_and_prefix_search(db):
-    Call.create(id=sid(0xAB1), recording_sid=sid(0xF1, "RE"), video_status=VideoStatus.FAILED, stage=Stage.DONE, created_at=T0)
-    Call.create(id=sid(0xAB2), recording_sid=sid(0xF2, "RE"), video_status=VideoStatus.PENDING, stage=Stage.AUDIO, created_at=T0)
-    Call.create(id=sid(0xCD3), recording_sid=sid(0xAB, "RE"), video_status=VideoStatus.FAILED, stage=Stage.DONE, created_at=T0)
+    make_call(sid(0xAB1), recording_sid=sid(0xF1, "RE"), video_status=VideoStatus.FAILED, stage=Stage.DONE, created_at=T0)
+    make_call(sid(0xAB2), recording_sid=sid(0xF2, "RE"), video_status=VideoStatus.PENDING, stage=Stage.AUDIO, created_at=T0)
+    make_call(sid(0xCD3), recording_sid=sid(0xAB, "RE"), video_status=VideoStatus.FAILED, stage=Stage.DONE, created_at=T0)
 
     assert {c.id for c in newest_calls(status="failed")} == {sid(0xAB1), sid(0xCD3)}
     assert [c.id for c in newest_calls(stage="audio")] == [sid(0xAB2)]
@@ -100,8 +97,8 @@ def test_processing_time_is_recorded_once_ended_and_running_until_then():
 
 
 def test_calls_per_stage_counts_only_calls_not_yet_ended(db):
-    Call.create(id=sid(1), stage=Stage.AUDIO, video_status=VideoStatus.PENDING)
-    Call.create(id=sid(2), stage=Stage.AUDIO, video_status=VideoStatus.PENDING)
-    Call.create(id=sid(3), stage=Stage.GENERATION, video_status=VideoStatus.GENERATING)
-    Call.create(id=sid(4), stage=Stage.DONE, video_status=VideoStatus.FAILED)
+    make_call(sid(1), stage=Stage.AUDIO, video_status=VideoStatus.PENDING)
+    make_call(sid(2), stage=Stage.AUDIO, video_status=VideoStatus.PENDING)
+    make_call(sid(3), stage=Stage.GENERATION, video_status=VideoStatus.GENERATING)
+    make_call(sid(4), stage=Stage.DONE, video_status=VideoStatus.FAILED)
     assert calls_per_stage() == {"ingest": 0, "audio": 2, "generation": 1, "compositor": 0}

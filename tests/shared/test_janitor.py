@@ -13,6 +13,7 @@ import pytest
 from shared import pipeline
 from shared.janitor import clear_stage, remove_stale
 from shared.settings import Settings
+from tests.support.env import process_env
 
 HOUR = 3600
 
@@ -66,14 +67,7 @@ def test_a_worker_clears_its_stages_leftovers_as_it_starts(tmp_path, stage, limi
     left = _folder(tmp_dir, f"{prefix}-CA0123456789abcdef0123456789abcdef-x1", 3 * HOUR)
     live = _folder(tmp_dir, f"{prefix}-CAfedcba9876543210fedcba9876543210-x2", 5 * 60)
     other = _folder(tmp_dir, "other-CA0123456789abcdef0123456789abcdef-x3", 3 * HOUR)  # not this stage's
-    env = {
-        "PATH": os.environ["PATH"],
-        "TMP_DIR": str(tmp_dir),
-        "CALLREEL_DATA_DIR": str(tmp_path / "data"),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'worker.db'}",
-        "BROKER_URL": "memory://",
-        limit_var: "60",
-    }
+    env = process_env(TMP_DIR=tmp_dir, DATABASE_URL=f"sqlite:///{tmp_path / 'worker.db'}", BROKER_URL="memory://", **{limit_var: "60"})
     done = subprocess.run([sys.executable, "-c", f"import {module}"], env=env, capture_output=True, text=True, timeout=120)
 
     assert done.returncode == 0, done.stderr

@@ -25,6 +25,7 @@ from prometheus_client import REGISTRY
 
 from shared import metrics, progress
 from shared.models import Call, Stage, VideoStatus
+from tests.support.calls import make_call
 from tests.support.services import free_port
 
 CALL = "CA" + "5" * 32
@@ -38,7 +39,7 @@ def test_finish_observes_the_stage_duration_and_the_calls_end(sqlite_db):
     count = value("callreel_stage_duration_seconds_count", stage="compositor")
     total = value("callreel_stage_duration_seconds_sum", stage="compositor")
     completed = value("callreel_calls_ended_total", status="completed")
-    Call.create(id=CALL)
+    make_call(CALL)
     progress.begin(CALL, Stage.COMPOSITOR)
     progress.finish(CALL, Stage.COMPOSITOR, video_status=VideoStatus.COMPLETED)
     call = Call.get_by_id(CALL)
@@ -53,7 +54,7 @@ def test_finish_observes_the_stage_duration_and_the_calls_end(sqlite_db):
 
 def test_finish_of_a_stage_never_begun_observes_nothing(sqlite_db):
     count = value("callreel_stage_duration_seconds_count", stage="ingest")
-    Call.create(id=CALL)
+    make_call(CALL)
     progress.finish(CALL, Stage.INGEST)
     assert value("callreel_stage_duration_seconds_count", stage="ingest") == count
 
@@ -61,7 +62,7 @@ def test_finish_of_a_stage_never_begun_observes_nothing(sqlite_db):
 def test_fail_call_counts_a_failure_of_its_stage_once(sqlite_db):
     failures = value("callreel_stage_failures_total", stage="audio")
     failed = value("callreel_calls_ended_total", status="failed")
-    Call.create(id=CALL)
+    make_call(CALL)
     progress.begin(CALL, Stage.AUDIO)
     assert progress.fail_call(CALL, "recording is mono")
     assert not progress.fail_call(CALL, "again")

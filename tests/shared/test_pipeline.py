@@ -5,8 +5,9 @@ from __future__ import annotations
 from dramatiq import Message
 
 from shared import contracts, models, pipeline, progress
-from shared.models import Call, SideState, Stage, VideoStatus
+from shared.models import SideState, Stage, VideoStatus
 from shared.settings import Settings
+from tests.support.calls import make_call
 
 CALL = "CA" + "9" * 32
 
@@ -53,7 +54,7 @@ def test_a_message_may_outlast_the_ffmpeg_run_it_bounds():
 
 
 def test_the_first_unfinished_stage_follows_the_row(sqlite_db):
-    call = Call.create(id=CALL, source="twilio")
+    call = make_call(CALL, source="twilio")
     assert pipeline.first_unfinished(call) == Stage.INGEST
     call.source = "local"
     assert pipeline.first_unfinished(call) == Stage.AUDIO

@@ -4,12 +4,13 @@ import logging
 from shared import progress
 from shared.logs import JsonFormatter
 from shared.models import Call, Stage, VideoStatus
+from tests.support.calls import make_call
 
 CALL = "CA" + "7" * 32
 
 
 def test_stage_lifecycle(sqlite_db):
-    Call.create(id=CALL)
+    make_call(CALL)
     call = progress.begin(CALL, Stage.INGEST)
     assert call.stage == Stage.INGEST and call.ingest_attempts == 1 and call.ingest_started_at
     assert call.video_processing_started_at == call.ingest_started_at
@@ -26,7 +27,7 @@ def test_stage_lifecycle(sqlite_db):
 
 
 def test_fail_call_once(sqlite_db):
-    Call.create(id=CALL)
+    make_call(CALL)
     progress.begin(CALL, Stage.AUDIO)
     assert progress.fail_call(CALL, "recording is mono") is True
     call = Call.get_by_id(CALL)
@@ -49,7 +50,7 @@ def test_json_log_lines_carry_call_and_stage():
 
 def test_begin_never_moves_a_call_back(sqlite_db, monkeypatch):
     """A call moved on between begin's read and its write (another worker advanced it) stays where it is."""
-    Call.create(id=CALL, stage=Stage.GENERATION)
+    make_call(CALL, stage=Stage.GENERATION)
     read = Call.get_or_none
 
     def read_then_advance(*args, **kwargs):

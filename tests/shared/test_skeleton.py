@@ -14,6 +14,7 @@ from shared.errors import PermanentError
 from shared.logs import TextFormatter
 from shared.models import Call, Stage, VideoStatus
 from shared.pipeline import row
+from tests.support.calls import make_call
 
 CALL = "CA" + "3" * 32
 #: A probe actor on the audio stage's queue: the skeleton around a body the test counts.
@@ -81,7 +82,7 @@ def test_an_invalid_call_id_fails_for_good_without_a_row(sqlite_db, probe, stub_
 
 def test_one_message_works_records_hands_on_and_advances(sqlite_db, probe, stub_broker):
     send, outcomes, _actor = probe
-    Call.create(id=CALL, stage=Stage.AUDIO, video_status=VideoStatus.PENDING)
+    make_call(CALL, stage=Stage.AUDIO, video_status=VideoStatus.PENDING)
     send(CALL)
     assert outcomes == [(CALL, None)] and worked == [CALL]
     call = Call.get_by_id(CALL)
@@ -93,7 +94,7 @@ def test_one_message_works_records_hands_on_and_advances(sqlite_db, probe, stub_
 
 def test_a_redelivered_message_is_harmless(sqlite_db, probe, stub_broker):
     send, outcomes, _actor = probe
-    Call.create(id=CALL, stage=Stage.AUDIO, video_status=VideoStatus.PENDING)
+    make_call(CALL, stage=Stage.AUDIO, video_status=VideoStatus.PENDING)
     send(CALL)
     send(CALL)  # RabbitMQ delivers at least once
     assert [exc for _, exc in outcomes] == [None, None]
@@ -105,7 +106,7 @@ def test_a_redelivered_message_is_harmless(sqlite_db, probe, stub_broker):
 
 def test_a_redelivery_between_finish_and_advance_only_hands_on(sqlite_db, probe, stub_broker):
     send, outcomes, _actor = probe
-    Call.create(id=CALL, stage=Stage.AUDIO, video_status=VideoStatus.PENDING, audio_duration=3.0)
+    make_call(CALL, stage=Stage.AUDIO, video_status=VideoStatus.PENDING, audio_duration=3.0)
     Call.update(audio_finished_at=Call.created_at).where(Call.id == CALL).execute()  # a worker killed after finish
     send(CALL)
     assert outcomes == [(CALL, None)] and worked == []
@@ -115,7 +116,7 @@ def test_a_redelivery_between_finish_and_advance_only_hands_on(sqlite_db, probe,
 
 
 def test_log_lines_inside_a_stage_carry_its_call_and_stage(sqlite_db, caplog):
-    Call.create(id=CALL, stage=Stage.AUDIO)
+    make_call(CALL, stage=Stage.AUDIO)
     lines = []
 
     class Keep(logging.Handler):

@@ -10,12 +10,9 @@ from dramatiq import Message
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 from shared.retry import retry_call
 from shared.sweeper import check_deadline, stuck_calls, sweep
+from tests.support.calls import make_call, sid
 
 HOUR = dt.timedelta(hours=1)
-
-
-def call_id(n: int) -> str:
-    return "CA" + f"{n:032x}"
 
 
 def drain(broker, queue):
@@ -34,10 +31,7 @@ def broker(sqlite_db, stub_broker, settings_env):
 
 def stale(n: int, age: dt.timedelta = HOUR, **columns) -> str:
     """A call whose row last changed ``age`` ago."""
-    cid = call_id(n)
-    Call.create(id=cid, **columns)
-    Call.update(updated_at=utcnow() - age).where(Call.id == cid).execute()
-    return cid
+    return make_call(sid(n), updated_at=utcnow() - age, **columns).id
 
 
 def test_only_unfinished_calls_idle_past_the_deadline_are_stuck(broker):

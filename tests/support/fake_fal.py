@@ -23,13 +23,26 @@ Each job follows a :class:`Behaviour`, picked per submission by the scripts a
 test registers (``fake.script("caller-000", [Behaviour(outcome="error"), …])``,
 matched against the submitted audio URL). Jobs advance one step per status poll,
 and fetch their image and audio URLs when they start, as fal's runners do.
+
+The speech-to-text endpoints (``fal-ai/wizper``, ``fal-ai/whisper``) speak the
+same protocol; their jobs are kept apart (``speech_jobs``, ``speech_submissions``,
+``speech_cancels``, scripted with ``script_speech``), so a test about video jobs
+counts video jobs. A finished one answers ``{"text", "chunks": [{"timestamp":
+[start, end], "text"}, …]}`` made from the audio it fetched: one chunk per
+stretch of sound FFmpeg's silencedetect finds, with times from the start of that
+audio and the text ``"{name} part {n}"`` (``name``: the audio object's file name
+without its extension). Audio FFmpeg cannot decode fails the job, as a real
+model's would.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import ssl
+import subprocess
+import tempfile
 import threading
 import time
 import urllib.request
@@ -40,7 +53,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["Behaviour", "FakeFal", "Job"]
+__all__ = ["Behaviour", "FakeFal", "Job", "SPEECH_ENDPOINTS"]
+
+SPEECH_ENDPOINTS = ("fal-ai/wizper", "fal-ai/whisper")
 
 
 @dataclass
@@ -70,6 +85,11 @@ class Job:
     image_fetched: bool = False
     fetch_error: str | None = None
     logs: list[dict[str, Any]] = field(default_factory=list)
+    speech: list[list[float]] | None = None  # a speech-to-text job: the sound it heard, [[start, end], …]
+
+    @property
+    def is_speech(self) -> bool:
+        return self.endpoint in SPEECH_ENDPOINTS
 
     @property
     def state(self) -> str:
@@ -124,24 +144,43 @@ class FakeFal:
             self.cancels: list[str] = []
             self.scripts: list[tuple[str, list[Behaviour]]] = []
             self.default = Behaviour()
-            self.submit_429_left: dict[str, int] = {}
-            self._pending: dict[str, Behaviour] = {}
+            # The speech-to-text endpoints' own books.
+            self.speech_jobs: dict[str, Job] = {}
+            self.speech_submissions: list[dict[str, Any]] = []
+            self.speech_cancels: list[str] = []
+            self.speech_scripts: list[tuple[str, list[Behaviour]]] = []
+            self.speech_default = Behaviour(queued_polls=0, running_polls=1)
+            self.submit_429_left: dict[tuple[bool, str], int] = {}
+            self._pending: dict[tuple[bool, str], Behaviour] = {}
 
     def script(self, match: str, behaviours: list[Behaviour]) -> None:
-        """Jobs whose audio URL contains ``match`` follow ``behaviours`` in order, then the default."""
+        """Video jobs whose audio URL contains ``match`` follow ``behaviours`` in order, then the default."""
         with self.lock:
             self.scripts.append((match, list(behaviours)))
 
-    def _behaviour_for(self, arguments: dict[str, Any]) -> Behaviour:
+    def script_speech(self, match: str, behaviours: list[Behaviour]) -> None:
+        """The same for speech-to-text jobs (then ``speech_default``)."""
+        with self.lock:
+            self.speech_scripts.append((match, list(behaviours)))
+
+    def _behaviour_for(self, arguments: dict[str, Any], speech: bool) -> Behaviour:
         audio_url = str(arguments.get("audio_url", ""))
-        for match, behaviours in self.scripts:
+        for match, behaviours in self.speech_scripts if speech else self.scripts:
             if match in audio_url and behaviours:
                 return behaviours.pop(0)
-        return self.default
+        return self.speech_default if speech else self.default
 
     def accepted(self) -> list[Job]:
+        """The video jobs, in the order they were submitted."""
         with self.lock:
             return sorted(self.jobs.values(), key=lambda j: j.submitted_at)
+
+    def accepted_speech(self) -> list[Job]:
+        with self.lock:
+            return sorted(self.speech_jobs.values(), key=lambda j: j.submitted_at)
+
+    def _job(self, request_id: str) -> Job | None:
+        return self.jobs.get(request_id) or self.speech_jobs.get(request_id)
 
     def video_url(self, request_id: str) -> str:
         return f"https://{self.host}/files/{request_id}.mp4"
@@ -149,27 +188,34 @@ class FakeFal:
     # -- the protocol ---------------------------------------------------------------------------
 
     def submit(self, endpoint: str, arguments: dict[str, Any], auth: str | None) -> tuple[int, Any]:
+        speech = endpoint in SPEECH_ENDPOINTS
+        jobs = self.speech_jobs if speech else self.jobs
         with self.lock:
             record = {"endpoint": endpoint, "input": arguments, "auth": auth, "at": time.monotonic(), "status": None}
-            self.submissions.append(record)
+            (self.speech_submissions if speech else self.submissions).append(record)
             if not auth or not auth.startswith("Key "):
                 record["status"] = 401
                 return 401, {"detail": "Missing authorization"}
+            problems = _speech_input_problems(arguments) if speech else []
+            if problems:
+                record["status"] = 422
+                return 422, {"detail": problems}
             audio_url = str(arguments.get("audio_url", ""))
-            behaviour = self._pending_behaviour(audio_url, arguments)
-            if self.submit_429_left.get(audio_url, 0) > 0:
-                self.submit_429_left[audio_url] -= 1
+            pending = (speech, audio_url)
+            behaviour = self._pending_behaviour(pending, arguments)
+            if self.submit_429_left.get(pending, 0) > 0:
+                self.submit_429_left[pending] -= 1
                 record["status"] = 429
                 return 429, {"detail": "Too many requests"}
-            self.submit_429_left.pop(audio_url, None)
-            self._pending.pop(audio_url, None)
+            self.submit_429_left.pop(pending, None)
+            self._pending.pop(pending, None)
             if behaviour.reject:
                 record["status"] = behaviour.reject
                 return behaviour.reject, {
                     "detail": [{"loc": ["body", "audio_url"], "msg": "Audio is longer than the model accepts", "type": "value_error"}]
                 }
             request_id = str(uuid.uuid4())
-            self.jobs[request_id] = Job(
+            jobs[request_id] = Job(
                 request_id, endpoint, arguments, behaviour, time.monotonic(), status_429_left=behaviour.status_429
             )
             record["status"] = 200
@@ -180,19 +226,19 @@ class FakeFal:
             "response_url": base,
             "status_url": f"{base}/status",
             "cancel_url": f"{base}/cancel",
-            "queue_position": len(self.jobs) - 1,
+            "queue_position": len(jobs) - 1,
         }
 
-    def _pending_behaviour(self, audio_url: str, arguments: dict[str, Any]) -> Behaviour:
+    def _pending_behaviour(self, pending: tuple[bool, str], arguments: dict[str, Any]) -> Behaviour:
         """The behaviour of a submission; a submit fal-client retries after a 429 keeps the one it drew."""
-        if audio_url not in self._pending:
-            behaviour = self._behaviour_for(arguments)
-            self._pending[audio_url] = behaviour
-            self.submit_429_left[audio_url] = behaviour.submit_429
-        return self._pending[audio_url]
+        if pending not in self._pending:
+            behaviour = self._behaviour_for(arguments, pending[0])
+            self._pending[pending] = behaviour
+            self.submit_429_left[pending] = behaviour.submit_429
+        return self._pending[pending]
 
     def status(self, request_id: str, with_logs: bool) -> tuple[int, Any]:
-        job = self.jobs.get(request_id)
+        job = self._job(request_id)
         if job is None:
             return 404, {"detail": "Request not found"}
         if job.status_429_left > 0:
@@ -221,7 +267,7 @@ class FakeFal:
     def _start(self, job: Job) -> None:
         """Fetch the inputs as a runner would: a presigned URL that does not work fails the job."""
         job.image_fetched = True
-        for name in ("image_url", "audio_url"):
+        for name in ("audio_url",) if job.is_speech else ("image_url", "audio_url"):
             try:
                 with urllib.request.urlopen(job.input[name], timeout=10) as response:
                     data = response.read()
@@ -230,6 +276,10 @@ class FakeFal:
                 return
             if name == "audio_url":
                 job.audio_sha = hashlib.sha256(data).hexdigest()
+                if job.is_speech:
+                    job.speech = _sounds(data)
+                    if job.speech is None:
+                        job.fetch_error = "Audio could not be decoded"
 
     def _error_text(self, job: Job) -> str:
         if job.cancelled:
@@ -239,7 +289,7 @@ class FakeFal:
         return "Audio could not be processed" if job.behaviour.outcome == "invalid" else "Runner crashed while generating"
 
     def result(self, request_id: str) -> tuple[int, Any]:
-        job = self.jobs.get(request_id)
+        job = self._job(request_id)
         if job is None:
             return 404, {"detail": "Request not found"}
         if job.state != "COMPLETED":
@@ -247,29 +297,74 @@ class FakeFal:
         if job.failed:
             code = 422 if job.behaviour.outcome == "invalid" else 500
             return code, {"detail": self._error_text(job)}
+        if job.is_speech:
+            return 200, self.transcription(job)
         return 200, {
             "video": {"url": self.video_url(request_id), "content_type": "video/mp4", "file_name": "output.mp4", "file_size": len(self.video)},
             "seed": 42,
         }
 
+    def transcription(self, job: Job) -> dict[str, Any]:
+        """What whisper answers: one chunk per stretch of sound heard, named after the audio's file."""
+        name = urlsplit(str(job.input["audio_url"])).path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        chunks = [{"timestamp": [start, end], "text": f"{name} part {n}"} for n, (start, end) in enumerate(job.speech or (), start=1)]
+        return {"text": " ".join(c["text"] for c in chunks), "chunks": chunks, "inferred_languages": ["en"]}
+
     def cancel(self, request_id: str) -> tuple[int, Any]:
-        job = self.jobs.get(request_id)
+        job = self._job(request_id)
         if job is None:
             return 404, {"detail": "Request not found"}
-        self.cancels.append(request_id)
+        (self.speech_cancels if job.is_speech else self.cancels).append(request_id)
         if job.state == "COMPLETED":
             return 400, {"status": "ALREADY_COMPLETED"}
         job.cancelled = True
         job.finished_at = time.monotonic()
         return 202, {"status": "CANCELLATION_REQUESTED"}
 
-    def file(self, request_id: str) -> tuple[int, bytes, str]:
+    def file(self, request_id: str) -> tuple[int, bytes, str]:  # a video job's result
         job = self.jobs.get(request_id)
         if job is None or job.failed:
             return 404, b"not found", "text/plain"
         if job.behaviour.outcome == "bad_video":
             return 200, b"<html>Access denied</html>", "text/html"
         return 200, self.video, "video/mp4"
+
+
+def _speech_input_problems(arguments: dict[str, Any]) -> list[dict[str, Any]]:
+    """What fal's validation (FastAPI, 422) refuses in a whisper input."""
+    problems = []
+
+    def problem(field_name: str, msg: str) -> None:
+        problems.append({"loc": ["body", field_name], "msg": msg, "type": "value_error"})
+
+    if not isinstance(arguments.get("audio_url"), str):
+        problem("audio_url", "field required")
+    if arguments.get("task", "transcribe") not in ("transcribe", "translate"):
+        problem("task", "value is not a valid enumeration member")
+    if arguments.get("chunk_level", "segment") not in ("segment", "word"):
+        problem("chunk_level", "value is not a valid enumeration member")
+    language = arguments.get("language")
+    if language is not None and not (isinstance(language, str) and re.fullmatch(r"[a-z]{2,3}", language)):
+        problem("language", "value is not a valid enumeration member")
+    return problems
+
+
+def _sounds(data: bytes) -> list[list[float]] | None:
+    """The stretches of sound in an audio file (FFmpeg's silencedetect); None if FFmpeg cannot decode it."""
+    from shared.ffmpeg.speech import parse_silences, speech_intervals
+
+    with tempfile.NamedTemporaryFile(suffix=".audio") as source:
+        source.write(data)
+        source.flush()
+        done = subprocess.run(
+            ["ffmpeg", "-hide_banner", "-nostats", "-i", source.name, "-af", "silencedetect=noise=-35dB:d=0.3:mono=1", "-f", "null", "-"],
+            capture_output=True, text=True, timeout=60,
+        )
+    duration = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", done.stderr)
+    if done.returncode != 0 or duration is None:
+        return None
+    seconds = int(duration[1]) * 3600 + int(duration[2]) * 60 + float(duration[3])
+    return speech_intervals(parse_silences(done.stderr.splitlines(), channels=1)[0], seconds)
 
 
 class _Handler(BaseHTTPRequestHandler):

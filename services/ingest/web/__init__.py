@@ -11,7 +11,8 @@ points, used by ``services.ingest.app``:
 Modules: ``api`` (JSON), ``pages``, ``fragments``, ``templating`` and
 ``templates/`` (HTML), ``static/`` (CSS, JS, icon), ``auth`` and ``session``
 (who may ask), ``throttle`` (wrong tokens), ``listing`` (the call list's query),
-``backlog`` (queues per stage), ``media`` (video URLs and the local store's videos).
+``backlog`` (queues per stage), ``media`` (video URLs and the local store's videos),
+``share`` (public share links of one call's video).
 """
 
 from .auth import public

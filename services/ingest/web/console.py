@@ -24,6 +24,7 @@ from .backlog import BacklogReader
 from .media import MEDIA_PREFIX, MediaResource
 from .pages import add_operator_routes
 from .session import SessionSigner
+from .share import add_share_routes
 from .throttle import API_BUCKET, LOGIN_BUCKET, SharedFailureThrottle
 from .transcripts import TranscriptResource
 
@@ -31,7 +32,7 @@ __all__ = ["Console"]
 
 
 class Console:
-    """The status API (bearer token), the operator page (session cookie) and the local store's videos."""
+    """The status API (bearer token), the operator page (session cookie), the local store's videos and share links."""
 
     def __init__(self, settings: Settings, storage: Callable[[], Storage]) -> None:
         self._storage = storage
@@ -52,3 +53,4 @@ class Console:
         app.add_route("/backlog", BacklogResource(self.backlog))
         add_operator_routes(app, self.signer, self._storage, self.backlog, self.login_throttle, self.client, self.settings)
         app.add_route(MEDIA_PREFIX + "{key:path}", MediaResource(self._storage))
+        add_share_routes(app, self.settings, self._storage)

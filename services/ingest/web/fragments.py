@@ -202,8 +202,10 @@ def sides_table(sides: dict[str, dict[str, Any]]) -> Markup:
     )
 
 
-def video_figure(src: str, *, element_id: str, caption: str, kind: str) -> Markup:
-    return render("video", src=src, element_id=element_id, caption=caption, kind=kind)
+def video_figure(src: str, *, element_id: str, caption: str, kind: str, poster: str | None = None) -> Markup:
+    """A player with a download link; ``poster``: the still shown before it plays."""
+    attribute = Markup(f' poster="{escape(poster)}"') if poster else ""
+    return render("video", src=src, element_id=element_id, caption=caption, kind=kind, poster=attribute)
 
 
 def message_box(text: str | None, *, bad: bool = False) -> Markup:

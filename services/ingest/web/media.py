@@ -25,12 +25,18 @@ from shared.storage import LocalStorage, Storage, check_key
 
 from .auth import SESSION_OR_TOKEN
 
-__all__ = ["MEDIA_PREFIX", "VIDEO_KEY_RE", "TEXT_KEY_RE", "video_src", "video_link", "MediaResource"]
+__all__ = ["MEDIA_PREFIX", "VIDEO_KEY_RE", "TEXT_KEY_RE", "video_src", "video_link", "send_file", "MediaResource"]
 
 MEDIA_PREFIX = "/media/"
-VIDEO_KEY_RE = re.compile(r"^videos/CA[0-9a-f]{32}(?:-(?:caller|callee)(?:-\d{3})?)?\.mp4$")
+# A call's videos, and its poster (the still the players show before playing).
+VIDEO_KEY_RE = re.compile(r"^videos/CA[0-9a-f]{32}(?:(?:-(?:caller|callee)(?:-\d{3})?)?\.mp4|\.jpg)$")
 TEXT_KEY_RE = re.compile(r"^(?:transcripts/CA[0-9a-f]{32}\.json|captions/CA[0-9a-f]{32}\.vtt)$")
-CONTENT_TYPES = {".mp4": "video/mp4", ".json": "application/json; charset=utf-8", ".vtt": "text/vtt; charset=utf-8"}
+CONTENT_TYPES = {
+    ".mp4": "video/mp4",
+    ".jpg": "image/jpeg",
+    ".json": "application/json; charset=utf-8",
+    ".vtt": "text/vtt; charset=utf-8",
+}
 CHUNK = 256 * 1024
 
 
@@ -105,18 +111,23 @@ class MediaResource:
         path = storage.path(key)
         if not path.is_file():
             raise falcon.HTTPNotFound()
-        size = path.stat().st_size
-        resp.content_type = CONTENT_TYPES[path.suffix]
-        resp.set_header("Accept-Ranges", "bytes")
-        resp.set_header("Cache-Control", "private, no-cache")
-        resp.set_header("X-Content-Type-Options", "nosniff")
-        span = _byte_range(req, size) if size else None
-        first, last = span or (0, size - 1)
-        if span:
-            resp.status = falcon.HTTP_206
-            resp.content_range = (first, last, size)
-        resp.content_length = last - first + 1 if size else 0
-        if req.method != "HEAD" and size:
-            resp.stream = _read(path, first, last - first + 1)
+        send_file(req, resp, path, CONTENT_TYPES[path.suffix])
 
     on_head = on_get
+
+
+def send_file(req: falcon.Request, resp: falcon.Response, path: Path, content_type: str) -> None:
+    """Answer with the file at ``path`` (an existing file), honouring a byte range so a player can seek."""
+    size = path.stat().st_size
+    resp.content_type = content_type
+    resp.set_header("Accept-Ranges", "bytes")
+    resp.set_header("Cache-Control", "private, no-cache")
+    resp.set_header("X-Content-Type-Options", "nosniff")
+    span = _byte_range(req, size) if size else None
+    first, last = span or (0, size - 1)
+    if span:
+        resp.status = falcon.HTTP_206
+        resp.content_range = (first, last, size)
+    resp.content_length = last - first + 1 if size else 0
+    if req.method != "HEAD" and size:
+        resp.stream = _read(path, first, last - first + 1)

@@ -50,6 +50,7 @@ STATIC = {
     "operator.css": "text/css; charset=utf-8",
     "operator.js": "text/javascript; charset=utf-8",
     "favicon.svg": "image/svg+xml",
+    "share.css": "text/css; charset=utf-8",
 }
 RETRYABLE = (VideoStatus.FAILED, VideoStatus.PARTIAL)
 
@@ -72,6 +73,7 @@ def send_page(
     status: str | int = falcon.HTTP_200,
     refresh: int | None = None,
     media: Iterable[str | None] = (),
+    images: Iterable[str | None] = (),
 ) -> None:
     resp.status = status
     resp.content_type = "text/html; charset=utf-8"
@@ -79,9 +81,10 @@ def send_page(
         "base", title=title, content=content, nav=render("nav", csrf=csrf) if csrf else "", refresh=refresh or ""
     )
     media_src = " ".join(["'self'", *_origins(media)])
+    img_src = " ".join(["'self'", *_origins(images)])
     resp.set_header(
         "Content-Security-Policy",
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        f"default-src 'none'; script-src 'self'; style-src 'self'; img-src {img_src}; "
         f"media-src {media_src}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     )
     resp.set_header("Cache-Control", "no-store")
@@ -238,7 +241,7 @@ class CallPage(_Page):
         side_urls = {side: shown["video_url"] for side, shown in view["sides"].items()}
         videos = []
         if final:
-            videos.append(f.video_figure(final, element_id="final-video", caption="Final video", kind="final"))
+            videos.append(f.video_figure(final, element_id="final-video", caption="Final video", kind="final", poster=view["poster_url"]))
         else:
             videos.append(Markup('<p class="muted" id="no-video">No final video yet.</p>'))
         sides = [
@@ -276,6 +279,7 @@ class CallPage(_Page):
         send_page(
             resp, title=f"Call {view['id']}", content=content, csrf=csrf, status=status,
             refresh=None if ended else REFRESH_SECONDS, media=[final, *side_urls.values(), *(s["video_url"] for s in view["segments"])],
+            images=[view["poster_url"]],
         )
 
 

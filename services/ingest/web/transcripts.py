@@ -36,6 +36,7 @@ from shared.settings import Settings
 from shared.storage import ObjectNotFound, Storage
 from shared.transcript import FORMATS, Transcript, TranscriptError, parse_transcript, speaker_names, to_json
 
+from ..enqueue import send_or_unavailable
 from .media import video_link
 
 __all__ = ["TranscriptResource", "format_of", "read_capped", "aliases_of", "call_length", "read_stored_transcript", "CONTENT_FORMATS"]
@@ -200,15 +201,14 @@ def _rerender(call: Call) -> bool:
     """
     if call.video_status not in (VideoStatus.COMPLETED, VideoStatus.PARTIAL):
         return False
-    try:
-        contracts.send(contracts.COMPOSE, call_id=call.id, rerender=True)
-    except Exception as exc:
-        log.error("re-render not sent: %s", exc, extra={"call_id": call.id})
-        raise falcon.HTTPServiceUnavailable(
-            title="Broker unavailable",
-            description="The transcript is stored, but the re-render could not be queued: send the PUT again shortly.",
-            retry_after=5,
-        ) from None
+    send_or_unavailable(
+        contracts.COMPOSE,
+        call_id=call.id,
+        rerender=True,
+        title="Broker unavailable",
+        description="The transcript is stored, but the re-render could not be queued: send the PUT again shortly.",
+        retry_after=5,
+    )
     log.info("re-render sent for the new transcript", extra={"call_id": call.id})
     return True
 

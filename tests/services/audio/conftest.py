@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import stat
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 from dramatiq import Message
+
+from tests.support import calls
 
 CALL_ID = "CA" + "a1" * 16
 
@@ -42,7 +43,7 @@ def audio_worker(stub_broker, audio_actors):
 def make_call(s3):
     """Create a call at the audio stage with ``recording`` stored as its recording."""
     from shared import keys
-    from shared.models import Call, Stage, VideoStatus, utcnow
+    from shared.models import Stage, VideoStatus, utcnow
 
     def create(recording: Path | None, call_id: str = CALL_ID, **columns) -> str:
         if recording is not None:
@@ -51,7 +52,7 @@ def make_call(s3):
             id=call_id, video_status=VideoStatus.PENDING, stage=Stage.AUDIO, source="twilio",
             recording_channels=2, ingest_finished_at=utcnow(),
         )
-        Call.create(**{**values, **columns})
+        calls.make_call(**{**values, **columns})
         return call_id
 
     return create
@@ -80,25 +81,6 @@ def queued(broker, queue: str) -> list[tuple[str, dict]]:
 
 def tmp_entries(settings) -> list[str]:
     return sorted(os.listdir(settings.tmp_dir)) if settings.tmp_dir.exists() else []
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie waiting to be reaped does not run)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def gone(pid: int, patience: float = 5.0) -> bool:
-    """Wait (a little) for a process that is not our child to stop running."""
-    deadline = time.monotonic() + patience
-    while alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ import pytest
 from shared import keys
 from shared.models import Call, Segment, SideState, Stage, VideoStatus
 from tests.support import media
+from tests.support.processes import wait_gone
 
-from .conftest import CALL_ID, gone, queued, tmp_entries
+from .conftest import CALL_ID, queued, tmp_entries
 
 CALLER = ((0.5, 3.0), (4.0, 4.6))
 CALLEE = ((1.5, 3.5),)
@@ -193,7 +194,7 @@ def test_timeout_kills_ffmpeg_and_cleans_up(db, make_call, split, stub_broker, t
     call = Call.get_by_id(CALL_ID)
     assert call.video_status == VideoStatus.FAILED
     assert call.video_error_message == "splitting took longer than SPLIT_TIMEOUT (1 s); ffmpeg was killed"
-    assert gone(int((pids / "ffmpeg").read_text()))
+    wait_gone(int((pids / "ffmpeg").read_text()))
     assert tmp_entries(settings) == []
 
 
@@ -219,5 +220,5 @@ def test_dramatiq_time_limit_also_kills_ffmpeg(db, make_call, split, tmp_path, s
     make_call(media.tone_call(tmp_path / "call.mp3", 30.0, CALLER, CALLEE))  # -re: 30 s unless killed
     split(time_limit=1000, max_retries=0)
     assert Call.get_by_id(CALL_ID).video_status == VideoStatus.FAILED
-    assert gone(int((pids / "ffmpeg").read_text()))
+    wait_gone(int((pids / "ffmpeg").read_text()))
     assert tmp_entries(settings) == []

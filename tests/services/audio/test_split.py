@@ -9,8 +9,7 @@ from services.audio.split import build_command, split_recording
 from shared.errors import PermanentError
 from shared.ffmpeg import FFmpegTimeout
 from tests.support import media
-
-from .conftest import alive, gone
+from tests.support.processes import alive, wait_gone
 
 CALLER = ((0.5, 3.0), (4.0, 4.6), (5.5, 6.0))
 CALLEE = ((1.5, 3.5), (5.2, 6.0))  # overlaps the caller: both channels carry sound at once
@@ -162,4 +161,4 @@ def test_timeout_kills_the_process_group(tmp_path, workdir, settings_env, slow_f
     wrapper_pid, ffmpeg_pid = int((pids / "wrapper").read_text()), int((pids / "ffmpeg").read_text())
     assert not alive(wrapper_pid)
     # The wrapper's child (only a group kill reaches it) dies in its own time: give it a moment.
-    assert gone(ffmpeg_pid)
+    wait_gone(ffmpeg_pid)

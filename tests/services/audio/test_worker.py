@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -14,6 +12,8 @@ from shared.broker import build_broker
 from shared.contracts import SPLIT_CHANNELS
 from shared.models import Call, Stage
 from tests.support import media
+from tests.support.env import process_env
+from tests.support.wait import log_tail, wait_for
 
 from .conftest import CALL_ID
 
@@ -23,14 +23,7 @@ from .conftest import CALL_ID
 def test_worker_process_splits_a_call(pg_db, pg_url, s3, s3_server, rabbitmq_url, make_call, settings_env, tmp_path):
     settings = settings_env(BROKER_URL=rabbitmq_url)
     make_call(media.tone_call(tmp_path / "call.mp3", 3.0, ((0.5, 2.0),), ((2.2, 2.9),)))
-    env = {
-        **os.environ,
-        **s3_server.env(s3.bucket),
-        "BROKER_URL": rabbitmq_url,
-        "DATABASE_URL": pg_url,
-        "TMP_DIR": str(settings.tmp_dir),
-        "WORKER_THREADS": "1",
-    }
+    env = process_env(WORKER_THREADS="1")  # the test's database, broker, bucket and TMP_DIR
     log = tmp_path / "worker.log"
     worker = subprocess.Popen(
         [sys.executable, "-m", "dramatiq", "services.audio.actors", "--processes", "1", "--threads", "1", "--queues", "audio"],
@@ -39,15 +32,15 @@ def test_worker_process_splits_a_call(pg_db, pg_url, s3, s3_server, rabbitmq_url
     broker = build_broker(settings)
     try:
         broker.enqueue(SPLIT_CHANNELS.message(call_id=CALL_ID))
-        deadline = time.monotonic() + 60
-        while Call.get_by_id(CALL_ID).stage != Stage.GENERATION and time.monotonic() < deadline and worker.poll() is None:
-            time.sleep(0.2)
-        call = Call.get_by_id(CALL_ID)
-        assert call.stage == Stage.GENERATION, f"worker did not split the call:\n{log.read_text()[-3000:]}"
+        call = wait_for(
+            lambda: Call.get_or_none((Call.id == CALL_ID) & (Call.stage == Stage.GENERATION)),
+            timeout=60, interval=0.2, what="the worker to split the call", process=worker, describe=log_tail(log, 3000),
+        )
         assert call.caller_speech and call.callee_speech
         ready, _delayed, _dead = broker.get_queue_message_counts("generation")
         assert ready == 2
     finally:
+        broker.flush_all()  # the vhost is the session's: leave no messages for later tests
         broker.close()
         worker.send_signal(signal.SIGTERM)
         try:

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import pytest
 
+from tests.support.calls import make_call
 from tests.support.media import color_video, ffmpeg, tone_call
 
 Interval = tuple[float, float]
@@ -33,7 +34,7 @@ class CallFactory:
         **columns,
     ):
         from shared import keys
-        from shared.models import Call, Stage, VideoStatus
+        from shared.models import Stage, VideoStatus
 
         call_id = keys.new_call_id()
         recording = tone_call(self.workdir / f"{call_id}.mp3", duration, caller_speech, callee_speech)
@@ -55,7 +56,7 @@ class CallFactory:
             caller_speech=[list(i) for i in caller_speech] if store_speech else None,
             callee_speech=[list(i) for i in callee_speech] if store_speech else None,
         )
-        return Call.create(**{**values, **columns})
+        return make_call(**{**values, **columns})
 
     def segment(self, call, side: str, index: int, start: float, end: float, video: Path | bytes | None, *, state: str = "completed"):
         """A generated segment of ``side``: its video (a file, or raw bytes for a corrupt one) stored under its key."""

@@ -11,8 +11,8 @@ import pytest
 
 from services.compositor import callback
 from services.compositor.callback import SIGNATURE_HEADER, send_status, signature_header, verify
-from shared.models import Call
 from shared.settings import SettingsError, get_settings, load_settings
+from tests.support.calls import make_call
 from tests.support.http_sink import HttpSink
 
 SECRET = "s3cr3t-shared-with-the-host-" + "k" * 8  # 32 bytes or more, as the settings require
@@ -38,40 +38,40 @@ def test_signature_round_trip_and_what_breaks_it():
 def test_the_final_state_is_posted_signed(pg_db, settings_env):
     with HttpSink() as sink:
         settings_env(VIDEO_STATUS_CALLBACK_URL=sink.url, VIDEO_STATUS_CALLBACK_SECRET=SECRET)
-        Call.create(id="CA" + "b" * 32, video_status="partial", video_url="https://bucket/videos/x.mp4", video_error_message="caller failed")
+        call = make_call(video_status="partial", video_url="https://bucket/videos/x.mp4", video_error_message="caller failed")
 
-        assert send_status("CA" + "b" * 32, get_settings()) is True
+        assert send_status(call.id, get_settings()) is True
 
         [request] = sink.wait_for(1)
     assert request.path == "/callbacks/video" and request.headers["content-type"] == "application/json"
     assert receiver_accepts(request.headers, request.body)
     assert not receiver_accepts(request.headers, request.body, secret="wrong")
     payload = json.loads(request.body)
-    assert payload["call_id"] == "CA" + "b" * 32
+    assert payload["call_id"] == call.id
     assert (payload["video_status"], payload["video_url"], payload["error"]) == ("partial", "https://bucket/videos/x.mp4", "caller failed")
     assert payload["event"] == request.headers["x-callreel-event"] == "call.video"
 
 
 def test_a_receiver_that_fails_is_retried_then_given_up(pg_db, settings_env, monkeypatch):
     monkeypatch.setattr(callback.time, "sleep", lambda seconds: None)
-    Call.create(id="CA" + "c" * 32, video_status="completed")
+    call = make_call(video_status="completed")
     with HttpSink(statuses=(503, 200)) as sink:
         settings_env(VIDEO_STATUS_CALLBACK_URL=sink.url, VIDEO_STATUS_CALLBACK_SECRET=SECRET)
-        assert send_status("CA" + "c" * 32, get_settings()) is True
+        assert send_status(call.id, get_settings()) is True
         assert len(sink.wait_for(2)) == 2
     with HttpSink(statuses=(500,)) as sink:
         settings_env(VIDEO_STATUS_CALLBACK_URL=sink.url, VIDEO_STATUS_CALLBACK_SECRET=SECRET)
-        assert send_status("CA" + "c" * 32, get_settings()) is False
+        assert send_status(call.id, get_settings()) is False
         assert len(sink.wait_for(callback.ATTEMPTS)) == callback.ATTEMPTS
     with HttpSink(statuses=(401,)) as sink:  # refused: sending again would not help
         settings_env(VIDEO_STATUS_CALLBACK_URL=sink.url, VIDEO_STATUS_CALLBACK_SECRET=SECRET)
-        assert send_status("CA" + "c" * 32, get_settings()) is False
+        assert send_status(call.id, get_settings()) is False
         assert len(sink.received) == 1
 
 
 def test_nothing_is_sent_without_a_url(pg_db):
-    Call.create(id="CA" + "d" * 32, video_status="completed")
-    assert send_status("CA" + "d" * 32, get_settings()) is False
+    call = make_call(video_status="completed")
+    assert send_status(call.id, get_settings()) is False
 
 
 # -- issue 25: event ids, a verify() that fails closed, a long secret, retry spacing and 429 ---------------
@@ -79,8 +79,7 @@ def test_nothing_is_sent_without_a_url(pg_db):
 
 def test_each_delivery_carries_an_event_id_that_is_signed_and_kept_across_retries(pg_db, settings_env, monkeypatch):
     monkeypatch.setattr(callback.time, "sleep", lambda seconds: None)
-    call_id = "CA" + "e" * 32
-    Call.create(id=call_id, video_status="completed")
+    call_id = make_call(video_status="completed").id
     with HttpSink(statuses=(503, 200)) as sink:
         settings_env(VIDEO_STATUS_CALLBACK_URL=sink.url, VIDEO_STATUS_CALLBACK_SECRET=SECRET)
         assert send_status(call_id, get_settings()) is True
@@ -139,20 +138,20 @@ def test_a_callback_secret_shorter_than_32_bytes_is_refused_at_start():
 def test_retries_wait_1_then_2_seconds(pg_db, settings_env, monkeypatch):
     waits = []
     monkeypatch.setattr(callback.time, "sleep", waits.append)
-    Call.create(id="CA" + "f" * 32, video_status="completed")
+    call = make_call(video_status="completed")
     with HttpSink(statuses=(500,)) as sink:
         settings_env(VIDEO_STATUS_CALLBACK_URL=sink.url, VIDEO_STATUS_CALLBACK_SECRET=SECRET)
-        assert send_status("CA" + "f" * 32, get_settings()) is False
+        assert send_status(call.id, get_settings()) is False
     assert waits == [1, 2]
 
 
 def test_429_is_retried_after_the_receivers_retry_after(pg_db, settings_env, monkeypatch):
     waits = []
     monkeypatch.setattr(callback.time, "sleep", waits.append)
-    Call.create(id="CA" + "1" * 32, video_status="completed")
+    call = make_call(video_status="completed")
     with HttpSink(statuses=(429, 429, 200), headers={429: {"Retry-After": "5"}}) as sink:
         settings_env(VIDEO_STATUS_CALLBACK_URL=sink.url, VIDEO_STATUS_CALLBACK_SECRET=SECRET)
-        assert send_status("CA" + "1" * 32, get_settings()) is True
+        assert send_status(call.id, get_settings()) is True
         assert len(sink.wait_for(3)) == 3
     assert waits == [5, 5]
 
@@ -160,8 +159,8 @@ def test_429_is_retried_after_the_receivers_retry_after(pg_db, settings_env, mon
 def test_a_huge_retry_after_is_capped(pg_db, settings_env, monkeypatch):
     waits = []
     monkeypatch.setattr(callback.time, "sleep", waits.append)
-    Call.create(id="CA" + "2" * 32, video_status="completed")
+    call = make_call(video_status="completed")
     with HttpSink(statuses=(429, 200), headers={429: {"Retry-After": "86400"}}) as sink:
         settings_env(VIDEO_STATUS_CALLBACK_URL=sink.url, VIDEO_STATUS_CALLBACK_SECRET=SECRET)
-        assert send_status("CA" + "2" * 32, get_settings()) is True
+        assert send_status(call.id, get_settings()) is True
     assert waits == [callback.MAX_RETRY_AFTER]

@@ -9,7 +9,6 @@ SSL_CERT_FILE, and fal-client runs unpatched.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,11 +16,15 @@ import pytest
 
 from shared import keys
 from shared.contracts import GENERATE_SIDE
+from shared.keys import new_call_id
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
-from tests.support.dramatiq_worker import DramatiqWorker, wait_until
+from shared.speech_jobs import SpeechJob
+from tests.support.calls import make_call
+from tests.support.dramatiq_worker import DramatiqWorker
 from tests.support.fake_fal import FakeFal
 from tests.support.media import color_video
 from tests.support.objects import put
+from tests.support.wait import wait_for
 
 FAL_KEY = "test-key-0123"
 
@@ -44,10 +47,6 @@ def fake_fal(fake_fal_server):
     fake_fal_server.reset()
     yield fake_fal_server
     fake_fal_server.reset()
-
-
-def new_call_id() -> str:
-    return "CA" + uuid.uuid4().hex
 
 
 @dataclass
@@ -82,8 +81,8 @@ class Generation:
         """A call as the audio stage leaves it: per side, its Segment rows and their audio objects (None: silent)."""
         call_id = call_id or new_call_id()
         states = {side: SideState.SILENT if plan is None else SideState.PENDING for side, plan in (("caller", caller), ("callee", callee))}
-        Call.create(
-            id=call_id, stage=Stage.AUDIO, video_status=VideoStatus.PENDING, audio_duration=720.0,
+        make_call(
+            call_id, stage=Stage.AUDIO, video_status=VideoStatus.PENDING, audio_duration=720.0,
             caller_state=states["caller"], callee_state=states["callee"],
         )
         for side, plan in (("caller", caller), ("callee", callee)):
@@ -104,9 +103,10 @@ class Generation:
 
     def composed(self, call_id: str, timeout: float = 90.0) -> Call:
         """Wait until the fan-in has handed the call to the compositor."""
-        wait_until(
+        wait_for(
             lambda: Call.get_by_id(call_id).compose_enqueued_at is not None,
             timeout=timeout,
+            what=f"call {call_id} handed to the compositor",
             describe=lambda: f"{self.describe(call_id)}\n--- worker log ---\n{self.log()}",
         )
         return Call.get_by_id(call_id)
@@ -116,6 +116,9 @@ class Generation:
         rows = [f"call {call_id}: {call.video_status} stage={call.stage} caller={call.caller_state} callee={call.callee_state}"]
         for s in Segment.select().where(Segment.call_id == call_id).order_by(Segment.side, Segment.index):
             rows.append(f"  {s.side}[{s.index}] {s.state} attempts={s.attempts} job={s.fal_request_id} {s.progress!r} {s.error!r}")
+        rows.append(f"  transcript {call.transcript_status} {call.transcript_error!r}")
+        for j in SpeechJob.select().where(SpeechJob.call_id == call_id).order_by(SpeechJob.side, SpeechJob.index):
+            rows.append(f"  stt {j.side}[{j.index}] {j.state} attempts={j.attempts} job={j.fal_request_id} {j.progress!r} {j.error!r}")
         return "\n".join(rows)
 
     def compose_messages(self) -> int:

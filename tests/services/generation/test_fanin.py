@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import threading
-import uuid
 
 import dramatiq
 import pytest
 
-from shared.contracts import GENERATE_SIDE, send
-from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
 from services.generation.fanin import fan_in, settle_side
-from tests.support.dramatiq_worker import wait_until
-
-
-def new_call_id() -> str:
-    return "CA" + uuid.uuid4().hex
+from shared.contracts import GENERATE_SIDE, send
+from shared.keys import new_call_id
+from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
+from tests.support.calls import make_call
+from tests.support.wait import wait_for
 
 
 def compose_messages(broker) -> list[str]:
@@ -25,7 +22,7 @@ def compose_messages(broker) -> list[str]:
 
 def ready_call(call_id: str) -> None:
     """Both sides generating, each with its one segment just finished: the last step before the fan-in."""
-    Call.create(id=call_id, stage=Stage.GENERATION, video_status=VideoStatus.GENERATING,
+    make_call(call_id, stage=Stage.GENERATION, video_status=VideoStatus.GENERATING,
                 caller_state=SideState.GENERATING, callee_state=SideState.GENERATING)
     for side in ("caller", "callee"):
         Segment.create(call_id=call_id, side=side, index=0, start=0, end=10, state=SegmentState.COMPLETED,
@@ -111,7 +108,7 @@ class InProcess:
         test drained without ``task_done`` would make ``broker.join`` wait forever.)
         """
         for _ in range(2):
-            wait_until(lambda: self.broker.queues["generation"].qsize() == 0, timeout=30)
+            wait_for(lambda: self.broker.queues["generation"].qsize() == 0, timeout=30, what="the generation queue to empty")
             self.worker.join()
 
 
@@ -126,7 +123,7 @@ def generation_worker(stub_broker):
 def test_without_a_fal_key_sides_are_local_and_nothing_is_sent(sqlite_db, generation_worker, local_store):
     broker = generation_worker.broker
     call_id = new_call_id()
-    Call.create(id=call_id, stage=Stage.AUDIO, video_status=VideoStatus.PENDING,
+    make_call(call_id, stage=Stage.AUDIO, video_status=VideoStatus.PENDING,
                 caller_state=SideState.PENDING, callee_state=SideState.SILENT)
     # Segments left by an audio stage that had a key: still nothing is submitted.
     Segment.create(call_id=call_id, side="caller", index=0, start=0, end=10, audio_key=f"audio/{call_id}-caller-000.mp3")

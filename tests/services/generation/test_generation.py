@@ -9,8 +9,8 @@ from shared.fal_models import model_for
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 from shared.segments import plan_segments
 from tests.services.generation.conftest import FAL_KEY
-from tests.support.dramatiq_worker import wait_until
 from tests.support.fake_fal import Behaviour
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -206,7 +206,7 @@ def test_a_retried_call_follows_the_job_already_at_fal(generation, monkeypatch):
     fake.script(f"{call_id}-callee-000", [Behaviour(queued_polls=0, running_polls=15)])
     first = generation.worker()
     generation.generate(call_id)
-    wait_until(lambda: segments_of(call_id, "callee")[0].fal_request_id is not None, timeout=30, describe=lambda: generation.describe(call_id))
+    wait_for(lambda: segments_of(call_id, "callee")[0].fal_request_id is not None, timeout=30, what="the callee's fal job", describe=lambda: generation.describe(call_id))
     first.stop()
     generation.broker.flush_all()  # the delayed polls are gone: the call would sit until the sweeper comes
     [job] = fake.accepted()

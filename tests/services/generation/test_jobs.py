@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from services.generation import jobs, stage
 from services.generation.fal import FalError
 from shared import keys
 from shared.errors import TransientError
-from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
+from shared.models import Call, Segment, SegmentState, SideState, Stage, TranscriptStatus, VideoStatus
+from tests.support.calls import make_call
 
 
 class StubQueue:
@@ -29,8 +28,11 @@ class StubQueue:
 @pytest.fixture
 def call_with_segments(sqlite_db, stub_broker, local_store, settings_env):
     settings_env(FAL_KEY="k")
-    call_id = "CA" + uuid.uuid4().hex
-    Call.create(id=call_id, stage=Stage.GENERATION, video_status=VideoStatus.PENDING, callee_state=SideState.SILENT)
+    # A transcript was supplied: these tests are about the video jobs (test_stt.py has the speech-to-text ones).
+    call_id = make_call(
+        stage=Stage.GENERATION, video_status=VideoStatus.PENDING, callee_state=SideState.SILENT,
+        transcript_status=TranscriptStatus.SUPPLIED,
+    ).id
     for index in range(2):
         key = keys.segment_audio_key(call_id, "caller", index)
         path = local_store.path(key)

@@ -57,6 +57,24 @@ def test_configuration_with_a_key_needs_s3_and_a_known_model():
     assert "S3_BUCKET" in problems and "fal-ai/unknown" in problems
 
 
+def test_configuration_with_a_key_needs_a_known_speech_model():
+    check_configuration(load_settings({"STT_MODEL": "fal-ai/nope"}))  # no key: nothing is transcribed
+    with pytest.raises(SettingsError) as caught:
+        check_configuration(load_settings({"FAL_KEY": "k", "STT_MODEL": "fal-ai/nope"}))
+    assert any("STT_MODEL 'fal-ai/nope' is not supported" in p and "fal-ai/wizper" in p for p in caught.value.problems)
+
+
+def test_speech_models_take_the_documented_input():
+    from shared.fal_models import speech_model_for
+
+    for endpoint in ("fal-ai/wizper", "fal-ai/whisper"):
+        assert speech_model_for(endpoint).build_input("https://a/x.mp3", "en") == {
+            "audio_url": "https://a/x.mp3", "task": "transcribe", "language": "en", "chunk_level": "segment",
+        }
+    # An empty STT_LANGUAGE: null, which asks the model to detect the language.
+    assert speech_model_for("fal-ai/wizper").build_input("https://a/x.mp3", "")["language"] is None
+
+
 def test_fal_client_host_is_checked():
     from fal_client import client
 

@@ -5,10 +5,7 @@ real processes on loopback, with PostgreSQL, RabbitMQ, moto's S3 server and the 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -16,12 +13,14 @@ import httpx
 import pytest
 
 from tests.services.ingest.conftest import API_TOKEN, WEBHOOK_PATH
+from tests.support.env import BIN, process_env
+from tests.support.processes import stop_group
 from tests.support.services import free_port
+from tests.support.wait import log_tail, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 
 ROOT = Path(__file__).resolve().parents[3]
-BIN = Path(sys.executable).parent
 
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -31,25 +30,7 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 
 def stop(process: subprocess.Popen) -> None:
     """SIGTERM to the master (it stops its own children); SIGKILL to the whole group if it hangs."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def wait_until(predicate, what: str, process: subprocess.Popen, log: Path, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{what}: process exited with {process.returncode}\n{log.read_text()[-3000:]}")
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}\n{log.read_text()[-3000:]}")
+    stop_group(process)
 
 
 @pytest.fixture
@@ -70,19 +51,19 @@ def deployment_env(pg_db, pg_url, rabbitmq_url, s3_server, s3, fake_twilio, tmp_
 
 def service_env(tmp_path, pg_url: str, rabbitmq_url: str, port: int, **more: str) -> dict[str, str]:
     """The environment of an ingest process of these tests (gunicorn on ``port``), plus ``more``."""
-    return {
-        "PATH": f"{BIN}:/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "CALLREEL_DATA_DIR": str(tmp_path / "data"),
-        "DATABASE_URL": pg_url,
-        "BROKER_URL": rabbitmq_url,
-        "METRICS_PORT": "0",
-        "PUBLIC_BASE_URL": "https://ingest.callreel.example",
-        "CALLREEL_API_TOKEN": API_TOKEN,
-        "PORT": str(port),
-        "GUNICORN_WORKERS": "1",
+    return process_env(
+        inherit=False,
+        HOME=tmp_path,
+        CALLREEL_DATA_DIR=tmp_path / "data",
+        DATABASE_URL=pg_url,
+        BROKER_URL=rabbitmq_url,
+        METRICS_PORT="0",
+        PUBLIC_BASE_URL="https://ingest.callreel.example",
+        CALLREEL_API_TOKEN=API_TOKEN,
+        PORT=port,
+        GUNICORN_WORKERS="1",
         **more,
-    }
+    )
 
 
 @pytest.fixture
@@ -116,7 +97,7 @@ def test_gunicorn_and_the_worker_take_a_signed_webhook_to_a_stored_recording(dep
             except httpx.TransportError:
                 return None
 
-        health = wait_until(healthy, "gunicorn to answer /healthz", web, web_log)
+        health = wait_for(healthy, timeout=60, interval=0.2, what="gunicorn to answer /healthz", process=web, describe=log_tail(web_log))
         assert health.status_code == 200 and health.json() == {"status": "ok", "database": "ok", "broker": "ok"}
 
         post = lambda sig: httpx.post(  # noqa: E731
@@ -139,7 +120,9 @@ def test_gunicorn_and_the_worker_take_a_signed_webhook_to_a_stored_recording(dep
                 answer = httpx.get(f"{base}/calls/{call_id}", headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=10).json()
                 return answer if answer["stage"] != "ingest" else None
 
-            answer = wait_until(handed_on, "the worker to store the recording", worker, worker_log)
+            answer = wait_for(
+                handed_on, timeout=60, interval=0.2, what="the worker to store the recording", process=worker, describe=log_tail(worker_log)
+            )
         finally:
             stop(worker)
     finally:
@@ -153,7 +136,7 @@ def test_gunicorn_and_the_worker_take_a_signed_webhook_to_a_stored_recording(dep
 
 
 def test_gunicorn_refuses_to_start_with_every_missing_setting(tmp_path):
-    env = {"PATH": f"{BIN}:/usr/bin:/bin", "CALLREEL_DATA_DIR": str(tmp_path), "PORT": str(free_port())}
+    env = process_env(inherit=False, CALLREEL_DATA_DIR=tmp_path, PORT=free_port())
     result = subprocess.run(
         [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )

@@ -2,28 +2,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from shared.ffmpeg import children
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def _wait_dead(pid: int, seconds: float = 10) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
+from tests.support.processes import alive, wait_gone
+from tests.support.wait import wait_for
 
 
 def test_kill_group_reaches_grandchildren():
@@ -31,7 +15,7 @@ def test_kill_group_reaches_grandchildren():
     grandchild = int(proc.stdout.readline())
     children.kill_group(proc, grace=0.5)
     assert proc.returncode is not None
-    assert _wait_dead(grandchild)
+    wait_gone(grandchild, timeout=10, interval=0.05)
 
 
 @pytest.mark.skipif(not children.orphan_guard(), reason="setpriv (util-linux) is not installed")
@@ -48,10 +32,8 @@ def test_child_dies_with_a_killed_worker():
     child = int(worker.stdout.readline())
     # setpriv arms the death signal, then execs the program (the pid printed is
     # the sleep itself): wait for the exec, so the signal is armed before the kill.
-    deadline = time.monotonic() + 10
-    while open(f"/proc/{child}/comm").read().strip() != "sleep" and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert _alive(child)
+    wait_for(lambda: open(f"/proc/{child}/comm").read().strip() == "sleep", timeout=10, interval=0.01, what="setpriv to exec sleep")
+    assert alive(child)
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
-    assert _wait_dead(child)
+    wait_gone(child, timeout=10, interval=0.05)

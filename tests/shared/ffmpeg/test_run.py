@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from shared.ffmpeg import FFmpegError, FFmpegFailed, FFmpegTimeout, Progress, run, summarise
+from tests.support.wait import wait_for
 
 
 def _alive_with(marker: str) -> list[int]:
@@ -92,10 +93,7 @@ def test_a_timeout_kills_ffmpeg_and_everything_it_started(tmp_path):
     with pytest.raises(FFmpegTimeout, match="timed out after 1 s"):
         run([str(wrapper), "-re", "-f", "lavfi", "-i", "testsrc=r=25", "-c:v", "rawvideo", "-y", marker], timeout=1, what="endless")
     assert time.monotonic() - started < 30
-    deadline = time.monotonic() + 5
-    while _alive_with(marker) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _alive_with(marker) == []
+    wait_for(lambda: _alive_with(marker) == [], timeout=5, what="FFmpeg and its wrapper to be gone", describe=lambda: str(_alive_with(marker)))
 
 
 def test_summarise_keeps_the_last_distinct_lines():
@@ -122,7 +120,5 @@ def test_ffmpeg_does_not_outlive_a_worker_that_dies(tmp_path):
     worker = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[3], timeout=60)
     assert worker.returncode == 9
     assert Path(marker).exists()  # FFmpeg was running…
-    deadline = time.monotonic() + 5
-    while _alive_with(marker) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _alive_with(marker) == []  # …and went with the worker
+    # …and went with the worker
+    wait_for(lambda: _alive_with(marker) == [], timeout=5, what="FFmpeg to go with the worker", describe=lambda: str(_alive_with(marker)))

@@ -10,8 +10,9 @@ import pytest
 from services.ingest.app import create_app
 from services.ingest.health import HealthResource
 from shared import keys
-from shared.models import Call, SideState, Stage, VideoStatus
+from shared.models import SideState, Stage, VideoStatus
 from tests.services.ingest.conftest import API_TOKEN
+from tests.support.calls import make_call
 from tests.support.fake_twilio import call_sid
 from tests.support.objects import put
 from tests.support.services import free_port
@@ -34,9 +35,8 @@ def test_a_finished_call_with_its_timings_and_presigned_videos(api, s3):
     put(s3, keys.video_key(call), b"final video", "video/mp4")
     put(s3, keys.segment_video_key(call, "caller", 0), b"caller video", "video/mp4")
     t0 = dt.datetime(2026, 11, 26, 3, 0, 0)
-    Call.create(
-        id=call,
-        recording_sid="RE" + "1" * 32,
+    make_call(
+        call, recording_sid="RE" + "1" * 32,
         recording_duration=61,
         recording_channels=2,
         video_status=VideoStatus.PARTIAL,
@@ -81,7 +81,7 @@ def test_a_finished_call_with_its_timings_and_presigned_videos(api, s3):
 
 def test_a_new_call_has_no_video_yet(api):
     call = call_sid()
-    Call.create(id=call, video_status=VideoStatus.PENDING, stage=Stage.INGEST)
+    make_call(call, video_status=VideoStatus.PENDING, stage=Stage.INGEST)
     body = api.simulate_get(f"/calls/{call}", headers=AUTH).json
     assert body["status"] == "pending" and body["video_url"] is None
     assert body["sides"]["caller"] == {"state": "pending", "error": None, "duration": None, "video_url": None}
@@ -89,7 +89,7 @@ def test_a_new_call_has_no_video_yet(api):
 
 def test_only_this_calls_videos_are_ever_presigned(api, s3):
     call, other = call_sid(), call_sid()
-    Call.create(id=call, video_url=s3.object_url(keys.video_key(other)), caller_video_url="https://elsewhere.example/x.mp4")
+    make_call(call, video_url=s3.object_url(keys.video_key(other)), caller_video_url="https://elsewhere.example/x.mp4")
     body = api.simulate_get(f"/calls/{call}", headers=AUTH).json
     assert body["video_url"] is None and body["sides"]["caller"]["video_url"] is None
 
@@ -101,7 +101,7 @@ def test_only_this_calls_videos_are_ever_presigned(api, s3):
 )
 def test_the_api_needs_the_bearer_token(api, headers):
     call = call_sid()
-    Call.create(id=call)
+    make_call(call)
     response = api.simulate_get(f"/calls/{call}", headers=headers)
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
@@ -112,7 +112,7 @@ def test_without_a_configured_token_the_api_is_off(pg_db, stub_broker, ingest_en
     ingest_env(CALLREEL_API_TOKEN="")
     client = falcon.testing.TestClient(create_app())
     call = call_sid()
-    Call.create(id=call)
+    make_call(call)
     assert client.simulate_get(f"/calls/{call}", headers={"Authorization": "Bearer "}).status_code == 403
 
 

@@ -8,15 +8,12 @@ import pytest
 from services.ingest.app import create_app
 from services.ingest.web.listing import decode_cursor, encode_cursor
 from shared.calls import ListPosition
-from shared.models import Call, Stage, VideoStatus
+from shared.models import Stage, VideoStatus
 from tests.services.ingest.conftest import API_TOKEN
+from tests.support.calls import make_call, sid
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 T0 = dt.datetime(2026, 11, 26, 3, 0, 0)
-
-
-def sid(n: int, prefix: str = "CA") -> str:
-    return f"{prefix}{n:032x}"
 
 
 @pytest.fixture
@@ -29,12 +26,12 @@ def get(api, query: str = "", headers=AUTH):
 
 
 def test_rows_carry_status_stage_duration_age_and_processing_time(api):
-    Call.create(
-        id=sid(1), recording_sid=sid(1, "RE"), video_status=VideoStatus.COMPLETED, stage=Stage.DONE,
+    make_call(
+        sid(1), recording_sid=sid(1, "RE"), video_status=VideoStatus.COMPLETED, stage=Stage.DONE,
         recording_duration=61, audio_duration=60.52, created_at=T0,
         video_processing_started_at=T0, video_processing_completed_at=T0 + dt.timedelta(seconds=95), video_processing_duration=95,
     )
-    Call.create(id=sid(2), video_status=VideoStatus.FAILED, stage=Stage.DONE, recording_duration=30,
+    make_call(sid(2), video_status=VideoStatus.FAILED, stage=Stage.DONE, recording_duration=30,
                 video_error_message="recording is mono", created_at=T0 + dt.timedelta(minutes=1))
 
     response = get(api)
@@ -51,7 +48,7 @@ def test_rows_carry_status_stage_duration_age_and_processing_time(api):
 def test_pages_follow_the_cursor_to_the_end_without_gaps_or_repeats(api):
     # Five calls in the same second, so only the id orders them.
     for n in range(1, 8):
-        Call.create(id=sid(n), created_at=T0 + dt.timedelta(seconds=min(n, 3)))
+        make_call(sid(n), created_at=T0 + dt.timedelta(seconds=min(n, 3)))
     seen, query = [], "limit=3"
     while True:
         body = get(api, query).json
@@ -64,7 +61,7 @@ def test_pages_follow_the_cursor_to_the_end_without_gaps_or_repeats(api):
 
 def test_filters_combine_with_pages_and_search(api):
     for n in range(1, 6):
-        Call.create(id=sid(0xA0 + n), recording_sid=sid(0xB0 + n, "RE"), created_at=T0 + dt.timedelta(seconds=n),
+        make_call(sid(0xA0 + n), recording_sid=sid(0xB0 + n, "RE"), created_at=T0 + dt.timedelta(seconds=n),
                     video_status=VideoStatus.FAILED if n % 2 else VideoStatus.PENDING, stage=Stage.DONE if n % 2 else Stage.AUDIO)
     first = get(api, "status=failed&limit=2").json
     assert [r["id"] for r in first["calls"]] == [sid(0xA5), sid(0xA3)]
@@ -99,7 +96,7 @@ def test_filters_combine_with_pages_and_search(api):
     ],
 )
 def test_bad_input_is_a_400_that_says_what_is_wrong(api, query, says):
-    Call.create(id=sid(1), created_at=T0)
+    make_call(sid(1), created_at=T0)
     response = get(api, query)
     assert response.status_code == 400, response.text
     assert response.json["title"] == "Invalid query"
@@ -124,7 +121,7 @@ def test_a_forged_cursor_is_refused_and_a_real_one_round_trips():
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}], ids=["none", "wrong"])
 def test_the_list_needs_the_bearer_token(api, headers):
-    Call.create(id=sid(1))
+    make_call(sid(1))
     response = get(api, headers=headers)
     assert response.status_code == 401 and "calls" not in response.json
 

@@ -12,6 +12,7 @@ from services.ingest.app import create_app
 from shared import keys
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 from tests.services.ingest.conftest import API_TOKEN
+from tests.support.calls import make_call
 from tests.support.objects import put
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -34,7 +35,7 @@ def sent(broker, queue):
 
 
 def test_a_failed_download_is_retried_from_ingest(api, stub_broker):
-    Call.create(id=CALL, video_status=VideoStatus.FAILED, stage=Stage.DONE, video_error_message="Twilio said 500")
+    make_call(CALL, video_status=VideoStatus.FAILED, stage=Stage.DONE, video_error_message="Twilio said 500")
     response = api.simulate_post(f"/calls/{CALL}/retry", headers=AUTH)
     assert response.status_code == 202
     assert response.json == {"id": CALL, "retried_from": "ingest", "status": "pending", "stage": "ingest"}
@@ -45,8 +46,8 @@ def test_a_failed_download_is_retried_from_ingest(api, stub_broker):
 
 def test_a_partial_call_regenerates_its_failed_side(api, stub_broker):
     now = utcnow()
-    Call.create(
-        id=CALL, video_status=VideoStatus.PARTIAL, stage=Stage.DONE, ingest_finished_at=now, audio_finished_at=now,
+    make_call(
+        CALL, video_status=VideoStatus.PARTIAL, stage=Stage.DONE, ingest_finished_at=now, audio_finished_at=now,
         compositor_finished_at=now, caller_state=SideState.GENERATED, callee_state=SideState.FAILED,
     )
     Segment.create(call_id=CALL, side="callee", index=0, start=0, end=3, state=SegmentState.FAILED, attempts=3)
@@ -57,7 +58,7 @@ def test_a_partial_call_regenerates_its_failed_side(api, stub_broker):
 
 @pytest.mark.parametrize("status", [VideoStatus.COMPLETED, VideoStatus.GENERATING, VideoStatus.PENDING])
 def test_calls_that_are_not_failed_or_partial_are_a_409(api, stub_broker, status):
-    Call.create(id=CALL, video_status=status)
+    make_call(CALL, video_status=status)
     response = api.simulate_post(f"/calls/{CALL}/retry", headers=AUTH)
     assert response.status_code == 409
     assert "only failed or partial calls are retried" in response.json["description"]
@@ -67,14 +68,14 @@ def test_calls_that_are_not_failed_or_partial_are_a_409(api, stub_broker, status
 def test_unknown_malformed_and_unauthenticated_retries(api, stub_broker):
     assert api.simulate_post(f"/calls/{'CA' + '0' * 32}/retry", headers=AUTH).status_code == 404
     assert api.simulate_post("/calls/CA-nope/retry", headers=AUTH).status_code == 400
-    Call.create(id=CALL, video_status=VideoStatus.FAILED)
+    make_call(CALL, video_status=VideoStatus.FAILED)
     assert api.simulate_post(f"/calls/{CALL}/retry").status_code == 401
     assert api.simulate_get(f"/calls/{CALL}/retry", headers=AUTH).status_code == 405
     assert Call.get_by_id(CALL).video_status == VideoStatus.FAILED and sent(stub_broker, "ingest") == []
 
 
 def test_a_broker_that_is_down_is_a_503(api, stub_broker, monkeypatch):
-    Call.create(id=CALL, video_status=VideoStatus.FAILED, stage=Stage.DONE)
+    make_call(CALL, video_status=VideoStatus.FAILED, stage=Stage.DONE)
 
     def refuse(*args, **kwargs):
         raise dramatiq.errors.ConnectionClosed(OSError("connection refused"))
@@ -87,7 +88,7 @@ def test_a_broker_that_is_down_is_a_503(api, stub_broker, monkeypatch):
 def test_the_call_view_lists_segments_with_request_ids_attempts_and_videos(pg_db, stub_broker, ingest_env, s3):
     api = falcon.testing.TestClient(create_app())
     t0 = dt.datetime(2026, 11, 26, 3, 0, 0)
-    Call.create(id=CALL, video_status=VideoStatus.GENERATING, stage=Stage.GENERATION, generation_started_at=t0)
+    make_call(CALL, video_status=VideoStatus.GENERATING, stage=Stage.GENERATION, generation_started_at=t0)
     key = keys.segment_video_key(CALL, "caller", 0)
     put(s3, key, b"segment zero", "video/mp4")
     Segment.create(call_id=CALL, side="caller", index=0, start=0, end=12.5, state=SegmentState.COMPLETED,

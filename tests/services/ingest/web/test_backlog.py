@@ -1,15 +1,15 @@
 """The backlog per stage: RabbitMQ's real management API on a private vhost, and the database when it is not there."""
 
-import time
-
 import pika
 import pytest
 from dramatiq import Message
 
 from services.ingest.web.backlog import BacklogReader, _management_endpoint, vhost_of
-from shared.models import Call, Stage, VideoStatus
+from shared.models import Stage, VideoStatus
 from shared.settings import load_settings
+from tests.support.calls import make_call, sid
 from tests.support.services import free_port
+from tests.support.wait import wait_for
 
 MANAGEMENT = "http://guest:guest@127.0.0.1:15672"
 
@@ -33,7 +33,7 @@ def test_without_the_management_api_the_database_counts_calls_per_stage(sqlite_d
         (Stage.INGEST, VideoStatus.PENDING), (Stage.GENERATION, VideoStatus.GENERATING),
         (Stage.GENERATION, VideoStatus.GENERATING), (Stage.DONE, VideoStatus.FAILED),
     ]):
-        Call.create(id=f"CA{n:032x}", stage=stage, video_status=status)
+        make_call(sid(n), stage=stage, video_status=status)
     backlog = BacklogReader(settings()).read()
     assert backlog.source == "database" and backlog.error is None
     assert [(s.stage, s.calls, s.ready) for s in backlog.stages] == [
@@ -50,7 +50,7 @@ def test_without_the_management_api_the_database_counts_calls_per_stage(sqlite_d
     ids=["bad-password", "nothing-listening"],
 )
 def test_a_management_api_that_does_not_answer_falls_back_to_the_database(sqlite_db, url, reason):
-    Call.create(id="CA" + "1" * 32, stage=Stage.AUDIO, video_status=VideoStatus.PENDING)
+    make_call("CA" + "1" * 32, stage=Stage.AUDIO, video_status=VideoStatus.PENDING)
     backlog = BacklogReader(settings(RABBITMQ_MANAGEMENT_URL=url)).read()
     assert backlog.source == "database" and backlog.stages[1].calls == 1
     assert backlog.error == f"RabbitMQ management API unavailable ({reason})"
@@ -63,7 +63,7 @@ def test_the_backlog_as_json_behind_the_token(pg_db, stub_broker, ingest_env):
     from services.ingest.app import create_app
     from tests.services.ingest.conftest import API_TOKEN
 
-    Call.create(id="CA" + "3" * 32, stage=Stage.COMPOSITOR, video_status=VideoStatus.GENERATING)
+    make_call("CA" + "3" * 32, stage=Stage.COMPOSITOR, video_status=VideoStatus.GENERATING)
     client = falcon.testing.TestClient(create_app())
     assert client.simulate_get("/backlog").status_code == 401
     body = client.simulate_get("/backlog", headers={"Authorization": f"Bearer {API_TOKEN}"}).json
@@ -94,20 +94,22 @@ def test_queue_numbers_come_from_rabbitmqs_management_api(sqlite_db, own_rabbitm
         method, _, _ = channel.basic_get("compositor", auto_ack=False)
         channel.basic_nack(method.delivery_tag, requeue=False)  # rejected for good: to the dead-letter queue
         assert channel.basic_get("ingest", auto_ack=False)[0] is not None  # taken, not yet acked: in progress
-        Call.create(id="CA" + "2" * 32, stage=Stage.AUDIO, video_status=VideoStatus.PENDING)
+        make_call("CA" + "2" * 32, stage=Stage.AUDIO, video_status=VideoStatus.PENDING)
 
         reader = BacklogReader(settings(RABBITMQ_MANAGEMENT_URL=MANAGEMENT, BROKER_URL=own_rabbitmq_url))
         wanted = {"ingest": (0, 1, 0, 0, 0), "audio": (3, 0, 0, 0, 1), "generation": (0, 0, 2, 0, 0), "compositor": (0, 0, 0, 1, 0)}
-        deadline = time.monotonic() + 60  # the management API refreshes its numbers every few seconds
-        while True:
+        seen: dict = {}
+
+        def counted():
             reader._cached = None
             backlog = reader.read()
-            seen = {s.stage: (s.ready, s.in_progress, s.delayed, s.dead, s.calls) for s in backlog.stages}
-            if seen == wanted or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+            seen.clear()
+            seen.update({s.stage: (s.ready, s.in_progress, s.delayed, s.dead, s.calls) for s in backlog.stages})
+            return backlog if seen == wanted else None
+
+        # The management API refreshes its numbers every few seconds.
+        backlog = wait_for(counted, timeout=60, interval=1, what=f"the backlog {wanted}", describe=lambda: f"seen {seen}")
         assert backlog.source == "rabbitmq" and backlog.error is None
-        assert seen == wanted
         assert all(s.consumers == 0 for s in backlog.stages)  # no worker is running: the page shows it
     finally:
         connection.close()

@@ -13,15 +13,12 @@ from callreel.cli import main
 from services.ingest.app import create_app
 from services.ingest.web.fragments import duration_text
 from shared import keys
-from shared.models import Call, Segment, SideState, Stage, VideoStatus
+from shared.models import Segment, SideState, Stage, VideoStatus
 from tests.services.ingest.conftest import API_TOKEN
+from tests.support.calls import make_call, sid
 
 T0 = dt.datetime(2026, 11, 26, 3, 0, 0)
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-def sid(n: int, prefix: str = "CA") -> str:
-    return f"{prefix}{n:032x}"
 
 
 @pytest.fixture
@@ -35,8 +32,8 @@ def web(pg_db, stub_broker, ingest_env, s3):
 def timed_call(s3) -> str:
     """A completed call whose recorded processing time (75 s) is not its timestamps' (80 s), decoded as 0 s long."""
     call = sid(1)
-    Call.create(
-        id=call, video_status=VideoStatus.COMPLETED, stage=Stage.DONE, created_at=T0,
+    make_call(
+        call, video_status=VideoStatus.COMPLETED, stage=Stage.DONE, created_at=T0,
         recording_sid=sid(1, "RE"), recording_duration=61, recording_channels=2, audio_duration=0.0,
         video_url=s3.object_url(keys.video_key(call)), caller_video_url=s3.object_url(keys.side_video_key(call, "caller")),
         caller_state=SideState.GENERATED, callee_state=SideState.GENERATED, caller_duration=30.5, callee_duration=29.0,
@@ -53,8 +50,8 @@ def timed_call(s3) -> str:
 def untimed_call() -> str:
     """A failed call the pipeline did not time: the host's row has start and end, no duration."""
     call = sid(2)
-    Call.create(
-        id=call, video_status=VideoStatus.FAILED, stage=Stage.AUDIO, created_at=T0, recording_duration=42,
+    make_call(
+        call, video_status=VideoStatus.FAILED, stage=Stage.AUDIO, created_at=T0, recording_duration=42,
         video_error_message="audio: no speech", audio_started_at=T0 + dt.timedelta(seconds=2),
         video_processing_started_at=T0, video_processing_completed_at=T0 + dt.timedelta(seconds=30),
     )

@@ -7,8 +7,9 @@ import pytest
 
 from services.ingest.app import create_app
 from shared import keys
-from shared.models import Call, VideoStatus
+from shared.models import VideoStatus
 from tests.services.ingest.conftest import API_TOKEN
+from tests.support.calls import make_call
 from tests.support.objects import put
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -81,7 +82,7 @@ def test_the_session_cookie_or_the_token_and_nothing_else(media):
 
 
 def test_the_status_api_and_the_page_point_at_the_media_route(media, local_store):
-    Call.create(id=CALL, video_status=VideoStatus.COMPLETED, video_url=local_store.object_url(keys.video_key(CALL)))
+    make_call(CALL, video_status=VideoStatus.COMPLETED, video_url=local_store.object_url(keys.video_key(CALL)))
     assert media.simulate_get(f"/calls/{CALL}", headers=AUTH).json["video_url"] == f"/media/videos/{CALL}.mp4"
 
 
@@ -95,8 +96,8 @@ def test_a_local_stores_transcript_and_captions_are_linked_and_served(media, loc
     """With a local store, the status API links the call's transcript and captions to this route too."""
     put(local_store, keys.transcript_key(CALL), b'{"turns": []}\n')
     put(local_store, keys.captions_key(CALL), b"WEBVTT\n")
-    Call.create(
-        id=CALL, video_status=VideoStatus.COMPLETED, transcript_status="supplied",
+    make_call(
+        CALL, video_status=VideoStatus.COMPLETED, transcript_status="supplied",
         transcript_url=local_store.object_url(keys.transcript_key(CALL)), captions_url=local_store.object_url(keys.captions_key(CALL)),
     )
     view = media.simulate_get(f"/calls/{CALL}", headers=AUTH).json
@@ -107,3 +108,14 @@ def test_a_local_stores_transcript_and_captions_are_linked_and_served(media, loc
     for key in (f"transcripts/{CALL}.vtt", f"captions/{CALL}.json", f"transcripts/{CALL}.json.bak"):
         assert get(media, key).status_code == 404, key
     assert get(media, keys.captions_key(CALL), headers={}).status_code == 401
+
+
+def test_a_calls_poster_is_served_as_an_image(media, local_store):
+    put(local_store, keys.poster_key(CALL), b"\xff\xd8poster")
+    put(local_store, f"videos/{CALL}.jpeg", b"not a key shared.keys makes")
+    make_call(id=CALL, video_status=VideoStatus.COMPLETED, poster_url=local_store.object_url(keys.poster_key(CALL)))
+    poster = get(media, keys.poster_key(CALL))
+    assert poster.content == b"\xff\xd8poster" and poster.headers["content-type"] == "image/jpeg"
+    assert get(media, f"videos/{CALL}.jpeg").status_code == 404
+    assert get(media, keys.poster_key(CALL), headers={}).status_code == 401
+    assert media.simulate_get(f"/calls/{CALL}", headers=AUTH).json["poster_url"] == f"/media/videos/{CALL}.jpg"

@@ -21,11 +21,13 @@ import pytest
 from shared import keys
 from shared.models import Call, Segment, SegmentState, SideState, Stage, TranscriptStatus, VideoStatus, utcnow
 from tests.services.ingest.conftest import API_TOKEN
-from tests.services.ingest.test_processes import service_env, start, stop, wait_until
+from tests.services.ingest.test_processes import service_env, start, stop
+from tests.support.calls import make_call
 from tests.support.fake_twilio import account_sid, call_sid, recording_sid
 from tests.support.media import color_video
 from tests.support.objects import put
 from tests.support.services import free_port
+from tests.support.wait import log_tail, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.rabbitmq_management]
 
@@ -68,16 +70,16 @@ def seed_calls(s3, workdir: Path) -> dict[str, str]:
         recording_sid=recording_sid(), account_sid=account_sid(), recording_channels=2, created_at=ago(start + 1),
         video_processing_started_at=ago(start), recording_duration=n,
     )
-    Call.create(id=ids["arrived"], video_status=VideoStatus.PENDING, stage=Stage.INGEST, **common(31, 4))
-    Call.create(id=ids["audio"], video_status=VideoStatus.PENDING, stage=Stage.AUDIO, **common(45, 20),
+    make_call(ids["arrived"], video_status=VideoStatus.PENDING, stage=Stage.INGEST, **common(31, 4))
+    make_call(ids["audio"], video_status=VideoStatus.PENDING, stage=Stage.AUDIO, **common(45, 20),
                 **stages(20, "ingest", running="audio"))
-    Call.create(id=ids["generating"], video_status=VideoStatus.GENERATING, stage=Stage.GENERATION, **common(62, 90),
+    make_call(ids["generating"], video_status=VideoStatus.GENERATING, stage=Stage.GENERATION, **common(62, 90),
                 **stages(90, "ingest", "audio", running="generation"), caller_state=SideState.GENERATING, callee_state=SideState.SILENT)
     Segment.create(call_id=ids["generating"], side="caller", index=0, start=0, end=29.5, state=SegmentState.COMPLETED,
                    fal_request_id="0f1e2d3c-caller-000", attempts=1, submitted_at=ago(80), finished_at=ago(20))
     Segment.create(call_id=ids["generating"], side="caller", index=1, start=29.5, end=61.9, state=SegmentState.SUBMITTED,
                    fal_request_id="4b5a6978-caller-001", attempts=2, submitted_at=ago(60), progress="IN_PROGRESS: generating frames")
-    Call.create(id=ids["composing"], video_status=VideoStatus.GENERATING, stage=Stage.COMPOSITOR, **common(18, 300),
+    make_call(ids["composing"], video_status=VideoStatus.GENERATING, stage=Stage.COMPOSITOR, **common(18, 300),
                 **stages(300, "ingest", "audio", "generation", running="compositor"), caller_state=SideState.LOCAL, callee_state=SideState.LOCAL)
 
     for name, status in (("completed", VideoStatus.COMPLETED), ("partial", VideoStatus.PARTIAL)):
@@ -90,8 +92,8 @@ def seed_calls(s3, workdir: Path) -> dict[str, str]:
             side.update(callee_video_url=s3.object_url(keys.segment_video_key(call, "callee", 0)), callee_state=SideState.GENERATED)
         else:
             side.update(callee_state=SideState.FAILED, callee_error="fal job failed 3 times: 500 from the model")
-        Call.create(
-            id=call, video_status=status, stage=Stage.DONE, **common(3, began), **stages(began, "ingest", "audio", "generation", "compositor"),
+        make_call(
+            call, video_status=status, stage=Stage.DONE, **common(3, began), **stages(began, "ingest", "audio", "generation", "compositor"),
             audio_duration=3.0, video_url=s3.object_url(keys.video_key(call)),
             video_processing_completed_at=ago(began - 53), video_processing_duration=53,
             video_error_message=None if status == VideoStatus.COMPLETED else "callee: fal job failed 3 times: 500 from the model",
@@ -107,10 +109,10 @@ def seed_calls(s3, workdir: Path) -> dict[str, str]:
                        fal_request_id=f"1a2b3c4d-{name}-callee", attempts=1 if status == VideoStatus.COMPLETED else 3,
                        error=None if status == VideoStatus.COMPLETED else "500 from the model",
                        submitted_at=ago(began - 5), finished_at=ago(began - 37))
-    Call.create(id=ids["failed"], video_status=VideoStatus.FAILED, stage=Stage.DONE, **common(25, 7200), ingest_started_at=ago(7200),
+    make_call(ids["failed"], video_status=VideoStatus.FAILED, stage=Stage.DONE, **common(25, 7200), ingest_started_at=ago(7200),
                 ingest_attempts=4, video_error_message="Twilio answered 404 for the recording for 120 s",
                 video_processing_completed_at=ago(7080), video_processing_duration=120)
-    Call.create(id=ids["mono"], video_status=VideoStatus.FAILED, stage=Stage.DONE, **common(9, 9000), **stages(9000, "ingest", running="audio"),
+    make_call(ids["mono"], video_status=VideoStatus.FAILED, stage=Stage.DONE, **common(9, 9000), **stages(9000, "ingest", running="audio"),
                 video_error_message="recording is mono: enable dual-channel recording in Twilio",
                 video_processing_completed_at=ago(8995), video_processing_duration=5)
     return ids
@@ -140,7 +142,7 @@ def served(pg_db, pg_url, rabbitmq_url, s3_server, s3, tmp_path):
             return False
 
     try:
-        wait_until(healthy, "gunicorn to answer /healthz", web, log)
+        wait_for(healthy, timeout=60, interval=0.2, what="gunicorn to answer /healthz", process=web, describe=log_tail(log))
         yield base, ids
     finally:
         stop(web)

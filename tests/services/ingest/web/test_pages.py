@@ -14,14 +14,11 @@ from services.ingest.web.session import SessionSigner
 from shared import keys
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 from tests.services.ingest.conftest import API_TOKEN
+from tests.support.calls import make_call, sid
 from tests.support.objects import put
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 T0 = dt.datetime(2026, 11, 26, 3, 0, 0)
-
-
-def sid(n: int, prefix: str = "CA") -> str:
-    return f"{prefix}{n:032x}"
 
 
 @pytest.fixture
@@ -42,7 +39,7 @@ def csrf_of(html: str) -> str:
 
 def test_pages_send_a_person_to_the_login_form_and_back(web):
     call = sid(1)
-    Call.create(id=call)
+    make_call(call)
     page = web.simulate_get(f"/ops/calls/{call}", query_string="x=1")
     assert page.status_code == 303
     location = urlsplit(page.headers["location"])
@@ -90,11 +87,11 @@ def test_without_an_api_token_the_page_is_off(pg_db, stub_broker, ingest_env):
 
 def test_the_list_shows_each_call_with_its_numbers_filters_and_pages(web):
     now = utcnow()
-    Call.create(id=sid(1), recording_sid=sid(1, "RE"), video_status=VideoStatus.COMPLETED, stage=Stage.DONE, audio_duration=75.4,
+    make_call(sid(1), recording_sid=sid(1, "RE"), video_status=VideoStatus.COMPLETED, stage=Stage.DONE, audio_duration=75.4,
                 created_at=now - dt.timedelta(hours=3), video_processing_duration=125, video_processing_started_at=now - dt.timedelta(hours=3))
-    Call.create(id=sid(2), video_status=VideoStatus.FAILED, stage=Stage.DONE, recording_duration=12,
+    make_call(sid(2), video_status=VideoStatus.FAILED, stage=Stage.DONE, recording_duration=12,
                 video_error_message='<img src=x onerror="alert(1)">', created_at=now - dt.timedelta(minutes=5))
-    Call.create(id=sid(3), video_status=VideoStatus.GENERATING, stage=Stage.GENERATION, created_at=now - dt.timedelta(seconds=30),
+    make_call(sid(3), video_status=VideoStatus.GENERATING, stage=Stage.GENERATION, created_at=now - dt.timedelta(seconds=30),
                 video_processing_started_at=now - dt.timedelta(seconds=20))
     cookie = login(web)
 
@@ -136,8 +133,8 @@ def _finished_call(s3, status=VideoStatus.PARTIAL) -> str:
     call = sid(0xC0FFEE)
     put(s3, keys.video_key(call), b"final", "video/mp4")
     put(s3, keys.segment_video_key(call, "caller", 0), b"caller", "video/mp4")
-    Call.create(
-        id=call, recording_sid=sid(9, "RE"), video_status=status, stage=Stage.DONE, created_at=T0,
+    make_call(
+        call, recording_sid=sid(9, "RE"), video_status=status, stage=Stage.DONE, created_at=T0,
         video_url=s3.object_url(keys.video_key(call)), caller_video_url=s3.object_url(keys.segment_video_key(call, "caller", 0)),
         caller_state=SideState.GENERATED, callee_state=SideState.FAILED, callee_error="fal job failed 3 times",
         video_error_message="callee: fal job failed 3 times", audio_duration=14.0, recording_channels=2,
@@ -181,6 +178,22 @@ def test_the_call_page_shows_videos_timeline_error_and_segments(web, s3):
     assert page.headers["x-frame-options"] == "DENY"
 
 
+def test_the_final_video_shows_its_poster_on_the_page_and_in_the_api(web, s3):
+    call = _finished_call(s3)
+    put(s3, keys.poster_key(call), b"\xff\xd8poster", "image/jpeg")
+    Call.update(poster_url=s3.object_url(keys.poster_key(call))).where(Call.id == call).execute()
+    page = web.simulate_get(f"/ops/calls/{call}", headers=login(web))
+    poster = re.search(r'<video id="final-video" [^>]*src="[^"]+" poster="([^"]+)">', page.text).group(1)
+    assert f"/videos/{call}.jpg" in poster and "X-Amz-Signature" in poster
+    assert f"img-src 'self' {s3.endpoint_url};" in page.headers["content-security-policy"]
+    assert 'id="caller-video" controls preload="metadata" playsinline src="' in page.text  # side videos: no poster
+    api = web.simulate_get(f"/calls/{call}", headers={"Authorization": f"Bearer {API_TOKEN}"}).json
+    assert f"/videos/{call}.jpg" in api["poster_url"] and "X-Amz-Signature" in api["poster_url"]
+    # Only the call's own poster key is ever signed, whatever the column holds.
+    Call.update(poster_url=s3.object_url(keys.poster_key(sid(1)))).where(Call.id == call).execute()
+    assert web.simulate_get(f"/calls/{call}", headers={"Authorization": f"Bearer {API_TOKEN}"}).json["poster_url"] is None
+
+
 @pytest.mark.parametrize("status", [VideoStatus.COMPLETED, VideoStatus.GENERATING])
 def test_no_retry_button_unless_failed_or_partial(web, s3, status):
     call = _finished_call(s3, status)
@@ -198,7 +211,7 @@ def test_unknown_and_malformed_calls_are_html_error_pages(web):
 
 def test_retry_needs_the_sessions_csrf_token(web, stub_broker):
     call = sid(0xFA11)
-    Call.create(id=call, video_status=VideoStatus.FAILED, stage=Stage.DONE, video_error_message="Twilio said 500")
+    make_call(call, video_status=VideoStatus.FAILED, stage=Stage.DONE, video_error_message="Twilio said 500")
     mine, theirs = login(web), login(web)
     token = csrf_of(web.simulate_get(f"/ops/calls/{call}", headers=mine).text)
     other_token = csrf_of(web.simulate_get(f"/ops/calls/{call}", headers=theirs).text)

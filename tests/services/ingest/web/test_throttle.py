@@ -17,6 +17,7 @@ from services.ingest.web.throttle import FailureThrottle
 from shared.settings import SettingsError, load_settings
 from shared.throttle_store import AuthFailure
 from tests.services.ingest.conftest import API_TOKEN
+from tests.support.env import process_env
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 ATTACKER, OPERATOR = "203.0.113.9", "198.51.100.7"
@@ -190,7 +191,7 @@ def test_a_token_shorter_than_32_characters_is_refused_at_start(name):
 
 
 def test_the_service_refuses_to_start_with_a_short_token_in_one_clear_line(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "CALLREEL_API_TOKEN": "short", "CALLREEL_DATA_DIR": str(tmp_path)}
+    env = process_env(CALLREEL_API_TOKEN="short")
     script = "from shared.settings import get_settings; get_settings()"
     # What deploy/gunicorn.conf.py and the CLI print: the SettingsError's text.
     done = subprocess.run(
