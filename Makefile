@@ -27,6 +27,7 @@ $(VENV)/.system-runtime:
 	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || bash scripts/install-system-deps.sh ffmpeg
 	@# The compositor's labels (LABEL_FONT); without a font videos still render, unlabelled.
 	@test -e /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf || bash scripts/install-system-deps.sh fonts-dejavu-core || echo "fonts-dejavu-core not installed: videos will have no labels"
+	@test -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || bash scripts/install-system-deps.sh fonts-wqy-microhei || echo "fonts-wqy-microhei not installed: names in Chinese, Japanese or Korean show the deployment's label"
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -qq --upgrade pip
 	@touch $@

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from shared.keys import InvalidCallId
-from shared.settings import VIDEO_LAYOUTS, SettingsError, get_settings, reload_settings
+from shared.settings import VIDEO_LAYOUTS, SettingsError, get_settings
 
 from .errors import CliError
 
@@ -77,9 +77,12 @@ def cmd_bucket(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from .render import render
 
-    if args.layout:
-        # The workers in this process read the settings themselves: the layout goes where they read it.
-        reload_settings(VIDEO_LAYOUT=args.layout)
+    own = {
+        "video_layout": args.layout,
+        "caller_name": args.caller_name,
+        "callee_name": args.callee_name,
+    }
+    avatars = {"caller": args.caller_avatar, "callee": args.callee_avatar}
     transcript = Path(args.transcript) if args.transcript else None
     return render(
         Path(args.recording),
@@ -88,6 +91,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         transcript=transcript,
         captions=args.captions,
+        presentation={k: v for k, v in own.items() if v},
+        avatars={side: Path(path) for side, path in avatars.items() if path},
     )
 
 
@@ -219,6 +224,15 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def _name(value: str) -> str:
+    from shared.presentation import name_problem
+
+    problem = name_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(f"the name {problem}")
+    return value.strip()
+
+
 def _command(sub, name: str, description: str, example: str) -> argparse.ArgumentParser:
     """A subcommand whose --help says what it does in one line and shows it at work."""
     return sub.add_parser(
@@ -248,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the call's words (JSON turns, WebVTT with voice tags or SRT): captions, and OUT.vtt next to OUT.mp4",
     )
     p.add_argument("--captions", choices=CAPTION_MODES, help="how this video shows the transcript: burn, track or off (default: CAPTIONS)")
+    p.add_argument("--caller-name", type=_name, metavar="NAME", help="the caller's label in this video (default: CALLER_LABEL)")
+    p.add_argument("--callee-name", type=_name, metavar="NAME", help="the callee's label in this video (default: CALLEE_LABEL)")
+    p.add_argument(
+        "--caller-avatar", metavar="IMG", help="the caller's avatar image: PNG, JPEG or WebP, at least 256 px (default: CALLER_AVATAR_URL)"
+    )
+    p.add_argument("--callee-avatar", metavar="IMG", help="the callee's avatar image (default: CALLEE_AVATAR_URL)")
     p.set_defaults(func=cmd_render)
 
     p = _command(sub, "serve", "the webhook app and all four workers in one process (local development)", "callreel serve --port 8000")

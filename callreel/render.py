@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from shared import keys, pipeline
+from shared.avatars import AvatarError, store_avatar
 from shared.ffmpeg import FFmpegError, probe_duration, probe_video
 from shared.logs import configure_logging
 from shared.models import STAGES, Call, Stage, TranscriptStatus, VideoStatus, utcnow
@@ -82,7 +83,22 @@ def _check_output(path: Path, recording: Path, transcript: Path | None) -> None:
         raise CliError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-def _read_transcript(path: Path, recording: Path, settings: Settings) -> Transcript:
+def _store_avatars(call_id: str, avatars: dict[str, Path], settings: Settings) -> dict[str, str]:
+    """Check and store each given avatar image; the call's columns that name them. Every problem fails before any work."""
+    columns, problems = {}, []
+    for side, path in avatars.items():
+        try:
+            columns[f"{side}_avatar_url"] = store_avatar(call_id, side, path.read_bytes(), settings, get_storage())
+        except OSError as exc:
+            problems.append(f"--{side}-avatar {path}: cannot read it ({exc.strerror or exc})")
+        except AvatarError as exc:
+            problems.append(f"--{side}-avatar {path}: {exc}")
+    if problems:
+        raise CliError("; ".join(problems))
+    return columns
+
+
+def _read_transcript(path: Path, recording: Path, settings: Settings, names: dict[str, str] | None = None) -> Transcript:
     """The transcript, checked against the recording's length before anything is stored; every problem named."""
     _check_input(path)
     try:
@@ -94,7 +110,11 @@ def _read_transcript(path: Path, recording: Path, settings: Settings) -> Transcr
             path.read_bytes(),
             duration=duration,
             max_bytes=settings.transcript_max_bytes,
-            aliases=speaker_names(settings.caller_label, settings.callee_label),
+            # Speakers by the deployment's labels, or by this call's own names (--caller-name), as the API takes them.
+            aliases={
+                **speaker_names(settings.caller_label, settings.callee_label),
+                **speaker_names((names or {}).get("caller_name", ""), (names or {}).get("callee_name", "")),
+            },
         )
     except TranscriptError as exc:
         raise CliError(f"{path}: {exc}") from None
@@ -122,23 +142,30 @@ def render(
     stream: IO[str] | None = None,
     transcript: Path | None = None,
     captions: str | None = None,
+    presentation: dict[str, str] | None = None,
+    avatars: dict[str, Path] | None = None,
 ) -> int:
-    """Render ``recording`` into ``output``; with a ``transcript``, captions as ``captions`` says and ``output``'s .vtt beside it."""
+    """Render ``recording`` into ``output``; with a ``transcript``, captions as ``captions`` says and ``output``'s .vtt beside it.
+
+    ``presentation``: the call's own columns (names, layout); ``avatars``: its own images by side.
+    """
     _check_input(recording)
     _check_output(output, recording, transcript)
-    words = _read_transcript(transcript, recording, settings) if transcript is not None else None
+    words = _read_transcript(transcript, recording, settings, presentation) if transcript is not None else None
     started = time.monotonic()
     stream = stream or sys.stderr
     watched = not quiet and _is_tty(stream)
     log_path = settings.data_dir / LOG_FILE
+    call_id = keys.new_call_id()
+    own = {**(presentation or {}), **_store_avatars(call_id, avatars or {}, settings)}
     with (_log_to(log_path, settings) if watched else nullcontext()) as log_stream, running_pipeline(settings, log_stream=log_stream):
-        call_id = keys.new_call_id()
         get_storage().upload_file(recording, keys.recording_key(call_id), "audio/mpeg")
         words_columns = {}
         if words is not None:
             words_columns = {"transcript_url": _store_transcript(call_id, words, settings), "transcript_status": TranscriptStatus.SUPPLIED}
         now = utcnow()
         Call.create(
+            **own,
             id=call_id,
             source="local",
             recording_url=recording.resolve().as_uri(),

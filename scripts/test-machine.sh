@@ -26,6 +26,8 @@ for pair in ffmpeg:ffmpeg ffprobe:ffmpeg espeak-ng:espeak-ng chromium:chromium; 
 done
 # The compositor's label font: its tests check the labels are drawn.
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] || missing+=(fonts-dejavu-core)
+# A font for names in Chinese, Japanese and Korean (the label tests draw one).
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 if [ "${#missing[@]}" -gt 0 ]; then
   packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
   echo "test-machine: installing ${packages}"

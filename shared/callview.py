@@ -32,8 +32,9 @@ from typing import Any
 from . import keys
 from .calls import call_segments, processing_seconds, stage_timeline
 from .models import SIDES, Call, TranscriptStatus, utcnow
+from .presentation import is_stored_avatar
 
-__all__ = ["VideoLink", "video_key_in", "poster_key_in", "call_duration", "call_view", "as_json"]
+__all__ = ["VideoLink", "video_key_in", "poster_key_in", "call_duration", "call_view", "presentation_view", "as_json"]
 
 VideoLink = Callable[[str], "str | None"]
 
@@ -73,6 +74,21 @@ def _own_object(call_id: str, stored_url: str | None, key_of: Callable[[str], st
 
 def _segment_video(call_id: str, key: str | None, link: VideoLink) -> str | None:
     return link(key) if key and video_key_in(call_id, key) == key else None
+
+
+PRESENTATION_COLUMNS = ("caller_name", "callee_name", "caller_avatar_url", "callee_avatar_url", "video_layout", "captions")
+
+
+def presentation_view(call: Call) -> dict[str, Any]:
+    """The call's own names, avatars, layout and captions mode; None: the deployment's setting applies.
+
+    An avatar checked and stored by callreel shows as ``"uploaded"``: its object key is not the reader's business.
+    """
+    view = {}
+    for column in PRESENTATION_COLUMNS:
+        value = getattr(call, column)
+        view[column] = "uploaded" if column.endswith("_avatar_url") and value and is_stored_avatar(value) else value
+    return view
 
 
 def call_view(call: Call, link: VideoLink, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -124,6 +140,7 @@ def call_view(call: Call, link: VideoLink, now: dt.datetime | None = None) -> di
             "duration": call.recording_duration,
             "channels": call.recording_channels,
         },
+        "presentation": presentation_view(call),
         "source": call.source,
         "created_at": call.created_at,
         "updated_at": call.updated_at,

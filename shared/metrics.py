@@ -61,6 +61,7 @@ __all__ = [
     "stage_finished",
     "call_ended",
     "call_failed",
+    "environment_failure",
 ]
 
 log = logging.getLogger("callreel.metrics")
@@ -176,6 +177,11 @@ def _make(name: str) -> Any:
         "stage_failures": lambda: prom.Counter(
             "callreel_stage_failures_total", "Calls failed (or ended partial) while in a stage, per stage.", ["stage"]
         ),
+        "environment_failures": lambda: prom.Counter(
+            "callreel_environment_failures_total",
+            "Environmental failures met (the object store away, TMP_DIR full), per stage and kind (storage, disk).",
+            ["stage", "kind"],
+        ),
         "requests": lambda: prom.Counter(
             "callreel_http_requests_total", "HTTP requests answered, per route, method and status.", ["route", "method", "status"]
         ),
@@ -220,6 +226,12 @@ def call_failed(stage: str | None, status: str) -> None:
     """A call was ended by a failure (``progress.fail_call``) while in ``stage``."""
     _family("stage_failures").labels(stage or "unknown").inc()
     _family("calls_ended").labels(status).inc()
+
+
+@_record
+def environment_failure(stage: str, kind: str) -> None:
+    """An attempt of ``stage`` met an environmental failure of ``kind`` (retried: ``shared.outage``)."""
+    _family("environment_failures").labels(stage, kind).inc()
 
 
 # -- workers --------------------------------------------------------------------

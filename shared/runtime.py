@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dramatiq
+from dramatiq.middleware import CurrentMessage
 
 from . import janitor, pipeline
 from .broker import setup_broker
@@ -19,6 +20,9 @@ def boot(service: str) -> dramatiq.Broker:
     configure_logging(settings)
     init_database()
     broker = setup_broker(settings)
+    if not any(isinstance(m, CurrentMessage) for m in broker.middleware):
+        # shared.outage keeps an outage's window in the message's own options.
+        broker.add_middleware(CurrentMessage())
     if service in pipeline.STAGES:
         # Folders of messages whose worker was killed: none can still be in use past the stage's time limit.
         janitor.clear_stage(service, settings)

@@ -79,6 +79,7 @@ class Settings:
     presigned_url_expiry: int = env("PRESIGNED_URL_EXPIRY", 3600, "Lifetime in seconds of presigned GET URLs.", group="storage", minimum=1)
     s3_part_size_mb: int = env("S3_PART_SIZE_MB", 8, "Multipart upload part size in MiB (memory per upload stays near this).", group="storage", minimum=5)
     s3_max_attempts: int = env("S3_MAX_ATTEMPTS", 5, "Attempts per S3 request on transient errors.", group="storage", minimum=1)
+    storage_outage_tolerance: int = env("STORAGE_OUTAGE_TOLERANCE", 300, "Seconds a stage keeps retrying (with backoff) while the object store is unreachable or TMP_DIR is full, before the call fails.", group="storage", minimum=1)
     # -- ingest -------------------------------------------------------------
     twilio_account_sid: str = env("TWILIO_ACCOUNT_SID", "", "Twilio Account SID; webhooks from other accounts are refused.", group="ingest")
     twilio_auth_token: str = env("TWILIO_AUTH_TOKEN", "", "Twilio Auth Token: webhook signatures and recording downloads.", group="ingest", secret=True)

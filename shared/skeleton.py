@@ -24,27 +24,57 @@ re-open an ended call before :func:`run` (``services/compositor/stage.py``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import dramatiq
 from dramatiq import Actor
 
-from . import contracts, keys, pipeline, progress
-from .errors import PermanentError
+from . import contracts, keys, outage, pipeline, progress
+from .disk import as_no_space
+from .errors import EnvironmentFailure, PermanentError
 from .logs import log_context
 from .models import Call
 from .settings import get_settings
 
-__all__ = ["actor", "check_call_id", "entered", "run", "hand_on"]
+__all__ = ["actor", "check_call_id", "entered", "run", "hand_on", "environmental"]
 
 
 def actor(contract: contracts.Contract, **options: Any) -> Callable[[Callable[..., Any]], Actor]:
-    """Declare the actor for ``contract``: its stage's time limit, and ``PermanentError`` not retried."""
+    """Declare the actor for ``contract``: its stage's time limit, ``PermanentError`` not retried, outages outlasted.
+
+    An environmental failure (the object store away, TMP_DIR full) is retried
+    for STORAGE_OUTAGE_TOLERANCE whatever the actor's own budget (``shared.outage``).
+    """
     stage = pipeline.row_of_queue(contract.queue_name)
     options.setdefault("time_limit", stage.time_limit(get_settings()) * 1000)
     options.setdefault("throws", (PermanentError,))
-    return contracts.actor(contract, **options)
+
+    def decorator(fn: Callable[..., Any]) -> Actor:
+        @functools.wraps(fn)
+        def outlasting(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except (PermanentError, dramatiq.Retry):
+                raise
+            except Exception as exc:
+                failure = environmental(exc)
+                if failure is None:
+                    raise
+                raise outage.retry_later(stage.name, failure, call_id=kwargs.get("call_id")) from exc
+
+        return contracts.actor(contract, **options)(outlasting)
+
+    return decorator
+
+
+def environmental(exc: BaseException) -> EnvironmentFailure | None:
+    """``exc`` as the environmental failure it is (a full TMP_DIR included), or None when it is not one."""
+    if isinstance(exc, EnvironmentFailure):
+        return exc
+    return as_no_space(exc, get_settings().tmp_dir)
 
 
 def check_call_id(call_id: str) -> None:

@@ -7,14 +7,18 @@ of memory.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
+from .errors import StorageUnavailable
 from .settings import Settings, get_settings
 
 __all__ = [
@@ -42,6 +46,38 @@ IO_QUEUE_CHUNKS = 8
 ABORT_RULE_ID = "callreel-abort-incomplete-multipart-uploads"
 ABORT_AFTER_DAYS = 1
 ADDED, PRESENT, UNSUPPORTED = "added", "present", "unsupported"
+# Error codes of a store that is busy or unwell, not of a bad request: another try later may pass.
+UNAVAILABLE_CODES = ("SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling", "ThrottlingException")
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps: boto3's S3UploadFailedError) says the store is away or unwell."""
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, (ConnectionError, HTTPClientError)):
+            return True
+        if isinstance(cause, ClientError):
+            status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            return status >= 500 or cause.response.get("Error", {}).get("Code") in UNAVAILABLE_CODES
+        cause = cause.__cause__ or cause.__context__
+    return "SlowDown" in str(exc) or "ServiceUnavailable" in str(exc)
+
+
+@contextmanager
+def _storage_step(what: str, key: str) -> Iterator[None]:
+    """An outage met by one request to the store, raised as StorageUnavailable naming the request."""
+    try:
+        yield
+    except Exception as exc:
+        if _unavailable(exc):
+            raise StorageUnavailable(f"the object store failed the {what} of {key} ({exc.__class__.__name__}: {exc})") from exc
+        raise
+
+
 # How S3-compatible servers refuse a rule they do not implement (MinIO: MalformedXML); access
 # errors are not among them: those the operator must see.
 REFUSED_RULE_CODES = ("MalformedXML", "NotImplemented", "XNotImplemented", "InvalidArgument", "InvalidRequest")
@@ -107,13 +143,15 @@ class S3Storage:
 
     def upload_file(self, path: str | Path, key: str, content_type: str | None = None) -> None:
         # boto3 aborts a multipart upload that fails, so no half-written object is left behind.
-        self.client.upload_file(str(path), self.bucket, check_key(key), ExtraArgs=self._extra(content_type), Config=self.transfer)
+        with _storage_step("upload", key):
+            self.client.upload_file(str(path), self.bucket, check_key(key), ExtraArgs=self._extra(content_type), Config=self.transfer)
 
     def download_file(self, key: str, path: str | Path) -> None:
         from botocore.exceptions import ClientError
 
         try:
-            self.client.download_file(self.bucket, check_key(key), str(path), Config=self.transfer)
+            with _storage_step("download", key):
+                self.client.download_file(self.bucket, check_key(key), str(path), Config=self.transfer)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
                 raise ObjectNotFound(key) from exc
@@ -130,14 +168,16 @@ class S3Storage:
         from botocore.exceptions import ClientError
 
         try:
-            return self.client.head_object(Bucket=self.bucket, Key=check_key(key))["ContentLength"]
+            with _storage_step("size lookup", key):
+                return self.client.head_object(Bucket=self.bucket, Key=check_key(key))["ContentLength"]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 raise ObjectNotFound(key) from exc
             raise
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
+        with _storage_step("delete", key):
+            self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
 
     def presigned_url(self, key: str, expires: int | None = None) -> str:
         return self.client.generate_presigned_url(
@@ -230,8 +270,10 @@ class LocalStorage:
             with os.fdopen(fd, "wb") as out:
                 copy(out)
             os.replace(tmp, target)
-        except BaseException:
+        except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageUnavailable(f"no space left in the object store's folder {self.root} (storing {key})") from exc
             raise
 
     def upload_file(self, path: str | Path, key: str, content_type: str | None = None) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import ffmpeg
 
+from shared import disk
 from shared.errors import PermanentError, TransientError
 from shared.ffmpeg import (
     RECORDING,
@@ -146,6 +147,9 @@ def split_recording(source: Path, workdir: Path, info: RecordingInfo, settings: 
     except FFmpegFailed as exc:
         # No temp paths in the call's row.
         detail = exc.detail.replace(file_url(source), "recording").replace(str(source), "recording").replace(f"{workdir}/", "")
+        full = disk.as_no_space(exc, workdir)
+        if full is not None:
+            raise full from None  # the disk, not the recording
         if any(marker in detail for marker in _BAD_INPUT):
             raise PermanentError(f"recording does not decode: {detail}") from None
         raise SplitFailed(f"ffmpeg could not split the recording: {detail}") from None

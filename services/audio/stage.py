@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from shared import keys, pipeline, skeleton
+from shared import disk, keys, pipeline, skeleton
 from shared.errors import PermanentError
 from shared.ffmpeg import FFmpegTimeout
 from shared.models import SIDES, Call, SideState, Stage
@@ -30,7 +30,7 @@ from .probe import probe_recording
 from .segments import cut_side, plan_side, record_segments
 from .split import Split, SplitFailed, split_recording
 
-__all__ = ["split_channels", "split_call", "columns_of"]
+__all__ = ["split_channels", "split_call", "columns_of", "space_needed"]
 
 log = logging.getLogger("callreel.audio")
 
@@ -54,7 +54,19 @@ def _fetch(call_id: str, target: Path, storage: Storage, settings: Settings) -> 
         raise PermanentError("recording is empty (0 bytes)")
     if size > settings.recording_max_bytes:
         raise PermanentError(f"recording is {size} bytes, more than the {settings.recording_max_bytes} allowed (RECORDING_MAX_BYTES)")
+    disk.ensure_free(target.parent, space_needed(size))
     storage.download_file(key, target)
+
+
+#: The recording, its two sides and their segments, against the recording's size: a generous multiple.
+SPACE_FACTOR = 3
+#: Logs and the small files of a split.
+SPACE_OVERHEAD = 10 * 1024 * 1024
+
+
+def space_needed(recording_bytes: int) -> int:
+    """About the bytes a split of a recording this size writes under TMP_DIR (a WAV's sides are MP3s: smaller)."""
+    return SPACE_FACTOR * recording_bytes + SPACE_OVERHEAD
 
 
 def columns_of(split: Split) -> dict[str, Any]:

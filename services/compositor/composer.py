@@ -15,6 +15,12 @@ local (no fal key), silent  local panel                                 complete
 anything else               local panel                                 partial
 ==========================  ==========================================  ==============
 
+A full TMP_DIR is not the call's fault: before anything is fetched the free
+space is checked against an estimate from the inputs' sizes, and an FFmpeg
+or probe failure that comes from the disk (ENOSPC, or a file cut short on a
+folder with no room left: "moov atom not found") raises ``NoSpace``, retried
+with backoff (``shared.outage``), never a ``partial`` video.
+
 If FFmpeg cannot stitch at all, the generated side videos are still worth
 having: the call ends ``partial`` with ``caller_video_url``/``callee_video_url``
 pointing at them (the original plan's fallback), or ``failed`` when no side
@@ -32,12 +38,13 @@ from typing import Any
 
 import httpx
 
-from shared import keys, pipeline
+from shared import disk, keys, pipeline
 from shared.assets import avatar_path
 from shared.errors import PermanentError
 from shared.ffmpeg import IMAGE, VIDEO, FFmpegError, FFmpegKilled, file_url, probe_duration, probe_rendered, probe_video, sniff
 from shared.ffmpeg import InvalidMedia as MediaError
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
+from shared.presentation import Presentation, is_stored_avatar, presentation_for
 from shared.settings import Settings
 from shared.storage import ObjectNotFound, Storage
 from shared.transcript import Turn
@@ -45,6 +52,7 @@ from shared.transcript import Turn
 from . import transcripts
 from .captions import caption_files, laid_out, line_width
 from .graph import AUDIO_RATE, build_command
+from .labels import fit_labels
 from .layout import Clip, RenderSpec, SideSpec, panel_size
 from .layouts import Layout, layout
 from .media import detect_speech, resolve_font
@@ -52,7 +60,7 @@ from .mix import plan as plan_mix
 from .poster import add_poster
 from .runner import run_ffmpeg
 
-__all__ = ["Outcome", "compose_call", "render_spec", "render_layout", "side_video_urls"]
+__all__ = ["Outcome", "compose_call", "space_needed", "render_spec", "render_layout", "side_video_urls"]
 
 log = logging.getLogger("callreel.compositor")
 
@@ -80,8 +88,35 @@ class _Fallback(Exception):
 
 def compose_call(call: Call, settings: Settings, storage: Storage) -> Outcome:
     """Render ``call`` into ``videos/{callId}.mp4``; the temp folder goes in every outcome."""
+    disk.ensure_free(settings.tmp_dir, space_needed(call, storage))
     with pipeline.temp_folder(Stage.COMPOSITOR, call.id, settings.tmp_dir) as workdir:
         return _compose(call, settings, storage, workdir)
+
+
+#: The render's output and the joins' copies, against the inputs' size: a generous multiple.
+SPACE_FACTOR = 3
+#: Avatars, captions, logs: the small files of every render.
+SPACE_OVERHEAD = 20 * 1024 * 1024
+
+
+def space_needed(call: Call, storage: Storage) -> int:
+    """About the bytes a compose of ``call`` writes under TMP_DIR, from its inputs' sizes in the store."""
+    inputs = [keys.recording_key(call.id), *(keys.side_audio_key(call.id, side) for side in ("caller", "callee"))]
+    inputs += [s.video_key for s in Segment.select().where(Segment.call_id == call.id) if s.video_key]
+    total = 0
+    for key in inputs:
+        try:
+            total += storage.size(key)
+        except ObjectNotFound:
+            continue
+    return SPACE_FACTOR * total + SPACE_OVERHEAD
+
+
+def _unless_no_space(exc: BaseException, workdir: Path) -> None:
+    """Raise NoSpace when the disk is why ``exc`` happened: then it is not the call's input that failed."""
+    failure = disk.as_no_space(exc, workdir)
+    if failure is not None:
+        raise failure from exc
 
 
 def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) -> Outcome:
@@ -94,16 +129,22 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
     try:
         duration = call.audio_duration or probe_duration(recording, settings)
     except MediaError as exc:
+        _unless_no_space(exc, workdir)
         raise PermanentError(f"the recording cannot be read: {exc}") from None
 
     reasons: list[str] = []
     used: dict[str, list[str]] = {}  # side -> the segment video keys its panel shows
-    sides = {side: _side_spec(call, side, settings, storage, workdir, recording, duration, reasons, used) for side in ("caller", "callee")}
+    look = presentation_for(call, settings)
+    sides = {
+        side: _side_spec(call, side, look, settings, storage, workdir, recording, duration, reasons, used) for side in ("caller", "callee")
+    }
     output = workdir / "final.mp4"
     captions = transcripts.load(call, settings, storage, workdir, duration)
     try:
         # In the try: the mix's loudness measurement is an FFmpeg run too, and its failure a stitching failure.
-        spec = render_spec(settings, recording, duration, sides["caller"], sides["callee"], workdir, font=resolve_font(settings))
+        framing = replace(settings, video_layout=look.video_layout)  # the call's own layout, if it has one
+        spec = render_spec(framing, recording, duration, sides["caller"], sides["callee"], workdir, font=resolve_font(settings))
+        spec = fit_labels(spec, settings)
         spec = _with_captions(spec, captions, extra)
         try:
             _render(spec, output, duration, settings, extra)
@@ -112,6 +153,7 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
         except (FFmpegError, MediaError) as exc:
             if spec.captions is None:
                 raise
+            _unless_no_space(exc, workdir)
             # Captions never fail a video: the same render without them.
             captions.fail(f"the render with captions failed, rendered without them: {exc}", extra)
             spec = replace(spec, captions=None)
@@ -119,6 +161,7 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
     except FFmpegKilled:
         raise  # killed from outside (the OOM killer): nothing is wrong with the call, the message is retried
     except (FFmpegError, MediaError) as exc:
+        _unless_no_space(exc, workdir)
         log.error("stitching failed: %s", exc, extra=extra)
         urls = side_video_urls(call.id, used, storage, workdir=workdir, settings=settings)
         status = VideoStatus.PARTIAL if any(urls.values()) else VideoStatus.FAILED
@@ -151,6 +194,7 @@ def _with_captions(spec: RenderSpec, captions: transcripts.CallCaptions, extra: 
             captions.cues, captions.mode, placement, spec.workdir, font=spec.font, names=captions.names, width=line_width(placement)
         )
     except (OSError, ValueError) as exc:
+        _unless_no_space(exc, spec.workdir)
         captions.fail(f"the captions could not be prepared: {exc}", extra)
         return spec
     return replace(spec, captions=files)
@@ -229,6 +273,7 @@ def _check_output(path: Path, duration: float, settings: Settings) -> None:
 def _side_spec(
     call: Call,
     side: str,
+    look: Presentation,
     settings: Settings,
     storage: Storage,
     workdir: Path,
@@ -238,8 +283,8 @@ def _side_spec(
     used: dict[str, list[str]],
 ) -> SideSpec:
     state = call.side_state(side)
-    label = settings.caller_label if side == "caller" else settings.callee_label
-    avatar = _avatar(side, settings, workdir)
+    label = look.name(side)
+    avatar = _avatar(side, look.avatar(side), settings, storage, workdir)
     speech = _speech(call, side, settings, workdir, recording, duration)
     if state == SideState.GENERATED:
         try:
@@ -272,6 +317,7 @@ def _clips(call_id: str, side: str, settings: Settings, storage: Storage, workdi
         except ObjectNotFound:
             raise _Fallback(f"{name} video {segment.video_key} is missing") from None
         except MediaError as exc:
+            _unless_no_space(exc, workdir)
             raise _Fallback(f"{name} video is corrupt ({exc})") from None
         clips.append(Clip(path=path, start=segment.start, end=segment.end, info=info))
         video_keys.append(segment.video_key)
@@ -288,6 +334,7 @@ def _side_audio(
         probe_duration(path, settings)
         return path, None
     except (ObjectNotFound, MediaError) as exc:
+        _unless_no_space(exc, workdir)
         log.info("%s audio unusable (%s): using its channel of the recording", side, exc, extra={"call_id": call_id, "side": side})
     left_is_caller = settings.caller_channel == "left"
     return recording, 0 if (side == "caller") == left_is_caller else 1
@@ -301,22 +348,26 @@ def _speech(call: Call, side: str, settings: Settings, workdir: Path, recording:
         try:
             stored = detect_speech(recording, settings, channel=channel, duration=duration)
         except MediaError as exc:
+            _unless_no_space(exc, workdir)
             log.warning("no speaker highlight for %s: %s", side, exc, extra={"call_id": call.id, "side": side})
             stored = []
     return tuple((float(s), float(e)) for s, e in stored)
 
 
-def _avatar(side: str, settings: Settings, workdir: Path) -> Path | None:
-    """The image the side's idle frames and local panel show: the configured avatar, else the shipped one."""
-    configured = settings.caller_avatar_url if side == "caller" else settings.callee_avatar_url
+def _avatar(side: str, configured: str, settings: Settings, storage: Storage, workdir: Path) -> Path | None:
+    """The image the side's idle frames and local panel show: the call's or deployment's avatar, else the shipped one."""
     # A copy per side: the graph takes each file once, even when both sides use the same image.
     target = workdir / f"avatar-{side}"
     if configured:
         try:
-            _fetch_image(configured, target)
+            if is_stored_avatar(configured):  # checked when it was stored (shared/avatars.py)
+                storage.download_file(configured, target)
+            else:
+                _fetch_image(configured, target)
             probe_video(target, settings, accept=IMAGE)
             return target
-        except (OSError, httpx.HTTPError, MediaError, ValueError) as exc:
+        except (OSError, httpx.HTTPError, MediaError, ValueError, ObjectNotFound) as exc:
+            _unless_no_space(exc, workdir)
             log.warning("avatar %s unusable (%s): using the default", configured, exc, extra={"side": side})
     fallback = avatar_path(side)
     if not fallback.is_file():
@@ -390,5 +441,6 @@ def _join_segments(call_id: str, side: str, videos: list[str], storage: Storage,
         storage.upload_file(joined, key, content_type="video/mp4")
         return storage.object_url(key)
     except (ObjectNotFound, FFmpegError, MediaError) as exc:
+        _unless_no_space(exc, workdir)
         log.warning("could not join the %s segments: %s", side, exc, extra={"call_id": call_id, "side": side})
         return None

@@ -27,7 +27,7 @@ import ffmpeg
 
 from shared.ffmpeg import RECORDING, file_url, graph_file_option, input_options, threaded_cli
 
-from . import mix
+from . import labels, mix
 from .captions import burn, track_output_options
 from .layout import RenderSpec, SideSpec, enable_expr, speaking, timeline
 from .layouts import BACKGROUND, CROP, Layout, Rect
@@ -77,19 +77,20 @@ def _label(stream, side: SideSpec, spec: RenderSpec):
     # filtergraph can be tripped by a label such as "Sales: 50%, [EU]".
     text_file = spec.workdir / f"label-{side.side}.txt"
     text_file.write_text(side.label.strip(), encoding="utf-8")
-    size = max(12, spec.placement.panel(side.side).h // 20)
+    # The font and size labels.fit_labels chose (one that has the name's characters, shrunk to fit the panel).
+    size = side.label_size or labels.default_size(spec.placement.panel(side.side).h)
     return stream.filter(
         "drawtext",
-        fontfile=str(spec.font),
+        fontfile=str(side.label_font or spec.font),
         textfile=str(text_file),
         expansion="none",
         fontsize=size,
         fontcolor="white",
-        x=size // 2 + 8,
-        y=size // 2 + 8,
+        x=labels.margin(size),
+        y=labels.margin(size),
         box=1,
         boxcolor="black@0.55",
-        boxborderw=max(4, size // 3),
+        boxborderw=labels.border(size),
     )
 
 

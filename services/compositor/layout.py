@@ -63,6 +63,8 @@ class SideSpec:
     audio: Path | None = None  # the local panel's sound (its waveform)…
     audio_channel: int | None = None  # …or this channel of a stereo ``audio``
     speech: tuple[Interval, ...] = ()  # when this side speaks: the highlight
+    label_font: Path | None = None  # the font that has the label's characters (labels.py); None: RenderSpec.font
+    label_size: int | None = None  # the size that fits the panel (labels.py); None: the panel's default
 
     @property
     def is_local(self) -> bool:

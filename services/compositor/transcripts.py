@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared import keys
+from shared import disk, keys
+from shared.errors import EnvironmentFailure
 from shared.models import Call
+from shared.presentation import presentation_for
 from shared.settings import Settings
 from shared.storage import ObjectNotFound, Storage
 from shared.transcript import TranscriptError, Turn, parse_transcript
 
-from .captions import MODES, Cue, write_webvtt
+from .captions import Cue, write_webvtt
 
 __all__ = ["CallCaptions", "load", "publish"]
 
@@ -57,11 +59,16 @@ class CallCaptions:
 
 
 def mode_of(call: Call, settings: Settings) -> str:
-    return call.captions if call.captions in MODES else settings.captions
+    return presentation_for(call, settings).captions  # the call's own mode, else CAPTIONS
 
 
 def load(call: Call, settings: Settings, storage: Storage, workdir: Path, duration: float) -> CallCaptions:
-    """The call's cues, read from its stored transcript; never raises (a refused one is the result's ``error``)."""
+    """The call's cues, read from its stored transcript (a refused one is the result's ``error``).
+
+    Raises only an environmental failure (the store away, TMP_DIR full): then
+    the whole compose is retried (``shared.outage``) rather than the video
+    made for good without its captions.
+    """
     captions = CallCaptions(mode=mode_of(call, settings))
     if captions.mode == "off":
         return captions
@@ -71,15 +78,18 @@ def load(call: Call, settings: Settings, storage: Storage, workdir: Path, durati
         storage.download_file(keys.transcript_key(call.id), path)
     except ObjectNotFound:
         return captions  # no words for this call: nothing to show, nothing to record
-    except Exception as exc:  # the store is away: the video goes on without captions
+    except EnvironmentFailure:
+        raise
+    except Exception as exc:  # a store error that another try would meet too: the video goes on without captions
+        full = disk.as_no_space(exc, workdir)
+        if full is not None:
+            raise full from exc
         captions.stored = True
         captions.fail(f"the transcript could not be read: {exc}", extra)
         return captions
     captions.stored = True
-    captions.names = {
-        "caller": call.caller_name or settings.caller_label,
-        "callee": call.callee_name or settings.callee_label,
-    }
+    look = presentation_for(call, settings)
+    captions.names = {"caller": look.caller_name, "callee": look.callee_name}
     try:
         transcript = parse_transcript(path.read_bytes(), format="json", duration=duration, max_bytes=settings.transcript_max_bytes)
         captions.turns = transcript.turns

@@ -32,6 +32,7 @@ from shared.contracts import POLL_SEGMENT
 from shared.errors import TransientError
 from shared.fal_models import FalModel, model_for
 from shared.models import SIDES, Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
+from shared.presentation import presentation_for
 from shared.settings import Settings, get_settings
 from shared.storage import ObjectNotFound, get_storage
 
@@ -40,6 +41,7 @@ from .avatars import Avatar, avatar_for
 from .cache import audio_digest, cache_key, copy_video, find_cached
 from .fal import FalError, JobStatus, fal_queue
 from .fanin import fan_in, mark_side, settle_side
+from .inputs import InputTooLarge, input_url
 from .lifecycle import claim_poll, close, complete, later, retry_or_fail
 from .videos import BadVideo, store_video
 
@@ -70,17 +72,20 @@ class Job(lifecycle.Work):
     model: FalModel
     side: str
     tmp: Path
+    avatar_reference: str | None = None  # the call's (shared.presentation); None: the deployment's setting
     _avatar: Avatar | None = field(default=None, init=False)
 
     @classmethod
-    def for_side(cls, side: str, settings: Settings, tmp: Path) -> Job:
+    def for_side(cls, side: str, settings: Settings, tmp: Path, *, avatar: str | None = None) -> Job:
         model = model_for(settings.fal_model)
-        return cls(settings, get_storage(), fal_queue(settings.fal_key, model.endpoint), model, side, tmp)
+        return cls(settings, get_storage(), fal_queue(settings.fal_key, model.endpoint), model, side, tmp, avatar)
 
     @property
     def avatar(self) -> Avatar:
         if self._avatar is None:
-            self._avatar = avatar_for(self.side, self.settings, self.storage, expires=url_expiry(self.settings))
+            self._avatar = avatar_for(
+                self.side, self.settings, self.storage, expires=url_expiry(self.settings), reference=self.avatar_reference, workdir=self.tmp
+            )
         return self._avatar
 
     def submit(self, row: Any) -> None:
@@ -128,7 +133,7 @@ def generate(call: Call, side: str) -> None:
     ).execute()
     waiting = []
     with pipeline.temp_folder(Stage.GENERATION, call_id, settings.tmp_dir) as tmp:
-        job = Job.for_side(side, settings, tmp)
+        job = Job.for_side(side, settings, tmp, avatar=presentation_for(call, settings).avatar(side))
         for listed in segments:
             segment = Segment.get_by_id(listed.id)  # an earlier one failing for good may have ended the rest of the side
             if segment.state == SegmentState.PENDING:
@@ -156,14 +161,23 @@ def submit(segment: Segment, job: Job) -> None:
         fail_segment(segment, f"the segment's audio {segment.audio_key} is missing from the store")
         return
     seconds = segment.end - segment.start
-    key = cache_key(sha, job.model, job.avatar, job.settings.fal_prompt, seconds)
+    try:
+        avatar = job.avatar
+    except InputTooLarge as exc:
+        fail_segment(segment, str(exc))
+        return
+    key = cache_key(sha, job.model, avatar, job.settings.fal_prompt, seconds)
     if reuse(segment, key, job):
         return
     claimed = lifecycle.claim(segment, {Segment.cache_key: key})
     if not claimed:  # another delivery got here first
         return
-    audio_url = job.storage.presigned_url(segment.audio_key, expires=url_expiry(job.settings))
-    arguments = job.model.build_input(job.avatar.url, audio_url, job.settings.fal_prompt, seconds)
+    try:
+        audio_url = input_url(job.storage, segment.audio_key, "audio/mpeg", job.settings, job.tmp, expires=url_expiry(job.settings))
+    except InputTooLarge as exc:
+        fail_segment(segment, str(exc))
+        return
+    arguments = job.model.build_input(avatar.url, audio_url, job.settings.fal_prompt, seconds)
     request_id = lifecycle.send_job(segment, job, arguments)  # transient trouble raises FalError
     if request_id is None:
         return

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from shared import keys, pipeline
@@ -41,6 +43,7 @@ from shared.transcript import SPEAKERS, Transcript, Turn, to_json
 from . import lifecycle
 from .fal import FalError, JobStatus, fal_queue
 from .fanin import fan_in
+from .inputs import InputTooLarge, input_url
 from .jobs import cancel_at_fal, close_and_cancel, url_expiry
 from .lifecycle import claim_poll, close, complete, retry_or_fail
 
@@ -134,7 +137,14 @@ def submit(job: SpeechJob, context: Context) -> None:
     claimed = lifecycle.claim(job)
     if not claimed:  # another delivery got here first
         return
-    audio_url = context.storage.presigned_url(job.audio_key, expires=url_expiry(context.settings))
+    try:
+        # Without S3 (callreel render/serve) the audio goes inside the request: inputs.py.
+        with tempfile.TemporaryDirectory(prefix="callreel-stt-", dir=context.settings.tmp_dir) as folder:
+            expires = url_expiry(context.settings)
+            audio_url = input_url(context.storage, job.audio_key, "audio/mpeg", context.settings, Path(folder), expires=expires)
+    except InputTooLarge as exc:
+        fail_job(job, str(exc))
+        return
     try:
         request_id = lifecycle.send_job(job, context, context.model.build_input(audio_url, context.settings.stt_language))
     except FalError as exc:

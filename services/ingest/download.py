@@ -39,7 +39,7 @@ from typing import BinaryIO
 
 import httpx
 
-from shared import pipeline
+from shared import disk, pipeline
 from shared.errors import PermanentError, TransientError
 from shared.models import Stage
 from shared.storage import Storage
@@ -231,6 +231,8 @@ def download_to(
                 raise PermanentError(
                     f"The recording is {expected} bytes, larger than RECORDING_MAX_BYTES ({max_bytes}); it was not stored."
                 )
+            if expected is not None:
+                disk.ensure_free(path.parent, expected)  # refused before a byte is written: TMP_DIR is full
             content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if content_type.startswith(NOT_AUDIO):
                 raise PermanentError(f"Twilio served {content_type} instead of the recording's audio.")

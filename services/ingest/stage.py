@@ -34,7 +34,7 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from shared import keys, progress, skeleton
-from shared.errors import PermanentError
+from shared.errors import EnvironmentFailure, PermanentError
 from shared.models import Call, Stage, utcnow
 from shared.settings import Settings, SettingsError, get_settings
 from shared.storage import Storage, get_storage
@@ -75,11 +75,13 @@ def download_recording(call_id: str) -> None:
     """One attempt, its failure turned into the retry policy's decision."""
     try:
         ingest_recording(call_id)
-    except (PermanentError, dramatiq.Retry):
-        raise
+    except (PermanentError, dramatiq.Retry, EnvironmentFailure):
+        raise  # an outage of the store or a full TMP_DIR: retried for STORAGE_OUTAGE_TOLERANCE (shared.outage)
     except download.RecordingNotReady as exc:
         raise _not_ready(call_id, exc) from None
-    except Exception as exc:  # network, 5xx, truncated body, store or database hiccup
+    except Exception as exc:  # network, 5xx, truncated body, database hiccup
+        if skeleton.environmental(exc) is not None:
+            raise
         raise _failed_attempt(call_id, exc) from exc
 
 
@@ -89,7 +91,7 @@ def ingest_recording(call_id: str) -> None:
 
     def work(call: Call) -> dict[str, Any]:
         key = keys.recording_key(call.id)
-        with progress.timed(call.id, Stage.INGEST, "recording download"):
+        with progress.timed(call.id, Stage.INGEST, "recording download and upload"):
             downloaded.append(fetch(call, key, get_settings(), get_storage()))
         log.info("stored %s (%d bytes)", key, downloaded[0], extra={"call_id": call.id, "stage": Stage.INGEST})
         return {}

@@ -281,3 +281,40 @@ def test_gc_removes_what_finished_calls_no_longer_need(cli_env, short_call, tmp_
     assert _objects(tmp_path, done) == []
     assert _objects(tmp_path, broken) == kept_for_retry
     assert cli_env("gc").stdout.startswith("nothing to remove")
+
+
+def test_render_names_and_avatars_of_this_call(cli_env, short_call, tmp_path):
+    out = tmp_path / "out.mp4"
+    avatar = tmp_path / "face.jpg"
+    media.ffmpeg("-f", "lavfi", "-i", "color=c=red:s=400x400", "-frames:v", "1", str(avatar))
+    result = cli_env(
+        "render", short_call, "-o", out, "-q", "--caller-name", "王小明", "--callee-name", "Renée Ørsted", "--caller-avatar", avatar
+    )
+    assert result.returncode == 0, result.stderr
+    call_id = re.search(r"\(call (CA[0-9a-f]{32})\)", result.stdout).group(1)
+    status = json.loads(cli_env("status", call_id).stdout)
+    assert status["presentation"] == {
+        "caller_name": "王小明",
+        "callee_name": "Renée Ørsted",
+        "caller_avatar_url": "uploaded",
+        "callee_avatar_url": None,
+        "video_layout": None,
+        "captions": None,
+    }
+    frame = media.frame_at(out, 2.0)
+    assert media.near(frame.pixel(320, 240), (255, 0, 0))  # the caller's local panel shows its own avatar
+    assert not media.near(frame.pixel(960, 240), (255, 0, 0))  # the callee's the shipped one
+
+
+def test_render_refuses_a_bad_avatar_or_name_before_any_work(cli_env, short_call, tmp_path):
+    small = tmp_path / "small.png"
+    media.ffmpeg("-f", "lavfi", "-i", "color=c=red:s=100x100", "-frames:v", "1", str(small))
+    text = tmp_path / "face.png"
+    text.write_text("not an image")
+    result = cli_env("render", short_call, "-o", tmp_path / "out.mp4", "--caller-avatar", small, "--callee-avatar", text)
+    assert result.returncode != 0
+    assert f"--caller-avatar {small}: 100×100 px: the short side must be at least 256 px" in result.stderr
+    assert f"--callee-avatar {text}: not a PNG, JPEG or WebP image" in result.stderr
+    assert not (tmp_path / "out.mp4").exists()
+    named = cli_env("render", short_call, "-o", tmp_path / "out.mp4", "--caller-name", "a\nb")
+    assert named.returncode == 2 and "the name has control characters (U+000A)" in named.stderr

@@ -78,3 +78,15 @@ def test_a_good_transcript_captions_the_video_and_writes_the_vtt_beside_it(cli, 
     assert result.returncode == 0, result.stderr
     assert not vtt.exists() and "no captions: captions are off" in result.stdout
     assert [s for s in media.probe(out)["streams"] if s["codec_type"] == "subtitle"] == []
+
+
+def test_speakers_may_be_named_by_the_calls_own_names(cli, call, tmp_path):
+    words = tmp_path / "words.json"
+    turns = [{"speaker": "Ana Lima", "start": 0.3, "end": 1.6, "text": "Hello."}, {"speaker": "王小明", "start": 2.0, "end": 3.6, "text": "Hi."}]
+    words.write_text(json.dumps(turns))
+    out = tmp_path / "out.mp4"
+    result = cli("render", call, "-o", out, "-q", "--transcript", words, "--caller-name", "Ana Lima", "--callee-name", "王小明")
+    assert result.returncode == 0, result.stderr
+    assert [c.text for c in webvtt.read(out.with_suffix(".vtt"))] == ["Hello.", "Hi."]
+    refused = cli("render", call, "-o", out, "-q", "--transcript", words)  # without the names: unknown speakers
+    assert refused.returncode == 1 and "unknown speaker 'Ana Lima'" in refused.stderr

@@ -223,6 +223,8 @@ class Pipeline:
             "PANEL_HEIGHT": "240",
             "VIDEO_FPS": "15",
             "STAGE_DEADLINE": "60",
+            # Lowered from 300 s, still longer than the minute-long S3 outage of test_s3_faults.
+            "STORAGE_OUTAGE_TOLERANCE": "90",
             **self.overrides,
             **extra,
         })

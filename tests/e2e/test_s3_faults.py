@@ -1,10 +1,14 @@
-"""S3 refusing requests (503 SlowDown) for a while: boto3's retries and the actors' own get every call through.
+"""S3 refusing requests (503 SlowDown) or away altogether: boto3's retries and the actors' own get every call through.
 
 The refusals come from the fault proxy every process reaches S3 through. They
 hit the workers' requests; presigned URLs fal fetches are left alone here (a
 refused fetch fails a fal job, which is fal's failure mode, tested elsewhere).
 Each test checks where the refusals landed (which stage's requests met them)
 and that every refused request was sent again and answered: nothing skipped.
+
+An outage (the port closed) lasts a minute: the harness's
+STORAGE_OUTAGE_TOLERANCE is 90 s, so every stage waits it out; one shorter
+than the outage ends the call with a reason naming the upload that failed.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import re
 import pytest
 
 from shared import keys
-from shared.models import VideoStatus
+from shared.models import Call, Stage, VideoStatus
 from tests.support.s3_proxy import Request, not_retried, writes_of
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -70,3 +75,53 @@ def test_s3_refusing_the_next_requests_of_each_stage(pipeline):
     assert call.video_status == VideoStatus.COMPLETED, pipeline.describe(sent.call_id)
     assert writes_of(log, keys.video_key(sent.call_id)) == 1
     assert pipeline.unfinished_uploads() == [] and pipeline.temp_leftovers() == []
+
+
+OUTAGE = 60.0
+
+
+def test_s3_away_for_a_minute_when_the_webhook_arrives(pipeline):
+    """D4: the recording's upload meets the outage; ingest retries with backoff past it, the call completes."""
+    sent = pipeline.send_call(post=False)
+    pipeline.proxy.down_for(OUTAGE)
+    assert pipeline.post_webhook(sent.form).status_code == 202
+    call = pipeline.wait_ended_one(sent.call_id, timeout=OUTAGE + 120)
+
+    assert call.video_status == VideoStatus.COMPLETED, pipeline.describe(sent.call_id)
+    assert pipeline.object_bytes(keys.recording_key(sent.call_id)) == sent.body
+    assert writes_of(pipeline.proxy.log(), keys.video_key(sent.call_id)) == 1
+    ingest = pipeline.workers["ingest"].log()
+    # The failure is named for what failed (the upload), not blamed on Twilio's download.
+    assert f"the object store failed the upload of {keys.recording_key(sent.call_id)}" in ingest
+    assert "download attempt failed" not in ingest
+    assert pipeline.unfinished_uploads() == [] and pipeline.temp_leftovers() == []
+
+
+def test_s3_away_for_a_minute_once_the_call_is_past_ingest(pipeline):
+    """Every stage outlasts the outage, not only ingest (audio's own budget is 2 retries)."""
+    sent = pipeline.send_call()
+    wait_for(lambda: Call.get_by_id(sent.call_id).stage not in (None, Stage.INGEST), timeout=60, interval=0.02, what="the call past ingest")
+    pipeline.proxy.down_for(OUTAGE)
+    call = pipeline.wait_ended_one(sent.call_id, timeout=OUTAGE + 120)
+
+    assert call.video_status == VideoStatus.COMPLETED, pipeline.describe(sent.call_id)
+    later = "".join(pipeline.workers[s].log() for s in ("audio", "generation", "compositor"))
+    assert "the object store failed the" in later
+    assert writes_of(pipeline.proxy.log(), keys.video_key(sent.call_id)) == 1
+    assert pipeline.unfinished_uploads() == [] and pipeline.temp_leftovers() == []
+
+
+def test_s3_away_longer_than_the_tolerance_fails_the_call_naming_the_upload(pipeline):
+    """D4's message: the call fails after STORAGE_OUTAGE_TOLERANCE, blaming the store, not Twilio."""
+    # One S3 attempt per try, so the tries (not boto3's own backoff) set the pace.
+    pipeline.restart("ingest", STORAGE_OUTAGE_TOLERANCE="10", S3_MAX_ATTEMPTS="1")
+    sent = pipeline.send_call(post=False)
+    pipeline.proxy.down_for(20.0)
+    assert pipeline.post_webhook(sent.form).status_code == 202
+    call = pipeline.wait_ended_one(sent.call_id, timeout=90)
+
+    assert call.video_status == VideoStatus.FAILED
+    reason = call.video_error_message
+    assert reason.startswith(f"the object store failed the upload of {keys.recording_key(sent.call_id)}"), reason
+    assert "STORAGE_OUTAGE_TOLERANCE=10" in reason and "download" not in reason.split("(")[0]
+    assert len(pipeline.twilio.media_gets(sent.recording)) >= 3  # retried with backoff, not given up at once

@@ -8,6 +8,9 @@ signatures still match) and logged. A test can then:
   ``503 SlowDown``, S3's own "reduce your request rate" error, which boto3
   treats as retryable (throttling);
 - ``refuse_for(seconds)``: the same for every matching request in a window;
+- ``down_for(seconds)``: be away, as a crashed or unreachable S3 is: the
+  port is closed (new connections are refused, ECONNREFUSED) and requests on
+  connections already open are dropped unanswered, until the window ends;
 - ``hold(match)``: keep the next matching request waiting (not forwarded yet)
   until released or ``seconds`` pass, so a test can act while a client is in
   the middle of a transfer (kill the worker that sent it, for instance).
@@ -20,6 +23,7 @@ held and what the server answered, so a test can count writes of a key.
 from __future__ import annotations
 
 import http.client
+import socket
 import threading
 import time
 import uuid
@@ -134,9 +138,15 @@ class FaultyS3Proxy:
         self._refusals: list[_Refusal] = []
         self._holds: list[Hold] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._down_until = 0.0
+        self._stopped = False
+        self._server = self._listen(0)
+
+    def _listen(self, port: int) -> ThreadingHTTPServer:
+        server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
+        server.daemon_threads = True
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        return server
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -145,6 +155,7 @@ class FaultyS3Proxy:
         return self
 
     def stop(self) -> None:
+        self._stopped = True
         self.clear()
         self._server.shutdown()
         self._server.server_close()
@@ -162,6 +173,26 @@ class FaultyS3Proxy:
     def refuse_for(self, seconds: float, match: Match = None) -> None:
         with self._lock:
             self._refusals.append(_Refusal(match, None, time.monotonic() + seconds))
+
+    def down_for(self, seconds: float) -> None:
+        """Refuse every connection for ``seconds`` (the port closed), then listen again on the same port."""
+        port = self._server.server_address[1]
+        with self._lock:
+            self._down_until = time.monotonic() + seconds
+        self._server.shutdown()
+        self._server.server_close()
+
+        def come_back() -> None:
+            time.sleep(seconds)
+            if not self._stopped:
+                self._server = self._listen(port)
+                self._thread.start()
+
+        threading.Thread(target=come_back, daemon=True).start()
+
+    @property
+    def down(self) -> bool:
+        return time.monotonic() < self._down_until
 
     def hold(self, match: Match, *, seconds: float = 30.0) -> Hold:
         hold = Hold(match, seconds)
@@ -239,6 +270,10 @@ def _handler(proxy: FaultyS3Proxy) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             request = Request(self.command, url.path, url.query, time.monotonic())
             body = self._body()
+            if proxy.down:  # a connection opened before the outage: dropped, no answer
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             refuse, hold = proxy._admit(request)
             if refuse:
                 request.status = 503

@@ -6,8 +6,10 @@ refuses every request. Videos are private objects: the answer carries
 presigned URLs that expire (``PRESIGNED_URL_EXPIRY``), never the bucket's own
 URLs.
 
-Also here: ``GET /calls`` (the list, keyset-paginated: see listing.py) and
-``POST /calls/{callId}/retry``. One call's view is ``shared.callview``'s, the
+Also here: ``GET /calls`` (the list, keyset-paginated: see listing.py),
+``POST /calls/{callId}/retry``, and how a call is presented: ``PATCH
+/calls/{callId}`` (names, layout, captions; the rules in presentation.py) and
+``PUT /calls/{callId}/avatars/{side}`` (an image, checked and stored). One call's view is ``shared.callview``'s, the
 one the operator page (pages.py) and ``callreel status`` show.
 """
 
@@ -22,18 +24,22 @@ import dramatiq
 import falcon
 
 from shared import keys
+from shared.avatars import AVATAR_MAX_BYTES, AvatarError, store_avatar
 from shared.calls import processing_seconds
 from shared.callview import as_json, call_duration, call_view
-from shared.models import Call, utcnow
+from shared.models import SIDES, Call, utcnow
 from shared.retry import RetryError, retry_call
+from shared.settings import get_settings
 from shared.storage import Storage
 
 from .backlog import BacklogReader
 from .listing import parse_list_query, read_page
 from .media import video_link
+from .presentation import check_patch, read_patch
 
 __all__ = [
     "CallResource",
+    "AvatarResource",
     "CallListResource",
     "RetryResource",
     "BacklogResource",
@@ -46,7 +52,7 @@ log = logging.getLogger("callreel.ingest")
 
 
 class CallResource:
-    """``GET /calls/{callId}``: one call, its stage timeline, segments and video URLs."""
+    """``GET /calls/{callId}``: one call, its stage timeline, segments and video URLs; ``PATCH``: how it is presented."""
 
     def __init__(self, storage: Callable[[], Storage]) -> None:
         self._storage = storage
@@ -55,6 +61,39 @@ class CallResource:
         call = find_call(call_id)
         resp.media = as_json(call_view(call, video_link(self._storage())))
         resp.set_header("Cache-Control", "no-store")  # it holds presigned URLs
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, call_id: str) -> None:
+        """The call's own names, layout, captions mode; null clears one (the rules: web/presentation.py)."""
+        call = find_call(call_id)
+        changes, problems = check_patch(read_patch(req))
+        if problems:
+            raise falcon.HTTPBadRequest(title="Invalid presentation", description="; ".join(problems))
+        Call.update({**{getattr(Call, k): v for k, v in changes.items()}, Call.updated_at: utcnow()}).where(Call.id == call.id).execute()
+        resp.media = as_json(call_view(Call.get_by_id(call.id), video_link(self._storage())))
+        resp.set_header("Cache-Control", "no-store")
+
+
+class AvatarResource:
+    """``PUT /calls/{callId}/avatars/{side}``: the image as the body (PNG, JPEG or WebP, ≤ 10 MB, ≥ 256 px), checked and stored."""
+
+    def __init__(self, storage: Callable[[], Storage]) -> None:
+        self._storage = storage
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, call_id: str, side: str) -> None:
+        call = find_call(call_id)
+        if side not in SIDES:
+            raise falcon.HTTPNotFound(title="No such side", description=f"{side!r}: the sides are caller and callee.")
+        if req.content_length is not None and req.content_length > AVATAR_MAX_BYTES:
+            raise falcon.HTTPContentTooLarge(description=f"The image is larger than {AVATAR_MAX_BYTES} bytes (10 MB).")
+        data = req.bounded_stream.read(AVATAR_MAX_BYTES + 1)
+        storage = self._storage()
+        try:
+            key = store_avatar(call.id, side, data, get_settings(), storage)
+        except AvatarError as exc:
+            raise falcon.HTTPBadRequest(title="Invalid avatar", description="; ".join(exc.problems)) from None
+        Call.update({getattr(Call, f"{side}_avatar_url"): key, Call.updated_at: utcnow()}).where(Call.id == call.id).execute()
+        resp.media = as_json(call_view(Call.get_by_id(call.id), video_link(storage)))
+        resp.set_header("Cache-Control", "no-store")
 
 
 class CallListResource:

@@ -18,7 +18,7 @@ from shared.settings import Settings
 from shared.storage import Storage
 
 from .address import ClientAddress
-from .api import BacklogResource, CallListResource, CallResource, RetryResource
+from .api import AvatarResource, BacklogResource, CallListResource, CallResource, RetryResource
 from .auth import Authentication, TokenAuth
 from .backlog import BacklogReader
 from .media import MEDIA_PREFIX, MediaResource
@@ -49,6 +49,7 @@ class Console:
         app.add_route("/calls", CallListResource())
         app.add_route("/calls/{call_id}", CallResource(self._storage))
         app.add_route("/calls/{call_id}/retry", RetryResource())
+        app.add_route("/calls/{call_id}/avatars/{side}", AvatarResource(self._storage))
         app.add_route("/calls/{call_id}/transcript", TranscriptResource(self.settings, self._storage))
         app.add_route("/backlog", BacklogResource(self.backlog))
         add_operator_routes(app, self.signer, self._storage, self.backlog, self.login_throttle, self.client, self.settings)

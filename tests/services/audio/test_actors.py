@@ -170,7 +170,7 @@ def test_redelivery_after_finish_only_hands_on(db, s3, make_call, split, stub_br
 
 def test_failing_ffmpeg_is_retried_twice(db, make_call, split, stub_broker, tmp_path, settings_env):
     broken = tmp_path / "broken-ffmpeg"
-    broken.write_text("#!/bin/sh\necho 'Conversion failed: No space left on device' >&2\nexit 1\n")
+    broken.write_text("#!/bin/sh\necho 'Conversion failed: Resource temporarily unavailable' >&2\nexit 1\n")
     broken.chmod(0o755)
     settings = settings_env(FFMPEG_BINARY=str(broken))
     make_call(media.tone_call(tmp_path / "call.mp3", 2.0))
@@ -178,7 +178,27 @@ def test_failing_ffmpeg_is_retried_twice(db, make_call, split, stub_broker, tmp_
     call = Call.get_by_id(CALL_ID)
     assert call.audio_attempts == 3
     assert call.video_status == VideoStatus.FAILED
-    assert call.video_error_message == "ffmpeg could not split the recording: Conversion failed: No space left on device"
+    assert call.video_error_message == "ffmpeg could not split the recording: Conversion failed: Resource temporarily unavailable"
+    assert tmp_entries(settings) == []
+
+
+def test_ffmpeg_meeting_a_full_disk_is_retried_past_the_budget_and_named(db, make_call, split, stub_broker, tmp_path, settings_env, monkeypatch):
+    """#25 D5: ENOSPC is TMP_DIR's failure: retried for STORAGE_OUTAGE_TOLERANCE, not the stage's two retries."""
+    from shared import outage
+
+    monkeypatch.setattr(outage, "FIRST_DELAY_MS", 20)
+    monkeypatch.setattr(outage, "MAX_DELAY_MS", 200)
+    full = tmp_path / "full-ffmpeg"
+    full.write_text("#!/bin/sh\necho 'Conversion failed: No space left on device' >&2\nexit 1\n")
+    full.chmod(0o755)
+    settings = settings_env(FFMPEG_BINARY=str(full), STORAGE_OUTAGE_TOLERANCE="1")
+    make_call(media.tone_call(tmp_path / "call.mp3", 2.0))
+    split(min_backoff=10, max_backoff=20)
+    call = Call.get_by_id(CALL_ID)
+    assert call.audio_attempts > 3
+    assert call.video_status == VideoStatus.FAILED
+    assert call.video_error_message.startswith(f"no space left in TMP_DIR ({settings.tmp_dir}")
+    assert "STORAGE_OUTAGE_TOLERANCE=1" in call.video_error_message
     assert tmp_entries(settings) == []
 
 

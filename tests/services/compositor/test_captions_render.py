@@ -197,3 +197,21 @@ def test_a_redelivered_compose_overwrites_rather_than_duplicates(calls, s3, tmp_
     assert row.captions_url == s3.object_url(keys.captions_key(call.id))
     assert _fetch(s3, keys.captions_key(call.id), tmp_path / "second.vtt").read_text() == first
     assert len(_subtitles(_fetch(s3, keys.video_key(call.id), tmp_path / "out.mp4"))) == 1
+
+
+def test_the_store_away_while_the_transcript_is_read_retries_the_compose_rather_than_drop_the_captions(calls, s3, monkeypatch):
+    from shared.errors import StorageUnavailable
+
+    call = calls.call(captions="burn")
+    _store(s3, call.id, [Turn("caller", 0.5, 2.0, "Hello")])
+    download = s3.download_file
+
+    def away_for_the_transcript(key, path):
+        if key == keys.transcript_key(call.id):
+            raise StorageUnavailable(f"the object store failed the download of {key} (EndpointConnectionError)")
+        return download(key, path)
+
+    monkeypatch.setattr(s3, "download_file", away_for_the_transcript)
+    with pytest.raises(StorageUnavailable, match="download of transcripts/"):
+        compose_call(Call.get_by_id(call.id), get_settings(), s3)
+    assert not s3.exists(keys.video_key(call.id))  # not made for good without its captions

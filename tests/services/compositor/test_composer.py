@@ -297,3 +297,53 @@ def test_a_missing_recording_is_a_permanent_error(calls, s3, tmp_dir):
     with pytest.raises(PermanentError, match="recording .* is missing"):
         compose(call, s3)
     assert list(tmp_dir.iterdir()) == []
+
+
+def test_a_render_that_meets_a_full_disk_is_retried_not_ended_partial(calls, s3, monkeypatch, tmp_dir):
+    """D5: FFmpeg's ENOSPC is the disk's failure (NoSpace, retried), not the call's (partial with no video)."""
+    from services.compositor import composer
+    from shared.errors import NoSpace
+    from shared.ffmpeg import FFmpegFailed
+
+    def full(*args, **kwargs):
+        raise FFmpegFailed("compose", 1, "[out#0/mp4] Error writing trailer: No space left on device")
+
+    monkeypatch.setattr(composer, "run_ffmpeg", full)
+    call = calls.call(caller_state="generated", callee_state="generated")
+    calls.segment(call, "caller", 0, 0.0, 4.0, calls.video("red", "red", duration=4.0))
+    calls.segment(call, "callee", 0, 0.0, 4.0, calls.video("blue", "blue", duration=4.0))
+    with pytest.raises(NoSpace, match=f"^no space left in TMP_DIR \\({tmp_dir}"):
+        compose(call, s3)
+    assert list(tmp_dir.iterdir()) == []
+
+
+def test_a_cut_short_file_on_a_disk_with_no_room_reads_as_no_space_not_moov_atom(calls, s3, monkeypatch):
+    from services.compositor import composer
+    from shared import disk
+    from shared.errors import NoSpace
+    from shared.ffmpeg import FFmpegFailed
+
+    room = iter([10**12])  # the check before the compose passes; after the failure the disk is full
+
+    def truncated(*args, **kwargs):
+        raise FFmpegFailed("compose", 1, "final.mp4: moov atom not found")
+
+    monkeypatch.setattr(composer, "run_ffmpeg", truncated)
+    monkeypatch.setattr(disk, "free_bytes", lambda folder: next(room, 1000))
+    with pytest.raises(NoSpace, match="no space left in TMP_DIR .*0.0 MB free"):
+        compose(calls.call(), s3)
+
+
+def test_a_compose_is_refused_before_it_starts_when_tmp_dir_lacks_the_room(calls, s3, monkeypatch, tmp_dir):
+    from services.compositor import composer
+    from shared import disk
+    from shared.errors import NoSpace
+
+    call = calls.call()
+    needed = composer.space_needed(Call.get_by_id(call.id), s3)
+    recording = s3.size(keys.recording_key(call.id))
+    assert needed >= composer.SPACE_FACTOR * recording + composer.SPACE_OVERHEAD
+    monkeypatch.setattr(disk, "free_bytes", lambda folder: needed // 2)
+    with pytest.raises(NoSpace, match=r"^no space left in TMP_DIR \(.*MB free, about .* MB needed\)"):
+        compose(call, s3)
+    assert list(tmp_dir.iterdir()) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from dramatiq import Message
 
@@ -52,7 +54,8 @@ def test_transient_submit_trouble_spends_no_attempt_and_retries_the_message(call
     # Dramatiq runs the message again: only the pending segment is submitted this time.
     stub.answers = ["req-2"]
     stage.generate_side(call_id, "caller")
-    assert [a["audio_url"].rsplit("/", 1)[1] for a in stub.submitted[-1:]] == [f"{call_id}-caller-000.mp3"]
+    # A local store: the audio goes inside the request (services/generation/inputs.py), segment 0's bytes.
+    assert [base64.b64decode(a["audio_url"].split(",", 1)[1]) for a in stub.submitted[-1:]] == [b"ID3 audio 0"]
     assert Call.get_by_id(call_id).fal_job_id == "req-1,req-2"
 
 

@@ -52,9 +52,11 @@ def test_presigned_urls_outlive_the_job():
 def test_configuration_with_a_key_needs_s3_and_a_known_model():
     check_configuration(load_settings({}))  # no key: nothing to check
     with pytest.raises(SettingsError) as caught:
-        check_configuration(load_settings({"FAL_KEY": "k", "FAL_MODEL": "fal-ai/unknown"}))
+        check_configuration(load_settings({"FAL_KEY": "k", "FAL_MODEL": "fal-ai/unknown", "BROKER_URL": "amqp://rabbit:5672"}))
     problems = "\n".join(caught.value.problems)
     assert "S3_BUCKET" in problems and "fal-ai/unknown" in problems
+    # callreel render/serve (the in-process broker) send fal its inputs inside the request: no S3 needed there.
+    check_configuration(load_settings({"FAL_KEY": "k", "BROKER_URL": "memory://"}))
 
 
 def test_configuration_with_a_key_needs_a_known_speech_model():
@@ -106,6 +108,27 @@ def test_shipped_avatar_is_stored_once_under_its_content(s3, settings_env):
     assert avatar_for("callee", settings, s3, expires=60).identity != first.identity
     configured = avatar_for("caller", settings_env(CALLER_AVATAR_URL="https://cdn.example/me.png"), s3, expires=60)
     assert configured.url == "https://cdn.example/me.png" and configured.identity == "url:https://cdn.example/me.png"
+
+
+def test_a_calls_own_stored_avatar_is_presigned_and_known_by_its_bytes(s3, settings_env, tmp_path):
+    import hashlib
+
+    from shared.avatars import store_avatar
+    from tests.support.media import ffmpeg
+
+    settings = settings_env(CALLER_AVATAR_URL="https://cdn.example/deployment.png")
+    call_id = "CA" + uuid.uuid4().hex
+    image = tmp_path / "face.png"
+    ffmpeg("-f", "lavfi", "-i", "color=c=red:s=300x300", "-frames:v", "1", str(image))
+    key = store_avatar(call_id, "caller", image.read_bytes(), settings, s3)
+    own = avatar_for("caller", settings, s3, expires=600, reference=key, workdir=tmp_path)
+    assert f"/{key}?" in own.url and "X-Amz-Expires=600" in own.url
+    stored = tmp_path / "stored.png"
+    s3.download_file(key, stored)
+    assert own.identity == "sha256:" + hashlib.sha256(stored.read_bytes()).hexdigest()
+    # Gone from the store: the deployment's avatar, not a failed side.
+    s3.client.delete_object(Bucket=s3.bucket, Key=key)
+    assert avatar_for("caller", settings, s3, expires=600, reference=key, workdir=tmp_path).url == "https://cdn.example/deployment.png"
 
 
 def test_cache_key_changes_with_every_input(s3, settings_env):

@@ -493,3 +493,69 @@ def test_a_host_that_resolves_to_a_private_address_is_refused(monkeypatch):
     with pytest.raises(download.PermanentError, match="private"):
         download.check_destination("media.example.com", 443, allowed=frozenset())
     download.check_destination("media.example.com", 443, allowed=frozenset({("media.example.com", 443)}))
+
+
+# -- the store or the disk away (#25 D4, D5) -----------------------------------------
+
+
+@pytest.fixture
+def fast_outage(monkeypatch):
+    from shared import outage
+
+    monkeypatch.setattr(outage, "FIRST_DELAY_MS", 20)
+    monkeypatch.setattr(outage, "MAX_DELAY_MS", 50)
+
+
+def _refusing_uploads(s3, monkeypatch, times: int) -> list[str]:
+    """The store refuses the next ``times`` uploads as an unreachable S3 does; the keys it was asked for."""
+    from shared.errors import StorageUnavailable
+    from shared.storage import get_storage
+
+    store = get_storage()  # the one the actor uses (settings changed since the fixture made ``s3``)
+    asked: list[str] = []
+    upload = store.upload_file
+
+    def refusing(path, key, content_type=None):
+        asked.append(key)
+        if len(asked) <= times:
+            raise StorageUnavailable(f"the object store failed the upload of {key} (EndpointConnectionError: refused)")
+        return upload(path, key, content_type)
+
+    monkeypatch.setattr(store, "upload_file", refusing)
+    return asked
+
+
+def test_a_store_outage_longer_than_the_download_budget_is_waited_out(worker, stub_broker, fake_twilio, s3, monkeypatch, fast_outage):
+    body = os.urandom(20_000)
+    recording = fake_twilio.add_recording(body)
+    call_id = new_call(fake_twilio, recording)
+    asked = _refusing_uploads(s3, monkeypatch, 6)  # twice the three retries a download gets
+    call = run(stub_broker, worker, call_id)
+    assert len(asked) == 7 and stored(s3, call_id) == body
+    assert (call.stage, call.video_status) == (Stage.AUDIO, VideoStatus.PENDING)
+
+
+def test_a_store_outage_past_the_tolerance_fails_the_call_blaming_the_store(
+    worker, stub_broker, fake_twilio, s3, monkeypatch, fast_outage, ingest_env
+):
+    ingest_env(STORAGE_OUTAGE_TOLERANCE="1")
+    recording = fake_twilio.add_recording(os.urandom(20_000))
+    call_id = new_call(fake_twilio, recording)
+    _refusing_uploads(s3, monkeypatch, 10_000)
+    call = run(stub_broker, worker, call_id)
+    assert_failed(call, f"the object store failed the upload of {keys.recording_key(call_id)}", "STORAGE_OUTAGE_TOLERANCE=1")
+    assert "download" not in call.video_error_message.split("(")[0]  # Twilio's download went fine
+
+
+def test_a_recording_larger_than_the_free_space_is_refused_before_it_is_written(
+    worker, stub_broker, fake_twilio, s3, monkeypatch, fast_outage, ingest_env
+):
+    from shared import disk
+
+    ingest_env(STORAGE_OUTAGE_TOLERANCE="1")
+    monkeypatch.setattr(disk, "free_bytes", lambda folder: 1_000_000)
+    recording = fake_twilio.add_recording(os.urandom(20_000))
+    call_id = new_call(fake_twilio, recording)
+    call = run(stub_broker, worker, call_id)
+    assert_failed(call, "no space left in TMP_DIR (", "1.0 MB free, about 0.0 MB needed")
+    assert len(fake_twilio.media_gets(recording)) >= 2  # retried, with backoff
