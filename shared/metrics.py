@@ -46,6 +46,7 @@ from typing import Any
 
 import dramatiq
 
+from .owners import pid_exists
 from .settings import Settings, get_settings
 
 __all__ = [
@@ -101,7 +102,7 @@ def use_multiprocess(directory: Path, *, fresh: bool = False) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for path in directory.glob("*.db"):
         pid = _pid_of(path)
-        if fresh or pid is None or pid == os.getpid() or not _alive(pid):
+        if fresh or pid is None or pid == os.getpid() or not pid_exists(pid):
             path.unlink(missing_ok=True)
     # prometheus_client reads this when it makes a value; children inherit it.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
@@ -116,16 +117,6 @@ def use_multiprocess(directory: Path, *, fresh: bool = False) -> None:
 def _pid_of(path: Path) -> int | None:
     tail = path.stem.rsplit("_", 1)[-1]
     return int(tail) if tail.isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- the metrics, made once per process on first use ----------------------------

@@ -22,7 +22,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Owner", "me", "owner_of", "alive"]
+__all__ = ["Owner", "me", "owner_of", "alive", "pid_exists"]
 
 # The tag as it ends a folder's name, before mkdtemp's random part (letters, digits and "_", never "-").
 _TAG = re.compile(r"-(?P<host>[0-9a-f]{8})\.(?P<pid>\d+)\.(?P<start>\d+)-[a-z0-9_]+$")
@@ -49,7 +49,7 @@ def _start_time(pid: int) -> int | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
         if not Path("/proc/self/stat").exists():  # no procfs (macOS): the pid alone must do
-            return 0 if _pid_exists(pid) else None
+            return 0 if pid_exists(pid) else None
         return None
     except OSError:
         return None
@@ -61,7 +61,8 @@ def _start_time(pid: int) -> int | None:
     return int(fields[19])  # field 22 of the whole line
 
 
-def _pid_exists(pid: int) -> bool:
+def pid_exists(pid: int) -> bool:
+    """Whether a process of this id runs on this host (one of another user's counts: signalling it is refused, not unknown)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -21,27 +21,28 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from peewee import fn
 
 from shared import keys, pipeline
-from shared.contracts import POLL_SEGMENT, send
-from shared.errors import PermanentError, TransientError
+from shared.contracts import POLL_SEGMENT
+from shared.errors import TransientError
 from shared.fal_models import FalModel, model_for
 from shared.models import SIDES, Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 from shared.presentation import presentation_for
 from shared.settings import Settings, get_settings
-from shared.storage import ObjectNotFound, Storage, get_storage
+from shared.storage import ObjectNotFound, get_storage
 
+from . import lifecycle
 from .avatars import Avatar, avatar_for
 from .cache import audio_digest, cache_key, copy_video, find_cached
-from .fal import TRANSIENT_CODES, FalError, FalQueue, JobStatus, fal_queue
+from .fal import FalError, JobStatus, fal_queue
 from .fanin import fan_in, mark_side, settle_side
 from .inputs import InputTooLarge, input_url
+from .lifecycle import claim_poll, close, complete, later, retry_or_fail
 from .videos import BadVideo, store_video
 
 __all__ = [
@@ -64,13 +65,11 @@ def url_expiry(settings: Settings) -> int:
 
 
 @dataclass
-class Job:
+class Job(lifecycle.Work):
     """What submitting and polling one side's segments needs, built once per message."""
 
-    settings: Settings
-    storage: Storage
+    kind: ClassVar[lifecycle.Kind] = lifecycle.Kind("segment_id", "job", "video", POLL_SEGMENT)
     model: FalModel
-    fal: FalQueue
     side: str
     tmp: Path
     avatar_reference: str | None = None  # the call's (shared.presentation); None: the deployment's setting
@@ -79,7 +78,7 @@ class Job:
     @classmethod
     def for_side(cls, side: str, settings: Settings, tmp: Path, *, avatar: str | None = None) -> Job:
         model = model_for(settings.fal_model)
-        return cls(settings, get_storage(), model, fal_queue(settings.fal_key, model.endpoint), side, tmp, avatar)
+        return cls(settings, get_storage(), fal_queue(settings.fal_key, model.endpoint), model, side, tmp, avatar)
 
     @property
     def avatar(self) -> Avatar:
@@ -89,8 +88,20 @@ class Job:
             )
         return self._avatar
 
-    def context(self, segment: Segment) -> dict:
-        return {"call_id": segment.call_id, "stage": Stage.GENERATION, "side": segment.side, "segment_id": segment.id}
+    def submit(self, row: Any) -> None:
+        submit(row, self)
+
+    def progress(self, status: JobStatus) -> str:
+        """Queue position or the job's latest log line."""
+        if status.state == "queued":
+            return f"queued at fal.ai (queue position {status.position})"
+        return f"generating: {status.logs[-1]}" if status.logs else "generating"
+
+    def keep(self, row: Any, result: Any, expired: bool) -> None:
+        keep_video(row, self, result, expired)
+
+    def fail(self, row: Any, reason: str) -> None:
+        fail_segment(row, reason)
 
 
 # -- generate_side (begun by services/generation/stage.py) ---------------------------------------
@@ -132,7 +143,7 @@ def generate(call: Call, side: str) -> None:
                     waiting.append(f"segment {segment.index}: {exc}")
             elif segment.state == SegmentState.SUBMITTED:
                 # A redelivery: make sure the job is followed (a duplicate poll stops at the gate).
-                schedule_poll(segment, settings)
+                job.schedule_poll(segment)
     settle_side(call_id, side)  # every segment may have come from the cache
     if waiting:
         raise TransientError(f"{len(waiting)} segment(s) wait to be submitted again: {'; '.join(waiting)[:1000]}")
@@ -158,23 +169,7 @@ def submit(segment: Segment, job: Job) -> None:
     key = cache_key(sha, job.model, avatar, job.settings.fal_prompt, seconds)
     if reuse(segment, key, job):
         return
-    now = utcnow()
-    claimed = (
-        Segment.update(
-            {
-                Segment.state: SegmentState.SUBMITTED,
-                Segment.attempts: Segment.attempts + 1,
-                Segment.submitted_at: now,
-                Segment.started_at: None,
-                Segment.fal_request_id: None,
-                Segment.cache_key: key,
-                Segment.progress: "submitting",
-                Segment.updated_at: now,
-            }
-        )
-        .where((Segment.id == segment.id) & (Segment.state == SegmentState.PENDING))
-        .execute()
-    )
+    claimed = lifecycle.claim(segment, {Segment.cache_key: key})
     if not claimed:  # another delivery got here first
         return
     try:
@@ -183,25 +178,12 @@ def submit(segment: Segment, job: Job) -> None:
         fail_segment(segment, str(exc))
         return
     arguments = job.model.build_input(avatar.url, audio_url, job.settings.fal_prompt, seconds)
-    try:
-        request_id = job.fal.submit(arguments)
-    except FalError as exc:
-        if exc.transient:
-            Segment.update(
-                {
-                    Segment.state: SegmentState.PENDING,
-                    Segment.attempts: Segment.attempts - 1,
-                    Segment.progress: f"waiting to submit again: {exc}"[:1000],
-                    Segment.updated_at: utcnow(),
-                }
-            ).where((Segment.id == segment.id) & (Segment.state == SegmentState.SUBMITTED) & Segment.fal_request_id.is_null()).execute()
-            log.warning("submit deferred: %s", exc, extra=ctx)
-            raise
-        fail_segment(segment, f"fal.ai refused the job (not retried): {exc}")
+    request_id = lifecycle.send_job(segment, job, arguments)  # transient trouble raises FalError
+    if request_id is None:
         return
     record_submission(segment, request_id)
     log.info("submitted %.1f-%.1fs to %s as %s", segment.start, segment.end, job.model.endpoint, request_id, extra=ctx)
-    schedule_poll(segment, job.settings)
+    job.schedule_poll(segment)
 
 
 def reuse(segment: Segment, key: str, job: Job) -> bool:
@@ -250,17 +232,11 @@ def record_submission(segment: Segment, request_id: str) -> None:
         cancel_at_fal(request_id, get_settings(), _context(segment))
 
 
-def schedule_poll(segment: Segment, settings: Settings, *, delay: float | None = None) -> None:
-    send(POLL_SEGMENT, segment_id=segment.id, delay_ms=int((delay or settings.fal_poll_interval) * 1000))
-
-
 # -- poll_segment ---------------------------------------------------------------------------------
 
 
 def poll_segment(segment_id: int) -> None:
-    if not isinstance(segment_id, int) or isinstance(segment_id, bool):
-        raise PermanentError(f"invalid segment id {segment_id!r}")
-    segment = Segment.get_or_none(Segment.id == segment_id)
+    segment = lifecycle.polled_row(Segment, segment_id, "segment")
     if segment is None:
         return
     if segment.state in SegmentState.TERMINAL:
@@ -279,10 +255,7 @@ def poll_segment(segment_id: int) -> None:
     segment = Segment.get_by_id(segment_id)
     with pipeline.temp_folder(Stage.GENERATION, segment.call_id, settings.tmp_dir) as tmp:
         job = Job.for_side(segment.side, settings, tmp)
-        if segment.state == SegmentState.PENDING:  # a new attempt is due (its submit met transient trouble)
-            submit(segment, job)
-            return
-        follow(segment, job)
+        lifecycle.look(segment, job)
 
 
 def _call_moved_on(call: Call) -> bool:
@@ -290,129 +263,9 @@ def _call_moved_on(call: Call) -> bool:
     return ended or pipeline.order(call.stage) > pipeline.order(Stage.GENERATION)
 
 
-def claim_poll(segment: Segment, settings: Settings) -> bool:
-    """Let one poll chain per job through.
-
-    Each poll re-sends itself, so a redelivered poll message would start a
-    second chain polling the same job. A poll passes only if the segment was
-    last touched at least half an interval ago, and touches it: of two chains,
-    one always arrives within half an interval of the other and stops.
-    """
-    now = utcnow()
-    return bool(
-        Segment.update({Segment.updated_at: now})
-        .where(
-            (Segment.id == segment.id)
-            & Segment.state.in_((SegmentState.PENDING, SegmentState.SUBMITTED))
-            & (Segment.updated_at <= now - timedelta(seconds=settings.fal_poll_interval / 2))
-        )
-        .execute()
-    )
-
-
-def follow(segment: Segment, job: Job) -> None:
-    """One look at a submitted job: wait, collect its video, or time it out (cancel, next attempt).
-
-    A job is timed from when fal starts running it (``FAL_JOB_TIMEOUT``): a
-    long call's segments may wait in fal's queue behind each other, and
-    cancelling a job that has not started only loses its place. The wait in
-    the queue is bounded too, by ``STAGE_DEADLINE``.
-    """
-    settings, ctx = job.settings, job.context(segment)
+def keep_video(segment: Segment, job: Job, result: Any, expired: bool) -> None:
+    """Store the video of a job fal has completed, or count the failed attempt."""
     request_id = segment.fal_request_id
-    now = utcnow()
-    waited = (now - segment.submitted_at).total_seconds() if segment.submitted_at else float("inf")
-    queue_limit = max(settings.fal_job_timeout, settings.stage_deadline)
-    if segment.started_at is not None:
-        expired = (now - segment.started_at).total_seconds() > settings.fal_job_timeout
-        why = f"no video after {settings.fal_job_timeout}s of generation"
-    else:
-        expired = waited > queue_limit
-        why = f"not started by fal.ai within {queue_limit}s"
-    if request_id is None:  # the submitting worker stopped before fal answered: retried once timed out
-        later(segment, job, waited > settings.fal_job_timeout, "fal.ai never acknowledged the submission")
-        return
-    try:
-        status = job.fal.status(request_id)
-    except FalError as exc:
-        if not exc.transient:
-            retry_or_fail(segment, job, f"fal.ai lost job {request_id}: {exc}")
-            return
-        log.warning("status of %s unavailable: %s", request_id, exc, extra=ctx)
-        note(segment, f"status unavailable, will ask again: {exc}")
-        later(segment, job, expired, f"job {request_id}: {why}, status unavailable ({exc})", cancel_first=True)
-        return
-    if status.done:
-        collect(segment, job, status, expired)
-        return
-    if status.state == "running" and segment.started_at is None:
-        Segment.update({Segment.started_at: now}).where((Segment.id == segment.id) & Segment.started_at.is_null()).execute()
-        expired = False
-    if expired:
-        cancel(segment, job)
-        retry_or_fail(segment, job, f"job {request_id}: {why}; cancelled")
-        return
-    report(segment, status, ctx)
-    schedule_poll(segment, settings)
-
-
-def later(segment: Segment, job: Job, expired: bool, reason: str, *, cancel_first: bool = False) -> None:
-    """Look again after the poll interval, unless the job's time is up: then it is a failed attempt."""
-    if not expired:
-        schedule_poll(segment, job.settings)
-        return
-    if cancel_first and segment.fal_request_id:
-        cancel(segment, job)
-    retry_or_fail(segment, job, reason)
-
-
-def report(segment: Segment, status: JobStatus, ctx: dict) -> None:
-    """Queue position or the job's latest log line: to the segment's row, and to the log when it changes."""
-    if status.state == "queued":
-        text = f"queued at fal.ai (queue position {status.position})"
-    else:
-        text = f"generating: {status.logs[-1]}" if status.logs else "generating"
-    text = text[:1000]
-    if text != segment.progress:
-        log.info("%s", text, extra=ctx)
-        note(segment, text)
-
-
-def note(segment: Segment, text: str) -> None:
-    Segment.update({Segment.progress: text[:1000]}).where(Segment.id == segment.id).execute()
-
-
-def collect(segment: Segment, job: Job, status: JobStatus, expired: bool) -> None:
-    """The job has ended: store its video, or count the failed attempt."""
-    ctx, request_id = job.context(segment), segment.fal_request_id
-    assert request_id is not None, "collect follows a job fal acknowledged"
-    if status.error:
-        reason = f"fal.ai job {request_id} failed: {status.error}"
-        try:
-            job.fal.result(request_id)
-            code = None
-        except FalError as exc:
-            if exc.status_code is None:  # the network, not the job
-                later(segment, job, expired, reason)
-                return
-            code = exc.status_code
-            reason = f"{reason} ({exc})"
-        # The model refusing its input (422…) will refuse it again; anything else may pass next time.
-        invalid = code is not None and 400 <= code < 500 and code not in TRANSIENT_CODES
-        retry_or_fail(segment, job, reason, retryable=not invalid)
-        return
-    try:
-        result = job.fal.result(request_id)
-    except FalError as exc:
-        if exc.status_code is None or exc.status_code in TRANSIENT_CODES:  # the network, or fal asking us to slow down
-            later(segment, job, expired, f"fal.ai job {request_id}: result unavailable ({exc})")
-        elif exc.transient:
-            # A 5xx for a job fal calls COMPLETED is the job's own failure, which fal reports only here:
-            # fetching it again until FAL_JOB_TIMEOUT would get the same answer.
-            retry_or_fail(segment, job, f"fal.ai job {request_id} completed without a result: {exc}")
-        else:
-            fail_segment(segment, f"fal.ai refused the job's input (not retried): {exc}")
-        return
     try:
         url = job.model.read_video_url(result)
     except (KeyError, TypeError, IndexError):
@@ -425,79 +278,16 @@ def collect(segment: Segment, job: Job, status: JobStatus, expired: bool) -> Non
         retry_or_fail(segment, job, f"fal.ai job {request_id} gave an unusable video: {exc}")
         return
     except httpx.HTTPError as exc:  # fal's file host is busy: the URL stays valid for a while
-        log.warning("video download failed, will retry: %s", exc, extra=ctx)
+        log.warning("video download failed, will retry: %s", exc, extra=job.context(segment))
         later(segment, job, expired, f"fal.ai job {request_id}: video download kept failing ({exc})")
         return
-    now = utcnow()
-    done = (
-        Segment.update(
-            {
-                Segment.state: SegmentState.COMPLETED,
-                Segment.video_key: key,
-                Segment.error: None,
-                Segment.progress: f"completed: {size} bytes stored",
-                Segment.finished_at: now,
-                Segment.updated_at: now,
-            }
-        )
-        .where((Segment.id == segment.id) & (Segment.state == SegmentState.SUBMITTED) & (Segment.fal_request_id == request_id))
-        .execute()
-    )
-    if done:
-        log.info("video stored as %s (%d bytes)", key, size, extra=ctx)
+    if complete(segment, {Segment.video_key: key}, f"completed: {size} bytes stored"):
+        log.info("video stored as %s (%d bytes)", key, size, extra=job.context(segment))
         settle_side(segment.call_id, segment.side)
 
 
-def cancel(segment: Segment, job: Job) -> None:
-    """Ask fal to drop the job (best effort: a job that already ended cannot be cancelled)."""
-    if segment.fal_request_id is None:  # nothing was submitted: nothing to cancel
-        return
-    try:
-        job.fal.cancel(segment.fal_request_id)
-        log.info("cancelled fal.ai job %s", segment.fal_request_id, extra=job.context(segment))
-    except FalError as exc:
-        log.warning("could not cancel fal.ai job %s: %s", segment.fal_request_id, exc, extra=job.context(segment))
-
-
-def retry_or_fail(segment: Segment, job: Job, reason: str, *, retryable: bool = True) -> None:
-    """One attempt failed: submit again while attempts remain, otherwise the segment fails."""
-    ctx = job.context(segment)
-    if not retryable or segment.attempts > job.settings.fal_max_retries:
-        fail_segment(segment, reason if retryable else f"{reason} (not retried)")
-        return
-    same_job = Segment.fal_request_id.is_null() if segment.fal_request_id is None else Segment.fal_request_id == segment.fal_request_id
-    reopened = (
-        Segment.update(
-            {
-                Segment.state: SegmentState.PENDING,
-                Segment.error: reason[:4000],
-                Segment.progress: f"attempt {segment.attempts} failed, trying again",
-                Segment.updated_at: utcnow(),
-            }
-        )
-        .where((Segment.id == segment.id) & (Segment.state == SegmentState.SUBMITTED) & same_job)
-        .execute()
-    )
-    if reopened:
-        log.warning("attempt %d of %d failed: %s", segment.attempts, job.settings.fal_max_retries + 1, reason, extra=ctx)
-        submit(Segment.get_by_id(segment.id), job)
-
-
 def fail_segment(segment: Segment, reason: str) -> None:
-    now = utcnow()
-    failed = (
-        Segment.update(
-            {
-                Segment.state: SegmentState.FAILED,
-                Segment.error: reason[:4000],
-                Segment.progress: "failed",
-                Segment.finished_at: now,
-                Segment.updated_at: now,
-            }
-        )
-        .where((Segment.id == segment.id) & Segment.state.not_in(SegmentState.TERMINAL))
-        .execute()
-    )
+    failed = close(Segment, segment.id, reason)
     if failed:
         log.warning("segment failed: %s", reason, extra=_context(segment))
         # One failed segment and the compositor shows the whole side as a local panel: its other
@@ -537,20 +327,7 @@ def close_and_cancel(model: Any, where: Any, *, reason: str, endpoint: str) -> l
     """
     settings, cancelled = get_settings(), []
     for row in model.select().where(where).order_by(model.side, model.index):
-        now = utcnow()
-        closed = (
-            model.update(
-                {
-                    model.state: SegmentState.FAILED,
-                    model.error: reason[:4000],
-                    model.progress: "cancelled",
-                    model.finished_at: now,
-                    model.updated_at: now,
-                }
-            )
-            .where((model.id == row.id) & model.state.not_in(SegmentState.TERMINAL))
-            .execute()
-        )
+        closed = close(model, row.id, reason, progress="cancelled")
         request_id = model.get_by_id(row.id).fal_request_id  # read after closing: a submit may just have recorded it
         # A pending row's id is its last attempt's, already ended; a new id is a submit that just landed.
         live = row.state == SegmentState.SUBMITTED or request_id != row.fal_request_id

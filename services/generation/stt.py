@@ -27,24 +27,25 @@ import logging
 import math
 import tempfile
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from shared import keys, pipeline
-from shared.contracts import POLL_TRANSCRIPT, send
-from shared.errors import PermanentError, TransientError
+from shared.contracts import POLL_TRANSCRIPT
+from shared.errors import TransientError
 from shared.fal_models import SpeechModel, speech_model_for
 from shared.models import Call, Segment, SegmentState, Stage, TranscriptStatus, VideoStatus, utcnow
 from shared.settings import Settings, get_settings
 from shared.speech_jobs import SpeechJob
-from shared.storage import Storage, get_storage
+from shared.storage import get_storage
 from shared.transcript import SPEAKERS, Transcript, Turn, to_json
 
-from .fal import TRANSIENT_CODES, FalError, FalQueue, JobStatus, fal_queue
+from . import lifecycle
+from .fal import FalError, JobStatus, fal_queue
 from .fanin import fan_in
 from .inputs import InputTooLarge, input_url
 from .jobs import cancel_at_fal, close_and_cancel, url_expiry
+from .lifecycle import claim_poll, close, complete, retry_or_fail
 
 __all__ = ["begin", "poll_transcript", "give_up_job", "give_up_call", "cancel_unusable", "timeline_chunks"]
 
@@ -57,22 +58,32 @@ MIN_CHUNK = 0.5
 
 
 @dataclass
-class Context:
+class Context(lifecycle.Work):
     """What submitting and polling a speech-to-text job needs, built once per message."""
 
-    settings: Settings
-    storage: Storage
+    kind: ClassVar[lifecycle.Kind] = lifecycle.Kind("speech_job_id", "speech-to-text job", "transcript", POLL_TRANSCRIPT)
     model: SpeechModel
-    fal: FalQueue
 
     @classmethod
     def build(cls, settings: Settings) -> Context:
         model = speech_model_for(settings.stt_model)
-        return cls(settings, get_storage(), model, fal_queue(settings.fal_key, model.endpoint))
+        return cls(settings, get_storage(), fal_queue(settings.fal_key, model.endpoint), model)
+
+    def submit(self, row: Any) -> None:
+        submit(row, self)
+
+    def progress(self, status: JobStatus) -> str:
+        return f"queued at fal.ai (queue position {status.position})" if status.state == "queued" else "transcribing"
+
+    def keep(self, row: Any, result: Any, expired: bool) -> None:
+        keep_chunks(row, self, result)
+
+    def fail(self, row: Any, reason: str) -> None:
+        fail_job(row, reason)
 
 
 def _ctx(job: SpeechJob) -> dict:
-    return {"call_id": job.call_id, "stage": Stage.GENERATION, "side": job.side, "speech_job_id": job.id}
+    return lifecycle.row_context(job, Context.kind.id_field)
 
 
 # -- begin (from generate_side) -------------------------------------------------------------------
@@ -107,9 +118,9 @@ def begin(call: Call) -> None:
             try:
                 submit(job, context)
             except TransientError:
-                schedule_poll(job, settings)  # the poll submits it again
+                context.schedule_poll(job)  # the poll submits it again
         elif job.state == SegmentState.SUBMITTED and _chain_quiet(job, settings):
-            schedule_poll(job, settings)  # its poll messages may be lost; a duplicate stops at the gate
+            context.schedule_poll(job)  # its poll messages may be lost; a duplicate stops at the gate
     settle(call.id)  # every job may have ended on an earlier delivery
 
 
@@ -123,22 +134,7 @@ def submit(job: SpeechJob, context: Context) -> None:
     if not job.audio_key:
         fail_job(job, "the segment has no audio")
         return
-    now = utcnow()
-    claimed = (
-        SpeechJob.update(
-            {
-                SpeechJob.state: SegmentState.SUBMITTED,
-                SpeechJob.attempts: SpeechJob.attempts + 1,
-                SpeechJob.submitted_at: now,
-                SpeechJob.started_at: None,
-                SpeechJob.fal_request_id: None,
-                SpeechJob.progress: "submitting",
-                SpeechJob.updated_at: now,
-            }
-        )
-        .where((SpeechJob.id == job.id) & (SpeechJob.state == SegmentState.PENDING))
-        .execute()
-    )
+    claimed = lifecycle.claim(job)
     if not claimed:  # another delivery got here first
         return
     try:
@@ -150,20 +146,10 @@ def submit(job: SpeechJob, context: Context) -> None:
         fail_job(job, str(exc))
         return
     try:
-        request_id = context.fal.submit(context.model.build_input(audio_url, context.settings.stt_language))
+        request_id = lifecycle.send_job(job, context, context.model.build_input(audio_url, context.settings.stt_language))
     except FalError as exc:
-        if exc.transient:
-            SpeechJob.update(
-                {
-                    SpeechJob.state: SegmentState.PENDING,
-                    SpeechJob.attempts: SpeechJob.attempts - 1,
-                    SpeechJob.progress: f"waiting to submit again: {exc}"[:1000],
-                    SpeechJob.updated_at: utcnow(),
-                }
-            ).where((SpeechJob.id == job.id) & (SpeechJob.state == SegmentState.SUBMITTED) & SpeechJob.fal_request_id.is_null()).execute()
-            log.warning("speech-to-text submit deferred: %s", exc, extra=_ctx(job))
-            raise TransientError(f"speech-to-text job {job.id} waits to be submitted again: {exc}") from exc
-        fail_job(job, f"fal.ai refused the speech-to-text job (not retried): {exc}")
+        raise TransientError(f"speech-to-text job {job.id} waits to be submitted again: {exc}") from exc
+    if request_id is None:
         return
     SpeechJob.update({SpeechJob.fal_request_id: request_id, SpeechJob.progress: "submitted", SpeechJob.updated_at: utcnow()}).where(
         SpeechJob.id == job.id
@@ -172,20 +158,14 @@ def submit(job: SpeechJob, context: Context) -> None:
         cancel_at_fal(request_id, context.settings, _ctx(job), endpoint=context.model.endpoint)
         return
     log.info("transcribing %s %.1f-%.1fs with %s as %s", job.side, job.start, job.end, context.model.endpoint, request_id, extra=_ctx(job))
-    schedule_poll(job, context.settings)
-
-
-def schedule_poll(job: SpeechJob, settings: Settings) -> None:
-    send(POLL_TRANSCRIPT, job_id=job.id, delay_ms=int(settings.fal_poll_interval * 1000))
+    context.schedule_poll(job)
 
 
 # -- poll_transcript ------------------------------------------------------------------------------
 
 
 def poll_transcript(job_id: int) -> None:
-    if not isinstance(job_id, int) or isinstance(job_id, bool):
-        raise PermanentError(f"invalid speech-to-text job id {job_id!r}")
-    job = SpeechJob.get_or_none(SpeechJob.id == job_id)
+    job = lifecycle.polled_row(SpeechJob, job_id, "speech-to-text job")
     if job is None:
         return
     if job.state in SegmentState.TERMINAL:
@@ -199,128 +179,21 @@ def poll_transcript(job_id: int) -> None:
     if not claim_poll(job, settings):
         return  # a duplicate poll of the same job: the other chain carries on
     job = SpeechJob.get_by_id(job_id)
-    context = Context.build(settings)
-    if job.state == SegmentState.PENDING:  # its submit met transient trouble: Dramatiq retries this message
-        submit(job, context)
-        return
-    follow(job, context)
+    lifecycle.look(job, Context.build(settings))
 
 
 def _ended(call: Call) -> bool:
     return call.video_status in VideoStatus.TERMINAL and not call.rerender
 
 
-def claim_poll(job: SpeechJob, settings: Settings) -> bool:
-    """One poll chain per job: a poll passes only if the row was last touched half an interval ago (as jobs.claim_poll)."""
-    now = utcnow()
-    return bool(
-        SpeechJob.update({SpeechJob.updated_at: now})
-        .where(
-            (SpeechJob.id == job.id)
-            & SpeechJob.state.in_((SegmentState.PENDING, SegmentState.SUBMITTED))
-            & (SpeechJob.updated_at <= now - timedelta(seconds=settings.fal_poll_interval / 2))
-        )
-        .execute()
-    )
-
-
-def follow(job: SpeechJob, context: Context) -> None:
-    """One look at a submitted job: wait, collect its words, or time it out (the same limits as an avatar job)."""
-    settings, request_id, now = context.settings, job.fal_request_id, utcnow()
-    waited = (now - job.submitted_at).total_seconds() if job.submitted_at else float("inf")
-    queue_limit = max(settings.fal_job_timeout, settings.stage_deadline)
-    if job.started_at is not None:
-        expired = (now - job.started_at).total_seconds() > settings.fal_job_timeout
-        why = f"no transcript after {settings.fal_job_timeout}s"
-    else:
-        expired = waited > queue_limit
-        why = f"not started by fal.ai within {queue_limit}s"
-    if request_id is None:  # the submitting worker stopped before fal answered
-        later(job, context, waited > settings.fal_job_timeout, "fal.ai never acknowledged the submission")
-        return
-    try:
-        status = context.fal.status(request_id)
-    except FalError as exc:
-        if not exc.transient:
-            retry_or_fail(job, context, f"fal.ai lost job {request_id}: {exc}")
-            return
-        note(job, f"status unavailable, will ask again: {exc}")
-        later(job, context, expired, f"job {request_id}: {why}, status unavailable ({exc})", cancel_first=True)
-        return
-    if status.done:
-        collect(job, context, status, expired)
-        return
-    if status.state == "running" and job.started_at is None:
-        SpeechJob.update({SpeechJob.started_at: now}).where((SpeechJob.id == job.id) & SpeechJob.started_at.is_null()).execute()
-        expired = False
-    if expired:
-        cancel(job, context)
-        retry_or_fail(job, context, f"job {request_id}: {why}; cancelled")
-        return
-    note(job, f"queued at fal.ai (queue position {status.position})" if status.state == "queued" else "transcribing")
-    schedule_poll(job, settings)
-
-
-def later(job: SpeechJob, context: Context, expired: bool, reason: str, *, cancel_first: bool = False) -> None:
-    """Look again after the poll interval, unless the job's time is up: then it is a failed attempt."""
-    if not expired:
-        schedule_poll(job, context.settings)
-        return
-    if cancel_first and job.fal_request_id:
-        cancel(job, context)
-    retry_or_fail(job, context, reason)
-
-
-def note(job: SpeechJob, text: str) -> None:
-    SpeechJob.update({SpeechJob.progress: text[:1000]}).where(SpeechJob.id == job.id).execute()
-
-
-def collect(job: SpeechJob, context: Context, status: JobStatus, expired: bool) -> None:
-    """The job has ended: keep its chunks on the call's timeline, or count the failed attempt."""
-    request_id = job.fal_request_id
-    assert request_id is not None, "collect follows a job fal acknowledged"
-    if status.error:
-        reason = f"fal.ai speech-to-text job {request_id} failed: {status.error}"
-        try:
-            context.fal.result(request_id)
-            code = None
-        except FalError as exc:
-            if exc.status_code is None:  # the network, not the job
-                later(job, context, expired, reason)
-                return
-            code, reason = exc.status_code, f"{reason} ({exc})"
-        # The model refusing its input (422…) will refuse it again; anything else may pass next time.
-        invalid = code is not None and 400 <= code < 500 and code not in TRANSIENT_CODES
-        retry_or_fail(job, context, reason, retryable=not invalid)
-        return
-    try:
-        result = context.fal.result(request_id)
-    except FalError as exc:
-        if exc.transient:
-            later(job, context, expired, f"fal.ai job {request_id}: result unavailable ({exc})")
-        else:
-            fail_job(job, f"fal.ai refused the speech-to-text job's input (not retried): {exc}")
-        return
+def keep_chunks(job: SpeechJob, context: Context, result: Any) -> None:
+    """Keep the chunks of a job fal has completed on the call's timeline, or count the failed attempt."""
     try:
         chunks = timeline_chunks(result, job.start, job.end)
     except ValueError as exc:
-        retry_or_fail(job, context, f"fal.ai job {request_id} returned an unreadable transcript: {exc}")
+        retry_or_fail(job, context, f"fal.ai job {job.fal_request_id} returned an unreadable transcript: {exc}")
         return
-    now = utcnow()
-    done = (
-        SpeechJob.update(
-            {
-                SpeechJob.state: SegmentState.COMPLETED,
-                SpeechJob.chunks: chunks,
-                SpeechJob.error: None,
-                SpeechJob.progress: f"completed: {len(chunks)} chunk(s)",
-                SpeechJob.finished_at: now,
-                SpeechJob.updated_at: now,
-            }
-        )
-        .where((SpeechJob.id == job.id) & (SpeechJob.state == SegmentState.SUBMITTED) & (SpeechJob.fal_request_id == request_id))
-        .execute()
-    )
+    done = complete(job, {SpeechJob.chunks: chunks}, f"completed: {len(chunks)} chunk(s)")
     if done:
         log.info("transcribed %s %.1f-%.1fs: %d chunk(s)", job.side, job.start, job.end, len(chunks), extra=_ctx(job))
         settle(job.call_id)
@@ -367,54 +240,8 @@ def timeline_chunks(result: Any, offset: float, end: float) -> list[list[Any]]:
     return out
 
 
-def cancel(job: SpeechJob, context: Context) -> None:
-    """Ask fal to drop the job (best effort: a job that already ended cannot be cancelled)."""
-    if job.fal_request_id is None:  # nothing was submitted: nothing to cancel
-        return
-    try:
-        context.fal.cancel(job.fal_request_id)
-    except FalError as exc:
-        log.warning("could not cancel fal.ai job %s: %s", job.fal_request_id, exc, extra=_ctx(job))
-
-
-def retry_or_fail(job: SpeechJob, context: Context, reason: str, *, retryable: bool = True) -> None:
-    """One attempt failed: submit again while attempts remain, otherwise the job fails."""
-    if not retryable or job.attempts > context.settings.fal_max_retries:
-        fail_job(job, reason if retryable else f"{reason} (not retried)")
-        return
-    same = SpeechJob.fal_request_id.is_null() if job.fal_request_id is None else SpeechJob.fal_request_id == job.fal_request_id
-    reopened = (
-        SpeechJob.update(
-            {
-                SpeechJob.state: SegmentState.PENDING,
-                SpeechJob.error: reason[:4000],
-                SpeechJob.progress: f"attempt {job.attempts} failed, trying again",
-                SpeechJob.updated_at: utcnow(),
-            }
-        )
-        .where((SpeechJob.id == job.id) & (SpeechJob.state == SegmentState.SUBMITTED) & same)
-        .execute()
-    )
-    if reopened:
-        log.warning("speech-to-text attempt %d failed: %s", job.attempts, reason, extra=_ctx(job))
-        submit(SpeechJob.get_by_id(job.id), context)
-
-
 def fail_job(job: SpeechJob, reason: str) -> None:
-    now = utcnow()
-    failed = (
-        SpeechJob.update(
-            {
-                SpeechJob.state: SegmentState.FAILED,
-                SpeechJob.error: reason[:4000],
-                SpeechJob.progress: "failed",
-                SpeechJob.finished_at: now,
-                SpeechJob.updated_at: now,
-            }
-        )
-        .where((SpeechJob.id == job.id) & SpeechJob.state.not_in(SegmentState.TERMINAL))
-        .execute()
-    )
+    failed = close(SpeechJob, job.id, reason)
     if failed:
         log.warning("speech-to-text job failed: %s", reason, extra=_ctx(job))
         # One failed job and no transcript is stored: the other jobs' words would be paid for in vain.

@@ -21,7 +21,7 @@ from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoSt
 from shared.speech_jobs import SpeechJob
 from tests.support.calls import make_call
 from tests.support.dramatiq_worker import DramatiqWorker
-from tests.support.fake_fal import FakeFal
+from tests.support.fake_fal import Behaviour, FakeFal
 from tests.support.media import color_video
 from tests.support.objects import put
 from tests.support.wait import wait_for
@@ -92,6 +92,20 @@ class Generation:
                 self.upload(key, data)
                 Segment.create(call_id=call_id, side=side, index=index, start=start, end=end, state=SegmentState.PENDING, audio_key=key)
         return call_id
+
+    def polls_lost(self, running_polls: int) -> tuple[str, object]:
+        """A call whose callee's one job runs at fal while its poll messages are gone (a purged queue): its id and fal's job."""
+        call_id = self.add_call(caller=None, callee=[(0.0, 30.0)])
+        self.fake.script(f"{call_id}-callee-000", [Behaviour(queued_polls=0, running_polls=running_polls)])
+        first = self.worker()
+        self.generate(call_id)
+        callee = (Segment.call_id == call_id) & (Segment.side == "callee")
+        wait_for(lambda: Segment.get(callee).fal_request_id is not None, timeout=30, what="the callee's fal job",
+                 describe=lambda: self.describe(call_id))
+        first.stop()
+        self.broker.flush_all()  # the delayed polls are gone
+        [job] = self.fake.accepted()
+        return call_id, job
 
     def upload(self, key: str, data: bytes) -> None:
         put(self.storage, key, data)

@@ -86,15 +86,7 @@ def test_a_call_ended_by_the_sweeper_has_its_jobs_cancelled(generation, monkeypa
     from shared import progress
 
     fake = generation.fake
-    call_id = generation.add_call(caller=None, callee=[(0.0, 30.0)])
-    fake.script(f"{call_id}-callee-000", [Behaviour(queued_polls=0, running_polls=1000)])
-    first = generation.worker()
-    generation.generate(call_id)
-    wait_until(lambda: segments_of(call_id, "callee")[0].fal_request_id is not None, timeout=30,
-               describe=lambda: generation.describe(call_id))
-    first.stop()
-    generation.broker.flush_all()  # the delayed polls are gone
-    [job] = fake.accepted()
+    call_id, job = generation.polls_lost(running_polls=1000)
 
     monkeypatch.setattr(dramatiq, "get_broker", lambda: generation.broker)
     assert progress.fail_call(call_id, "Stuck in the generation stage")

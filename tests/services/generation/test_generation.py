@@ -12,7 +12,6 @@ from shared.segments import plan_segments
 from shared.settings import load_settings
 from tests.services.generation.conftest import FAL_KEY
 from tests.support.fake_fal import Behaviour
-from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -207,14 +206,7 @@ def test_a_retried_call_follows_the_job_already_at_fal(generation, monkeypatch):
     from shared.retry import retry_call
 
     fake = generation.fake
-    call_id = generation.add_call(caller=None, callee=[(0.0, 30.0)])
-    fake.script(f"{call_id}-callee-000", [Behaviour(queued_polls=0, running_polls=15)])
-    first = generation.worker()
-    generation.generate(call_id)
-    wait_for(lambda: segments_of(call_id, "callee")[0].fal_request_id is not None, timeout=30, what="the callee's fal job", describe=lambda: generation.describe(call_id))
-    first.stop()
-    generation.broker.flush_all()  # the delayed polls are gone: the call would sit until the sweeper comes
-    [job] = fake.accepted()
+    call_id, job = generation.polls_lost(running_polls=15)  # the call would sit until the sweeper comes
     assert job.finished_at is None  # still running at fal
 
     done = utcnow()  # the stages before generation finished, as the audio stage leaves them

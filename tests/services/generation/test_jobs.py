@@ -14,23 +14,7 @@ from shared.contracts import CANCEL_JOBS
 from shared.errors import TransientError
 from shared.models import Call, Segment, SegmentState, SideState, Stage, TranscriptStatus, VideoStatus
 from tests.support.calls import make_call
-
-
-class StubQueue:
-    def __init__(self, *answers) -> None:
-        self.answers = list(answers)
-        self.submitted: list[dict] = []
-        self.cancelled: list[str] = []
-
-    def cancel(self, request_id):
-        self.cancelled.append(request_id)
-
-    def submit(self, arguments):
-        self.submitted.append(arguments)
-        answer = self.answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
+from tests.support.fal_stub import StubQueue
 
 
 @pytest.fixture

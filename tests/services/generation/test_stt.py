@@ -22,6 +22,7 @@ from shared.retry import retry_call
 from shared.speech_jobs import SpeechJob, SpeechState
 from shared.transcript import parse_transcript
 from tests.support.fake_fal import Behaviour
+from tests.support.fal_stub import StubQueue
 from tests.support.media import ffmpeg
 
 SOUNDS = ((0.5, 2.0), (3.0, 4.5))  # inside each segment's audio
@@ -219,19 +220,6 @@ def test_chunk_times_are_offset_by_the_segment_and_kept_inside_it():
 
 
 # -- submission trouble, with fal.ai replaced by a stub ----------------------------------------------
-
-
-class StubQueue:
-    def __init__(self, *answers) -> None:
-        self.answers = list(answers)
-        self.submitted: list[dict] = []
-
-    def submit(self, arguments):
-        self.submitted.append(arguments)
-        answer = self.answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
 
 
 @pytest.fixture

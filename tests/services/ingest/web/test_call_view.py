@@ -6,11 +6,9 @@ import json
 import re
 from urllib.parse import urlsplit
 
-import falcon.testing
 import pytest
 
 from callreel.cli import main
-from services.ingest.app import create_app
 from services.ingest.web.fragments import duration_text
 from shared import keys
 from shared.models import Call, Segment, SideState, Stage, VideoStatus
@@ -18,15 +16,11 @@ from tests.services.ingest.conftest import API_TOKEN
 from tests.support.calls import make_call, sid
 
 T0 = dt.datetime(2026, 11, 26, 3, 0, 0)
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 @pytest.fixture
-def web(pg_db, stub_broker, ingest_env, s3):
-    client = falcon.testing.TestClient(create_app())
-    signed_in = client.simulate_post("/ops/login", body=f"token={API_TOKEN}", headers=FORM)
-    client.cookie = {"Cookie": f"callreel_session={signed_in.cookies['callreel_session'].value}"}
-    return client
+def web(operator_client):
+    return operator_client
 
 
 def timed_call(s3) -> str:

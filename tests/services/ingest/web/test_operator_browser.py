@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import sys
 from pathlib import Path
 
 import httpx
@@ -21,29 +20,19 @@ import pytest
 from shared import keys
 from shared.models import Call, Segment, SegmentState, SideState, Stage, TranscriptStatus, VideoStatus, utcnow
 from tests.services.ingest.conftest import API_TOKEN
-from tests.services.ingest.test_processes import service_env, start, stop
+from tests.support.browser import ARTIFACTS, chromium
 from tests.support.calls import make_call
 from tests.support.fake_twilio import account_sid, call_sid, recording_sid
 from tests.support.media import color_video
 from tests.support.objects import put
-from tests.support.services import free_port
-from tests.support.wait import log_tail, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.rabbitmq_management]
 
-ROOT = Path(__file__).resolve().parents[4]
-BIN = Path(sys.executable).parent
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
 #: The words of the finished calls (their videos are 3 s long): a line in Arabic, one with emoji, one hostile.
 TRANSCRIPT = [
     {"speaker": "caller", "start": 0.2, "end": 1.2, "text": "Hello, this is the clinic. How can I help?"},
     {"speaker": "callee", "start": 1.4, "end": 2.2, "text": "مرحبا، أريد موعدا 🙂"},
     {"speaker": "caller", "start": 2.3, "end": 2.9, "text": "<script>alert('not run')</script> Of course."},
-]
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 
 
@@ -119,48 +108,16 @@ def seed_calls(s3, workdir: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def served(pg_db, pg_url, rabbitmq_url, s3_server, s3, tmp_path):
+def served(serve, s3, tmp_path):
     """gunicorn serving the ingest app on a free port, as deployed."""
     ids = seed_calls(s3, tmp_path)
-    port = free_port()
-    env = service_env(
-        tmp_path, pg_url, rabbitmq_url, port,
-        RABBITMQ_MANAGEMENT_URL="http://guest:guest@127.0.0.1:15672",
-        TWILIO_ACCOUNT_SID=account_sid(),
-        TWILIO_AUTH_TOKEN="t" * 32,
-        GUNICORN_THREADS="4",
-        **s3_server.env(s3.bucket),
-    )
-    log = tmp_path / "gunicorn.log"
-    web = start([str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py"], env, log)
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy():
-        try:
-            return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(healthy, timeout=60, interval=0.2, what="gunicorn to answer /healthz", process=web, describe=log_tail(log))
-        yield base, ids
-    finally:
-        stop(web)
-    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    return serve(RABBITMQ_MANAGEMENT_URL="http://guest:guest@127.0.0.1:15672"), ids
 
 
 @pytest.fixture
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def listed(page) -> list[str]:

@@ -4,10 +4,8 @@ import html
 import json
 import re
 
-import falcon.testing
 import pytest
 
-from services.ingest.app import create_app
 from services.ingest.web.fragments import clock_text
 from shared import keys
 from shared.models import Call, Stage, TranscriptStatus, VideoStatus
@@ -16,16 +14,12 @@ from tests.support.fake_twilio import call_sid
 from tests.support.objects import put
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 HOSTILE = "<script>alert(1)</script> \u202eevil\u202c مرحبا 🙂 \" ' &amp;"
 
 
 @pytest.fixture
-def web(pg_db, stub_broker, ingest_env, s3):
-    client = falcon.testing.TestClient(create_app())
-    signed_in = client.simulate_post("/ops/login", body=f"token={API_TOKEN}", headers=FORM)
-    client.cookie = {"Cookie": f"callreel_session={signed_in.cookies['callreel_session'].value}"}
-    return client
+def web(operator_client):
+    return operator_client
 
 
 def a_call(s3, *, video: bool = True, **columns) -> str:

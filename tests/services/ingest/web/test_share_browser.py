@@ -21,13 +21,10 @@ from shared import keys
 from shared.assets import avatar_path
 from shared.models import Call, Stage, VideoStatus, utcnow
 from tests.services.ingest.conftest import API_TOKEN
-from tests.services.ingest.test_processes import service_env, start, stop
-from tests.services.ingest.web.test_operator_browser import ARTIFACTS, BIN, CHROMIUM, CHROMIUM_ARGS
+from tests.support.browser import ARTIFACTS, chromium
 from tests.support.calls import make_call
 from tests.support.fake_twilio import account_sid, call_sid
 from tests.support.media import color_video
-from tests.support.services import free_port
-from tests.support.wait import log_tail, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -59,44 +56,15 @@ def seed(s3, workdir) -> str:
 
 
 @pytest.fixture
-def served(pg_db, pg_url, rabbitmq_url, s3_server, s3, tmp_path):
+def served(serve, s3, tmp_path):
     call = seed(s3, tmp_path)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = service_env(
-        tmp_path, pg_url, rabbitmq_url, port, TWILIO_ACCOUNT_SID=account_sid(), TWILIO_AUTH_TOKEN="t" * 32,
-        GUNICORN_THREADS="4", **s3_server.env(s3.bucket),
-    )
-    env["PUBLIC_BASE_URL"] = base  # links must point at this server
-    log = tmp_path / "gunicorn.log"
-    web = start([str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py"], env, log)
-
-    def healthy():
-        try:
-            return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(healthy, timeout=60, interval=0.2, what="gunicorn to answer /healthz", process=web, describe=log_tail(log))
-        yield base, call
-    finally:
-        stop(web)
-    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    return serve(public=True), call  # the share page's links point at this server
 
 
 @pytest.fixture
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def test_a_share_link_plays_with_its_poster_and_captions_until_revoked(served, browser):
