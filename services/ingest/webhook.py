@@ -38,6 +38,7 @@ from shared.db import database
 from shared.models import Call, Stage, VideoStatus, utcnow
 from shared.settings import Settings
 
+from .body import read_capped
 from .enqueue import send_or_unavailable
 from .signature import SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER, FormParams, SignatureCheck
 from .validation import IGNORED_STATUSES, InvalidWebhook, RecordingStatus, parse_recording_status, single_values
@@ -137,11 +138,7 @@ def read_form(req: falcon.Request) -> FormParams:
     """The POSTed fields, read with a size cap; every value kept, in order, for the signature."""
     if (req.content_type or "").split(";")[0].strip().lower() != FORM_TYPE:
         raise falcon.HTTPUnsupportedMediaType(description=f"Twilio callbacks are {FORM_TYPE}.")
-    if req.content_length is not None and req.content_length > MAX_BODY_BYTES:
-        raise falcon.HTTPContentTooLarge(description=f"The body is larger than {MAX_BODY_BYTES} bytes.")
-    raw = req.bounded_stream.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise falcon.HTTPContentTooLarge(description=f"The body is larger than {MAX_BODY_BYTES} bytes.")
+    raw = read_capped(req, MAX_BODY_BYTES)
     try:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(raw), max_num_fields=MAX_FIELDS)
     except (UnicodeDecodeError, ValueError) as exc:

@@ -29,6 +29,7 @@ from shared.settings import Settings
 from shared.storage import Storage
 from shared.transcript import DEFAULT_NAMES, SPEAKERS, Transcript
 
+from ..body import read_capped
 from . import fragments as f
 from .api import find_call, retry
 from .auth import PUBLIC, SESSION
@@ -102,9 +103,7 @@ def read_small_form(req: falcon.Request) -> dict[str, str]:
     """A urlencoded form of a few fields (the first value of each), capped in size."""
     if (req.content_type or "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
         raise falcon.HTTPUnsupportedMediaType(description="Send the form as application/x-www-form-urlencoded.")
-    raw = req.bounded_stream.read(FORM_MAX_BYTES + 1)
-    if len(raw) > FORM_MAX_BYTES:
-        raise falcon.HTTPContentTooLarge(description=f"The form is larger than {FORM_MAX_BYTES} bytes.")
+    raw = read_capped(req, FORM_MAX_BYTES, what="The form")
     try:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
     except (UnicodeDecodeError, ValueError):

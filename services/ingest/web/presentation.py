@@ -29,6 +29,8 @@ import falcon
 from shared.presentation import CAPTIONS_MODES, name_problem
 from shared.settings import VIDEO_LAYOUTS
 
+from ..body import read_capped
+
 __all__ = ["check_patch", "read_patch", "MAX_PATCH_BYTES"]
 
 MAX_PATCH_BYTES = 16 * 1024
@@ -69,11 +71,7 @@ def check_patch(body: Any) -> tuple[dict[str, Any], list[str]]:
 
 
 def read_patch(req: falcon.Request) -> Any:
-    if req.content_length is not None and req.content_length > MAX_PATCH_BYTES:
-        raise falcon.HTTPContentTooLarge(description=f"The body is larger than {MAX_PATCH_BYTES} bytes.")
-    raw = req.bounded_stream.read(MAX_PATCH_BYTES + 1)
-    if len(raw) > MAX_PATCH_BYTES:
-        raise falcon.HTTPContentTooLarge(description=f"The body is larger than {MAX_PATCH_BYTES} bytes.")
+    raw = read_capped(req, MAX_PATCH_BYTES)
     try:
         return json.loads(raw or b"null")
     except ValueError as exc:
