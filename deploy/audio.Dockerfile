@@ -9,12 +9,13 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Only the shared package, the CLI and this service's own code: a service
 # that imported another's would fail here, not in production.
-COPY pyproject.toml README.md ./
+# constraints.txt: the tested versions (the lock make install uses too).
+COPY pyproject.toml README.md constraints.txt ./
 COPY shared/ shared/
 COPY callreel/ callreel/
 COPY services/__init__.py services/__init__.py
 COPY services/audio/ services/audio/
-RUN pip install ".[audio]"
+RUN pip install --constraint constraints.txt ".[audio]"
 
 FROM python:3.11-slim-trixie
 RUN apt-get update \

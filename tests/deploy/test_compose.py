@@ -98,6 +98,7 @@ def test_dockerfile_is_multi_stage_slim_non_root_and_installs_only_its_group(ser
     for args in installs:
         extras = re.findall(r"\.\[([^\]]*)\]", args)
         assert extras == [service], f"{service}: installs {args!r}, expected only .[{service}]"
+        assert "--constraint constraints.txt" in args, f"{service}: installs without the lock (constraints.txt)"
     assert not any("pip install" in args for args in final.all("RUN")), "the final stage only copies the venv"
     assert any(f"--from={build.name}" in args for args in final.all("COPY"))
     # Non-root: a user is made and switched to before CMD.
