@@ -32,6 +32,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import unquote, urlsplit
 
+from tests.support.wait import wait_for
+
 __all__ = ["FaultyS3Proxy", "Request", "Hold", "key_is", "writes_of", "not_retried"]
 
 # Headers that describe one hop, never forwarded as they are.
@@ -201,12 +203,25 @@ class FaultyS3Proxy:
         return hold
 
     def clear(self) -> None:
-        """No more faults; held requests go through."""
+        """No more faults; held requests go through; an outage still running is waited out.
+
+        A test that ends inside its outage (the call failed before the port came
+        back) must not hand the closed port to the next test.
+        """
         with self._lock:
             self._refusals.clear()
             holds, self._holds = self._holds, []
         for hold in holds:
             hold.release()
+        if not self._stopped:
+            wait_for(self._listening, timeout=120, interval=0.1, what="the S3 proxy back after its outage")
+
+    def _listening(self) -> bool:
+        if self.down:
+            return False
+        with socket.socket() as probe:
+            probe.settimeout(1)
+            return probe.connect_ex(self._server.server_address[:2]) == 0
 
     def refused(self) -> list[Request]:
         with self._lock:
