@@ -219,9 +219,11 @@ def test_not_an_audio_file_and_no_token_are_refused(api, tmp_path):
     assert post_json(api, {"external_id": "x", "recording_url": "https://calls.example.com/a.wav"}, headers={}).status_code == 401
 
 
-def test_the_source_shows_in_the_status_api_and_the_list(api, tmp_path):
+def test_the_source_shows_in_the_status_api_the_list_and_the_page(api, operator_client, tmp_path):
     wav = media.tone_call(tmp_path / "call.wav", 2.0)
     call_id = post_form(api, [("external_id", None, b"listed"), ("recording", "call.wav", wav.read_bytes())]).json["id"]
     assert api.simulate_get(f"/calls/{call_id}", headers=AUTH).json["source"] == "api"
     rows = api.simulate_get("/calls", headers=AUTH).json["calls"]
     assert [(r["id"], r["source"], r["external_id"]) for r in rows] == [(call_id, "api", "listed")]
+    assert "api · listed" in operator_client.simulate_get("/ops/calls", headers=operator_client.cookie).text
+    assert "<dd>api · external id listed</dd>" in operator_client.simulate_get(f"/ops/calls/{call_id}", headers=operator_client.cookie).text
