@@ -247,7 +247,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     print(f"{answer['id']} {said} ({answer.get('status')}): {answer.get('status_url')}")
     if not args.wait:
         return 0
-    view = wait(answer["status_url"], token=settings.api_token, every=args.poll)
+    # Polled where this command reached the service (status_url names its public address, which may be another).
+    view = wait(f"{base_url.rstrip('/')}/calls/{answer['id']}", token=settings.api_token, every=args.poll)
     print(json.dumps({k: view.get(k) for k in ("id", "status", "error", "video_url")}, indent=2))
     return 1 if view.get("status") == "failed" else 0
 
