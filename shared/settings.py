@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 import tempfile
 import threading
 import typing
@@ -87,6 +88,7 @@ class Settings:
     twilio_webhook_shared_key: str = env("TWILIO_WEBHOOK_SHARED_KEY", "", "Secret of a Twilio Webhooks SharedKey, for webhooks signed with one. Empty: Auth Token signatures only.", group="ingest", secret=True)
     public_base_url: str = env("PUBLIC_BASE_URL", "", "Public https URL of the ingest service as Twilio calls it.", group="ingest")
     twilio_recording_hosts: tuple[str, ...] = env("TWILIO_RECORDING_HOSTS", ("api.twilio.com",), "Comma list of hosts a RecordingUrl may point at (https only).", group="ingest")
+    recording_url_hosts: tuple[str, ...] = env("RECORDING_URL_HOSTS", (), "Comma list of hosts a submitted recording URL (`POST /calls`, the voice-agent platforms' webhooks) may be fetched from, https only: `host`, `host:port`, `*.example.com` (any subdomain) or `*` (any host). A host matched by a wildcard must resolve to public addresses only; an exact entry is trusted as it is. Empty: recording URLs are refused (uploads still work). See docs/ingest.md.", group="ingest")
     twilio_recording_format: str = env("TWILIO_RECORDING_FORMAT", "mp3", "Format asked of Twilio when downloading.", group="ingest", choices=("mp3", "wav"))
     webhook_max_age: int = env("WEBHOOK_MAX_AGE", 86400, "Seconds after its RecordingStartTime a recording status callback is still accepted; older ones (replays) get 400.", group="ingest", minimum=60)
     twilio_404_window: int = env("TWILIO_404_WINDOW", 120, "Seconds to keep retrying a 404 right after the callback.", group="ingest", minimum=0)
@@ -235,6 +237,10 @@ def _cross_checks(s: Settings) -> list[str]:
     return [*_address_checks(s), *_secret_checks(s), *_media_checks(s)]
 
 
+#: RECORDING_URL_HOSTS' entries (services/ingest/validation.py reads them): host[:port], *.domain or *.
+_URL_HOST_RE = re.compile(r"^(?:\*|\*\.[A-Za-z0-9.-]+|(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?)$")
+
+
 def _address_checks(s: Settings) -> list[str]:
     problems = []
     for name, value, schemes in (
@@ -250,6 +256,9 @@ def _address_checks(s: Settings) -> list[str]:
         problems.append(f"DATABASE_URL must start with postgresql:// or sqlite:///, got {s.database_url!r}")
     if not s.in_process_broker and not s.broker_url.startswith(("amqp://", "amqps://")):
         problems.append(f"BROKER_URL must be amqp://… or memory://, got {s.broker_url!r}")
+    bad_hosts = [h for h in s.recording_url_hosts if not _URL_HOST_RE.match(h)]
+    if bad_hosts:
+        problems.append(f"RECORDING_URL_HOSTS entries must be host, host:port, *.domain or *; got {', '.join(map(repr, bad_hosts))}")
     if s.twilio_account_sid and not (s.twilio_account_sid.startswith("AC") and len(s.twilio_account_sid) == 34):
         problems.append("TWILIO_ACCOUNT_SID must look like AC followed by 32 hex digits")
     return problems
