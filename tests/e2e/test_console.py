@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 from shared import events
 from shared.models import Call, VideoStatus
 from tests.e2e.harness import API_TOKEN
 from tests.support.browser import ARTIFACTS, chromium
 from tests.support.wait import wait_for
+
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.postgres, pytest.mark.rabbitmq]
 
 
 def _composed(call_id: str) -> int:

@@ -12,7 +12,7 @@ from shared.settings import get_settings
 from tests.support.calls import make_call, sid
 from tests.support.rabbitmq import RabbitAdmin
 
-pytestmark = [pytest.mark.rabbitmq, pytest.mark.rabbitmq_management]
+pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.rabbitmq_management]
 
 
 @pytest.fixture
