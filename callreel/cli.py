@@ -339,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "operator-hash",
         "print an OPERATORS entry (name:scrypt hash) for a console operator; the password is read from the terminal or stdin",
-        "callreel operator-hash alice   # then OPERATORS=alice:scrypt$...,bob:scrypt$...",
+        "callreel operator-hash alice",
     )
     p.add_argument("name", help="the operator's name, as the call history shows it")
     p.set_defaults(func=cmd_operator_hash)
