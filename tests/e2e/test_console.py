@@ -43,6 +43,14 @@ def test_an_operator_retries_a_dead_letter_and_rerenders_ten_calls(pipeline):
         page.click("#login-form button[type=submit]")
         page.wait_for_url("**/ops/calls")
 
+        # The stuck call's page, open in a second tab, follows the call live: no reload, its parts replaced.
+        watcher = context.new_page()
+        watcher.on("pageerror", lambda exc: problems.append(str(exc)))
+        watcher.goto(f"/ops/calls/{stuck}")
+        assert watcher.inner_text("#call-status") == "generating"
+        watcher.evaluate("window.__notReloaded = true")
+        watcher.wait_for_function("() => document.body.dataset.live === 'polling'")
+
         page.goto("/ops/dead-letters")
         row = page.locator(f"tr.dead-letter[data-message-id='{dead['message_id']}']")
         assert stuck in row.inner_text() and "compose" in row.inner_text()
@@ -52,6 +60,11 @@ def test_an_operator_retries_a_dead_letter_and_rerenders_ten_calls(pipeline):
         assert "1 dead letter(s) retried." in page.inner_text("main")
         assert Call.get_by_id(stuck).video_status == VideoStatus.GENERATING  # not ended: its message only waited
         assert pipeline.wait_ended_one(stuck).video_status == VideoStatus.COMPLETED
+        watcher.wait_for_function("() => document.body.dataset.live === 'settled'", timeout=60_000)
+        assert watcher.evaluate("window.__notReloaded") is True and watcher.inner_text("#call-status") == "completed"
+        assert watcher.is_visible("#live-ended") and "Dead letter retried" in watcher.inner_text("#live-events")
+        watcher.screenshot(path=str(ARTIFACTS / "console-call-live.png"), full_page=False)
+        watcher.close()
 
         # Bulk re-render: tick the ten, review, confirm; each is composed a second time.
         page.goto("/ops/calls?status=completed")

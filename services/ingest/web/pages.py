@@ -98,7 +98,7 @@ def send_page(
     img_src = " ".join(["'self'", *_origins(images)])
     resp.set_header(
         "Content-Security-Policy",
-        f"default-src 'none'; script-src 'self'; style-src 'self'; img-src {img_src}; "
+        f"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src {img_src}; "
         f"media-src {media_src}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     )
     resp.set_header("Cache-Control", "no-store")
