@@ -33,6 +33,27 @@ def _setup(settings=None) -> None:
     run_migrations()
 
 
+def cmd_operator_hash(args: argparse.Namespace) -> int:
+    """A password's hash for OPERATORS; the password from the terminal (asked twice) or one line of stdin."""
+    import getpass
+
+    from shared.operators import NAME_RE, hash_password
+
+    name = args.name.strip().lower()
+    if not NAME_RE.match(name) or name == "token":
+        raise CliError("an operator name is 1–32 of a-z 0-9 _ - and not 'token'")
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise CliError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 12:
+        raise CliError("use a password of 12 characters or more")
+    print(f"{name}:{hash_password(password)}")
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from shared.db import init_database
     from shared.logs import configure_logging
@@ -366,6 +387,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outputs", action="store_true", help="the final videos, posters, transcripts and captions too")
     p.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
     p.set_defaults(func=cmd_gc)
+
+    p = _command(
+        sub,
+        "operator-hash",
+        "print an OPERATORS entry (name:scrypt hash) for a console operator; the password is read from the terminal or stdin",
+        "callreel operator-hash alice",
+    )
+    p.add_argument("name", help="the operator's name, as the call history shows it")
+    p.set_defaults(func=cmd_operator_hash)
 
     _command(sub, "migrate", "create or update the database schema (idempotent)", "callreel migrate").set_defaults(func=cmd_migrate)
     _command(

@@ -100,6 +100,7 @@ class Settings:
     auth_max_failures: int = env("AUTH_MAX_FAILURES", 10, "Wrong API tokens one client address may send per AUTH_FAILURE_WINDOW before it gets 429, counted apart for the API and the login form. The right token is never refused.", group="ingest", minimum=1)
     auth_failure_window: int = env("AUTH_FAILURE_WINDOW", 300, "Seconds over which wrong API tokens are counted (in the database, across workers and restarts).", group="ingest", minimum=1)
     trusted_proxy_hops: int = env("TRUSTED_PROXY_HOPS", 0, "Proxies in front of ingest that append to X-Forwarded-For (Railway: 1). The client address is the entry this many from the right; 0: the peer's address, the header ignored.", group="ingest", minimum=0)
+    operators: str = env("OPERATORS", "", "Named operator accounts for the console, `name:hash,name:hash` (hashes from `callreel operator-hash`), so its history says who did what; CALLREEL_API_TOKEN keeps working as operator `token`. See docs/console.md.", group="ingest", secret=True)
     operator_session_max_age: int = env("OPERATOR_SESSION_MAX_AGE", 43200, "Seconds an operator page login lasts.", group="ingest", minimum=60)
     port: int = env("PORT", 8000, "Port the ingest service listens on.", group="ingest", minimum=1)
     gunicorn_workers: int = env("GUNICORN_WORKERS", 2, "gunicorn worker processes for ingest.", group="ingest", minimum=1)
@@ -273,6 +274,15 @@ def _secret_checks(s: Settings) -> list[str]:
         problems.append(
             f"VIDEO_STATUS_CALLBACK_SECRET must be at least {MIN_SECRET_BYTES} bytes long (got {len(s.video_status_callback_secret.encode())})"
         )
+    if s.operators:
+        from .operators import OperatorsError, parse_operators
+
+        try:
+            parse_operators(s.operators)
+        except OperatorsError as exc:
+            problems.append(str(exc))
+        if not s.api_token:
+            problems.append("OPERATORS needs CALLREEL_API_TOKEN too: the console's sessions are signed with a key derived from it")
     if s.api_token and len(s.api_token) < MIN_SECRET_BYTES:
         problems.append(f"CALLREEL_API_TOKEN must be at least {MIN_SECRET_BYTES} characters long (got {len(s.api_token)})")
     return problems

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import falcon
 
+from shared.operators import parse_operators
 from shared.settings import Settings
 from shared.storage import Storage
 
@@ -21,6 +22,7 @@ from .address import ClientAddress
 from .api import AvatarResource, BacklogResource, CallResource, RetryResource
 from .auth import Authentication, TokenAuth
 from .backlog import BacklogReader
+from .events import EventsResource
 from .media import MEDIA_PREFIX, MediaResource
 from .pages import add_operator_routes
 from .session import SessionSigner
@@ -42,7 +44,9 @@ class Console:
         self.client = ClientAddress(settings.trusted_proxy_hops)
         self.api_throttle = SharedFailureThrottle(API_BUCKET, limit, window)
         self.login_throttle = SharedFailureThrottle(LOGIN_BUCKET, limit, window)
-        self.signer = SessionSigner(settings.api_token, settings.operator_session_max_age)
+        self.signer = SessionSigner(
+            settings.api_token, settings.operator_session_max_age, operators=parse_operators(settings.operators)
+        )
         self.backlog = BacklogReader(settings)
         self.authentication = Authentication(TokenAuth(settings.api_token, self.api_throttle, self.client), self.signer)
 
@@ -52,6 +56,7 @@ class Console:
         app.add_route("/calls/{call_id}/retry", RetryResource())
         app.add_route("/calls/{call_id}/avatars/{side}", AvatarResource(self._storage))
         app.add_route("/calls/{call_id}/transcript", TranscriptResource(self.settings, self._storage))
+        app.add_route("/calls/{call_id}/events", EventsResource())
         app.add_route("/backlog", BacklogResource(self.backlog))
         add_operator_routes(app, self.signer, self._storage, self.backlog, self.login_throttle, self.client, self.settings)
         app.add_route(MEDIA_PREFIX + "{key:path}", MediaResource(self._storage))
