@@ -87,6 +87,7 @@ class Settings:
     twilio_webhook_shared_key: str = env("TWILIO_WEBHOOK_SHARED_KEY", "", "Secret of a Twilio Webhooks SharedKey, for webhooks signed with one. Empty: Auth Token signatures only.", group="ingest", secret=True)
     public_base_url: str = env("PUBLIC_BASE_URL", "", "Public https URL of the ingest service as Twilio calls it.", group="ingest")
     twilio_recording_hosts: tuple[str, ...] = env("TWILIO_RECORDING_HOSTS", ("api.twilio.com",), "Comma list of hosts a RecordingUrl may point at (https only).", group="ingest")
+    recording_url_hosts: tuple[str, ...] = env("RECORDING_URL_HOSTS", (), "Comma list of hosts a submitted recording URL (`POST /calls`, the voice-agent platforms' webhooks) may be fetched from, https only: `host`, `host:port`, `*.example.com` (any subdomain) or `*` (any host). A host matched by a wildcard must resolve to public addresses only; an exact entry is trusted as it is. Empty: recording URLs are refused (uploads still work). See docs/ingest.md.", group="ingest")
     twilio_recording_format: str = env("TWILIO_RECORDING_FORMAT", "mp3", "Format asked of Twilio when downloading.", group="ingest", choices=("mp3", "wav"))
     webhook_max_age: int = env("WEBHOOK_MAX_AGE", 86400, "Seconds after its RecordingStartTime a recording status callback is still accepted; older ones (replays) get 400.", group="ingest", minimum=60)
     twilio_404_window: int = env("TWILIO_404_WINDOW", 120, "Seconds to keep retrying a 404 right after the callback.", group="ingest", minimum=0)

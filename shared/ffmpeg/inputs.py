@@ -3,7 +3,7 @@
 Left to guess, FFmpeg picks a demuxer by probing the content, and some
 demuxers read other files: an HLS playlist or a concat list names URLs and
 paths (``file:///etc/passwd``, ``http://169.254.169.254/…``), and FFmpeg would
-fetch them into the video. A recording (MP3 or WAV), a side video from fal
+fetch them into the video. A recording (MP3, WAV, FLAC, Ogg or M4A), a side video from fal
 (MP4) and an avatar (PNG, JPEG, WebP) are each recognised here by their first
 bytes, in Python, and opened with that one demuxer (``-f``), through the
 ``file`` protocol alone (``-protocol_whitelist file``, and a ``file:`` URL so
@@ -18,15 +18,38 @@ from pathlib import Path
 
 from .errors import InvalidMedia
 
-__all__ = ["RECORDING", "VIDEO", "IMAGE", "KNOWN", "sniff", "input_options", "input_args", "file_url"]
+__all__ = [
+    "RECORDING",
+    "VIDEO",
+    "IMAGE",
+    "KNOWN",
+    "RECORDING_EXTENSIONS",
+    "sniff",
+    "recording_format",
+    "input_options",
+    "input_args",
+    "file_url",
+]
 
-# FFmpeg demuxer names, by what a stage expects.
-RECORDING = ("mp3", "wav")
+# FFmpeg demuxer names, by what a stage expects. A recording from a voice-agent platform or the
+# submission API may be any of these (M4A is the mov demuxer's); Twilio's are MP3 or WAV.
+RECORDING = ("mp3", "wav", "flac", "ogg", "mov")
 VIDEO = ("mov",)  # mov,mp4,m4a,3gp,3g2,mj2: one demuxer
 IMAGE = ("png_pipe", "jpeg_pipe", "webp_pipe")
-KNOWN = (*RECORDING, *VIDEO, *IMAGE)
+KNOWN = tuple(dict.fromkeys((*RECORDING, *VIDEO, *IMAGE)))
+#: A recording's demuxer → the extension it is stored under (shared/keys.py's RECORDING_FORMATS).
+RECORDING_EXTENSIONS = {"mp3": "mp3", "wav": "wav", "flac": "flac", "ogg": "ogg", "mov": "m4a"}
 
-_NAMES = {"mp3": "MP3", "wav": "WAV", "mov": "MP4", "png_pipe": "PNG", "jpeg_pipe": "JPEG", "webp_pipe": "WebP"}
+_NAMES = {
+    "mp3": "MP3",
+    "wav": "WAV",
+    "flac": "FLAC",
+    "ogg": "Ogg",
+    "mov": "MP4",
+    "png_pipe": "PNG",
+    "jpeg_pipe": "JPEG",
+    "webp_pipe": "WebP",
+}
 # Boxes an MP4/MOV file may begin with.
 _MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
 
@@ -39,6 +62,10 @@ def sniff(path: str | Path) -> str | None:
         return "wav"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp_pipe"
+    if head[:4] == b"fLaC":
+        return "flac"
+    if head[:4] == b"OggS":
+        return "ogg"
     if head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
         return "mp3"  # an ID3 tag, or an MPEG audio frame's sync word
     if head[4:8] in _MP4_BOXES:
@@ -48,6 +75,12 @@ def sniff(path: str | Path) -> str | None:
     if head[:3] == b"\xff\xd8\xff":
         return "jpeg_pipe"
     return None
+
+
+def recording_format(path: str | Path) -> str | None:
+    """The extension a recording is stored under (mp3, wav, flac, ogg, m4a), from its first bytes; None: not one we read."""
+    found = sniff(path)
+    return RECORDING_EXTENSIONS.get(found) if found in RECORDING else None
 
 
 def _format(path: str | Path, accept: Collection[str]) -> str:
