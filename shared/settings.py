@@ -189,7 +189,7 @@ class Settings:
     @property
     def submitted_recording_hosts(self) -> tuple[str, ...]:
         """RECORDING_URL_HOSTS plus the recording hosts of each voice-agent platform that is turned on (#27)."""
-        hosts = list(getattr(self, "recording_url_hosts", ()))
+        hosts = list(self.recording_url_hosts)
         for secret, platform_hosts in (
             (self.vapi_webhook_secret, self.vapi_recording_hosts),
             (self.retell_api_key, self.retell_recording_hosts),

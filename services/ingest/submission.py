@@ -146,7 +146,7 @@ def _check_recording(sub: Submission, settings: Settings, problems: list[str]) -
     if sub.recording_path is not None:
         return _check_file(Path(sub.recording_path), settings, problems), None
     try:
-        check_submitted_url(sub.recording_url, parse_host_list(settings.recording_url_hosts))
+        check_submitted_url(sub.recording_url, parse_host_list(settings.submitted_recording_hosts))
     except ValueError as exc:
         problems.append(str(exc))
     return None, (_seal_auth(sub.recording_auth, settings, problems) if sub.recording_auth is not None else None)
