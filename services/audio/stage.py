@@ -22,6 +22,7 @@ from shared import disk, keys, pipeline, skeleton
 from shared.errors import PermanentError
 from shared.ffmpeg import FFmpegTimeout
 from shared.models import SIDES, Call, SideState, Stage
+from shared.presentation import with_call_channel
 from shared.progress import timed
 from shared.settings import Settings, get_settings
 from shared.storage import ObjectNotFound, Storage, get_storage
@@ -41,11 +42,12 @@ def split_channels(call_id: str) -> None:
 
 
 def _work(call: Call) -> dict[str, Any]:
-    return split_call(call.id, get_storage(), get_settings())
+    # A submitted call may say which channel is the agent's, and its recording may be WAV, FLAC, Ogg or M4A.
+    return split_call(call.id, get_storage(), with_call_channel(call, get_settings()), recording_format=call.recording_format)
 
 
-def _fetch(call_id: str, target: Path, storage: Storage, settings: Settings) -> None:
-    key = keys.recording_key(call_id)
+def _fetch(call_id: str, target: Path, storage: Storage, settings: Settings, fmt: str | None = None) -> None:
+    key = keys.recording_key(call_id, fmt)
     try:
         size = storage.size(key)
     except ObjectNotFound:
@@ -83,15 +85,17 @@ def columns_of(split: Split) -> dict[str, Any]:
     return columns
 
 
-def split_call(call_id: str, storage: Storage, settings: Settings) -> dict[str, Any]:
+def split_call(call_id: str, storage: Storage, settings: Settings, *, recording_format: str | None = None) -> dict[str, Any]:
     """Do the stage's work for ``call_id``; return the columns to record on its row.
+
+    ``recording_format``: the call's (``recordings/{callId}.{ext}``); None for Twilio's mp3.
 
     Raises PermanentError for a bad recording, SplitFailed (retried) otherwise.
     """
     with pipeline.temp_folder(Stage.AUDIO, call_id, settings.tmp_dir) as folder:
         source = folder / "recording"
         with timed(call_id, Stage.AUDIO, "download"):
-            _fetch(call_id, source, storage, settings)
+            _fetch(call_id, source, storage, settings, recording_format)
         info = probe_recording(
             source, ffprobe=settings.ffprobe_binary, max_seconds=settings.recording_max_seconds, workdir=folder
         )

@@ -31,20 +31,27 @@ __all__ = [
     "file_url",
 ]
 
-# FFmpeg demuxer names, by what a stage expects. A recording from a voice-agent platform or the
-# submission API may be any of these (M4A is the mov demuxer's); Twilio's are MP3 or WAV.
-RECORDING = ("mp3", "wav", "flac", "ogg", "mov")
+# What a stage expects, by the name sniff() gives (an FFmpeg demuxer's, but for m4a). A recording
+# from a voice-agent platform or the submission API may be any of these; Twilio's are MP3 or WAV.
+# M4A is an MP4 file whose brand says audio only: opened by the mov demuxer, but never taken for a
+# video, nor a video for a recording.
+RECORDING = ("mp3", "wav", "flac", "ogg", "m4a")
 VIDEO = ("mov",)  # mov,mp4,m4a,3gp,3g2,mj2: one demuxer
 IMAGE = ("png_pipe", "jpeg_pipe", "webp_pipe")
-KNOWN = tuple(dict.fromkeys((*RECORDING, *VIDEO, *IMAGE)))
-#: A recording's demuxer → the extension it is stored under (shared/keys.py's RECORDING_FORMATS).
-RECORDING_EXTENSIONS = {"mp3": "mp3", "wav": "wav", "flac": "flac", "ogg": "ogg", "mov": "m4a"}
+KNOWN = (*RECORDING, *VIDEO, *IMAGE)
+#: A recording's sniffed name → the extension it is stored under (shared/keys.py's RECORDING_FORMATS).
+RECORDING_EXTENSIONS = {name: name for name in RECORDING}
+#: Sniffed names that are not the demuxer's own.
+_DEMUXERS = {"m4a": "mov"}
+#: The ftyp brands of audio-only MP4 files (iTunes audio, audiobooks).
+_M4A_BRANDS = (b"M4A ", b"M4B ")
 
 _NAMES = {
     "mp3": "MP3",
     "wav": "WAV",
     "flac": "FLAC",
     "ogg": "Ogg",
+    "m4a": "M4A",
     "mov": "MP4",
     "png_pipe": "PNG",
     "jpeg_pipe": "JPEG",
@@ -55,7 +62,7 @@ _MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
 
 
 def sniff(path: str | Path) -> str | None:
-    """The FFmpeg demuxer for ``path``'s content, from its first bytes; None when it is none of ours."""
+    """The format of ``path``'s content, from its first bytes (an FFmpeg demuxer's name, m4a apart); None when it is none of ours."""
     with open(path, "rb") as file:
         head = file.read(12)
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
@@ -68,6 +75,8 @@ def sniff(path: str | Path) -> str | None:
         return "ogg"
     if head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
         return "mp3"  # an ID3 tag, or an MPEG audio frame's sync word
+    if head[4:8] == b"ftyp" and head[8:12] in _M4A_BRANDS:
+        return "m4a"
     if head[4:8] in _MP4_BOXES:
         return "mov"
     if head[:8] == b"\x89PNG\r\n\x1a\n":
@@ -80,7 +89,7 @@ def sniff(path: str | Path) -> str | None:
 def recording_format(path: str | Path) -> str | None:
     """The extension a recording is stored under (mp3, wav, flac, ogg, m4a), from its first bytes; None: not one we read."""
     found = sniff(path)
-    return RECORDING_EXTENSIONS.get(found) if found in RECORDING else None
+    return RECORDING_EXTENSIONS.get(found) if found is not None else None
 
 
 def _format(path: str | Path, accept: Collection[str]) -> str:
@@ -89,7 +98,7 @@ def _format(path: str | Path, accept: Collection[str]) -> str:
         wanted = " or ".join(dict.fromkeys(_NAMES[name] for name in accept))
         what = f"it is {_NAMES[found]}" if found else "its content is none of those"
         raise InvalidMedia(f"{Path(path).name}: not {wanted} ({what})")
-    return found
+    return _DEMUXERS.get(found, found)
 
 
 def file_url(path: str | Path) -> str:

@@ -51,8 +51,8 @@ def test_bad_files(tmp_path, content, reason):
 
 
 def test_video_without_audio(tmp_path):
-    # Not opened at all: a recording is MP3 or WAV (shared.ffmpeg.inputs), a video neither.
-    with pytest.raises(PermanentError, match=r"not an audio file: not MP3 or WAV \(it is MP4\)"):
+    # Not opened at all: a recording is MP3, WAV, FLAC, Ogg or M4A (shared.ffmpeg.inputs), a video none of those.
+    with pytest.raises(PermanentError, match=r"not an audio file: not MP3 or WAV or FLAC or Ogg or M4A \(it is MP4\)"):
         probe(media.color_video(tmp_path / "v.mp4", "red", size="64x64", duration=0.5), tmp_path)
 
 
