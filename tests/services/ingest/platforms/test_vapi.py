@@ -33,8 +33,10 @@ def report(**artifact_extra) -> dict:
                 "transcript": "AI: Hello, this is Ava from Acme. User: Hi Ava.",
                 "messages": [
                     {"role": "system", "message": "You are Ava.", "time": T0, "secondsFromStart": 0},
-                    {"role": "bot", "message": "Hello, this is Ava from Acme.", "time": T0 + 600, "endTime": T0 + 2400, "secondsFromStart": 0.6, "duration": 1800, "source": ""},
-                    {"role": "user", "message": "Hi Ava.", "time": T0 + 3000, "endTime": T0 + 3900, "secondsFromStart": 3.0, "duration": 900},
+                    {"role": "bot", "message": "Hello, this is Ava from Acme.", "time": T0 + 600, "endTime": T0 + 2400,
+                     "secondsFromStart": 0.6, "duration": 1800, "source": ""},
+                    {"role": "user", "message": "Hi Ava.", "time": T0 + 3000, "endTime": T0 + 3900,
+                     "secondsFromStart": 3.0, "duration": 900},
                     {"role": "tool_calls", "toolCalls": [], "time": T0 + 4000, "secondsFromStart": 4.0},
                     {"role": "assistant", "message": "How can I help?", "time": T0 + 4100, "endTime": T0 + 5000, "secondsFromStart": 4.1},
                 ],
@@ -55,7 +57,9 @@ def test_each_vapi_credential_scheme_is_checked_and_tampering_refused():
     assert vapi.verify(VAPI_SECRET, {"X-Vapi-Secret": VAPI_SECRET}, body, now) is None
     assert vapi.verify(VAPI_SECRET, {"Authorization": f"Bearer {VAPI_SECRET}"}, body, now) is None
     assert vapi.verify(VAPI_SECRET, hmac_headers(body, when=now), body, now) is None
-    assert vapi.verify(VAPI_SECRET, {**hmac_headers(body, when=now), "x-signature": "sha256=" + hmac_headers(body, when=now)["x-signature"]}, body, now) is None
+    prefixed = hmac_headers(body, when=now)
+    prefixed["x-signature"] = "sha256=" + prefixed["x-signature"]
+    assert vapi.verify(VAPI_SECRET, prefixed, body, now) is None
 
     assert "not VAPI_WEBHOOK_SECRET" in vapi.verify(VAPI_SECRET, {"X-Vapi-Secret": "guess"}, body, now)
     assert "not VAPI_WEBHOOK_SECRET" in vapi.verify(VAPI_SECRET, {"Authorization": "Bearer guess"}, body, now)
