@@ -16,7 +16,7 @@ What is mapped: ``post_call_audio`` is the only delivery that carries the
 recording, so it makes the call: ``data.conversation_id`` -> the external id,
 ``data.full_audio`` -> the recording (stored as it came, an MP3), the agent on
 ``ELEVENLABS_AGENT_CHANNEL``. ElevenLabs documents it only as "audio of the
-full conversation": the files are one mixed channel, not one side per channel.
+full conversation", not as one party per channel: expect one mixed channel.
 Such a call goes through the audio stage's usual check and fails there with
 its clear "1 channel (mono)" reason, visible in the console; a stereo file
 would go through. Splitting a mixed recording by the transcript's turns is not
@@ -40,7 +40,9 @@ SIGNATURE_HEADER = "ElevenLabs-Signature"
 TOLERANCE = 30 * 60  # seconds, as the SDK's construct_event
 AHEAD = 5 * 60  # a timestamp from the future is a clock far off, or a forged one
 #: The body of post_call_audio holds the whole recording in base64: 4/3 of its size, plus a little JSON.
-MAX_AUDIO_BYTES = 200 * 1024 * 1024
+#: 64 MiB is about 48 MB of MP3, most of an hour at 128 kbit/s; the body, its JSON and the decoded
+#: audio are all in memory for the request, so this is not RECORDING_MAX_BYTES' 500 MB.
+MAX_AUDIO_BYTES = 64 * 1024 * 1024
 
 
 def sign(body: bytes, secret: str, timestamp: int) -> str:

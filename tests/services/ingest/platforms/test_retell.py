@@ -90,3 +90,13 @@ def test_call_ended_makes_the_call_call_analyzed_repeats_it_and_a_forgery_makes_
 
     started = dumps(event("call_started"))
     assert post(platform_client, PATH, started, signed(started)).json["result"] == "ignored"
+
+
+def test_a_signed_event_naming_a_recording_off_retells_hosts_is_refused_and_stores_nothing(platform_client):
+    for url in ("https://169.254.169.254/latest/meta-data/recording.wav", "http://dxc03zgurdly9.cloudfront.net/x/recording.wav"):
+        body = dumps(event(recording_multi_channel_url=url))
+        answer = post(platform_client, PATH, body, signed(body))
+        assert answer.status_code == 422, answer.text
+    garbled = b'{"event": "call_ended", "call": '
+    assert post(platform_client, PATH, garbled, signed(garbled)).status_code == 400
+    assert calls("retell") == []
