@@ -139,9 +139,11 @@ def call_view(call: Call, link: VideoLink, now: dt.datetime | None = None) -> di
             "sid": call.recording_sid,
             "duration": call.recording_duration,
             "channels": call.recording_channels,
+            "format": call.recording_format or "mp3",
         },
         "presentation": presentation_view(call),
         "source": call.source,
+        "external_id": call.external_id,  # the submitter's own id (POST /calls, a platform's call id)
         "created_at": call.created_at,
         "updated_at": call.updated_at,
     }

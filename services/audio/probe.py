@@ -17,7 +17,10 @@ from shared.ffmpeg import RECORDING, FFmpegFailed, InvalidMedia, probe
 
 __all__ = ["RecordingInfo", "probe_recording", "check", "MONO"]
 
-MONO = "recording is mono: enable dual-channel recording in Twilio"
+MONO = (
+    "recording is mono: callreel needs a stereo recording, one channel per side of the call "
+    "(in Twilio, enable dual-channel recording; from a voice-agent platform, send its stereo or multi-channel recording)"
+)
 
 
 @dataclass(frozen=True)

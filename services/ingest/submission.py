@@ -41,22 +41,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from peewee import IntegrityError
 
 from shared import contracts, keys, pipeline
 from shared.avatars import AvatarError, store_avatar
 from shared.db import database
+from shared.errors import PermanentError
 from shared.ffmpeg import recording_format
 from shared.models import SIDES, Call, Source, Stage, TranscriptStatus, VideoStatus, utcnow
+from shared.presentation import check_presentation
 from shared.sealing import SealError, seal
 from shared.settings import Settings, get_settings
 from shared.storage import Storage, get_storage
 from shared.transcript import TranscriptError, parse_transcript, speaker_names, to_json
 
-from .download import CONTENT_TYPES
+from .download import CONTENT_TYPES, check_destination
 from .validation import check_submitted_url, parse_host_list
-from .web.presentation import check_patch
 
 __all__ = ["Submission", "SubmitResult", "SubmissionRefused", "submit", "EXTERNAL_ID_MAX", "AGENT_CHANNELS"]
 
@@ -146,8 +148,11 @@ def _check_recording(sub: Submission, settings: Settings, problems: list[str]) -
     if sub.recording_path is not None:
         return _check_file(Path(sub.recording_path), settings, problems), None
     try:
-        check_submitted_url(sub.recording_url, parse_host_list(settings.submitted_recording_hosts))
-    except ValueError as exc:
+        hosts = parse_host_list(settings.submitted_recording_hosts)
+        url = urlsplit(check_submitted_url(sub.recording_url, hosts))
+        # Told now rather than when the worker fetches it (which checks again, and every redirect).
+        check_destination(url.hostname or "", url.port or 443, allowed=hosts.exact, who="the recording URL", setting="RECORDING_URL_HOSTS")
+    except (ValueError, PermanentError) as exc:
         problems.append(str(exc))
     return None, (_seal_auth(sub.recording_auth, settings, problems) if sub.recording_auth is not None else None)
 
@@ -157,7 +162,7 @@ def _check_presentation(sub: Submission, problems: list[str]) -> dict[str, Any]:
     given = {name: getattr(sub, name) for name in PRESENTATION if getattr(sub, name) is not None}
     columns: dict[str, Any] = {}
     if given:
-        columns, found = check_patch(given)
+        columns, found = check_presentation(given)
         problems.extend(found)
     if sub.agent_channel is not None:
         if sub.agent_channel in AGENT_CHANNELS:

@@ -156,6 +156,8 @@ def list_row(call: Call, now: dt.datetime) -> dict[str, Any]:
     """One row of the call list: what a person scans for."""
     return {
         "id": call.id,
+        "source": call.source,
+        "external_id": call.external_id,
         "status": call.video_status,
         "stage": call.stage,
         "recording_sid": call.recording_sid,

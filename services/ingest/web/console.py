@@ -18,13 +18,14 @@ from shared.settings import Settings
 from shared.storage import Storage
 
 from .address import ClientAddress
-from .api import AvatarResource, BacklogResource, CallListResource, CallResource, RetryResource
+from .api import AvatarResource, BacklogResource, CallResource, RetryResource
 from .auth import Authentication, TokenAuth
 from .backlog import BacklogReader
 from .media import MEDIA_PREFIX, MediaResource
 from .pages import add_operator_routes
 from .session import SessionSigner
 from .share import add_share_routes
+from .submit import CallsResource
 from .throttle import API_BUCKET, LOGIN_BUCKET, SharedFailureThrottle
 from .transcripts import TranscriptResource
 
@@ -46,7 +47,7 @@ class Console:
         self.authentication = Authentication(TokenAuth(settings.api_token, self.api_throttle, self.client), self.signer)
 
     def add_routes(self, app: falcon.App) -> None:
-        app.add_route("/calls", CallListResource())
+        app.add_route("/calls", CallsResource(self.settings, self._storage))
         app.add_route("/calls/{call_id}", CallResource(self._storage))
         app.add_route("/calls/{call_id}/retry", RetryResource())
         app.add_route("/calls/{call_id}/avatars/{side}", AvatarResource(self._storage))

@@ -271,7 +271,7 @@ class CallPage(_Page):
             age=f.age_text(view["created_at"], now),
             recording=summary,
             processing=f.duration_text(view["processing"]["seconds"]) + ("" if ended else " so far"),
-            source=view["source"] or "—",
+            source=" · external id ".join(part for part in (view["source"] or "—", view["external_id"]) if part),
             error=Markup(f'<div class="error-box" id="call-error">{escape(view["error"])}</div>') if view["error"] else "",
             no_speech=Markup(NO_SPEECH) if view["no_speech"] else "",
             retry=render("retry", id=view["id"], csrf=csrf) if view["status"] in RETRYABLE else "",

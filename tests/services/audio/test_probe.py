@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from services.audio.probe import MONO, check, probe_recording
@@ -29,7 +31,7 @@ def test_wav_content_is_accepted_whatever_the_name(tmp_path):
 
 
 def test_mono_says_how_to_fix_it(tmp_path):
-    with pytest.raises(PermanentError, match="^recording is mono: enable dual-channel recording in Twilio$"):
+    with pytest.raises(PermanentError, match=f"^{re.escape(MONO)}$"):
         probe(media.mono_file(tmp_path / "mono.mp3"), tmp_path)
     assert MONO.startswith("recording is mono")
 
