@@ -70,6 +70,8 @@ def test_a_retell_call_ended_webhook_becomes_a_captioned_video(pipeline):
     assert call.video_status == "completed", pipeline.describe(call.id)
     assert (call.source, call.external_id, call.recording_format, call.transcript_status) == ("retell", CALL, "wav", "supplied")
     assert Call.select().where(Call.source == "retell").count() == 1
+    shown = pipeline.status(call.id).json()  # the status API names where the call came from
+    assert (shown["source"], shown["external_id"]) == ("retell", CALL)
     captions = pipeline.object_bytes(f"captions/{call.id}.vtt").decode()
     assert "Hello from the agent." in captions and "Hi there." in captions
     # The agent's channel (left) is the caller: it speaks first, the customer after.
