@@ -224,6 +224,35 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from .submit import submit, wait
+
+    fields = {
+        "caller_name": args.caller_name,
+        "callee_name": args.callee_name,
+        "video_layout": args.layout,
+        "captions": args.captions,
+        "agent_channel": args.agent_channel,
+    }
+    avatars = {side: Path(image) for side, image in (("caller", args.caller_avatar), ("callee", args.callee_avatar)) if image}
+    transcript = Path(args.transcript) if args.transcript else None
+    settings = get_settings()
+    base_url = args.url or settings.public_base_url or f"http://localhost:{settings.port}"
+    auth = Path(args.recording_auth_file).read_text(encoding="utf-8").strip() if args.recording_auth_file else None
+    answer = submit(
+        args.recording, base_url=base_url, token=settings.api_token, external_id=args.external_id, transcript=transcript,
+        fields=fields, avatars=avatars, recording_auth=auth,
+    )
+    said = "submitted" if answer.get("created") else "already submitted"
+    print(f"{answer['id']} {said} ({answer.get('status')}): {answer.get('status_url')}")
+    if not args.wait:
+        return 0
+    # Polled where this command reached the service (status_url names its public address, which may be another).
+    view = wait(f"{base_url.rstrip('/')}/calls/{answer['id']}", token=settings.api_token, every=args.poll)
+    print(json.dumps({k: view.get(k) for k in ("id", "status", "error", "video_url")}, indent=2))
+    return 1 if view.get("status") == "failed" else 0
+
+
 def _name(value: str) -> str:
     from shared.presentation import name_problem
 
@@ -269,6 +298,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--callee-avatar", metavar="IMG", help="the callee's avatar image (default: CALLEE_AVATAR_URL)")
     p.set_defaults(func=cmd_render)
+
+    p = _command(
+        sub,
+        "submit",
+        "submit a recording (a file or an https URL) to a running callreel service over its API (POST /calls)",
+        "CALLREEL_API_TOKEN=… callreel submit call.wav --url https://callreel.example.com --transcript call.vtt --wait",
+    )
+    p.add_argument("recording", help="a stereo recording (MP3, WAV, FLAC, Ogg, M4A) to upload, or an https:// URL the service fetches")
+    p.add_argument("--url", help="the service's address (default: PUBLIC_BASE_URL, else http://localhost:PORT)")
+    p.add_argument(
+        "--external-id", metavar="ID", help="your id for the call; the same id again returns the same call (default: from the file or URL)"
+    )
+    p.add_argument("--recording-auth-file", metavar="FILE", help="a file holding the URL's Authorization header value (Bearer …/Basic …)")
+    p.add_argument("--transcript", metavar="FILE", help="the call's words: JSON turns, WebVTT with voice tags or SRT")
+    p.add_argument("--caller-name", "--name-caller", dest="caller_name", type=_name, metavar="NAME", help="the caller's (AI agent's) label")
+    p.add_argument("--callee-name", "--name-callee", dest="callee_name", type=_name, metavar="NAME", help="the callee's label")
+    p.add_argument("--layout", choices=VIDEO_LAYOUTS, help="frame layout (default: the service's VIDEO_LAYOUT)")
+    p.add_argument("--captions", choices=CAPTION_MODES, help="burn, track or off (default: the service's CAPTIONS)")
+    p.add_argument("--agent-channel", choices=("left", "right"), help="the AI agent's channel (default: the service's CALLER_CHANNEL)")
+    p.add_argument("--caller-avatar", metavar="IMG", help="the caller's avatar image (PNG, JPEG or WebP; with a file upload)")
+    p.add_argument("--callee-avatar", metavar="IMG", help="the callee's avatar image")
+    p.add_argument("--wait", action="store_true", help="poll the call until it ends; exit 1 if it failed")
+    p.add_argument("--poll", type=float, default=2.0, metavar="SECONDS", help="seconds between polls with --wait (default: 2)")
+    p.set_defaults(func=cmd_submit)
 
     p = _command(sub, "serve", "the webhook app and all four workers in one process (local development)", "callreel serve --port 8000")
     p.add_argument("--port", type=int, default=None, help="HTTP port (default: PORT)")

@@ -207,6 +207,8 @@ class Pipeline:
             "TWILIO_AUTH_TOKEN": self.twilio.auth_token,
             "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
             "TWILIO_RECORDING_HOSTS": self.twilio.host,
+            # Submitted recording URLs (POST /calls, the platforms' webhooks) are served by the same TLS fake.
+            "RECORDING_URL_HOSTS": self.twilio.host,
             "TWILIO_404_WINDOW": "30",
             "DOWNLOAD_TIMEOUT": "10",
             "CALLREEL_API_TOKEN": API_TOKEN,
