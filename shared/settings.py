@@ -113,6 +113,7 @@ class Settings:
     retell_agent_channel: str = env("RETELL_AGENT_CHANNEL", "left", "Channel of Retell's `recording_multi_channel_url` that holds the agent (Retell does not document it: check one call, docs/platforms.md).", group="ingest", choices=("left", "right"))
     elevenlabs_webhook_secret: str = env("ELEVENLABS_WEBHOOK_SECRET", "", "Shared secret of the ElevenLabs post-call webhook: `POST /webhooks/elevenlabs` checks `ElevenLabs-Signature` with it. Empty: the ElevenLabs webhook is off (404).", group="ingest", secret=True)
     elevenlabs_agent_channel: str = env("ELEVENLABS_AGENT_CHANNEL", "left", "Channel of an ElevenLabs `post_call_audio` recording that holds the agent, should it be stereo (docs/platforms.md).", group="ingest", choices=("left", "right"))
+    elevenlabs_pair_timeout: int = env("ELEVENLABS_PAIR_TIMEOUT", 600, "Seconds an ElevenLabs post-call webhook waits for its pair (the audio for the transcript, or the other way round) before `callreel sweep` settles it: an audio alone becomes a call (which fails if mono), a transcript alone is dropped (docs/platforms.md).", group="ingest", minimum=10)
     # -- audio --------------------------------------------------------------
     caller_channel: str = env("CALLER_CHANNEL", "left", "Which channel of the recording is the caller (the AI voice).", group="audio", choices=("left", "right"))
     recording_max_seconds: int = env("RECORDING_MAX_SECONDS", 7200, "Longest recording accepted, in seconds.", group="audio", minimum=1)

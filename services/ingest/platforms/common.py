@@ -57,6 +57,9 @@ class PlatformCall:
     audio_format: str = "mp3"
     turns: list[dict[str, Any]] = field(default_factory=list)  # shared/transcript.py's JSON turns
     agent_channel: str = "left"
+    # One of two webhooks that together make the call ("audio" | "transcript": ElevenLabs):
+    # kept until its pair arrives (pairing.py) instead of submitted at once.
+    half: str | None = None
 
 
 @dataclass(frozen=True)

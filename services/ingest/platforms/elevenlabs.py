@@ -12,16 +12,21 @@ Signature (same page, "Authentication"; the official SDK's
 with the webhook's shared secret (``ELEVENLABS_WEBHOOK_SECRET``); a timestamp
 older than 30 minutes is refused (and, here, one more than 5 minutes ahead).
 
-What is mapped: ``post_call_audio`` is the only delivery that carries the
-recording, so it makes the call: ``data.conversation_id`` -> the external id,
-``data.full_audio`` -> the recording (stored as it came, an MP3), the agent on
-``ELEVENLABS_AGENT_CHANNEL``. ElevenLabs documents it only as "audio of the
-full conversation", not as one party per channel: expect one mixed channel.
-Such a call goes through the audio stage's usual check and fails there with
-its clear "1 channel (mono)" reason, visible in the console; a stereo file
-would go through. Splitting a mixed recording by the transcript's turns is not
-done (docs/platforms.md). ``post_call_transcription`` carries no audio and
-``call_initiation_failure`` no call: both are acknowledged and ignored.
+What is mapped: the two webhooks of a conversation are its two halves, paired
+by ``data.conversation_id`` (the external id) in services/ingest/platforms/pairing.py,
+whatever their order, each possibly delivered twice:
+
+- ``post_call_audio``: ``data.full_audio`` -> the recording (stored as it came,
+  an MP3). ElevenLabs documents it only as "audio of the full conversation":
+  one mixed (mono) channel, which the audio stage routes to two channels by the
+  transcript's turns (services/audio/route.py); a stereo file is used as it is,
+  the agent on ``ELEVENLABS_AGENT_CHANNEL``;
+- ``post_call_transcription``: ``data.transcript`` -> the call's supplied
+  transcript: each ``agent`` or ``user`` message with text is a turn from its
+  ``time_in_call_secs`` to the next message's (the last one to
+  ``data.metadata.call_duration_secs``).
+
+``call_initiation_failure`` carries no call: acknowledged and ignored.
 """
 
 from __future__ import annotations
@@ -32,9 +37,9 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
-from .common import BadPayload, Ignored, Platform, PlatformCall, hmac_hex, obj, signed_fields, text
+from .common import AGENT, CUSTOMER, BadPayload, Ignored, Platform, PlatformCall, hmac_hex, number, obj, signed_fields, text, turn
 
-__all__ = ["PLATFORM", "verify", "parse", "sign", "TOLERANCE", "MAX_AUDIO_BYTES"]
+__all__ = ["PLATFORM", "verify", "parse", "sign", "transcript_turns", "TOLERANCE", "MAX_AUDIO_BYTES", "LAST_TURN"]
 
 SIGNATURE_HEADER = "ElevenLabs-Signature"
 TOLERANCE = 30 * 60  # seconds, as the SDK's construct_event
@@ -43,6 +48,9 @@ AHEAD = 5 * 60  # a timestamp from the future is a clock far off, or a forged on
 #: 64 MiB is about 48 MB of MP3, most of an hour at 128 kbit/s; the body, its JSON and the decoded
 #: audio are all in memory for the request, so this is not RECORDING_MAX_BYTES' 500 MB.
 MAX_AUDIO_BYTES = 64 * 1024 * 1024
+ROLES = {"agent": AGENT, "user": CUSTOMER}
+#: The last message's length when the call's duration is not given (the audio stage routes it to the audio's end anyway).
+LAST_TURN = 5.0
 
 
 def sign(body: bytes, secret: str, timestamp: int) -> str:
@@ -66,27 +74,57 @@ def verify(secret: str, headers: Mapping[str, str | None], body: bytes, now: flo
     return None
 
 
+def transcript_turns(messages: Any, duration: float | None) -> list[dict[str, Any]]:
+    """ElevenLabs' ``transcript`` as turns: a message with text lasts until the next one starts.
+
+    ElevenLabs gives each message only its start (``time_in_call_secs``). Messages
+    without text (tool calls) or of another role are left out; a message that
+    starts where the next does gets no room and is left out too.
+    """
+    found: list[tuple[float, str, str]] = []
+    for item in messages if isinstance(messages, list) else []:
+        item = obj(item)
+        side, words, start = ROLES.get(str(item.get("role"))), text(item.get("message")), number(item.get("time_in_call_secs"))
+        if side is not None and words is not None and start is not None and start >= 0:
+            found.append((start, side, words))
+    found.sort(key=lambda entry: entry[0])
+    turns = []
+    for index, (start, side, words) in enumerate(found):
+        later = [s for s, _, _ in found[index + 1 :] if s > start]
+        end = later[0] if later else (duration if duration is not None and duration > start else start + LAST_TURN)
+        if index + 1 < len(found) and found[index + 1][0] == start:
+            continue  # the next message starts at the same second: it takes the time
+        turns.append(turn(side, start, end, words))
+    return turns
+
+
 def parse(payload: Any, agent_channel: str) -> PlatformCall | Ignored:
     payload = obj(payload)
     kind = text(payload.get("type"))
     if kind is None:
         raise BadPayload("an ElevenLabs webhook is {\"type\": …, \"data\": {…}}")
-    if kind == "post_call_transcription":
-        return Ignored("the transcription webhook carries no recording: the call is made from post_call_audio")
-    if kind != "post_call_audio":
+    if kind not in ("post_call_transcription", "post_call_audio"):
         return Ignored(f"ElevenLabs {kind} webhooks need no action")
     data = obj(payload.get("data"))
     conversation = text(data.get("conversation_id"))
+    if conversation is None:
+        raise BadPayload(f"{kind} without data.conversation_id")
+    if kind == "post_call_transcription":
+        duration = number(obj(data.get("metadata")).get("call_duration_secs"))
+        turns = transcript_turns(data.get("transcript"), duration)
+        if not turns:
+            return Ignored("post_call_transcription with no agent or user message: nothing to split the audio by")
+        return PlatformCall(external_id=conversation, turns=turns, agent_channel=agent_channel, half="transcript")
     encoded = data.get("full_audio")
-    if conversation is None or not isinstance(encoded, str) or not encoded:
-        raise BadPayload("post_call_audio without data.conversation_id and data.full_audio")
+    if not isinstance(encoded, str) or not encoded:
+        raise BadPayload("post_call_audio without data.full_audio")
     try:
         audio = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise BadPayload("data.full_audio is not base64") from None
     if not audio:
         raise BadPayload("data.full_audio is empty")
-    return PlatformCall(external_id=conversation, audio=audio, audio_format="mp3", agent_channel=agent_channel)
+    return PlatformCall(external_id=conversation, audio=audio, audio_format="mp3", agent_channel=agent_channel, half="audio")
 
 
 PLATFORM = Platform(

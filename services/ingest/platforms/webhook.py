@@ -34,7 +34,8 @@ import falcon
 from shared.settings import Settings
 
 from ..body import read_capped
-from ..submission import Submission, SubmissionRefused, submit
+from ..submission import Submission, SubmissionRefused, SubmitResult, submit
+from . import pairing
 from .common import BadPayload, Ignored, Platform, PlatformCall
 
 __all__ = ["PlatformWebhookResource", "webhook_path"]
@@ -85,7 +86,30 @@ class PlatformWebhookResource:
             return
         self._submit(mapped, resp)
 
+    def _pair(self, call: PlatformCall, resp: falcon.Response) -> None:
+        """One of two webhooks that make a call together (ElevenLabs): kept until the other comes (pairing.py)."""
+        name = self.platform.name
+        try:
+            result = pairing.receive(name, call, self.settings)
+        except SubmissionRefused as exc:
+            log.warning("%s webhook for %s refused: %s", name, call.external_id[:60], exc)
+            raise falcon.HTTPUnprocessableEntity(title=f"{name} call refused", description="; ".join(exc.problems)) from None
+        if isinstance(result, pairing.Waiting):
+            log.info("%s call %s: its %s is kept until the other webhook comes", name, call.external_id[:60], result.has)
+            detail = f"{result.has} kept; the call is made when its pair arrives"
+            resp.media = {"external_id": call.external_id, "result": "waiting", "detail": detail}
+            return
+        self._answer(call, result, resp)
+
+    def _answer(self, call: PlatformCall, result: SubmitResult, resp: falcon.Response) -> None:
+        outcome = "queued" if result.created else "duplicate"
+        log.info("%s call %s: %s", self.platform.name, call.external_id[:60], outcome, extra={"call_id": result.call_id})
+        resp.media = {"call_id": result.call_id, "external_id": call.external_id, "result": outcome, "status": result.status}
+
     def _submit(self, call: PlatformCall, resp: falcon.Response) -> None:
+        if call.half is not None:
+            self._pair(call, resp)
+            return
         name = self.platform.name
         url, auth = call.recording_url, call.recording_auth
         if url is not None and self.api_key and self.platform.api_recording_url is not None:
@@ -109,6 +133,4 @@ class PlatformWebhookResource:
             except SubmissionRefused as exc:
                 log.warning("%s webhook for %s refused: %s", name, call.external_id[:60], exc)
                 raise falcon.HTTPUnprocessableEntity(title=f"{name} call refused", description="; ".join(exc.problems)) from None
-        outcome = "queued" if result.created else "duplicate"
-        log.info("%s call %s: %s", name, call.external_id[:60], outcome, extra={"call_id": result.call_id})
-        resp.media = {"call_id": result.call_id, "external_id": call.external_id, "result": outcome, "status": result.status}
+        self._answer(call, result, resp)
