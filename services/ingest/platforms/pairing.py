@@ -153,9 +153,9 @@ def expire(
 ) -> list[str]:
     """Settle every half older than ELEVENLABS_PAIR_TIMEOUT; one line each saying what became of it."""
     cutoff = (now or utcnow()) - dt.timedelta(seconds=settings.elevenlabs_pair_timeout)
-    storage = storage or get_storage()
     done: list[str] = []
     for half in _claim(PairHalf.created_at < cutoff):
+        storage = storage or get_storage()  # only when there is something to settle
         what = f"{half.source} {half.external_id[:60]}"
         if _existing(half.source, half.external_id) is not None:
             if half.audio_key is not None:
