@@ -18,7 +18,6 @@ An avatar reference is one of: ``""`` (the shipped image), an object key under
 
 from __future__ import annotations
 
-import dataclasses
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +31,6 @@ __all__ = [
     "is_stored_avatar",
     "name_problem",
     "check_presentation",
-    "with_call_channel",
     "CAPTIONS_MODES",
     "NAME_MAX",
 ]
@@ -82,19 +80,6 @@ def presentation_for(call: Call | None, settings: Settings) -> Presentation:
         video_layout=pick("video_layout", settings.video_layout, VIDEO_LAYOUTS),
         captions=pick("captions", settings.captions, CAPTIONS_MODES),
     )
-
-
-def with_call_channel(call: Call | None, settings: Settings) -> Settings:
-    """``settings`` with CALLER_CHANNEL as the call says (``calls.caller_channel``: a submission's ``agent_channel``).
-
-    The audio stage's split and the compositor's mix both read the channel
-    from the settings; a call that carries its own is given settings that say
-    it, so neither can read the deployment's by mistake.
-    """
-    own = getattr(call, "caller_channel", None) if call is not None else None
-    if own in ("left", "right") and own != settings.caller_channel:
-        return dataclasses.replace(settings, caller_channel=own)
-    return settings
 
 
 def name_problem(value: object) -> str | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 import tempfile
 import threading
 import typing
@@ -260,6 +261,10 @@ def _cross_checks(s: Settings) -> list[str]:
     return [*_address_checks(s), *_secret_checks(s), *_media_checks(s)]
 
 
+#: RECORDING_URL_HOSTS' entries (services/ingest/validation.py reads them): host[:port], *.domain or *.
+_URL_HOST_RE = re.compile(r"^(?:\*|\*\.[A-Za-z0-9.-]+|(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?)$")
+
+
 def _address_checks(s: Settings) -> list[str]:
     problems = []
     for name, value, schemes in (
@@ -275,6 +280,9 @@ def _address_checks(s: Settings) -> list[str]:
         problems.append(f"DATABASE_URL must start with postgresql:// or sqlite:///, got {s.database_url!r}")
     if not s.in_process_broker and not s.broker_url.startswith(("amqp://", "amqps://")):
         problems.append(f"BROKER_URL must be amqp://… or memory://, got {s.broker_url!r}")
+    bad_hosts = [h for h in s.recording_url_hosts if not _URL_HOST_RE.match(h)]
+    if bad_hosts:
+        problems.append(f"RECORDING_URL_HOSTS entries must be host, host:port, *.domain or *; got {', '.join(map(repr, bad_hosts))}")
     if s.twilio_account_sid and not (s.twilio_account_sid.startswith("AC") and len(s.twilio_account_sid) == 34):
         problems.append("TWILIO_ACCOUNT_SID must look like AC followed by 32 hex digits")
     return problems

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from shared import disk, keys, pipeline, skeleton
+from shared.channels import with_call_channel
 from shared.errors import PermanentError
 from shared.ffmpeg import FFmpegFailed, FFmpegTimeout
 from shared.models import SIDES, Call, SideState, Source, Stage, TranscriptStatus
-from shared.presentation import with_call_channel
 from shared.progress import timed
 from shared.settings import Settings, get_settings
 from shared.storage import ObjectNotFound, Storage, get_storage

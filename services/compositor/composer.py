@@ -40,11 +40,12 @@ import httpx
 
 from shared import disk, keys, pipeline
 from shared.assets import avatar_path
+from shared.channels import with_call_channel
 from shared.errors import PermanentError
 from shared.ffmpeg import IMAGE, VIDEO, FFmpegError, FFmpegKilled, file_url, probe_duration, probe_rendered, probe_video, sniff
 from shared.ffmpeg import InvalidMedia as MediaError
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
-from shared.presentation import Presentation, is_stored_avatar, presentation_for, with_call_channel
+from shared.presentation import Presentation, is_stored_avatar, presentation_for
 from shared.settings import Settings
 from shared.storage import ObjectNotFound, Storage
 from shared.transcript import Turn

@@ -49,11 +49,11 @@ from shared import contracts, keys, pipeline
 from shared.avatars import AvatarError, store_avatar
 from shared.db import database
 from shared.errors import PermanentError
-from shared.ffmpeg import recording_format
 from shared.models import SIDES, Call, Source, Stage, TranscriptStatus, VideoStatus, utcnow
 from shared.presentation import check_presentation
 from shared.sealing import SealError, seal
 from shared.settings import Settings, get_settings
+from shared.sniff import recording_format
 from shared.storage import Storage, get_storage
 from shared.transcript import TranscriptError, parse_transcript, speaker_names, to_json
 

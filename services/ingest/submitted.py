@@ -22,10 +22,10 @@ from typing import Any
 
 from shared import keys, pipeline
 from shared.errors import PermanentError
-from shared.ffmpeg import recording_format
 from shared.models import Call, Stage, utcnow
 from shared.sealing import SealError, unseal
 from shared.settings import Settings
+from shared.sniff import recording_format
 from shared.storage import Storage
 
 from . import download

@@ -49,6 +49,8 @@ IGNORED_STATUSES = ("in-progress", "paused", "stopped", "processing")
 URL_MAX = 2048
 _SOURCE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _DURATION_MAX = 7 * 24 * 3600  # a week: far beyond any call Twilio records
+#: An exact allow-list entry: a DNS name or an IP (IPv6 in brackets), and a port.
+_HOST_ENTRY_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
 
 
 class InvalidWebhook(ValueError):
@@ -162,6 +164,8 @@ def parse_host_list(entries: Iterable[str], setting: str = "RECORDING_URL_HOSTS"
         elif "*" in entry:
             raise ValueError(f"invalid host {entry!r} in {setting}: a wildcard is * or *.domain")
         elif entry:
+            if not _HOST_ENTRY_RE.match(entry):
+                raise ValueError(f"invalid host {entry[:60]!r} in {setting}: use host, host:port, *.domain or *")
             exact.append(entry)
     try:
         pairs = parse_hosts(exact)

@@ -118,6 +118,7 @@ def test_an_upload_is_stored_under_its_format_and_split_by_the_audio_stage(api, 
         ("caller_name", None, b"Clinic bot"),
         ("callee_name", None, b"Customer"),
         ("captions", None, b"track"),
+        ("agent_channel", None, b"right"),  # the agent on the right: the first speaker (left) is the callee
         ("transcript", "call.vtt", vtt.encode()),
         ("recording", "call.flac", flac.read_bytes()),
     ]
@@ -142,7 +143,8 @@ def test_an_upload_is_stored_under_its_format_and_split_by_the_audio_stage(api, 
     call = Call.get_by_id(call_id)
     assert call.audio_finished_at is not None and call.stage == Stage.GENERATION
     assert call.audio_duration == pytest.approx(4.0, abs=0.1)
-    assert call.caller_speech and call.callee_speech
+    # tone_call: left speaks 0.5–2.0 s, right 2.5–4.0 s; the agent (caller) is the right channel here.
+    assert call.caller_speech[0][0] == pytest.approx(2.5, abs=0.2) and call.callee_speech[0][0] == pytest.approx(0.5, abs=0.2)
 
 
 def test_a_mono_upload_is_accepted_then_failed_by_the_audio_stage_with_the_reason(api, stub_broker, stub_worker, s3, tmp_path):
