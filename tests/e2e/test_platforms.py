@@ -7,18 +7,23 @@ signs it, naming a stereo WAV on a loopback https host (the fake Twilio's
 unauthenticated media URLs, allow-listed as RETELL_RECORDING_HOSTS). The
 ingest worker fetches it, the audio stage splits it by the agent's channel,
 and the supplied transcript becomes the video's captions.
+
+Beside it, ElevenLabs' two webhooks for one conversation (the transcript
+first, then a mono mix of both voices as ``full_audio``): paired into one call
+whose audio stage splits the mix by the transcript's turns.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
 import httpx
 
-from services.ingest.platforms import retell
-from tests.e2e.harness import RETELL_API_KEY
-from tests.support.media import tone_call
+from services.ingest.platforms import elevenlabs, retell
+from tests.e2e.harness import ELEVENLABS_SECRET, RETELL_API_KEY
+from tests.support.media import ffmpeg, tone_call
 
 CALL = "e2eRetellCall" + "q" * 19
 
@@ -51,8 +56,27 @@ def post(pipeline, body: bytes, signature: str) -> httpx.Response:
     )
 
 
+def post_elevenlabs(pipeline, kind: str, data: dict) -> str:
+    body = json.dumps({"type": kind, "event_timestamp": int(time.time()), "data": {"conversation_id": "conv_e2e", **data}}).encode()
+    signature = elevenlabs.sign(body, ELEVENLABS_SECRET, int(time.time()))
+    answer = httpx.post(f"{pipeline.base_url}/webhooks/elevenlabs", content=body, headers={"ElevenLabs-Signature": signature}, timeout=20)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["result"]
+
+
 def test_a_retell_call_ended_webhook_becomes_a_captioned_video(pipeline):
     from shared.models import Call
+
+    # ElevenLabs: the transcript waits for the audio (a mono mix of the agent's tone, then the user's).
+    sides = tone_call(pipeline.root / "media-el.wav", 3.2, ((0.3, 1.4),), ((1.8, 2.8),), caller_hz=330, callee_hz=1330)
+    mixed = pipeline.root / "media-el.mp3"
+    ffmpeg("-i", str(sides), "-ac", "1", "-c:a", "libmp3lame", "-b:a", "48k", str(mixed))
+    transcript = [
+        {"role": "agent", "message": "Hello from ElevenLabs.", "time_in_call_secs": 0.2},
+        {"role": "user", "message": "Hi agent.", "time_in_call_secs": 1.6},
+    ]
+    assert post_elevenlabs(pipeline, "post_call_transcription", {"transcript": transcript, "metadata": {"call_duration_secs": 3}}) == "waiting"
+    assert post_elevenlabs(pipeline, "post_call_audio", {"full_audio": base64.b64encode(mixed.read_bytes()).decode()}) == "queued"
 
     (pipeline.root / "media").mkdir(exist_ok=True)
     wav = tone_call(pipeline.root / "media" / "retell-call.wav", 3.2, ((0.3, 1.4),), ((1.8, 2.8),), caller_hz=330, callee_hz=1330)
@@ -76,3 +100,10 @@ def test_a_retell_call_ended_webhook_becomes_a_captioned_video(pipeline):
     assert "Hello from the agent." in captions and "Hi there." in captions
     # The agent's channel (left) is the caller: it speaks first, the customer after.
     assert call.caller_speech and call.callee_speech and call.caller_speech[0][0] < call.callee_speech[0][0]
+
+    mixed_call = pipeline.wait_ended_one(Call.get((Call.source == "elevenlabs") & (Call.external_id == "conv_e2e")).id)
+    assert mixed_call.video_status == "completed", pipeline.describe(mixed_call.id)
+    assert (mixed_call.recording_format, mixed_call.transcript_status) == ("flac", "supplied")  # routed to two channels
+    # The agent's turn (0.2–1.6 s) is on the caller's side, the user's on the callee's: each speaks in its own.
+    assert [round(a) for a, _ in mixed_call.caller_speech] == [0] and [round(a) for a, _ in mixed_call.callee_speech] == [2]
+    assert "Hi agent." in pipeline.object_bytes(f"captions/{mixed_call.id}.vtt").decode()
