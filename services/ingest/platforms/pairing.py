@@ -111,7 +111,12 @@ def _make(half: PairHalf, agent_channel: str, settings: Settings, storage: Stora
                 source=half.source, external_id=half.external_id, recording_path=path, transcript=half.turns, agent_channel=agent_channel
             )
             result = submit(sub, settings=settings, storage=storage)
-    except SubmissionRefused:
+    except SubmissionRefused as exc:
+        if half.turns and all(problem.startswith("transcript") for problem in exc.problems):
+            # The words do not read, the audio does: the call is made from the audio alone rather than lost.
+            log.warning("%s %s: its transcript is refused (%s); the call is made without it", half.source, half.external_id[:60], exc)
+            half.turns = None
+            return _make(half, agent_channel, settings, storage)
         storage.delete(audio_key)  # it can never become a call: nothing to keep
         raise
     except Exception:

@@ -132,3 +132,17 @@ def test_a_half_whose_pair_never_comes_is_settled_after_the_timeout(platform_cli
     assert call.external_id == CONVERSATION and call.transcript_status in (None, "none")
     assert any("conv_alone" in line and "dropped" in line for line in lines)
     assert "never came: dropped" in caplog.text
+
+
+def test_a_transcript_the_submission_refuses_does_not_lose_the_call(platform_client, stereo_mp3):
+    import dataclasses
+
+    from services.ingest.platforms import pairing
+    from shared.settings import get_settings
+
+    settings = dataclasses.replace(get_settings(), transcript_max_bytes=20)  # every transcript is too long
+    for payload in (TRANSCRIPTION, audio_event(stereo_mp3.read_bytes())):
+        result = pairing.receive("elevenlabs", elevenlabs.parse(payload, "left"), settings)
+    assert result.created
+    (call,) = calls("elevenlabs")
+    assert call.transcript_status in (None, "none") and halves() == []
