@@ -190,6 +190,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from services.ingest import expire_pairs
     from shared.broker import setup_broker
     from shared.db import connection
     from shared.sweeper import check_deadline, check_queues, sweep
@@ -209,12 +210,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         try:
             with connection():
                 swept = sweep(settings)
+                settled = expire_pairs(settings)  # ElevenLabs webhooks whose pair never came
         except Exception as exc:  # the database is away: say so, try again next pass
             if not args.every:
                 raise CliError(f"sweep failed: {exc}") from exc
             print(f"callreel: sweep failed, trying again in {args.every:g}s: {exc}", file=sys.stderr, flush=True)
-            swept = []
-        for line in swept:
+            swept, settled = [], []
+        for line in [*swept, *settled]:
             print(line, flush=True)
         actions = [s.action for s in swept]
         for stage in sorted({s.stage for s in swept if s.action == "alerted"}):

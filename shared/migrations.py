@@ -17,6 +17,7 @@ from playhouse.migrate import migrate as apply
 from .db import database, init_database
 from .events import Event
 from .models import MODELS
+from .pair_halves import PairHalf
 from .speech_jobs import SpeechJob
 from .throttle_store import AuthFailure
 
@@ -51,7 +52,7 @@ def run_migrations(db: Database | None = None) -> list[str]:
                 # Two services deploying at once must not both add a column:
                 # the second waits here, then finds nothing left to do.
                 db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            for model in (*MODELS, AuthFailure, SpeechJob, Event):
+            for model in (*MODELS, AuthFailure, SpeechJob, Event, PairHalf):
                 table = model._meta.table_name
                 if not db.table_exists(table):
                     db.create_tables([model], safe=True)

@@ -65,6 +65,9 @@ class Source:
     ALL = (TWILIO, LOCAL, API, VAPI, RETELL, ELEVENLABS)
     #: The ones whose recording arrives through services/ingest/submission.py.
     SUBMITTED = (API, VAPI, RETELL, ELEVENLABS)
+    #: The ones whose recording may be one mixed (mono) channel: the audio stage routes it to
+    #: two channels by the call's supplied transcript (services/audio/route.py).
+    MIXED = (ELEVENLABS,)
 
 
 class Stage:

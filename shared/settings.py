@@ -105,6 +105,17 @@ class Settings:
     port: int = env("PORT", 8000, "Port the ingest service listens on.", group="ingest", minimum=1)
     gunicorn_workers: int = env("GUNICORN_WORKERS", 2, "gunicorn worker processes for ingest.", group="ingest", minimum=1)
     gunicorn_threads: int = env("GUNICORN_THREADS", 4, "Threads per gunicorn worker.", group="ingest", minimum=1)
+    # -- voice-agent platforms (#27, services/ingest/platforms/; docs/platforms.md) --------
+    vapi_webhook_secret: str = env("VAPI_WEBHOOK_SECRET", "", "Secret of the Vapi credential on the Server URL (`X-Vapi-Secret`, `Authorization: Bearer` or HMAC); `POST /webhooks/vapi` checks it. Empty: the Vapi webhook is off (404).", group="ingest", secret=True)
+    vapi_api_key: str = env("VAPI_API_KEY", "", "Vapi private API key: recordings are fetched from Vapi's authenticated `/call/{id}/stereo-recording`. Empty: the URL in the end-of-call report is fetched as it is.", group="ingest", secret=True)
+    vapi_recording_hosts: tuple[str, ...] = env("VAPI_RECORDING_HOSTS", ("storage.vapi.ai", "api.vapi.ai"), "Hosts a Vapi recording URL may point at (https only; allowed besides RECORDING_URL_HOSTS). Add your own bucket's host if Vapi uploads there.", group="ingest")
+    vapi_agent_channel: str = env("VAPI_AGENT_CHANNEL", "left", "Channel of Vapi's stereo recording that holds the assistant (Vapi does not document it: check one call, docs/platforms.md).", group="ingest", choices=("left", "right"))
+    retell_api_key: str = env("RETELL_API_KEY", "", "The Retell API key with the webhook badge: `POST /webhooks/retell` checks `x-retell-signature` with it. Empty: the Retell webhook is off (404).", group="ingest", secret=True)
+    retell_recording_hosts: tuple[str, ...] = env("RETELL_RECORDING_HOSTS", ("dxc03zgurdly9.cloudfront.net",), "Hosts a Retell recording URL may point at (https only; allowed besides RECORDING_URL_HOSTS): Retell's recording CDN.", group="ingest")
+    retell_agent_channel: str = env("RETELL_AGENT_CHANNEL", "left", "Channel of Retell's `recording_multi_channel_url` that holds the agent (Retell does not document it: check one call, docs/platforms.md).", group="ingest", choices=("left", "right"))
+    elevenlabs_webhook_secret: str = env("ELEVENLABS_WEBHOOK_SECRET", "", "Shared secret of the ElevenLabs post-call webhook: `POST /webhooks/elevenlabs` checks `ElevenLabs-Signature` with it. Empty: the ElevenLabs webhook is off (404).", group="ingest", secret=True)
+    elevenlabs_agent_channel: str = env("ELEVENLABS_AGENT_CHANNEL", "left", "Channel of an ElevenLabs `post_call_audio` recording that holds the agent, should it be stereo (docs/platforms.md).", group="ingest", choices=("left", "right"))
+    elevenlabs_pair_timeout: int = env("ELEVENLABS_PAIR_TIMEOUT", 600, "Seconds an ElevenLabs post-call webhook waits for its pair (the audio for the transcript, or the other way round) before `callreel sweep` settles it: an audio alone becomes a call (which fails if mono), a transcript alone is dropped (docs/platforms.md).", group="ingest", minimum=10)
     # -- audio --------------------------------------------------------------
     caller_channel: str = env("CALLER_CHANNEL", "left", "Which channel of the recording is the caller (the AI voice).", group="audio", choices=("left", "right"))
     recording_max_seconds: int = env("RECORDING_MAX_SECONDS", 7200, "Longest recording accepted, in seconds.", group="audio", minimum=1)
@@ -177,6 +188,19 @@ class Settings:
     @property
     def in_process_broker(self) -> bool:
         return self.broker_url.startswith("memory://")
+
+    @property
+    def submitted_recording_hosts(self) -> tuple[str, ...]:
+        """Where a submitted recording may be fetched from: RECORDING_URL_HOSTS and the voice-agent platforms' hosts (#27).
+
+        The platforms' hosts are allowed whether or not their webhook is on: they are
+        the platforms' own storage, and the ingest worker needs no webhook secret to know them.
+        """
+        hosts = list(self.recording_url_hosts)
+        for host in (*self.vapi_recording_hosts, *self.retell_recording_hosts):
+            if host not in hosts:
+                hosts.append(host)
+        return tuple(hosts)
 
     def require(self, names: list[str], purpose: str) -> None:
         """Fail with one message listing every named variable that is empty."""
