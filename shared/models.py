@@ -199,6 +199,9 @@ class Call(BaseModel):
     no_speech = BooleanField(null=True, default=False)  # neither side speaks: the video has no word in it
     # Share links are signed with this; a new nonce (or none) revokes every link given out before.
     share_nonce = CharField(null=True, max_length=64)
+    # -- the console's overview (#28): fal.ai's cost of this call in US dollars, recorded by the
+    # generation stage (latency-and-cost work); None: not recorded, the overview estimates it.
+    fal_cost_usd = FloatField(null=True)
     created_at = DateTimeField(null=True, default=utcnow)
     updated_at = DateTimeField(null=True, default=utcnow)
 

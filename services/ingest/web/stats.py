@@ -1,0 +1,188 @@
+"""The overview's numbers, each one SQL aggregate over ``calls``: nothing loads rows into Python.
+
+PostgreSQL (production) and SQLite (the demo) both answer every query; where
+their SQL differs (truncating a time to its hour, a time difference in seconds,
+percentiles) the dialect is asked for and the matching expression used.
+
+- :func:`outcomes_per_hour`: calls created per hour and where they stand
+  (completed, partial, failed, in progress), over the window.
+- :func:`durations`: p50 and p95 of each stage's time and of webhook → video
+  (the row's ``created_at``, when the webhook arrived, to the final video),
+  nearest-rank (``percentile_disc``): every figure is a duration a real call had.
+- :func:`spend_per_day`: fal.ai spend per day of the calls that ended that day:
+  ``fal_cost_usd`` where the generation stage recorded it, otherwise an estimate
+  from the seconds of video fal generated times FAL_USD_PER_SECOND.
+- :func:`failure_reasons`: the commonest errors (their first
+  :data:`REASON_CHARS` characters) of failed and partial calls, with counts.
+
+Every query is bounded by ``created_at >= since`` (or the end time for spend
+and the alert), so the indexes the migration adds (shared/migrations.py's
+console indexes) turn a million-row table into the window's rows only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from peewee import Database
+
+from shared.calls import REASON_CHARS
+from shared.db import database
+from shared.models import STAGES, VideoStatus
+
+__all__ = [
+    "OUTCOMES", "REASON_CHARS", "Durations", "outcomes_per_hour", "durations", "spend_per_day", "failure_reasons",
+    "hour_of", "is_postgres",
+]
+
+OUTCOMES = ("completed", "partial", "failed", "in progress")
+_TERMINAL = ", ".join(f"'{s}'" for s in VideoStatus.TERMINAL)
+
+
+def is_postgres(db: Database | None = None) -> bool:
+    return (db or database.obj).__class__.__name__.startswith("Postgres")
+
+
+def _truncate(column: str, unit: str) -> str:
+    """``column`` cut to its hour or day, as text ``YYYY-MM-DD HH`` / ``YYYY-MM-DD`` on both databases."""
+    if is_postgres():
+        return f"to_char({column}, '{'YYYY-MM-DD HH24' if unit == 'hour' else 'YYYY-MM-DD'}')"
+    return f"strftime('{'%Y-%m-%d %H' if unit == 'hour' else '%Y-%m-%d'}', {column})"
+
+
+def _seconds(start: str, end: str) -> str:
+    if is_postgres():
+        return f"EXTRACT(EPOCH FROM ({end} - {start}))"
+    return f"((julianday({end}) - julianday({start})) * 86400.0)"
+
+
+def _rows(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    sql = sql if is_postgres() else sql.replace("%s", "?")
+    return list(database.execute_sql(sql, params).fetchall())
+
+
+def hour_of(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H")
+
+
+def outcomes_per_hour(since: dt.datetime) -> dict[str, dict[str, int]]:
+    """``{"YYYY-MM-DD HH": {outcome: calls}}`` for the calls created since ``since`` (hours without calls absent)."""
+    hour = _truncate("created_at", "hour")
+    rows = _rows(
+        f"SELECT {hour} AS hour, video_status, COUNT(*) FROM calls WHERE created_at >= %s GROUP BY 1, 2", (since,)
+    )
+    found: dict[str, dict[str, int]] = {}
+    for bucket, status, count in rows:
+        outcome = status if status in VideoStatus.TERMINAL else "in progress"
+        per = found.setdefault(bucket, dict.fromkeys(OUTCOMES, 0))
+        per[outcome] += int(count)
+    return found
+
+
+@dataclass(frozen=True)
+class Durations:
+    """Seconds at p50 and p95 (None: no call in the window has that time), and how many calls each is over."""
+
+    name: str
+    count: int
+    p50: float | None
+    p95: float | None
+
+
+def _duration_columns() -> list[tuple[str, str]]:
+    columns = [(stage, _seconds(f"{stage}_started_at", f"{stage}_finished_at")) for stage in STAGES]
+    # Webhook → video: only for calls that have a video (a failed call's end is not a video).
+    webhook = _seconds("created_at", "video_processing_completed_at")
+    columns.append(("webhook → video", f"CASE WHEN video_status IN ('completed', 'partial') THEN {webhook} END"))
+    return columns
+
+
+def durations(since: dt.datetime) -> list[Durations]:
+    """p50/p95 of each stage's seconds and of webhook → video, over the calls created since ``since``."""
+    columns = _duration_columns()
+    if is_postgres():
+        selects = ", ".join(
+            f"COUNT({expr}), percentile_disc(0.5) WITHIN GROUP (ORDER BY {expr}), "
+            f"percentile_disc(0.95) WITHIN GROUP (ORDER BY {expr})"
+            for _, expr in columns
+        )
+        (row,) = _rows(f"SELECT {selects} FROM calls WHERE created_at >= %s", (since,))
+        return [
+            Durations(name, int(row[3 * i]), _float(row[3 * i + 1]), _float(row[3 * i + 2]))
+            for i, (name, _) in enumerate(columns)
+        ]
+    # SQLite has no percentile function: count, then read the value at each nearest rank.
+    found = []
+    for name, expr in columns:
+        inner = f"SELECT {expr} AS d FROM calls WHERE created_at >= ? AND {expr} IS NOT NULL"
+        ((count,),) = _rows(f"SELECT COUNT(*) FROM ({inner})", (since,))
+        values = []
+        for fraction in (0.5, 0.95):
+            if not count:
+                values.append(None)
+                continue
+            rank = max(1, -(-int(fraction * count * 1000) // 1000))  # ceil(fraction × n), without float surprises
+            ((value,),) = _rows(f"{inner} ORDER BY d LIMIT 1 OFFSET ?", (since, rank - 1))
+            values.append(_float(value))
+        found.append(Durations(name, int(count), values[0], values[1]))
+    return found
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else round(float(value), 3)
+
+
+def spend_per_day(since: dt.datetime, usd_per_second: float) -> dict[str, dict[str, float]]:
+    """``{"YYYY-MM-DD": {"recorded": $, "estimated": $, "calls": n}}`` for calls that ended since ``since``.
+
+    A call's generated seconds are its sides' durations where fal made the
+    side's video (``*_state = 'generated'``): an estimate that counts whole
+    sides, which is what GENERATION_MODE=full sends.
+    """
+    day = _truncate("video_processing_completed_at", "day")
+    generated = " + ".join(
+        f"CASE WHEN {side}_state = 'generated' THEN COALESCE({side}_duration, 0) ELSE 0 END" for side in ("caller", "callee")
+    )
+    rows = _rows(
+        f"SELECT {day}, SUM(fal_cost_usd), SUM(CASE WHEN fal_cost_usd IS NULL THEN {generated} ELSE 0 END), COUNT(*) "
+        f"FROM calls WHERE video_processing_completed_at >= %s AND video_status IN ({_TERMINAL}) GROUP BY 1",
+        (since,),
+    )
+    return {
+        bucket: {"recorded": float(recorded or 0), "estimated": float(seconds or 0) * usd_per_second, "calls": int(count)}
+        for bucket, recorded, seconds, count in rows
+    }
+
+
+def failure_reasons(since: dt.datetime, limit: int = 8) -> list[tuple[str, int]]:
+    """The commonest error messages (first REASON_CHARS characters) of failed and partial calls created since ``since``."""
+    rows = _rows(
+        f"SELECT SUBSTR(video_error_message, 1, {REASON_CHARS}) AS reason, COUNT(*) AS n FROM calls "
+        "WHERE created_at >= %s AND video_status IN ('failed', 'partial') AND video_error_message IS NOT NULL "
+        "GROUP BY 1 ORDER BY n DESC, reason LIMIT %s",
+        (since, limit),
+    )
+    return [(str(reason), int(count)) for reason, count in rows]
+
+
+def failure_rate(since: dt.datetime) -> tuple[int, int]:
+    """(failed, ended) among the calls that ended since ``since``: the alert's numbers."""
+    ((failed, ended),) = _rows(
+        "SELECT COALESCE(SUM(CASE WHEN video_status = 'failed' THEN 1 ELSE 0 END), 0), COUNT(*) FROM calls "
+        f"WHERE video_processing_completed_at >= %s AND video_status IN ({_TERMINAL})",
+        (since,),
+    )
+    return int(failed), int(ended)
+
+
+def stuck_calls(cutoff: dt.datetime) -> dict[str, int]:
+    """Calls not ended whose current stage began before ``cutoff`` (STAGE_DEADLINE ago), per stage."""
+    cases = " ".join(f"WHEN stage = '{s}' THEN {s}_started_at" for s in STAGES)
+    rows = _rows(
+        f"SELECT stage, COUNT(*) FROM calls WHERE (video_status IS NULL OR video_status NOT IN ({_TERMINAL})) "
+        f"AND (CASE {cases} END) < %s GROUP BY stage",
+        (cutoff,),
+    )
+    return {str(stage): int(count) for stage, count in rows}
