@@ -29,6 +29,8 @@ __all__ = ["OverviewPage", "RANGES", "OVERVIEW_PATH"]
 OVERVIEW_PATH = "/ops/overview"
 RANGES = {"24h": ("last 24 hours", dt.timedelta(hours=24)), "7d": ("last 7 days", dt.timedelta(days=7))}
 SPEND_DAYS = 7
+REFRESH_SECONDS = 30  # the page reloads itself (operator.js), so its banners and last hour stay current
+CURRENT = ' aria-current="page"'
 
 
 def _hours(now: dt.datetime, span: dt.timedelta) -> list[dt.datetime]:
@@ -59,8 +61,8 @@ class OverviewPage(_Page):
         content = render(
             "overview",
             range_links=join(
-                [Markup(f'<a href="{OVERVIEW_PATH}?range={key}"{" aria-current=\"page\"" if key == chosen else ""}>'
-                        f"{escape(text)}</a>") for key, (text, _) in RANGES.items()],
+                [Markup(f'<a href="{OVERVIEW_PATH}?range={key}"{CURRENT if key == chosen else ""}>{escape(text)}</a>')
+                 for key, (text, _) in RANGES.items()],
                 " · ",
             ),
             window=label,
@@ -70,7 +72,7 @@ class OverviewPage(_Page):
             spend=self._spend(now),
             reasons=self._reasons(since),
         )
-        send_page(resp, title="Overview", content=content, csrf=self.signer.csrf_token(session))
+        send_page(resp, title="Overview", content=content, csrf=self.signer.csrf_token(session), refresh=REFRESH_SECONDS)
 
     def _outcomes(self, hours: list[dt.datetime], since: dt.datetime, chosen: str) -> Markup:
         per_hour = stats.outcomes_per_hour(since)

@@ -26,7 +26,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from peewee import Database
+from peewee import Database, PostgresqlDatabase
 
 from shared.calls import REASON_CHARS
 from shared.db import database
@@ -42,7 +42,8 @@ _TERMINAL = ", ".join(f"'{s}'" for s in VideoStatus.TERMINAL)
 
 
 def is_postgres(db: Database | None = None) -> bool:
-    return (db or database.obj).__class__.__name__.startswith("Postgres")
+    # isinstance, not the class's name: the web app's pooled database is a PooledPostgresqlDatabase.
+    return isinstance(db or database.obj, PostgresqlDatabase)
 
 
 def _truncate(column: str, unit: str) -> str:

@@ -1,0 +1,111 @@
+"""The overview page and the banners: the numbers each query gives against the rows, on both databases, and as a person reads them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pytest
+
+from services.ingest.web import stats
+from services.ingest.web.banners import BannerReader
+from shared.models import Call, Stage, VideoStatus, utcnow
+from shared.queues import QueueReader
+from shared.settings import load_settings
+from tests.support.calls import make_call, sid
+
+REASONS = ("Twilio answered 404 for the recording for 120 s", "recording is mono: enable dual-channel recording in Twilio")
+
+
+def seed(now: dt.datetime) -> None:
+    """Twenty-odd calls over two days: every outcome, stage times that differ, a recorded cost and an estimated one."""
+    n = 0
+    for hours_ago in (0.2, 1.5, 1.7, 3.2, 5.5, 5.6, 5.9, 11.1, 20.4, 23.5, 30, 47):
+        for k in range(1 + int(hours_ago) % 3):
+            n += 1
+            created = now - dt.timedelta(hours=hours_ago, minutes=k)
+            status = (VideoStatus.COMPLETED, VideoStatus.COMPLETED, VideoStatus.FAILED, VideoStatus.PARTIAL, VideoStatus.GENERATING)[n % 5]
+            columns: dict = {"created_at": created, "video_status": status, "stage": Stage.DONE}
+            clock = created
+            for i, stage in enumerate(("ingest", "audio", "generation", "compositor")):
+                seconds = (n * 7 + i * 13) % 50 + 1
+                columns[f"{stage}_started_at"] = clock
+                clock += dt.timedelta(seconds=seconds)
+                columns[f"{stage}_finished_at"] = clock
+            if status == VideoStatus.GENERATING:
+                columns["stage"] = Stage.GENERATION
+                columns["generation_finished_at"] = columns["compositor_started_at"] = columns["compositor_finished_at"] = None
+            else:
+                columns["video_processing_completed_at"] = clock
+            if status in (VideoStatus.FAILED, VideoStatus.PARTIAL):
+                columns["video_error_message"] = REASONS[n % 2] + (" " * 3 + "tail" * 40 if n % 4 == 0 else "")
+            columns["caller_state"] = "generated"
+            columns["caller_duration"] = 10.0 + n
+            if n % 3 == 0:
+                columns["fal_cost_usd"] = 0.25 * n
+            make_call(sid(n), **columns)
+
+
+def nearest_rank(values: list[float], fraction: float) -> float | None:
+    values = sorted(values)
+    return round(values[max(1, math.ceil(fraction * len(values))) - 1], 3) if values else None
+
+
+@pytest.mark.parametrize("db", ["sqlite_db", "pg_db"])
+def test_each_overview_number_is_the_rows(request, db):
+    request.getfixturevalue(db)
+    now = utcnow()
+    seed(now)
+    since = now - dt.timedelta(hours=24)
+    calls = list(Call.select())
+    window = [c for c in calls if c.created_at >= since]
+
+    per_hour = stats.outcomes_per_hour(since)
+    assert sum(sum(v.values()) for v in per_hour.values()) == len(window)
+    for outcome in ("completed", "partial", "failed"):
+        assert sum(v[outcome] for v in per_hour.values()) == sum(c.video_status == outcome for c in window)
+    assert per_hour[stats.hour_of(window[0].created_at)]["completed" if window[0].video_status == "completed" else
+                                                         ("in progress" if window[0].video_status == "generating" else window[0].video_status)] >= 1
+
+    found = {d.name: d for d in stats.durations(since)}
+    for stage in ("ingest", "audio", "generation", "compositor"):
+        seconds = [
+            (getattr(c, f"{stage}_finished_at") - getattr(c, f"{stage}_started_at")).total_seconds()
+            for c in window if getattr(c, f"{stage}_finished_at")
+        ]
+        assert (found[stage].count, found[stage].p50, found[stage].p95) == (
+            len(seconds), nearest_rank(seconds, 0.5), nearest_rank(seconds, 0.95)
+        ), stage
+    videos = [(c.video_processing_completed_at - c.created_at).total_seconds() for c in window if c.video_status in ("completed", "partial")]
+    assert (found["webhook → video"].p50, found["webhook → video"].p95) == (nearest_rank(videos, 0.5), nearest_rank(videos, 0.95))
+
+    spend = stats.spend_per_day(now - dt.timedelta(days=3), usd_per_second=0.1)
+    ended = [c for c in calls if c.video_status in VideoStatus.TERMINAL]
+    assert sum(d["calls"] for d in spend.values()) == len(ended)
+    assert sum(d["recorded"] for d in spend.values()) == pytest.approx(sum(c.fal_cost_usd or 0 for c in ended))
+    assert sum(d["estimated"] for d in spend.values()) == pytest.approx(sum(0.1 * c.caller_duration for c in ended if c.fal_cost_usd is None))
+
+    reasons = dict(stats.failure_reasons(since))
+    for reason in reasons:
+        assert reasons[reason] == sum(
+            1 for c in window if c.video_status in ("failed", "partial") and (c.video_error_message or "")[:100] == reason
+        )
+    assert set(REASONS) <= set(reasons)
+
+
+def test_banners_for_stuck_calls_and_a_high_failure_rate(sqlite_db):
+    now = utcnow()
+    settings = load_settings({"CALLREEL_DATA_DIR": "/tmp", "STAGE_DEADLINE": "600", "ALERT_FAILURE_RATE": "0.5"})
+    reader = BannerReader(settings, QueueReader(settings))
+    make_call(sid(1), stage=Stage.AUDIO, video_status=VideoStatus.PENDING, audio_started_at=now - dt.timedelta(seconds=900))
+    make_call(sid(2), stage=Stage.AUDIO, video_status=VideoStatus.PENDING, audio_started_at=now - dt.timedelta(seconds=60))
+    make_call(sid(3), stage=Stage.DONE, video_status=VideoStatus.FAILED, audio_started_at=now - dt.timedelta(seconds=9000),
+              video_processing_completed_at=now - dt.timedelta(minutes=10))
+    make_call(sid(4), stage=Stage.DONE, video_status=VideoStatus.COMPLETED, video_processing_completed_at=now - dt.timedelta(minutes=5))
+    # One of two ended calls failed: 50 %, not over the limit; one stuck call at audio.
+    assert [(b.kind, b.link) for b in reader.read()] == [("stuck", "/ops/calls?stage=audio")]
+    make_call(sid(5), stage=Stage.DONE, video_status=VideoStatus.FAILED, video_processing_completed_at=now - dt.timedelta(minutes=1))
+    reader._cached = None
+    banners = reader.read()
+    assert [b.kind for b in banners] == ["stuck", "failure-rate"]
+    assert banners[1].text.startswith("2 of the 3 calls that ended in the last hour failed (67%")

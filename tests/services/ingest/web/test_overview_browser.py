@@ -1,0 +1,113 @@
+"""The overview and its banners in headless Chromium, served by gunicorn as deployed: what a person reads is what the database holds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pytest
+from dramatiq import Message
+
+from shared.models import Call, VideoStatus, utcnow
+from tests.services.ingest.conftest import API_TOKEN
+from tests.services.ingest.web.test_overview import nearest_rank, seed
+from tests.support.browser import ARTIFACTS, chromium
+from tests.support.wait import wait_for
+
+MANAGEMENT = "http://guest:guest@127.0.0.1:15672"
+
+
+@pytest.fixture
+def browser():
+    with chromium() as launched:
+        yield launched
+
+
+def signed_in(browser, base):
+    context = browser.new_context(base_url=base, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto("/ops/login")
+    page.fill("#token", API_TOKEN)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_url(f"{base}/ops/overview")  # the landing page
+    return page
+
+
+def test_the_overview_shows_the_databases_numbers(serve, browser):
+    now = utcnow()
+    seed(now)
+    base = serve()
+    page = signed_in(browser, base)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "overview-24h.png"), full_page=True)
+
+    since = (now - dt.timedelta(hours=24)).replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    window = [c for c in Call.select() if c.created_at >= since]
+    assert int(page.inner_text("#total-calls")) == len(window)
+    for outcome in ("completed", "partial", "failed"):
+        assert int(page.inner_text(f"#total-{outcome}")) == sum(c.video_status == outcome for c in window)
+    assert int(page.inner_text("#total-in-progress")) == sum(c.video_status not in VideoStatus.TERMINAL for c in window)
+    # The chart says the same, bar by bar, in its accessible text and its data.
+    assert f"{len(window)} calls created since" in page.inner_html("#calls-per-hour desc")
+    assert sum(float(t) for t in page.locator("#calls-per-hour g.bar").evaluate_all("gs => gs.map(g => g.dataset.total)")) == len(window)
+
+    row = page.locator('#duration-table tr[data-measure="generation"] td')
+    seconds = [(c.generation_finished_at - c.generation_started_at).total_seconds() for c in window if c.generation_finished_at]
+    assert int(row.nth(1).inner_text()) == len(seconds)
+    assert float(row.nth(2).get_attribute("data-seconds")) == nearest_rank(seconds, 0.5)
+    assert float(row.nth(3).get_attribute("data-seconds")) == nearest_rank(seconds, 0.95)
+    assert row.nth(3).inner_text() == f"{nearest_rank(seconds, 0.95):.1f} s"
+
+    ended_today = [c for c in Call.select() if c.video_status in VideoStatus.TERMINAL and c.video_processing_completed_at.date() == now.date()]
+    today = page.locator(f'#spend tr[data-day="{now:%Y-%m-%d}"] td')
+    assert int(today.nth(1).inner_text()) == len(ended_today)
+    assert today.nth(2).inner_text() == f"${sum(c.fal_cost_usd or 0 for c in ended_today):,.2f}"
+
+    # A failure reason links to its calls: the list shows exactly them.
+    reason = "recording is mono: enable dual-channel recording in Twilio"
+    link = page.locator("#reasons a", has_text=reason)
+    count = int(page.locator("#reasons tr", has=link).locator("td").nth(1).inner_text())
+    expected = [c.id for c in window if c.video_status in ("failed", "partial") and (c.video_error_message or "")[:100] == reason]
+    assert count == len(expected) > 0
+    link.click()
+    page.wait_for_url(f"{base}/ops/calls?reason=*")
+    assert sorted(page.locator("tr.call").evaluate_all("rows => rows.map(r => r.dataset.callId)")) == sorted(
+        c.id for c in Call.select() if c.video_status in ("failed", "partial") and (c.video_error_message or "")[:100] == reason
+    )
+    page.goto("/ops/overview?range=7d")
+    assert int(page.inner_text("#total-calls")) == Call.select().where(
+        Call.created_at >= (now - dt.timedelta(days=7)).replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    ).count()
+    page.screenshot(path=str(ARTIFACTS / "overview-7d.png"), full_page=True)
+    assert math.isfinite(len(window))
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.rabbitmq_management
+def test_a_queue_with_messages_and_no_consumer_raises_a_banner_within_one_refresh(serve, browser, own_rabbitmq_url):
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    base = serve(RABBITMQ_MANAGEMENT_URL=MANAGEMENT, BROKER_URL=own_rabbitmq_url)
+    page = signed_in(browser, base)
+    assert page.locator("#banners [data-kind=no-consumers]").count() == 0
+
+    # The generation workers are down: a message waits in their queue and nobody consumes it.
+    broker = RabbitmqBroker(url=own_rabbitmq_url)
+    try:
+        broker.declare_queue("generation")
+        broker.enqueue(Message(queue_name="generation", actor_name="generate_side", args=(), kwargs={"call_id": "CA1"}, options={}))
+    finally:
+        broker.close()
+
+    def banner():
+        page.reload()
+        found = page.locator("#banners [data-kind=no-consumers]")
+        return found.inner_text() if found.count() else None
+
+    # The management API refreshes every 5 s and the banner is kept 5 s: one refresh of the page (30 s) sees it.
+    text = wait_for(banner, timeout=30, interval=2, what="the no-consumers banner")
+    assert "1 message(s) wait in the generation queue and no worker consumes it" in text
+    page.locator("#banners [data-kind=no-consumers] a").click()
+    page.wait_for_url(f"{base}/ops/calls?stage=generation")
+    assert page.locator("#banners [data-kind=no-consumers]").count() == 1  # every console page shows it
+    page.screenshot(path=str(ARTIFACTS / "banner-no-consumers.png"), full_page=True)
