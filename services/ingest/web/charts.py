@@ -60,7 +60,7 @@ def stacked_bars(
     bar_w = max(1.0, slot * 0.8)
     parts = [
         f'<svg class="chart" id="{escape(element_id)}" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'aria-labelledby="{escape(element_id)}-title {escape(element_id)}-desc" preserveAspectRatio="none">',
+        f'aria-labelledby="{escape(element_id)}-title {escape(element_id)}-desc">',
         f'<title id="{escape(element_id)}-title">{escape(title)}</title>',
         f'<desc id="{escape(element_id)}-desc">{escape(description)}</desc>',
     ]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
-
 import pytest
 from dramatiq import Message
 
@@ -65,8 +63,9 @@ def test_the_overview_shows_the_databases_numbers(serve, browser):
 
     # A failure reason links to its calls: the list shows exactly them.
     reason = "recording is mono: enable dual-channel recording in Twilio"
-    link = page.locator("#reasons a", has_text=reason)
-    count = int(page.locator("#reasons tr", has=link).locator("td").nth(1).inner_text())
+    row = page.locator("#reasons tr", has=page.locator("a", has_text=reason))
+    link = row.locator("a")
+    count = int(row.locator("td").nth(1).inner_text())
     expected = [c.id for c in window if c.video_status in ("failed", "partial") and (c.video_error_message or "")[:100] == reason]
     assert count == len(expected) > 0
     link.click()
@@ -79,7 +78,6 @@ def test_the_overview_shows_the_databases_numbers(serve, browser):
         Call.created_at >= (now - dt.timedelta(days=7)).replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
     ).count()
     page.screenshot(path=str(ARTIFACTS / "overview-7d.png"), full_page=True)
-    assert math.isfinite(len(window))
 
 
 @pytest.mark.rabbitmq
