@@ -49,5 +49,12 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 
 # Prometheus: the workers keep their request metrics in one folder, which the
 # master sums and serves on METRICS_PORT (off the public PORT). See shared/metrics.py.
+# The master also serves the queue and stuck-call gauges the alerts read (services/ingest/gauges.py).
 from shared.metrics import gunicorn_child_exit as child_exit  # noqa: E402
-from shared.metrics import gunicorn_when_ready as when_ready  # noqa: E402
+from shared.metrics import gunicorn_when_ready  # noqa: E402
+
+
+def when_ready(server):
+    from services.ingest.gauges import IngestGauges
+
+    gunicorn_when_ready(server, collectors=[IngestGauges(_settings)])

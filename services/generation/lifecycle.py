@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, NamedTuple
 
+from shared import metrics
 from shared.contracts import Contract, send
 from shared.errors import PermanentError
 from shared.models import SegmentState, Stage, utcnow
@@ -269,11 +270,20 @@ def complete(row: Any, updates: dict, progress: str) -> bool:
     """Store a collected job's product in its row, unless the row moved on meanwhile (closed, or a newer attempt)."""
     rows, now = type(row), utcnow()
     ended = {rows.state: SegmentState.COMPLETED, rows.error: None, rows.progress: progress, rows.finished_at: now, rows.updated_at: now}
-    return bool(
+    stored = bool(
         rows.update({**updates, **ended})
         .where((rows.id == row.id) & (rows.state == SegmentState.SUBMITTED) & (rows.fal_request_id == row.fal_request_id))
         .execute()
     )
+    if stored:
+        video = (row.end - row.start) if _job_kind(rows) == "avatar" else None
+        metrics.fal_job_ended(_job_kind(rows), "completed", video)
+    return stored
+
+
+def _job_kind(rows: Any) -> str:
+    """The metrics' name of a kind of job: ``avatar`` (a Segment row) or ``speech``."""
+    return "avatar" if rows.__name__ == "Segment" else "speech"
 
 
 def cancel(row: Any, work: Work) -> None:
@@ -317,8 +327,11 @@ def close(rows: Any, row_id: int, reason: str, *, progress: str = "failed") -> b
     now = utcnow()
     ended = {rows.state: SegmentState.FAILED, rows.error: reason[:4000], rows.progress: progress}
     ended |= {rows.finished_at: now, rows.updated_at: now}
-    return bool(
+    closed = bool(
         rows.update(ended)
         .where((rows.id == row_id) & rows.state.not_in(SegmentState.TERMINAL))
         .execute()
     )
+    if closed:
+        metrics.fal_job_ended(_job_kind(rows), "failed")
+    return closed

@@ -13,6 +13,7 @@ from tests.support.browser import ARTIFACTS, chromium
 from tests.support.wait import wait_for
 
 MANAGEMENT = "http://guest:guest@127.0.0.1:15672"
+pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 
 
 @pytest.fixture
