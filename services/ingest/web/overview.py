@@ -58,6 +58,8 @@ class OverviewPage(_Page):
         now = utcnow()
         hours = _hours(now, span)
         since = hours[0]
+        first_day = (now - dt.timedelta(days=SPEND_DAYS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        ended = stats.hours_ended(min(since, first_day), now)  # one read serves the chart and the spend
         content = render(
             "overview",
             range_links=join(
@@ -67,42 +69,44 @@ class OverviewPage(_Page):
             ),
             window=label,
             since=since.strftime("%Y-%m-%d %H:00 UTC"),
-            outcomes=self._outcomes(hours, since, chosen),
+            outcomes=self._outcomes(hours, ended, chosen),
             durations=self._durations(since),
-            spend=self._spend(now),
+            spend=self._spend(first_day, ended),
             reasons=self._reasons(since),
         )
         send_page(resp, title="Overview", content=content, csrf=self.signer.csrf_token(session), refresh=REFRESH_SECONDS)
 
-    def _outcomes(self, hours: list[dt.datetime], since: dt.datetime, chosen: str) -> Markup:
-        per_hour = stats.outcomes_per_hour(since)
-        labels = [stats.hour_of(h) for h in hours]
-        empty = dict.fromkeys(stats.OUTCOMES, 0)
-        series = [Series(o, [per_hour.get(label, empty)[o] for label in labels]) for o in stats.OUTCOMES]
-        totals = {o: sum(s.values) for o, s in zip(stats.OUTCOMES, series, strict=True)}
+    def _outcomes(self, hours: list[dt.datetime], ended: dict[dt.datetime, stats.Hour], chosen: str) -> Markup:
+        empty = stats.Hour()
+        series = [Series(o, [getattr(ended.get(h, empty), o) for h in hours]) for o in stats.OUTCOMES]
+        totals = {o: int(sum(s.values)) for o, s in zip(stats.OUTCOMES, series, strict=True)}
         total = sum(totals.values())
-        cards = [Markup(f'<div class="stat" data-outcome="all"><span class="value" id="total-calls">{total}</span> calls</div>')]
+        cards = [Markup(f'<div class="stat" data-outcome="all"><span class="value" id="total-ended">{total}</span> calls ended</div>')]
         for outcome, count in totals.items():
-            key = outcome.replace(" ", "-")
             cards.append(Markup(
-                f'<div class="stat" data-outcome="{key}"><span class="value" id="total-{key}">{count}</span> {escape(outcome)}</div>'
+                f'<div class="stat" data-outcome="{outcome}"><span class="value" id="total-{outcome}">{count}</span> {escape(outcome)}</div>'
             ))
+        running = stats.in_progress()
+        cards.append(Markup(
+            f'<div class="stat" data-outcome="in-progress"><a href="/ops/calls?status=generating"><span class="value" id="in-progress">'
+            f"{running}</span></a> in progress now</div>"
+        ))
         chart = stacked_bars(
-            element_id="calls-per-hour", title=f"Calls per hour, {len(hours)} hours",
-            description=f"{total} calls created since {since:%Y-%m-%d %H:00} UTC: "
+            element_id="calls-per-hour", title=f"Calls ended per hour, {len(hours)} hours",
+            description=f"{total} calls ended since {hours[0]:%Y-%m-%d %H:00} UTC: "
             + ", ".join(f"{count} {outcome}" for outcome, count in totals.items()) + ".",
             labels=[h.strftime("%H:00") if chosen == "24h" else h.strftime("%a %H:00") for h in hours],
             series=series, tick_every=3 if chosen == "24h" else 24,
         )
         rows = [
-            Markup(f'<tr data-hour="{escape(label)}">' + f"<td>{escape(label)}:00</td>"
-                   + "".join(f'<td class="num">{per_hour[label][o]}</td>' for o in stats.OUTCOMES) + "</tr>")
-            for label in labels if label in per_hour
+            Markup(f'<tr data-hour="{h:%Y-%m-%d %H}"><td>{h:%Y-%m-%d %H}:00</td>'
+                   + "".join(f'<td class="num">{getattr(ended[h], o)}</td>' for o in stats.OUTCOMES) + "</tr>")
+            for h in hours if h in ended and ended[h].ended
         ]
         head = "".join(f'<th class="num">{escape(o)}</th>' for o in stats.OUTCOMES)
         table = Markup(
             f'<details><summary>The numbers per hour</summary><table id="per-hour"><thead><tr><th>Hour (UTC)</th>{head}</tr></thead>'
-            f'<tbody>{join(rows) or Markup("<tr><td colspan=5 class=muted>No calls.</td></tr>")}</tbody></table></details>'
+            f'<tbody>{join(rows) or Markup("<tr><td colspan=4 class=muted>No call ended.</td></tr>")}</tbody></table></details>'
         )
         return Markup(f'<div class="stats">{join(cards, "")}</div>{chart}{table}')
 
@@ -117,14 +121,18 @@ class OverviewPage(_Page):
         ]
         return join(rows)
 
-    def _spend(self, now: dt.datetime) -> Markup:
-        first = (now - dt.timedelta(days=SPEND_DAYS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    def _spend(self, first: dt.datetime, ended: dict[dt.datetime, stats.Hour]) -> Markup:
         days = [first + dt.timedelta(days=i) for i in range(SPEND_DAYS)]
-        per_day = stats.spend_per_day(first, self.settings.fal_usd_per_second)
-        labels = [d.strftime("%Y-%m-%d") for d in days]
-        zero = {"recorded": 0.0, "estimated": 0.0, "calls": 0}
-        recorded = [per_day.get(label, zero)["recorded"] for label in labels]
-        estimated = [per_day.get(label, zero)["estimated"] for label in labels]
+        price = self.settings.fal_usd_per_second
+        per_day = {day.date(): stats.Hour() for day in days}
+        for moment, hour in ended.items():
+            day = per_day.get(moment.date())
+            if day is not None:
+                day.completed, day.partial, day.failed = day.completed + hour.completed, day.partial + hour.partial, day.failed + hour.failed
+                day.fal_cost_usd += hour.fal_cost_usd
+                day.fal_seconds += hour.fal_seconds
+        recorded = [per_day[d.date()].fal_cost_usd for d in days]
+        estimated = [per_day[d.date()].fal_seconds * price for d in days]
         total = sum(recorded) + sum(estimated)
         chart = stacked_bars(
             element_id="spend-per-day", title=f"fal.ai spend per day, last {SPEND_DAYS} days",
@@ -134,15 +142,15 @@ class OverviewPage(_Page):
         )
         rows = [
             Markup(
-                f'<tr data-day="{label}"><td>{label}</td><td class="num">{per_day.get(label, zero)["calls"]}</td>'
+                f'<tr data-day="{d:%Y-%m-%d}"><td>{d:%Y-%m-%d}</td><td class="num">{per_day[d.date()].ended}</td>'
                 f'<td class="num">${recorded[i]:,.2f}</td><td class="num">${estimated[i]:,.2f}</td>'
                 f'<td class="num">${recorded[i] + estimated[i]:,.2f}</td></tr>'
             )
-            for i, label in enumerate(labels)
+            for i, d in enumerate(days)
         ]
         note = (
-            f"Estimated: seconds of video fal.ai generated × FAL_USD_PER_SECOND (${self.settings.fal_usd_per_second:g}), "
-            "for calls without a recorded cost."
+            f"Recorded: fal_cost_usd of the calls that ended that day. Estimated: seconds of video fal.ai generated × "
+            f"FAL_USD_PER_SECOND (${price:g}), for calls without a recorded cost."
         )
         return Markup(
             f'{chart}<p class="muted small">{escape(note)}</p><table id="spend"><thead><tr><th>Day (UTC)</th><th class="num">Calls ended</th>'

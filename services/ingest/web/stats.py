@@ -4,21 +4,23 @@ PostgreSQL (production) and SQLite (the demo) both answer every query; where
 their SQL differs (truncating a time to its hour, a time difference in seconds,
 percentiles) the dialect is asked for and the matching expression used.
 
-- :func:`outcomes_per_hour`: calls created per hour and where they stand
-  (completed, partial, failed, in progress), over the window.
+- :func:`hours_ended`: calls that ended per hour and how (completed, partial,
+  failed), with their fal.ai spend: ``fal_cost_usd`` where the generation stage
+  recorded it, otherwise the seconds of video fal generated (times
+  FAL_USD_PER_SECOND on the page). Closed hours come from a rollup table
+  (``shared.overview_store``), the open hour is counted live.
+- :func:`in_progress`: calls not ended now.
 - :func:`durations`: p50 and p95 of each stage's time and of webhook → video
   (the row's ``created_at``, when the webhook arrived, to the final video),
   nearest-rank (``percentile_disc``): every figure is a duration a real call had;
   over the newest DURATION_SAMPLE calls of the window (all of them when fewer).
-- :func:`spend_per_day`: fal.ai spend per day of the calls that ended that day:
-  ``fal_cost_usd`` where the generation stage recorded it, otherwise an estimate
-  from the seconds of video fal generated times FAL_USD_PER_SECOND.
 - :func:`failure_reasons`: the commonest errors (their first
   :data:`REASON_CHARS` characters) of failed and partial calls, with counts.
 
-Every query is bounded by ``created_at >= since`` (or the end time for spend
-and the alert), so the indexes the migration adds (shared/migrations.py's
-console indexes) turn a million-row table into the window's rows only.
+Every query is bounded by a window of ``created_at`` or of the end time, so the
+indexes the migration adds (shared/migrations.py's console indexes) turn a
+million-row table into the window's rows only, and the week's chart reads the
+rollup (docs/console.md, "Scale", has the figures and the reasons).
 """
 
 from __future__ import annotations
@@ -32,27 +34,22 @@ from peewee import Database, PostgresqlDatabase
 from shared.calls import REASON_CHARS
 from shared.db import database
 from shared.models import STAGES, VideoStatus
+from shared.overview_store import OverviewHour
 
 __all__ = [
-    "OUTCOMES", "REASON_CHARS", "Durations", "outcomes_per_hour", "durations", "spend_per_day", "failure_reasons",
-    "hour_of", "is_postgres", "failure_rate", "stuck_calls", "STUCK_SQL",
+    "OUTCOMES", "REASON_CHARS", "Hour", "Durations", "hours_ended", "in_progress", "durations", "failure_reasons",
+    "floor_hour", "is_postgres", "failure_rate", "stuck_calls", "STUCK_SQL",
 ]
 
-OUTCOMES = ("completed", "partial", "failed", "in progress")
-DURATION_SAMPLE = 10_000
+OUTCOMES = ("completed", "partial", "failed")
+DURATION_SAMPLE = 5_000
+SETTLE = dt.timedelta(minutes=5)
 _TERMINAL = ", ".join(f"'{s}'" for s in VideoStatus.TERMINAL)
 
 
 def is_postgres(db: Database | None = None) -> bool:
     # isinstance, not the class's name: the web app's pooled database is a PooledPostgresqlDatabase.
     return isinstance(db or database.obj, PostgresqlDatabase)
-
-
-def _truncate(column: str, unit: str) -> str:
-    """``column`` cut to its hour or day, as text ``YYYY-MM-DD HH`` / ``YYYY-MM-DD`` on both databases."""
-    if is_postgres():
-        return f"to_char({column}, '{'YYYY-MM-DD HH24' if unit == 'hour' else 'YYYY-MM-DD'}')"
-    return f"strftime('{'%Y-%m-%d %H' if unit == 'hour' else '%Y-%m-%d'}', {column})"
 
 
 def _seconds(start: str, end: str) -> str:
@@ -66,22 +63,81 @@ def _rows(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
     return list(database.execute_sql(sql, params).fetchall())
 
 
-def hour_of(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H")
+@dataclass
+class Hour:
+    """Call endings of one hour and their fal.ai spend (recorded, and generated seconds without a recorded cost)."""
+
+    completed: int = 0
+    partial: int = 0
+    failed: int = 0
+    fal_cost_usd: float = 0.0
+    fal_seconds: float = 0.0
+
+    @property
+    def ended(self) -> int:
+        return self.completed + self.partial + self.failed
 
 
-def outcomes_per_hour(since: dt.datetime) -> dict[str, dict[str, int]]:
-    """``{"YYYY-MM-DD HH": {outcome: calls}}`` for the calls created since ``since`` (hours without calls absent)."""
-    hour = _truncate("created_at", "hour")
-    rows = _rows(
-        f"SELECT {hour} AS hour, video_status, COUNT(*) FROM calls WHERE created_at >= %s GROUP BY 1, 2", (since,)
+def floor_hour(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _count_hours(start: dt.datetime, end: dt.datetime) -> dict[dt.datetime, Hour]:
+    """Endings per hour in ``[start, end)``, counted from ``calls`` (an index-only scan of calls_ended_idx)."""
+    hour = "date_trunc('hour', video_processing_completed_at)" if is_postgres() else "strftime('%Y-%m-%d %H:00:00', video_processing_completed_at)"
+    generated = " + ".join(
+        f"CASE WHEN {side}_state = 'generated' THEN COALESCE({side}_duration, 0) ELSE 0 END" for side in ("caller", "callee")
     )
-    found: dict[str, dict[str, int]] = {}
-    for bucket, status, count in rows:
-        outcome = status if status in VideoStatus.TERMINAL else "in progress"
-        per = found.setdefault(bucket, dict.fromkeys(OUTCOMES, 0))
-        per[outcome] += int(count)
+    rows = _rows(
+        f"SELECT {hour}, SUM(CASE WHEN video_status = 'completed' THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN video_status = 'partial' THEN 1 ELSE 0 END), SUM(CASE WHEN video_status = 'failed' THEN 1 ELSE 0 END), "
+        f"SUM(fal_cost_usd), SUM(CASE WHEN fal_cost_usd IS NULL THEN {generated} ELSE 0 END) "
+        f"FROM calls WHERE video_processing_completed_at >= %s AND video_processing_completed_at < %s "
+        f"AND video_status IN ({_TERMINAL}) GROUP BY 1",
+        (start, end),
+    )
+    found = {}
+    for bucket, completed, partial, failed, cost, seconds in rows:
+        moment = bucket if isinstance(bucket, dt.datetime) else dt.datetime.fromisoformat(str(bucket))
+        found[moment] = Hour(int(completed or 0), int(partial or 0), int(failed or 0), float(cost or 0), float(seconds or 0))
     return found
+
+
+def hours_ended(first: dt.datetime, now: dt.datetime) -> dict[dt.datetime, Hour]:
+    """Endings per hour from the hour ``first`` to now: closed hours from the rollup, the open hour counted live.
+
+    An hour is closed SETTLE after its end (a transaction that ended a call at 13:59:59
+    has committed by 14:05). Closed hours missing from the rollup (``shared.overview_store``)
+    are counted in one query and stored; two workers doing it at once store the same rows.
+    """
+    first = floor_hour(first)
+    closed = floor_hour(now - SETTLE)  # hours before this one are closed
+    stored = {
+        row.hour: Hour(row.completed, row.partial, row.failed, row.fal_cost_usd, row.fal_seconds)
+        for row in OverviewHour.select().where((OverviewHour.hour >= first) & (OverviewHour.hour < closed))
+    }
+    wanted, moment = [], first
+    while moment < closed:
+        if moment not in stored:
+            wanted.append(moment)
+        moment += dt.timedelta(hours=1)
+    if wanted:
+        counted = _count_hours(wanted[0], wanted[-1] + dt.timedelta(hours=1))
+        rows = []
+        for moment in wanted:
+            hour = stored[moment] = counted.get(moment, Hour())
+            rows.append({"hour": moment, **vars(hour), "computed_at": now})
+        with database.atomic():
+            for batch in range(0, len(rows), 200):
+                OverviewHour.insert_many(rows[batch:batch + 200]).on_conflict_ignore().execute()
+    stored.update(_count_hours(max(first, closed), now + dt.timedelta(hours=1)))
+    return stored
+
+
+def in_progress() -> int:
+    """Calls not ended now (the in-flight partial index answers it)."""
+    ((count,),) = _rows(f"SELECT COUNT(*) FROM calls WHERE video_status IS NULL OR video_status NOT IN ({_TERMINAL})", ())
+    return int(count)
 
 
 @dataclass(frozen=True)
@@ -142,28 +198,6 @@ def durations(since: dt.datetime, sample: int = DURATION_SAMPLE) -> list[Duratio
 
 def _float(value: Any) -> float | None:
     return None if value is None else round(float(value), 3)
-
-
-def spend_per_day(since: dt.datetime, usd_per_second: float) -> dict[str, dict[str, float]]:
-    """``{"YYYY-MM-DD": {"recorded": $, "estimated": $, "calls": n}}`` for calls that ended since ``since``.
-
-    A call's generated seconds are its sides' durations where fal made the
-    side's video (``*_state = 'generated'``): an estimate that counts whole
-    sides, which is what GENERATION_MODE=full sends.
-    """
-    day = _truncate("video_processing_completed_at", "day")
-    generated = " + ".join(
-        f"CASE WHEN {side}_state = 'generated' THEN COALESCE({side}_duration, 0) ELSE 0 END" for side in ("caller", "callee")
-    )
-    rows = _rows(
-        f"SELECT {day}, SUM(fal_cost_usd), SUM(CASE WHEN fal_cost_usd IS NULL THEN {generated} ELSE 0 END), COUNT(*) "
-        f"FROM calls WHERE video_processing_completed_at >= %s AND video_status IN ({_TERMINAL}) GROUP BY 1",
-        (since,),
-    )
-    return {
-        bucket: {"recorded": float(recorded or 0), "estimated": float(seconds or 0) * usd_per_second, "calls": int(count)}
-        for bucket, recorded, seconds, count in rows
-    }
 
 
 def failure_reasons(since: dt.datetime, limit: int = 8) -> list[tuple[str, int]]:
