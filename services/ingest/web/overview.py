@@ -39,9 +39,12 @@ def _hours(now: dt.datetime, span: dt.timedelta) -> list[dt.datetime]:
 
 
 def _seconds_text(value: float | None) -> str:
+    """A percentile read from buckets: approximate, so said with ≈ (over the last bound: more than it)."""
     if value is None:
         return "—"
-    return f"{value:.1f} s" if value < 60 else duration_text(value)
+    if value >= stats.DURATION_BOUNDS[-1]:
+        return "> " + duration_text(value)
+    return "≈ " + (f"{value:.1f} s" if value < 60 else duration_text(value))
 
 
 class OverviewPage(_Page):
@@ -70,9 +73,9 @@ class OverviewPage(_Page):
             window=label,
             since=since.strftime("%Y-%m-%d %H:00 UTC"),
             outcomes=self._outcomes(hours, ended, chosen),
-            durations=self._durations(since),
+            durations=self._durations(ended, since),
             spend=self._spend(first_day, ended),
-            reasons=self._reasons(since),
+            reasons=self._reasons(ended, since),
         )
         send_page(resp, title="Overview", content=content, csrf=self.signer.csrf_token(session), refresh=REFRESH_SECONDS)
 
@@ -110,14 +113,14 @@ class OverviewPage(_Page):
         )
         return Markup(f'<div class="stats">{join(cards, "")}</div>{chart}{table}')
 
-    def _durations(self, since: dt.datetime) -> Markup:
+    def _durations(self, ended: dict[dt.datetime, stats.Hour], since: dt.datetime) -> Markup:
         rows = [
             Markup(
                 f'<tr data-measure="{escape(d.name)}"><td>{escape(d.name)}</td><td class="num">{d.count}</td>'
                 f'<td class="num" data-seconds="{"" if d.p50 is None else d.p50}">{escape(_seconds_text(d.p50))}</td>'
                 f'<td class="num" data-seconds="{"" if d.p95 is None else d.p95}">{escape(_seconds_text(d.p95))}</td></tr>'
             )
-            for d in stats.durations(since)
+            for d in stats.durations(ended, since)
         ]
         return join(rows)
 
@@ -157,12 +160,12 @@ class OverviewPage(_Page):
             f'<th class="num">Recorded</th><th class="num">Estimated</th><th class="num">Total</th></tr></thead><tbody>{join(rows)}</tbody></table>'
         )
 
-    def _reasons(self, since: dt.datetime) -> Markup:
+    def _reasons(self, ended: dict[dt.datetime, stats.Hour], since: dt.datetime) -> Markup:
         rows = [
             Markup(
                 f'<tr><td><a href="/ops/calls?{escape(urlencode({"reason": reason}))}">{escape(reason)}</a></td>'
                 f'<td class="num">{count}</td></tr>'
             )
-            for reason, count in stats.failure_reasons(since)
+            for reason, count in stats.failure_reasons(ended, since)
         ]
         return join(rows) or Markup('<tr><td colspan="2" class="muted">No failed call in this window.</td></tr>')

@@ -11,11 +11,15 @@ percentiles) the dialect is asked for and the matching expression used.
   (``shared.overview_store``), the open hour is counted live.
 - :func:`in_progress`: calls not ended now.
 - :func:`durations`: p50 and p95 of each stage's time and of webhook → video
-  (the row's ``created_at``, when the webhook arrived, to the final video),
-  nearest-rank (``percentile_disc``): every figure is a duration a real call had;
-  over the newest DURATION_SAMPLE calls of the window (all of them when fewer).
+  (the row's ``created_at``, when the webhook arrived, to the final video) of
+  the calls that ended in the window, from per-hour buckets (the Prometheus
+  stage histogram's bounds) interpolated as ``histogram_quantile`` does: a
+  week's percentiles without sorting a week of calls.
 - :func:`failure_reasons`: the commonest errors (their first
-  :data:`REASON_CHARS` characters) of failed and partial calls, with counts.
+  :data:`REASON_CHARS` characters) of the failed and partial calls that ended
+  in the window, with counts.
+
+Everything but the banners' two queries comes from :func:`hours_ended`'s one read.
 
 Every query is bounded by a window of ``created_at`` or of the end time, so the
 indexes the migration adds (shared/migrations.py's console indexes) turn a
@@ -26,7 +30,8 @@ rollup (docs/console.md, "Scale", has the figures and the reasons).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from peewee import Database, PostgresqlDatabase
@@ -34,15 +39,15 @@ from peewee import Database, PostgresqlDatabase
 from shared.calls import REASON_CHARS
 from shared.db import database
 from shared.models import STAGES, VideoStatus
-from shared.overview_store import OverviewHour
+from shared.overview_store import OverviewHour, OverviewReason
 
 __all__ = [
-    "OUTCOMES", "REASON_CHARS", "Hour", "Durations", "hours_ended", "in_progress", "durations", "failure_reasons",
+    "OUTCOMES", "REASON_CHARS", "Hour", "Durations", "hours_ended", "in_progress", "durations", "failure_reasons", "quantile",
+    "DURATION_BOUNDS", "MEASURES",
     "floor_hour", "is_postgres", "failure_rate", "stuck_calls", "STUCK_SQL",
 ]
 
 OUTCOMES = ("completed", "partial", "failed")
-DURATION_SAMPLE = 5_000
 SETTLE = dt.timedelta(minutes=5)
 _TERMINAL = ", ".join(f"'{s}'" for s in VideoStatus.TERMINAL)
 
@@ -63,15 +68,22 @@ def _rows(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
     return list(database.execute_sql(sql, params).fetchall())
 
 
+# Upper bounds (seconds) of the duration buckets: the Prometheus stage histogram's (shared/metrics.py).
+DURATION_BOUNDS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+MEASURES = (*STAGES, "webhook → video")
+
+
 @dataclass
 class Hour:
-    """Call endings of one hour and their fal.ai spend (recorded, and generated seconds without a recorded cost)."""
+    """Call endings of one hour, their fal.ai spend, stage times (cumulative buckets) and failure reasons."""
 
     completed: int = 0
     partial: int = 0
     failed: int = 0
-    fal_cost_usd: float = 0.0
-    fal_seconds: float = 0.0
+    fal_cost_usd: float = 0.0  # recorded
+    fal_seconds: float = 0.0  # generated seconds of the calls without a recorded cost
+    durations: dict[str, list[int]] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
 
     @property
     def ended(self) -> int:
@@ -82,24 +94,53 @@ def floor_hour(moment: dt.datetime) -> dt.datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
+def _hour_expr() -> str:
+    column = "video_processing_completed_at"
+    return f"date_trunc('hour', {column})" if is_postgres() else f"strftime('%Y-%m-%d %H:00:00', {column})"
+
+
+def _moment(value: Any) -> dt.datetime:
+    return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+
+
+def _duration_columns() -> list[tuple[str, str]]:
+    columns = [(stage, _seconds(f"{stage}_started_at", f"{stage}_finished_at")) for stage in STAGES]
+    # Webhook → video: only for calls that have a video (a failed call's end is not a video).
+    webhook = _seconds("created_at", "video_processing_completed_at")
+    columns.append(("webhook → video", f"CASE WHEN video_status IN ('completed', 'partial') THEN {webhook} END"))
+    return columns
+
+
 def _count_hours(start: dt.datetime, end: dt.datetime) -> dict[dt.datetime, Hour]:
-    """Endings per hour in ``[start, end)``, counted from ``calls`` (an index-only scan of calls_ended_idx)."""
-    hour = "date_trunc('hour', video_processing_completed_at)" if is_postgres() else "strftime('%Y-%m-%d %H:00:00', video_processing_completed_at)"
+    """Everything an Hour holds for the hours of ``[start, end)``, counted from ``calls`` in two queries."""
+    ended = f"video_processing_completed_at >= %s AND video_processing_completed_at < %s AND video_status IN ({_TERMINAL})"
     generated = " + ".join(
         f"CASE WHEN {side}_state = 'generated' THEN COALESCE({side}_duration, 0) ELSE 0 END" for side in ("caller", "callee")
     )
+    buckets = []
+    for _, expr in _duration_columns():
+        buckets += [f"SUM(CASE WHEN {expr} <= {bound} THEN 1 ELSE 0 END)" for bound in DURATION_BOUNDS]
+        buckets.append(f"COUNT({expr})")
     rows = _rows(
-        f"SELECT {hour}, SUM(CASE WHEN video_status = 'completed' THEN 1 ELSE 0 END), "
+        f"SELECT {_hour_expr()}, SUM(CASE WHEN video_status = 'completed' THEN 1 ELSE 0 END), "
         "SUM(CASE WHEN video_status = 'partial' THEN 1 ELSE 0 END), SUM(CASE WHEN video_status = 'failed' THEN 1 ELSE 0 END), "
-        f"SUM(fal_cost_usd), SUM(CASE WHEN fal_cost_usd IS NULL THEN {generated} ELSE 0 END) "
-        f"FROM calls WHERE video_processing_completed_at >= %s AND video_processing_completed_at < %s "
-        f"AND video_status IN ({_TERMINAL}) GROUP BY 1",
+        f"SUM(fal_cost_usd), SUM(CASE WHEN fal_cost_usd IS NULL THEN {generated} ELSE 0 END), {', '.join(buckets)} "
+        f"FROM calls WHERE {ended} GROUP BY 1",
         (start, end),
     )
     found = {}
-    for bucket, completed, partial, failed, cost, seconds in rows:
-        moment = bucket if isinstance(bucket, dt.datetime) else dt.datetime.fromisoformat(str(bucket))
-        found[moment] = Hour(int(completed or 0), int(partial or 0), int(failed or 0), float(cost or 0), float(seconds or 0))
+    width = len(DURATION_BOUNDS) + 1
+    for bucket, completed, partial, failed, cost, seconds, *counts in rows:
+        durations = {name: [int(c or 0) for c in counts[i * width:(i + 1) * width]] for i, name in enumerate(MEASURES)}
+        found[_moment(bucket)] = Hour(
+            int(completed or 0), int(partial or 0), int(failed or 0), float(cost or 0), float(seconds or 0), durations
+        )
+    for bucket, reason, count in _rows(
+        f"SELECT {_hour_expr()}, SUBSTR(video_error_message, 1, {REASON_CHARS}), COUNT(*) FROM calls "
+        f"WHERE {ended} AND video_status IN ('failed', 'partial') AND video_error_message IS NOT NULL GROUP BY 1, 2",
+        (start, end),
+    ):
+        found.setdefault(_moment(bucket), Hour()).reasons[str(reason)] = int(count)
     return found
 
 
@@ -108,14 +149,18 @@ def hours_ended(first: dt.datetime, now: dt.datetime) -> dict[dt.datetime, Hour]
 
     An hour is closed SETTLE after its end (a transaction that ended a call at 13:59:59
     has committed by 14:05). Closed hours missing from the rollup (``shared.overview_store``)
-    are counted in one query and stored; two workers doing it at once store the same rows.
+    are counted in one pass and stored; two workers doing it at once store the same rows.
     """
     first = floor_hour(first)
     closed = floor_hour(now - SETTLE)  # hours before this one are closed
+    window = (OverviewHour.hour >= first) & (OverviewHour.hour < closed)
     stored = {
-        row.hour: Hour(row.completed, row.partial, row.failed, row.fal_cost_usd, row.fal_seconds)
-        for row in OverviewHour.select().where((OverviewHour.hour >= first) & (OverviewHour.hour < closed))
+        row.hour: Hour(row.completed, row.partial, row.failed, row.fal_cost_usd, row.fal_seconds, json.loads(row.durations or "{}"))
+        for row in OverviewHour.select().where(window)
     }
+    for row in OverviewReason.select().where((OverviewReason.hour >= first) & (OverviewReason.hour < closed)):
+        if row.hour in stored:
+            stored[row.hour].reasons[row.reason] = row.calls
     wanted, moment = [], first
     while moment < closed:
         if moment not in stored:
@@ -123,13 +168,20 @@ def hours_ended(first: dt.datetime, now: dt.datetime) -> dict[dt.datetime, Hour]
         moment += dt.timedelta(hours=1)
     if wanted:
         counted = _count_hours(wanted[0], wanted[-1] + dt.timedelta(hours=1))
-        rows = []
+        hours, reasons = [], []
         for moment in wanted:
             hour = stored[moment] = counted.get(moment, Hour())
-            rows.append({"hour": moment, **vars(hour), "computed_at": now})
+            hours.append({
+                "hour": moment, "completed": hour.completed, "partial": hour.partial, "failed": hour.failed,
+                "fal_cost_usd": hour.fal_cost_usd, "fal_seconds": hour.fal_seconds, "durations": json.dumps(hour.durations),
+                "computed_at": now,
+            })
+            reasons += [{"hour": moment, "reason": reason, "calls": n} for reason, n in hour.reasons.items()]
         with database.atomic():
-            for batch in range(0, len(rows), 200):
-                OverviewHour.insert_many(rows[batch:batch + 200]).on_conflict_ignore().execute()
+            for batch in range(0, len(hours), 100):
+                OverviewHour.insert_many(hours[batch:batch + 100]).on_conflict_ignore().execute()
+            for batch in range(0, len(reasons), 100):
+                OverviewReason.insert_many(reasons[batch:batch + 100]).on_conflict_ignore().execute()
     stored.update(_count_hours(max(first, closed), now + dt.timedelta(hours=1)))
     return stored
 
@@ -142,7 +194,7 @@ def in_progress() -> int:
 
 @dataclass(frozen=True)
 class Durations:
-    """Seconds at p50 and p95 (None: no call in the window has that time), and how many calls each is over."""
+    """p50 and p95 in seconds, read from the buckets (None: no call), the bucket each lies in, and how many calls."""
 
     name: str
     count: int
@@ -150,65 +202,45 @@ class Durations:
     p95: float | None
 
 
-def _duration_columns() -> list[tuple[str, str]]:
-    columns = [(stage, _seconds(f"{stage}_started_at", f"{stage}_finished_at")) for stage in STAGES]
-    # Webhook → video: only for calls that have a video (a failed call's end is not a video).
-    webhook = _seconds("created_at", "video_processing_completed_at")
-    columns.append(("webhook → video", f"CASE WHEN video_status IN ('completed', 'partial') THEN {webhook} END"))
-    return columns
+def quantile(fraction: float, cumulative: list[int]) -> float | None:
+    """The ``fraction`` quantile of cumulative bucket counts (last: all), interpolated in its bucket as Prometheus does.
 
-
-def durations(since: dt.datetime, sample: int = DURATION_SAMPLE) -> list[Durations]:
-    """p50/p95 of each stage's seconds and of webhook → video, over the newest ``sample`` calls created since ``since``.
-
-    Five sorts of every call of a week (230 000 of them at a million calls a month) took
-    seconds; the newest DURATION_SAMPLE calls of the window, read in the list's index order,
-    give the same percentiles to a fraction of a percent, and every call when fewer.
+    Past the last bound there is no upper end: the last bound is returned (the page says "over").
     """
-    columns = _duration_columns()
-    if is_postgres():
-        selects = ", ".join(
-            f"COUNT({expr}), percentile_disc(0.5) WITHIN GROUP (ORDER BY {expr}), "
-            f"percentile_disc(0.95) WITHIN GROUP (ORDER BY {expr})"
-            for _, expr in columns
-        )
-        newest = f"(SELECT * FROM calls WHERE created_at >= %s ORDER BY created_at DESC NULLS LAST, id DESC LIMIT {int(sample)}) AS calls"
-        (row,) = _rows(f"SELECT {selects} FROM {newest}", (since,))
-        return [
-            Durations(name, int(row[3 * i]), _float(row[3 * i + 1]), _float(row[3 * i + 2]))
-            for i, (name, _) in enumerate(columns)
-        ]
-    # SQLite has no percentile function: count, then read the value at each nearest rank.
+    total = cumulative[-1] if cumulative else 0
+    if not total:
+        return None
+    rank = max(1, -(-int(fraction * total * 1000) // 1000))  # the nearest rank, ceil(fraction × n)
+    lower, below = 0.0, 0
+    for bound, count in zip(DURATION_BOUNDS, cumulative, strict=False):
+        if count >= rank:
+            return round(lower + (bound - lower) * (rank - below) / (count - below), 3)
+        lower, below = float(bound), count
+    return float(DURATION_BOUNDS[-1])
+
+
+def durations(hours: dict[dt.datetime, Hour], since: dt.datetime) -> list[Durations]:
+    """p50/p95 of each stage's time and of webhook → video, over the calls that ended since the hour ``since``."""
+    width = len(DURATION_BOUNDS) + 1
     found = []
-    for name, expr in columns:
-        newest = f"(SELECT * FROM calls WHERE created_at >= ? ORDER BY created_at DESC, id DESC LIMIT {int(sample)})"
-        inner = f"SELECT {expr} AS d FROM {newest} WHERE {expr} IS NOT NULL"
-        ((count,),) = _rows(f"SELECT COUNT(*) FROM ({inner})", (since,))
-        values = []
-        for fraction in (0.5, 0.95):
-            if not count:
-                values.append(None)
-                continue
-            rank = max(1, -(-int(fraction * count * 1000) // 1000))  # ceil(fraction × n), without float surprises
-            ((value,),) = _rows(f"{inner} ORDER BY d LIMIT 1 OFFSET ?", (since, rank - 1))
-            values.append(_float(value))
-        found.append(Durations(name, int(count), values[0], values[1]))
+    for name in MEASURES:
+        total = [0] * width
+        for moment, hour in hours.items():
+            if moment >= floor_hour(since):
+                for i, count in enumerate(hour.durations.get(name, ())):
+                    total[i] += count
+        found.append(Durations(name, total[-1], quantile(0.5, total), quantile(0.95, total)))
     return found
 
 
-def _float(value: Any) -> float | None:
-    return None if value is None else round(float(value), 3)
-
-
-def failure_reasons(since: dt.datetime, limit: int = 8) -> list[tuple[str, int]]:
-    """The commonest error messages (first REASON_CHARS characters) of failed and partial calls created since ``since``."""
-    rows = _rows(
-        f"SELECT SUBSTR(video_error_message, 1, {REASON_CHARS}) AS reason, COUNT(*) AS n FROM calls "
-        "WHERE created_at >= %s AND video_status IN ('failed', 'partial') AND video_error_message IS NOT NULL "
-        "GROUP BY 1 ORDER BY n DESC, reason LIMIT %s",
-        (since, limit),
-    )
-    return [(str(reason), int(count)) for reason, count in rows]
+def failure_reasons(hours: dict[dt.datetime, Hour], since: dt.datetime, limit: int = 8) -> list[tuple[str, int]]:
+    """The commonest failure reasons of the calls that ended (failed or partial) since the hour ``since``."""
+    totals: dict[str, int] = {}
+    for moment, hour in hours.items():
+        if moment >= floor_hour(since):
+            for reason, count in hour.reasons.items():
+                totals[reason] = totals.get(reason, 0) + count
+    return sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:limit]
 
 
 def failure_rate(since: dt.datetime) -> tuple[int, int]:

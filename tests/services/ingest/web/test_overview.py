@@ -80,24 +80,36 @@ def test_each_overview_number_is_the_rows(request, db):
     assert again[stats.floor_hour(now)].failed == hours.get(stats.floor_hour(now), stats.Hour()).failed + 1
     Call.delete().where(Call.id == sid(999)).execute()
 
-    found = {d.name: d for d in stats.durations(since)}
-    for stage in ("ingest", "audio", "generation", "compositor"):
-        seconds = [
-            (getattr(c, f"{stage}_finished_at") - getattr(c, f"{stage}_started_at")).total_seconds()
-            for c in window if getattr(c, f"{stage}_finished_at")
-        ]
-        assert (found[stage].count, found[stage].p50, found[stage].p95) == (
-            len(seconds), nearest_rank(seconds, 0.5), nearest_rank(seconds, 0.95)
-        ), stage
-    videos = [(c.video_processing_completed_at - c.created_at).total_seconds() for c in window if c.video_status in ("completed", "partial")]
-    assert (found["webhook → video"].p50, found["webhook → video"].p95) == (nearest_rank(videos, 0.5), nearest_rank(videos, 0.95))
+    found = {d.name: d for d in stats.durations(hours, since)}
+    bounds = (0, *stats.DURATION_BOUNDS)
+    for name in (*("ingest", "audio", "generation", "compositor"), "webhook → video"):
+        if name == "webhook → video":
+            seconds = [(c.video_processing_completed_at - c.created_at).total_seconds() for c in ended if c.video_status in ("completed", "partial")]
+        else:
+            seconds = [
+                (getattr(c, f"{name}_finished_at") - getattr(c, f"{name}_started_at")).total_seconds()
+                for c in ended if getattr(c, f"{name}_finished_at")
+            ]
+        assert found[name].count == len(seconds), name
+        for fraction, shown in ((0.5, found[name].p50), (0.95, found[name].p95)):
+            # The bucket's interpolation lies in the bucket that holds the true nearest-rank value.
+            true = nearest_rank(seconds, fraction)
+            bucket = next(i for i in range(1, len(bounds)) if true <= bounds[i])
+            assert bounds[bucket - 1] <= shown <= bounds[bucket], (name, fraction, true, shown)
+    assert stats.quantile(0.5, [0, 0, 2, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4]) == 5.0  # rank 2 of 4: the top of (2.5, 5]
+    assert stats.quantile(0.95, [0, 0, 2, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4]) == 10.0  # rank 4: the top of (5, 10]
+    assert stats.quantile(0.5, [0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4]) == 7.5  # rank 2 of the 4 in (5, 10]: half way
+    assert stats.quantile(0.5, [0] * 14 + [3]) == 7200.0  # past the last bound: the page says "> 2 h"
 
-    reasons = dict(stats.failure_reasons(since))
+    reasons = dict(stats.failure_reasons(hours, since))
     for reason in reasons:
         assert reasons[reason] == sum(
-            1 for c in window if c.video_status in ("failed", "partial") and (c.video_error_message or "")[:100] == reason
+            1 for c in ended if c.video_status in ("failed", "partial") and (c.video_error_message or "")[:100] == reason
         )
     assert set(REASONS) <= set(reasons)
+    # Read again, the closed hours come from the rollup, reasons and buckets alike.
+    assert stats.failure_reasons(stats.hours_ended(since, now), since) == stats.failure_reasons(hours, since)
+    assert stats.durations(stats.hours_ended(since, now), since) == list(found.values())
 
 
 def test_banners_for_stuck_calls_and_a_high_failure_rate(sqlite_db):
