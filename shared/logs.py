@@ -147,14 +147,15 @@ class CallLogContext(dramatiq.Middleware):
     def __init__(self) -> None:
         self._tokens: dict[str, Any] = {}
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         call_id = message.kwargs.get("call_id") if isinstance(message.kwargs, dict) else None
         if isinstance(call_id, str):
             self._tokens[message.message_id] = _context.set({**_context.get(), "call_id": call_id})
 
-    def after_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message, *, result: Any = None, exception: Any = None) -> None:
+    def after_process_message(self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None) -> None:
         token = self._tokens.pop(message.message_id, None)
         if token is not None:
             _context.reset(token)
 
-    after_skip_message = after_process_message
+    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        self.after_process_message(broker, message)

@@ -104,7 +104,8 @@ CONSOLE_INDEXES = {
     ),
     "calls_stage_created_idx": ("(stage, created_at DESC NULLS LAST, id DESC)", "(stage, created_at DESC, id DESC)", ""),
     "calls_ended_idx": (
-        "(video_processing_completed_at) INCLUDE (video_status, fal_cost_usd, caller_state, caller_duration, callee_state, callee_duration)",
+        "(video_processing_completed_at)"
+        " INCLUDE (video_status, fal_cost_usd, caller_state, caller_duration, callee_state, callee_duration)",
         "(video_processing_completed_at)", "",
     ),
     "calls_in_flight_idx": ("(stage)", "(stage)", f" WHERE {_IN_FLIGHT}"),

@@ -50,7 +50,9 @@ class IngestGauges:
         from prometheus_client.core import GaugeMetricFamily
 
         messages = GaugeMetricFamily("callreel_queue_messages", "Messages in each stage's queue, per state.", labels=["stage", "state"])
-        consumers = GaugeMetricFamily("callreel_queue_consumers", "Consumers of each stage's queue (0: its workers are down).", labels=["stage"])
+        consumers = GaugeMetricFamily(
+            "callreel_queue_consumers", "Consumers of each stage's queue (0: its workers are down).", labels=["stage"]
+        )
         up = GaugeMetricFamily("callreel_queue_up", "1 when RabbitMQ's management API answered this scrape.")
         stuck = GaugeMetricFamily(
             "callreel_calls_over_deadline", "Calls in one stage for longer than STAGE_DEADLINE, per stage.", labels=["stage"]

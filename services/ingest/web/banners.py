@@ -132,4 +132,6 @@ def current_banners() -> Markup:
         )
         for b in banners
     ]
-    return Markup(f'<section class="banners" id="banners" aria-label="What needs a person">{join(items)}</section>') if items else Markup("")
+    if not items:
+        return Markup("")
+    return Markup(f'<section class="banners" id="banners" aria-label="What needs a person">{join(items)}</section>')

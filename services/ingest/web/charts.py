@@ -53,7 +53,7 @@ def stacked_bars(
     unit: str = "", tick_every: int = 1,
 ) -> Markup:
     """Bars (one per label) stacked from ``series``; ``tick_every`` labels every n-th bar on the axis."""
-    totals = [sum(s.values[i] for s in series) for i in range(len(labels))]
+    totals = [float(sum(s.values[i] for s in series)) for i in range(len(labels))]
     top = _nice_ceiling(max(totals, default=0))
     plot_w, plot_h = WIDTH - LEFT - 4, HEIGHT - BOTTOM - TOP
     slot = plot_w / max(1, len(labels))
@@ -73,7 +73,7 @@ def stacked_bars(
         )
     for i, label in enumerate(labels):
         x = LEFT + i * slot + (slot - bar_w) / 2
-        base = TOP + plot_h
+        base = float(TOP + plot_h)
         numbers = ", ".join(f"{s.name} {_number(s.values[i], unit)}" for s in series if s.values[i])
         parts.append(f'<g class="bar" data-label="{escape(label)}" data-total="{totals[i]:g}">')
         parts.append(f"<title>{escape(label)}: {escape(numbers or 'none')}</title>")

@@ -93,6 +93,21 @@ def _single(params: Mapping[str, object], name: str, problems: list[str]) -> str
     return str(value).strip()
 
 
+def _reason(params: Mapping[str, object], problems: list[str]) -> str | None:
+    """The failure reason filter: kept as given (spaces are part of an error message), printable, capped."""
+    reason = params.get("reason")
+    if isinstance(reason, list):
+        problems.append("reason is given more than once")
+        return None
+    if reason is None:
+        return None
+    text = str(reason)
+    if not text or len(text) > REASON_CHARS or not text.isprintable():
+        problems.append(f"reason must be printable text of 1 to {REASON_CHARS} characters")
+        return None
+    return text
+
+
 def parse_list_query(params: Mapping[str, object]) -> ListQuery:
     """Validate ``params`` (a request's ``req.params``); raise one 400 naming every problem."""
     problems = []
@@ -110,12 +125,7 @@ def parse_list_query(params: Mapping[str, object]) -> ListQuery:
         problems.append("q must be the start of a call id (CA…) or recording SID (RE…): letters and digits, at most 34")
     elif search and search[:2].upper() in ("CA", "RE"):
         search = search[:2].upper() + search[2:].lower()  # SIDs are two capitals and lowercase hex
-    reason = params.get("reason")
-    if isinstance(reason, list):
-        problems.append("reason is given more than once")
-        reason = None
-    elif reason is not None and (not str(reason) or len(str(reason)) > REASON_CHARS or not str(reason).isprintable()):
-        problems.append(f"reason must be printable text of 1 to {REASON_CHARS} characters")
+    reason = _reason(params, problems)
     limit_text = _single(params, "limit", problems)
     limit = DEFAULT_LIMIT
     if limit_text is not None:
@@ -132,9 +142,7 @@ def parse_list_query(params: Mapping[str, object]) -> ListQuery:
             problems.append("cursor is not one this service returned (use next_cursor as given)")
     if problems:
         raise InvalidQuery(problems)
-    return ListQuery(
-        status=status or None, stage=stage or None, search=search, reason=str(reason) if reason else None, limit=limit, after=after
-    )
+    return ListQuery(status=status or None, stage=stage or None, search=search, reason=reason, limit=limit, after=after)
 
 
 def read_page(query: ListQuery) -> Page:

@@ -87,7 +87,8 @@ class OverviewPage(_Page):
         cards = [Markup(f'<div class="stat" data-outcome="all"><span class="value" id="total-ended">{total}</span> calls ended</div>')]
         for outcome, count in totals.items():
             cards.append(Markup(
-                f'<div class="stat" data-outcome="{outcome}"><span class="value" id="total-{outcome}">{count}</span> {escape(outcome)}</div>'
+                f'<div class="stat" data-outcome="{outcome}"><span class="value" id="total-{outcome}">{count}</span>'
+                f" {escape(outcome)}</div>"
             ))
         running = stats.in_progress()
         cards.append(Markup(
@@ -131,7 +132,9 @@ class OverviewPage(_Page):
         for moment, hour in ended.items():
             day = per_day.get(moment.date())
             if day is not None:
-                day.completed, day.partial, day.failed = day.completed + hour.completed, day.partial + hour.partial, day.failed + hour.failed
+                day.completed += hour.completed
+                day.partial += hour.partial
+                day.failed += hour.failed
                 day.fal_cost_usd += hour.fal_cost_usd
                 day.fal_seconds += hour.fal_seconds
         recorded = [per_day[d.date()].fal_cost_usd for d in days]
@@ -156,8 +159,9 @@ class OverviewPage(_Page):
             f"FAL_USD_PER_SECOND (${price:g}), for calls without a recorded cost."
         )
         return Markup(
-            f'{chart}<p class="muted small">{escape(note)}</p><table id="spend"><thead><tr><th>Day (UTC)</th><th class="num">Calls ended</th>'
-            f'<th class="num">Recorded</th><th class="num">Estimated</th><th class="num">Total</th></tr></thead><tbody>{join(rows)}</tbody></table>'
+            f'{chart}<p class="muted small">{escape(note)}</p><table id="spend"><thead><tr><th>Day (UTC)</th>'
+            '<th class="num">Calls ended</th><th class="num">Recorded</th><th class="num">Estimated</th><th class="num">Total</th>'
+            f"</tr></thead><tbody>{join(rows)}</tbody></table>"
         )
 
     def _reasons(self, ended: dict[dt.datetime, stats.Hour], since: dt.datetime) -> Markup:
