@@ -75,6 +75,11 @@ def test_promtool_loads_the_alert_rules_and_each_fires_when_it_should(tmp_path):
     tests.write_text(UNIT_TESTS.format(rules=ALERTS))
     ran = subprocess.run(["promtool", "test", "rules", str(tests)], capture_output=True, text=True, timeout=60)
     assert ran.returncode == 0, ran.stdout + ran.stderr
+    # As docker-compose.yml mounts them: the scrape config and the rules side by side in one folder.
+    (tmp_path / "prometheus.yml").write_text((ROOT / "deploy" / "prometheus.yml").read_text())
+    (tmp_path / "alerts.yml").write_text(ALERTS.read_text())
+    config = subprocess.run(["promtool", "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True, timeout=60)
+    assert config.returncode == 0 and "SUCCESS: 5 rules found" in config.stdout, config.stdout + config.stderr
 
 
 def test_the_alerts_are_the_console_banners():
