@@ -39,11 +39,17 @@ if str(ROOT) not in sys.path:  # run as a script: make the repository importable
 
 import psycopg2  # noqa: E402
 
-__all__ = ["main", "seed", "SEED_SQL", "GOAL_MS"]
+__all__ = ["main", "seed", "SEED_SQL", "GOAL_MS", "APP_ENV"]
 
 GOAL_MS = 300.0
 ADMIN_DSN = os.environ.get("CALLREEL_SCALE_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 TOKEN = "scale-bench-token-" + "x" * 20
+# The settings of the ingest app the benchmark asks (DATABASE_URL and CALLREEL_DATA_DIR are added).
+APP_ENV = {
+    "CALLREEL_API_TOKEN": TOKEN, "BROKER_URL": "memory://", "METRICS_PORT": "0", "LOG_LEVEL": "WARNING",
+    "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "t" * 32, "PUBLIC_BASE_URL": "https://callreel.example",
+    "RABBITMQ_MANAGEMENT_URL": "", "DATABASE_URL": "", "CALLREEL_DATA_DIR": "",
+}
 # Failure reasons and their weights among failed calls (partial calls get the generation ones).
 REASONS = (
     "Twilio answered 404 for the recording for 120 s",
@@ -187,9 +193,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def measure(url: str, requests: int) -> tuple[list[list[str]], list[str]]:
     """p50/p95 of each page through the real app, and the EXPLAIN plans of the queries each page ran."""
-    os.environ.update(DATABASE_URL=url, CALLREEL_API_TOKEN=TOKEN, BROKER_URL="memory://", METRICS_PORT="0", LOG_LEVEL="WARNING",
-                      CALLREEL_DATA_DIR=str(ROOT / ".callreel" / "scale"), TWILIO_ACCOUNT_SID="AC" + "0" * 32,
-                      TWILIO_AUTH_TOKEN="t" * 32, PUBLIC_BASE_URL="https://callreel.example", RABBITMQ_MANAGEMENT_URL="")
+    os.environ.update(APP_ENV, DATABASE_URL=url, CALLREEL_DATA_DIR=str(ROOT / ".callreel" / "scale"))
     from falcon.testing import TestClient
 
     from services.ingest.app import create_app
