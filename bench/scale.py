@@ -165,6 +165,8 @@ def index(db: Any) -> None:
             db.execute_sql(f"DROP INDEX IF EXISTS {name}")
     run_migrations(db)
     with db.connection_context():
+        # The overview's rollup starts empty: the first request fills it (its time is printed apart).
+        db.execute_sql("TRUNCATE callreel_overview_hours, callreel_overview_reasons")
         # As autovacuum would, in time: the visibility map lets the covering indexes answer alone.
         db.execute_sql("VACUUM ANALYZE calls")
 
@@ -249,10 +251,11 @@ def measure(url: str, requests: int) -> tuple[list[list[str]], list[str]]:
                 raise RuntimeError(f"{path}?{query} answered {response.status_code}: {response.text[:300]}")
             if n == 0:
                 statements = list(recorder.statements)
-                continue  # the first request warms caches; its queries are the ones explained
+                first = elapsed
+                continue  # the first request warms caches (and fills the overview's rollup); its queries are explained
             timings.append(elapsed)
         p95 = percentile(timings, 0.95)
-        rows.append([name, str(requests), f"{statistics.median(timings):.0f}", f"{p95:.0f}", f"{GOAL_MS:.0f}",
+        rows.append([name, str(requests), f"{first:.0f}", f"{statistics.median(timings):.0f}", f"{p95:.0f}", f"{GOAL_MS:.0f}",
                      "met" if p95 <= GOAL_MS else "**missed**"])
         plans.append(f"### {name} (`GET {path}{'?' + query if query else ''}`)\n")
         with database.obj.connection_context():
@@ -279,7 +282,11 @@ def markdown(calls: int, seed_seconds: float | None, rows: list[list[str]], plan
         f"({seeded}); each page asked through the Falcon app (operator signed in, banners recomputed on every request), "
         f"load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}.",
         "",
-        table(["page", "requests", "p50 ms", "p95 ms", "goal p95 ms", ""], rows),
+        table(["page", "requests", "first ms", "p50 ms", "p95 ms", "goal p95 ms", ""], rows),
+        "",
+        "_first_: the first request, not counted in p50/p95; on the overview it fills the rollup of the closed hours "
+        "(once per deployment; afterwards one hour an hour). The machine is shared: the load average above is "
+        "what the figures were measured under (2 cores).",
         "",
     ])
 

@@ -153,14 +153,19 @@ def hours_ended(first: dt.datetime, now: dt.datetime) -> dict[dt.datetime, Hour]
     """
     first = floor_hour(first)
     closed = floor_hour(now - SETTLE)  # hours before this one are closed
-    window = (OverviewHour.hour >= first) & (OverviewHour.hour < closed)
+    # Plain tuples, not peewee models: a week is 168 hours and a thousand reasons, read on every page load.
     stored = {
-        row.hour: Hour(row.completed, row.partial, row.failed, row.fal_cost_usd, row.fal_seconds, json.loads(row.durations or "{}"))
-        for row in OverviewHour.select().where(window)
+        _moment(hour): Hour(int(completed), int(partial), int(failed), float(cost), float(seconds), json.loads(durations or "{}"))
+        for hour, completed, partial, failed, cost, seconds, durations in _rows(
+            "SELECT hour, completed, partial, failed, fal_cost_usd, fal_seconds, durations FROM callreel_overview_hours "
+            "WHERE hour >= %s AND hour < %s", (first, closed),
+        )
     }
-    for row in OverviewReason.select().where((OverviewReason.hour >= first) & (OverviewReason.hour < closed)):
-        if row.hour in stored:
-            stored[row.hour].reasons[row.reason] = row.calls
+    for hour, reason, calls in _rows(
+        "SELECT hour, reason, calls FROM callreel_overview_reasons WHERE hour >= %s AND hour < %s", (first, closed)
+    ):
+        if _moment(hour) in stored:
+            stored[_moment(hour)].reasons[str(reason)] = int(calls)
     wanted, moment = [], first
     while moment < closed:
         if moment not in stored:

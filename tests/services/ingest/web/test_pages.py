@@ -222,7 +222,7 @@ def test_retry_needs_the_sessions_csrf_token(web, stub_broker):
         if cookie:
             assert refused.status_code == 403 and "reload the page" in refused.text
         else:  # no session: to the login form, which then leads to the list, not to the retry
-            assert refused.headers["location"] == "/ops/login?next=/ops/calls"
+            assert refused.headers["location"] == "/ops/login?next=/ops/overview"
     assert Call.get_by_id(call).video_status == VideoStatus.FAILED and stub_broker.queues["ingest"].empty()
 
     done = web.simulate_post(f"/ops/calls/{call}/retry", body=f"csrf={token}", headers={**FORM, **mine})
