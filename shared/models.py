@@ -223,6 +223,9 @@ class Call(BaseModel):
     recording_auth = TextField(null=True)  # the fetch's Authorization header, encrypted (shared/secrets.py); cleared once fetched
     caller_channel = CharField(null=True, max_length=8)  # left | right; None: CALLER_CHANNEL
     # -- end of submissions --
+    # -- the console's overview (#28): fal.ai's cost of this call in US dollars, recorded by the
+    # generation stage (latency-and-cost work); None: not recorded, the overview estimates it.
+    fal_cost_usd = FloatField(null=True)
     created_at = DateTimeField(null=True, default=utcnow)
     updated_at = DateTimeField(null=True, default=utcnow)
 

@@ -161,6 +161,9 @@ class Settings:
     compose_timeout: int = env("COMPOSE_TIMEOUT", 1800, "Seconds FFmpeg may take to compose one call.", group="compositor", minimum=1)
     video_status_callback_url: str = env("VIDEO_STATUS_CALLBACK_URL", "", "POST a signed JSON status here when a call finishes.", group="compositor")
     video_status_callback_secret: str = env("VIDEO_STATUS_CALLBACK_SECRET", "", "HMAC-SHA256 key for the status callback signature (32 bytes or more).", group="compositor", secret=True)
+    # -- console: overview and alerts (#28) -----------------------------------
+    alert_failure_rate: float = env("ALERT_FAILURE_RATE", 0.2, "Share of the calls ended in the last hour that may fail (0 to 1) before the console shows a banner; deploy/prometheus/alerts.yml has the same threshold.", group="ingest", minimum=0)
+    fal_usd_per_second: float = env("FAL_USD_PER_SECOND", 0.0, "US dollars per second of video fal.ai generates, for the console's spend estimate of calls without a recorded fal_cost_usd. 0: spend is shown only where recorded.", group="ingest", minimum=0)
     # -- workers and deploy -------------------------------------------------
     worker_processes: int = env("WORKER_PROCESSES", 1, "Dramatiq worker processes per service.", group="deploy", minimum=1)
     worker_threads: int = env("WORKER_THREADS", 2, "Dramatiq threads per worker process.", group="deploy", minimum=1)
@@ -259,7 +262,10 @@ MIN_SECRET_BYTES = 32
 
 def _cross_checks(s: Settings) -> list[str]:
     """What one variable alone cannot tell: URLs, secrets and the ranges of the media settings."""
-    return [*_address_checks(s), *_secret_checks(s), *_media_checks(s)]
+    problems = [*_address_checks(s), *_secret_checks(s), *_media_checks(s)]
+    if s.alert_failure_rate > 1:
+        problems.append(f"ALERT_FAILURE_RATE must be from 0 to 1, got {s.alert_failure_rate:g}")
+    return problems
 
 
 #: RECORDING_URL_HOSTS' entries (services/ingest/validation.py reads them): host[:port], *.domain or *.

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, NamedTuple
 
-from shared import events
+from shared import events, metrics
 from shared.contracts import Contract, send
 from shared.errors import PermanentError
 from shared.models import SegmentState, Stage, utcnow
@@ -286,7 +286,14 @@ def complete(row: Any, updates: dict, progress: str) -> bool:
         events.record(
             row.call_id, events.Kind.FAL_COMPLETED, stage=Stage.GENERATION, side=row.side, row=row.id, request_id=row.fal_request_id
         )
+        video = (row.end - row.start) if _job_kind(rows) == "avatar" else None
+        metrics.fal_job_ended(_job_kind(rows), "completed", video)
     return done
+
+
+def _job_kind(rows: Any) -> str:
+    """The metrics' name of a kind of job: ``avatar`` (a Segment row) or ``speech``."""
+    return "avatar" if rows.__name__ == "Segment" else "speech"
 
 
 def cancel(row: Any, work: Work) -> None:
@@ -338,6 +345,7 @@ def close(rows: Any, row_id: int, reason: str, *, progress: str = "failed") -> b
         .execute()
     )
     if closed:
+        metrics.fal_job_ended(_job_kind(rows), "failed")
         row = rows.get_or_none(rows.id == row_id)
         if row is not None:
             kind = events.Kind.FAL_CANCELLED if progress == "cancelled" else events.Kind.FAL_FAILED

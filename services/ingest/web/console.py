@@ -22,8 +22,10 @@ from .address import ClientAddress
 from .api import AvatarResource, BacklogResource, CallResource, RetryResource
 from .auth import Authentication, TokenAuth
 from .backlog import BacklogReader
+from .banners import BannerReader, install
 from .events import EventsResource
 from .media import MEDIA_PREFIX, MediaResource
+from .overview import OVERVIEW_PATH, OverviewPage
 from .pages import add_operator_routes
 from .session import SessionSigner
 from .share import add_share_routes
@@ -48,6 +50,8 @@ class Console:
             settings.api_token, settings.operator_session_max_age, operators=parse_operators(settings.operators)
         )
         self.backlog = BacklogReader(settings)
+        self.banners = BannerReader(settings, self.backlog.queues)
+        install(self.banners)
         self.authentication = Authentication(TokenAuth(settings.api_token, self.api_throttle, self.client), self.signer)
 
     def add_routes(self, app: falcon.App) -> None:
@@ -58,6 +62,7 @@ class Console:
         app.add_route("/calls/{call_id}/transcript", TranscriptResource(self.settings, self._storage))
         app.add_route("/calls/{call_id}/events", EventsResource())
         app.add_route("/backlog", BacklogResource(self.backlog))
+        app.add_route(OVERVIEW_PATH, OverviewPage(self.signer, self.settings))
         add_operator_routes(app, self.signer, self._storage, self.backlog, self.login_throttle, self.client, self.settings)
         app.add_route(MEDIA_PREFIX + "{key:path}", MediaResource(self._storage))
         add_share_routes(app, self.settings, self._storage)

@@ -1,8 +1,9 @@
 """The operator page: server-rendered HTML over the same views as the status API.
 
-Routes (all under ``/ops``; ``/`` redirects to the list):
+Routes (all under ``/ops``; ``/`` redirects to the overview; every page shows banners.py's banners):
 
 - ``GET|POST /ops/login``, ``POST /ops/logout`` — the API token for a session cookie (session.py)
+- ``GET /ops/overview`` — the landing page: throughput, latency, spend, failures (overview.py)
 - ``GET /ops/calls`` — calls newest first, filtered by status/stage, searched by id prefix, with the backlog
 - ``GET /ops/calls/{callId}`` — one call: videos, its transcript (each line seeks the video), stage timeline, error, segments
 - ``POST /ops/calls/{callId}/retry`` — ``shared.retry.retry_call``, for failed and partial calls (CSRF token)
@@ -36,6 +37,7 @@ from . import fragments as f
 from .api import find_call, retry
 from .auth import PUBLIC, SESSION
 from .backlog import BacklogReader
+from .banners import current_banners
 from .bulk import add_bulk_routes, bulk_form
 from .deadletters import add_dead_letter_routes
 from .events import events_table
@@ -92,7 +94,8 @@ def send_page(
     resp.status = status
     resp.content_type = "text/html; charset=utf-8"
     resp.text = render(
-        "base", title=title, content=content, nav=render("nav", csrf=csrf) if csrf else "", refresh=refresh or ""
+        "base", title=title, content=content, nav=render("nav", csrf=csrf) if csrf else "", refresh=refresh or "",
+        banners=current_banners() if csrf else "",  # what needs a person, for a signed-in operator (banners.py)
     )
     media_src = " ".join(["'self'", *_origins(media)])
     img_src = " ".join(["'self'", *_origins(images)])
@@ -367,8 +370,8 @@ def add_operator_routes(
     settings: Settings,
 ) -> None:
     call_page = CallPage(signer, storage, settings)
-    app.add_route("/", Redirect("/ops/calls"))
-    app.add_route("/ops", Redirect("/ops/calls"))
+    app.add_route("/", Redirect("/ops/overview"))
+    app.add_route("/ops", Redirect("/ops/overview"))
     app.add_route(LOGIN_PATH, LoginPage(signer, throttle, client))
     app.add_route("/ops/logout", LogoutAction(signer))
     app.add_route("/ops/calls", CallListPage(signer, backlog))

@@ -154,4 +154,4 @@ def safe_next(target: str | None) -> str:
         and " " not in target
     ):
         return target
-    return "/ops/calls"
+    return "/ops/overview"
