@@ -235,13 +235,12 @@ def measure(url: str, requests: int) -> tuple[list[list[str]], list[str]]:
         ("call page", f"/ops/calls/{some_id}", ""),
     ]
     rows, plans = [], []
-    from services.ingest.web import banners
+    from services.ingest import forget_banners
 
     for name, path, query in pages:
         timings = []
         for n in range(requests + 1):
-            if banners._reader is not None:
-                banners._reader._cached = None  # every request pays for its banners: the worst case
+            forget_banners()  # every request pays for its banners: the worst case
             recorder.on, recorder.statements = n == 0, []
             started = time.perf_counter()
             response = client.simulate_get(path, query_string=query, headers=cookie)

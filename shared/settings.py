@@ -192,18 +192,15 @@ class Settings:
     def in_process_broker(self) -> bool:
         return self.broker_url.startswith("memory://")
 
-    @property
-    def submitted_recording_hosts(self) -> tuple[str, ...]:
-        """Where a submitted recording may be fetched from: RECORDING_URL_HOSTS and the voice-agent platforms' hosts (#27).
+    def recording_hosts_for(self, source: str) -> tuple[str, ...]:
+        """Where a recording submitted by ``source`` may be fetched from (#27).
 
-        The platforms' hosts are allowed whether or not their webhook is on: they are
-        the platforms' own storage, and the ingest worker needs no webhook secret to know them.
+        RECORDING_URL_HOSTS for everyone; a voice-agent platform's own storage hosts
+        only for that platform's webhook, so turning a platform's defaults on never
+        opens POST /calls to hosts the deployment did not list.
         """
-        hosts = list(self.recording_url_hosts)
-        for host in (*self.vapi_recording_hosts, *self.retell_recording_hosts):
-            if host not in hosts:
-                hosts.append(host)
-        return tuple(hosts)
+        own = {"vapi": self.vapi_recording_hosts, "retell": self.retell_recording_hosts}.get(source, ())
+        return tuple(dict.fromkeys((*self.recording_url_hosts, *own)))
 
     def require(self, names: list[str], purpose: str) -> None:
         """Fail with one message listing every named variable that is empty."""

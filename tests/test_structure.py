@@ -88,7 +88,7 @@ def entry_point(name: str) -> bool:
     rest = parts[2:]
     if rest in (["actors"], []):
         return True
-    if parts[1:] == ["ingest", "app"] or parts[1:] == ["ingest", "app", "app"]:
+    if parts[1:] in (["ingest", "app"], ["ingest", "app", "app"], ["ingest", "app", "create_app"]):
         return True
     if len(rest) == 2 and rest[0] == "actors":  # from services.x.actors import actor
         return True

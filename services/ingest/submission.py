@@ -148,7 +148,7 @@ def _check_recording(sub: Submission, settings: Settings, problems: list[str]) -
     if sub.recording_path is not None:
         return _check_file(Path(sub.recording_path), settings, problems), None
     try:
-        hosts = parse_host_list(settings.submitted_recording_hosts)
+        hosts = parse_host_list(settings.recording_hosts_for(sub.source))
         url = urlsplit(check_submitted_url(sub.recording_url, hosts))
         # Told now rather than when the worker fetches it (which checks again, and every redirect).
         check_destination(url.hostname or "", url.port or 443, allowed=hosts.exact, who="the recording URL", setting="RECORDING_URL_HOSTS")

@@ -42,7 +42,7 @@ SETTING = "RECORDING_URL_HOSTS"
 def fetch(call: Call, settings: Settings, storage: Storage) -> dict[str, Any]:
     """Download the call's recording URL into the store; the columns to record with the stage's end."""
     try:
-        hosts = parse_host_list(settings.submitted_recording_hosts)
+        hosts = parse_host_list(settings.recording_hosts_for(call.source or ""))
         url = check_submitted_url(call.recording_url or "", hosts)
     except ValueError as exc:
         raise PermanentError(f"Refusing to download the recording: {exc}") from None

@@ -36,10 +36,10 @@ from typing import Any
 
 from peewee import EXCLUDED
 
-from shared.ffmpeg import recording_format
 from shared.models import Call, VideoStatus, utcnow
 from shared.pair_halves import PairHalf
 from shared.settings import Settings
+from shared.sniff import recording_format
 from shared.storage import Storage, get_storage
 
 from ..download import CONTENT_TYPES

@@ -56,6 +56,11 @@ class BannerReader:
         self._lock = threading.Lock()
         self._cached: tuple[float, list[Banner]] | None = None
 
+    def forget(self) -> None:
+        """Drop the cached banners: the next read asks the broker and the database again."""
+        with self._lock:
+            self._cached = None
+
     def read(self) -> list[Banner]:
         with self._lock:
             if self._cached and self._clock() - self._cached[0] < CACHE_SECONDS:
