@@ -176,6 +176,26 @@ def render_claimed(row: ComposeChunk, spec: RenderSpec, settings: Settings, stor
     return output
 
 
+def _gone(tag: str | None) -> bool:
+    """Whether the process of an owner tag (``host.pid.start``) is known to have ended (one on another host is not known)."""
+    try:
+        host, pid, start = (tag or "").split(".")
+        return owners.alive(owners.Owner(host, int(pid), int(start))) is False
+    except ValueError:
+        return False
+
+
+def reclaim_dead(rows: Sequence[ComposeChunk]) -> None:
+    """Chunks whose renderer died on this host (a killed worker) are pending again at once, not after COMPOSE_TIMEOUT."""
+    for row in rows:
+        if row.state == ChunkState.RENDERING and _gone(row.owner):
+            pending = {ComposeChunk.state: ChunkState.PENDING, ComposeChunk.owner: None, ComposeChunk.updated_at: utcnow()}
+            ComposeChunk.update(pending).where(
+                (ComposeChunk.id == row.id) & (ComposeChunk.state == ChunkState.RENDERING) & (ComposeChunk.owner == row.owner)
+            ).execute()
+            log.info("chunk %d: its renderer is gone; pending again", row.index, extra={"call_id": row.call_id})
+
+
 def release(row: ComposeChunk) -> None:
     """Give a claimed chunk back (this process cannot render it as planned): the coordinator or another replica takes it."""
     ComposeChunk.update({ComposeChunk.state: ChunkState.PENDING, ComposeChunk.owner: None, ComposeChunk.updated_at: utcnow()}).where(
@@ -216,6 +236,7 @@ def coordinate(
             raise ChunkedFailed(f"chunk {failed[0].index} failed: {failed[0].error}")
         if all(r.state == ChunkState.DONE for r in current.values()):
             break
+        reclaim_dead(list(current.values()))
         mine = next((r for r in current.values() if r.state != ChunkState.DONE and claim(r, settings)), None)
         if mine is not None:
             try:

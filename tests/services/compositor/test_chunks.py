@@ -150,3 +150,16 @@ def test_a_chunk_is_rendered_once_by_whichever_replica_takes_it(long_call, s3, s
     assert frame_count(joined) == 12 * FPS
     ssim = consecutive_ssim(joined, start=3.8, frames=10, fps=FPS)
     assert min(ssim) > 0.9, ssim
+
+
+def test_a_chunk_whose_renderer_died_is_pending_again_and_a_live_ones_is_not(pg_db):
+    from shared import owners
+
+    dead = f"{owners.me().host}.999999999.1"
+    rows = [
+        ComposeChunk.create(call_id=keys.new_call_id(), index=0, plan="a" * 32, first_frame=0, last_frame=10, state=ChunkState.RENDERING, owner=tag)
+        for tag in (dead, owners.me().tag, "0badc0de.1.1")  # gone; this process; another host's (cannot be told)
+    ]
+    chunks.reclaim_dead(rows)
+    states = [ComposeChunk.get_by_id(r.id).state for r in rows]
+    assert states == [ChunkState.PENDING, ChunkState.RENDERING, ChunkState.RENDERING]
