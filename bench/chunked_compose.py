@@ -49,7 +49,8 @@ def main() -> None:
             init_database(pg_url, force=True)
             assert pipeline.fal is not None
             pipeline.fal.video = color_video(root / "fal-60s.mp4", "navy", size="512x512", duration=60.0).read_bytes()
-            for label, chunk, processes in (("one pass", 0.0, 1), ("chunked, 1 process", args.chunk, 1), ("chunked, 2 processes", args.chunk, 2)):
+            runs = (("one pass", 0.0, 1), ("chunked, 1 process", args.chunk, 1), ("chunked, 2 processes", args.chunk, 2))
+            for label, chunk, processes in runs:
                 old = pipeline.workers["compositor"]
                 old.stop()
                 env = pipeline.env("compositor", COMPOSE_CHUNK_SECONDS=str(chunk))
@@ -65,7 +66,8 @@ def main() -> None:
             video.write_bytes(pipeline.object_bytes(keys.video_key(sent.call_id)))
             joins = [args.chunk * n for n in range(1, int(args.seconds // args.chunk))]
             for seam in seam_report(video, joins, fps=25):
-                print(f"join at {seam.at:6.1f} s: SSIM across {seam.across:.4f}, least around {seam.around:.4f}, invisible {seam.invisible}")
+                print(f"join at {seam.at:6.1f} s: SSIM across {seam.across:.4f}, least around {seam.around:.4f}, "
+                      f"invisible {seam.invisible}")
     finally:
         s3.stop()
         services.delete_vhost(broker_url)

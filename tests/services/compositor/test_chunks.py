@@ -20,7 +20,6 @@ from shared import keys
 from shared.compose_chunks import ChunkState, ComposeChunk
 from shared.ffmpeg import consecutive_ssim, seam_report
 from shared.models import Call
-from shared.settings import get_settings
 from tests.support.media import probe
 
 from .test_composer import compose, fetch_video
@@ -156,8 +155,9 @@ def test_a_chunk_whose_renderer_died_is_pending_again_and_a_live_ones_is_not(pg_
     from shared import owners
 
     dead = f"{owners.me().host}.999999999.1"
+    row = dict(index=0, plan="a" * 32, first_frame=0, last_frame=10, state=ChunkState.RENDERING)
     rows = [
-        ComposeChunk.create(call_id=keys.new_call_id(), index=0, plan="a" * 32, first_frame=0, last_frame=10, state=ChunkState.RENDERING, owner=tag)
+        ComposeChunk.create(call_id=keys.new_call_id(), owner=tag, **row)
         for tag in (dead, owners.me().tag, "0badc0de.1.1")  # gone; this process; another host's (cannot be told)
     ]
     chunks.reclaim_dead(rows)
