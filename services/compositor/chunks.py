@@ -54,7 +54,7 @@ from .runner import run_ffmpeg
 
 __all__ = [
     "CHUNKED_FROM", "ChunkedFailed", "plan_windows", "plan_digest", "chunked", "ensure_rows", "claim",
-    "render_chunk", "render_claimed", "release", "coordinate", "join", "forget",
+    "render_chunk", "render_claimed", "release", "dispatch", "coordinate", "reclaim_dead", "join", "forget",
 ]
 
 log = logging.getLogger("callreel.compositor")
@@ -213,18 +213,25 @@ def _mark(row: ComposeChunk, state: str, **columns: object) -> None:
     ).execute()
 
 
-def coordinate(
-    call_id: str, spec: RenderSpec, video_keys: Sequence[str], boundaries: Sequence[float], output: Path,
-    settings: Settings, storage: Storage, extra: dict[str, str],
-) -> None:
-    """The whole chunked render of ``spec`` into ``output``: rows and messages, the sound, chunks here and elsewhere, the join.
-
-    Raises ChunkedFailed (the caller renders in one pass) when a chunk fails or the rest take longer than COMPOSE_TIMEOUT.
-    """
+def dispatch(
+    call_id: str, spec: RenderSpec, video_keys: Sequence[str], boundaries: Sequence[float], settings: Settings, extra: dict[str, str]
+) -> tuple[str, list[Window]]:
+    """Plan the chunks of ``spec`` and offer them to every replica: the plan's digest and the chunks' frames."""
     windows = plan_windows(spec.duration, spec.fps, settings.compose_chunk_seconds, boundaries)
     plan = plan_digest(spec, settings, video_keys)
     rows = ensure_rows(call_id, plan, windows)
     log.info("rendering in %d chunks of about %g s", len(rows), settings.compose_chunk_seconds, extra=extra)
+    return plan, windows
+
+
+def coordinate(
+    call_id: str, spec: RenderSpec, plan: str, windows: Sequence[Window], output: Path,
+    settings: Settings, storage: Storage, extra: dict[str, str],
+) -> None:
+    """The rest of a chunked render of ``spec`` into ``output`` (:func:`dispatch` done): the sound, chunks here and elsewhere, the join.
+
+    Raises ChunkedFailed (the caller renders in one pass) when a chunk fails or the rest take longer than COMPOSE_TIMEOUT.
+    """
     audio = spec.workdir / "sound.m4a"
     command = build_audio_command(spec, audio, binary=settings.ffmpeg_binary)
     run_ffmpeg(command, timeout=settings.compose_timeout, what="sound track", log_extra=extra)

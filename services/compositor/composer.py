@@ -178,8 +178,9 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
     chunked = False
     try:
         # In the try: the mix's loudness measurement is an FFmpeg run too, and its failure a stitching failure.
-        spec = _spec(inputs, settings, workdir, extra)
-        chunked = _render_chunked(call.id, spec, used, output, settings, storage, extra)
+        rendered = _render_chunked(call.id, inputs, output, settings, storage, workdir, extra)
+        chunked = rendered is not None
+        spec = rendered or _spec(inputs, settings, workdir, extra)
         try:
             if not chunked:
                 _render(spec, output, duration, settings, extra)
@@ -238,24 +239,32 @@ def _with_captions(spec: RenderSpec, captions: transcripts.CallCaptions, extra: 
 
 
 def _render_chunked(
-    call_id: str, spec: RenderSpec, used: dict[str, list[str]], output: Path, settings: Settings, storage: Storage, extra: dict[str, str]
-) -> bool:
-    """Render a long call in chunks across the replicas (:mod:`.chunks`); False: render it in one pass instead."""
-    if not chunks.chunked(spec.duration, settings):
-        return False
-    boundaries = [t for side in (spec.caller, spec.callee) for clip in side.clips for t in (clip.start, clip.end)]
-    video_keys = [key for side in ("caller", "callee") for key in used.get(side, [])]
+    call_id: str, inputs: _Inputs, output: Path, settings: Settings, storage: Storage, workdir: Path, extra: dict[str, str]
+) -> RenderSpec | None:
+    """Render a long call in chunks across the replicas (:mod:`.chunks`): its spec; None: render it in one pass instead.
+
+    The chunks are offered to the other replicas before the sound's loudness is
+    measured (a pass over the whole call, which no chunk needs), so they start
+    at once.
+    """
+    if not chunks.chunked(inputs.duration, settings):
+        return None
     try:
-        chunks.coordinate(call_id, spec, video_keys, boundaries, output, settings, storage, extra)
+        silent = _spec(inputs, replace(settings, audio_mix="recording"), workdir, extra)
+        boundaries = [t for side in (silent.caller, silent.callee) for clip in side.clips for t in (clip.start, clip.end)]
+        video_keys = [key for side in ("caller", "callee") for key in inputs.used.get(side, [])]
+        plan, windows = chunks.dispatch(call_id, silent, video_keys, boundaries, settings, extra)
+        spec = replace(silent, mix=plan_mix(settings, inputs.recording, AUDIO_RATE))
+        chunks.coordinate(call_id, spec, plan, windows, output, settings, storage, extra)
         _check_output(output, spec.duration, settings)
     except FFmpegKilled:
         raise
     except (chunks.ChunkedFailed, FFmpegError, MediaError) as exc:
-        _unless_no_space(exc, spec.workdir)
+        _unless_no_space(exc, workdir)
         log.warning("chunked render failed, rendering in one pass: %s", exc, extra=extra)
         chunks.forget(call_id, storage)
-        return False
-    return True
+        return None
+    return spec
 
 
 def _render(spec: RenderSpec, output: Path, duration: float, settings: Settings, extra: dict[str, str]) -> None:
