@@ -43,7 +43,7 @@ from pathlib import Path
 from shared import keys, owners
 from shared.compose_chunks import ChunkState, ComposeChunk
 from shared.contracts import COMPOSE_CHUNK, send
-from shared.ffmpeg import FFmpegError, file_url
+from shared.ffmpeg import FFmpegError, FFmpegKilled, file_url
 from shared.models import utcnow
 from shared.settings import Settings
 from shared.storage import ObjectNotFound, Storage
@@ -166,12 +166,18 @@ def render_chunk(spec: RenderSpec, window: Window, output: Path, settings: Setti
 
 
 def render_claimed(row: ComposeChunk, spec: RenderSpec, settings: Settings, storage: Storage, extra: dict[str, str]) -> Path:
-    """Render a chunk this process has claimed, store it and mark it done; a failure marks it failed and re-raises."""
+    """Render a chunk this process has claimed, store it and mark it done; a failure marks it failed and re-raises.
+
+    FFmpeg killed from outside (the OOM killer) is not the chunk's fault: it is given back, for any replica to take.
+    """
     output = spec.workdir / f"chunk-{row.index:04d}.mp4"
     try:
         render_chunk(spec, (row.first_frame, row.last_frame), output, settings, extra)
         key = keys.chunk_video_key(row.call_id, row.plan, row.index)
         storage.upload_file(output, key, content_type="video/mp4")
+    except FFmpegKilled:
+        release(row)
+        raise
     except Exception as exc:
         _mark(row, ChunkState.FAILED, error=str(exc)[:4000])
         raise

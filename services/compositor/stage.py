@@ -87,7 +87,7 @@ def compose_chunk(call_id: str, index: int, plan: str) -> None:
         try:
             chunks.render_claimed(row, spec, settings, storage, extra)
         except FFmpegKilled:
-            raise  # the row is failed: the coordinator renders the call in one pass
+            raise  # given back (chunks.render_claimed): the message is retried, or another replica takes the chunk
         except FFmpegError as exc:
             log.warning("chunk %d failed: %s", index, exc, extra=extra)
 
