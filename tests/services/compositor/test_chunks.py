@@ -20,6 +20,7 @@ from shared import keys
 from shared.compose_chunks import ChunkState, ComposeChunk
 from shared.ffmpeg import consecutive_ssim, seam_report
 from shared.models import Call
+from shared.transcript import Transcript, Turn, to_json
 from tests.support.media import probe
 
 from .test_composer import compose, fetch_video
@@ -64,6 +65,10 @@ def long_call(calls):
     )
     for index, (start, end, colour) in enumerate(((0.0, 4.0, "red"), (4.0, 8.0, "green"), (8.0, 12.0, "blue"))):
         calls.segment(call, "caller", index, start, end, calls.video(f"seg{index}", colour, duration=4.0))
+    # A burned caption on screen across the join at 4 s: it must run on in the next chunk.
+    transcript = calls.workdir / f"{call.id}.json"
+    transcript.write_text(to_json(Transcript((Turn("callee", 3.2, 4.8, "words across the join"),))), encoding="utf-8")
+    calls.storage.upload_file(transcript, keys.transcript_key(call.id), content_type="application/json")
     return call
 
 
@@ -91,21 +96,29 @@ def test_a_long_call_in_chunks_is_the_one_pass_render_without_a_seam(long_call, 
     width, height = stream["width"], stream["height"]
     for seam in seam_report(joined, [4.0, 8.0], fps=FPS, region=(width // 2, 0, width // 2, height)):
         assert seam.invisible, seam
-    # And a chunk's frames are the one-pass render's (the same graph, the same encoder settings).
+    # And a chunk's frames are the one-pass render's (the same graph, the same encoder settings),
+    # the burned caption across the 4 s join included (its band of the callee's panel, compared alone).
     for at in (3.96, 4.0, 8.0, 11.0):
         pair = compare(whole, joined, at, tmp_path)
         assert pair > 0.97, (at, pair)
+    band = f"crop={width // 2}:{height // 4}:{width // 2}:{3 * height // 4}"
+    for at in (3.96, 4.0, 4.04):  # ~0.97: the encoder's noise on the dense waveform under the words
+        assert compare(whole, joined, at, tmp_path, crop=band) > 0.95, at
+    # Against the band with no words on it (5.5 s): far apart, so the caption is what was compared.
+    assert compare(joined, whole, 4.0, tmp_path, crop=band, other_at=5.5) < 0.8
     # The chunks were rows while the call was rendered: they and their videos are gone now it is stored.
     assert ComposeChunk.select().where(ComposeChunk.call_id == long_call.id).count() == 0
     assert not any(key.startswith("chunks/") for key in s3_keys(s3))
 
 
-def compare(a: Path, b: Path, at: float, tmp_path: Path) -> float:
-    """SSIM between the frames of ``a`` and ``b`` at ``at`` seconds."""
+def compare(a: Path, b: Path, at: float, tmp_path: Path, *, crop: str = "", other_at: float | None = None) -> float:
+    """SSIM between the frames of ``a`` at ``at`` and ``b`` at ``other_at`` (or ``at``) seconds, of the ``crop`` only if given."""
     frames = []
-    for n, video in enumerate((a, b)):
-        out = tmp_path / f"frame-{n}-{at}.png"
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-ss", f"{at}", "-i", str(video), "-frames:v", "1", str(out)], check=True)
+    for n, (video, when) in enumerate(((a, at), (b, at if other_at is None else other_at))):
+        out = tmp_path / f"frame-{n}-{when}.png"
+        picture = ["-vf", crop] if crop else []
+        command = ["ffmpeg", "-v", "error", "-y", "-ss", f"{when}", "-i", str(video), *picture, "-frames:v", "1", str(out)]
+        subprocess.run(command, check=True)
         frames.append(out)
     result = subprocess.run(
         ["ffmpeg", "-v", "info", "-i", str(frames[0]), "-i", str(frames[1]), "-lavfi", "ssim", "-f", "null", "-"],
