@@ -81,6 +81,13 @@ def side_video_key(call_id: str, side: str) -> str:
     return f"videos/{validate_call_id(call_id)}-{_side(side)}.mp4"
 
 
+def chunk_video_key(call_id: str, plan: str, index: int) -> str:
+    """One time chunk of a long call's video, before the join (removed once the video is stored)."""
+    if not plan.isalnum():
+        raise ValueError(f"invalid chunk plan {plan!r}")
+    return f"chunks/{validate_call_id(call_id)}-{plan[:16]}-{int(index):04d}.mp4"
+
+
 def segment_video_key(call_id: str, side: str, index: int) -> str:
     return f"videos/{validate_call_id(call_id)}-{_side(side)}-{int(index):03d}.mp4"
 

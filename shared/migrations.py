@@ -14,6 +14,7 @@ from peewee import Database
 from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator
 from playhouse.migrate import migrate as apply
 
+from .compose_chunks import ComposeChunk
 from .db import database, init_database
 from .events import Event
 from .models import MODELS
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 MIGRATION_LOCK = 0x63616C6C7265656C
 
 #: callreel's own tables beside the host's ``calls`` and the segments (MODELS).
-SUPPORT_MODELS = (AuthFailure, SpeechJob, Event, PairHalf, OverviewHour, OverviewReason)
+SUPPORT_MODELS = (AuthFailure, SpeechJob, Event, PairHalf, OverviewHour, OverviewReason, ComposeChunk)
 #: Every table callreel makes, for whoever must start from an empty schema (the tests).
 ALL_TABLES = tuple(model._meta.table_name for model in (*MODELS, *SUPPORT_MODELS))
 

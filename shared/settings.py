@@ -131,8 +131,9 @@ class Settings:
     fal_model: str = env("FAL_MODEL", "fal-ai/stable-avatar", "fal.ai audio-to-video model endpoint.", group="generation")
     fal_queue_run_host: str = env("FAL_QUEUE_RUN_HOST", "queue.fal.run", "fal.ai queue host (read by fal-client).", group="generation")
     generation_mode: str = env("GENERATION_MODE", "full", "`full`: whole side; `speech`: only where the side speaks (cost saver).", group="generation", choices=("full", "speech"))
+    segment_max_seconds: float = env("SEGMENT_MAX_SECONDS", 60.0, "Longest fal.ai segment, in seconds (cut in silences; never longer than the model's limit): a long side becomes several jobs run in parallel, so its video is ready sooner. 0: the model's limit (fewest jobs). See docs/generation.md.", group="generation", minimum=0)
     fal_poll_interval: float = env("FAL_POLL_INTERVAL", 7.0, "Seconds between status polls of a fal job.", group="generation", minimum=0.1)
-    fal_job_timeout: int = env("FAL_JOB_TIMEOUT", 600, "Seconds before a fal job is cancelled and retried.", group="generation", minimum=1)
+    fal_job_timeout: int = env("FAL_JOB_TIMEOUT", 600, "Least seconds a running fal job gets before it is cancelled and retried; a longer segment gets its length × the model's compute ratio × 2 (docs/generation.md).", group="generation", minimum=1)
     fal_max_retries: int = env("FAL_MAX_RETRIES", 2, "Retries per segment after a failed or timed-out fal job.", group="generation", minimum=0)
     speech_padding: float = env("SPEECH_PADDING", 0.3, "Seconds added around speech intervals in speech mode.", group="generation", minimum=0)
     fal_prompt: str = env("FAL_PROMPT", "A person talking on the phone, natural head motion, neutral background.", "Prompt for models that take one.", group="generation")
@@ -159,6 +160,7 @@ class Settings:
     captions: str = env("CAPTIONS", "burn", "Captions of the spoken words: `burn` (on the picture, plus a subtitle track), `track` (subtitle track only), `off`.", group="compositor", choices=("burn", "track", "off"))
     transcript_max_bytes: int = env("TRANSCRIPT_MAX_BYTES", 1_000_000, "Largest transcript file accepted, in bytes.", group="compositor", minimum=1)
     compose_timeout: int = env("COMPOSE_TIMEOUT", 1800, "Seconds FFmpeg may take to compose one call.", group="compositor", minimum=1)
+    compose_chunk_seconds: float = env("COMPOSE_CHUNK_SECONDS", 60.0, "Length of the time chunks a long call's video is rendered in, by any compositor replica, then joined without re-encoding; calls shorter than 2.5 chunks render in one pass. 0: always one pass. See docs/compositor.md.", group="compositor", minimum=0)
     video_status_callback_url: str = env("VIDEO_STATUS_CALLBACK_URL", "", "POST a signed JSON status here when a call finishes.", group="compositor")
     video_status_callback_secret: str = env("VIDEO_STATUS_CALLBACK_SECRET", "", "HMAC-SHA256 key for the status callback signature (32 bytes or more).", group="compositor", secret=True)
     # -- console: overview and alerts (#28) -----------------------------------

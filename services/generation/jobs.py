@@ -30,7 +30,7 @@ from peewee import fn
 from shared import keys, pipeline
 from shared.contracts import POLL_SEGMENT
 from shared.errors import TransientError
-from shared.fal_models import FalModel, model_for
+from shared.fal_models import FalModel, UnknownModel, job_timeout, model_for, segment_limit
 from shared.models import SIDES, Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 from shared.presentation import presentation_for
 from shared.settings import Settings, get_settings
@@ -60,8 +60,17 @@ def url_expiry(settings: Settings) -> int:
 
     (Or PRESIGNED_URL_EXPIRY, if that is longer; never more than S3 allows.)
     """
-    lifetime = max(settings.fal_job_timeout, settings.stage_deadline) + settings.fal_job_timeout + EXPIRY_MARGIN
+    lifetime = max(settings.fal_job_timeout, settings.stage_deadline) + longest_job_timeout(settings) + EXPIRY_MARGIN
     return min(MAX_PRESIGN, max(settings.presigned_url_expiry, lifetime))
+
+
+def longest_job_timeout(settings: Settings) -> int:
+    """The timeout of the longest segment the audio stage plans (FAL_JOB_TIMEOUT at least)."""
+    try:
+        model = model_for(settings.fal_model)
+    except UnknownModel:
+        return settings.fal_job_timeout
+    return job_timeout(model, segment_limit(model, settings.segment_max_seconds), settings.fal_job_timeout)
 
 
 @dataclass
@@ -96,6 +105,10 @@ class Job(lifecycle.Work):
         if status.state == "queued":
             return f"queued at fal.ai (queue position {status.position})"
         return f"generating: {status.logs[-1]}" if status.logs else "generating"
+
+    def timeout(self, row: Any) -> int:
+        """The segment's length at the model's compute ratio (with a safety factor), FAL_JOB_TIMEOUT at least."""
+        return job_timeout(self.model, float(row.end) - float(row.start), self.settings.fal_job_timeout)
 
     def keep(self, row: Any, result: Any, expired: bool) -> None:
         keep_video(row, self, result, expired)

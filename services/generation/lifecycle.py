@@ -9,8 +9,9 @@ columns) goes::
 
 The rules are written once here so both kinds meet fal's answers alike: one
 status check per poll message, the same timeouts (``FAL_JOB_TIMEOUT`` once
-running, the queue bounded by ``STAGE_DEADLINE``), the same reading of fal's
-errors and the same retries. What differs (the model and its arguments, what
+running, scaled up to an avatar segment's length by :meth:`Work.timeout`;
+the queue bounded by ``STAGE_DEADLINE``), the same reading of fal's errors
+and the same retries. What differs (the model and its arguments, what
 a result becomes, what a failure ends) is a :class:`Work` subclass's.
 Every step is a conditional UPDATE on the row's state, so a redelivered
 message finds the work done and moves on.
@@ -71,6 +72,10 @@ class Work:
     def progress(self, status: JobStatus) -> str:
         """What the row shows while fal queues or runs the job."""
         raise NotImplementedError
+
+    def timeout(self, row: Any) -> int:
+        """Seconds the row's job may run at fal before it is cancelled (FAL_JOB_TIMEOUT unless the kind scales it)."""
+        return self.settings.fal_job_timeout
 
     def keep(self, row: Any, result: Any, expired: bool) -> None:
         """Make the row's product from fal's result (:func:`complete`, or a failed attempt)."""
@@ -189,9 +194,10 @@ def follow(row: Any, work: Work) -> None:
     rows, settings, request_id, now = type(row), work.settings, row.fal_request_id, utcnow()
     waited = (now - row.submitted_at).total_seconds() if row.submitted_at else float("inf")
     queue_limit = max(settings.fal_job_timeout, settings.stage_deadline)
+    timeout = work.timeout(row)
     if row.started_at is not None:
-        expired = (now - row.started_at).total_seconds() > settings.fal_job_timeout
-        why = f"no {work.kind.product} after {settings.fal_job_timeout}s of generation"
+        expired = (now - row.started_at).total_seconds() > timeout
+        why = f"no {work.kind.product} after {timeout}s of generation"
     else:
         expired = waited > queue_limit
         why = f"not started by fal.ai within {queue_limit}s"
