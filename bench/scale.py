@@ -198,7 +198,7 @@ def measure(url: str, requests: int) -> tuple[list[list[str]], list[str]]:
     os.environ.update(APP_ENV, DATABASE_URL=url, CALLREEL_DATA_DIR=str(ROOT / ".callreel" / "scale"))
     from falcon.testing import TestClient
 
-    from services.ingest.app import create_app
+    from services.ingest.app import create_app, forget_banners
     from shared.db import database
     from shared.settings import reload_settings
 
@@ -235,7 +235,6 @@ def measure(url: str, requests: int) -> tuple[list[list[str]], list[str]]:
         ("call page", f"/ops/calls/{some_id}", ""),
     ]
     rows, plans = [], []
-    from services.ingest import forget_banners
 
     for name, path, query in pages:
         timings = []

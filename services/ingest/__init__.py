@@ -1,14 +1,13 @@
 """The ingest service: Twilio's webhook, the submission path, the platforms' webhooks and the recording download.
 
-``expire_pairs`` is what ``callreel sweep`` calls besides the stuck-call sweep;
-``forget_banners`` lets the scale benchmark make every page pay for its banners.
+``expire_pairs`` is what ``callreel sweep`` calls besides the stuck-call sweep.
 """
 
 from __future__ import annotations
 
 from shared.settings import Settings
 
-__all__ = ["expire_pairs", "forget_banners"]
+__all__ = ["expire_pairs"]
 
 
 def expire_pairs(settings: Settings) -> list[str]:
@@ -17,10 +16,3 @@ def expire_pairs(settings: Settings) -> list[str]:
 
     return expire(settings, agent_channels={"elevenlabs": settings.elevenlabs_agent_channel})
 
-
-def forget_banners() -> None:
-    """Drop the console banners' short cache, so the next page reads them afresh (the worst case)."""
-    from .web import banners
-
-    if banners._reader is not None:
-        banners._reader.forget()

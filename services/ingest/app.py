@@ -39,10 +39,10 @@ from shared.storage import get_storage
 from . import platforms
 from .health import HealthResource
 from .middleware import DatabaseConnectionMiddleware, NoSniff, database_unavailable
-from .web import Console, public, serialize_error
+from .web import Console, forget_banners, public, serialize_error
 from .webhook import RecordingStatusResource
 
-__all__ = ["create_app", "check_settings", "RECORDING_STATUS_PATH"]
+__all__ = ["create_app", "check_settings", "forget_banners", "RECORDING_STATUS_PATH"]
 
 log = logging.getLogger("callreel.ingest")
 

@@ -140,3 +140,9 @@ def current_banners() -> Markup:
     if not items:
         return Markup("")
     return Markup(f'<section class="banners" id="banners" aria-label="What needs a person">{join(items)}</section>')
+
+
+def forget_banners() -> None:
+    """Drop the installed reader's cache, so the next page reads the banners afresh."""
+    if _reader is not None:
+        _reader.forget()
