@@ -141,6 +141,9 @@ def call_view(call: Call, link: VideoLink, now: dt.datetime | None = None) -> di
             "channels": call.recording_channels,
         },
         "presentation": presentation_view(call),
+        # fal.ai at list prices (#26): the estimate until generation ends, then what the jobs cost.
+        "fal_cost_usd": call.fal_cost_usd,
+        "fal_cost_final": bool(call.fal_cost_final),
         "source": call.source,
         "created_at": call.created_at,
         "updated_at": call.updated_at,

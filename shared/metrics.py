@@ -182,6 +182,15 @@ def _make(name: str) -> Any:
             "Environmental failures met (the object store away, TMP_DIR full), per stage and kind (storage, disk).",
             ["stage", "kind"],
         ),
+        # -- fal.ai cost and cap (#26) --
+        "budget_exceeded": lambda: prom.Counter(
+            "callreel_fal_budget_exceeded_total",
+            "Call sides sent to local panels because FAL_DAILY_BUDGET_USD would be passed (alert on any increase).",
+            ["side"],
+        ),
+        "fal_rate_limited": lambda: prom.Counter(
+            "callreel_fal_rate_limited_total", "Submits fal.ai answered 429 (waited out and submitted again, never failed).", []
+        ),
         "requests": lambda: prom.Counter(
             "callreel_http_requests_total", "HTTP requests answered, per route, method and status.", ["route", "method", "status"]
         ),
@@ -232,6 +241,18 @@ def call_failed(stage: str | None, status: str) -> None:
 def environment_failure(stage: str, kind: str) -> None:
     """An attempt of ``stage`` met an environmental failure of ``kind`` (retried: ``shared.outage``)."""
     _family("environment_failures").labels(stage, kind).inc()
+
+
+@_record
+def fal_budget_exceeded(side: str) -> None:
+    """A side fell back to local panels: today's estimated fal.ai spend would pass FAL_DAILY_BUDGET_USD (the alert)."""
+    _family("budget_exceeded").labels(side).inc()
+
+
+@_record
+def fal_rate_limited() -> None:
+    """fal.ai answered a submit 429: the segment waits and submits again."""
+    _family("fal_rate_limited").inc()
 
 
 # -- workers --------------------------------------------------------------------

@@ -15,6 +15,7 @@ from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator
 from playhouse.migrate import migrate as apply
 
 from .db import database, init_database
+from .fal_slots import FalSlot
 from .models import MODELS
 from .speech_jobs import SpeechJob
 from .throttle_store import AuthFailure
@@ -50,7 +51,7 @@ def run_migrations(db: Database | None = None) -> list[str]:
                 # Two services deploying at once must not both add a column:
                 # the second waits here, then finds nothing left to do.
                 db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            for model in (*MODELS, AuthFailure, SpeechJob):
+            for model in (*MODELS, AuthFailure, SpeechJob, FalSlot):
                 table = model._meta.table_name
                 if not db.table_exists(table):
                     db.create_tables([model], safe=True)

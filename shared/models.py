@@ -199,6 +199,9 @@ class Call(BaseModel):
     no_speech = BooleanField(null=True, default=False)  # neither side speaks: the video has no word in it
     # Share links are signed with this; a new nonce (or none) revokes every link given out before.
     share_nonce = CharField(null=True, max_length=64)
+    # -- fal.ai cost (#26): estimated when the segments are cut, then what the finished jobs cost; list prices.
+    fal_cost_usd = FloatField(null=True)
+    fal_cost_final = BooleanField(null=True, default=False)  # False: still the estimate
     created_at = DateTimeField(null=True, default=utcnow)
     updated_at = DateTimeField(null=True, default=utcnow)
 
@@ -235,6 +238,8 @@ class Segment(BaseModel):
     finished_at = DateTimeField(null=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+    # -- the global fal.ai concurrency cap (#26, shared/fal_slots.py): waiting for a slot since (None: not waiting).
+    slot_wait_since = DateTimeField(null=True)
 
     class Meta:
         table_name = "callreel_segments"

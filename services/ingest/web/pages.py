@@ -272,6 +272,7 @@ class CallPage(_Page):
             recording=summary,
             processing=f.duration_text(view["processing"]["seconds"]) + ("" if ended else " so far"),
             source=view["source"] or "—",
+            fal_cost=fal_cost_text(view["fal_cost_usd"], view["fal_cost_final"]),
             error=Markup(f'<div class="error-box" id="call-error">{escape(view["error"])}</div>') if view["error"] else "",
             no_speech=Markup(NO_SPEECH) if view["no_speech"] else "",
             retry=render("retry", id=view["id"], csrf=csrf) if view["status"] in RETRYABLE else "",
@@ -371,3 +372,10 @@ def add_operator_routes(
     app.add_route("/ops/calls/{call_id}", call_page)
     app.add_route("/ops/calls/{call_id}/retry", RetryAction(signer, call_page))
     app.add_route("/ops/static/{name}", StaticResource())
+
+
+def fal_cost_text(dollars: float | None, final: bool) -> str:
+    """A call's fal.ai cost as the operator reads it: the estimate until generation has ended."""
+    if dollars is None:
+        return "—"
+    return f"${dollars:.2f}" + ("" if final else " (estimate)")
