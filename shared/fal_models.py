@@ -62,7 +62,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FalModel", "MODELS", "PRICES_READ_ON", "price_per_second", "billed_dollars", "model_for", "UnknownModel", "CUT_MARGIN", "SpeechModel", "SPEECH_MODELS", "speech_model_for"]
+__all__ = [
+    "FalModel", "MODELS", "PRICES_READ_ON", "price_per_second", "billed_dollars",
+    "model_for", "UnknownModel", "CUT_MARGIN", "SpeechModel", "SPEECH_MODELS", "speech_model_for",
+]
 
 # An MP3 cut by FFmpeg comes out a little longer than asked (whole frames of
 # 1152 samples, 0.144 s each at Twilio's 8 kHz, plus encoder padding), so

@@ -6,11 +6,12 @@ submits meets its rate limit (429), and jobs parked in fal's queue are jobs
 callreel can no longer order. So a segment's job goes to fal only while it
 holds one of N slots here (``callreel_fal_slots``, one row per slot), and the
 order in which waiting segments get a slot is callreel's: **round-robin by
-call**. A waiting segment's turn is its rank within its own call (by index,
-caller before callee); the slots go to the lowest turns first, and among
-equal turns to the call that has waited longest. A 30-minute call's 60
-segments therefore take one slot in turn with each short call behind it, and a
-1-minute call's segments never wait behind a long call's tail.
+call**. Each waiting call offers its first waiting segment (by index); the
+next free slot goes to the call that got one longest ago (or, never served,
+that has waited longest), and when several slots are free at once each call
+gets one before any gets a second. A 30-minute call's 60 segments therefore
+take slots in turn with the short calls behind it: a 1-minute call waits for
+at most one slot per call ahead of it, never for a long call's tail.
 
 Taking a slot is one short transaction: on PostgreSQL every slot row is
 locked (``SELECT … FOR UPDATE``), so takers queue on the rows, not in a
@@ -33,7 +34,9 @@ from peewee import CharField, DateTimeField, IntegerField
 
 from .models import BaseModel, Segment, SegmentState, utcnow
 
-__all__ = ["FalSlot", "acquire", "renew", "release", "release_older", "waiting_order", "lease_seconds", "lease_delta", "in_use", "TAKE_GRACE"]
+__all__ = [
+    "FalSlot", "acquire", "renew", "release", "release_older", "waiting_order", "lease_seconds", "lease_delta", "in_use", "TAKE_GRACE",
+]
 
 log = logging.getLogger("callreel.fal_slots")
 
@@ -53,6 +56,10 @@ class FalSlot(BaseModel):
         table_name = "callreel_fal_slots"
 
 
+# A free slot's columns.
+_EMPTY = {FalSlot.segment_id: None, FalSlot.attempt: None, FalSlot.call_id: None, FalSlot.taken_at: None, FalSlot.leased_until: None}
+
+
 def lease_seconds(poll_interval: float) -> float:
     """How long a slot outlives its last poll: several poll intervals, and never under two minutes."""
     return max(120.0, 5 * poll_interval)
@@ -63,7 +70,7 @@ def lease_delta(poll_interval: float) -> dt.timedelta:
 
 
 def _is_postgres() -> bool:
-    return FalSlot._meta.database.obj.__class__.__name__.startswith("Postgres")  # type: ignore[attr-defined]
+    return FalSlot._meta.database.obj.__class__.__name__.startswith("Postgres")
 
 
 def _transaction():
@@ -98,16 +105,21 @@ def _slots(limit: int) -> list[FalSlot]:
 def waiting_order(alive_since: dt.datetime, limit: int | None = None) -> list[int]:
     """Ids of the segments waiting for a slot, in the order they get one (round-robin by call, oldest call first)."""
     db = FalSlot._meta.database
-    p = db.param  # type: ignore[attr-defined]
+    p = db.param
+    # A call's place: when it last got a slot (or began to wait, if never), so calls take slots in turn;
+    # within one pass each call's first waiting segment comes before any call's second.
     sql = f"""
         SELECT id FROM (
-            SELECT id,
-                   ROW_NUMBER() OVER (PARTITION BY call_id ORDER BY "index", side) AS turn,
-                   MIN(slot_wait_since) OVER (PARTITION BY call_id) AS call_since
-            FROM callreel_segments
-            WHERE state = {p} AND slot_wait_since IS NOT NULL AND updated_at >= {p}
+            SELECT s.id,
+                   ROW_NUMBER() OVER (PARTITION BY s.call_id ORDER BY s."index", s.side) AS turn,
+                   COALESCE(
+                       (SELECT MAX(o.submitted_at) FROM callreel_segments o WHERE o.call_id = s.call_id),
+                       MIN(s.slot_wait_since) OVER (PARTITION BY s.call_id)
+                   ) AS place
+            FROM callreel_segments s
+            WHERE s.state = {p} AND s.slot_wait_since IS NOT NULL AND s.updated_at >= {p}
         ) waiting
-        ORDER BY turn, call_since, id
+        ORDER BY turn, place, id
     """
     params: list = [SegmentState.PENDING, alive_since]
     if limit is not None:
@@ -154,7 +166,8 @@ def acquire(segment: Segment, limit: int, poll_interval: float) -> int | None:
                 FalSlot.leased_until: now + lease,
             }
         ).where(FalSlot.slot == slot.slot).execute()
-        Segment.update({Segment.slot_wait_since: None}).where(Segment.id == segment.id).execute()
+        # The call's turn is spent now (its claim stamps submitted_at again in a moment).
+        Segment.update({Segment.slot_wait_since: None, Segment.submitted_at: now}).where(Segment.id == segment.id).execute()
         return slot.slot
 
 
@@ -171,7 +184,7 @@ def renew(segment: Segment, poll_interval: float) -> bool:
 def release(segment_id: int) -> int:
     """Free the slots the segment holds; how many there were."""
     return int(
-        FalSlot.update({FalSlot.segment_id: None, FalSlot.attempt: None, FalSlot.call_id: None, FalSlot.taken_at: None, FalSlot.leased_until: None})
+        FalSlot.update(_EMPTY)
         .where(FalSlot.segment_id == segment_id)
         .execute()
     )
@@ -180,7 +193,7 @@ def release(segment_id: int) -> int:
 def release_older(segment: Segment) -> int:
     """Free a slot the segment holds for an attempt before the one it is about to make (a retry)."""
     return int(
-        FalSlot.update({FalSlot.segment_id: None, FalSlot.attempt: None, FalSlot.call_id: None, FalSlot.taken_at: None, FalSlot.leased_until: None})
+        FalSlot.update(_EMPTY)
         .where((FalSlot.segment_id == segment.id) & (FalSlot.attempt <= segment.attempts))
         .execute()
     )

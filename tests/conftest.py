@@ -117,7 +117,7 @@ def pg_db(pg_url, settings_env):
     settings_env(DATABASE_URL=pg_url)
     db = init_database(pg_url, force=True)
     with db.connection_context():
-        db.execute_sql("DROP TABLE IF EXISTS calls, callreel_segments, callreel_auth_failures CASCADE")
+        db.execute_sql("DROP TABLE IF EXISTS calls, callreel_segments, callreel_auth_failures, callreel_fal_slots CASCADE")
     run_migrations(db)
     yield db
     db.close()
