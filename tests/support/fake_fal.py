@@ -395,7 +395,7 @@ class FakeFal:
         for key in {j.key for j in timed}:
             mine = [j for j in timed if j.key == key]
             running = sorted((j for j in mine if j.started_at is not None), key=lambda j: j.ends_at or 0.0)
-            waiting = sorted((j for j in mine if j.started_at is None and j.ready_at is not None), key=lambda j: (j.ready_at, j.submitted_at))
+            waiting = sorted((j for j in mine if j.started_at is None and j.ready_at is not None), key=lambda j: j.submitted_at)  # fal's queue: first in, first out
             limit = mine[0].sim.concurrency if mine[0].sim else 1
             clock = float("-inf")  # the time of the last event taken
             while True:
