@@ -171,6 +171,8 @@ def run_lengths(pipeline, label: str, minutes: list[float], cache: Path, scale: 
         f = figures[-1]
         print(f"  {label} {length:g} min: {f.status} in {f.seconds:.1f} s wall; billed {f.billed_seconds:.0f} s ${f.dollars:.2f}; "
               f"429s {bill['rate_limited']}; last result → video {f.last_result_to_video}", flush=True)
+        if f.status != "completed":
+            print(f"    why: {row.video_error_message} | caller: {row.caller_error} | callee: {row.callee_error}", flush=True)
     return figures
 
 
@@ -228,25 +230,29 @@ def markdown(ours: list[CallFigures], plan: list[CallFigures], burst: BurstFigur
         f"**fal's clock runs {scale:g}× faster than the wall clock**: fal figures are simulated seconds (wall × {scale:g}); the rest is wall-clock.",
         "B = max(the longest job's compute, all jobs' compute ÷ the concurrency limit), simulated seconds. Goals from issue #26 beside each figure.",
         "",
-        "| way | call | status | webhook → completed (sim s) | goal ≤ 1.2 B + 30 | jobs | billed s | $ | speech s | goal billed ≤ 1.1 × speech | last result → video (wall s) | compositors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "Webhook → completed is wall-clock; its goal, 1.2 × B + 30 s, is taken with B on the wall clock (B ÷ scale) and the 30 s of pipeline at real speed.",
+        "",
+        "| way | call | status | webhook → completed (wall s) | goal ≤ 1.2 B/scale + 30 | B (sim s) | jobs | billed s | $ | speech s | goal billed ≤ 1.1 × speech | last result → video (wall s, goal ≤ 20) | compositors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in [*ours, *plan]:
-        sim = f.seconds * scale
-        goal = 1.2 * f.bound + 30
+        goal = 1.2 * f.bound / scale + 30
+        late = f.last_result_to_video
         lines.append(
-            f"| {f.label} | {f.minutes:g} min | {f.status} | {sim:.0f} | {goal:.0f} {'✓' if sim <= goal else '✗'} | {f.jobs} | {f.billed_seconds:.0f} | "
-            f"{f.dollars:.2f} | {f.speech_seconds:.0f} | {1.1 * f.speech_seconds:.0f} {'✓' if f.billed_seconds <= 1.1 * f.speech_seconds else '✗'} | "
-            f"{'—' if f.last_result_to_video is None else f'{f.last_result_to_video:.1f}'} (goal ≤ 20) | {f.compositors} |"
+            f"| {f.label} | {f.minutes:g} min | {f.status} | {f.seconds:.0f} | {goal:.0f} {'✓' if f.seconds <= goal else '✗'} | {f.bound:.0f} | {f.jobs} | "
+            f"{f.billed_seconds:.0f} | {f.dollars:.2f} | {f.speech_seconds:.0f} | {1.1 * f.speech_seconds:.0f} "
+            f"{'✓' if f.billed_seconds <= 1.1 * f.speech_seconds else '✗'} | "
+            f"{'—' if late is None else f'{late:.1f}'} {'' if late is None else ('✓' if late <= 20 else '✗')} | {f.compositors} |"
         )
     if burst is not None:
         share = burst.rate_limited / max(1, burst.submits)
         lines += [
             "",
-            f"**Burst**: {burst.calls} calls within a minute (ours): {burst.statuses}; all ended in {burst.seconds * scale:.0f} sim s "
-            f"({burst.seconds:.0f} s wall); 429s {burst.rate_limited} of {burst.submits} submits ({share:.1%}, goal ≤ 1 %); "
-            f"slowest 1-minute call {burst.short_worst * scale:.0f} sim s against 2 × its own B = {2 * burst.short_bound:.0f}"
-            f" {'✓' if burst.short_worst * scale <= 2 * burst.short_bound + 30 else '✗'} (+30 s of pipeline).",
+            f"**Burst**: {burst.calls} calls within a minute (ours), {max(1, burst.calls // 25)} of them 10-minute calls sent first: "
+            f"{burst.statuses}; all ended in {burst.seconds:.0f} s wall; 429s {burst.rate_limited} of {burst.submits} submits "
+            f"({share:.1%}, goal ≤ 1 % {'✓' if share <= 0.01 else '✗'}); the slowest 1-minute call took {burst.short_worst:.0f} s wall, "
+            f"against 2 × its own B = {2 * burst.short_bound / scale:.0f} s wall + 30 s of pipeline "
+            f"{'✓' if burst.short_worst <= 2 * burst.short_bound / scale + 30 else '✗'}.",
         ]
         lines += [f"- PROBLEM: {p}" for p in burst.problems[:10]]
     return "\n".join(lines) + "\n"
@@ -263,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--cache", type=Path, default=ROOT / ".callreel" / "bench-cache")
     args = parser.parse_args(argv)
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server: one line per request otherwise
     if args.quick:
         args.minutes, args.burst, args.compositors = "1,5", 12, "1"
     minutes = [float(m) for m in args.minutes.split(",") if m.strip()]
