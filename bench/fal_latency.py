@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -79,9 +80,14 @@ class BurstFigures:
 def _video_maker(folder: Path):
     """A navy talking-head stand-in as long as the job's audio (cached per whole second)."""
     made: dict[int, bytes] = {}
+    lock = threading.Lock()  # the fake serves downloads from many threads: one FFmpeg per length
 
     def make(seconds: float) -> bytes:
         whole = max(1, int(round(seconds)))
+        with lock:
+            return made[whole] if whole in made else _make(whole)
+
+    def _make(whole: int) -> bytes:
         if whole not in made:
             path = folder / f"fal-{whole}.mp4"
             subprocess.run(
@@ -270,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=ROOT / ".callreel" / "bench-cache")
     args = parser.parse_args(argv)
     import logging
+    import signal
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still stop the services it started
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server: one line per request otherwise
     if args.quick:
         args.minutes, args.burst, args.compositors = "1,5", 12, "1"
