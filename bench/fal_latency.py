@@ -68,6 +68,8 @@ class CallFigures:
 @dataclass
 class BurstFigures:
     calls: int
+    long_calls: int
+    long_minutes: float
     statuses: dict[str, int]
     seconds: float
     rate_limited: int
@@ -216,7 +218,7 @@ def run_burst(pipeline, calls: int, long_calls: int, long_minutes: float, cache:
     short = [(s.call_id, ended[s.call_id] - posted[s.call_id]) for s, secs in sent if secs == 60.0 and s.call_id in ended]
     worst_id, worst = max(short, key=lambda x: x[1]) if short else ("", float("nan"))
     return BurstFigures(
-        calls, statuses, max(ended.values(), default=time.monotonic()) - started, bill["rate_limited"], bill["submitted"] + bill["rate_limited"],
+        calls, long_calls, long_minutes, statuses, max(ended.values(), default=time.monotonic()) - started, bill["rate_limited"], bill["submitted"] + bill["rate_limited"],
         worst, _bound(_call_request_ids(worst_id), bill, scale) if worst_id else float("nan"), problems,
     )
 
@@ -254,7 +256,8 @@ def markdown(ours: list[CallFigures], plan: list[CallFigures], burst: BurstFigur
         share = burst.rate_limited / max(1, burst.submits)
         lines += [
             "",
-            f"**Burst**: {burst.calls} calls within a minute (ours), {max(1, burst.calls // 25)} of them 10-minute calls sent first: "
+            f"**Burst**: {burst.calls} calls within a minute (ours), {burst.long_calls} of them {burst.long_minutes:g}-minute calls sent first, "
+            f"the others 1-minute calls: "
             f"{burst.statuses}; all ended in {burst.seconds:.0f} s wall; 429s {burst.rate_limited} of {burst.submits} submits "
             f"({share:.1%}, goal ≤ 1 % {'✓' if share <= 0.01 else '✗'}); the slowest 1-minute call took {burst.short_worst:.0f} s wall, "
             f"against 2 × its own B = {2 * burst.short_bound / scale:.0f} s wall + 30 s of pipeline "
