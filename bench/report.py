@@ -12,7 +12,7 @@ from bench.ingest_load import LoadResult, percentile
 from bench.measure import MB, StageResult, Usage, median_of
 from bench.pipeline import STAGE_ORDER, PipelineRun
 
-__all__ = ["Report", "table", "stage_table", "write", "hand_written", "HAND_WRITTEN", "PIPELINE_STAGES", "STAGE_COLUMNS"]
+__all__ = ["Report", "table", "stage_table", "write", "hand_written", "HAND_WRITTEN", "write_section", "PIPELINE_STAGES", "STAGE_COLUMNS"]
 
 # The line that starts what people wrote into the document themselves (what
 # the figures mean, one-off measurements the code points to): a run measures
@@ -471,4 +471,28 @@ def write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(path.suffix + ".tmp")
     partial.write_text(text)
+    partial.replace(path)
+
+
+def write_section(path: Path, name: str, text: str) -> None:
+    """Put ``text`` between the ``name`` markers of the document's hand-written part, replacing what was there.
+
+    For the benchmarks run on their own (``bench/scale.py``): their figures live in the
+    hand-written part, which a full ``bench/run.py`` run carries over unchanged, and a new
+    run of theirs replaces only its own block. Without markers yet, the block is added
+    right after the HAND_WRITTEN line (which is added too if the document has none).
+    """
+    begin, end = f"<!-- {name}: begin (written by its benchmark) -->", f"<!-- {name}: end -->"
+    block = f"{begin}\n{text.strip()}\n{end}\n"
+    document = path.read_text() if path.exists() else f"# callreel benchmarks\n\n{HAND_WRITTEN}\n"
+    if begin in document and end in document:
+        head, rest = document.split(begin, 1)
+        document = head + block.rstrip("\n") + rest.split(end, 1)[1]
+    else:
+        if HAND_WRITTEN not in document:
+            document = document.rstrip("\n") + f"\n\n{HAND_WRITTEN}\n"
+        head, tail = document.split(HAND_WRITTEN, 1)
+        document = head + HAND_WRITTEN + "\n\n" + block + tail
+    partial = path.with_suffix(path.suffix + ".tmp")
+    partial.write_text(document)
     partial.replace(path)

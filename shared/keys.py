@@ -14,6 +14,7 @@ __all__ = [
     "validate_call_id",
     "new_call_id",
     "recording_key",
+    "RECORDING_FORMATS",
     "side_audio_key",
     "segment_audio_key",
     "video_key",
@@ -52,8 +53,16 @@ def new_call_id() -> str:
     return "CA" + uuid.uuid4().hex
 
 
-def recording_key(call_id: str) -> str:
-    return f"recordings/{validate_call_id(call_id)}.mp3"
+#: What a recording may be stored as, by its real format (the extension of its key). Twilio's are mp3.
+RECORDING_FORMATS = ("mp3", "wav", "flac", "ogg", "m4a")
+
+
+def recording_key(call_id: str, fmt: str | None = None) -> str:
+    """The call's original recording, under its real extension (``calls.recording_format``; None: mp3)."""
+    fmt = fmt or "mp3"
+    if fmt not in RECORDING_FORMATS:
+        raise ValueError(f"invalid recording format {fmt!r}: expected one of {', '.join(RECORDING_FORMATS)}")
+    return f"recordings/{validate_call_id(call_id)}.{fmt}"
 
 
 def side_audio_key(call_id: str, side: str) -> str:

@@ -85,7 +85,7 @@ def settings_env(monkeypatch):
 @pytest.fixture
 def sqlite_db(tmp_path, settings_env):
     from shared.db import init_database
-    from shared.migrations import run_migrations
+    from shared.migrations import ALL_TABLES, run_migrations
 
     url = f"sqlite:///{tmp_path / 'test.db'}"
     settings_env(DATABASE_URL=url)
@@ -112,12 +112,12 @@ def pg_url():
 def pg_db(pg_url, settings_env):
     """The models on the session's PostgreSQL database, emptied for this test."""
     from shared.db import init_database
-    from shared.migrations import run_migrations
+    from shared.migrations import ALL_TABLES, run_migrations
 
     settings_env(DATABASE_URL=pg_url)
     db = init_database(pg_url, force=True)
     with db.connection_context():
-        db.execute_sql("DROP TABLE IF EXISTS calls, callreel_segments, callreel_auth_failures, callreel_fal_slots CASCADE")
+        db.execute_sql(f"DROP TABLE IF EXISTS {', '.join(ALL_TABLES)} CASCADE")
     run_migrations(db)
     yield db
     db.close()

@@ -40,6 +40,7 @@ import httpx
 
 from shared import disk, keys, pipeline
 from shared.assets import avatar_path
+from shared.channels import with_call_channel
 from shared.errors import PermanentError
 from shared.ffmpeg import IMAGE, VIDEO, FFmpegError, FFmpegKilled, file_url, probe_duration, probe_rendered, probe_video, sniff
 from shared.ffmpeg import InvalidMedia as MediaError
@@ -88,6 +89,7 @@ class _Fallback(Exception):
 
 def compose_call(call: Call, settings: Settings, storage: Storage) -> Outcome:
     """Render ``call`` into ``videos/{callId}.mp4``; the temp folder goes in every outcome."""
+    settings = with_call_channel(call, settings)  # a submitted call's own agent channel
     disk.ensure_free(settings.tmp_dir, space_needed(call, storage))
     with pipeline.temp_folder(Stage.COMPOSITOR, call.id, settings.tmp_dir) as workdir:
         return _compose(call, settings, storage, workdir)
@@ -101,7 +103,7 @@ SPACE_OVERHEAD = 20 * 1024 * 1024
 
 def space_needed(call: Call, storage: Storage) -> int:
     """About the bytes a compose of ``call`` writes under TMP_DIR, from its inputs' sizes in the store."""
-    inputs = [keys.recording_key(call.id), *(keys.side_audio_key(call.id, side) for side in ("caller", "callee"))]
+    inputs = [keys.recording_key(call.id, call.recording_format), *(keys.side_audio_key(call.id, side) for side in ("caller", "callee"))]
     inputs += [s.video_key for s in Segment.select().where(Segment.call_id == call.id) if s.video_key]
     total = 0
     for key in inputs:
@@ -123,9 +125,9 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
     extra = {"call_id": call.id, "stage": "compositor"}
     recording = workdir / "recording.mp3"
     try:
-        storage.download_file(keys.recording_key(call.id), recording)
+        storage.download_file(keys.recording_key(call.id, call.recording_format), recording)
     except ObjectNotFound:
-        raise PermanentError(f"the recording {keys.recording_key(call.id)} is missing") from None
+        raise PermanentError(f"the recording {keys.recording_key(call.id, call.recording_format)} is missing") from None
     try:
         duration = call.audio_duration or probe_duration(recording, settings)
     except MediaError as exc:

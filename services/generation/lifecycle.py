@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, NamedTuple
 
+from shared import events, metrics
 from shared.contracts import Contract, send
 from shared.errors import PermanentError
 from shared.models import SegmentState, Stage, utcnow
@@ -115,7 +116,7 @@ def send_job(row: Any, work: Work, arguments: dict) -> str | None:
     """
     rows = type(row)
     try:
-        return work.fal.submit(arguments)
+        request_id = work.fal.submit(arguments)
     except FalError as exc:
         if not exc.transient:
             work.fail(row, f"fal.ai refused the {work.kind.job_name} (not retried): {exc}")
@@ -130,6 +131,13 @@ def send_job(row: Any, work: Work, arguments: dict) -> str | None:
         ).where((rows.id == row.id) & (rows.state == SegmentState.SUBMITTED) & rows.fal_request_id.is_null()).execute()
         log.warning("%s submit deferred: %s", work.kind.job_name, exc, extra=work.context(row))
         raise
+    _record(row, work, events.Kind.FAL_SUBMITTED, request_id=request_id, attempt=row.attempts + 1)
+    return request_id
+
+
+def _record(row: Any, work: Work, kind: str, **detail: Any) -> None:
+    """One fal job's step in its call's history (shared/events.py)."""
+    events.record(row.call_id, kind, stage=Stage.GENERATION, job=work.kind.job_name, side=row.side, row=row.id, **detail)
 
 
 # -- polling --------------------------------------------------------------------------------------
@@ -269,11 +277,23 @@ def complete(row: Any, updates: dict, progress: str) -> bool:
     """Store a collected job's product in its row, unless the row moved on meanwhile (closed, or a newer attempt)."""
     rows, now = type(row), utcnow()
     ended = {rows.state: SegmentState.COMPLETED, rows.error: None, rows.progress: progress, rows.finished_at: now, rows.updated_at: now}
-    return bool(
+    done = bool(
         rows.update({**updates, **ended})
         .where((rows.id == row.id) & (rows.state == SegmentState.SUBMITTED) & (rows.fal_request_id == row.fal_request_id))
         .execute()
     )
+    if done:
+        events.record(
+            row.call_id, events.Kind.FAL_COMPLETED, stage=Stage.GENERATION, side=row.side, row=row.id, request_id=row.fal_request_id
+        )
+        video = (row.end - row.start) if _job_kind(rows) == "avatar" else None
+        metrics.fal_job_ended(_job_kind(rows), "completed", video)
+    return done
+
+
+def _job_kind(rows: Any) -> str:
+    """The metrics' name of a kind of job: ``avatar`` (a Segment row) or ``speech``."""
+    return "avatar" if rows.__name__ == "Segment" else "speech"
 
 
 def cancel(row: Any, work: Work) -> None:
@@ -283,6 +303,7 @@ def cancel(row: Any, work: Work) -> None:
     try:
         work.fal.cancel(row.fal_request_id)
         log.info("cancelled fal.ai job %s", row.fal_request_id, extra=work.context(row))
+        _record(row, work, events.Kind.FAL_CANCELLED, request_id=row.fal_request_id)
     except FalError as exc:
         log.warning("could not cancel fal.ai job %s: %s", row.fal_request_id, exc, extra=work.context(row))
 
@@ -308,6 +329,7 @@ def retry_or_fail(row: Any, work: Work, reason: str, *, retryable: bool = True) 
     )
     if reopened:
         tries = settings.fal_max_retries + 1
+        _record(row, work, events.Kind.FAL_FAILED, request_id=row.fal_request_id, attempt=row.attempts, error=reason, retried=True)
         log.warning("%s attempt %d of %d failed: %s", work.kind.job_name, row.attempts, tries, reason, extra=work.context(row))
         work.submit(rows.get_by_id(row.id))
 
@@ -317,8 +339,18 @@ def close(rows: Any, row_id: int, reason: str, *, progress: str = "failed") -> b
     now = utcnow()
     ended = {rows.state: SegmentState.FAILED, rows.error: reason[:4000], rows.progress: progress}
     ended |= {rows.finished_at: now, rows.updated_at: now}
-    return bool(
+    closed = bool(
         rows.update(ended)
         .where((rows.id == row_id) & rows.state.not_in(SegmentState.TERMINAL))
         .execute()
     )
+    if closed:
+        metrics.fal_job_ended(_job_kind(rows), "failed")
+        row = rows.get_or_none(rows.id == row_id)
+        if row is not None:
+            kind = events.Kind.FAL_CANCELLED if progress == "cancelled" else events.Kind.FAL_FAILED
+            events.record(
+                row.call_id, kind, stage=Stage.GENERATION, side=row.side, row=row_id,
+                request_id=row.fal_request_id, attempt=row.attempts, error=reason,
+            )
+    return closed

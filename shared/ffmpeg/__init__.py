@@ -12,7 +12,7 @@ and where each side speaks, from silencedetect's log, is ``speech``'s.
 from __future__ import annotations
 
 from .errors import FFmpegError, FFmpegFailed, FFmpegKilled, FFmpegTimeout, InvalidMedia
-from .inputs import IMAGE, RECORDING, VIDEO, file_url, input_args, input_options, sniff
+from .inputs import IMAGE, RECORDING, VIDEO, file_url, input_args, input_options, recording_format, sniff
 from .probe import PROBE_TIMEOUT, VideoInfo, probe, probe_duration, probe_rendered, probe_video
 from .run import Progress, output, run, summarise, tail
 from .speech import Interval, parse_silences, silencedetect_options, speech_intervals
@@ -28,6 +28,7 @@ __all__ = [
     "VIDEO",
     "IMAGE",
     "sniff",
+    "recording_format",
     "input_options",
     "input_args",
     "file_url",

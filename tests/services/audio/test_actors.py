@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.audio.probe import MONO
 from shared import keys
 from shared.errors import PermanentError
 from shared.models import Call, Segment, SideState, Stage, VideoStatus
@@ -117,7 +118,7 @@ def _empty(tmp_path):
 @pytest.mark.parametrize(
     "make_recording, reason",
     [
-        (_mono, "recording is mono: enable dual-channel recording in Twilio"),
+        (_mono, MONO),
         (_corrupt, "not an audio file"),
         (_truncated, "recording is truncated or corrupt"),
         (_empty, "recording is empty (0 bytes)"),

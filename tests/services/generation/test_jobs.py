@@ -222,6 +222,25 @@ def test_ending_a_call_with_nothing_at_fal_sends_nothing(call_with_segments, stu
     assert stub_broker.queues["generation"].qsize() == 0
 
 
+def test_each_fal_job_is_in_the_calls_history(call_with_segments, monkeypatch):
+    """fal.submitted with the request id, then fal.completed / fal.failed / fal.cancelled (#28)."""
+    from services.generation import lifecycle
+    from shared import events
+
+    call_id = call_with_segments
+    stub = StubQueue("req-1", "req-2")
+    monkeypatch.setattr(jobs, "fal_queue", lambda key, endpoint: stub)
+    stage.generate_side(call_id, "caller")
+    first, second = caller_segments(call_id)
+    assert lifecycle.complete(first, {Segment.progress: "done"}, "done")
+    jobs.give_up_side(call_id, "caller", TransientError("the database kept failing"))
+    fal = [e for e in events.history(call_id) if e["kind"].startswith("fal.")]
+    seen = [(e["kind"], e["detail"].get("request_id")) for e in fal]
+    assert seen[:3] == [("fal.submitted", "req-1"), ("fal.submitted", "req-2"), ("fal.completed", "req-1")]
+    assert ("fal.cancelled", "req-2") in seen[3:] and ("fal.submitted", "req-1") not in seen[3:]
+    assert all(e["stage"] == "generation" and e["detail"]["side"] == "caller" for e in fal)
+
+
 def test_a_call_that_would_pass_the_daily_budget_gets_local_panels_and_ends_partial(call_with_segments, monkeypatch, settings_env):
     """Two 10 s segments of stable-avatar ($0.10/s) estimate $2.00; $9.00 spent today leaves $1.00 of a $10 budget."""
     from prometheus_client import REGISTRY
