@@ -27,6 +27,22 @@ The fields and limits follow each model's page on fal.ai (``/api`` and
 
 Every model returns ``{"video": {"url": …, "content_type": "video/mp4", …}}``.
 
+List prices (``price_per_second``, US dollars per generated second of video;
+``min_seconds``: the least a job is billed), read on 2026-12-03 through the
+project's search of stored fal.ai pages:
+
+- ``fal-ai/stable-avatar``: "$0.10 per generated second, with a minimum of 4
+  seconds" (fal.ai/models/fal-ai/stable-avatar/llms.txt).
+- ``fal-ai/bytedance/omnihuman/v1.5``: "$0.16/second" (fal.ai/learn/devs/
+  omnihuman-15-user-guide).
+- ``veed/fabric-1.0``: "480p - $0.08 per second, 720p - $0.15 per second", read
+  on the page of its text variant (fal.ai/models/veed/fabric-1.0/text/llms.txt);
+  callreel asks for 480p.
+- ``fal-ai/kling-video/ai-avatar/v2/standard`` and ``/pro``, ``fal-ai/infinitalk``:
+  no price found on fal.ai's own pages (third parties quote Kling Avatar 2.0 at
+  $0.056 and $0.112 per second elsewhere), so none is recorded: the cost guard
+  estimates such a model at the highest price known here (:func:`price_per_second`).
+
 The speech-to-text models (``SPEECH_MODELS``, for STT_MODEL) are a second,
 smaller table. ``fal-ai/wizper`` (Whisper v3 large, fal's faster build) and
 ``fal-ai/whisper`` take the same input: ``audio_url`` (required), ``task``
@@ -47,7 +63,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "FalModel", "MODELS", "model_for", "UnknownModel", "CUT_MARGIN", "segment_limit", "job_timeout", "TIMEOUT_SAFETY",
+    "FalModel", "MODELS", "PRICES_READ_ON", "price_per_second", "billed_dollars",
+    "model_for", "UnknownModel", "CUT_MARGIN", "segment_limit", "job_timeout", "TIMEOUT_SAFETY",
     "SpeechModel", "SPEECH_MODELS", "speech_model_for",
 ]
 
@@ -82,6 +99,8 @@ class FalModel:
     read_video_url: Callable[[dict[str, Any]], str] = field(default=_video_url, repr=False)
     # Seconds of fal compute per second of generated video (an upper estimate): a job's timeout scales with it.
     compute_ratio: float = DEFAULT_COMPUTE_RATIO
+    price: float | None = None  # list price, US dollars per generated second; None: not found (see the module's text)
+    min_seconds: float = 0.0  # the least one job is billed for
 
     @property
     def max_audio_seconds(self) -> float:
@@ -123,11 +142,11 @@ MODELS: dict[str, FalModel] = {
     m.endpoint: m
     for m in (
         # compute_ratio: upper estimates (issue #26 puts avatar models at 1.5–4× real time); TIMEOUT_SAFETY doubles them.
-        FalModel("fal-ai/stable-avatar", 300, _image_audio_prompt, compute_ratio=4.0),
+        FalModel("fal-ai/stable-avatar", 300, _image_audio_prompt, compute_ratio=4.0, price=0.10, min_seconds=4),
         FalModel("fal-ai/kling-video/ai-avatar/v2/standard", 300, _image_audio_prompt, compute_ratio=3.0),
         FalModel("fal-ai/kling-video/ai-avatar/v2/pro", 300, _image_audio_prompt, compute_ratio=4.0),
-        FalModel("fal-ai/bytedance/omnihuman/v1.5", 60, _omnihuman, compute_ratio=4.0),
-        FalModel("veed/fabric-1.0", 300, _fabric, compute_ratio=2.0),
+        FalModel("fal-ai/bytedance/omnihuman/v1.5", 60, _omnihuman, compute_ratio=4.0, price=0.16),
+        FalModel("veed/fabric-1.0", 300, _fabric, compute_ratio=2.0, price=0.08),
         FalModel("fal-ai/infinitalk", (INFINITALK_FRAMES[1] - 1) / INFINITALK_FPS, _infinitalk, compute_ratio=4.0),
     )
 }
@@ -152,6 +171,21 @@ def job_timeout(model: FalModel, seconds: float, floor: int) -> int:
     timeout would cancel it however healthy it is.
     """
     return max(floor, math.ceil(seconds * model.compute_ratio * TIMEOUT_SAFETY))
+
+
+PRICES_READ_ON = "2026-12-03"
+
+
+def price_per_second(model: FalModel) -> float:
+    """The model's list price per generated second; a model without a known price counts at the dearest known one."""
+    if model.price is not None:
+        return model.price
+    return max(m.price for m in MODELS.values() if m.price is not None)
+
+
+def billed_dollars(model: FalModel, seconds: float) -> float:
+    """What one job making ``seconds`` of video costs at list price (fal bills at least ``min_seconds``)."""
+    return max(seconds, model.min_seconds) * price_per_second(model)
 
 
 def model_for(endpoint: str) -> FalModel:

@@ -202,6 +202,15 @@ def _make(name: str) -> Any:
             "callreel_ffmpeg_duration_seconds", "Wall seconds of one FFmpeg or ffprobe run, per what it does.", ["what"],
             buckets=FFMPEG_BUCKETS,
         ),
+        # -- fal.ai cost and cap (#26) --
+        "budget_exceeded": lambda: prom.Counter(
+            "callreel_fal_budget_exceeded_total",
+            "Call sides sent to local panels because FAL_DAILY_BUDGET_USD would be passed (alert on any increase).",
+            ["side"],
+        ),
+        "fal_rate_limited": lambda: prom.Counter(
+            "callreel_fal_rate_limited_total", "Submits fal.ai answered 429 (waited out and submitted again, never failed).", []
+        ),
         "requests": lambda: prom.Counter(
             "callreel_http_requests_total", "HTTP requests answered, per route, method and status.", ["route", "method", "status"]
         ),
@@ -266,6 +275,18 @@ def fal_job_ended(kind: str, outcome: str, video_seconds: float | None = None) -
 def ffmpeg_ran(what: str, seconds: float) -> None:
     """An FFmpeg run (``shared.ffmpeg.run``) ended after ``seconds``, whatever its outcome."""
     _family("ffmpeg_seconds").labels(what).observe(seconds)
+
+
+@_record
+def fal_budget_exceeded(side: str) -> None:
+    """A side fell back to local panels: today's estimated fal.ai spend would pass FAL_DAILY_BUDGET_USD (the alert)."""
+    _family("budget_exceeded").labels(side).inc()
+
+
+@_record
+def fal_rate_limited() -> None:
+    """fal.ai answered a submit 429: the segment waits and submits again."""
+    _family("fal_rate_limited").inc()
 
 
 # -- workers --------------------------------------------------------------------

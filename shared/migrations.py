@@ -17,6 +17,7 @@ from playhouse.migrate import migrate as apply
 from .compose_chunks import ComposeChunk
 from .db import database, init_database
 from .events import Event
+from .fal_slots import FalSlot
 from .models import MODELS
 from .overview_store import OverviewHour, OverviewReason
 from .pair_halves import PairHalf
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 MIGRATION_LOCK = 0x63616C6C7265656C
 
 #: callreel's own tables beside the host's ``calls`` and the segments (MODELS).
-SUPPORT_MODELS = (AuthFailure, SpeechJob, Event, PairHalf, OverviewHour, OverviewReason, ComposeChunk)
+SUPPORT_MODELS = (AuthFailure, SpeechJob, Event, PairHalf, OverviewHour, OverviewReason, ComposeChunk, FalSlot)
 #: Every table callreel makes, for whoever must start from an empty schema (the tests).
 ALL_TABLES = tuple(model._meta.table_name for model in (*MODELS, *SUPPORT_MODELS))
 

@@ -226,6 +226,7 @@ class Call(BaseModel):
     # -- the console's overview (#28): fal.ai's cost of this call in US dollars, recorded by the
     # generation stage (latency-and-cost work); None: not recorded, the overview estimates it.
     fal_cost_usd = FloatField(null=True)
+    fal_cost_final = BooleanField(null=True, default=False)  # #26: False while fal_cost_usd is still the estimate
     created_at = DateTimeField(null=True, default=utcnow)
     updated_at = DateTimeField(null=True, default=utcnow)
 
@@ -264,6 +265,8 @@ class Segment(BaseModel):
     finished_at = DateTimeField(null=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+    # -- the global fal.ai concurrency cap (#26, shared/fal_slots.py): waiting for a slot since (None: not waiting).
+    slot_wait_since = DateTimeField(null=True)
 
     class Meta:
         table_name = "callreel_segments"

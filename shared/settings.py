@@ -120,6 +120,7 @@ class Settings:
     caller_channel: str = env("CALLER_CHANNEL", "left", "Which channel of the recording is the caller (the AI voice).", group="audio", choices=("left", "right"))
     recording_max_seconds: int = env("RECORDING_MAX_SECONDS", 7200, "Longest recording accepted, in seconds.", group="audio", minimum=1)
     recording_min_seconds: float = env("RECORDING_MIN_SECONDS", 1.0, "Shortest recording accepted, in seconds of audio that decode.", group="audio", minimum=0.01)
+    max_call_seconds: int = env("MAX_CALL_SECONDS", 3600, "Longest call sent on to generation, in seconds: a longer one fails at the audio stage, before anything reaches fal.ai (a cost guard; RECORDING_MAX_SECONDS is the input limit). 0: no limit.", group="audio", minimum=0)
     split_timeout: int = env("SPLIT_TIMEOUT", 600, "Seconds FFmpeg may take to split one recording.", group="audio", minimum=1)
     silence_threshold_db: float = env("SILENCE_THRESHOLD_DB", -35.0, "Level (dBFS) below which a side counts as silent.", group="audio")
     silence_min_duration: float = env("SILENCE_MIN_DURATION", 0.5, "Shortest pause (s) that splits two speech intervals.", group="audio", minimum=0.05)
@@ -139,6 +140,9 @@ class Settings:
     fal_prompt: str = env("FAL_PROMPT", "A person talking on the phone, natural head motion, neutral background.", "Prompt for models that take one.", group="generation")
     caller_avatar_url: str = env("CALLER_AVATAR_URL", "", "Avatar image for the caller. Empty: the shipped default.", group="generation")
     callee_avatar_url: str = env("CALLEE_AVATAR_URL", "", "Avatar image for the callee. Empty: the shipped default.", group="generation")
+    # fal.ai cap and cost guard (#26)
+    fal_max_concurrent_jobs: int = env("FAL_MAX_CONCURRENT_JOBS", 10, "fal.ai video jobs running at once, across every generation worker on every machine (slots kept in the database, handed out round-robin by call; docs/fal-cost.md). Set it to the account's concurrency limit at fal.ai; 0: no cap.", group="generation", minimum=0)
+    fal_daily_budget_usd: float = env("FAL_DAILY_BUDGET_USD", 0.0, "Estimated fal.ai spend per UTC day (list prices, shared/fal_models.py) beyond which a call's sides get local panels and the call ends partial; 0: no budget.", group="generation", minimum=0)
     stt_model: str = env("STT_MODEL", "fal-ai/wizper", "fal.ai speech-to-text model that transcribes a call when no transcript was supplied (with FAL_KEY): `fal-ai/wizper` or `fal-ai/whisper`.", group="generation")
     stt_language: str = env("STT_LANGUAGE", "en", "Language of the calls (ISO 639-1) for speech-to-text. Empty: the model detects it.", group="generation")
     # -- compositor ---------------------------------------------------------

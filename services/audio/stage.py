@@ -129,6 +129,15 @@ def columns_of(split: Split) -> dict[str, Any]:
     return columns
 
 
+def check_call_length(seconds: float | None, settings: Settings) -> None:
+    """The cost guard (#26): a call longer than MAX_CALL_SECONDS fails here, before anything is sent to fal.ai."""
+    if settings.max_call_seconds and seconds is not None and seconds > settings.max_call_seconds:
+        raise PermanentError(
+            f"the call lasts {seconds:.0f} s, longer than MAX_CALL_SECONDS ({settings.max_call_seconds} s): "
+            "not sent to fal.ai (a cost guard; raise MAX_CALL_SECONDS to render such calls)"
+        )
+
+
 def split_call(
     call_id: str,
     storage: Storage,
@@ -154,6 +163,7 @@ def split_call(
         info = probe_recording(
             source, ffprobe=settings.ffprobe_binary, max_seconds=settings.recording_max_seconds, workdir=folder, mono_ok=mixed
         )
+        check_call_length(info.duration, settings)
         routed: dict[str, Any] = {}
         if info.channels == 1:
             source = _route(call_id, source, info, turns_key, storage, settings)
@@ -169,6 +179,7 @@ def split_call(
         except FFmpegTimeout as exc:
             raise SplitFailed(f"splitting took longer than SPLIT_TIMEOUT ({exc.timeout:g} s); ffmpeg was killed") from None
         source.unlink()  # the largest file here; not needed any more
+        check_call_length(split.duration, settings)
 
         with timed(call_id, Stage.AUDIO, "upload"):
             for side in SIDES:

@@ -71,7 +71,15 @@ def facts(view: dict[str, Any], now: dt.datetime) -> Markup:
         recording=summary,
         processing=f.duration_text(view["processing"]["seconds"]) + ("" if ended else " so far"),
         source=" · external id ".join(part for part in (view["source"] or "—", view["external_id"]) if part),
+        fal_cost=fal_cost_text(view["fal_cost_usd"], view["fal_cost_final"]),
     )
+
+
+def fal_cost_text(dollars: float | None, final: bool) -> str:
+    """A call's fal.ai cost as the operator reads it (#26): the estimate until generation has ended."""
+    if dollars is None:
+        return "—"
+    return f"${dollars:.2f}" + ("" if final else " (estimate)")
 
 
 class CallLive:
