@@ -196,7 +196,11 @@ def _make(name: str) -> Any:
         ),
         "fal_video_seconds": lambda: prom.Counter(
             "callreel_fal_video_seconds_total",
-            "Seconds of video fal.ai generated (completed avatar segments): times FAL_USD_PER_SECOND, the spend.",
+            "Seconds of video fal.ai generated (completed avatar segments).",
+        ),
+        "fal_spend": lambda: prom.Counter(
+            "callreel_fal_spend_usd_total",
+            "US dollars fal.ai bills for the completed avatar jobs, at the model's list price (shared/fal_models.py).",
         ),
         "ffmpeg_seconds": lambda: prom.Histogram(
             "callreel_ffmpeg_duration_seconds", "Wall seconds of one FFmpeg or ffprobe run, per what it does.", ["what"],
@@ -264,11 +268,13 @@ def environment_failure(stage: str, kind: str) -> None:
 
 
 @_record
-def fal_job_ended(kind: str, outcome: str, video_seconds: float | None = None) -> None:
-    """A fal.ai job of ``kind`` ended (``services.generation.lifecycle``); ``video_seconds`` it made, if a video."""
+def fal_job_ended(kind: str, outcome: str, video_seconds: float | None = None, dollars: float | None = None) -> None:
+    """A fal.ai job of ``kind`` ended (``services.generation.lifecycle``); ``video_seconds`` it made and what it cost, if a video."""
     _family("fal_jobs").labels(kind, outcome).inc()
     if video_seconds:
         _family("fal_video_seconds").inc(max(0.0, video_seconds))
+    if dollars:
+        _family("fal_spend").inc(max(0.0, dollars))
 
 
 @_record

@@ -14,7 +14,7 @@ as Prometheus's ``callreel_calls_ended_total`` does: an ending is an event,
 which a later retry of the call does not undo, so a closed hour's row never
 needs to be made again. The fal.ai spend of those endings is kept beside:
 the recorded cost (``fal_cost_usd``) and the generated seconds of calls
-without one, which the page turns into an estimate with FAL_USD_PER_SECOND
+without one, which the page turns into an estimate with the model's list price
 (a price change then applies to every hour alike).
 
 Its own module and table, beside ``shared.models``: ``shared.migrations``

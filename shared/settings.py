@@ -169,7 +169,6 @@ class Settings:
     video_status_callback_secret: str = env("VIDEO_STATUS_CALLBACK_SECRET", "", "HMAC-SHA256 key for the status callback signature (32 bytes or more).", group="compositor", secret=True)
     # -- console: overview and alerts (#28) -----------------------------------
     alert_failure_rate: float = env("ALERT_FAILURE_RATE", 0.2, "Share of the calls ended in the last hour that may fail (0 to 1) before the console shows a banner; deploy/prometheus/alerts.yml has the same threshold.", group="ingest", minimum=0)
-    fal_usd_per_second: float = env("FAL_USD_PER_SECOND", 0.0, "US dollars per second of video fal.ai generates, for the console's spend estimate of calls without a recorded fal_cost_usd. 0: spend is shown only where recorded.", group="ingest", minimum=0)
     # -- workers and deploy -------------------------------------------------
     worker_processes: int = env("WORKER_PROCESSES", 1, "Dramatiq worker processes per service.", group="deploy", minimum=1)
     worker_threads: int = env("WORKER_THREADS", 2, "Dramatiq threads per worker process.", group="deploy", minimum=1)

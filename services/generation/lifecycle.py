@@ -293,8 +293,19 @@ def complete(row: Any, updates: dict, progress: str) -> bool:
             row.call_id, events.Kind.FAL_COMPLETED, stage=Stage.GENERATION, side=row.side, row=row.id, request_id=row.fal_request_id
         )
         video = (row.end - row.start) if _job_kind(rows) == "avatar" else None
-        metrics.fal_job_ended(_job_kind(rows), "completed", video)
+        metrics.fal_job_ended(_job_kind(rows), "completed", video, _list_price(video) if video else None)
     return done
+
+
+def _list_price(video_seconds: float) -> float | None:
+    """What fal bills for a job that made ``video_seconds`` of video, at the configured model's list price."""
+    from shared.fal_models import UnknownModel, billed_dollars, model_for
+    from shared.settings import get_settings
+
+    try:
+        return billed_dollars(model_for(get_settings().fal_model), video_seconds)
+    except UnknownModel:
+        return None
 
 
 def _job_kind(rows: Any) -> str:

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 import falcon
 
+from shared.fal_models import UnknownModel, model_for, price_per_second
 from shared.models import utcnow
 from shared.settings import Settings
 
@@ -127,7 +128,7 @@ class OverviewPage(_Page):
 
     def _spend(self, first: dt.datetime, ended: dict[dt.datetime, stats.Hour]) -> Markup:
         days = [first + dt.timedelta(days=i) for i in range(SPEND_DAYS)]
-        price = self.settings.fal_usd_per_second
+        price = _list_price(self.settings.fal_model)
         per_day = {day.date(): stats.Hour() for day in days}
         for moment, hour in ended.items():
             day = per_day.get(moment.date())
@@ -156,7 +157,7 @@ class OverviewPage(_Page):
         ]
         note = (
             f"Recorded: fal_cost_usd of the calls that ended that day. Estimated: seconds of video fal.ai generated × "
-            f"FAL_USD_PER_SECOND (${price:g}), for calls without a recorded cost."
+            f"the list price of FAL_MODEL (${price:g} a second), for calls without a recorded cost."
         )
         return Markup(
             f'{chart}<p class="muted small">{escape(note)}</p><table id="spend"><thead><tr><th>Day (UTC)</th>'
@@ -173,3 +174,11 @@ class OverviewPage(_Page):
             for reason, count in stats.failure_reasons(ended, since)
         ]
         return join(rows) or Markup('<tr><td colspan="2" class="muted">No failed call in this window.</td></tr>')
+
+
+def _list_price(endpoint: str) -> float:
+    """The configured model's list price per generated second (shared/fal_models.py); 0 for an unknown model."""
+    try:
+        return price_per_second(model_for(endpoint))
+    except UnknownModel:
+        return 0.0

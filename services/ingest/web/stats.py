@@ -7,7 +7,7 @@ percentiles) the dialect is asked for and the matching expression used.
 - :func:`hours_ended`: calls that ended per hour and how (completed, partial,
   failed), with their fal.ai spend: ``fal_cost_usd`` where the generation stage
   recorded it, otherwise the seconds of video fal generated (times
-  FAL_USD_PER_SECOND on the page). Closed hours come from a rollup table
+  the model's list price on the page). Closed hours come from a rollup table
   (``shared.overview_store``), the open hour is counted live.
 - :func:`in_progress`: calls not ended now.
 - :func:`durations`: p50 and p95 of each stage's time and of webhook → video
