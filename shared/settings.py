@@ -197,6 +197,13 @@ class Settings:
     def in_process_broker(self) -> bool:
         return self.broker_url.startswith("memory://")
 
+    @property
+    def longest_call_seconds(self) -> int:
+        """The longest recording the audio stage lets through: RECORDING_MAX_SECONDS, or MAX_CALL_SECONDS if lower (and set)."""
+        if self.max_call_seconds:
+            return min(self.recording_max_seconds, self.max_call_seconds)
+        return self.recording_max_seconds
+
     def recording_hosts_for(self, source: str) -> tuple[str, ...]:
         """Where a recording submitted by ``source`` may be fetched from (#27).
 

@@ -108,7 +108,7 @@ def exported_metrics(settings_env) -> set[str]:
     metrics.call_ended("completed")
     metrics.call_failed("audio", "failed")
     metrics.environment_failure("audio", "storage")
-    metrics.fal_job_ended("avatar", "completed", 4.0)
+    metrics.fal_job_ended("avatar", "completed", 4.0, 0.4)
     metrics.ffmpeg_ran("compose", 2.0)
     worker = metrics.WorkerMetrics(Path("/nonexistent"))
     message = Message(queue_name="audio", actor_name="split", args=(), kwargs={}, options={"retries": 1})
@@ -162,7 +162,7 @@ def test_the_dashboard_is_a_grafana_dashboard_on_metrics_the_code_exports(settin
     # Every family the issue names has a panel: queues, stage latency, failures, fal jobs and spend, FFmpeg time.
     assert {
         "callreel_queue_messages", "callreel_stage_duration_seconds_bucket", "callreel_stage_failures_total",
-        "callreel_fal_jobs_total", "callreel_fal_video_seconds_total", "callreel_ffmpeg_duration_seconds_bucket",
+        "callreel_fal_jobs_total", "callreel_fal_spend_usd_total", "callreel_ffmpeg_duration_seconds_bucket",
     } <= used
     rules = yaml.safe_load(ALERTS.read_text())["groups"][0]["rules"]
     alerted = {name for rule in rules for name in METRIC.findall(rule["expr"])}

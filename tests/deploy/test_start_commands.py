@@ -179,7 +179,7 @@ def sender(vhost_url: str):
 
 def message_for(contract: contracts.Contract) -> dict:
     """Arguments naming nothing that exists: every actor skips them, and counts a message."""
-    values = {"call_id": UNKNOWN_CALL, "side": "caller", "segment_id": 987654321, "job_id": 987654321}
+    values = {"call_id": UNKNOWN_CALL, "side": "caller", "segment_id": 987654321, "job_id": 987654321, "index": 0, "plan": "no-such-plan"}
     return {p: values[p] for p in contract.params}
 
 

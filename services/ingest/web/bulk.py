@@ -83,8 +83,11 @@ def why_not(action: str, call: Call, settings: Settings) -> str | None:
             return "the recording is mono: a retry fails the same way (enable dual-channel recording in Twilio)"
         if "404 not found" in error:
             return "Twilio no longer has the recording (404 past TWILIO_404_WINDOW): there is nothing to download again"
-        if call.recording_duration and call.recording_duration > settings.recording_max_seconds:
-            return f"the recording is longer than RECORDING_MAX_SECONDS ({call.recording_duration} s > {settings.recording_max_seconds} s)"
+        if call.recording_duration and call.recording_duration > settings.longest_call_seconds:
+            return (
+                f"the recording is longer than the audio stage accepts ({call.recording_duration} s > {settings.longest_call_seconds} s: "
+                "RECORDING_MAX_SECONDS, MAX_CALL_SECONDS)"
+            )
         return None
     if action == "rerender":
         if call.video_status not in (VideoStatus.COMPLETED, VideoStatus.PARTIAL):
