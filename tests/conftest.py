@@ -14,10 +14,26 @@ run with one line per missing thing and the command that brings it.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
 from tests.support import preconditions, services
+
+#: Folders whose tests share something bigger than a test: under pytest-xdist (``make test`` runs
+#: ``-n 2 --dist loadgroup``) each folder's tests all run on one worker, in order. e2e: one pipeline of
+#: real processes (started once per worker that runs any); bench: the benchmark's input cache.
+XDIST_GROUPS = ("e2e", "bench")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        for group in XDIST_GROUPS:
+            if path.is_relative_to(tests / group):
+                item.add_marker(pytest.mark.xdist_group(group))
+
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly or not session.items:

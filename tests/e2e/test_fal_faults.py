@@ -29,36 +29,53 @@ def panels(pipeline, call_id, tmp_path) -> tuple[bool, bool]:
     return is_fal_navy(panel_colour(path, 2.0, "left")), is_fal_navy(panel_colour(path, 2.0, "right"))
 
 
-def test_fal_failing_one_side_makes_a_partial_video(pipeline, tmp_path):
-    sent = pipeline.send_call(post=False)
-    pipeline.fal.script(f"{sent.call_id}-caller-000", [FAILS, FAILS])
-    assert pipeline.post_webhook(sent.form).status_code == 202
-    call = pipeline.wait_ended_one(sent.call_id)
+def test_fal_failing_one_side_both_sides_or_misbehaving_on_the_wire(pipeline, tmp_path):
+    """Three calls at once, each meeting its own fal trouble (the fake scripts jobs by call and side):
 
-    assert call.video_status == VideoStatus.PARTIAL, pipeline.describe(sent.call_id)
+    - ``one_side``: the caller's job fails twice, so the call is partial, with a local panel for that side;
+    - ``both``: both sides fail, and the call is still a video, of two local panels;
+    - ``wire``: a clean COMPLETED whose result answers 500 (caller); 503s and dropped connections on the
+      status (callee): one retry, and nothing in vain.
+    """
+    one_side, both, wire = (pipeline.send_call(post=False) for _ in range(3))
+    pipeline.fal.script(f"{one_side.call_id}-caller-000", [FAILS, FAILS])
+    for side in ("caller", "callee"):
+        pipeline.fal.script(f"{both.call_id}-{side}-000", [FAILS, FAILS])
+    pipeline.fal.script(f"{wire.call_id}-caller-000", [Behaviour(outcome="result_error", queued_polls=0, running_polls=0), quick()])
+    pipeline.fal.script(f"{wire.call_id}-callee-000", [Behaviour(queued_polls=1, running_polls=1, status_5xx=2, status_drops=2)])
+    for sent in (one_side, both, wire):
+        assert pipeline.post_webhook(sent.form).status_code == 202
+    ended = pipeline.wait_ended([sent.call_id for sent in (one_side, both, wire)])
+
+    call = ended[one_side.call_id]
+    assert call.video_status == VideoStatus.PARTIAL, pipeline.describe(one_side.call_id)
     assert call.caller_state == SideState.FAILED and call.callee_state == SideState.GENERATED
     assert "Runner crashed" in call.caller_error
     assert "caller video generation failed" in call.video_error_message
-    assert len(pipeline.fal_submissions(sent.call_id, "caller")) == 2  # first try and one retry
-    assert len(pipeline.fal_submissions(sent.call_id, "callee")) == 1
+    assert len(pipeline.fal_submissions(one_side.call_id, "caller")) == 2  # first try and one retry
+    assert len(pipeline.fal_submissions(one_side.call_id, "callee")) == 1
     # The failed side is a local panel; the other shows its generated video.
-    assert panels(pipeline, sent.call_id, tmp_path) == (False, True)
-    assert call.compositor_attempts == 1 and pipeline.temp_leftovers() == []
+    assert panels(pipeline, one_side.call_id, tmp_path) == (False, True)
+    assert call.compositor_attempts == 1
 
-
-def test_fal_failing_both_sides_still_makes_a_video_of_local_panels(pipeline, tmp_path):
-    sent = pipeline.send_call(post=False)
-    for side in ("caller", "callee"):
-        pipeline.fal.script(f"{sent.call_id}-{side}-000", [FAILS, FAILS])
-    assert pipeline.post_webhook(sent.form).status_code == 202
-    call = pipeline.wait_ended_one(sent.call_id)
-
-    assert call.video_status == VideoStatus.PARTIAL, pipeline.describe(sent.call_id)
+    call = ended[both.call_id]
+    assert call.video_status == VideoStatus.PARTIAL, pipeline.describe(both.call_id)
     assert call.caller_state == call.callee_state == SideState.FAILED
     assert "caller video generation failed" in call.video_error_message
     assert "callee video generation failed" in call.video_error_message
-    assert panels(pipeline, sent.call_id, tmp_path) == (False, False)
-    assert [len(pipeline.fal_submissions(sent.call_id, s)) for s in ("caller", "callee")] == [2, 2]
+    assert panels(pipeline, both.call_id, tmp_path) == (False, False)
+    assert [len(pipeline.fal_submissions(both.call_id, s)) for s in ("caller", "callee")] == [2, 2]
+
+    call = ended[wire.call_id]
+    assert call.video_status == VideoStatus.COMPLETED, pipeline.describe(wire.call_id)
+    assert [len(pipeline.fal_submissions(wire.call_id, s)) for s in ("caller", "callee")] == [2, 1]
+    first, again = pipeline.fal_submissions(wire.call_id, "caller")
+    assert again["at"] - first["at"] < 10  # submitted again at once, not after FAL_JOB_TIMEOUT (60 s) of asking for the result
+    caller = Segment.get(Segment.call_id == wire.call_id, Segment.side == "caller")
+    assert caller.attempts == 2 and caller.state == SegmentState.COMPLETED
+    assert [j for j in pipeline.fal.wasted() if wire.call_id in j.input["audio_url"]] == []
+    assert panels(pipeline, wire.call_id, tmp_path) == (True, True)
+    assert pipeline.temp_leftovers() == []
 
 
 def test_a_fal_job_that_never_finishes_is_cancelled_and_submitted_again(pipeline):
@@ -80,21 +97,3 @@ def test_a_fal_job_that_never_finishes_is_cancelled_and_submitted_again(pipeline
     job = pipeline.fal.jobs[stuck]
     assert job.finished_at - job.submitted_at >= 3.0
     assert len(pipeline.fal_submissions(sent.call_id, "callee")) == 1
-
-
-def test_fal_misbehaving_on_the_wire_costs_one_retry_and_nothing_in_vain(pipeline, tmp_path):
-    """A clean COMPLETED whose result answers 500 (caller); 503s and dropped connections on the status (callee)."""
-    sent = pipeline.send_call(post=False)
-    pipeline.fal.script(f"{sent.call_id}-caller-000", [Behaviour(outcome="result_error", queued_polls=0, running_polls=0), quick()])
-    pipeline.fal.script(f"{sent.call_id}-callee-000", [Behaviour(queued_polls=1, running_polls=1, status_5xx=2, status_drops=2)])
-    assert pipeline.post_webhook(sent.form).status_code == 202
-    call = pipeline.wait_ended_one(sent.call_id)
-
-    assert call.video_status == VideoStatus.COMPLETED, pipeline.describe(sent.call_id)
-    assert [len(pipeline.fal_submissions(sent.call_id, s)) for s in ("caller", "callee")] == [2, 1]
-    first, again = pipeline.fal_submissions(sent.call_id, "caller")
-    assert again["at"] - first["at"] < 10  # submitted again at once, not after FAL_JOB_TIMEOUT (60 s) of asking for the result
-    caller = Segment.get(Segment.call_id == sent.call_id, Segment.side == "caller")
-    assert caller.attempts == 2 and caller.state == SegmentState.COMPLETED
-    assert [j for j in pipeline.fal.wasted() if sent.call_id in j.input["audio_url"]] == []
-    assert panels(pipeline, sent.call_id, tmp_path) == (True, True)
