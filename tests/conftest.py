@@ -14,25 +14,31 @@ run with one line per missing thing and the command that brings it.
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pytest
 
 from tests.support import preconditions, services
 
 #: Folders whose tests share something bigger than a test: under pytest-xdist (``make test`` runs
-#: ``-n 2 --dist loadgroup``) each folder's tests all run on one worker, in order. e2e: one pipeline of
-#: real processes (started once per worker that runs any); bench: the benchmark's input cache.
+#: ``-n 2``) each folder's tests all run on one worker, in order, as one unit of work (the biggest
+#: units are handed out first). e2e: one pipeline of real processes; bench: the benchmark's input cache.
 XDIST_GROUPS = ("e2e", "bench")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    tests = Path(__file__).resolve().parent
-    for item in items:
-        path = Path(str(item.path)).resolve()
-        for group in XDIST_GROUPS:
-            if path.is_relative_to(tests / group):
-                item.add_marker(pytest.mark.xdist_group(group))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """xdist's loadscope scheduling with these folders as the scopes and every other test a scope of its own.
+
+    (Not ``--dist loadgroup`` with ``xdist_group`` marks: pytest-xdist 3.8 puts the group into
+    ``item._nodeid``, which pytest 9 no longer reads, so the groups were silently ignored.)
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FolderGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return next((group for group in XDIST_GROUPS if nodeid.startswith(f"tests/{group}/")), nodeid)
+
+    return FolderGroups(config, log)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
