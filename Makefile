@@ -19,7 +19,7 @@ XDIST          := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS))
 # pytest's exit 5 (no test ran) fails make like any other error, and says so.
 RUN_PYTEST     = $(PYTEST) -q -ra $(1) $(PYTEST_ARGS) || { rc=$$?; [ $$rc != 5 ] || echo "pytest ran no test: that is a failure" >&2; exit $$rc; }
 
-.PHONY: install install-dev install-runtime lock lint test test-e2e test-fast test-machine demo bench bench-image migrate serve up down clean
+.PHONY: install install-dev install-runtime lock lint test test-e2e test-fast test-machine demo bench bench-scale bench-fal bench-image migrate serve up down clean
 
 # The developer's install: runtime and the tests' tools.
 install: $(DEV_STAMP)
@@ -82,7 +82,16 @@ demo: install-runtime
 	$(PY) -m callreel.demo
 
 bench: install
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/fal_latency.py
+
+# The console at scale alone (bench/scale.py; also `make bench BENCH_ARGS=--scale`).
+bench-scale: install
+	$(PY) bench/scale.py
+
+# fal.ai time-to-video and cost against the simulator (#26); QUICK=1 for a short run.
+bench-fal: install
+	$(PY) bench/fal_latency.py $(if $(QUICK),--quick)
 
 # The benchmark under the FFmpeg the images ship (Debian's, unpacked by the
 # script; root), with this machine's FFmpeg as the second build for compose.

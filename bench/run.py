@@ -13,6 +13,9 @@ assertions: nothing here fails because the machine is slow. Needs FFmpeg,
 espeak-ng, PostgreSQL and RabbitMQ (``--skip webhook`` without the last two).
 Inputs are generated once and cached in .callreel/bench-cache.
 
+``--scale`` adds the console at scale (``bench/scale.py``: a million calls in
+PostgreSQL, the overview, the list and a call page at p95), off by default.
+
 Sections (``--skip`` any of them): ``compose`` (ours vs the plan, quality,
 encoder sweep), ``split`` (ours vs the plan's two passes), ``pipeline``
 (download, split, compose, upload, each in a fresh worker process),
@@ -87,6 +90,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--also-ffmpeg", default="", help="folders of other FFmpeg builds to run the plan-vs-default compose comparison under too (comma list)"
     )
     parser.add_argument("--cache", type=Path, default=ROOT / ".callreel" / "bench-cache", help="where generated inputs are kept")
+    parser.add_argument(
+        "--scale", action="store_true",
+        help="also the console at scale: a million calls in PostgreSQL, pages at p95 (bench/scale.py; minutes)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.minutes, args.repeat, args.compare_seconds, args.sizes = "0.1", 1, 2, "512x512"
@@ -330,6 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         write(args.output, text)
         say(f"written to {args.output}")
+    if args.scale:  # its figures go to the document's hand-written part, which the write above kept
+        from bench import scale
+
+        quick = ["--calls", "1000", "--requests", "3"] if args.quick else []
+        if scale.main([*quick, "--output", str(args.output) if args.output else "none"]) != 0:
+            failed.append("scale")
     return 1 if failed else 0
 
 

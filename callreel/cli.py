@@ -33,6 +33,27 @@ def _setup(settings=None) -> None:
     run_migrations()
 
 
+def cmd_operator_hash(args: argparse.Namespace) -> int:
+    """A password's hash for OPERATORS; the password from the terminal (asked twice) or one line of stdin."""
+    import getpass
+
+    from shared.operators import NAME_RE, hash_password
+
+    name = args.name.strip().lower()
+    if not NAME_RE.match(name) or name == "token":
+        raise CliError("an operator name is 1–32 of a-z 0-9 _ - and not 'token'")
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise CliError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 12:
+        raise CliError("use a password of 12 characters or more")
+    print(f"{name}:{hash_password(password)}")
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from shared.db import init_database
     from shared.logs import configure_logging
@@ -169,6 +190,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from services.ingest import expire_pairs
     from shared.broker import setup_broker
     from shared.db import connection
     from shared.sweeper import check_deadline, check_queues, sweep
@@ -188,12 +210,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         try:
             with connection():
                 swept = sweep(settings)
+                settled = expire_pairs(settings)  # ElevenLabs webhooks whose pair never came
         except Exception as exc:  # the database is away: say so, try again next pass
             if not args.every:
                 raise CliError(f"sweep failed: {exc}") from exc
             print(f"callreel: sweep failed, trying again in {args.every:g}s: {exc}", file=sys.stderr, flush=True)
-            swept = []
-        for line in swept:
+            swept, settled = [], []
+        for line in [*swept, *settled]:
             print(line, flush=True)
         actions = [s.action for s in swept]
         for stage in sorted({s.stage for s in swept if s.action == "alerted"}):
@@ -222,6 +245,35 @@ def _version() -> str:
         return version("callreel")
     except PackageNotFoundError:  # run from a checkout that was never installed
         return "unknown (not installed)"
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from .submit import submit, wait
+
+    fields = {
+        "caller_name": args.caller_name,
+        "callee_name": args.callee_name,
+        "video_layout": args.layout,
+        "captions": args.captions,
+        "agent_channel": args.agent_channel,
+    }
+    avatars = {side: Path(image) for side, image in (("caller", args.caller_avatar), ("callee", args.callee_avatar)) if image}
+    transcript = Path(args.transcript) if args.transcript else None
+    settings = get_settings()
+    base_url = args.url or settings.public_base_url or f"http://localhost:{settings.port}"
+    auth = Path(args.recording_auth_file).read_text(encoding="utf-8").strip() if args.recording_auth_file else None
+    answer = submit(
+        args.recording, base_url=base_url, token=settings.api_token, external_id=args.external_id, transcript=transcript,
+        fields=fields, avatars=avatars, recording_auth=auth,
+    )
+    said = "submitted" if answer.get("created") else "already submitted"
+    print(f"{answer['id']} {said} ({answer.get('status')}): {answer.get('status_url')}")
+    if not args.wait:
+        return 0
+    # Polled where this command reached the service (status_url names its public address, which may be another).
+    view = wait(f"{base_url.rstrip('/')}/calls/{answer['id']}", token=settings.api_token, every=args.poll)
+    print(json.dumps({k: view.get(k) for k in ("id", "status", "error", "video_url")}, indent=2))
+    return 1 if view.get("status") == "failed" else 0
 
 
 def _name(value: str) -> str:
@@ -270,6 +322,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--callee-avatar", metavar="IMG", help="the callee's avatar image (default: CALLEE_AVATAR_URL)")
     p.set_defaults(func=cmd_render)
 
+    p = _command(
+        sub,
+        "submit",
+        "submit a recording (a file or an https URL) to a running callreel service over its API (POST /calls)",
+        "CALLREEL_API_TOKEN=… callreel submit call.wav --url https://callreel.example.com --transcript call.vtt --wait",
+    )
+    p.add_argument("recording", help="a stereo recording (MP3, WAV, FLAC, Ogg, M4A) to upload, or an https:// URL the service fetches")
+    p.add_argument("--url", help="the service's address (default: PUBLIC_BASE_URL, else http://localhost:PORT)")
+    p.add_argument(
+        "--external-id", metavar="ID", help="your id for the call; the same id again returns the same call (default: from the file or URL)"
+    )
+    p.add_argument("--recording-auth-file", metavar="FILE", help="a file holding the URL's Authorization header value (Bearer …/Basic …)")
+    p.add_argument("--transcript", metavar="FILE", help="the call's words: JSON turns, WebVTT with voice tags or SRT")
+    p.add_argument("--caller-name", "--name-caller", dest="caller_name", type=_name, metavar="NAME", help="the caller's (AI agent's) label")
+    p.add_argument("--callee-name", "--name-callee", dest="callee_name", type=_name, metavar="NAME", help="the callee's label")
+    p.add_argument("--layout", choices=VIDEO_LAYOUTS, help="frame layout (default: the service's VIDEO_LAYOUT)")
+    p.add_argument("--captions", choices=CAPTION_MODES, help="burn, track or off (default: the service's CAPTIONS)")
+    p.add_argument("--agent-channel", choices=("left", "right"), help="the AI agent's channel (default: the service's CALLER_CHANNEL)")
+    p.add_argument("--caller-avatar", metavar="IMG", help="the caller's avatar image (PNG, JPEG or WebP; with a file upload)")
+    p.add_argument("--callee-avatar", metavar="IMG", help="the callee's avatar image")
+    p.add_argument("--wait", action="store_true", help="poll the call until it ends; exit 1 if it failed")
+    p.add_argument("--poll", type=float, default=2.0, metavar="SECONDS", help="seconds between polls with --wait (default: 2)")
+    p.set_defaults(func=cmd_submit)
+
     p = _command(sub, "serve", "the webhook app and all four workers in one process (local development)", "callreel serve --port 8000")
     p.add_argument("--port", type=int, default=None, help="HTTP port (default: PORT)")
     p.set_defaults(func=cmd_serve)
@@ -313,6 +389,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outputs", action="store_true", help="the final videos, posters, transcripts and captions too")
     p.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
     p.set_defaults(func=cmd_gc)
+
+    p = _command(
+        sub,
+        "operator-hash",
+        "print an OPERATORS entry (name:scrypt hash) for a console operator; the password is read from the terminal or stdin",
+        "callreel operator-hash alice",
+    )
+    p.add_argument("name", help="the operator's name, as the call history shows it")
+    p.set_defaults(func=cmd_operator_hash)
 
     _command(sub, "migrate", "create or update the database schema (idempotent)", "callreel migrate").set_defaults(func=cmd_migrate)
     _command(

@@ -3,7 +3,7 @@
     gunicorn -c deploy/gunicorn.conf.py            # serves services.ingest.app:app
 
 Everything comes from callreel's settings (PORT, GUNICORN_WORKERS,
-GUNICORN_THREADS, LOG_LEVEL), checked here, in the master, so a bad
+GUNICORN_THREADS, LOG_LEVEL, LOG_FORMAT), checked here, in the master, so a bad
 deployment stops at once with every problem listed instead of workers failing
 to boot one after another.
 """
@@ -46,8 +46,21 @@ accesslog = "-"
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+if _settings.log_format == "json":
+    # gunicorn's own lines (its error log and the access log) as JSON objects too, written by
+    # callreel's formatter: an access line for a call's URL carries its call_id (shared/logs.py).
+    from shared.logs import gunicorn_logconfig  # noqa: E402
+
+    logconfig_dict = gunicorn_logconfig(_settings.log_level)
 
 # Prometheus: the workers keep their request metrics in one folder, which the
 # master sums and serves on METRICS_PORT (off the public PORT). See shared/metrics.py.
+# The master also serves the queue and stuck-call gauges the alerts read (services/ingest/gauges.py).
 from shared.metrics import gunicorn_child_exit as child_exit  # noqa: E402
-from shared.metrics import gunicorn_when_ready as when_ready  # noqa: E402
+from shared.metrics import gunicorn_when_ready  # noqa: E402
+
+
+def when_ready(server):
+    from services.ingest.gauges import IngestGauges
+
+    gunicorn_when_ready(server, collectors=[IngestGauges(_settings)])

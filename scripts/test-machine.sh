@@ -19,9 +19,10 @@ fail() { echo "test-machine: $*" >&2; exit 1; }
 if [ "$(id -u)" = 0 ]; then SUDO=(); elif command -v sudo >/dev/null; then SUDO=(sudo); else SUDO=(); fi
 
 # command:package. FFmpeg for every media test, espeak-ng for the voice recordings
-# (tests/support/media.py), Chromium for the operator page's browser tests.
+# (tests/support/media.py), Chromium for the operator page's browser tests, promtool
+# (Debian's prometheus package) to check deploy/prometheus/alerts.yml.
 missing=()
-for pair in ffmpeg:ffmpeg ffprobe:ffmpeg espeak-ng:espeak-ng chromium:chromium; do
+for pair in ffmpeg:ffmpeg ffprobe:ffmpeg espeak-ng:espeak-ng chromium:chromium promtool:prometheus; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair##*:}")
 done
 # The compositor's label font: its tests check the labels are drawn.

@@ -18,6 +18,7 @@ from dramatiq.middleware import default_middleware
 
 from . import contracts
 from .db import DatabaseMiddleware
+from .logs import CallLogContext
 from .settings import Settings, get_settings
 
 __all__ = ["setup_broker", "build_broker", "GiveUpMiddleware", "rabbitmq_url"]
@@ -70,7 +71,8 @@ def rabbitmq_url(settings: Settings, *, fail_fast: bool = False) -> str:
 
 
 def build_broker(settings: Settings, *, fail_fast: bool = False) -> dramatiq.Broker:
-    middleware = [DatabaseMiddleware(), GiveUpMiddleware()] + [m() for m in default_middleware]
+    # CallLogContext first: it gives Dramatiq's own lines about a message its call id (shared/logs.py).
+    middleware = [CallLogContext(), DatabaseMiddleware(), GiveUpMiddleware()] + [m() for m in default_middleware]
     if settings.in_process_broker:
         broker: dramatiq.Broker = StubBroker(middleware=middleware)
         broker.emit_after("process_boot")

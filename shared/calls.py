@@ -12,11 +12,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from peewee import fn
+from peewee import SQL, NodeList, fn
 
 from .models import STAGES, Call, Segment, VideoStatus, utcnow
 
-__all__ = ["ListPosition", "newest_calls", "stage_timeline", "call_segments", "processing_seconds", "calls_per_stage"]
+# A failure reason is the first this many characters of a call's error (the overview groups by it).
+REASON_CHARS = 100
+
+__all__ = ["REASON_CHARS", "ListPosition", "newest_calls", "stage_timeline", "call_segments", "processing_seconds", "calls_per_stage"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ def newest_calls(
     status: str | None = None,
     stage: str | None = None,
     search: str | None = None,
+    reason: str | None = None,
     limit: int = 50,
     after: ListPosition | None = None,
 ) -> list[Call]:
@@ -45,7 +49,9 @@ def newest_calls(
     calls arriving meanwhile never shift or repeat rows. Rows without a
     ``created_at`` (made by the host application) come last, ordered by id.
     ``search`` is a prefix of the call id or of the recording SID; callers
-    validate it (it must not hold LIKE wildcards).
+    validate it (it must not hold LIKE wildcards). ``reason`` is the first
+    :data:`REASON_CHARS` characters of the error of failed and partial calls
+    (the overview's failure reasons link here with it).
     """
     query = Call.select().order_by(Call.created_at.desc(nulls="LAST"), Call.id.desc())
     if status:
@@ -53,7 +59,14 @@ def newest_calls(
     if stage:
         query = query.where(Call.stage == stage)
     if search:
-        query = query.where(Call.id.startswith(search) | Call.recording_sid.startswith(search))
+        # LIKE, not peewee's startswith (ILIKE on PostgreSQL, which no index serves): the prefix is
+        # already in the SIDs' case, and the migration's pattern indexes answer it (#28).
+        query = query.where(_like(Call.id, f"{search}%") | _like(Call.recording_sid, f"{search}%"))
+    if reason:
+        query = query.where(
+            Call.video_status.in_((VideoStatus.FAILED, VideoStatus.PARTIAL))
+            & (fn.SUBSTR(Call.video_error_message, 1, REASON_CHARS) == reason)
+        )
     if after is not None:
         if after.created_at is None:
             query = query.where(Call.created_at.is_null() & (Call.id < after.id))
@@ -64,6 +77,11 @@ def newest_calls(
                 | Call.created_at.is_null()
             )
     return list(query.limit(max(1, limit)))
+
+
+def _like(column: Any, pattern: str) -> Any:
+    """``column LIKE pattern`` as SQL says it (peewee turns its LIKE into GLOB on SQLite)."""
+    return NodeList((column, SQL("LIKE"), pattern))
 
 
 def _seconds(start: dt.datetime | None, end: dt.datetime | None) -> float | None:

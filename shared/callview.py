@@ -139,9 +139,14 @@ def call_view(call: Call, link: VideoLink, now: dt.datetime | None = None) -> di
             "sid": call.recording_sid,
             "duration": call.recording_duration,
             "channels": call.recording_channels,
+            "format": call.recording_format or "mp3",
         },
         "presentation": presentation_view(call),
+        # fal.ai at list prices (#26): the estimate until generation ends, then what the jobs cost.
+        "fal_cost_usd": call.fal_cost_usd,
+        "fal_cost_final": bool(call.fal_cost_final),
         "source": call.source,
+        "external_id": call.external_id,  # the submitter's own id (POST /calls, a platform's call id)
         "created_at": call.created_at,
         "updated_at": call.updated_at,
     }

@@ -30,6 +30,7 @@ __all__ = [
     "POLL_TRANSCRIPT",
     "CANCEL_JOBS",
     "COMPOSE",
+    "COMPOSE_CHUNK",
     "send",
     "actor",
     "on_give_up",
@@ -75,7 +76,13 @@ CANCEL_JOBS = Contract(
 )
 COMPOSE = Contract("compose", "compositor", ("call_id",), optional=("rerender",), doc="Stitch the split-screen video.")
 
-CONTRACTS: tuple[Contract, ...] = (DOWNLOAD_RECORDING, SPLIT_CHANNELS, GENERATE_SIDE, POLL_SEGMENT, POLL_TRANSCRIPT, CANCEL_JOBS, COMPOSE)
+COMPOSE_CHUNK = Contract(
+    "compose_chunk", "compositor", ("call_id", "index", "plan"), doc="Render one time chunk of a long call's video (any replica)."
+)
+
+CONTRACTS: tuple[Contract, ...] = (
+    DOWNLOAD_RECORDING, SPLIT_CHANNELS, GENERATE_SIDE, POLL_SEGMENT, POLL_TRANSCRIPT, CANCEL_JOBS, COMPOSE, COMPOSE_CHUNK,
+)
 QUEUES: tuple[str, ...] = tuple(dict.fromkeys(c.queue_name for c in CONTRACTS))
 
 

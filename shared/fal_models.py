@@ -27,6 +27,22 @@ The fields and limits follow each model's page on fal.ai (``/api`` and
 
 Every model returns ``{"video": {"url": …, "content_type": "video/mp4", …}}``.
 
+List prices (``price_per_second``, US dollars per generated second of video;
+``min_seconds``: the least a job is billed), read on 2026-12-03 through the
+project's search of stored fal.ai pages:
+
+- ``fal-ai/stable-avatar``: "$0.10 per generated second, with a minimum of 4
+  seconds" (fal.ai/models/fal-ai/stable-avatar/llms.txt).
+- ``fal-ai/bytedance/omnihuman/v1.5``: "$0.16/second" (fal.ai/learn/devs/
+  omnihuman-15-user-guide).
+- ``veed/fabric-1.0``: "480p - $0.08 per second, 720p - $0.15 per second", read
+  on the page of its text variant (fal.ai/models/veed/fabric-1.0/text/llms.txt);
+  callreel asks for 480p.
+- ``fal-ai/kling-video/ai-avatar/v2/standard`` and ``/pro``, ``fal-ai/infinitalk``:
+  no price found on fal.ai's own pages (third parties quote Kling Avatar 2.0 at
+  $0.056 and $0.112 per second elsewhere), so none is recorded: the cost guard
+  estimates such a model at the highest price known here (:func:`price_per_second`).
+
 The speech-to-text models (``SPEECH_MODELS``, for STT_MODEL) are a second,
 smaller table. ``fal-ai/wizper`` (Whisper v3 large, fal's faster build) and
 ``fal-ai/whisper`` take the same input: ``audio_url`` (required), ``task``
@@ -46,7 +62,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FalModel", "MODELS", "model_for", "UnknownModel", "CUT_MARGIN", "SpeechModel", "SPEECH_MODELS", "speech_model_for"]
+__all__ = [
+    "FalModel", "MODELS", "PRICES_READ_ON", "price_per_second", "billed_dollars",
+    "model_for", "UnknownModel", "CUT_MARGIN", "segment_limit", "job_timeout", "TIMEOUT_SAFETY",
+    "SpeechModel", "SPEECH_MODELS", "speech_model_for",
+]
 
 # An MP3 cut by FFmpeg comes out a little longer than asked (whole frames of
 # 1152 samples, 0.144 s each at Twilio's 8 kHz, plus encoder padding), so
@@ -54,6 +74,13 @@ __all__ = ["FalModel", "MODELS", "model_for", "UnknownModel", "CUT_MARGIN", "Spe
 CUT_MARGIN = 1.0
 
 InputBuilder = Callable[[str, str, str, float], dict[str, Any]]
+
+# Seconds of fal compute per second of video when a model's entry names none:
+# the slow end of what avatar models take (1.5–4×, issue #26).
+DEFAULT_COMPUTE_RATIO = 4.0
+# A running job is given this many times its expected compute before it is
+# cancelled: fal's machines vary, and cancelling a healthy job loses all of it.
+TIMEOUT_SAFETY = 2.0
 
 
 class UnknownModel(ValueError):
@@ -70,6 +97,10 @@ class FalModel:
     limit_seconds: float  # the longest audio the model documents
     build_input: InputBuilder = field(repr=False)  # (image_url, audio_url, prompt, seconds) -> input JSON
     read_video_url: Callable[[dict[str, Any]], str] = field(default=_video_url, repr=False)
+    # Seconds of fal compute per second of generated video (an upper estimate): a job's timeout scales with it.
+    compute_ratio: float = DEFAULT_COMPUTE_RATIO
+    price: float | None = None  # list price, US dollars per generated second; None: not found (see the module's text)
+    min_seconds: float = 0.0  # the least one job is billed for
 
     @property
     def max_audio_seconds(self) -> float:
@@ -110,14 +141,51 @@ def _infinitalk(image_url: str, audio_url: str, prompt: str, seconds: float) -> 
 MODELS: dict[str, FalModel] = {
     m.endpoint: m
     for m in (
-        FalModel("fal-ai/stable-avatar", 300, _image_audio_prompt),
-        FalModel("fal-ai/kling-video/ai-avatar/v2/standard", 300, _image_audio_prompt),
-        FalModel("fal-ai/kling-video/ai-avatar/v2/pro", 300, _image_audio_prompt),
-        FalModel("fal-ai/bytedance/omnihuman/v1.5", 60, _omnihuman),
-        FalModel("veed/fabric-1.0", 300, _fabric),
-        FalModel("fal-ai/infinitalk", (INFINITALK_FRAMES[1] - 1) / INFINITALK_FPS, _infinitalk),
+        # compute_ratio: upper estimates (issue #26 puts avatar models at 1.5–4× real time); TIMEOUT_SAFETY doubles them.
+        FalModel("fal-ai/stable-avatar", 300, _image_audio_prompt, compute_ratio=4.0, price=0.10, min_seconds=4),
+        FalModel("fal-ai/kling-video/ai-avatar/v2/standard", 300, _image_audio_prompt, compute_ratio=3.0),
+        FalModel("fal-ai/kling-video/ai-avatar/v2/pro", 300, _image_audio_prompt, compute_ratio=4.0),
+        FalModel("fal-ai/bytedance/omnihuman/v1.5", 60, _omnihuman, compute_ratio=4.0, price=0.16),
+        FalModel("veed/fabric-1.0", 300, _fabric, compute_ratio=2.0, price=0.08),
+        FalModel("fal-ai/infinitalk", (INFINITALK_FRAMES[1] - 1) / INFINITALK_FPS, _infinitalk, compute_ratio=4.0),
     )
 }
+
+
+def segment_limit(model: FalModel, setting: float) -> float:
+    """The longest segment to plan: SEGMENT_MAX_SECONDS (``setting``), never past the model's limit; 0: the model's limit.
+
+    Shorter segments are more jobs run side by side, so a long side is ready
+    in about one segment's generation instead of the whole side's. The floor
+    keeps a segment well above the planner's shortest (``shared.segments.MIN_SEGMENT``).
+    """
+    if setting <= 0:
+        return model.max_audio_seconds
+    return min(model.max_audio_seconds, max(setting, 5.0))
+
+
+def job_timeout(model: FalModel, seconds: float, floor: int) -> int:
+    """Seconds a running job generating ``seconds`` of video may take: FAL_JOB_TIMEOUT (``floor``) at least.
+
+    A five-minute segment on a model at 4× real time needs 20 minutes: a fixed
+    timeout would cancel it however healthy it is.
+    """
+    return max(floor, math.ceil(seconds * model.compute_ratio * TIMEOUT_SAFETY))
+
+
+PRICES_READ_ON = "2026-12-03"
+
+
+def price_per_second(model: FalModel) -> float:
+    """The model's list price per generated second; a model without a known price counts at the dearest known one."""
+    if model.price is not None:
+        return model.price
+    return max(m.price for m in MODELS.values() if m.price is not None)
+
+
+def billed_dollars(model: FalModel, seconds: float) -> float:
+    """What one job making ``seconds`` of video costs at list price (fal bills at least ``min_seconds``)."""
+    return max(seconds, model.min_seconds) * price_per_second(model)
 
 
 def model_for(endpoint: str) -> FalModel:

@@ -14,6 +14,7 @@ __all__ = [
     "validate_call_id",
     "new_call_id",
     "recording_key",
+    "RECORDING_FORMATS",
     "side_audio_key",
     "segment_audio_key",
     "video_key",
@@ -52,8 +53,16 @@ def new_call_id() -> str:
     return "CA" + uuid.uuid4().hex
 
 
-def recording_key(call_id: str) -> str:
-    return f"recordings/{validate_call_id(call_id)}.mp3"
+#: What a recording may be stored as, by its real format (the extension of its key). Twilio's are mp3.
+RECORDING_FORMATS = ("mp3", "wav", "flac", "ogg", "m4a")
+
+
+def recording_key(call_id: str, fmt: str | None = None) -> str:
+    """The call's original recording, under its real extension (``calls.recording_format``; None: mp3)."""
+    fmt = fmt or "mp3"
+    if fmt not in RECORDING_FORMATS:
+        raise ValueError(f"invalid recording format {fmt!r}: expected one of {', '.join(RECORDING_FORMATS)}")
+    return f"recordings/{validate_call_id(call_id)}.{fmt}"
 
 
 def side_audio_key(call_id: str, side: str) -> str:
@@ -70,6 +79,13 @@ def video_key(call_id: str) -> str:
 
 def side_video_key(call_id: str, side: str) -> str:
     return f"videos/{validate_call_id(call_id)}-{_side(side)}.mp4"
+
+
+def chunk_video_key(call_id: str, plan: str, index: int) -> str:
+    """One time chunk of a long call's video, before the join (removed once the video is stored)."""
+    if not plan.isalnum():
+        raise ValueError(f"invalid chunk plan {plan!r}")
+    return f"chunks/{validate_call_id(call_id)}-{plan[:16]}-{int(index):04d}.mp4"
 
 
 def segment_video_key(call_id: str, side: str, index: int) -> str:

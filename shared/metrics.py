@@ -13,6 +13,10 @@ Three families, served by every service on its own ``METRICS_PORT`` at ``/metric
 - **Pipeline** (:func:`stage_finished`, :func:`call_ended`, :func:`call_failed`,
   called by ``shared.progress``): seconds per stage, calls ended per status,
   failures per stage.
+- **fal.ai and FFmpeg** (:func:`fal_job_ended`, :func:`ffmpeg_ran`): jobs per
+  kind and outcome, seconds of video generated, FFmpeg wall time per run.
+- **Queues** (``services.ingest.gauges``, read when scraped, served by ingest):
+  messages per stage's queue and state, consumers, calls past STAGE_DEADLINE.
 - **HTTP** (:class:`RequestMetrics`, a Falcon middleware; ingest): requests per
   route, method and status, and their latency.
 
@@ -38,7 +42,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -62,6 +66,8 @@ __all__ = [
     "call_ended",
     "call_failed",
     "environment_failure",
+    "fal_job_ended",
+    "ffmpeg_ran",
 ]
 
 log = logging.getLogger("callreel.metrics")
@@ -70,6 +76,7 @@ log = logging.getLogger("callreel.metrics")
 MESSAGE_BUCKETS = (5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000, 30000, 60000, 600000, 900000)
 # A stage takes from a second (ingest of a short call) to an hour (fal.ai on a long one).
 STAGE_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+FFMPEG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15)
 
 _multiprocess_dir: Path | None = None
@@ -182,6 +189,32 @@ def _make(name: str) -> Any:
             "Environmental failures met (the object store away, TMP_DIR full), per stage and kind (storage, disk).",
             ["stage", "kind"],
         ),
+        # -- #28: fal.ai jobs and FFmpeg time, for the Grafana dashboard (deploy/grafana/callreel.json)
+        "fal_jobs": lambda: prom.Counter(
+            "callreel_fal_jobs_total", "fal.ai jobs ended, per kind (avatar, speech) and outcome (completed, failed).",
+            ["kind", "outcome"],
+        ),
+        "fal_video_seconds": lambda: prom.Counter(
+            "callreel_fal_video_seconds_total",
+            "Seconds of video fal.ai generated (completed avatar segments).",
+        ),
+        "fal_spend": lambda: prom.Counter(
+            "callreel_fal_spend_usd_total",
+            "US dollars fal.ai bills for the completed avatar jobs, at the model's list price (shared/fal_models.py).",
+        ),
+        "ffmpeg_seconds": lambda: prom.Histogram(
+            "callreel_ffmpeg_duration_seconds", "Wall seconds of one FFmpeg or ffprobe run, per what it does.", ["what"],
+            buckets=FFMPEG_BUCKETS,
+        ),
+        # -- fal.ai cost and cap (#26) --
+        "budget_exceeded": lambda: prom.Counter(
+            "callreel_fal_budget_exceeded_total",
+            "Call sides sent to local panels because FAL_DAILY_BUDGET_USD would be passed (alert on any increase).",
+            ["side"],
+        ),
+        "fal_rate_limited": lambda: prom.Counter(
+            "callreel_fal_rate_limited_total", "Submits fal.ai answered 429 (waited out and submitted again, never failed).", []
+        ),
         "requests": lambda: prom.Counter(
             "callreel_http_requests_total", "HTTP requests answered, per route, method and status.", ["route", "method", "status"]
         ),
@@ -232,6 +265,34 @@ def call_failed(stage: str | None, status: str) -> None:
 def environment_failure(stage: str, kind: str) -> None:
     """An attempt of ``stage`` met an environmental failure of ``kind`` (retried: ``shared.outage``)."""
     _family("environment_failures").labels(stage, kind).inc()
+
+
+@_record
+def fal_job_ended(kind: str, outcome: str, video_seconds: float | None = None, dollars: float | None = None) -> None:
+    """A fal.ai job of ``kind`` ended (``services.generation.lifecycle``); ``video_seconds`` it made and what it cost, if a video."""
+    _family("fal_jobs").labels(kind, outcome).inc()
+    if video_seconds:
+        _family("fal_video_seconds").inc(max(0.0, video_seconds))
+    if dollars:
+        _family("fal_spend").inc(max(0.0, dollars))
+
+
+@_record
+def ffmpeg_ran(what: str, seconds: float) -> None:
+    """An FFmpeg run (``shared.ffmpeg.run``) ended after ``seconds``, whatever its outcome."""
+    _family("ffmpeg_seconds").labels(what).observe(seconds)
+
+
+@_record
+def fal_budget_exceeded(side: str) -> None:
+    """A side fell back to local panels: today's estimated fal.ai spend would pass FAL_DAILY_BUDGET_USD (the alert)."""
+    _family("budget_exceeded").labels(side).inc()
+
+
+@_record
+def fal_rate_limited() -> None:
+    """fal.ai answered a submit 429: the segment waits and submits again."""
+    _family("fal_rate_limited").inc()
 
 
 # -- workers --------------------------------------------------------------------
@@ -350,7 +411,7 @@ class RequestMetrics:
             _family("request_seconds").labels(route, req.method).observe(time.monotonic() - started)
 
 
-def gunicorn_when_ready(server: Any) -> None:
+def gunicorn_when_ready(server: Any, collectors: Sequence[Any] = ()) -> None:
     """gunicorn ``when_ready`` hook (master, before it forks workers).
 
     Starts a fresh metrics folder the workers inherit, and serves their summed
@@ -362,7 +423,10 @@ def gunicorn_when_ready(server: Any) -> None:
         return
     directory = metrics_dir(settings.metrics_port, settings)
     use_multiprocess(directory, fresh=True)
-    start_metrics_server(settings.metrics_port, _multiprocess_registry(directory), host=settings.metrics_host)
+    registry = _multiprocess_registry(directory)
+    for collector in collectors:  # gauges read when scraped (the ingest service's queue and stuck-call gauges)
+        registry.register(collector)
+    start_metrics_server(settings.metrics_port, registry, host=settings.metrics_host)
     log.info("serving ingest metrics on %s port %d", settings.metrics_host, settings.metrics_port)
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "Segment",
     "VideoStatus",
     "Stage",
+    "Source",
     "SideState",
     "SegmentState",
     "TranscriptStatus",
@@ -50,6 +51,23 @@ class VideoStatus:
     FAILED = "failed"
     ALL = (PENDING, GENERATING, COMPLETED, PARTIAL, FAILED)
     TERMINAL = (COMPLETED, PARTIAL, FAILED)
+
+
+class Source:
+    """Where a call came from (``calls.source``)."""
+
+    TWILIO = "twilio"  # the recording-status webhook
+    LOCAL = "local"  # callreel render
+    API = "api"  # POST /calls, callreel submit
+    VAPI = "vapi"
+    RETELL = "retell"
+    ELEVENLABS = "elevenlabs"
+    ALL = (TWILIO, LOCAL, API, VAPI, RETELL, ELEVENLABS)
+    #: The ones whose recording arrives through services/ingest/submission.py.
+    SUBMITTED = (API, VAPI, RETELL, ELEVENLABS)
+    #: The ones whose recording may be one mixed (mono) channel: the audio stage routes it to
+    #: two channels by the call's supplied transcript (services/audio/route.py).
+    MIXED = (ELEVENLABS,)
 
 
 class Stage:
@@ -157,7 +175,7 @@ class Call(BaseModel):
     recording_duration = IntegerField(null=True)  # seconds, as Twilio reports it
     recording_channels = IntegerField(null=True)
     stage = CharField(null=True, max_length=16, default=Stage.INGEST)
-    source = CharField(null=True, max_length=16, default="twilio")  # twilio | local
+    source = CharField(null=True, max_length=16, default="twilio")  # Source.ALL: twilio | local | api | vapi | retell | elevenlabs
     caller_state = CharField(null=True, max_length=16, default=SideState.PENDING)
     callee_state = CharField(null=True, max_length=16, default=SideState.PENDING)
     caller_error = TextField(null=True)
@@ -199,11 +217,23 @@ class Call(BaseModel):
     no_speech = BooleanField(null=True, default=False)  # neither side speaks: the video has no word in it
     # Share links are signed with this; a new nonce (or none) revokes every link given out before.
     share_nonce = CharField(null=True, max_length=64)
+    # -- Submissions (#27: POST /calls and the platforms' webhooks, services/ingest/submission.py) --
+    external_id = CharField(null=True, max_length=200)  # the submitter's idempotency key, unique per source
+    recording_format = CharField(null=True, max_length=8)  # keys.RECORDING_FORMATS; None: mp3 (Twilio's)
+    recording_auth = TextField(null=True)  # the fetch's Authorization header, encrypted (shared/secrets.py); cleared once fetched
+    caller_channel = CharField(null=True, max_length=8)  # left | right; None: CALLER_CHANNEL
+    # -- end of submissions --
+    # -- the console's overview (#28): fal.ai's cost of this call in US dollars, recorded by the
+    # generation stage (latency-and-cost work); None: not recorded, the overview estimates it.
+    fal_cost_usd = FloatField(null=True)
+    fal_cost_final = BooleanField(null=True, default=False)  # #26: False while fal_cost_usd is still the estimate
     created_at = DateTimeField(null=True, default=utcnow)
     updated_at = DateTimeField(null=True, default=utcnow)
 
     class Meta:
         table_name = "calls"
+        # One call per (source, external_id): a submission delivered twice makes one call (NULLs never collide).
+        indexes = ((("source", "external_id"), True),)
 
     def side_state(self, side: str) -> str:
         return getattr(self, f"{side}_state")
@@ -235,6 +265,8 @@ class Segment(BaseModel):
     finished_at = DateTimeField(null=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+    # -- the global fal.ai concurrency cap (#26, shared/fal_slots.py): waiting for a slot since (None: not waiting).
+    slot_wait_since = DateTimeField(null=True)
 
     class Meta:
         table_name = "callreel_segments"

@@ -20,11 +20,20 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 from .models import Call
 from .settings import VIDEO_LAYOUTS, Settings
 
-__all__ = ["Presentation", "presentation_for", "is_stored_avatar", "name_problem", "CAPTIONS_MODES", "NAME_MAX"]
+__all__ = [
+    "Presentation",
+    "presentation_for",
+    "is_stored_avatar",
+    "name_problem",
+    "check_presentation",
+    "CAPTIONS_MODES",
+    "NAME_MAX",
+]
 
 STORED_PREFIX = "avatars/"
 CAPTIONS_MODES = ("burn", "track", "off")
@@ -86,3 +95,43 @@ def name_problem(value: object) -> str | None:
     if bad:
         return f"has control characters ({', '.join(bad)})"
     return None
+
+
+NAMES = ("caller_name", "callee_name")
+CHOICES = {"video_layout": VIDEO_LAYOUTS, "captions": CAPTIONS_MODES}
+# Avatars take only null here: an image is uploaded and checked (shared/avatars.py), never fetched from a URL given.
+AVATARS = ("caller_avatar_url", "callee_avatar_url")
+
+
+def check_presentation(body: Any) -> tuple[dict[str, Any], list[str]]:
+    """The columns a PATCH body (or a submission's presentation fields) sets, and every problem with it.
+
+    The body applies only when there are none.
+    """
+    if not isinstance(body, dict):
+        return {}, ["the body must be a JSON object"]
+    changes: dict[str, Any] = {}
+    problems = []
+    for field, value in body.items():
+        if field in NAMES:
+            problem = None if value is None else name_problem(value)
+            if problem:
+                problems.append(f"{field} {problem}")
+            else:
+                changes[field] = value.strip() if isinstance(value, str) else None
+        elif field in CHOICES:
+            if value is None or value in CHOICES[field]:
+                changes[field] = value
+            else:
+                problems.append(f"{field} must be one of {', '.join(CHOICES[field])} or null, not {value!r}")
+        elif field in AVATARS:
+            if value is None:
+                changes[field] = None
+            else:
+                side = field.split("_")[0]
+                problems.append(f"{field} takes only null here: upload the image with PUT /calls/{{callId}}/avatars/{side}")
+        else:
+            problems.append(f"unknown field {field!r}")
+    if not body:
+        problems.append("nothing to change: give at least one of " + ", ".join((*NAMES, *CHOICES, *AVATARS)))
+    return changes, problems

@@ -25,7 +25,7 @@ from typing import Any
 
 from peewee import fn
 
-from . import metrics
+from . import events, metrics
 from .contracts import CANCEL_JOBS, send
 from .models import Call, Segment, SegmentState, Stage, VideoStatus, utcnow
 from .pipeline import STAGES
@@ -66,7 +66,9 @@ def begin(call_id: str, stage: str) -> Call | None:
     if not Call.update(updates).where((Call.id == call_id) & (Call.stage.in_(not_past) | Call.stage.is_null())).execute():
         log.info("skipped: call moved past %s meanwhile", stage, extra={"call_id": call_id, "stage": stage})
         return None
-    return Call.get_by_id(call_id)
+    begun = Call.get_by_id(call_id)
+    events.record(call_id, events.Kind.STAGE_BEGUN, stage=stage, attempt=getattr(begun, f"{stage}_attempts"))
+    return begun
 
 
 def finish(call_id: str, stage: str, /, **columns: Any) -> None:
@@ -79,6 +81,7 @@ def finish(call_id: str, stage: str, /, **columns: Any) -> None:
     updates[getattr(Call, f"{stage}_finished_at")] = now
     updates[Call.updated_at] = now
     Call.update(updates).where(Call.id == call_id).execute()
+    events.record(call_id, events.Kind.STAGE_FINISHED, stage=stage, status=columns.get("video_status"))
     _measure(call_id, stage, now, columns.get("video_status"))
 
 
@@ -126,6 +129,7 @@ def fail_call(call_id: str, reason: str, *, status: str = VideoStatus.FAILED) ->
     if updated:
         log.warning("call %s: %s", status, reason, extra={"call_id": call_id, "stage": call.stage})
         metrics.call_failed(call.stage, status)
+        events.record(call_id, events.Kind.CALL_FAILED, stage=call.stage, status=status, error=reason)
         _cancel_jobs(call_id)
     return bool(updated)
 

@@ -10,12 +10,13 @@ sides are kept), then the video is composed again, with its captions.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
 from peewee import Field
 
-from . import pipeline
+from . import events, pipeline
 from .models import SIDES, Call, Segment, SegmentState, SideState, Stage, TranscriptStatus, VideoStatus, utcnow
 from .speech_jobs import SpeechJob
 
@@ -31,12 +32,12 @@ class RetryError(Exception):
 first_unfinished_stage = pipeline.first_unfinished
 
 
-def retry_call(call_id: str, *, force: bool = False) -> str:
+def retry_call(call_id: str, *, force: bool = False, operator: str | None = None) -> str:
     """Re-enqueue ``call_id`` from its first unfinished stage; return that stage.
 
     Only failed and partial calls, and calls whose transcription failed, are
     retried, unless ``force`` (the sweeper, for calls stuck in a stage past the
-    deadline).
+    deadline). ``operator``: who asked, for the call's history (shared/events.py).
     """
     call = Call.get_or_none(Call.id == call_id)
     if call is None:
@@ -47,7 +48,9 @@ def retry_call(call_id: str, *, force: bool = False) -> str:
     stage = first_unfinished_stage(call)
     if stage is None:
         raise RetryError(f"call {call_id} has nothing left to do")
+    now = utcnow()
     updates: dict[Field, Any] = {
+        Call.video_processing_started_at: resumed_start(call, now),
         Call.video_status: VideoStatus.PENDING if stage in (Stage.INGEST, Stage.AUDIO) else VideoStatus.GENERATING,
         Call.video_error_message: None,
         Call.stage: stage,
@@ -55,7 +58,7 @@ def retry_call(call_id: str, *, force: bool = False) -> str:
         Call.video_processing_duration: None,
         Call.compose_enqueued_at: None,
         Call.rerender: False,
-        Call.updated_at: utcnow(),
+        Call.updated_at: now,
     }
     for later in pipeline.later_stages(stage):
         updates[getattr(Call, f"{later}_finished_at")] = None
@@ -90,6 +93,7 @@ def retry_call(call_id: str, *, force: bool = False) -> str:
         Call.update(
             {
                 Call.video_status: call.video_status,
+                Call.video_processing_started_at: call.video_processing_started_at,
                 Call.video_error_message: call.video_error_message,
                 Call.stage: call.stage,
                 Call.video_processing_completed_at: call.video_processing_completed_at,
@@ -101,5 +105,20 @@ def retry_call(call_id: str, *, force: bool = False) -> str:
         ).where(Call.id == call_id).execute()
         raise
     log.info("retry from %s", stage, extra={"call_id": call_id, "stage": stage})
+    if not force:  # the sweeper records its own sweep (shared/sweeper.py)
+        events.record(call_id, events.Kind.RETRIED, stage=stage, operator=operator, was=call.video_status)
     return stage
+
+
+def resumed_start(call: Call, now: dt.datetime) -> dt.datetime | None:
+    """Where the processing clock of a call that runs again starts, so the time it sat ended is not counted.
+
+    ``processing_seconds`` (shared/calls.py) is the one rule: completed − started,
+    or now − started while running. A call that ended after D seconds and is
+    retried later resumes at D: its start moves to ``now − D``. A call that
+    has not ended keeps its start.
+    """
+    if call.video_status in VideoStatus.TERMINAL and call.video_processing_duration is not None:
+        return now - dt.timedelta(seconds=call.video_processing_duration)
+    return call.video_processing_started_at
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 import tempfile
 import threading
 import typing
@@ -87,6 +88,7 @@ class Settings:
     twilio_webhook_shared_key: str = env("TWILIO_WEBHOOK_SHARED_KEY", "", "Secret of a Twilio Webhooks SharedKey, for webhooks signed with one. Empty: Auth Token signatures only.", group="ingest", secret=True)
     public_base_url: str = env("PUBLIC_BASE_URL", "", "Public https URL of the ingest service as Twilio calls it.", group="ingest")
     twilio_recording_hosts: tuple[str, ...] = env("TWILIO_RECORDING_HOSTS", ("api.twilio.com",), "Comma list of hosts a RecordingUrl may point at (https only).", group="ingest")
+    recording_url_hosts: tuple[str, ...] = env("RECORDING_URL_HOSTS", (), "Comma list of hosts a submitted recording URL (`POST /calls`, the voice-agent platforms' webhooks) may be fetched from, https only: `host`, `host:port`, `*.example.com` (any subdomain) or `*` (any host). A host matched by a wildcard must resolve to public addresses only; an exact entry is trusted as it is. Empty: recording URLs are refused (uploads still work). See docs/ingest.md.", group="ingest")
     twilio_recording_format: str = env("TWILIO_RECORDING_FORMAT", "mp3", "Format asked of Twilio when downloading.", group="ingest", choices=("mp3", "wav"))
     webhook_max_age: int = env("WEBHOOK_MAX_AGE", 86400, "Seconds after its RecordingStartTime a recording status callback is still accepted; older ones (replays) get 400.", group="ingest", minimum=60)
     twilio_404_window: int = env("TWILIO_404_WINDOW", 120, "Seconds to keep retrying a 404 right after the callback.", group="ingest", minimum=0)
@@ -98,14 +100,27 @@ class Settings:
     auth_max_failures: int = env("AUTH_MAX_FAILURES", 10, "Wrong API tokens one client address may send per AUTH_FAILURE_WINDOW before it gets 429, counted apart for the API and the login form. The right token is never refused.", group="ingest", minimum=1)
     auth_failure_window: int = env("AUTH_FAILURE_WINDOW", 300, "Seconds over which wrong API tokens are counted (in the database, across workers and restarts).", group="ingest", minimum=1)
     trusted_proxy_hops: int = env("TRUSTED_PROXY_HOPS", 0, "Proxies in front of ingest that append to X-Forwarded-For (Railway: 1). The client address is the entry this many from the right; 0: the peer's address, the header ignored.", group="ingest", minimum=0)
+    operators: str = env("OPERATORS", "", "Named operator accounts for the console, `name:hash,name:hash` (hashes from `callreel operator-hash`), so its history says who did what; CALLREEL_API_TOKEN keeps working as operator `token`. See docs/console.md.", group="ingest", secret=True)
     operator_session_max_age: int = env("OPERATOR_SESSION_MAX_AGE", 43200, "Seconds an operator page login lasts.", group="ingest", minimum=60)
     port: int = env("PORT", 8000, "Port the ingest service listens on.", group="ingest", minimum=1)
     gunicorn_workers: int = env("GUNICORN_WORKERS", 2, "gunicorn worker processes for ingest.", group="ingest", minimum=1)
     gunicorn_threads: int = env("GUNICORN_THREADS", 4, "Threads per gunicorn worker.", group="ingest", minimum=1)
+    # -- voice-agent platforms (#27, services/ingest/platforms/; docs/platforms.md) --------
+    vapi_webhook_secret: str = env("VAPI_WEBHOOK_SECRET", "", "Secret of the Vapi credential on the Server URL (`X-Vapi-Secret`, `Authorization: Bearer` or HMAC); `POST /webhooks/vapi` checks it. Empty: the Vapi webhook is off (404).", group="ingest", secret=True)
+    vapi_api_key: str = env("VAPI_API_KEY", "", "Vapi private API key: recordings are fetched from Vapi's authenticated `/call/{id}/stereo-recording`. Empty: the URL in the end-of-call report is fetched as it is.", group="ingest", secret=True)
+    vapi_recording_hosts: tuple[str, ...] = env("VAPI_RECORDING_HOSTS", ("storage.vapi.ai", "api.vapi.ai"), "Hosts a Vapi recording URL may point at (https only; allowed besides RECORDING_URL_HOSTS). Add your own bucket's host if Vapi uploads there.", group="ingest")
+    vapi_agent_channel: str = env("VAPI_AGENT_CHANNEL", "left", "Channel of Vapi's stereo recording that holds the assistant (Vapi does not document it: check one call, docs/platforms.md).", group="ingest", choices=("left", "right"))
+    retell_api_key: str = env("RETELL_API_KEY", "", "The Retell API key with the webhook badge: `POST /webhooks/retell` checks `x-retell-signature` with it. Empty: the Retell webhook is off (404).", group="ingest", secret=True)
+    retell_recording_hosts: tuple[str, ...] = env("RETELL_RECORDING_HOSTS", ("dxc03zgurdly9.cloudfront.net",), "Hosts a Retell recording URL may point at (https only; allowed besides RECORDING_URL_HOSTS): Retell's recording CDN.", group="ingest")
+    retell_agent_channel: str = env("RETELL_AGENT_CHANNEL", "left", "Channel of Retell's `recording_multi_channel_url` that holds the agent (Retell does not document it: check one call, docs/platforms.md).", group="ingest", choices=("left", "right"))
+    elevenlabs_webhook_secret: str = env("ELEVENLABS_WEBHOOK_SECRET", "", "Shared secret of the ElevenLabs post-call webhook: `POST /webhooks/elevenlabs` checks `ElevenLabs-Signature` with it. Empty: the ElevenLabs webhook is off (404).", group="ingest", secret=True)
+    elevenlabs_agent_channel: str = env("ELEVENLABS_AGENT_CHANNEL", "left", "Channel of an ElevenLabs `post_call_audio` recording that holds the agent, should it be stereo (docs/platforms.md).", group="ingest", choices=("left", "right"))
+    elevenlabs_pair_timeout: int = env("ELEVENLABS_PAIR_TIMEOUT", 600, "Seconds an ElevenLabs post-call webhook waits for its pair (the audio for the transcript, or the other way round) before `callreel sweep` settles it: an audio alone becomes a call (which fails if mono), a transcript alone is dropped (docs/platforms.md).", group="ingest", minimum=10)
     # -- audio --------------------------------------------------------------
     caller_channel: str = env("CALLER_CHANNEL", "left", "Which channel of the recording is the caller (the AI voice).", group="audio", choices=("left", "right"))
     recording_max_seconds: int = env("RECORDING_MAX_SECONDS", 7200, "Longest recording accepted, in seconds.", group="audio", minimum=1)
     recording_min_seconds: float = env("RECORDING_MIN_SECONDS", 1.0, "Shortest recording accepted, in seconds of audio that decode.", group="audio", minimum=0.01)
+    max_call_seconds: int = env("MAX_CALL_SECONDS", 3600, "Longest call sent on to generation, in seconds: a longer one fails at the audio stage, before anything reaches fal.ai (a cost guard; RECORDING_MAX_SECONDS is the input limit). 0: no limit.", group="audio", minimum=0)
     split_timeout: int = env("SPLIT_TIMEOUT", 600, "Seconds FFmpeg may take to split one recording.", group="audio", minimum=1)
     silence_threshold_db: float = env("SILENCE_THRESHOLD_DB", -35.0, "Level (dBFS) below which a side counts as silent.", group="audio")
     silence_min_duration: float = env("SILENCE_MIN_DURATION", 0.5, "Shortest pause (s) that splits two speech intervals.", group="audio", minimum=0.05)
@@ -117,13 +132,17 @@ class Settings:
     fal_model: str = env("FAL_MODEL", "fal-ai/stable-avatar", "fal.ai audio-to-video model endpoint.", group="generation")
     fal_queue_run_host: str = env("FAL_QUEUE_RUN_HOST", "queue.fal.run", "fal.ai queue host (read by fal-client).", group="generation")
     generation_mode: str = env("GENERATION_MODE", "full", "`full`: whole side; `speech`: only where the side speaks (cost saver).", group="generation", choices=("full", "speech"))
+    segment_max_seconds: float = env("SEGMENT_MAX_SECONDS", 60.0, "Longest fal.ai segment, in seconds (cut in silences; never longer than the model's limit): a long side becomes several jobs run in parallel, so its video is ready sooner. 0: the model's limit (fewest jobs). See docs/generation.md.", group="generation", minimum=0)
     fal_poll_interval: float = env("FAL_POLL_INTERVAL", 7.0, "Seconds between status polls of a fal job.", group="generation", minimum=0.1)
-    fal_job_timeout: int = env("FAL_JOB_TIMEOUT", 600, "Seconds before a fal job is cancelled and retried.", group="generation", minimum=1)
+    fal_job_timeout: int = env("FAL_JOB_TIMEOUT", 600, "Least seconds a running fal job gets before it is cancelled and retried; a longer segment gets its length × the model's compute ratio × 2 (docs/generation.md).", group="generation", minimum=1)
     fal_max_retries: int = env("FAL_MAX_RETRIES", 2, "Retries per segment after a failed or timed-out fal job.", group="generation", minimum=0)
     speech_padding: float = env("SPEECH_PADDING", 0.3, "Seconds added around speech intervals in speech mode.", group="generation", minimum=0)
     fal_prompt: str = env("FAL_PROMPT", "A person talking on the phone, natural head motion, neutral background.", "Prompt for models that take one.", group="generation")
     caller_avatar_url: str = env("CALLER_AVATAR_URL", "", "Avatar image for the caller. Empty: the shipped default.", group="generation")
     callee_avatar_url: str = env("CALLEE_AVATAR_URL", "", "Avatar image for the callee. Empty: the shipped default.", group="generation")
+    # fal.ai cap and cost guard (#26)
+    fal_max_concurrent_jobs: int = env("FAL_MAX_CONCURRENT_JOBS", 10, "fal.ai video jobs running at once, across every generation worker on every machine (slots kept in the database, handed out round-robin by call; docs/fal-cost.md). Set it to the account's concurrency limit at fal.ai; 0: no cap.", group="generation", minimum=0)
+    fal_daily_budget_usd: float = env("FAL_DAILY_BUDGET_USD", 0.0, "Estimated fal.ai spend per UTC day (list prices, shared/fal_models.py) beyond which a call's sides get local panels and the call ends partial; 0: no budget.", group="generation", minimum=0)
     stt_model: str = env("STT_MODEL", "fal-ai/wizper", "fal.ai speech-to-text model that transcribes a call when no transcript was supplied (with FAL_KEY): `fal-ai/wizper` or `fal-ai/whisper`.", group="generation")
     stt_language: str = env("STT_LANGUAGE", "en", "Language of the calls (ISO 639-1) for speech-to-text. Empty: the model detects it.", group="generation")
     # -- compositor ---------------------------------------------------------
@@ -145,8 +164,11 @@ class Settings:
     captions: str = env("CAPTIONS", "burn", "Captions of the spoken words: `burn` (on the picture, plus a subtitle track), `track` (subtitle track only), `off`.", group="compositor", choices=("burn", "track", "off"))
     transcript_max_bytes: int = env("TRANSCRIPT_MAX_BYTES", 1_000_000, "Largest transcript file accepted, in bytes.", group="compositor", minimum=1)
     compose_timeout: int = env("COMPOSE_TIMEOUT", 1800, "Seconds FFmpeg may take to compose one call.", group="compositor", minimum=1)
+    compose_chunk_seconds: float = env("COMPOSE_CHUNK_SECONDS", 60.0, "Length of the time chunks a long call's video is rendered in, by any compositor replica, then joined without re-encoding; calls shorter than 2.5 chunks render in one pass. 0: always one pass. See docs/compositor.md.", group="compositor", minimum=0)
     video_status_callback_url: str = env("VIDEO_STATUS_CALLBACK_URL", "", "POST a signed JSON status here when a call finishes.", group="compositor")
     video_status_callback_secret: str = env("VIDEO_STATUS_CALLBACK_SECRET", "", "HMAC-SHA256 key for the status callback signature (32 bytes or more).", group="compositor", secret=True)
+    # -- console: overview and alerts (#28) -----------------------------------
+    alert_failure_rate: float = env("ALERT_FAILURE_RATE", 0.2, "Share of the calls ended in the last hour that may fail (0 to 1) before the console shows a banner; deploy/prometheus/alerts.yml has the same threshold.", group="ingest", minimum=0)
     # -- workers and deploy -------------------------------------------------
     worker_processes: int = env("WORKER_PROCESSES", 1, "Dramatiq worker processes per service.", group="deploy", minimum=1)
     worker_threads: int = env("WORKER_THREADS", 2, "Dramatiq threads per worker process.", group="deploy", minimum=1)
@@ -174,6 +196,16 @@ class Settings:
     @property
     def in_process_broker(self) -> bool:
         return self.broker_url.startswith("memory://")
+
+    def recording_hosts_for(self, source: str) -> tuple[str, ...]:
+        """Where a recording submitted by ``source`` may be fetched from (#27).
+
+        RECORDING_URL_HOSTS for everyone; a voice-agent platform's own storage hosts
+        only for that platform's webhook, so turning a platform's defaults on never
+        opens POST /calls to hosts the deployment did not list.
+        """
+        own = {"vapi": self.vapi_recording_hosts, "retell": self.retell_recording_hosts}.get(source, ())
+        return tuple(dict.fromkeys((*self.recording_url_hosts, *own)))
 
     def require(self, names: list[str], purpose: str) -> None:
         """Fail with one message listing every named variable that is empty."""
@@ -232,7 +264,14 @@ MIN_SECRET_BYTES = 32
 
 def _cross_checks(s: Settings) -> list[str]:
     """What one variable alone cannot tell: URLs, secrets and the ranges of the media settings."""
-    return [*_address_checks(s), *_secret_checks(s), *_media_checks(s)]
+    problems = [*_address_checks(s), *_secret_checks(s), *_media_checks(s)]
+    if s.alert_failure_rate > 1:
+        problems.append(f"ALERT_FAILURE_RATE must be from 0 to 1, got {s.alert_failure_rate:g}")
+    return problems
+
+
+#: RECORDING_URL_HOSTS' entries (services/ingest/validation.py reads them): host[:port], *.domain or *.
+_URL_HOST_RE = re.compile(r"^(?:\*|\*\.[A-Za-z0-9.-]+|(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?)$")
 
 
 def _address_checks(s: Settings) -> list[str]:
@@ -250,6 +289,9 @@ def _address_checks(s: Settings) -> list[str]:
         problems.append(f"DATABASE_URL must start with postgresql:// or sqlite:///, got {s.database_url!r}")
     if not s.in_process_broker and not s.broker_url.startswith(("amqp://", "amqps://")):
         problems.append(f"BROKER_URL must be amqp://… or memory://, got {s.broker_url!r}")
+    bad_hosts = [h for h in s.recording_url_hosts if not _URL_HOST_RE.match(h)]
+    if bad_hosts:
+        problems.append(f"RECORDING_URL_HOSTS entries must be host, host:port, *.domain or *; got {', '.join(map(repr, bad_hosts))}")
     if s.twilio_account_sid and not (s.twilio_account_sid.startswith("AC") and len(s.twilio_account_sid) == 34):
         problems.append("TWILIO_ACCOUNT_SID must look like AC followed by 32 hex digits")
     return problems
@@ -264,6 +306,15 @@ def _secret_checks(s: Settings) -> list[str]:
         problems.append(
             f"VIDEO_STATUS_CALLBACK_SECRET must be at least {MIN_SECRET_BYTES} bytes long (got {len(s.video_status_callback_secret.encode())})"
         )
+    if s.operators:
+        from .operators import OperatorsError, parse_operators
+
+        try:
+            parse_operators(s.operators)
+        except OperatorsError as exc:
+            problems.append(str(exc))
+        if not s.api_token:
+            problems.append("OPERATORS needs CALLREEL_API_TOKEN too: the console's sessions are signed with a key derived from it")
     if s.api_token and len(s.api_token) < MIN_SECRET_BYTES:
         problems.append(f"CALLREEL_API_TOKEN must be at least {MIN_SECRET_BYTES} characters long (got {len(s.api_token)})")
     return problems

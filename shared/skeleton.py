@@ -32,7 +32,7 @@ from typing import Any
 import dramatiq
 from dramatiq import Actor
 
-from . import contracts, keys, outage, pipeline, progress
+from . import contracts, events, keys, outage, pipeline, progress
 from .disk import as_no_space
 from .errors import EnvironmentFailure, PermanentError
 from .logs import log_context
@@ -90,7 +90,15 @@ def entered(stage: str, call_id: str) -> Iterator[Call | None]:
     """Validate the id and begin ``stage`` (None: nothing to do); log lines inside carry the call and stage."""
     check_call_id(call_id)
     with log_context(call_id=call_id, stage=stage):
-        yield progress.begin(call_id, stage)
+        call = progress.begin(call_id, stage)
+        try:
+            yield call
+        except Exception as exc:
+            # Every attempt that raises is in the call's history (retried or not: Dramatiq decides after).
+            attempt = getattr(call, f"{stage}_attempts", None) if call is not None else None
+            error = str(exc) or exc.__class__.__name__
+            events.record(call_id, events.Kind.STAGE_FAILED, stage=stage, attempt=attempt, error=error, error_type=exc.__class__.__name__)
+            raise
 
 
 def hand_on(stage: str, call_id: str) -> None:

@@ -58,6 +58,7 @@ from dataclasses import dataclass
 
 from peewee import fn
 
+from . import events
 from .models import Call, Segment, VideoStatus, utcnow
 from .pipeline import PIPELINE, STAGES
 from .progress import fail_call
@@ -183,6 +184,7 @@ def sweep(
             continue
         detail = f"re-enqueued from {restarted} (sweep {sweeps} of {settings.sweep_max_retries})"
         log.warning("stuck for %d s: %s", idle, detail, extra=context)
+        events.record(call.id, events.Kind.SWEPT, stage=restarted, operator="sweeper", idle_seconds=idle, sweep=sweeps, detail=detail)
         done.append(Swept(call.id, stage, idle, "retried", detail))
     for stage in sorted({s.stage for s in done if s.action == "alerted"}):
         log.error("no consumer on the %s queue: its stuck calls wait until the %s workers run", stage, stage, extra={"stage": stage})

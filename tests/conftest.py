@@ -107,7 +107,7 @@ def settings_env(monkeypatch):
 @pytest.fixture
 def sqlite_db(tmp_path, settings_env):
     from shared.db import init_database
-    from shared.migrations import run_migrations
+    from shared.migrations import ALL_TABLES, run_migrations
 
     url = f"sqlite:///{tmp_path / 'test.db'}"
     settings_env(DATABASE_URL=url)

@@ -69,7 +69,12 @@ def imports(source: str, module: tuple[str, ...], *, is_package: bool = False) -
 
 def package_api(service: str) -> set[str]:
     """The names ``services/<service>/__init__.py`` lists in ``__all__`` (empty without one)."""
-    tree = ast.parse((ROOT / "services" / service / "__init__.py").read_text())
+    return module_api(ROOT / "services" / service / "__init__.py")
+
+
+def module_api(path: Path) -> set[str]:
+    """The names a module lists in ``__all__`` (empty without one)."""
+    tree = ast.parse(path.read_text())
     for node in tree.body:
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -88,7 +93,8 @@ def entry_point(name: str) -> bool:
     rest = parts[2:]
     if rest in (["actors"], []):
         return True
-    if parts[1:] == ["ingest", "app"] or parts[1:] == ["ingest", "app", "app"]:
+    if parts[1:3] == ["ingest", "app"] and len(parts) <= 4:  # the gunicorn module and its public API
+        return len(parts) == 3 or parts[3] == "app" or parts[3] in module_api(ROOT / "services" / "ingest" / "app.py")
         return True
     if len(rest) == 2 and rest[0] == "actors":  # from services.x.actors import actor
         return True

@@ -17,7 +17,10 @@ from shared.ffmpeg import RECORDING, FFmpegFailed, InvalidMedia, probe
 
 __all__ = ["RecordingInfo", "probe_recording", "check", "MONO"]
 
-MONO = "recording is mono: enable dual-channel recording in Twilio"
+MONO = (
+    "recording is mono: callreel needs a stereo recording, one channel per side of the call "
+    "(in Twilio, enable dual-channel recording; from a voice-agent platform, send its stereo or multi-channel recording)"
+)
 
 
 @dataclass(frozen=True)
@@ -38,10 +41,12 @@ def _number(value: object) -> float | None:
     return number if number == number else None  # NaN: unknown
 
 
-def probe_recording(path: str | Path, *, ffprobe: str, max_seconds: float, workdir: str | Path) -> RecordingInfo:
+def probe_recording(path: str | Path, *, ffprobe: str, max_seconds: float, workdir: str | Path, mono_ok: bool = False) -> RecordingInfo:
     """Check that ``path`` is a dual-channel recording of an acceptable length.
 
-    Raises PermanentError with the reason when it is not.
+    ``mono_ok``: a mono mix is let through too (``channels`` says so), for a
+    platform whose mix is routed by its transcript (route.py). Raises
+    PermanentError with the reason when it is not.
     """
     path = Path(path)
     if not path.is_file():
@@ -57,19 +62,19 @@ def probe_recording(path: str | Path, *, ffprobe: str, max_seconds: float, workd
         # Not MP3 or WAV by its first bytes (a playlist, a video, text), or a report ffprobe garbled.
         reason = str(exc).replace(f"{path.name}: ", "", 1)
         raise PermanentError(f"not an audio file: {reason}") from None
-    return check(info, max_seconds=max_seconds)
+    return check(info, max_seconds=max_seconds, mono_ok=mono_ok)
 
 
-def check(info: dict, *, max_seconds: float) -> RecordingInfo:
+def check(info: dict, *, max_seconds: float, mono_ok: bool = False) -> RecordingInfo:
     """Apply the rules to an ffprobe report (``-show_format -show_streams``)."""
     streams = [s for s in info.get("streams", []) if s.get("codec_type") == "audio"]
     if not streams:
         raise PermanentError("not an audio file: it has no audio stream")
     stream = streams[0]
     channels = int(stream.get("channels") or 0)
-    if channels == 1:
+    if channels == 1 and not mono_ok:
         raise PermanentError(MONO)
-    if channels != 2:
+    if channels not in (1, 2):
         raise PermanentError(f"recording has {channels} channels: expected 2 (dual-channel, one per side of the call)")
     sample_rate = int(_number(stream.get("sample_rate")) or 0)
     if sample_rate <= 0:

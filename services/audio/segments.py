@@ -25,7 +25,7 @@ from pathlib import Path
 import ffmpeg
 
 from shared import keys
-from shared.fal_models import model_for
+from shared.fal_models import model_for, segment_limit
 from shared.ffmpeg import RECORDING, FFmpegFailed, file_url, input_options, run
 from shared.models import Segment, SegmentState, utcnow
 from shared.segments import plan_segments
@@ -56,7 +56,7 @@ def plan_side(side: str, audio: SideAudio, workdir: Path, settings: Settings) ->
         audio.duration,
         [(start, end) for start, end in audio.speech],
         mode=settings.generation_mode,
-        max_seconds=model_for(settings.fal_model).max_audio_seconds,
+        max_seconds=segment_limit(model_for(settings.fal_model), settings.segment_max_seconds),
         padding=settings.speech_padding,
     )
     return [PlannedSegment(i, start, end, workdir / f"{side}-{i:03d}.mp3") for i, (start, end) in enumerate(spans)]

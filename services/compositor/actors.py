@@ -6,13 +6,13 @@ work is in :mod:`.stage`.
 
 from __future__ import annotations
 
-from shared.contracts import COMPOSE, on_give_up
+from shared.contracts import COMPOSE, COMPOSE_CHUNK, on_give_up
 from shared.runtime import boot
 from shared.skeleton import actor
 
 from . import stage
 
-__all__ = ["compose"]
+__all__ = ["compose", "compose_chunk"]
 
 # Before the actors are declared: they bind to the broker boot() makes Dramatiq's.
 broker = boot("compositor")
@@ -22,6 +22,12 @@ broker = boot("compositor")
 def compose(call_id: str, rerender: bool = False) -> None:
     """Render the call's split-screen video, record the outcome, tell the host application."""
     stage.compose(call_id, rerender)
+
+
+@actor(COMPOSE_CHUNK, max_retries=1, min_backoff=5_000)
+def compose_chunk(call_id: str, index: int, plan: str) -> None:
+    """Render one time chunk of a long call for the replica composing it (any replica takes any chunk)."""
+    stage.compose_chunk(call_id, index, plan)
 
 
 on_give_up(COMPOSE)(stage.give_up)

@@ -40,6 +40,7 @@ import httpx
 
 from shared import disk, keys, pipeline
 from shared.assets import avatar_path
+from shared.channels import with_call_channel
 from shared.errors import PermanentError
 from shared.ffmpeg import IMAGE, VIDEO, FFmpegError, FFmpegKilled, file_url, probe_duration, probe_rendered, probe_video, sniff
 from shared.ffmpeg import InvalidMedia as MediaError
@@ -49,7 +50,7 @@ from shared.settings import Settings
 from shared.storage import ObjectNotFound, Storage
 from shared.transcript import Turn
 
-from . import transcripts
+from . import chunks, transcripts
 from .captions import caption_files, laid_out, line_width
 from .graph import AUDIO_RATE, build_command
 from .labels import fit_labels
@@ -60,7 +61,7 @@ from .mix import plan as plan_mix
 from .poster import add_poster
 from .runner import run_ffmpeg
 
-__all__ = ["Outcome", "compose_call", "space_needed", "render_spec", "render_layout", "side_video_urls"]
+__all__ = ["Outcome", "compose_call", "chunk_spec", "space_needed", "render_spec", "render_layout", "side_video_urls"]
 
 log = logging.getLogger("callreel.compositor")
 
@@ -88,6 +89,7 @@ class _Fallback(Exception):
 
 def compose_call(call: Call, settings: Settings, storage: Storage) -> Outcome:
     """Render ``call`` into ``videos/{callId}.mp4``; the temp folder goes in every outcome."""
+    settings = with_call_channel(call, settings)  # a submitted call's own agent channel
     disk.ensure_free(settings.tmp_dir, space_needed(call, storage))
     with pipeline.temp_folder(Stage.COMPOSITOR, call.id, settings.tmp_dir) as workdir:
         return _compose(call, settings, storage, workdir)
@@ -101,7 +103,7 @@ SPACE_OVERHEAD = 20 * 1024 * 1024
 
 def space_needed(call: Call, storage: Storage) -> int:
     """About the bytes a compose of ``call`` writes under TMP_DIR, from its inputs' sizes in the store."""
-    inputs = [keys.recording_key(call.id), *(keys.side_audio_key(call.id, side) for side in ("caller", "callee"))]
+    inputs = [keys.recording_key(call.id, call.recording_format), *(keys.side_audio_key(call.id, side) for side in ("caller", "callee"))]
     inputs += [s.video_key for s in Segment.select().where(Segment.call_id == call.id) if s.video_key]
     total = 0
     for key in inputs:
@@ -119,13 +121,25 @@ def _unless_no_space(exc: BaseException, workdir: Path) -> None:
         raise failure from exc
 
 
-def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) -> Outcome:
-    extra = {"call_id": call.id, "stage": "compositor"}
+@dataclass
+class _Inputs:
+    """What a render of the call is made of, fetched into the workdir."""
+
+    recording: Path
+    duration: float
+    look: Presentation
+    sides: dict[str, SideSpec]
+    captions: transcripts.CallCaptions
+    reasons: list[str] = field(default_factory=list)
+    used: dict[str, list[str]] = field(default_factory=dict)  # side -> the segment video keys its panel shows
+
+
+def _inputs(call: Call, settings: Settings, storage: Storage, workdir: Path) -> _Inputs:
     recording = workdir / "recording.mp3"
     try:
-        storage.download_file(keys.recording_key(call.id), recording)
+        storage.download_file(keys.recording_key(call.id, call.recording_format), recording)
     except ObjectNotFound:
-        raise PermanentError(f"the recording {keys.recording_key(call.id)} is missing") from None
+        raise PermanentError(f"the recording {keys.recording_key(call.id, call.recording_format)} is missing") from None
     try:
         duration = call.audio_duration or probe_duration(recording, settings)
     except MediaError as exc:
@@ -133,21 +147,45 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
         raise PermanentError(f"the recording cannot be read: {exc}") from None
 
     reasons: list[str] = []
-    used: dict[str, list[str]] = {}  # side -> the segment video keys its panel shows
+    used: dict[str, list[str]] = {}
     look = presentation_for(call, settings)
     sides = {
         side: _side_spec(call, side, look, settings, storage, workdir, recording, duration, reasons, used) for side in ("caller", "callee")
     }
-    output = workdir / "final.mp4"
     captions = transcripts.load(call, settings, storage, workdir, duration)
+    return _Inputs(recording, duration, look, sides, captions, reasons, used)
+
+
+def _spec(inputs: _Inputs, settings: Settings, workdir: Path, extra: dict[str, str]) -> RenderSpec:
+    """The render of these inputs (the mix's loudness measured: an FFmpeg run, whose failure is a stitching failure)."""
+    framing = replace(settings, video_layout=inputs.look.video_layout)  # the call's own layout, if it has one
+    sides = inputs.sides
+    spec = render_spec(framing, inputs.recording, inputs.duration, sides["caller"], sides["callee"], workdir, font=resolve_font(settings))
+    spec = fit_labels(spec, settings)
+    return _with_captions(spec, inputs.captions, extra)
+
+
+def chunk_spec(call: Call, settings: Settings, storage: Storage, workdir: Path) -> tuple[RenderSpec, list[str]]:
+    """The render a replica renders one chunk of (no sound: the coordinator renders it), and the segment videos it shows."""
+    inputs = _inputs(call, settings, storage, workdir)
+    spec = _spec(inputs, replace(settings, audio_mix="recording"), workdir, {"call_id": call.id, "stage": "compositor"})
+    return spec, [key for side in ("caller", "callee") for key in inputs.used.get(side, [])]
+
+
+def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) -> Outcome:
+    extra = {"call_id": call.id, "stage": "compositor"}
+    inputs = _inputs(call, settings, storage, workdir)
+    duration, sides, captions, reasons, used = inputs.duration, inputs.sides, inputs.captions, inputs.reasons, inputs.used
+    output = workdir / "final.mp4"
+    chunked = False
     try:
         # In the try: the mix's loudness measurement is an FFmpeg run too, and its failure a stitching failure.
-        framing = replace(settings, video_layout=look.video_layout)  # the call's own layout, if it has one
-        spec = render_spec(framing, recording, duration, sides["caller"], sides["callee"], workdir, font=resolve_font(settings))
-        spec = fit_labels(spec, settings)
-        spec = _with_captions(spec, captions, extra)
+        rendered = _render_chunked(call.id, inputs, output, settings, storage, workdir, extra)
+        chunked = rendered is not None
+        spec = rendered or _spec(inputs, settings, workdir, extra)
         try:
-            _render(spec, output, duration, settings, extra)
+            if not chunked:
+                _render(spec, output, duration, settings, extra)
         except FFmpegKilled:
             raise
         except (FFmpegError, MediaError) as exc:
@@ -171,6 +209,8 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
     poster_url = add_poster(call, settings, storage, workdir, output, avatars, resolve_font(settings), duration)  # never raises
     key = keys.video_key(call.id)
     storage.upload_file(output, key, content_type="video/mp4")
+    if chunked:
+        chunks.forget(call.id, storage)
     if spec.captions is not None:
         transcripts.publish(call.id, captions, storage, workdir)
     return Outcome(
@@ -198,6 +238,35 @@ def _with_captions(spec: RenderSpec, captions: transcripts.CallCaptions, extra: 
         captions.fail(f"the captions could not be prepared: {exc}", extra)
         return spec
     return replace(spec, captions=files)
+
+
+def _render_chunked(
+    call_id: str, inputs: _Inputs, output: Path, settings: Settings, storage: Storage, workdir: Path, extra: dict[str, str]
+) -> RenderSpec | None:
+    """Render a long call in chunks across the replicas (:mod:`.chunks`): its spec; None: render it in one pass instead.
+
+    The chunks are offered to the other replicas before the sound's loudness is
+    measured (a pass over the whole call, which no chunk needs), so they start
+    at once.
+    """
+    if not chunks.chunked(inputs.duration, settings):
+        return None
+    try:
+        silent = _spec(inputs, replace(settings, audio_mix="recording"), workdir, extra)
+        boundaries = [t for side in (silent.caller, silent.callee) for clip in side.clips for t in (clip.start, clip.end)]
+        video_keys = [key for side in ("caller", "callee") for key in inputs.used.get(side, [])]
+        plan, windows = chunks.dispatch(call_id, silent, video_keys, boundaries, settings, extra)
+        spec = replace(silent, mix=plan_mix(settings, inputs.recording, AUDIO_RATE))
+        chunks.coordinate(call_id, spec, plan, windows, output, settings, storage, extra)
+        _check_output(output, spec.duration, settings)
+    except FFmpegKilled:
+        raise
+    except (chunks.ChunkedFailed, FFmpegError, MediaError) as exc:
+        _unless_no_space(exc, workdir)
+        log.warning("chunked render failed, rendering in one pass: %s", exc, extra=extra)
+        chunks.forget(call_id, storage)
+        return None
+    return spec
 
 
 def _render(spec: RenderSpec, output: Path, duration: float, settings: Settings, extra: dict[str, str]) -> None:

@@ -29,12 +29,16 @@ from shared.ffmpeg import RECORDING, file_url, graph_file_option, input_options,
 
 from . import labels, mix
 from .captions import burn, track_output_options
-from .layout import RenderSpec, SideSpec, enable_expr, speaking, timeline
+from .layout import Piece, RenderSpec, SideSpec, enable_expr, speaking, timeline
 from .layouts import BACKGROUND, CROP, Layout, Rect
 from .panel import fitted_clip, hold, local_panel, still
 
-__all__ = ["build_command", "side_stream", "HIGHLIGHT_COLOUR", "AUDIO_BITRATE", "AUDIO_RATE"]
+__all__ = [
+    "build_command", "build_chunk_command", "build_audio_command", "windowed", "Window", "side_stream",
+    "HIGHLIGHT_COLOUR", "AUDIO_BITRATE", "AUDIO_RATE",
+]
 
+Window = tuple[int, int]  # frames [first, last) of the call
 HIGHLIGHT_COLOUR = "0x22c55e"
 AUDIO_BITRATE = "96k"
 AUDIO_RATE = 48000
@@ -49,25 +53,41 @@ FILTER_THREADS = 1
 INLINE_GRAPH_LIMIT = 60_000
 
 
-def _track(side: SideSpec, spec: RenderSpec, one_thread: bool):
-    """The side's generated clips at their start times, the idle avatar in between."""
-    pieces = timeline([(c.start, c.end) for c in side.clips], spec.duration, spec.fps)
-    idle_count = sum(1 for p in pieces if p.clip is None)
+def windowed(pieces: list[Piece], window: Window | None) -> list[tuple[Piece, int]]:
+    """The pieces (each with the frames it skips) that show frames ``[first, last)`` of the call: all of them without a window."""
+    if window is None:
+        return [(piece, 0) for piece in pieces]
+    first, last = window
+    kept, cursor = [], 0
+    for piece in pieces:
+        start, end = max(first, cursor), min(last, cursor + piece.frames)
+        if end > start:
+            kept.append((Piece(end - cursor, piece.clip), start - cursor))
+        cursor += piece.frames
+    return kept
+
+
+def _track(side: SideSpec, spec: RenderSpec, one_thread: bool, window: Window | None = None):
+    """The side's generated clips at their start times, the idle avatar in between (only the window's frames of them)."""
+    pieces = windowed(timeline([(c.start, c.end) for c in side.clips], spec.duration, spec.fps), window)
+    idle_count = sum(1 for p, _ in pieces if p.clip is None)
     panel, crop = spec.placement.panel(side.side), spec.placement.fit == CROP
     idle = still(side, panel.w, panel.h, spec.fps, crop=crop) if idle_count else None
     idle_frames = idle.split() if idle is not None and idle_count > 1 else None
     parts, used = [], 0
-    for piece in pieces:
+    for piece, skip in pieces:
         if piece.clip is None:
             frame = idle_frames[used] if idle_frames is not None else idle
             used += 1
-            parts.append(hold(frame, piece.frames, spec.fps))
+            parts.append(hold(frame, piece.frames - skip, spec.fps))
         else:
             clip = side.clips[piece.clip]
-            parts.append(fitted_clip(clip, piece.frames, panel.w, panel.h, spec.fps, one_thread=one_thread, crop=crop))
+            parts.append(fitted_clip(clip, piece.frames, panel.w, panel.h, spec.fps, one_thread=one_thread, crop=crop, skip=skip))
     track = parts[0] if len(parts) == 1 else ffmpeg.concat(*parts, n=len(parts), v=1, a=0)
-    # concat's timestamps follow each input's own; renumber so the panel runs at exactly fps.
-    return track.filter("setpts", f"N/({spec.fps}*TB)")
+    # concat's timestamps follow each input's own; renumber so the panel runs at exactly fps,
+    # on the call's clock (a chunk's first frame at its time in the call: highlights and captions are timed by it).
+    first = window[0] if window else 0
+    return track.filter("setpts", f"(N+{first})/({spec.fps}*TB)" if first else f"N/({spec.fps}*TB)")
 
 
 def _label(stream, side: SideSpec, spec: RenderSpec):
@@ -108,32 +128,33 @@ def _highlight(stream, side: SideSpec, spec: RenderSpec):
     return stream
 
 
-def side_stream(side: SideSpec, spec: RenderSpec, *, one_thread_decoders: bool = False):
-    """One finished panel: its picture, label and speaking border."""
+def side_stream(side: SideSpec, spec: RenderSpec, *, one_thread_decoders: bool = False, window: Window | None = None):
+    """One finished panel: its picture, label and speaking border (frames ``window`` of the call only, when given)."""
     if side.is_local:
         panel = spec.placement.panel(side.side)
-        stream = local_panel(side, spec.frames, panel.w, panel.h, spec.fps, crop=spec.placement.fit == CROP)
+        first, last = window or (0, spec.frames)
+        skip = first if window is not None else None
+        stream = local_panel(side, last - first, panel.w, panel.h, spec.fps, crop=spec.placement.fit == CROP, skip=skip)
+        if first:
+            stream = stream.filter("setpts", f"PTS+{first}/({spec.fps}*TB)")
     else:
-        stream = _track(side, spec, one_thread_decoders)
+        stream = _track(side, spec, one_thread_decoders, window)
     return _highlight(_label(stream, side, spec), side, spec)
 
 
-def _output_options(spec: RenderSpec) -> dict[str, object]:
-    options: dict[str, object] = {
-        "c:v": "libx264",
-        "preset": spec.preset,
-        "crf": spec.crf,
-        "pix_fmt": "yuv420p",
-        "r": spec.fps,
-        "c:a": "aac",
-        "b:a": AUDIO_BITRATE,
-        "ar": AUDIO_RATE,
-        "ac": 2,
-        "movflags": "+faststart",
-    }
+def _video_options(spec: RenderSpec) -> dict[str, object]:
+    """The encoder's settings: the same for a whole render and for every chunk, so chunks join without re-encoding."""
+    options: dict[str, object] = {"c:v": "libx264", "preset": spec.preset, "crf": spec.crf, "pix_fmt": "yuv420p", "r": spec.fps}
     if spec.x264_params:
         options["x264-params"] = spec.x264_params
     return options
+
+
+AUDIO_OPTIONS: dict[str, object] = {"c:a": "aac", "b:a": AUDIO_BITRATE, "ar": AUDIO_RATE, "ac": 2}
+
+
+def _output_options(spec: RenderSpec) -> dict[str, object]:
+    return {**_video_options(spec), **AUDIO_OPTIONS, "movflags": "+faststart"}
 
 
 def _check_distinct_inputs(spec: RenderSpec) -> None:
@@ -186,16 +207,50 @@ def build_command(spec: RenderSpec, output: Path, *, binary: str = "ffmpeg") -> 
     return _graph_to_file_if_long(args, spec.workdir)
 
 
+def build_chunk_command(spec: RenderSpec, window: Window, output: Path, *, binary: str = "ffmpeg") -> list[str]:
+    """Frames ``window`` of the call's video, without sound, into ``output``: one chunk of a chunked render.
+
+    The graph is the whole render's, fed only the pieces of each side that
+    fall in the window and timed on the call's clock, so the highlight and the
+    burned captions show in a chunk exactly what they show in a whole render;
+    the chunk's own timestamps start at zero for the join. x264 opens every
+    chunk with an IDR frame and its GOPs are closed (its default), so chunks
+    concatenate without re-encoding.
+    """
+    _check_distinct_inputs(spec)
+    sides = [side_stream(side, spec, one_thread_decoders=threaded_cli(binary), window=window) for side in (spec.caller, spec.callee)]
+    video = _arrange(sides, spec.placement)
+    if spec.captions is not None and spec.captions.burn is not None:
+        video = burn(video, spec.captions.burn, spec.font)
+    video = video.filter("setpts", "PTS-STARTPTS")
+    args = (
+        ffmpeg.output(video, str(output), an=None, f="mp4", **_video_options(spec))
+        .global_args("-filter_complex_threads", str(FILTER_THREADS))
+        .overwrite_output()
+        .compile(cmd=binary)
+    )
+    return _graph_to_file_if_long(args, spec.workdir, name=f"graph-{window[0]}.txt")
+
+
+def build_audio_command(spec: RenderSpec, output: Path, *, binary: str = "ffmpeg") -> list[str]:
+    """The whole call's sound track, in one pass, into ``output`` (an .m4a): a chunked render's audio.
+
+    One pass over the whole call, so the sound is sample-continuous across the
+    chunks' joins and the loudness gain is the one the two-pass mix measured.
+    """
+    return ffmpeg.output(_audio(spec), str(output), vn=None, **AUDIO_OPTIONS).overwrite_output().compile(cmd=binary)
+
+
 def _audio(spec: RenderSpec):
     """The sound track: the recording's channels as they are, or the centered mix (:mod:`.mix`)."""
     recording = ffmpeg.input(file_url(spec.recording), **input_options(spec.recording, RECORDING)).audio
     return recording if spec.mix is None else mix.apply(recording, spec.mix, AUDIO_RATE)
 
 
-def _graph_to_file_if_long(args: list[str], workdir: Path) -> list[str]:
+def _graph_to_file_if_long(args: list[str], workdir: Path, *, name: str = "graph.txt") -> list[str]:
     index = args.index("-filter_complex")
     if len(args[index + 1]) <= INLINE_GRAPH_LIMIT:
         return args
-    script = workdir / "graph.txt"
+    script = workdir / name
     script.write_text(args[index + 1], encoding="utf-8")
     return [*args[:index], graph_file_option(args[0]), str(script), *args[index + 2 :]]

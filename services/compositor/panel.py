@@ -98,11 +98,14 @@ def hold(frame, frames: int, fps: int):
     return frame.filter("loop", loop=frames - 1, size=1, start=0).filter("setpts", f"N/({fps}*TB)")
 
 
-def fitted_clip(clip: Clip, frames: int, width: int, height: int, fps: int, *, one_thread: bool = False, crop: bool = False):
+def fitted_clip(
+    clip: Clip, frames: int, width: int, height: int, fps: int, *, one_thread: bool = False, crop: bool = False, skip: int = 0
+):
     """``frames`` frames of ``clip`` fitted to the panel: trimmed when long, last frame held when short.
 
     ``crop``: the clip covers the panel and is cut to it around its face
-    (``clip.focus``), instead of fitting inside it with bars.
+    (``clip.focus``), instead of fitting inside it with bars. ``skip``: the
+    first frames of those are left out (a chunk that starts inside the clip).
     """
     sizing = cover if crop else fit
     fit_w, fit_h = sizing(clip.info.width, clip.info.height, width, height)
@@ -120,11 +123,16 @@ def fitted_clip(clip: Clip, frames: int, width: int, height: int, fps: int, *, o
         stream = stream.filter("crop", width, height, x, y)
     elif not crop:
         stream = _pad(stream, fit_w, fit_h, width, height)
-    return stream.filter("tpad", stop_mode="clone", stop_duration=round(frames / fps + 1, 3)).filter("trim", end_frame=frames)
+    stream = stream.filter("tpad", stop_mode="clone", stop_duration=round(frames / fps + 1, 3))
+    if skip:
+        return stream.filter("trim", start_frame=skip, end_frame=frames).filter("setpts", "PTS-STARTPTS")
+    return stream.filter("trim", end_frame=frames)
 
 
-def local_panel(side: SideSpec, frames: int, width: int, height: int, fps: int, *, crop: bool = False):
-    """The side's still with a live waveform of its audio, ``frames`` frames long."""
+def local_panel(
+    side: SideSpec, frames: int, width: int, height: int, fps: int, *, crop: bool = False, skip: int | None = None
+):
+    """The side's still with a live waveform of its audio, ``frames`` frames long (from frame ``skip`` of the call's: a chunk)."""
     background = hold(still(side, width, height, fps, crop=crop), frames, fps)
     if side.audio is None:
         return background
@@ -135,6 +143,9 @@ def local_panel(side: SideSpec, frames: int, width: int, height: int, fps: int, 
         audio = audio.filter("pan", f"mono|c0<c{side.audio_channel}")
     else:
         audio = audio.filter("aformat", channel_layouts="mono")
+    if skip is not None:
+        # A chunk's waveform is the call's over the chunk's frames: whole frames of audio, so chunks join seamlessly.
+        audio = audio.filter("atrim", start=f"{skip / fps:.6f}", end=f"{(skip + frames) / fps:.6f}").filter("asetpts", "PTS-STARTPTS")
     band_h = max(16, height // 5 // 2 * 2)
     # showwaves makes exactly `fps` frames a second only when the sample rate is
     # a multiple of width × fps; phone audio (8 kHz) is not, so resample first.

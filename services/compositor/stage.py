@@ -15,17 +15,22 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from shared import progress, skeleton
+from shared import pipeline, progress, skeleton
+from shared.compose_chunks import ChunkState, ComposeChunk
 from shared.contracts import COMPOSE, send
+from shared.errors import PermanentError
+from shared.ffmpeg import FFmpegError, FFmpegKilled
 from shared.locks import exclusive
+from shared.logs import log_context
 from shared.models import Call, Segment, SegmentState, Stage, VideoStatus, utcnow
 from shared.settings import get_settings
 from shared.storage import get_storage
 
+from . import chunks
 from .callback import send_status
-from .composer import Outcome, compose_call
+from .composer import Outcome, chunk_spec, compose_call
 
-__all__ = ["compose", "give_up", "BUSY_RECHECK_MS"]
+__all__ = ["compose", "compose_chunk", "give_up", "BUSY_RECHECK_MS"]
 
 log = logging.getLogger("callreel.compositor")
 
@@ -50,6 +55,41 @@ def compose(call_id: str, rerender: bool = False) -> None:
         if rerender:
             _reopen(call_id)
         skeleton.run(Stage.COMPOSITOR, call_id, _render, after_finish=_announce)
+
+
+def compose_chunk(call_id: str, index: int, plan: str) -> None:
+    """Render one chunk of a long call for its coordinator (:mod:`.chunks`), if nobody has: any replica may.
+
+    A chunk already claimed or done, of another plan, or of a call no longer
+    being composed, is skipped: a redelivered message renders nothing twice.
+    """
+    skeleton.check_call_id(call_id)
+    if not isinstance(index, int) or isinstance(index, bool) or not isinstance(plan, str) or not plan.isalnum():
+        raise PermanentError(f"invalid chunk {index!r} of plan {plan!r}")
+    row = ComposeChunk.get_or_none((ComposeChunk.call_id == call_id) & (ComposeChunk.index == index))
+    call = Call.get_or_none(Call.id == call_id)
+    if row is None or row.plan != plan or row.state != ChunkState.PENDING or call is None or call.stage != Stage.COMPOSITOR:
+        return
+    settings, storage = get_settings(), get_storage()
+    if not chunks.claim(row, settings):
+        return
+    with log_context(call_id=call_id, stage=Stage.COMPOSITOR), pipeline.temp_folder(Stage.COMPOSITOR, call_id, settings.tmp_dir) as workdir:
+        extra = {"call_id": call_id, "stage": Stage.COMPOSITOR}
+        try:
+            spec, video_keys = chunk_spec(call, settings, storage, workdir)
+            if chunks.plan_digest(spec, settings, video_keys) != plan:
+                log.info("chunk %d: this replica's render differs from the plan; left to the coordinator", index, extra=extra)
+                chunks.release(row)
+                return
+        except BaseException:
+            chunks.release(row)  # the coordinator meets the same trouble and handles it as a whole render would
+            raise
+        try:
+            chunks.render_claimed(row, spec, settings, storage, extra)
+        except FFmpegKilled:
+            raise  # given back (chunks.render_claimed): the message is retried, or another replica takes the chunk
+        except FFmpegError as exc:
+            log.warning("chunk %d failed: %s", index, exc, extra=extra)
 
 
 def _reopen(call_id: str) -> None:

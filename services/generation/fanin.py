@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from shared import pipeline, progress
+from shared import events, pipeline, progress
 from shared.db import database
 from shared.models import Call, Segment, SegmentState, SideState, Stage, TranscriptStatus, VideoStatus, utcnow
 from shared.storage import get_storage
@@ -84,6 +84,20 @@ def fan_in(call_id: str) -> bool:
         if won:
             pipeline.start(following, call_id)
     if won:
+        events.record(call_id, events.Kind.STAGE_FINISHED, stage=Stage.GENERATION)
+        _final_cost(call_id)
         progress.advance(call_id, Stage.GENERATION, following)
         log.info("both sides ended: compose enqueued", extra={"call_id": call_id, "stage": Stage.GENERATION})
     return bool(won)
+
+
+def _final_cost(call_id: str) -> None:
+    """The call's fal.ai cost, now that every job has ended (services/generation/costs.py)."""
+    from shared.fal_models import model_for
+    from shared.settings import get_settings
+
+    from .costs import finalize
+
+    settings = get_settings()
+    if settings.uses_fal:
+        finalize(call_id, model_for(settings.fal_model))

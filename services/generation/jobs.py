@@ -27,16 +27,16 @@ from typing import Any, ClassVar
 import httpx
 from peewee import fn
 
-from shared import keys, pipeline
-from shared.contracts import POLL_SEGMENT
+from shared import fal_slots, keys, metrics, pipeline
+from shared.contracts import POLL_SEGMENT, send
 from shared.errors import TransientError
-from shared.fal_models import FalModel, model_for
+from shared.fal_models import FalModel, UnknownModel, job_timeout, model_for, segment_limit
 from shared.models import SIDES, Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 from shared.presentation import presentation_for
 from shared.settings import Settings, get_settings
 from shared.storage import ObjectNotFound, get_storage
 
-from . import lifecycle
+from . import costs, lifecycle
 from .avatars import Avatar, avatar_for
 from .cache import audio_digest, cache_key, copy_video, find_cached
 from .fal import FalError, JobStatus, fal_queue
@@ -60,8 +60,17 @@ def url_expiry(settings: Settings) -> int:
 
     (Or PRESIGNED_URL_EXPIRY, if that is longer; never more than S3 allows.)
     """
-    lifetime = max(settings.fal_job_timeout, settings.stage_deadline) + settings.fal_job_timeout + EXPIRY_MARGIN
+    lifetime = max(settings.fal_job_timeout, settings.stage_deadline) + longest_job_timeout(settings) + EXPIRY_MARGIN
     return min(MAX_PRESIGN, max(settings.presigned_url_expiry, lifetime))
+
+
+def longest_job_timeout(settings: Settings) -> int:
+    """The timeout of the longest segment the audio stage plans (FAL_JOB_TIMEOUT at least)."""
+    try:
+        model = model_for(settings.fal_model)
+    except UnknownModel:
+        return settings.fal_job_timeout
+    return job_timeout(model, segment_limit(model, settings.segment_max_seconds), settings.fal_job_timeout)
 
 
 @dataclass
@@ -97,6 +106,10 @@ class Job(lifecycle.Work):
             return f"queued at fal.ai (queue position {status.position})"
         return f"generating: {status.logs[-1]}" if status.logs else "generating"
 
+    def timeout(self, row: Any) -> int:
+        """The segment's length at the model's compute ratio (with a safety factor), FAL_JOB_TIMEOUT at least."""
+        return job_timeout(self.model, float(row.end) - float(row.start), self.settings.fal_job_timeout)
+
     def keep(self, row: Any, result: Any, expired: bool) -> None:
         keep_video(row, self, result, expired)
 
@@ -127,6 +140,14 @@ def generate(call: Call, side: str) -> None:
         mark_side(call_id, side, SideState.FAILED, error=error)
         fan_in(call_id)
         return
+    over = costs.over_budget(call_id, model_for(settings.fal_model), settings)
+    if over is not None:  # the cost guard: local panels, the call partial with the reason
+        close_and_cancel(Segment, (Segment.call_id == call_id) & (Segment.side == side) & Segment.state.not_in(SegmentState.TERMINAL),
+                         reason=over, endpoint=model_for(settings.fal_model).endpoint)
+        if mark_side(call_id, side, SideState.FAILED, error=over):
+            costs.fell_back(call_id, side)
+        fan_in(call_id)
+        return
     side_state = getattr(Call, f"{side}_state")
     Call.update({side_state: SideState.GENERATING, Call.updated_at: utcnow()}).where(
         (Call.id == call_id) & (side_state == SideState.PENDING)
@@ -155,6 +176,8 @@ def submit(segment: Segment, job: Job) -> None:
     if not segment.audio_key:
         fail_segment(segment, "the segment has no audio")
         return
+    if not take_slot(segment, job):
+        return  # it waits its turn for one of FAL_MAX_CONCURRENT_JOBS; its poll comes back
     try:
         sha = audio_digest(job.storage, segment.audio_key, job.tmp)
     except ObjectNotFound:
@@ -168,6 +191,7 @@ def submit(segment: Segment, job: Job) -> None:
         return
     key = cache_key(sha, job.model, avatar, job.settings.fal_prompt, seconds)
     if reuse(segment, key, job):
+        hand_on(segment)
         return
     claimed = lifecycle.claim(segment, {Segment.cache_key: key})
     if not claimed:  # another delivery got here first
@@ -178,12 +202,44 @@ def submit(segment: Segment, job: Job) -> None:
         fail_segment(segment, str(exc))
         return
     arguments = job.model.build_input(avatar.url, audio_url, job.settings.fal_prompt, seconds)
-    request_id = lifecycle.send_job(segment, job, arguments)  # transient trouble raises FalError
+    try:
+        request_id = lifecycle.send_job(segment, job, arguments)  # transient trouble raises FalError
+    except FalError as exc:
+        hand_on(segment)
+        if exc.status_code == 429:  # fal asks us to slow down: the segment waits its turn again, the call never fails for it
+            metrics.fal_rate_limited()
+            lifecycle.note(segment, f"fal.ai is rate limiting (429), submitting again later: {exc}")
+            send(POLL_SEGMENT, delay_ms=int(max(job.settings.fal_poll_interval * 2, 5.0) * 1000), segment_id=segment.id)
+            return
+        raise
     if request_id is None:
         return
     record_submission(segment, request_id)
     log.info("submitted %.1f-%.1fs to %s as %s", segment.start, segment.end, job.model.endpoint, request_id, extra=ctx)
     job.schedule_poll(segment)
+
+
+def take_slot(segment: Segment, job: Job) -> bool:
+    """Hold one of the FAL_MAX_CONCURRENT_JOBS slots for the segment's next attempt, or wait for it (fair order)."""
+    settings = job.settings
+    fal_slots.release_older(segment)  # a retried segment's earlier attempt
+    if fal_slots.acquire(segment, settings.fal_max_concurrent_jobs, settings.fal_poll_interval) is not None:
+        return True
+    text = f"waiting for a fal.ai slot ({settings.fal_max_concurrent_jobs} jobs at once, FAL_MAX_CONCURRENT_JOBS)"
+    if segment.progress != text:
+        lifecycle.note(segment, text)
+    job.schedule_poll(segment)
+    return False
+
+
+def hand_on(segment: Any) -> None:
+    """Free the segment's slot and wake the waiter whose turn it is (its own poll would come anyway, later)."""
+    settings = get_settings()
+    if settings.fal_max_concurrent_jobs <= 0 or not fal_slots.release(segment.id):
+        return
+    alive = utcnow() - fal_slots.lease_delta(settings.fal_poll_interval)
+    for waiting in fal_slots.waiting_order(alive, limit=1):
+        send(POLL_SEGMENT, segment_id=waiting)
 
 
 def reuse(segment: Segment, key: str, job: Job) -> bool:
@@ -253,6 +309,8 @@ def poll_segment(segment_id: int) -> None:
     if not claim_poll(segment, settings):
         return  # a duplicate poll of the same job (a redelivered message): the other one carries on
     segment = Segment.get_by_id(segment_id)
+    if segment.state == SegmentState.SUBMITTED and settings.fal_max_concurrent_jobs > 0:
+        fal_slots.renew(segment, settings.fal_poll_interval)
     with pipeline.temp_folder(Stage.GENERATION, segment.call_id, settings.tmp_dir) as tmp:
         job = Job.for_side(segment.side, settings, tmp)
         lifecycle.look(segment, job)
@@ -283,11 +341,13 @@ def keep_video(segment: Segment, job: Job, result: Any, expired: bool) -> None:
         return
     if complete(segment, {Segment.video_key: key}, f"completed: {size} bytes stored"):
         log.info("video stored as %s (%d bytes)", key, size, extra=job.context(segment))
+        hand_on(segment)
         settle_side(segment.call_id, segment.side)
 
 
 def fail_segment(segment: Segment, reason: str) -> None:
     failed = close(Segment, segment.id, reason)
+    hand_on(segment)
     if failed:
         log.warning("segment failed: %s", reason, extra=_context(segment))
         # One failed segment and the compositor shows the whole side as a local panel: its other
@@ -328,6 +388,8 @@ def close_and_cancel(model: Any, where: Any, *, reason: str, endpoint: str) -> l
     settings, cancelled = get_settings(), []
     for row in model.select().where(where).order_by(model.side, model.index):
         closed = close(model, row.id, reason, progress="cancelled")
+        if model is Segment:
+            hand_on(row)
         request_id = model.get_by_id(row.id).fal_request_id  # read after closing: a submit may just have recorded it
         # A pending row's id is its last attempt's, already ended; a new id is a submit that just landed.
         live = row.state == SegmentState.SUBMITTED or request_id != row.fal_request_id

@@ -9,8 +9,9 @@ columns) goes::
 
 The rules are written once here so both kinds meet fal's answers alike: one
 status check per poll message, the same timeouts (``FAL_JOB_TIMEOUT`` once
-running, the queue bounded by ``STAGE_DEADLINE``), the same reading of fal's
-errors and the same retries. What differs (the model and its arguments, what
+running, scaled up to an avatar segment's length by :meth:`Work.timeout`;
+the queue bounded by ``STAGE_DEADLINE``), the same reading of fal's errors
+and the same retries. What differs (the model and its arguments, what
 a result becomes, what a failure ends) is a :class:`Work` subclass's.
 Every step is a conditional UPDATE on the row's state, so a redelivered
 message finds the work done and moves on.
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, NamedTuple
 
+from shared import events, metrics
 from shared.contracts import Contract, send
 from shared.errors import PermanentError
 from shared.models import SegmentState, Stage, utcnow
@@ -71,6 +73,10 @@ class Work:
         """What the row shows while fal queues or runs the job."""
         raise NotImplementedError
 
+    def timeout(self, row: Any) -> int:
+        """Seconds the row's job may run at fal before it is cancelled (FAL_JOB_TIMEOUT unless the kind scales it)."""
+        return self.settings.fal_job_timeout
+
     def keep(self, row: Any, result: Any, expired: bool) -> None:
         """Make the row's product from fal's result (:func:`complete`, or a failed attempt)."""
         raise NotImplementedError
@@ -115,7 +121,7 @@ def send_job(row: Any, work: Work, arguments: dict) -> str | None:
     """
     rows = type(row)
     try:
-        return work.fal.submit(arguments)
+        request_id = work.fal.submit(arguments)
     except FalError as exc:
         if not exc.transient:
             work.fail(row, f"fal.ai refused the {work.kind.job_name} (not retried): {exc}")
@@ -130,6 +136,13 @@ def send_job(row: Any, work: Work, arguments: dict) -> str | None:
         ).where((rows.id == row.id) & (rows.state == SegmentState.SUBMITTED) & rows.fal_request_id.is_null()).execute()
         log.warning("%s submit deferred: %s", work.kind.job_name, exc, extra=work.context(row))
         raise
+    _record(row, work, events.Kind.FAL_SUBMITTED, request_id=request_id, attempt=row.attempts + 1)
+    return request_id
+
+
+def _record(row: Any, work: Work, kind: str, **detail: Any) -> None:
+    """One fal job's step in its call's history (shared/events.py)."""
+    events.record(row.call_id, kind, stage=Stage.GENERATION, job=work.kind.job_name, side=row.side, row=row.id, **detail)
 
 
 # -- polling --------------------------------------------------------------------------------------
@@ -181,9 +194,10 @@ def follow(row: Any, work: Work) -> None:
     rows, settings, request_id, now = type(row), work.settings, row.fal_request_id, utcnow()
     waited = (now - row.submitted_at).total_seconds() if row.submitted_at else float("inf")
     queue_limit = max(settings.fal_job_timeout, settings.stage_deadline)
+    timeout = work.timeout(row)
     if row.started_at is not None:
-        expired = (now - row.started_at).total_seconds() > settings.fal_job_timeout
-        why = f"no {work.kind.product} after {settings.fal_job_timeout}s of generation"
+        expired = (now - row.started_at).total_seconds() > timeout
+        why = f"no {work.kind.product} after {timeout}s of generation"
     else:
         expired = waited > queue_limit
         why = f"not started by fal.ai within {queue_limit}s"
@@ -269,11 +283,34 @@ def complete(row: Any, updates: dict, progress: str) -> bool:
     """Store a collected job's product in its row, unless the row moved on meanwhile (closed, or a newer attempt)."""
     rows, now = type(row), utcnow()
     ended = {rows.state: SegmentState.COMPLETED, rows.error: None, rows.progress: progress, rows.finished_at: now, rows.updated_at: now}
-    return bool(
+    done = bool(
         rows.update({**updates, **ended})
         .where((rows.id == row.id) & (rows.state == SegmentState.SUBMITTED) & (rows.fal_request_id == row.fal_request_id))
         .execute()
     )
+    if done:
+        events.record(
+            row.call_id, events.Kind.FAL_COMPLETED, stage=Stage.GENERATION, side=row.side, row=row.id, request_id=row.fal_request_id
+        )
+        video = (row.end - row.start) if _job_kind(rows) == "avatar" else None
+        metrics.fal_job_ended(_job_kind(rows), "completed", video, _list_price(video) if video else None)
+    return done
+
+
+def _list_price(video_seconds: float) -> float | None:
+    """What fal bills for a job that made ``video_seconds`` of video, at the configured model's list price."""
+    from shared.fal_models import UnknownModel, billed_dollars, model_for
+    from shared.settings import get_settings
+
+    try:
+        return billed_dollars(model_for(get_settings().fal_model), video_seconds)
+    except UnknownModel:
+        return None
+
+
+def _job_kind(rows: Any) -> str:
+    """The metrics' name of a kind of job: ``avatar`` (a Segment row) or ``speech``."""
+    return "avatar" if rows.__name__ == "Segment" else "speech"
 
 
 def cancel(row: Any, work: Work) -> None:
@@ -283,6 +320,7 @@ def cancel(row: Any, work: Work) -> None:
     try:
         work.fal.cancel(row.fal_request_id)
         log.info("cancelled fal.ai job %s", row.fal_request_id, extra=work.context(row))
+        _record(row, work, events.Kind.FAL_CANCELLED, request_id=row.fal_request_id)
     except FalError as exc:
         log.warning("could not cancel fal.ai job %s: %s", row.fal_request_id, exc, extra=work.context(row))
 
@@ -308,6 +346,7 @@ def retry_or_fail(row: Any, work: Work, reason: str, *, retryable: bool = True) 
     )
     if reopened:
         tries = settings.fal_max_retries + 1
+        _record(row, work, events.Kind.FAL_FAILED, request_id=row.fal_request_id, attempt=row.attempts, error=reason, retried=True)
         log.warning("%s attempt %d of %d failed: %s", work.kind.job_name, row.attempts, tries, reason, extra=work.context(row))
         work.submit(rows.get_by_id(row.id))
 
@@ -317,8 +356,18 @@ def close(rows: Any, row_id: int, reason: str, *, progress: str = "failed") -> b
     now = utcnow()
     ended = {rows.state: SegmentState.FAILED, rows.error: reason[:4000], rows.progress: progress}
     ended |= {rows.finished_at: now, rows.updated_at: now}
-    return bool(
+    closed = bool(
         rows.update(ended)
         .where((rows.id == row_id) & rows.state.not_in(SegmentState.TERMINAL))
         .execute()
     )
+    if closed:
+        metrics.fal_job_ended(_job_kind(rows), "failed")
+        row = rows.get_or_none(rows.id == row_id)
+        if row is not None:
+            kind = events.Kind.FAL_CANCELLED if progress == "cancelled" else events.Kind.FAL_FAILED
+            events.record(
+                row.call_id, kind, stage=Stage.GENERATION, side=row.side, row=row_id,
+                request_id=row.fal_request_id, attempt=row.attempts, error=reason,
+            )
+    return closed

@@ -8,6 +8,8 @@ Routes:
 
 - ``POST /twilio/recording-status`` — Twilio's recording status callback (webhook.py)
 - ``GET /healthz`` — database and broker reachable (health.py)
+- ``POST /webhooks/{vapi,retell,elevenlabs}`` — the voice-agent platforms'
+  end-of-call webhooks, each checked with its platform's signature (platforms/)
 - the operator console (``web/``): ``GET /calls``, ``GET /calls/{callId}``,
   ``POST /calls/{callId}/retry``, ``GET /backlog`` — the status API, bearer
   token (web/api.py); ``/ops/…`` — the operator page, a session cookie from the
@@ -15,7 +17,7 @@ Routes:
   store, for the page or the token (web/media.py)
 
 Every route needs a credential unless it is marked public (web/auth.py): here,
-the webhook and the health check; in the console, the login form and its assets.
+the webhooks and the health check; in the console, the login form and its assets.
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ from shared.metrics import RequestMetrics
 from shared.settings import Settings, SettingsError, get_settings
 from shared.storage import get_storage
 
+from . import platforms
 from .health import HealthResource
 from .middleware import DatabaseConnectionMiddleware, NoSniff, database_unavailable
-from .web import Console, public, serialize_error
+from .web import Console, forget_banners, public, serialize_error
 from .webhook import RecordingStatusResource
 
-__all__ = ["create_app", "check_settings", "RECORDING_STATUS_PATH"]
+__all__ = ["create_app", "check_settings", "forget_banners", "RECORDING_STATUS_PATH"]
 
 log = logging.getLogger("callreel.ingest")
 
@@ -81,6 +84,7 @@ def create_app(settings: Settings | None = None) -> falcon.App:
     app.set_error_serializer(serialize_error)
     app.add_route(RECORDING_STATUS_PATH, public(RecordingStatusResource(settings)))  # Twilio's signature instead
     app.add_route("/healthz", public(HealthResource(dramatiq.get_broker)))
+    platforms.add_routes(app, settings, public)  # /webhooks/vapi, /webhooks/retell, /webhooks/elevenlabs: each platform's signature
     console.add_routes(app)
     log.info("ingest app ready", extra={"stage": "ingest"})
     return app

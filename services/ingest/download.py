@@ -63,7 +63,7 @@ log = logging.getLogger("callreel.ingest.download")
 
 CHUNK_BYTES = 64 * 1024
 MAX_REDIRECTS = 5
-CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav"}
+CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "m4a": "audio/mp4"}
 USER_AGENT = "callreel-ingest"
 #: Content types that are certainly not a recording (an error page served with 200).
 NOT_AUDIO = ("text/", "application/json", "application/xml", "application/problem+json")
@@ -86,7 +86,7 @@ def media_url(recording_url: str, fmt: str) -> str:
     return f"{recording_url}.{fmt}"
 
 
-def copy_body(chunks: Iterator[bytes], out: BinaryIO, *, expected: int | None, max_bytes: int) -> int:
+def copy_body(chunks: Iterator[bytes], out: BinaryIO, *, expected: int | None, max_bytes: int, who: str = "Twilio") -> int:
     """Write a streamed body to ``out``, checking its size as it comes; the bytes written.
 
     Raises before writing past ``max_bytes`` or past ``expected`` (the
@@ -98,12 +98,12 @@ def copy_body(chunks: Iterator[bytes], out: BinaryIO, *, expected: int | None, m
         if received > max_bytes:
             raise PermanentError(f"The recording is larger than RECORDING_MAX_BYTES ({max_bytes} bytes); it was not stored.")
         if expected is not None and received > expected:
-            raise TransientError(f"Twilio sent more than the {expected} bytes it announced")
+            raise TransientError(f"{who} sent more than the {expected} bytes it announced")
         out.write(chunk)
     if expected is not None and received != expected:
         raise TransientError(f"the download ended after {received} of {expected} bytes (truncated body)")
     if received == 0:
-        raise PermanentError("Twilio served an empty recording (0 bytes); there is nothing to make a video from.")
+        raise PermanentError(f"{who} served an empty recording (0 bytes); there is nothing to make a video from.")
     return received
 
 
@@ -115,8 +115,10 @@ def is_private_address(address: str) -> bool:
     return not ip.is_global or ip.is_multicast
 
 
-def check_destination(host: str, port: int, *, allowed: frozenset[tuple[str, int]]) -> None:
-    """Refuse a host off the allow-list that resolves to a non-public address."""
+def check_destination(
+    host: str, port: int, *, allowed: frozenset[tuple[str, int]], who: str = "Twilio", setting: str = "TWILIO_RECORDING_HOSTS"
+) -> None:
+    """Refuse a host off the allow-list's exact entries that resolves to a non-public address."""
     host = host.lower().strip("[]")
     if (host, port) in allowed:
         return
@@ -127,30 +129,44 @@ def check_destination(host: str, port: int, *, allowed: frozenset[tuple[str, int
     private = sorted(a for a in addresses if is_private_address(a))
     if private:
         raise PermanentError(
-            f"Refusing to follow Twilio to {host}: it is a private address ({', '.join(private)}) "
-            "and not in TWILIO_RECORDING_HOSTS."
+            f"Refusing to follow {who} to {host}: it is a private address ({', '.join(private)}) "
+            f"and not an exact entry of {setting}."
         )
 
 
-def _destination_check(allowed: frozenset[tuple[str, int]]):
+def _destination_check(allowed: frozenset[tuple[str, int]], who: str, setting: str):
     def check(request: httpx.Request) -> None:
         if request.url.scheme != "https":
-            raise PermanentError(f"Refusing to follow Twilio to a non-https URL ({request.url.scheme}://{request.url.host})")
-        check_destination(request.url.host, request.url.port or 443, allowed=allowed)
+            raise PermanentError(f"Refusing to follow {who} to a non-https URL ({request.url.scheme}://{request.url.host})")
+        check_destination(request.url.host, request.url.port or 443, allowed=allowed, who=who, setting=setting)
 
     return check
 
 
-def _client(auth: tuple[str, str] | None, timeout: float, hosts: Iterable[str] = ()) -> httpx.Client:
+def _client(
+    auth: tuple[str, str] | None,
+    timeout: float,
+    hosts: Iterable[str] = (),
+    *,
+    authorization: str | None = None,
+    who: str = "Twilio",
+    setting: str = "TWILIO_RECORDING_HOSTS",
+) -> httpx.Client:
+    """``auth``: Basic credentials (Twilio's); ``authorization``: a whole header value (a submission's).
+
+    httpx drops either when a redirect leaves the original origin.
+    """
+    headers = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT}  # identity: Content-Length counts the bytes stored
+    if authorization:
+        headers["Authorization"] = authorization
     return httpx.Client(
         auth=auth,
         timeout=httpx.Timeout(timeout),
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,
-        # Identity, so Content-Length counts the bytes that are stored.
-        headers={"Accept-Encoding": "identity", "User-Agent": USER_AGENT},
+        headers=headers,
         # Every request, the first and each redirect's.
-        event_hooks={"request": [_destination_check(parse_hosts(hosts))]},
+        event_hooks={"request": [_destination_check(parse_hosts(hosts), who, setting)]},
     )
 
 
@@ -164,13 +180,18 @@ def _twilio_message(response: httpx.Response) -> str:
     return f": {str(message)[:200]}" if message else ""
 
 
-def check_response(response: httpx.Response) -> None:
+def check_response(response: httpx.Response, who: str = "Twilio") -> None:
     code = response.status_code
     if code == 200:
         return
+    what = f"HTTP {code} {response.reason_phrase}".strip()
+    if who != "Twilio":
+        # A submitted URL: no publication delay to wait out, and no credentials of ours to blame.
+        if code in (408, 429) or code >= 500:
+            raise TransientError(f"{who} answered {what}")
+        raise PermanentError(f"{who} answered {what} for the recording URL.")
     if code == 404:
         raise RecordingNotReady(f"Twilio answered 404 Not Found for {response.request.url.path}")
-    what = f"HTTP {code} {response.reason_phrase}".strip()
     if code in (401, 403):
         raise PermanentError(
             f"Twilio refused the credentials ({what}{_twilio_message(response)}): "
@@ -181,16 +202,16 @@ def check_response(response: httpx.Response) -> None:
     raise PermanentError(f"Twilio answered {what}{_twilio_message(response)} for the recording.")
 
 
-def _content_length(response: httpx.Response) -> int | None:
+def _content_length(response: httpx.Response, who: str = "Twilio") -> int | None:
     raw = response.headers.get("Content-Length")
     if raw is None:
         return None
     try:
         value = int(raw)
     except ValueError:
-        raise TransientError(f"Twilio sent an invalid Content-Length {raw[:40]!r}") from None
+        raise TransientError(f"{who} sent an invalid Content-Length {raw[:40]!r}") from None
     if value < 0:
-        raise TransientError(f"Twilio sent an invalid Content-Length {raw[:40]!r}")
+        raise TransientError(f"{who} sent an invalid Content-Length {raw[:40]!r}")
     return value
 
 
@@ -220,13 +241,29 @@ def fetch_recording(
 
 
 def download_to(
-    url: str, path: Path, *, auth: tuple[str, str], timeout: float, max_bytes: int, hosts: Iterable[str] = ()
+    url: str,
+    path: Path,
+    *,
+    auth: tuple[str, str] | None,
+    timeout: float,
+    max_bytes: int,
+    hosts: Iterable[str] = (),
+    authorization: str | None = None,
+    who: str = "Twilio",
+    setting: str = "TWILIO_RECORDING_HOSTS",
 ) -> int:
-    """Write the recording at ``url`` to ``path``; the bytes written. ``hosts``: TWILIO_RECORDING_HOSTS."""
+    """Write the recording at ``url`` to ``path``; the bytes written.
+
+    ``hosts``: the exact entries of ``setting`` (TWILIO_RECORDING_HOSTS, or RECORDING_URL_HOSTS for a
+    submitted URL, ``who`` naming its server in messages), trusted without the private-address check.
+    """
     try:
-        with _client(auth, timeout, hosts) as client, client.stream("GET", url) as response:
-            check_response(response)
-            expected = _content_length(response)
+        with (
+            _client(auth, timeout, hosts, authorization=authorization, who=who, setting=setting) as client,
+            client.stream("GET", url) as response,
+        ):
+            check_response(response, who)
+            expected = _content_length(response, who)
             if expected is not None and expected > max_bytes:
                 raise PermanentError(
                     f"The recording is {expected} bytes, larger than RECORDING_MAX_BYTES ({max_bytes}); it was not stored."
@@ -235,11 +272,11 @@ def download_to(
                 disk.ensure_free(path.parent, expected)  # refused before a byte is written: TMP_DIR is full
             content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if content_type.startswith(NOT_AUDIO):
-                raise PermanentError(f"Twilio served {content_type} instead of the recording's audio.")
+                raise PermanentError(f"{who} served {content_type} instead of the recording's audio.")
             with path.open("wb") as out:
-                return copy_body(response.iter_raw(CHUNK_BYTES), out, expected=expected, max_bytes=max_bytes)
+                return copy_body(response.iter_raw(CHUNK_BYTES), out, expected=expected, max_bytes=max_bytes, who=who)
     except httpx.TooManyRedirects as exc:
-        raise PermanentError(f"Twilio redirected too many times ({describe(exc)}).") from None
+        raise PermanentError(f"{who} redirected too many times ({describe(exc)}).") from None
     except (httpx.TransportError, httpx.StreamError) as exc:
         raise TransientError(describe(exc)) from exc
 

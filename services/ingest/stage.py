@@ -1,4 +1,10 @@
-"""The ingest stage: a call's Twilio recording fetched into the object store, then handed to the audio stage.
+"""The ingest stage: a call's recording fetched into the object store, then handed to the audio stage.
+
+A Twilio call's recording comes from Twilio with the account's credentials,
+stored as ``recordings/{callId}.mp3``; a submitted call's (``POST /calls``, a
+platform's webhook: services/ingest/submission.py) from the URL it was
+submitted with, under RECORDING_URL_HOSTS' rules and with its own sealed
+credential, stored under its real format's extension (``submitted.py``).
 
 ``download_recording`` is the entry the actor calls: one attempt in the
 pipeline's skeleton (``shared.skeleton.run``), and the retry policy around it.
@@ -35,11 +41,11 @@ from dramatiq.middleware import CurrentMessage
 
 from shared import keys, progress, skeleton
 from shared.errors import EnvironmentFailure, PermanentError
-from shared.models import Call, Stage, utcnow
+from shared.models import Call, Source, Stage, utcnow
 from shared.settings import Settings, SettingsError, get_settings
 from shared.storage import Storage, get_storage
 
-from . import download
+from . import download, submitted
 from .validation import check_recording_url
 
 __all__ = [
@@ -90,6 +96,9 @@ def ingest_recording(call_id: str) -> None:
     downloaded: list[int] = []  # this attempt's byte count: Twilio's copy goes only if ours matches it
 
     def work(call: Call) -> dict[str, Any]:
+        if call.source in Source.SUBMITTED:
+            with progress.timed(call.id, Stage.INGEST, "recording download and upload"):
+                return submitted.fetch(call, get_settings(), get_storage())
         key = keys.recording_key(call.id)
         with progress.timed(call.id, Stage.INGEST, "recording download and upload"):
             downloaded.append(fetch(call, key, get_settings(), get_storage()))
@@ -98,7 +107,7 @@ def ingest_recording(call_id: str) -> None:
 
     def after_finish(call: Call, columns: Mapping[str, Any]) -> None:
         settings = get_settings()
-        if settings.twilio_delete_recording:
+        if settings.twilio_delete_recording and call.source not in Source.SUBMITTED:
             delete_at_twilio(call, keys.recording_key(call.id), downloaded[0], settings, get_storage())
 
     skeleton.run(Stage.INGEST, call_id, work, done=_stored, after_finish=after_finish)
@@ -106,7 +115,7 @@ def ingest_recording(call_id: str) -> None:
 
 def _stored(call: Call) -> bool:
     """A redelivery after the recording was stored: nothing to fetch again."""
-    if call.ingest_finished_at and get_storage().exists(keys.recording_key(call.id)):
+    if call.ingest_finished_at and get_storage().exists(keys.recording_key(call.id, call.recording_format)):
         log.info("recording already stored; handing on", extra={"call_id": call.id, "stage": Stage.INGEST})
         return True
     return False
@@ -211,8 +220,14 @@ def give_up(kwargs: dict[str, Any], exception: BaseException) -> None:
     reason = download.describe(exception)
     progress.fail_call(call_id, reason)
     call = Call.get_or_none(Call.id == call_id)
+    if call is not None and call.source in Source.SUBMITTED:
+        submitted.forget_credential(call_id)
     if call is not None and call.ingest_finished_at is None:
-        try:
-            get_storage().delete(key)
-        except Exception:
-            log.exception("could not delete %s", key, extra={"call_id": call_id})
+        # A submitted recording's format is known only once fetched: any of its possible keys may be there.
+        formats = keys.RECORDING_FORMATS if call.source in Source.SUBMITTED else (None,)
+        for fmt in formats:
+            key = keys.recording_key(call_id, fmt)
+            try:
+                get_storage().delete(key)
+            except Exception:
+                log.exception("could not delete %s", key, extra={"call_id": call_id})

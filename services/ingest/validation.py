@@ -33,6 +33,9 @@ __all__ = [
     "check_sid",
     "parse_hosts",
     "single_values",
+    "HostList",
+    "parse_host_list",
+    "check_submitted_url",
 ]
 
 SID_PREFIXES = {"AccountSid": "AC", "CallSid": "CA", "RecordingSid": "RE"}
@@ -46,6 +49,8 @@ IGNORED_STATUSES = ("in-progress", "paused", "stopped", "processing")
 URL_MAX = 2048
 _SOURCE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _DURATION_MAX = 7 * 24 * 3600  # a week: far beyond any call Twilio records
+#: An exact allow-list entry: a DNS name or an IP (IPv6 in brackets), and a port.
+_HOST_ENTRY_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
 
 
 class InvalidWebhook(ValueError):
@@ -117,6 +122,91 @@ def parse_hosts(entries: Iterable[str]) -> frozenset[tuple[str, int]]:
             raise ValueError(f"invalid host {entry!r} in TWILIO_RECORDING_HOSTS")
         allowed.add((parts.hostname.lower(), parts.port or 443))
     return frozenset(allowed)
+
+
+@dataclass(frozen=True)
+class HostList:
+    """``RECORDING_URL_HOSTS``: exact ``host[:port]`` entries, ``*.domain`` wildcards (port 443) and ``*`` (any host, port 443).
+
+    Only an exact entry is trusted as it is; a host a wildcard lets through
+    must still resolve to public addresses (download.check_destination).
+    """
+
+    exact: frozenset[tuple[str, int]]
+    suffixes: tuple[str, ...]  # ".example.com"
+    any_host: bool = False
+
+    def allows(self, host: str, port: int) -> bool:
+        host = host.lower()
+        if (host, port) in self.exact:
+            return True
+        if port != 443:
+            return False
+        return self.any_host or any(host.endswith(suffix) and len(host) > len(suffix) for suffix in self.suffixes)
+
+    def exact_entries(self) -> tuple[str, ...]:
+        """The exact entries as ``host:port`` strings, for download.download_to's ``hosts``."""
+        return tuple(f"{host}:{port}" for host, port in sorted(self.exact))
+
+
+def parse_host_list(entries: Iterable[str], setting: str = "RECORDING_URL_HOSTS") -> HostList:
+    exact: list[str] = []
+    suffixes: list[str] = []
+    any_host = False
+    for entry in (e.strip() for e in entries):
+        if entry == "*":
+            any_host = True
+        elif entry.startswith("*."):
+            domain = entry[2:].lower()
+            if not domain or "*" in domain or ":" in domain or "/" in domain:
+                raise ValueError(f"invalid wildcard {entry!r} in {setting}: use *.example.com (port 443 only)")
+            suffixes.append("." + domain)
+        elif "*" in entry:
+            raise ValueError(f"invalid host {entry!r} in {setting}: a wildcard is * or *.domain")
+        elif entry:
+            if not _HOST_ENTRY_RE.match(entry):
+                raise ValueError(f"invalid host {entry[:60]!r} in {setting}: use host, host:port, *.domain or *")
+            exact.append(entry)
+    try:
+        pairs = parse_hosts(exact)
+    except ValueError:
+        raise ValueError(f"invalid host in {setting}: {', '.join(exact)[:200]}") from None
+    return HostList(exact=pairs, suffixes=tuple(suffixes), any_host=any_host)
+
+
+def check_submitted_url(url: object, hosts: HostList, *, field: str = "recording_url", setting: str = "RECORDING_URL_HOSTS") -> str:
+    """Return ``url`` if it is an https URL on a host ``hosts`` allows; raise ValueError saying why not.
+
+    Whoever submits a call chooses this URL, and a worker fetches it: it must
+    be https, carry no credentials in it (they go in ``recording_auth``, which
+    is kept sealed) and name a host the deployment allows. Whether the host
+    resolves to a private address is checked when it is fetched (the answer
+    may change until then).
+    """
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"{field} must be a non-empty string")
+    if len(url) > URL_MAX:
+        raise ValueError(f"{field} is longer than {URL_MAX} characters")
+    if not _clean(url):
+        raise ValueError(f"{field} has a control character or surrounding whitespace")
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 443
+    except ValueError as exc:
+        raise ValueError(f"{field} is not a valid URL ({exc})") from None
+    if parts.scheme != "https":
+        raise ValueError(f"{field} must be https, got {parts.scheme or 'no'} scheme")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{field} must not carry credentials: send them as recording_auth")
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise ValueError(f"{field} has no host")
+    if not hosts.allows(host, port):
+        shown = host if port == 443 else f"{host}:{port}"
+        if not (hosts.exact or hosts.suffixes or hosts.any_host):
+            raise ValueError(f"{field}: recording URLs are off here ({setting} is empty); upload the file instead")
+        raise ValueError(f"{field} host {shown!r} is not allowed ({setting})")
+    return url
 
 
 def check_recording_url(url: str, *, account_sid: str, recording_sid: str, hosts: Iterable[str]) -> str:

@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl
 import falcon
 from peewee import IntegrityError
 
-from shared import contracts
+from shared import contracts, events
 from shared.db import database
 from shared.models import Call, Stage, VideoStatus, utcnow
 from shared.settings import Settings
@@ -183,4 +183,9 @@ def claim_call(status: RecordingStatus, failure: str | None) -> bool:
         claimed = False
     if not claimed:
         log.info("recording %s already recorded", status.recording_sid, extra={"call_id": status.call_sid})
+    else:
+        events.record(
+            status.call_sid, events.Kind.RECEIVED, stage=Stage.INGEST, recording_sid=status.recording_sid,
+            channels=status.channels, duration=status.duration, refused=failure,
+        )
     return claimed

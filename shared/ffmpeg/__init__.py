@@ -6,16 +6,18 @@ ends the wait, a child that dies with its worker (``children``), and one error
 family (``errors``); a file from outside is opened as one known format through
 the file protocol only (``inputs``). What a stage asks FFmpeg to do (its filters, what a split
 or a render means) stays in the stage; what a binary can do is ``version``'s,
-and where each side speaks, from silencedetect's log, is ``speech``'s.
+where each side speaks, from silencedetect's log, is ``speech``'s, and how
+much the picture jumps at a cut, from the ssim filter, is ``ssim``'s.
 """
 
 from __future__ import annotations
 
 from .errors import FFmpegError, FFmpegFailed, FFmpegKilled, FFmpegTimeout, InvalidMedia
-from .inputs import IMAGE, RECORDING, VIDEO, file_url, input_args, input_options, sniff
+from .inputs import IMAGE, RECORDING, VIDEO, file_url, input_args, input_options, recording_format, sniff
 from .probe import PROBE_TIMEOUT, VideoInfo, probe, probe_duration, probe_rendered, probe_video
 from .run import Progress, output, run, summarise, tail
 from .speech import Interval, parse_silences, silencedetect_options, speech_intervals
+from .ssim import Seam, consecutive_ssim, seam_report
 from .version import ffmpeg_version, graph_file_option, threaded_cli
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "VIDEO",
     "IMAGE",
     "sniff",
+    "recording_format",
     "input_options",
     "input_args",
     "file_url",
@@ -49,4 +52,7 @@ __all__ = [
     "silencedetect_options",
     "parse_silences",
     "speech_intervals",
+    "Seam",
+    "consecutive_ssim",
+    "seam_report",
 ]

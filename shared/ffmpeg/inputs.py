@@ -3,12 +3,13 @@
 Left to guess, FFmpeg picks a demuxer by probing the content, and some
 demuxers read other files: an HLS playlist or a concat list names URLs and
 paths (``file:///etc/passwd``, ``http://169.254.169.254/…``), and FFmpeg would
-fetch them into the video. A recording (MP3 or WAV), a side video from fal
+fetch them into the video. A recording (MP3, WAV, FLAC, Ogg or M4A), a side video from fal
 (MP4) and an avatar (PNG, JPEG, WebP) are each recognised here by their first
 bytes, in Python, and opened with that one demuxer (``-f``), through the
 ``file`` protocol alone (``-protocol_whitelist file``, and a ``file:`` URL so
 a name is never read as a protocol). Anything else is refused before FFmpeg
-sees it.
+sees it. The recognising is shared/sniff.py's (pure Python: the ingest
+service, which has no FFmpeg, sniffs an uploaded recording's format with it).
 """
 
 from __future__ import annotations
@@ -16,47 +17,29 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
+from ..sniff import IMAGE, KNOWN, NAMES, RECORDING, RECORDING_EXTENSIONS, VIDEO, demuxer, recording_format, sniff
 from .errors import InvalidMedia
 
-__all__ = ["RECORDING", "VIDEO", "IMAGE", "KNOWN", "sniff", "input_options", "input_args", "file_url"]
-
-# FFmpeg demuxer names, by what a stage expects.
-RECORDING = ("mp3", "wav")
-VIDEO = ("mov",)  # mov,mp4,m4a,3gp,3g2,mj2: one demuxer
-IMAGE = ("png_pipe", "jpeg_pipe", "webp_pipe")
-KNOWN = (*RECORDING, *VIDEO, *IMAGE)
-
-_NAMES = {"mp3": "MP3", "wav": "WAV", "mov": "MP4", "png_pipe": "PNG", "jpeg_pipe": "JPEG", "webp_pipe": "WebP"}
-# Boxes an MP4/MOV file may begin with.
-_MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
-
-
-def sniff(path: str | Path) -> str | None:
-    """The FFmpeg demuxer for ``path``'s content, from its first bytes; None when it is none of ours."""
-    with open(path, "rb") as file:
-        head = file.read(12)
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return "wav"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp_pipe"
-    if head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
-        return "mp3"  # an ID3 tag, or an MPEG audio frame's sync word
-    if head[4:8] in _MP4_BOXES:
-        return "mov"
-    if head[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png_pipe"
-    if head[:3] == b"\xff\xd8\xff":
-        return "jpeg_pipe"
-    return None
-
+__all__ = [
+    "RECORDING",
+    "VIDEO",
+    "IMAGE",
+    "KNOWN",
+    "RECORDING_EXTENSIONS",
+    "sniff",
+    "recording_format",
+    "input_options",
+    "input_args",
+    "file_url",
+]
 
 def _format(path: str | Path, accept: Collection[str]) -> str:
     found = sniff(path)
     if found is None or found not in accept:
-        wanted = " or ".join(dict.fromkeys(_NAMES[name] for name in accept))
-        what = f"it is {_NAMES[found]}" if found else "its content is none of those"
+        wanted = " or ".join(dict.fromkeys(NAMES[name] for name in accept))
+        what = f"it is {NAMES[found]}" if found else "its content is none of those"
         raise InvalidMedia(f"{Path(path).name}: not {wanted} ({what})")
-    return found
+    return demuxer(found)
 
 
 def file_url(path: str | Path) -> str:

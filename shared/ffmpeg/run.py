@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from .. import metrics
 from . import children
 from .errors import FFmpegError, FFmpegFailed, FFmpegKilled, FFmpegTimeout
 
@@ -161,7 +162,11 @@ def run(
     command = [args[0], "-progress", "pipe:1", *args[1:]] if progress else list(args)
     kept: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
     state: dict[str, str] = {}
-    with ExitStack() as files:
+    started = time.monotonic()
+    files = ExitStack()
+    # Every run's wall time goes to Prometheus, failed ones too (a timeout is the slowest of all).
+    files.callback(lambda: metrics.ffmpeg_ran(what, time.monotonic() - started))
+    with files:
         err: IO[bytes] | int = files.enter_context(open(stderr, "wb")) if stderr else subprocess.PIPE
         out: IO[bytes] | int = subprocess.PIPE if progress else files.enter_context(open(stdout or os.devnull, "wb"))
         try:

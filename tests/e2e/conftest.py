@@ -19,11 +19,13 @@ from tests.e2e.harness import Pipeline
 def e2e_pipeline(pg_url, rabbitmq_url, s3_server, tmp_path_factory):
     import psycopg2
 
+    from shared.migrations import ALL_TABLES
+
     # moto's server logs every request at INFO: thousands of lines in a failure report otherwise.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     # The session's database may hold tables of earlier tests: start from an empty schema.
     with psycopg2.connect(pg_url) as conn, conn.cursor() as cur:
-        cur.execute("DROP TABLE IF EXISTS calls, callreel_segments, callreel_auth_failures CASCADE")
+        cur.execute(f"DROP TABLE IF EXISTS {', '.join(ALL_TABLES)} CASCADE")
     pipeline = Pipeline(tmp_path_factory.mktemp("e2e"), pg_url=pg_url, broker_url=rabbitmq_url, s3_server=s3_server)
     try:
         pipeline.start()

@@ -51,7 +51,7 @@ CASES = {
     "huge-bytes": (_huge_bytes, ["larger than RECORDING_MAX_BYTES"]),
     "huge-duration": (_huge_duration, ["RECORDING_MAX_SECONDS"]),
     "image": (_image, ["not an audio file"]),
-    "video-without-sound": (_video_without_sound, ["not an audio file", "not MP3 or WAV (it is MP4)"]),
+    "video-without-sound": (_video_without_sound, ["not an audio file", "not MP3 or WAV or FLAC or Ogg or M4A (it is MP4)"]),
 }
 
 

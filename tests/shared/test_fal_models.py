@@ -1,6 +1,6 @@
 import pytest
 
-from shared.fal_models import CUT_MARGIN, MODELS, UnknownModel, model_for
+from shared.fal_models import CUT_MARGIN, MODELS, TIMEOUT_SAFETY, UnknownModel, job_timeout, model_for, segment_limit
 
 IMAGE, AUDIO, PROMPT = "https://s3/avatar.png", "https://s3/audio.mp3", "a person talking"
 
@@ -33,3 +33,18 @@ def test_infinitalk_frames_cover_the_segment(seconds):
 def test_unknown_model_lists_the_known_ones():
     with pytest.raises(UnknownModel, match="fal-ai/stable-avatar"):
         model_for("fal-ai/nope")
+
+
+def test_segment_limit_is_the_setting_within_the_models_limit():
+    omni, stable = model_for("fal-ai/bytedance/omnihuman/v1.5"), model_for("fal-ai/stable-avatar")
+    assert segment_limit(stable, 60) == 60
+    assert segment_limit(omni, 120) == omni.max_audio_seconds  # never past the model's limit
+    assert segment_limit(stable, 0) == stable.max_audio_seconds  # 0: the model's limit
+
+
+def test_a_jobs_timeout_scales_with_its_length_and_the_models_speed():
+    stable, fabric = model_for("fal-ai/stable-avatar"), model_for("veed/fabric-1.0")
+    assert job_timeout(stable, 10, 600) == 600  # FAL_JOB_TIMEOUT is the floor
+    # A five-minute segment on a model at 4× real time is given twice its expected compute, not cancelled at 600 s.
+    assert job_timeout(stable, 300, 600) == 300 * stable.compute_ratio * TIMEOUT_SAFETY == 2400
+    assert job_timeout(fabric, 300, 600) < job_timeout(stable, 300, 600)  # a faster model, a shorter wait

@@ -115,3 +115,19 @@ def test_a_completed_call_with_its_words_is_not_retried(broker):
         )
         with pytest.raises(RetryError):
             retry_call(CALL)
+
+
+def test_processing_time_resumes_after_a_retry_without_the_time_the_call_sat_ended(sqlite_db, stub_broker):
+    """A call that failed after 100 s and is retried an hour later shows 100 s of processing, not an hour (#28)."""
+    import datetime as dt
+
+    from shared.calls import processing_seconds
+
+    now = utcnow()
+    call_id = make_call(
+        video_status=VideoStatus.FAILED, stage=Stage.DONE, video_error_message="Twilio said 500",
+        video_processing_started_at=now - dt.timedelta(seconds=3700), video_processing_completed_at=now - dt.timedelta(seconds=3600),
+        video_processing_duration=100,
+    ).id
+    retry_call(call_id)
+    assert processing_seconds(Call.get_by_id(call_id), utcnow()) == pytest.approx(100, abs=3)

@@ -131,3 +131,45 @@ def test_log_lines_inside_a_stage_carry_its_call_and_stage(sqlite_db, caplog):
     finally:
         logging.getLogger("callreel.test").removeHandler(handler)
     assert any(line.endswith(f"working [call_id={CALL} stage=audio]") for line in lines), lines
+
+
+def test_each_attempt_is_in_the_calls_history(sqlite_db, probe, stub_broker, monkeypatch):
+    """stage.begun / stage.failed / stage.finished, recorded by the skeleton with the attempt and the worker (#28)."""
+    import sys
+
+    from shared import events
+
+    send, outcomes, _actor = probe
+    make_call(CALL, stage=Stage.AUDIO, video_status=VideoStatus.PENDING)
+    first_time = [True]
+
+    def flaky(call: Call) -> dict:
+        if first_time.pop() if first_time else False:
+            raise RuntimeError("the disk is on fire")
+        return {"audio_duration": 1.0}
+
+    monkeypatch.setattr(sys.modules[__name__], "_work", flaky)
+    send(CALL)
+    assert [exc is None for _, exc in outcomes] == [False, True]  # failed once, retried by Dramatiq, then done
+    seen = [(e["kind"], e["stage"], e["detail"].get("attempt")) for e in events.history(CALL)]
+    assert seen == [
+        ("stage.begun", "audio", 1), ("stage.failed", "audio", 1), ("stage.begun", "audio", 2), ("stage.finished", "audio", None),
+    ]
+    failed = events.history(CALL)[1]
+    assert failed["detail"]["error"] == "the disk is on fire" and failed["detail"]["error_type"] == "RuntimeError"
+    import os
+
+    assert failed["worker"].endswith(f"/{os.getpid()}")
+
+
+def test_a_history_that_cannot_be_written_never_stops_the_work(sqlite_db, probe, stub_broker, monkeypatch):
+    from shared import events
+
+    def broken(**row):
+        raise RuntimeError("events table gone")
+
+    monkeypatch.setattr(events.Event, "create", broken)
+    send, outcomes, _actor = probe
+    make_call(CALL, stage=Stage.AUDIO, video_status=VideoStatus.PENDING)
+    send(CALL)
+    assert outcomes == [(CALL, None)] and Call.get_by_id(CALL).stage == Stage.GENERATION

@@ -34,6 +34,26 @@ Real fal misbehaves in ways a test can ask for: a job whose status is a clean
 cost is recorded: :meth:`FakeFal.wasted` lists the jobs that ran to the end and
 made a video nobody downloaded, which is money paid for nothing.
 
+**The simulator.** ``fake.simulate(Simulation(...))`` (or ``simulate(sim,
+endpoint=...)`` for one model) switches video jobs from "one step per poll" to
+fal's clock: a job waits ``queue_seconds`` in fal's queue, then for a runner
+while its key already runs ``concurrency`` jobs (it stays ``IN_QUEUE`` with
+its ``queue_position``, as fal's docs say: concurrency never rejects), then
+runs ``speed`` seconds of compute per second of video (the audio's length,
+probed with ffprobe when the job is submitted; ``num_frames`` for a model that
+takes it). ``failure_rate`` of the jobs fail partway (a runner error; fal does
+not bill 5xx failures). Submits of one key beyond ``burst`` at once, refilled
+at ``submits_per_second``, are answered 429, as a rate limit answers
+(fal-client retries a 429 itself with backoff before it raises). Every job
+that makes a video is billed ``max(seconds, min_seconds) × price`` at the
+model's list price in ``shared.fal_models`` (``price`` overrides it);
+:meth:`FakeFal.bill` sums it up. ``time_scale`` > 1 runs fal's clock that
+many times faster than the wall clock (queue, compute), so a 30-minute call's
+generation takes minutes; the seconds billed stay the video's own. A scaled
+run measures the pipeline around fal at real speed and fal's part scaled: the
+benchmark says so next to its figures. ``python -m tests.support.fake_fal``
+serves the same program as a process of its own (see :func:`main`).
+
 The speech-to-text endpoints (``fal-ai/wizper``, ``fal-ai/whisper``) speak the
 same protocol; their jobs are kept apart (``speech_jobs``, ``speech_submissions``,
 ``speech_cancels``, scripted with ``script_speech``), so a test about video jobs
@@ -49,6 +69,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 import ssl
 import subprocess
@@ -65,7 +86,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tests.support import sigv4
 
-__all__ = ["Behaviour", "FakeFal", "Job", "SPEECH_ENDPOINTS"]
+__all__ = ["Behaviour", "FakeFal", "Job", "SPEECH_ENDPOINTS", "Simulation"]
 
 SPEECH_ENDPOINTS = ("fal-ai/wizper", "fal-ai/whisper")
 
@@ -83,6 +104,22 @@ class Behaviour:
     status_429: int = 0  # 429s on this job's first status polls
     status_5xx: int = 0  # then 503s on the next status polls
     status_drops: int = 0  # then status polls whose connection is closed without an answer
+
+
+@dataclass
+class Simulation:
+    """How fal behaves on its own clock, per model (see the module's text)."""
+
+    queue_seconds: float = 1.0  # in fal's queue before a runner may take the job
+    speed: float = 2.0  # seconds of compute per second of video
+    concurrency: int = 10  # jobs one key runs at once; more stay IN_QUEUE
+    burst: int = 20  # submits one key may make at once before 429s
+    submits_per_second: float = 5.0  # how fast the burst refills
+    failure_rate: float = 0.0  # jobs that fail partway (runner error, not billed)
+    price: float | None = None  # dollars per generated second; None: shared.fal_models' list price
+    min_seconds: float | None = None  # None: the model's
+    time_scale: float = 1.0  # simulated seconds per wall-clock second
+    seed: int = 26
 
 
 @dataclass
@@ -104,6 +141,14 @@ class Job:
     url_params: dict[str, dict[str, str]] = field(default_factory=dict)  # a presigned input's X-Amz-* parameters
     logs: list[dict[str, Any]] = field(default_factory=list)
     speech: list[list[float]] | None = None  # a speech-to-text job: the sound it heard, [[start, end], …]
+    # The simulator's clock (monotonic seconds; None: not yet).
+    key: str = ""
+    sim: Simulation | None = None
+    video_seconds: float | None = None  # probed from the audio when submitted
+    ready_at: float | None = None  # may leave fal's queue from then
+    started_at: float | None = None
+    ends_at: float | None = None
+    fails: bool = False
 
     @property
     def is_speech(self) -> bool:
@@ -118,27 +163,31 @@ class Job:
     def state(self) -> str:
         if self.cancelled or self.finished_at is not None:
             return "COMPLETED"
+        if self.sim is not None:
+            return "IN_QUEUE" if self.started_at is None else "IN_PROGRESS"
         if self.polls <= self.behaviour.queued_polls:
             return "IN_QUEUE"
         return "IN_PROGRESS"
 
     @property
     def failed(self) -> bool:
-        return self.cancelled or self.fetch_error is not None or self.behaviour.outcome in ("error", "invalid")
+        return self.cancelled or self.fails or self.fetch_error is not None or self.behaviour.outcome in ("error", "invalid")
 
 
 class FakeFal:
-    def __init__(self, workdir: Path, video: Path) -> None:
+    def __init__(self, workdir: Path, video: Path, *, video_maker: Any = None, port: int = 0) -> None:
+        """``video``: every job's result; ``video_maker(seconds) -> bytes``: a timed job's, as long as its audio."""
         import trustme
 
         self.video = video.read_bytes()
+        self.video_maker = video_maker
         self.ca = trustme.CA()
         cert = self.ca.issue_cert("127.0.0.1", "localhost")
         self.ca_file = str(workdir / "fake-fal-ca.pem")
         self.ca.cert_pem.write_to_path(self.ca_file)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         cert.configure_cert(context)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self.server.daemon_threads = True
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.server.fake = self  # type: ignore[attr-defined]
@@ -179,6 +228,43 @@ class FakeFal:
             self.speech_default = Behaviour(queued_polls=0, running_polls=1)
             self.submit_429_left: dict[tuple[bool, str], int] = {}
             self._pending: dict[tuple[bool, str], Behaviour] = {}
+            # The simulator: per endpoint ("*": every video model), its rate-limit buckets and its books.
+            self.simulations: dict[str, Simulation] = {}
+            self.buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+            self.rate_limited = 0  # submits answered 429 by the simulator
+            self.billed: list[dict[str, Any]] = []  # one record per job that made a video
+            self.max_running = 0  # the most jobs of one key seen running at once
+            self._rng = random.Random(26)
+
+    def simulate(self, simulation: Simulation, endpoint: str = "*") -> None:
+        """Video jobs (of ``endpoint``, or every model) follow fal's clock from now on."""
+        with self.lock:
+            self.simulations[endpoint] = simulation
+            self._rng = random.Random(simulation.seed)
+
+    def _simulation(self, endpoint: str) -> Simulation | None:
+        return self.simulations.get(endpoint) or self.simulations.get("*")
+
+    def bill(self) -> dict[str, Any]:
+        """What the simulator billed: seconds and dollars per model and in all, jobs, 429s, the peak concurrency."""
+        with self.lock:
+            self._tick(time.monotonic())
+            per_model: dict[str, dict[str, float]] = {}
+            for record in self.billed:
+                entry = per_model.setdefault(record["endpoint"], {"jobs": 0, "seconds": 0.0, "dollars": 0.0})
+                entry["jobs"] += 1
+                entry["seconds"] += record["seconds"]
+                entry["dollars"] += record["dollars"]
+            return {
+                "jobs": len(self.billed),
+                "seconds": round(sum(r["seconds"] for r in self.billed), 3),
+                "dollars": round(sum(r["dollars"] for r in self.billed), 4),
+                "per_model": per_model,
+                "rate_limited": self.rate_limited,
+                "submitted": sum(1 for s in self.submissions if s["status"] == 200),
+                "max_running": self.max_running,
+                "records": list(self.billed),
+            }
 
     def script(self, match: str, behaviours: list[Behaviour]) -> None:
         """Video jobs whose audio URL contains ``match`` follow ``behaviours`` in order, then the default."""
@@ -242,6 +328,11 @@ class FakeFal:
                 return 429, {"detail": "Too many requests"}
             self.submit_429_left.pop(pending, None)
             self._pending.pop(pending, None)
+            simulation = None if speech else self._simulation(endpoint)
+            if simulation is not None and not self._take_token(auth, simulation):
+                self.rate_limited += 1
+                record["status"] = 429
+                return 429, {"detail": "Too many requests: slow down"}
             if behaviour.reject:
                 record["status"] = behaviour.reject
                 return behaviour.reject, {
@@ -253,6 +344,11 @@ class FakeFal:
             )
             self.status_5xx_left[request_id] = behaviour.status_5xx
             self.status_drops_left[request_id] = behaviour.status_drops
+            if simulation is not None:
+                job = jobs[request_id]
+                job.key, job.sim = auth, simulation
+                job.fails = self._rng.random() < simulation.failure_rate
+                threading.Thread(target=self._prepare, args=(job,), name=f"fake-fal-{request_id[:8]}", daemon=True).start()
             record["status"] = 200
             record["request_id"] = request_id
         base = f"https://{self.host}/{'/'.join(endpoint.split('/')[:2])}/requests/{request_id}"
@@ -263,6 +359,91 @@ class FakeFal:
             "cancel_url": f"{base}/cancel",
             "queue_position": len(jobs) - 1,
         }
+
+    # -- the simulator's clock -----------------------------------------------------------------------
+
+    def _take_token(self, key: str, simulation: Simulation) -> bool:
+        """A token bucket per key: ``burst`` submits at once, refilled at ``submits_per_second``."""
+        now = time.monotonic()
+        tokens, at = self.buckets.get(key, (float(simulation.burst), now))
+        tokens = min(float(simulation.burst), tokens + (now - at) * simulation.submits_per_second * simulation.time_scale)
+        if tokens < 1:
+            self.buckets[key] = (tokens, now)
+            return False
+        self.buckets[key] = (tokens - 1, now)
+        return True
+
+    def _prepare(self, job: Job) -> None:
+        """Fetch the job's inputs and learn its length (outside the lock), then let it queue."""
+        audio = self._start(job)
+        seconds = _video_seconds(job.input, audio)
+        with self.lock:
+            sim = job.sim
+            assert sim is not None
+            job.video_seconds = seconds if seconds is not None else 0.0
+            if seconds is None and job.fetch_error is None:
+                job.fetch_error = "Audio could not be decoded"
+            job.ready_at = max(time.monotonic(), job.submitted_at + sim.queue_seconds / sim.time_scale)
+
+    def _tick(self, now: float) -> None:
+        """Bring every timed job up to ``now``: end the runs that are over, start queued jobs as runners free up.
+
+        Events are taken in time order, so what happens does not depend on how
+        often anybody polls: a job starts when it was ready and a slot was free.
+        """
+        timed = [j for j in self.jobs.values() if j.sim is not None and j.finished_at is None and not j.cancelled]
+        for key in {j.key for j in timed}:
+            mine = [j for j in timed if j.key == key]
+            running = sorted((j for j in mine if j.started_at is not None), key=lambda j: j.ends_at or 0.0)
+            waiting = sorted((j for j in mine if j.started_at is None and j.ready_at is not None), key=lambda j: j.submitted_at)  # fal's queue: first in, first out
+            limit = mine[0].sim.concurrency if mine[0].sim else 1
+            clock = float("-inf")  # the time of the last event taken
+            while True:
+                next_end = (running[0].ends_at or 0.0) if running else float("inf")
+                candidate = waiting[0] if waiting and len(running) < limit else None
+                start = max(candidate.ready_at or 0.0, clock) if candidate is not None else float("inf")
+                if min(next_end, start) > now:
+                    break
+                if next_end <= start:  # a run ending frees its slot before a start at the same moment
+                    clock = next_end
+                    self._finish(running.pop(0), next_end)
+                    continue
+                assert candidate is not None
+                clock = start
+                waiting.pop(0)
+                self._run(candidate, start)
+                running.append(candidate)
+                running.sort(key=lambda j: j.ends_at or 0.0)
+                self.max_running = max(self.max_running, len(running))
+
+    def _run(self, job: Job, at: float) -> None:
+        sim = job.sim
+        assert sim is not None
+        job.started_at = at
+        compute = (job.video_seconds or 0.0) * sim.speed / sim.time_scale
+        if job.fetch_error:
+            compute = 0.0
+        elif job.fails:
+            compute *= self._rng.uniform(0.1, 0.9)
+        job.ends_at = at + compute
+
+    def _finish(self, job: Job, at: float) -> None:
+        job.finished_at = at
+        if job.made_video:
+            from shared.fal_models import MODELS, billed_dollars, price_per_second
+
+            sim, model = job.sim, MODELS.get(job.endpoint)
+            assert sim is not None
+            seconds = job.video_seconds or 0.0
+            minimum = sim.min_seconds if sim.min_seconds is not None else (model.min_seconds if model else 0.0)
+            if sim.price is not None or model is None:
+                dollars = max(seconds, minimum) * (sim.price or 0.0)
+            else:
+                dollars = billed_dollars(model, seconds) if sim.min_seconds is None else max(seconds, minimum) * price_per_second(model)
+            self.billed.append(
+                {"request_id": job.request_id, "endpoint": job.endpoint, "seconds": round(max(seconds, minimum), 3), "dollars": round(dollars, 5),
+                 "queued": round((at - job.submitted_at) - (job.ends_at - job.started_at if job.started_at and job.ends_at else 0), 3)}
+            )
 
     def _pending_behaviour(self, pending: tuple[bool, str], arguments: dict[str, Any]) -> Behaviour:
         """The behaviour of a submission; a submit fal-client retries after a 429 keeps the one it drew."""
@@ -283,6 +464,8 @@ class FakeFal:
             self.status_5xx_left[request_id] -= 1
             return 503, {"detail": "Service temporarily unavailable"}
         self._settle_cancel(job)
+        if job.sim is not None:
+            return self._timed_status(job, with_logs)
         if job.cancel_at is not None and not job.cancelled:  # cancelling: the job neither advances nor ends yet
             pass
         elif job.state != "COMPLETED":
@@ -305,6 +488,29 @@ class FakeFal:
             body["error_type"] = "request_cancelled" if job.cancelled else "runner_error"
         return 200, body
 
+    def _timed_status(self, job: Job, with_logs: bool) -> tuple[int, Any]:
+        now = time.monotonic()
+        self._tick(now)
+        if job.state == "IN_QUEUE":
+            ahead = sum(
+                1 for j in self.jobs.values()
+                if j.key == job.key and j.sim is not None and j.started_at is None and j.finished_at is None and not j.cancelled
+                and j.submitted_at < job.submitted_at
+            )
+            return 200, {"status": "IN_QUEUE", "queue_position": ahead, "response_url": ""}
+        if job.state == "IN_PROGRESS":
+            sim = job.sim
+            assert sim is not None and job.started_at is not None
+            made = (now - job.started_at) * sim.time_scale / max(sim.speed, 1e-9)
+            job.logs = [{"message": f"generated {made:.0f} of {job.video_seconds or 0:.0f} s", "level": "INFO", "source": "user", "timestamp": ""}]
+            return 200, {"status": "IN_PROGRESS", "logs": job.logs if with_logs else None, "response_url": ""}
+        body: dict[str, Any] = {"status": "COMPLETED", "logs": job.logs if with_logs else None, "response_url": "",
+                                "metrics": {"inference_time": round(((job.ends_at or 0) - (job.started_at or 0)) * (job.sim.time_scale if job.sim else 1), 3)}}
+        if job.failed:
+            body["error"] = self._error_text(job)
+            body["error_type"] = "request_cancelled" if job.cancelled else "runner_error"
+        return 200, body
+
     def drop(self, request_id: str) -> bool:
         """Whether to close this status poll's connection without an answer."""
         with self.lock:
@@ -322,9 +528,10 @@ class FakeFal:
             job.cancelled = True
             job.finished_at = time.monotonic()
 
-    def _start(self, job: Job) -> None:
-        """Fetch the inputs as a runner would: a presigned URL that does not work fails the job."""
+    def _start(self, job: Job) -> bytes | None:
+        """Fetch the inputs as a runner would: a presigned URL that does not work fails the job. The audio fetched."""
         job.image_fetched = True
+        audio = None
         for name in ("audio_url",) if job.is_speech else ("image_url", "audio_url"):
             try:
                 if self.s3_credentials is not None:
@@ -333,13 +540,15 @@ class FakeFal:
                     data = response.read()
             except Exception as exc:  # noqa: BLE001 - any failure is the job's error
                 job.fetch_error = f"could not download {name}: {exc}"
-                return
+                return None
             if name == "audio_url":
+                audio = data
                 job.audio_sha = hashlib.sha256(data).hexdigest()
                 if job.is_speech:
                     job.speech = _sounds(data)
                     if job.speech is None:
                         job.fetch_error = "Audio could not be decoded"
+        return audio
 
     def _error_text(self, job: Job) -> str:
         if job.cancelled:
@@ -353,6 +562,8 @@ class FakeFal:
         if job is None:
             return 404, {"detail": "Request not found"}
         self._settle_cancel(job)
+        if job.sim is not None:
+            self._tick(time.monotonic())
         if job.state != "COMPLETED":
             return 400, {"detail": "Request is still in progress"}
         if job.failed:
@@ -377,6 +588,8 @@ class FakeFal:
         job = self._job(request_id)
         if job is None:
             return 404, {"detail": "Request not found"}
+        if job.sim is not None:
+            self._tick(time.monotonic())
         (self.speech_cancels if job.is_speech else self.cancels).append(request_id)
         self._settle_cancel(job)
         if job.state == "COMPLETED":
@@ -393,6 +606,8 @@ class FakeFal:
         if job.behaviour.outcome == "bad_video":
             return 200, b"<html>Access denied</html>", "text/html"
         job.video_downloaded = True
+        if self.video_maker is not None and job.video_seconds:
+            return 200, self.video_maker(job.video_seconds), "video/mp4"
         return 200, self.video, "video/mp4"
 
 
@@ -433,6 +648,26 @@ def _sounds(data: bytes) -> list[list[float]] | None:
     return speech_intervals(parse_silences(done.stderr.splitlines(), channels=1)[0], seconds)
 
 
+def _video_seconds(arguments: dict[str, Any], audio: bytes | None) -> float | None:
+    """How long the job's video is: its ``num_frames`` at 25 fps when the model takes one, else its audio's length."""
+    frames = arguments.get("num_frames")
+    if isinstance(frames, int) and frames > 0:
+        return frames / 25
+    if audio is None:
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".audio") as source:
+        source.write(audio)
+        source.flush()
+        done = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", source.name],
+            capture_output=True, text=True, timeout=60,
+        )
+    try:
+        return float(done.stdout.strip())
+    except ValueError:
+        return None
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -470,6 +705,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         parts, query = self._parts()
+        if parts == ["_simulator", "bill"]:  # the simulator's books, for a benchmark talking to it as a process
+            return self._send(200, self.fake.bill())
         if len(parts) == 2 and parts[0] == "files":
             code, data, content_type = self.fake.file(parts[1].removesuffix(".mp4"))
             return self._send(code, data, content_type)
@@ -492,3 +729,34 @@ class _Handler(BaseHTTPRequestHandler):
             if len(parts) == 5 and parts[2] == "requests" and parts[4] == "cancel":
                 return self._send(*self.fake.cancel(parts[3]))
         self._send(404, {"detail": "Not found"})
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the simulator as a process: ``python -m tests.support.fake_fal --workdir D --video V [--simulation JSON]``.
+
+    Prints one JSON line, ``{"host", "ca_file"}`` (point FAL_QUEUE_RUN_HOST and
+    SSL_CERT_FILE of the workers there), then serves until killed; ``GET
+    https://{host}/_simulator/bill`` answers :meth:`FakeFal.bill`.
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--video", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--simulation", default="{}", help="Simulation fields as JSON, e.g. {\"speed\": 2, \"concurrency\": 10}")
+    args = parser.parse_args(argv)
+    fake = FakeFal(args.workdir, args.video, port=args.port)
+    fake.simulate(Simulation(**json.loads(args.simulation)))
+    fake.start()
+    print(json.dumps({"host": fake.host, "ca_file": fake.ca_file}), flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        fake.stop()
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,7 @@ program is missing and the command that brings it. ``make test`` does all of
 it (scripts/test-machine.sh), so that command is named too.
 
 What a test needs comes from its markers (``postgres``, ``rabbitmq``,
-``rabbitmq_management``, ``e2e``, ``browser``), the fixtures it uses
+``rabbitmq_management``, ``e2e``, ``browser``, ``promtool``), the fixtures it uses
 (``pg_url``/``pg_db``, ``rabbitmq_url``) and the media it makes.
 """
 
@@ -63,6 +63,8 @@ def needs(item: pytest.Item) -> set[str]:
         found |= {"rabbitmq", "rabbitmq_management"}
     if "browser" in marks:
         found.add("chromium")
+    if "promtool" in marks:
+        found.add("promtool")
     folder = Path(str(item.path)).resolve().parent
     in_ffmpeg_folder = any(folder.is_relative_to(TESTS / sub) for sub in FFMPEG_FOLDERS)
     if in_ffmpeg_folder or "e2e" in marks or _uses_media(getattr(item, "module", None)):
@@ -122,6 +124,7 @@ CHECKS: dict[str, Callable[[], str | None]] = {
     "ffmpeg": _ffmpeg,
     "espeak-ng": _program("espeak-ng", "espeak-ng"),
     "chromium": _chromium,
+    "promtool": _program("promtool", "prometheus"),
 }
 
 

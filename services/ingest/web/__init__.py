@@ -7,6 +7,7 @@ points, used by ``services.ingest.app``:
 - :class:`Console`: builds the routes and the authentication middleware from the settings
 - :func:`public`: marks a resource outside the console (webhook, health check) as open
 - :func:`serialize_error`: errors as a page under ``/ops/``, JSON elsewhere
+- :func:`forget_banners`: drop the banners' short cache (the scale benchmark's worst case)
 
 Modules: ``api`` (JSON), ``pages``, ``fragments``, ``templating`` and
 ``templates/`` (HTML), ``static/`` (CSS, JS, icon), ``auth`` and ``session``
@@ -16,7 +17,8 @@ Modules: ``api`` (JSON), ``pages``, ``fragments``, ``templating`` and
 """
 
 from .auth import public
+from .banners import forget_banners
 from .console import Console
 from .pages import serialize_error
 
-__all__ = ["Console", "public", "serialize_error"]
+__all__ = ["Console", "forget_banners", "public", "serialize_error"]

@@ -28,6 +28,7 @@ from shared.avatars import AVATAR_MAX_BYTES, AvatarError, store_avatar
 from shared.calls import processing_seconds
 from shared.callview import as_json, call_duration, call_view
 from shared.models import SIDES, Call, utcnow
+from shared.operators import TOKEN_OPERATOR
 from shared.retry import RetryError, retry_call
 from shared.settings import get_settings
 from shared.storage import Storage
@@ -139,10 +140,10 @@ def find_call(call_id: str) -> Call:
     return call
 
 
-def retry(call_id: str) -> str:
+def retry(call_id: str, *, operator: str = TOKEN_OPERATOR) -> str:
     """Retry a call; 409 when it cannot be (still running, nothing to do), 503 when the broker is down."""
     try:
-        return retry_call(call_id)
+        return retry_call(call_id, operator=operator)
     except RetryError as exc:
         raise falcon.HTTPConflict(title="Cannot retry", description=str(exc)) from None
     except dramatiq.errors.BrokerError as exc:
@@ -156,6 +157,8 @@ def list_row(call: Call, now: dt.datetime) -> dict[str, Any]:
     """One row of the call list: what a person scans for."""
     return {
         "id": call.id,
+        "source": call.source,
+        "external_id": call.external_id,
         "status": call.video_status,
         "stage": call.stage,
         "recording_sid": call.recording_sid,

@@ -75,7 +75,8 @@ def call_row(call: Call, now: dt.datetime) -> Markup:
     return render(
         "call_row",
         id=call.id,
-        recording_sid=call.recording_sid or "",
+        # Where it came from: twilio and its RecordingSid, or api/vapi/… and the submitter's own id.
+        origin=" · ".join(part for part in (call.source, call.recording_sid or call.external_id) if part),
         status=call.video_status or "unknown",
         stage=call.stage or "—",
         duration=duration_text(call_duration(call)),

@@ -1,4 +1,4 @@
-"""The call list's query string (``status``, ``stage``, ``q``, ``limit``, ``cursor``), validated, and its pages.
+"""The call list's query string (``status``, ``stage``, ``q``, ``reason``, ``limit``, ``cursor``), validated, and its pages.
 
 The JSON API and the operator page take the same parameters and read the same
 pages, so both refuse the same bad input with the same message. The cursor is
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import falcon
 
-from shared.calls import ListPosition, newest_calls
+from shared.calls import REASON_CHARS, ListPosition, newest_calls
 from shared.models import STAGES, Call, Stage, VideoStatus
 
 __all__ = [
@@ -26,7 +26,7 @@ __all__ = [
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-PARAMS = ("status", "stage", "q", "limit", "cursor")
+PARAMS = ("status", "stage", "q", "reason", "limit", "cursor")
 _SEARCH_RE = re.compile(r"^[A-Za-z0-9]{1,34}$")
 _ID_RE = re.compile(r"^[A-Za-z0-9]{1,64}$")
 _CURSOR_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
@@ -38,12 +38,13 @@ class ListQuery:
     status: str | None = None
     stage: str | None = None
     search: str | None = None
+    reason: str | None = None  # the start of an error message, as the overview's failure reasons give it
     limit: int = DEFAULT_LIMIT
     after: ListPosition | None = None
 
     def params(self, **changes: str | None) -> dict[str, str]:
         """This query as URL parameters (for links to the next page or another filter)."""
-        values = {"status": self.status, "stage": self.stage, "q": self.search}
+        values = {"status": self.status, "stage": self.stage, "q": self.search, "reason": self.reason}
         if self.limit != DEFAULT_LIMIT:
             values["limit"] = str(self.limit)
         values.update(changes)
@@ -92,6 +93,21 @@ def _single(params: Mapping[str, object], name: str, problems: list[str]) -> str
     return str(value).strip()
 
 
+def _reason(params: Mapping[str, object], problems: list[str]) -> str | None:
+    """The failure reason filter: kept as given (spaces are part of an error message), printable, capped."""
+    reason = params.get("reason")
+    if isinstance(reason, list):
+        problems.append("reason is given more than once")
+        return None
+    if reason is None:
+        return None
+    text = str(reason)
+    if not text or len(text) > REASON_CHARS or not text.isprintable():
+        problems.append(f"reason must be printable text of 1 to {REASON_CHARS} characters")
+        return None
+    return text
+
+
 def parse_list_query(params: Mapping[str, object]) -> ListQuery:
     """Validate ``params`` (a request's ``req.params``); raise one 400 naming every problem."""
     problems = []
@@ -109,6 +125,7 @@ def parse_list_query(params: Mapping[str, object]) -> ListQuery:
         problems.append("q must be the start of a call id (CA…) or recording SID (RE…): letters and digits, at most 34")
     elif search and search[:2].upper() in ("CA", "RE"):
         search = search[:2].upper() + search[2:].lower()  # SIDs are two capitals and lowercase hex
+    reason = _reason(params, problems)
     limit_text = _single(params, "limit", problems)
     limit = DEFAULT_LIMIT
     if limit_text is not None:
@@ -125,11 +142,13 @@ def parse_list_query(params: Mapping[str, object]) -> ListQuery:
             problems.append("cursor is not one this service returned (use next_cursor as given)")
     if problems:
         raise InvalidQuery(problems)
-    return ListQuery(status=status or None, stage=stage or None, search=search, limit=limit, after=after)
+    return ListQuery(status=status or None, stage=stage or None, search=search, reason=reason, limit=limit, after=after)
 
 
 def read_page(query: ListQuery) -> Page:
     """One page of calls, and the cursor of the next one (None on the last page)."""
-    rows = newest_calls(status=query.status, stage=query.stage, search=query.search, limit=query.limit + 1, after=query.after)
+    rows = newest_calls(
+        status=query.status, stage=query.stage, search=query.search, reason=query.reason, limit=query.limit + 1, after=query.after
+    )
     calls, more = rows[: query.limit], len(rows) > query.limit
     return Page(calls, encode_cursor(ListPosition.of(calls[-1])) if more else None, query)

@@ -1,8 +1,9 @@
 """The operator page: server-rendered HTML over the same views as the status API.
 
-Routes (all under ``/ops``; ``/`` redirects to the list):
+Routes (all under ``/ops``; ``/`` redirects to the overview; every page shows banners.py's banners):
 
 - ``GET|POST /ops/login``, ``POST /ops/logout`` — the API token for a session cookie (session.py)
+- ``GET /ops/overview`` — the landing page: throughput, latency, spend, failures (overview.py)
 - ``GET /ops/calls`` — calls newest first, filtered by status/stage, searched by id prefix, with the backlog
 - ``GET /ops/calls/{callId}`` — one call: videos, its transcript (each line seeks the video), stage timeline, error, segments
 - ``POST /ops/calls/{callId}/retry`` — ``shared.retry.retry_call``, for failed and partial calls (CSRF token)
@@ -24,7 +25,9 @@ import falcon
 from falcon.app_helpers import default_serialize_error
 
 from shared.callview import call_view
+from shared.events import history
 from shared.models import STAGES, Call, TranscriptStatus, VideoStatus, utcnow
+from shared.operators import TOKEN_OPERATOR
 from shared.settings import Settings
 from shared.storage import Storage
 from shared.transcript import DEFAULT_NAMES, SPEAKERS, Transcript
@@ -34,8 +37,14 @@ from . import fragments as f
 from .api import find_call, retry
 from .auth import PUBLIC, SESSION
 from .backlog import BacklogReader
+from .banners import current_banners
+from .bulk import add_bulk_routes, bulk_form
+from .deadletters import add_dead_letter_routes
+from .events import events_table
 from .listing import STAGE_FILTERS, InvalidQuery, ListQuery, parse_list_query, read_page
+from .live import CallLive, ListLive, facts, in_flight, live_marker
 from .media import video_link
+from .operators import login_form
 from .session import LOGIN_PATH, Session, SessionSigner, safe_next
 from .templating import Markup, escape, join, render
 from .throttle import Throttle
@@ -57,6 +66,7 @@ STATIC = {
     "operator.js": "text/javascript; charset=utf-8",
     "favicon.svg": "image/svg+xml",
     "share.css": "text/css; charset=utf-8",
+    "live.js": "text/javascript; charset=utf-8",
 }
 RETRYABLE = (VideoStatus.FAILED, VideoStatus.PARTIAL)
 
@@ -84,13 +94,14 @@ def send_page(
     resp.status = status
     resp.content_type = "text/html; charset=utf-8"
     resp.text = render(
-        "base", title=title, content=content, nav=render("nav", csrf=csrf) if csrf else "", refresh=refresh or ""
+        "base", title=title, content=content, nav=render("nav", csrf=csrf) if csrf else "", refresh=refresh or "",
+        banners=current_banners() if csrf else "",  # what needs a person, for a signed-in operator (banners.py)
     )
     media_src = " ".join(["'self'", *_origins(media)])
     img_src = " ".join(["'self'", *_origins(images)])
     resp.set_header(
         "Content-Security-Policy",
-        f"default-src 'none'; script-src 'self'; style-src 'self'; img-src {img_src}; "
+        f"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src {img_src}; "
         f"media-src {media_src}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     )
     resp.set_header("Cache-Control", "no-store")
@@ -153,7 +164,7 @@ class LoginPage(_Page):
         self.client = client
 
     def _form(self, resp: falcon.Response, next_path: str, message: Markup | str = "", status: str = falcon.HTTP_200) -> None:
-        send_page(resp, title="Sign in", content=render("login", next=next_path, message=message), status=status)
+        send_page(resp, title="Sign in", content=login_form(self.signer, next_path, message), status=status)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         next_path = safe_next(req.get_param("next"))
@@ -168,7 +179,9 @@ class LoginPage(_Page):
         form = read_small_form(req)
         next_path = safe_next(form.get("next"))
         client = self.client(req)
-        if not self.signer.token_matches(form.get("token", "")):
+        name = form.get("name", "").strip()
+        operator = self.signer.operator_matches(name, form.get("token", "")) if name else None
+        if operator is None and (name or not self.signer.token_matches(form.get("token", ""))):
             # The right token is never throttled: an operator behind the same proxy as a guesser still gets in.
             wait = self.throttle.count_failure(client) if self.signer.enabled else None
             if wait is not None:
@@ -177,11 +190,12 @@ class LoginPage(_Page):
                 message = f.message_box(f"Too many wrong tokens from this address: try again in {wait} s.", bad=True)
                 return self._form(resp, next_path, message, falcon.HTTP_429)
             log.warning("operator login refused from %s", client)
-            message = f.message_box("That is not this service's API token.", bad=True)
+            wrong = "That name and password do not match." if name else "That is not this service's API token."
+            message = f.message_box(wrong, bad=True)
             return self._form(resp, next_path, message, falcon.HTTP_401 if self.signer.enabled else falcon.HTTP_403)
-        cookie, _ = self.signer.issue()
+        cookie, session = self.signer.issue(operator or TOKEN_OPERATOR)
         self.signer.set_cookie(resp, cookie)
-        log.info("operator signed in from %s", client)
+        log.info("operator %s signed in from %s", session.operator, client)
         raise falcon.HTTPSeeOther(next_path)
 
 
@@ -209,7 +223,7 @@ class CallListPage(_Page):
             query, status, message = ListQuery(), falcon.HTTP_400, f.message_box(exc.description, bad=True)
         page = read_page(query)
         now = utcnow()
-        rows = join(f.call_row(call, now) for call in page.calls) or Markup('<tr><td colspan="7" class="muted">No calls match.</td></tr>')
+        rows = join(f.call_row(call, now) for call in page.calls) or Markup('<tr><td colspan="8" class="muted">No calls match.</td></tr>')
         pager = [Markup(f'<a href="/ops/calls?{escape(urlencode(query.params()))}">Newest</a>')] if query.after else []
         if page.next_cursor:
             pager.append(Markup(f'<a id="older" href="/ops/calls?{escape(urlencode(query.params(cursor=page.next_cursor)))}">Older →</a>'))
@@ -222,6 +236,8 @@ class CallListPage(_Page):
             message=message,
             rows=rows,
             pager=join(pager, ""),
+            bulk=bulk_form(self.signer.csrf_token(session), query.params()),
+            live=live_marker("/ops/live", any(in_flight(call) for call in page.calls)),
         )
         send_page(resp, title="Calls", content=content, csrf=self.signer.csrf_token(session), status=status)
 
@@ -252,26 +268,17 @@ class CallPage(_Page):
             f.video_figure(url, element_id=f"{side}-video", caption=f"{side} side", kind="side") for side, url in side_urls.items() if url
         ]
         videos_of_sides = [Markup('<div class="videos">'), *sides, Markup("</div>")] if sides else []
-        recording = view["recording"]
-        summary = " · ".join(
-            part for part in (
-                recording["sid"] or "no recording SID",
-                f.duration_text(view["duration"]),
-                f"{recording['channels']} channels" if recording["channels"] else "",
-            ) if part
-        )
-        ended = view["status"] in VideoStatus.TERMINAL
+        running = in_flight(call)
         content = render(
             "call",
             id=view["id"],
             status=view["status"] or "unknown",
-            stage=view["stage"] or "—",
             message=notice,
-            created=f.time_text(view["created_at"]),
-            age=f.age_text(view["created_at"], now),
-            recording=summary,
-            processing=f.duration_text(view["processing"]["seconds"]) + ("" if ended else " so far"),
-            source=view["source"] or "—",
+            live=live_marker(f"/ops/calls/{view['id']}/live", running)
+            + (Markup('<p class="notice" id="live-ended" hidden>The call has ended: <a href="">reload</a> to see its video.</p>')
+               if running else Markup("")),
+            facts=facts(view, now),
+            events=events_table(history(call.id)),
             error=Markup(f'<div class="error-box" id="call-error">{escape(view["error"])}</div>') if view["error"] else "",
             no_speech=Markup(NO_SPEECH) if view["no_speech"] else "",
             retry=render("retry", id=view["id"], csrf=csrf) if view["status"] in RETRYABLE else "",
@@ -283,7 +290,7 @@ class CallPage(_Page):
         )
         send_page(
             resp, title=f"Call {view['id']}", content=content, csrf=csrf, status=status,
-            refresh=None if ended else REFRESH_SECONDS, media=[final, *side_urls.values(), *(s["video_url"] for s in view["segments"])],
+            media=[final, *side_urls.values(), *(s["video_url"] for s in view["segments"])],
             images=[view["poster_url"]],
         )
 
@@ -320,7 +327,7 @@ class RetryAction(_Page):
         session, _ = self.checked_post(req)
         call = find_call(call_id)
         try:
-            stage = retry(call.id)
+            stage = retry(call.id, operator=session.operator)
         except (falcon.HTTPConflict, falcon.HTTPServiceUnavailable) as exc:
             return self.page.show(
                 resp, session, Call.get_by_id(call.id), notice=f.message_box(exc.description, bad=True), status=exc.status
@@ -363,11 +370,15 @@ def add_operator_routes(
     settings: Settings,
 ) -> None:
     call_page = CallPage(signer, storage, settings)
-    app.add_route("/", Redirect("/ops/calls"))
-    app.add_route("/ops", Redirect("/ops/calls"))
+    app.add_route("/", Redirect("/ops/overview"))
+    app.add_route("/ops", Redirect("/ops/overview"))
     app.add_route(LOGIN_PATH, LoginPage(signer, throttle, client))
     app.add_route("/ops/logout", LogoutAction(signer))
     app.add_route("/ops/calls", CallListPage(signer, backlog))
     app.add_route("/ops/calls/{call_id}", call_page)
     app.add_route("/ops/calls/{call_id}/retry", RetryAction(signer, call_page))
     app.add_route("/ops/static/{name}", StaticResource())
+    app.add_route("/ops/live", ListLive())
+    app.add_route("/ops/calls/{call_id}/live", CallLive(storage))
+    add_bulk_routes(app, signer, settings, storage)
+    add_dead_letter_routes(app, signer, settings)

@@ -26,48 +26,14 @@ from typing import Any
 
 import falcon
 
-from shared.presentation import CAPTIONS_MODES, name_problem
-from shared.settings import VIDEO_LAYOUTS
+# The rules themselves are shared with POST /calls and the platforms' webhooks (services/ingest/submission.py).
+from shared.presentation import check_presentation as check_patch
 
 from ..body import read_capped
 
 __all__ = ["check_patch", "read_patch", "MAX_PATCH_BYTES"]
 
 MAX_PATCH_BYTES = 16 * 1024
-NAMES = ("caller_name", "callee_name")
-CHOICES = {"video_layout": VIDEO_LAYOUTS, "captions": CAPTIONS_MODES}
-AVATARS = ("caller_avatar_url", "callee_avatar_url")
-
-
-def check_patch(body: Any) -> tuple[dict[str, Any], list[str]]:
-    """The columns a PATCH body sets, and every problem with it (the body applies only when there are none)."""
-    if not isinstance(body, dict):
-        return {}, ["the body must be a JSON object"]
-    changes: dict[str, Any] = {}
-    problems = []
-    for field, value in body.items():
-        if field in NAMES:
-            problem = None if value is None else name_problem(value)
-            if problem:
-                problems.append(f"{field} {problem}")
-            else:
-                changes[field] = value.strip() if isinstance(value, str) else None
-        elif field in CHOICES:
-            if value is None or value in CHOICES[field]:
-                changes[field] = value
-            else:
-                problems.append(f"{field} must be one of {', '.join(CHOICES[field])} or null, not {value!r}")
-        elif field in AVATARS:
-            if value is None:
-                changes[field] = None
-            else:
-                side = field.split("_")[0]
-                problems.append(f"{field} takes only null here: upload the image with PUT /calls/{{callId}}/avatars/{side}")
-        else:
-            problems.append(f"unknown field {field!r}")
-    if not body:
-        problems.append("nothing to change: give at least one of " + ", ".join((*NAMES, *CHOICES, *AVATARS)))
-    return changes, problems
 
 
 def read_patch(req: falcon.Request) -> Any:

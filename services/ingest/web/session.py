@@ -23,12 +23,15 @@ from urllib.parse import quote
 
 import falcon
 
+from shared.operators import TOKEN_OPERATOR, verify_password
+
 __all__ = ["COOKIE_NAME", "LOGIN_PATH", "Session", "SessionSigner", "safe_next"]
 
 COOKIE_NAME = "callreel_session"
 LOGIN_PATH = "/ops/login"
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
-_COOKIE_RE = re.compile(r"^([A-Za-z0-9_-]{16,64})\.(\d{1,12})\.([A-Za-z0-9_-]{43})$")
+# <session id>.<expiry>[.<operator>].<signature>: a session of the API token names no operator.
+_COOKIE_RE = re.compile(r"^([A-Za-z0-9_-]{16,64})\.(\d{1,12})\.(?:([a-z0-9][a-z0-9_-]{0,31})\.)?([A-Za-z0-9_-]{43})$")
 
 
 def _b64(raw: bytes) -> str:
@@ -39,13 +42,17 @@ def _b64(raw: bytes) -> str:
 class Session:
     id: str
     expires: int  # Unix time
+    operator: str = TOKEN_OPERATOR  # who signed in: a name of OPERATORS, or "token" (the API token)
 
 
 class SessionSigner:
     """Issues and checks session cookies and their CSRF tokens."""
 
-    def __init__(self, api_token: str, max_age: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, api_token: str, max_age: int, clock: Callable[[], float] = time.time, operators: dict[str, str] | None = None
+    ) -> None:
         self._token = api_token.encode()
+        self.operators = dict(operators or {})  # name → scrypt hash (shared/operators.py)
         # A key of its own: the cookie never carries anything the API token would verify.
         self._key = hmac.new(self._token, b"callreel operator session v1", hashlib.sha256).digest()
         self.max_age = max_age
@@ -59,12 +66,25 @@ class SessionSigner:
         """The login check: the API token itself, compared in constant time."""
         return self.enabled and hmac.compare_digest(candidate.strip().encode(), self._token)
 
+    def operator_matches(self, name: str, password: str) -> str | None:
+        """The operator ``name`` signs in as, when ``password`` is theirs; None otherwise (an unknown name costs a hash too)."""
+        name = name.strip().lower()
+        stored = self.operators.get(name)
+        if not self.enabled:
+            return None
+        if stored is None:
+            # As slow as a real check, so a wrong name cannot be told from a wrong password by the time taken.
+            if self.operators:
+                verify_password(password, next(iter(self.operators.values())))
+            return None
+        return name if verify_password(password, stored) else None
+
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
 
-    def issue(self) -> tuple[str, Session]:
-        session = Session(secrets.token_urlsafe(24), int(self._clock()) + self.max_age)
-        payload = f"{session.id}.{session.expires}"
+    def issue(self, operator: str = TOKEN_OPERATOR) -> tuple[str, Session]:
+        session = Session(secrets.token_urlsafe(24), int(self._clock()) + self.max_age, operator)
+        payload = f"{session.id}.{session.expires}" if operator == TOKEN_OPERATOR else f"{session.id}.{session.expires}.{operator}"
         return f"{payload}.{self._sign(payload)}", session
 
     def verify(self, cookie: str | None) -> Session | None:
@@ -74,12 +94,15 @@ class SessionSigner:
         match = _COOKIE_RE.match(cookie)
         if not match:
             return None
-        session_id, expires, signature = match.groups()
-        if not hmac.compare_digest(signature, self._sign(f"{session_id}.{expires}")):
+        session_id, expires, operator, signature = match.groups()
+        payload = f"{session_id}.{expires}" + (f".{operator}" if operator else "")
+        if not hmac.compare_digest(signature, self._sign(payload)):
             return None
         if int(expires) <= self._clock():
             return None
-        return Session(session_id, int(expires))
+        if operator and operator not in self.operators:  # an account taken out of OPERATORS ends its sessions
+            return None
+        return Session(session_id, int(expires), operator or TOKEN_OPERATOR)
 
     def csrf_token(self, session: Session) -> str:
         return self._sign(f"csrf:{session.id}")
@@ -131,4 +154,4 @@ def safe_next(target: str | None) -> str:
         and " " not in target
     ):
         return target
-    return "/ops/calls"
+    return "/ops/overview"

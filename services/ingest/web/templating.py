@@ -23,6 +23,11 @@ class Markup(str):
 
     __slots__ = ()
 
+    def __add__(self, other: str) -> str:
+        # HTML plus HTML is HTML; HTML plus anything else is a plain string (escaped wherever it goes).
+        joined = str.__add__(self, other)
+        return Markup(joined) if isinstance(other, Markup) else joined
+
 
 def escape(value: Any) -> Markup:
     if isinstance(value, Markup):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.audio.probe import MONO
 from shared import keys
 from shared.errors import PermanentError
 from shared.models import Call, Segment, SideState, Stage, VideoStatus
@@ -117,7 +118,7 @@ def _empty(tmp_path):
 @pytest.mark.parametrize(
     "make_recording, reason",
     [
-        (_mono, "recording is mono: enable dual-channel recording in Twilio"),
+        (_mono, MONO),
         (_corrupt, "not an audio file"),
         (_truncated, "recording is truncated or corrupt"),
         (_empty, "recording is empty (0 bytes)"),
@@ -243,3 +244,15 @@ def test_dramatiq_time_limit_also_kills_ffmpeg(db, make_call, split, tmp_path, s
     assert Call.get_by_id(CALL_ID).video_status == VideoStatus.FAILED
     wait_gone(int((pids / "ffmpeg").read_text()))
     assert tmp_entries(settings) == []
+
+
+def test_a_call_longer_than_max_call_seconds_fails_at_the_audio_stage_before_fal(db, s3, make_call, split, stub_broker, tmp_path, settings_env):
+    """The cost guard (#26): with fal.ai on, nothing is cut, stored or sent for a call past MAX_CALL_SECONDS."""
+    settings_env(MAX_CALL_SECONDS="4", FAL_KEY="cost-guard-key")
+    make_call(media.tone_call(tmp_path / "call.mp3", 5.0, CALLER, CALLEE))
+    split()
+    call = Call.get_by_id(CALL_ID)
+    assert call.video_status == VideoStatus.FAILED and call.stage == Stage.DONE
+    assert call.video_error_message.startswith("the call lasts 5 s, longer than MAX_CALL_SECONDS (4 s): not sent to fal.ai")
+    assert call.audio_attempts == 1  # not retried
+    assert Segment.select().count() == 0 and queued(stub_broker, "generation") == []

@@ -39,5 +39,5 @@ def test_a_listing_of_another_file_is_not_an_audio_file(tmp_path, settings_env, 
 
 def test_a_video_is_not_a_recording(tmp_path):
     video = media.color_video(tmp_path / "clip.mp4", "red", audio=True)
-    with pytest.raises(PermanentError, match=r"^not an audio file: .*not MP3 or WAV \(it is MP4\)"):
+    with pytest.raises(PermanentError, match=r"^not an audio file: .*not MP3 or WAV or FLAC or Ogg or M4A \(it is MP4\)"):
         probe_recording(video, ffprobe="ffprobe", max_seconds=60, workdir=tmp_path)

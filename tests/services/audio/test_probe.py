@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from services.audio.probe import MONO, check, probe_recording
@@ -29,7 +31,7 @@ def test_wav_content_is_accepted_whatever_the_name(tmp_path):
 
 
 def test_mono_says_how_to_fix_it(tmp_path):
-    with pytest.raises(PermanentError, match="^recording is mono: enable dual-channel recording in Twilio$"):
+    with pytest.raises(PermanentError, match=f"^{re.escape(MONO)}$"):
         probe(media.mono_file(tmp_path / "mono.mp3"), tmp_path)
     assert MONO.startswith("recording is mono")
 
@@ -51,8 +53,8 @@ def test_bad_files(tmp_path, content, reason):
 
 
 def test_video_without_audio(tmp_path):
-    # Not opened at all: a recording is MP3 or WAV (shared.ffmpeg.inputs), a video neither.
-    with pytest.raises(PermanentError, match=r"not an audio file: not MP3 or WAV \(it is MP4\)"):
+    # Not opened at all: a recording is MP3, WAV, FLAC, Ogg or M4A (shared.ffmpeg.inputs), a video none of those.
+    with pytest.raises(PermanentError, match=r"not an audio file: not MP3 or WAV or FLAC or Ogg or M4A \(it is MP4\)"):
         probe(media.color_video(tmp_path / "v.mp4", "red", size="64x64", duration=0.5), tmp_path)
 
 

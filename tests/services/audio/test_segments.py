@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared import keys
-from shared.fal_models import model_for
+from shared.fal_models import model_for, segment_limit
 from shared.models import Call, Segment, SegmentState, Stage
 from shared.segments import plan_segments
 from tests.support import media
@@ -20,7 +20,7 @@ def expected_plan(call: Call, side: str, settings) -> list[tuple[float, float]]:
         call.audio_duration,
         [tuple(i) for i in call.speech(side)],
         mode=settings.generation_mode,
-        max_seconds=model_for(settings.fal_model).max_audio_seconds,
+        max_seconds=segment_limit(model_for(settings.fal_model), settings.segment_max_seconds),
         padding=settings.speech_padding,
     )
 
@@ -63,16 +63,24 @@ def test_speech_mode_segments(pg_db, s3, make_call, split, stub_broker, tmp_path
     assert tmp_entries(settings) == []
 
 
-def test_full_mode_cuts_at_the_model_limit(pg_db, s3, make_call, split, tmp_path, fal_settings):
-    settings = fal_settings(GENERATION_MODE="full", FAL_MODEL="fal-ai/bytedance/omnihuman/v1.5")
+@pytest.mark.parametrize(
+    ("model", "segment_max", "limit"),
+    [
+        ("fal-ai/bytedance/omnihuman/v1.5", "120", 59.0),  # SEGMENT_MAX_SECONDS never passes the model's limit
+        ("fal-ai/stable-avatar", "20", 20.0),  # a long side in short segments: parallel jobs (#26)
+    ],
+)
+def test_full_mode_cuts_at_the_segment_limit_in_silences(pg_db, s3, make_call, split, tmp_path, fal_settings, model, segment_max, limit):
+    settings = fal_settings(GENERATION_MODE="full", FAL_MODEL=model, SEGMENT_MAX_SECONDS=segment_max)
     speech = [(t + 0.5, t + 6.0) for t in range(0, 80, 8)]
     make_call(media.tone_call(tmp_path / "call.mp3", 80.0, speech, speech))
     split()
     call = Call.get_by_id(CALL_ID)
-    limit = model_for(settings.fal_model).max_audio_seconds
     for side in ("caller", "callee"):
         segments = rows(side)
-        assert len(segments) >= 2 and [(r.start, r.end) for r in segments] == expected_plan(call, side, settings)
+        assert len(segments) >= 80 // limit and [(r.start, r.end) for r in segments] == expected_plan(call, side, settings)
+        # Every seam falls in a silence, where the avatar is at rest.
+        assert not any(s < r.end < e for r in segments[:-1] for s, e in call.speech(side))
         assert segments[0].start == 0 and segments[-1].end == pytest.approx(80.0, abs=0.01)
         assert all(r.end - r.start <= limit for r in segments)
         assert all(a.end == b.start for a, b in zip(segments, segments[1:]))  # contiguous: the whole side

@@ -76,7 +76,9 @@ def test_retries_timeouts_and_refusals(generation):
     quick = dict(queued_polls=0, running_polls=0)  # ends at the first poll
     # Call A: the caller's first job fails after two 429s on submit and on status, the second never
     # finishes (cancelled at the timeout), the third works; the callee is refused at submit (422).
-    a = generation.add_call(caller=[(0.0, 30.0)], callee=[(0.0, 30.0)])
+    # The caller's segment is short enough that its scaled timeout (0.5 s × the model's compute
+    # ratio × TIMEOUT_SAFETY) is FAL_JOB_TIMEOUT itself.
+    a = generation.add_call(caller=[(0.0, 0.5)], callee=[(0.0, 30.0)])
     fake.script(f"{a}-caller-000", [
         Behaviour(outcome="error", submit_429=2, status_429=2, **quick),
         Behaviour(outcome="never", queued_polls=0),

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 
 import pytest
 from dramatiq import Message
 
 from services.generation import jobs, stage
 from services.generation.fal import FalError
-from shared import keys, progress
+from shared import fal_slots, keys, progress
 from shared.contracts import CANCEL_JOBS
 from shared.errors import TransientError
-from shared.models import Call, Segment, SegmentState, SideState, Stage, TranscriptStatus, VideoStatus
+from shared.models import Call, Segment, SegmentState, SideState, Stage, TranscriptStatus, VideoStatus, utcnow
 from tests.support.calls import make_call
 from tests.support.fal_stub import StubQueue
 
@@ -40,12 +41,12 @@ def add_call(local_store, settings_env, *, segments: int) -> str:
 
 def test_transient_submit_trouble_spends_no_attempt_and_retries_the_message(call_with_segments, monkeypatch, stub_broker):
     call_id = call_with_segments
-    stub = StubQueue(FalError("fal.ai answered 429: slow down", kind="transient", status_code=429), "req-1")
+    stub = StubQueue(FalError("fal.ai answered 503: unavailable", kind="transient", status_code=503), "req-1")
     monkeypatch.setattr(jobs, "fal_queue", lambda key, endpoint: stub)
-    with pytest.raises(TransientError, match="429"):
+    with pytest.raises(TransientError, match="503"):
         stage.generate_side(call_id, "caller")
     first, second = Segment.select().where(Segment.call_id == call_id).order_by(Segment.index)
-    assert first.state == SegmentState.PENDING and first.attempts == 0 and "429" in first.progress
+    assert first.state == SegmentState.PENDING and first.attempts == 0 and "503" in first.progress
     assert second.state == SegmentState.SUBMITTED and second.fal_request_id == "req-1"  # the others went on
     call = Call.get_by_id(call_id)
     assert call.fal_job_id == "req-1" and call.video_status == VideoStatus.GENERATING
@@ -57,6 +58,24 @@ def test_transient_submit_trouble_spends_no_attempt_and_retries_the_message(call
     # A local store: the audio goes inside the request (services/generation/inputs.py), segment 0's bytes.
     assert [base64.b64decode(a["audio_url"].split(",", 1)[1]) for a in stub.submitted[-1:]] == [b"ID3 audio 0"]
     assert Call.get_by_id(call_id).fal_job_id == "req-1,req-2"
+
+
+def test_a_429_makes_the_segment_wait_and_never_fails_the_call(call_with_segments, monkeypatch, stub_broker):
+    """fal-client has already retried the 429 ten times: the segment gives its slot back and comes back later."""
+    call_id = call_with_segments
+    stub = StubQueue(FalError("fal.ai answered 429: slow down", kind="transient", status_code=429), "req-1")
+    monkeypatch.setattr(jobs, "fal_queue", lambda key, endpoint: stub)
+    stage.generate_side(call_id, "caller")  # not raised: the message is not retried, the segment's own poll comes back
+    first, second = Segment.select().where(Segment.call_id == call_id).order_by(Segment.index)
+    assert first.state == SegmentState.PENDING and first.attempts == 0 and "rate limiting (429)" in first.progress
+    assert second.state == SegmentState.SUBMITTED
+    assert fal_slots.in_use(10) == 1  # only the submitted job holds a slot
+    assert stub_broker.queues["generation.DQ"].qsize() == 2  # req-1's poll, and the waiting segment's, both delayed
+    stub.answers = ["req-2"]
+    Segment.update({Segment.updated_at: utcnow() - dt.timedelta(minutes=1)}).where(Segment.id == first.id).execute()
+    jobs.poll_segment(first.id)  # its poll, a while later, submits it again
+    assert Segment.get_by_id(first.id).fal_request_id == "req-2" and fal_slots.in_use(10) == 2
+    assert Call.get_by_id(call_id).caller_state == SideState.GENERATING
 
 
 def test_a_refused_submit_fails_the_segment_at_once(call_with_segments, monkeypatch):
@@ -119,7 +138,7 @@ def caller_segments(call_id: str) -> list[Segment]:
 def test_a_segment_failing_for_good_cancels_the_rest_of_its_side_at_once(sqlite_db, stub_broker, local_store, settings_env, monkeypatch):
     """The side falls back whole: its other jobs would be paid for and thrown away."""
     call_id = add_call(local_store, settings_env, segments=4)
-    busy = FalError("fal.ai answered 429: slow down", kind="transient", status_code=429)
+    busy = FalError("fal.ai answered 503: unavailable", kind="transient", status_code=503)
     stub = StubQueue("req-0", "req-1", "req-2", busy)
     monkeypatch.setattr(jobs, "fal_queue", lambda key, endpoint: stub)
     with pytest.raises(TransientError):
@@ -201,3 +220,57 @@ def test_a_cancel_message_for_a_call_retried_since_cancels_nothing(call_with_seg
 def test_ending_a_call_with_nothing_at_fal_sends_nothing(call_with_segments, stub_broker):
     assert progress.fail_call(call_with_segments, "bad recording")
     assert stub_broker.queues["generation"].qsize() == 0
+
+
+def test_each_fal_job_is_in_the_calls_history(call_with_segments, monkeypatch):
+    """fal.submitted with the request id, then fal.completed / fal.failed / fal.cancelled (#28)."""
+    from services.generation import lifecycle
+    from shared import events
+
+    call_id = call_with_segments
+    stub = StubQueue("req-1", "req-2")
+    monkeypatch.setattr(jobs, "fal_queue", lambda key, endpoint: stub)
+    stage.generate_side(call_id, "caller")
+    first, second = caller_segments(call_id)
+    assert lifecycle.complete(first, {Segment.progress: "done"}, "done")
+    jobs.give_up_side(call_id, "caller", TransientError("the database kept failing"))
+    fal = [e for e in events.history(call_id) if e["kind"].startswith("fal.")]
+    seen = [(e["kind"], e["detail"].get("request_id")) for e in fal]
+    assert seen[:3] == [("fal.submitted", "req-1"), ("fal.submitted", "req-2"), ("fal.completed", "req-1")]
+    assert ("fal.cancelled", "req-2") in seen[3:] and ("fal.submitted", "req-1") not in seen[3:]
+    assert all(e["stage"] == "generation" and e["detail"]["side"] == "caller" for e in fal)
+
+
+def test_a_call_that_would_pass_the_daily_budget_gets_local_panels_and_ends_partial(call_with_segments, monkeypatch, settings_env):
+    """Two 10 s segments of stable-avatar ($0.10/s) estimate $2.00; $9.00 spent today leaves $1.00 of a $10 budget."""
+    from prometheus_client import REGISTRY
+
+    settings_env(FAL_DAILY_BUDGET_USD="10")
+    make_call(fal_cost_usd=9.0)  # an earlier call today
+    stub = StubQueue("req-1", "req-2")
+    monkeypatch.setattr(jobs, "fal_queue", lambda key, endpoint: stub)
+    before = REGISTRY.get_sample_value("callreel_fal_budget_exceeded_total", {"side": "caller"}) or 0
+    stage.generate_side(call_with_segments, "caller")
+    assert stub.submitted == []  # nothing reached fal.ai
+    call = Call.get_by_id(call_with_segments)
+    assert call.caller_state == SideState.FAILED and "FAL_DAILY_BUDGET_USD ($10.00)" in call.caller_error
+    assert "estimated $2.00" in call.caller_error and "local panels" in call.caller_error
+    assert call.fal_cost_usd == 0 and call.fal_cost_final
+    assert REGISTRY.get_sample_value("callreel_fal_budget_exceeded_total", {"side": "caller"}) == before + 1
+    assert call.compose_enqueued_at is not None  # on to the compositor, which renders the side's panel: partial
+
+
+def test_within_the_budget_the_estimate_is_recorded_then_the_final_cost(call_with_segments, monkeypatch, settings_env):
+    settings_env(FAL_DAILY_BUDGET_USD="10")
+    stub = StubQueue("req-1", "req-2")
+    monkeypatch.setattr(jobs, "fal_queue", lambda key, endpoint: stub)
+    stage.generate_side(call_with_segments, "caller")
+    call = Call.get_by_id(call_with_segments)
+    assert len(stub.submitted) == 2 and call.fal_cost_usd == 2.0 and not call.fal_cost_final
+    from services.generation import costs
+    from shared.fal_models import model_for
+
+    Segment.update({Segment.state: SegmentState.COMPLETED}).where(Segment.index == 0).execute()  # segment 1 never made a video
+    costs.finalize(call_with_segments, model_for("fal-ai/stable-avatar"))
+    call = Call.get_by_id(call_with_segments)
+    assert call.fal_cost_usd == 1.0 and call.fal_cost_final

@@ -50,20 +50,13 @@ def deployment_env(pg_db, pg_url, rabbitmq_url, s3_server, s3, fake_twilio, tmp_
 
 
 def service_env(tmp_path, pg_url: str, rabbitmq_url: str, port: int, **more: str) -> dict[str, str]:
-    """The environment of an ingest process of these tests (gunicorn on ``port``), plus ``more``."""
-    return process_env(
-        inherit=False,
-        HOME=tmp_path,
-        CALLREEL_DATA_DIR=tmp_path / "data",
-        DATABASE_URL=pg_url,
-        BROKER_URL=rabbitmq_url,
-        METRICS_PORT="0",
-        PUBLIC_BASE_URL="https://ingest.callreel.example",
-        CALLREEL_API_TOKEN=API_TOKEN,
-        PORT=port,
-        GUNICORN_WORKERS="1",
-        **more,
-    )
+    """The environment of an ingest process of these tests (gunicorn on ``port``), plus ``more`` (which wins)."""
+    values = {
+        "HOME": tmp_path, "CALLREEL_DATA_DIR": tmp_path / "data", "DATABASE_URL": pg_url, "BROKER_URL": rabbitmq_url,
+        "METRICS_PORT": "0", "PUBLIC_BASE_URL": "https://ingest.callreel.example", "CALLREEL_API_TOKEN": API_TOKEN,
+        "PORT": port, "GUNICORN_WORKERS": "1",
+    }
+    return process_env(inherit=False, **{**values, **more})
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ def test_each_use_takes_only_its_kinds(tmp_path):
     video = media.color_video(tmp_path / "clip.mp4", "red", size="64x64", duration=0.5).rename(tmp_path / "avatar.png")  # named like an image
     with pytest.raises(InvalidMedia, match=r"avatar.png: not PNG or JPEG or WebP \(it is MP4\)"):
         probe_video(video, Settings(), accept=IMAGE)
-    with pytest.raises(InvalidMedia, match=r"not MP3 or WAV \(it is MP4\)"):
+    with pytest.raises(InvalidMedia, match=r"not MP3 or WAV or FLAC or Ogg or M4A \(it is MP4\)"):
         probe(video, ffprobe="ffprobe", accept=RECORDING)
 
 
@@ -47,3 +47,17 @@ def test_the_arguments_name_the_format_the_protocol_and_a_file_url(tmp_path):
     args = input_args(recording, RECORDING)
     assert args == ["-f", "mp3", "-protocol_whitelist", "file", "-i", f"file:{recording}"]
     assert probe(recording, ffprobe="ffprobe", accept=RECORDING)["format"]["format_name"] == "mp3"
+
+
+@pytest.mark.parametrize(("suffix", "codec", "name"), [("flac", "flac", "flac"), ("ogg", "libopus", "ogg"), ("m4a", "aac", "m4a")])
+def test_a_platform_recording_is_read_as_its_format_and_an_m4a_is_no_video(tmp_path, suffix, codec, name):
+    """Voice-agent platforms send FLAC, Ogg and M4A as well: each is known by its bytes and opens as a stereo recording."""
+    source = media.tone_call(tmp_path / "call.wav", 1.0)
+    recording = tmp_path / f"call.{suffix}"
+    media.ffmpeg("-i", str(source), "-c:a", codec, str(recording))
+    assert sniff(recording) == name
+    stream = next(s for s in probe(recording, ffprobe="ffprobe", accept=RECORDING)["streams"] if s["codec_type"] == "audio")
+    assert stream["channels"] == 2
+    if name == "m4a":  # the mov demuxer's, but never taken for a side video
+        with pytest.raises(InvalidMedia, match=r"not MP4 \(it is M4A\)"):
+            probe_video(recording, Settings(), accept=VIDEO)

@@ -52,5 +52,5 @@ def test_a_file_ffprobe_cannot_read_fails_with_its_words(tmp_path):
 
 def test_a_file_of_no_known_format_is_never_opened(tmp_path):
     (tmp_path / "junk.mp4").write_bytes(b"not a video at all")
-    with pytest.raises(InvalidMedia, match=r"junk.mp4: not MP3 or WAV or MP4 or PNG or JPEG or WebP \(its content is none of those\)"):
+    with pytest.raises(InvalidMedia, match=r"junk.mp4: not MP3 or WAV or FLAC or Ogg or M4A or MP4 or PNG or JPEG or WebP \(its content is none of those\)"):
         probe(tmp_path / "junk.mp4", ffprobe=fake_binary(tmp_path / "ffprobe", "{}"))

@@ -70,7 +70,7 @@ def test_a_finished_call_with_its_timings_and_presigned_videos(api, s3):
     assert list(body["stages"]) == ["ingest", "audio", "generation", "compositor"]
     assert body["segments"] == []
     assert body["processing"]["seconds"] == 90
-    assert body["recording"] == {"sid": "RE" + "1" * 32, "duration": 61, "channels": 2}
+    assert body["recording"] == {"sid": "RE" + "1" * 32, "duration": 61, "channels": 2, "format": "mp3"}
     assert body["sides"]["callee"]["state"] == "failed" and body["sides"]["callee"]["video_url"] is None
     assert response.headers["cache-control"] == "no-store"
     # The URLs are presigned, and they work.

@@ -12,7 +12,9 @@ from tests.services.ingest.conftest import API_TOKEN
 
 # The routes anyone may call; a route that joins them must be added here, on purpose.
 # The share page and its files are public: the signed token in the path is their credential (test_share.py).
-PUBLIC_ROUTES = {"/twilio/recording-status", "/healthz", "/ops/login", "/ops/static/{name}", "/", "/ops", "/v/{token}", "/v/{token}/{name}"}
+# The voice-agent platforms' webhooks check their platform's signature instead (tests/services/ingest/platforms/).
+PLATFORM_WEBHOOKS = {"/webhooks/vapi", "/webhooks/retell", "/webhooks/elevenlabs"}
+PUBLIC_ROUTES = {"/twilio/recording-status", "/healthz", "/ops/login", "/ops/static/{name}", "/", "/ops", "/v/{token}", "/v/{token}/{name}"} | PLATFORM_WEBHOOKS
 PARAMS = {"{call_id}": "CA" + "1" * 32, "{key:path}": f"videos/CA{'1' * 32}.mp4", "{name}": "operator.css", "{token}": "A" * 75, "{side}": "caller"}
 
 

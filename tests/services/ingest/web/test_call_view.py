@@ -114,3 +114,18 @@ def test_a_call_where_nobody_speaks_says_so_in_the_api_the_page_and_the_cli(web,
     spoken = untimed_call()
     assert web.simulate_get(f"/calls/{spoken}", headers={"Authorization": f"Bearer {API_TOKEN}"}).json["no_speech"] is False
     assert 'id="no-speech"' not in web.simulate_get(f"/ops/calls/{spoken}", headers=web.cookie).text
+
+
+def test_the_fal_cost_is_on_the_api_and_the_page_estimate_then_final(web, s3):
+    """#26: the estimate while generation runs, then what the jobs cost; a call that never went to fal shows none."""
+    call = timed_call(s3)
+    Call.update(fal_cost_usd=2.5, fal_cost_final=False).where(Call.id == call).execute()
+    api = web.simulate_get(f"/calls/{call}", headers={"Authorization": f"Bearer {API_TOKEN}"}).json
+    assert (api["fal_cost_usd"], api["fal_cost_final"]) == (2.5, False)
+    page = web.simulate_get(f"/ops/calls/{call}", headers=web.cookie).text
+    assert '<dd id="call-fal-cost">$2.50 (estimate)</dd>' in page
+    Call.update(fal_cost_usd=1.75, fal_cost_final=True).where(Call.id == call).execute()
+    assert '<dd id="call-fal-cost">$1.75</dd>' in web.simulate_get(f"/ops/calls/{call}", headers=web.cookie).text
+    none = untimed_call()
+    assert web.simulate_get(f"/calls/{none}", headers={"Authorization": f"Bearer {API_TOKEN}"}).json["fal_cost_usd"] is None
+    assert '<dd id="call-fal-cost">—</dd>' in web.simulate_get(f"/ops/calls/{none}", headers=web.cookie).text

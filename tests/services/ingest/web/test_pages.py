@@ -44,7 +44,7 @@ def test_pages_send_a_person_to_the_login_form_and_back(web):
     assert page.status_code == 303
     location = urlsplit(page.headers["location"])
     assert location.path == "/ops/login" and parse_qs(location.query)["next"] == [f"/ops/calls/{call}?x=1"]
-    assert web.simulate_get("/").headers["location"] == "/ops/calls"
+    assert web.simulate_get("/").headers["location"] == "/ops/overview"
 
     form = web.simulate_get("/ops/login", query_string=location.query)
     assert form.status_code == 200 and f'name="next" value="/ops/calls/{call}?x=1"' in form.text
@@ -57,14 +57,14 @@ def test_pages_send_a_person_to_the_login_form_and_back(web):
     assert cookie.max_age == 7200 and cookie.path == "/"
     # Signed in, the login form sends a person on.
     again = web.simulate_get("/ops/login", headers={"Cookie": f"callreel_session={cookie.value}"})
-    assert again.status_code == 303 and again.headers["location"] == "/ops/calls"
+    assert again.status_code == 303 and again.headers["location"] == "/ops/overview"
 
 
 def test_a_wrong_token_is_refused_and_sets_no_cookie(web):
     response = web.simulate_post("/ops/login", body="token=guess&next=https%3A%2F%2Fevil.example%2F", headers=FORM)
     assert response.status_code == 401 and "not this service&#x27;s API token" in response.text
     assert "callreel_session" not in response.cookies
-    assert 'name="next" value="/ops/calls"' in response.text  # the off-site destination is dropped
+    assert 'name="next" value="/ops/overview"' in response.text  # the off-site destination is dropped
     assert web.simulate_post("/ops/login", body="token=", headers=FORM).status_code == 401
     assert web.simulate_post("/ops/login", body="token=" + "x" * 5000, headers=FORM).status_code == 413
     assert web.simulate_post("/ops/login", body=f'{{"token": "{API_TOKEN}"}}', headers={"Content-Type": "application/json"}).status_code == 415
@@ -222,7 +222,7 @@ def test_retry_needs_the_sessions_csrf_token(web, stub_broker):
         if cookie:
             assert refused.status_code == 403 and "reload the page" in refused.text
         else:  # no session: to the login form, which then leads to the list, not to the retry
-            assert refused.headers["location"] == "/ops/login?next=/ops/calls"
+            assert refused.headers["location"] == "/ops/login?next=/ops/overview"
     assert Call.get_by_id(call).video_status == VideoStatus.FAILED and stub_broker.queues["ingest"].empty()
 
     done = web.simulate_post(f"/ops/calls/{call}/retry", body=f"csrf={token}", headers={**FORM, **mine})

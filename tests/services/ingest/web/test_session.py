@@ -73,14 +73,14 @@ def test_csrf_tokens_belong_to_one_session():
     [
         ("/ops/calls?status=failed", "/ops/calls?status=failed"),
         ("/ops/calls/CA" + "1" * 32, "/ops/calls/CA" + "1" * 32),
-        ("https://evil.example/ops/calls", "/ops/calls"),
-        ("//evil.example/ops/", "/ops/calls"),
+        ("https://evil.example/ops/calls", "/ops/overview"),
+        ("//evil.example/ops/", "/ops/overview"),
         ("/ops/../../etc", "/ops/../../etc"),  # a path on this site: harmless, the router 404s it
-        ("/ops/\\evil.example", "/ops/calls"),
-        ("/ops/calls\r\nSet-Cookie: x=1", "/ops/calls"),
-        ("/ops/login?next=/ops/login", "/ops/calls"),
-        ("/calls", "/ops/calls"),
-        (None, "/ops/calls"),
+        ("/ops/\\evil.example", "/ops/overview"),
+        ("/ops/calls\r\nSet-Cookie: x=1", "/ops/overview"),
+        ("/ops/login?next=/ops/login", "/ops/overview"),
+        ("/calls", "/ops/overview"),
+        (None, "/ops/overview"),
     ],
 )
 def test_after_login_only_operator_pages_are_a_destination(target, expected):

@@ -1,0 +1,307 @@
+"""A long call's video rendered in time chunks by any compositor replica, then joined without re-encoding.
+
+One FFmpeg run renders a call on about two cores at a few times real time,
+however many compositor replicas are idle. So a call at least
+``CHUNKED_FROM`` × COMPOSE_CHUNK_SECONDS long is cut into chunks of about
+COMPOSE_CHUNK_SECONDS (moved to a segment boundary when one is near: fewer
+clips are decoded twice), and each chunk is a ``ComposeChunk`` row and a
+``compose_chunk`` message that any replica may take::
+
+    compose (coordinator, holds the call's lock)        compose_chunk (any replica)
+      plan the chunks, rows + messages ──────────────▶  claim a pending chunk
+      render the sound track: one pass, whole call       render its frames, upload, done
+      claim and render chunks itself too                  (a chunk rendered, or claimed, is skipped)
+      wait for the rest, download, join (-c copy) ◀─────
+
+Why it is seamless:
+
+- every chunk is encoded with the same x264 settings, opens with an IDR frame
+  and has closed GOPs, so the concat demuxer joins the streams as they are;
+- a chunk's frames come from the same graph as a whole render's, timed on the
+  call's clock (the highlight's and the burned captions' times are the call's;
+  the local panel's waveform is cut at whole frames of its audio);
+- the sound is not chunked at all: one pass over the whole call (the mix's
+  two-pass loudness included) is muxed at the join, so it is
+  sample-for-sample what a whole render's is (tests/services/compositor/test_chunks.py).
+
+Short calls keep the single pass: below three chunks' length the messages,
+uploads and the join cost more than a second worker saves, and the single
+pass has fallbacks of its own (a render without captions). Any chunk
+failing falls back to the single pass too: chunking is a way to be fast,
+never a new way to fail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from shared import keys, owners
+from shared.compose_chunks import ChunkState, ComposeChunk
+from shared.contracts import COMPOSE_CHUNK, send
+from shared.ffmpeg import FFmpegError, FFmpegKilled, file_url
+from shared.models import utcnow
+from shared.settings import Settings
+from shared.storage import ObjectNotFound, Storage
+
+from .graph import Window, build_audio_command, build_chunk_command
+from .layout import RenderSpec, frame_at, total_frames
+from .runner import run_ffmpeg
+
+__all__ = [
+    "CHUNKED_FROM", "ChunkedFailed", "plan_windows", "plan_digest", "chunked", "ensure_rows", "claim",
+    "render_chunk", "render_claimed", "release", "dispatch", "coordinate", "reclaim_dead", "join", "forget",
+]
+
+log = logging.getLogger("callreel.compositor")
+
+#: Calls shorter than this many chunks render in one pass.
+CHUNKED_FROM = 2.5
+#: A chunk boundary moves to a segment boundary at most this share of a chunk away.
+SNAP = 0.25
+#: Seconds between two looks at the chunks other replicas render.
+WAIT_STEP = 0.25
+
+
+class ChunkedFailed(RuntimeError):
+    """The chunked render cannot finish: the caller renders the call in one pass instead."""
+
+
+def chunked(duration: float, settings: Settings) -> bool:
+    return settings.compose_chunk_seconds > 0 and duration >= CHUNKED_FROM * settings.compose_chunk_seconds
+
+
+def plan_windows(duration: float, fps: int, chunk_seconds: float, boundaries: Sequence[float] = ()) -> list[Window]:
+    """Frames ``[first, last)`` of each chunk: about ``chunk_seconds`` each, cut at a segment boundary when one is near."""
+    total = total_frames(duration, fps)
+    count = max(1, round(duration / chunk_seconds))
+    step = total / count
+    cuts, cursor = [], 0
+    bounds = sorted({frame_at(b, fps) for b in boundaries if 0 < b < duration})
+    for n in range(1, count):
+        target = round(n * step)
+        near = [b for b in bounds if abs(b - target) <= SNAP * step and b > cursor]
+        cut = min(near, key=lambda b: abs(b - target)) if near else target
+        if cut <= cursor or cut >= total:
+            continue
+        cuts.append(cut)
+        cursor = cut
+    edges = [0, *cuts, total]
+    return list(zip(edges, edges[1:], strict=False))
+
+
+def plan_digest(spec: RenderSpec, settings: Settings, video_keys: Sequence[str]) -> str:
+    """What a chunk's frames are made of, as a digest: the video command (the temp folder left out) and its inputs.
+
+    Every replica builds the spec from the same rows and objects; two that
+    would render different frames (another layout, new segment videos, a
+    caption file that failed on one of them) get different digests, and a
+    replica whose digest is not the row's leaves the chunk to the coordinator.
+    """
+    command = build_chunk_command(spec, (0, spec.frames), spec.workdir / "digest.mp4", binary=settings.ffmpeg_binary)
+    digest = hashlib.sha256("\0".join(command).replace(str(spec.workdir), "").encode())
+    for arg in command:  # a long call's graph is in a file the command names: its text counts, not its path
+        if arg.startswith(str(spec.workdir)) and arg.endswith(".txt"):
+            digest.update(Path(arg).read_bytes())
+    for key in video_keys:
+        digest.update(key.encode())
+    for path in sorted(spec.workdir.glob("label-*.txt")) + ([spec.captions.burn] if spec.captions and spec.captions.burn else []):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:32]
+
+
+def ensure_rows(call_id: str, plan: str, windows: Sequence[Window]) -> list[ComposeChunk]:
+    """The call's chunk rows for this plan (rows of another plan are removed); a message is sent for each chunk not done."""
+    ComposeChunk.delete().where((ComposeChunk.call_id == call_id) & (ComposeChunk.plan != plan)).execute()
+    for index, (first, last) in enumerate(windows):
+        ComposeChunk.get_or_create(call_id=call_id, index=index, defaults={"plan": plan, "first_frame": first, "last_frame": last})
+    rows = list(ComposeChunk.select().where(ComposeChunk.call_id == call_id).order_by(ComposeChunk.index))
+    if [(r.first_frame, r.last_frame) for r in rows] != list(windows):
+        raise ChunkedFailed("the call's chunk rows do not match the plan")
+    for row in rows:
+        if row.state != ChunkState.DONE:
+            send(COMPOSE_CHUNK, call_id=call_id, index=row.index, plan=plan)
+    return rows
+
+
+def claim(row: ComposeChunk, settings: Settings) -> bool:
+    """Take a pending chunk (or one whose renderer has been silent past COMPOSE_TIMEOUT): True for the one that got it."""
+    now = utcnow()
+    stale = now - timedelta(seconds=settings.compose_timeout)
+    return bool(
+        ComposeChunk.update(
+            {
+                ComposeChunk.state: ChunkState.RENDERING,
+                ComposeChunk.owner: owners.me().tag,
+                ComposeChunk.claimed_at: now,
+                ComposeChunk.attempts: ComposeChunk.attempts + 1,
+                ComposeChunk.updated_at: now,
+            }
+        )
+        .where(
+            (ComposeChunk.id == row.id)
+            & (ComposeChunk.plan == row.plan)
+            & (
+                (ComposeChunk.state == ChunkState.PENDING)
+                | ((ComposeChunk.state == ChunkState.RENDERING) & (ComposeChunk.claimed_at < stale))
+            )
+        )
+        .execute()
+    )
+
+
+def render_chunk(spec: RenderSpec, window: Window, output: Path, settings: Settings, extra: dict[str, str]) -> None:
+    first, last = window
+    run_ffmpeg(
+        build_chunk_command(spec, window, output, binary=settings.ffmpeg_binary),
+        timeout=settings.compose_timeout,
+        what=f"chunk {first}-{last}",
+        total_seconds=(last - first) / spec.fps,
+        log_extra=extra,
+    )
+
+
+def render_claimed(row: ComposeChunk, spec: RenderSpec, settings: Settings, storage: Storage, extra: dict[str, str]) -> Path:
+    """Render a chunk this process has claimed, store it and mark it done; a failure marks it failed and re-raises.
+
+    FFmpeg killed from outside (the OOM killer) is not the chunk's fault: it is given back, for any replica to take.
+    """
+    output = spec.workdir / f"chunk-{row.index:04d}.mp4"
+    try:
+        render_chunk(spec, (row.first_frame, row.last_frame), output, settings, extra)
+        key = keys.chunk_video_key(row.call_id, row.plan, row.index)
+        storage.upload_file(output, key, content_type="video/mp4")
+    except FFmpegKilled:
+        release(row)
+        raise
+    except Exception as exc:
+        _mark(row, ChunkState.FAILED, error=str(exc)[:4000])
+        raise
+    _mark(row, ChunkState.DONE, video_key=key)
+    return output
+
+
+def _gone(tag: str | None) -> bool:
+    """Whether the process of an owner tag (``host.pid.start``) is known to have ended (one on another host is not known)."""
+    try:
+        host, pid, start = (tag or "").split(".")
+        return owners.alive(owners.Owner(host, int(pid), int(start))) is False
+    except ValueError:
+        return False
+
+
+def reclaim_dead(rows: Sequence[ComposeChunk]) -> None:
+    """Chunks whose renderer died on this host (a killed worker) are pending again at once, not after COMPOSE_TIMEOUT."""
+    for row in rows:
+        if row.state == ChunkState.RENDERING and _gone(row.owner):
+            pending = {ComposeChunk.state: ChunkState.PENDING, ComposeChunk.owner: None, ComposeChunk.updated_at: utcnow()}
+            ComposeChunk.update(pending).where(
+                (ComposeChunk.id == row.id) & (ComposeChunk.state == ChunkState.RENDERING) & (ComposeChunk.owner == row.owner)
+            ).execute()
+            log.info("chunk %d: its renderer is gone; pending again", row.index, extra={"call_id": row.call_id})
+
+
+def release(row: ComposeChunk) -> None:
+    """Give a claimed chunk back (this process cannot render it as planned): the coordinator or another replica takes it."""
+    ComposeChunk.update({ComposeChunk.state: ChunkState.PENDING, ComposeChunk.owner: None, ComposeChunk.updated_at: utcnow()}).where(
+        (ComposeChunk.id == row.id) & (ComposeChunk.state == ChunkState.RENDERING) & (ComposeChunk.owner == owners.me().tag)
+    ).execute()
+
+
+def _mark(row: ComposeChunk, state: str, **columns: object) -> None:
+    now = utcnow()
+    ComposeChunk.update({"state": state, "updated_at": now, "finished_at": now, **columns}).where(
+        (ComposeChunk.id == row.id) & (ComposeChunk.plan == row.plan) & (ComposeChunk.owner == owners.me().tag)
+    ).execute()
+
+
+def dispatch(
+    call_id: str, spec: RenderSpec, video_keys: Sequence[str], boundaries: Sequence[float], settings: Settings, extra: dict[str, str]
+) -> tuple[str, list[Window]]:
+    """Plan the chunks of ``spec`` and offer them to every replica: the plan's digest and the chunks' frames."""
+    windows = plan_windows(spec.duration, spec.fps, settings.compose_chunk_seconds, boundaries)
+    plan = plan_digest(spec, settings, video_keys)
+    rows = ensure_rows(call_id, plan, windows)
+    log.info("rendering in %d chunks of about %g s", len(rows), settings.compose_chunk_seconds, extra=extra)
+    return plan, windows
+
+
+def coordinate(
+    call_id: str, spec: RenderSpec, plan: str, windows: Sequence[Window], output: Path,
+    settings: Settings, storage: Storage, extra: dict[str, str],
+) -> None:
+    """The rest of a chunked render of ``spec`` into ``output`` (:func:`dispatch` done): the sound, chunks here and elsewhere, the join.
+
+    Raises ChunkedFailed (the caller renders in one pass) when a chunk fails or the rest take longer than COMPOSE_TIMEOUT.
+    """
+    audio = spec.workdir / "sound.m4a"
+    command = build_audio_command(spec, audio, binary=settings.ffmpeg_binary)
+    run_ffmpeg(command, timeout=settings.compose_timeout, what="sound track", log_extra=extra)
+    local: dict[int, Path] = {}
+    deadline = time.monotonic() + settings.compose_timeout
+    while True:
+        current = {r.index: r for r in ComposeChunk.select().where((ComposeChunk.call_id == call_id) & (ComposeChunk.plan == plan))}
+        if len(current) != len(windows):
+            raise ChunkedFailed("the call's chunk rows changed during the render")
+        failed = [r for r in current.values() if r.state == ChunkState.FAILED]
+        if failed:
+            raise ChunkedFailed(f"chunk {failed[0].index} failed: {failed[0].error}")
+        if all(r.state == ChunkState.DONE for r in current.values()):
+            break
+        reclaim_dead(list(current.values()))
+        mine = next((r for r in current.values() if r.state != ChunkState.DONE and claim(r, settings)), None)
+        if mine is not None:
+            try:
+                local[mine.index] = render_claimed(mine, spec, settings, storage, extra)
+            except FFmpegError as exc:
+                raise ChunkedFailed(f"chunk {mine.index} failed: {exc}") from exc
+            continue
+        if time.monotonic() > deadline:
+            raise ChunkedFailed("the chunks other replicas render took longer than COMPOSE_TIMEOUT")
+        time.sleep(WAIT_STEP)
+    parts = []
+    for index in range(len(windows)):
+        path = local.get(index) or spec.workdir / f"chunk-{index:04d}.mp4"
+        if index not in local:
+            try:
+                storage.download_file(current[index].video_key or "", path)
+            except ObjectNotFound:
+                raise ChunkedFailed(f"chunk {index}'s video {current[index].video_key} is missing") from None
+        parts.append(path)
+    join(parts, audio, spec, output, settings, extra)
+    log.info("chunks joined: %d rendered here, %d by other replicas", len(local), len(windows) - len(local), extra=extra)
+
+
+def join(parts: Sequence[Path], audio: Path, spec: RenderSpec, output: Path, settings: Settings, extra: dict[str, str]) -> None:
+    """The chunks' video streams one after another, the sound track and the captions track beside them: nothing re-encoded."""
+    listing = spec.workdir / "chunks.txt"
+    # Our own listing of files we rendered or downloaded; it names nothing but files.
+    listing.write_text("".join(f"file '{file_url(p)}'\n" for p in parts))
+    args = [settings.ffmpeg_binary, "-f", "concat", "-safe", "0", "-protocol_whitelist", "file", "-i", file_url(listing), "-i", str(audio)]
+    maps = ["-map", "0:v", "-map", "1:a"]
+    codecs = ["-c", "copy"]
+    if spec.captions is not None:
+        args += ["-i", str(spec.captions.track)]
+        maps += ["-map", "2:s"]
+        codecs += ["-c:s", "mov_text", "-metadata:s:s:0", f"language={spec.captions.language}"]
+    run_ffmpeg(
+        [*args, *maps, *codecs, "-movflags", "+faststart", "-y", str(output)],
+        timeout=settings.compose_timeout,
+        what="join chunks",
+        log_extra=extra,
+    )
+
+
+def forget(call_id: str, storage: Storage) -> None:
+    """The video is stored: the call's chunk videos and rows go (a re-render plans afresh)."""
+    for row in ComposeChunk.select().where(ComposeChunk.call_id == call_id):
+        if row.video_key:
+            try:
+                storage.delete(row.video_key)
+            except Exception as exc:  # a leftover chunk costs a little storage, never the call
+                log.warning("chunk video %s not removed: %s", row.video_key, exc, extra={"call_id": call_id})
+    ComposeChunk.delete().where(ComposeChunk.call_id == call_id).execute()
