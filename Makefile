@@ -11,6 +11,11 @@ DEV_STAMP     := $(VENV)/.installed-dev
 # -qq: errors only (setuptools's editable-install banner is noise on a first run).
 PIP_INSTALL   := $(PY) -m pip install -qq --constraint constraints.txt
 PYTEST_ARGS   ?=
+# Two pytest-xdist workers: most tests wait on processes and servers, so two share the two cores well.
+# Each worker is its own session (its own database, vhost and S3 server); tests/e2e and tests/bench stay
+# on one worker each (XDIST_GROUPS in tests/conftest.py). PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
+XDIST          := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS))
 # pytest's exit 5 (no test ran) fails make like any other error, and says so.
 RUN_PYTEST     = $(PYTEST) -q -ra $(1) $(PYTEST_ARGS) || { rc=$$?; [ $$rc != 5 ] || echo "pytest ran no test: that is a failure" >&2; exit $$rc; }
 
@@ -65,10 +70,10 @@ lint: install
 	exit $$rc
 
 test: install test-machine
-	@$(call RUN_PYTEST,)
+	@$(call RUN_PYTEST,$(XDIST))
 
 test-fast: install test-machine
-	@$(call RUN_PYTEST,-m "not e2e and not browser")
+	@$(call RUN_PYTEST,$(XDIST) -m "not e2e and not browser")
 
 test-e2e: install test-machine
 	@$(call RUN_PYTEST,tests/e2e)

@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.minutes, args.repeat, args.compare_seconds, args.sizes = "0.1", 1, 3, "512x512"
+        args.minutes, args.repeat, args.compare_seconds, args.sizes = "0.1", 1, 2, "512x512"
         args.sweep_repeat, args.download_mb, args.rate, args.rate_seconds = 1, "1,6", 20, 1
         args.burst, args.concurrency = 20, 4
     elif args.output is None:
@@ -193,7 +193,7 @@ def compose_elsewhere(args: argparse.Namespace, inputs: compare.ComposeInputs, f
 def run_segments(args: argparse.Namespace, workdir: Path, report: Report) -> None:
     counts = (1, 2) if args.quick else (1, 3, 6, 12)
     say(f"compose: memory by segments per side ({', '.join(map(str, counts))})")
-    report.segment_seconds = 3 if args.quick else 10
+    report.segment_seconds = 2 if args.quick else 10
     report.segments = compare.segment_memory(workdir / "segments", args.cache, counts, seconds=report.segment_seconds)
 
 

@@ -16,7 +16,9 @@ import pytest
 
 from bench.report import STAGE_COLUMNS
 
-pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
+# The quick run (the module fixture, timed with the first test) shares two cores with the other
+# pytest-xdist worker under make test: room for a slow machine, not a figure under test.
+pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,7 +62,7 @@ def quick_run(tmp_path_factory):
     main, other = ffmpeg_folder(work / "main-ffmpeg"), ffmpeg_folder(work / "other-ffmpeg")
     done = subprocess.run(
         [sys.executable, "bench/run.py", "--quick", "--output", str(out), "--ffmpeg", str(main), "--also-ffmpeg", str(other)],
-        cwd=ROOT, capture_output=True, text=True, timeout=280,
+        cwd=ROOT, capture_output=True, text=True, timeout=580,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (docs.read_bytes() if docs.exists() else None) == before, "a quick run must not overwrite docs/benchmarks.md"
@@ -90,7 +92,7 @@ def test_every_stage_has_time_cpu_memory_and_output(quick_run):
 
 def test_compose_is_compared_with_the_plan_on_speed_quality_and_size(quick_run):
     found = tables(quick_run[1])
-    compose, _, sweep = found["512x512 sides, 3 s"]  # the middle one: under the --also-ffmpeg build
+    compose, _, sweep = found["512x512 sides, 2 s"]  # the middle one: under the --also-ffmpeg build
     header, rows = compose[0], compose[1:]
     assert header[:3] == ["render", "wall s", "CPU s"] and "SSIM" in header and "PSNR dB" in header
     assert rows[0][0].startswith("plan (medium, crf 23)")
@@ -111,7 +113,7 @@ def test_compose_is_compared_with_the_plan_on_speed_quality_and_size(quick_run):
 def test_the_compose_comparison_runs_under_each_ffmpeg_asked_for(quick_run):
     found = tables(quick_run[1])
     assert "The same two commands under FFmpeg" in quick_run[1]
-    _, elsewhere, _ = found["512x512 sides, 3 s"]
+    _, elsewhere, _ = found["512x512 sides, 2 s"]
     assert len(elsewhere) == 3
     assert elsewhere[1][0].startswith("plan (medium, crf 23)") and elsewhere[2][0].endswith(", shipped")
     assert 0.5 < number(elsewhere[2][elsewhere[0].index("SSIM")]) <= 1.0

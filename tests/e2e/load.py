@@ -8,7 +8,7 @@ each call's time from webhook to video, and the peak memory (VmHWM) of each
 service's processes: the Dramatiq main process, its worker process and the
 FFmpeg children it ran. Run directly, it makes its own database and vhost and
 removes them after; the e2e test runs the same ``run_load`` on the shared
-pipeline with 20 calls.
+pipeline with 10 calls.
 """
 
 from __future__ import annotations

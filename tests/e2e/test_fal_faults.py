@@ -29,36 +29,39 @@ def panels(pipeline, call_id, tmp_path) -> tuple[bool, bool]:
     return is_fal_navy(panel_colour(path, 2.0, "left")), is_fal_navy(panel_colour(path, 2.0, "right"))
 
 
-def test_fal_failing_one_side_makes_a_partial_video(pipeline, tmp_path):
-    sent = pipeline.send_call(post=False)
-    pipeline.fal.script(f"{sent.call_id}-caller-000", [FAILS, FAILS])
-    assert pipeline.post_webhook(sent.form).status_code == 202
-    call = pipeline.wait_ended_one(sent.call_id)
+def test_fal_failing_one_side_or_both_sides(pipeline, tmp_path):
+    """Two calls at once, each meeting its own fal trouble (the fake scripts jobs by call and side):
 
-    assert call.video_status == VideoStatus.PARTIAL, pipeline.describe(sent.call_id)
+    - ``one_side``: the caller's job fails twice, so the call is partial, with a local panel for that side;
+    - ``both``: both sides fail, and the call is still a video, of two local panels.
+    """
+    one_side, both = (pipeline.send_call(post=False) for _ in range(2))
+    pipeline.fal.script(f"{one_side.call_id}-caller-000", [FAILS, FAILS])
+    for side in ("caller", "callee"):
+        pipeline.fal.script(f"{both.call_id}-{side}-000", [FAILS, FAILS])
+    for sent in (one_side, both):
+        assert pipeline.post_webhook(sent.form).status_code == 202
+    ended = pipeline.wait_ended([one_side.call_id, both.call_id])
+
+    call = ended[one_side.call_id]
+    assert call.video_status == VideoStatus.PARTIAL, pipeline.describe(one_side.call_id)
     assert call.caller_state == SideState.FAILED and call.callee_state == SideState.GENERATED
     assert "Runner crashed" in call.caller_error
     assert "caller video generation failed" in call.video_error_message
-    assert len(pipeline.fal_submissions(sent.call_id, "caller")) == 2  # first try and one retry
-    assert len(pipeline.fal_submissions(sent.call_id, "callee")) == 1
+    assert len(pipeline.fal_submissions(one_side.call_id, "caller")) == 2  # first try and one retry
+    assert len(pipeline.fal_submissions(one_side.call_id, "callee")) == 1
     # The failed side is a local panel; the other shows its generated video.
-    assert panels(pipeline, sent.call_id, tmp_path) == (False, True)
-    assert call.compositor_attempts == 1 and pipeline.temp_leftovers() == []
+    assert panels(pipeline, one_side.call_id, tmp_path) == (False, True)
+    assert call.compositor_attempts == 1
 
-
-def test_fal_failing_both_sides_still_makes_a_video_of_local_panels(pipeline, tmp_path):
-    sent = pipeline.send_call(post=False)
-    for side in ("caller", "callee"):
-        pipeline.fal.script(f"{sent.call_id}-{side}-000", [FAILS, FAILS])
-    assert pipeline.post_webhook(sent.form).status_code == 202
-    call = pipeline.wait_ended_one(sent.call_id)
-
-    assert call.video_status == VideoStatus.PARTIAL, pipeline.describe(sent.call_id)
+    call = ended[both.call_id]
+    assert call.video_status == VideoStatus.PARTIAL, pipeline.describe(both.call_id)
     assert call.caller_state == call.callee_state == SideState.FAILED
     assert "caller video generation failed" in call.video_error_message
     assert "callee video generation failed" in call.video_error_message
-    assert panels(pipeline, sent.call_id, tmp_path) == (False, False)
-    assert [len(pipeline.fal_submissions(sent.call_id, s)) for s in ("caller", "callee")] == [2, 2]
+    assert panels(pipeline, both.call_id, tmp_path) == (False, False)
+    assert [len(pipeline.fal_submissions(both.call_id, s)) for s in ("caller", "callee")] == [2, 2]
+    assert pipeline.temp_leftovers() == []
 
 
 def test_a_fal_job_that_never_finishes_is_cancelled_and_submitted_again(pipeline):

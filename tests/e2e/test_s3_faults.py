@@ -7,8 +7,9 @@ Each test checks where the refusals landed (which stage's requests met them)
 and that every refused request was sent again and answered: nothing skipped.
 
 An outage (the port closed) lasts a minute: the harness's
-STORAGE_OUTAGE_TOLERANCE is 90 s, so every stage waits it out; one shorter
-than the outage ends the call with a reason naming the upload that failed.
+STORAGE_OUTAGE_TOLERANCE is 90 s, so every stage waits it out (two calls meet
+the one outage, at ingest and past it: a minute waited once, not twice); one
+shorter than the outage ends the call with a reason naming the upload that failed.
 """
 
 from __future__ import annotations
@@ -80,34 +81,31 @@ def test_s3_refusing_the_next_requests_of_each_stage(pipeline):
 OUTAGE = 60.0
 
 
-def test_s3_away_for_a_minute_when_the_webhook_arrives(pipeline):
-    """D4: the recording's upload meets the outage; ingest retries with backoff past it, the call completes."""
-    sent = pipeline.send_call(post=False)
-    pipeline.proxy.down_for(OUTAGE)
-    assert pipeline.post_webhook(sent.form).status_code == 202
-    call = pipeline.wait_ended_one(sent.call_id, timeout=OUTAGE + 120)
+def test_s3_away_for_a_minute_as_one_webhook_arrives_and_another_call_is_past_ingest(pipeline):
+    """D4: one minute-long outage met by two calls at once, each waiting it out where it is.
 
-    assert call.video_status == VideoStatus.COMPLETED, pipeline.describe(sent.call_id)
-    assert pipeline.object_bytes(keys.recording_key(sent.call_id)) == sent.body
-    assert writes_of(pipeline.proxy.log(), keys.video_key(sent.call_id)) == 1
+    ``arriving``: its webhook comes during the outage, so the recording's upload meets it; ingest retries
+    with backoff past it. ``later``: already past ingest, so the stage it is in (audio, whose own budget
+    is 2 retries, generation or compositor) meets it; every stage outlasts it, not only ingest.
+    """
+    later = pipeline.send_call()
+    wait_for(lambda: Call.get_by_id(later.call_id).stage not in (None, Stage.INGEST), timeout=60, interval=0.02, what="the call past ingest")
+    arriving = pipeline.send_call(post=False)
+    pipeline.proxy.down_for(OUTAGE)
+    assert pipeline.post_webhook(arriving.form).status_code == 202
+    ended = pipeline.wait_ended([arriving.call_id, later.call_id], timeout=OUTAGE + 120)
+
+    log = pipeline.proxy.log()
+    for sent in (arriving, later):
+        assert ended[sent.call_id].video_status == VideoStatus.COMPLETED, pipeline.describe(sent.call_id)
+        assert writes_of(log, keys.video_key(sent.call_id)) == 1
+    assert pipeline.object_bytes(keys.recording_key(arriving.call_id)) == arriving.body
     ingest = pipeline.workers["ingest"].log()
     # The failure is named for what failed (the upload), not blamed on Twilio's download.
-    assert f"the object store failed the upload of {keys.recording_key(sent.call_id)}" in ingest
+    assert f"the object store failed the upload of {keys.recording_key(arriving.call_id)}" in ingest
     assert "download attempt failed" not in ingest
-    assert pipeline.unfinished_uploads() == [] and pipeline.temp_leftovers() == []
-
-
-def test_s3_away_for_a_minute_once_the_call_is_past_ingest(pipeline):
-    """Every stage outlasts the outage, not only ingest (audio's own budget is 2 retries)."""
-    sent = pipeline.send_call()
-    wait_for(lambda: Call.get_by_id(sent.call_id).stage not in (None, Stage.INGEST), timeout=60, interval=0.02, what="the call past ingest")
-    pipeline.proxy.down_for(OUTAGE)
-    call = pipeline.wait_ended_one(sent.call_id, timeout=OUTAGE + 120)
-
-    assert call.video_status == VideoStatus.COMPLETED, pipeline.describe(sent.call_id)
-    later = "".join(pipeline.workers[s].log() for s in ("audio", "generation", "compositor"))
-    assert "the object store failed the" in later
-    assert writes_of(pipeline.proxy.log(), keys.video_key(sent.call_id)) == 1
+    later_stages = "".join(pipeline.workers[s].log() for s in ("audio", "generation", "compositor"))
+    assert "the object store failed the" in later_stages
     assert pipeline.unfinished_uploads() == [] and pipeline.temp_leftovers() == []
 
 

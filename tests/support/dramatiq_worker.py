@@ -15,12 +15,9 @@ from pathlib import Path
 from tests.support.env import process_env
 from tests.support.processes import stop_group
 
-# The old name of tests.support.wait.wait_for, for tests written before it (drop once none imports it).
-from tests.support.wait import wait_for as wait_until
-
 ROOT = Path(__file__).resolve().parents[2]
 
-__all__ = ["DramatiqWorker", "wait_until"]
+__all__ = ["DramatiqWorker"]
 
 
 class DramatiqWorker:

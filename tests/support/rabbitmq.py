@@ -19,12 +19,11 @@ from urllib.parse import quote, urlsplit
 import httpx
 import pika
 
-from .services import RABBIT_HOST
+from .services import MANAGEMENT_CREDENTIALS, MANAGEMENT_URL
 
 __all__ = ["RabbitAdmin", "QueueState"]
 
-MANAGEMENT_URL = f"http://{RABBIT_HOST}:15672"
-CREDENTIALS = ("guest", "guest")
+CREDENTIALS = MANAGEMENT_CREDENTIALS
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ import psycopg2
 
 PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 RABBIT_HOST = os.environ.get("TEST_RABBITMQ_HOST", "127.0.0.1")
+MANAGEMENT_URL = f"http://{RABBIT_HOST}:15672"
+MANAGEMENT_CREDENTIALS = ("guest", "guest")
 
 
 def free_port() -> int:
@@ -50,18 +52,38 @@ def drop_pg_database(url: str) -> None:
 
 
 def create_vhost() -> str:
-    """A fresh RabbitMQ vhost; returns the amqp URL for it."""
+    """A fresh RabbitMQ vhost; returns the amqp URL for it.
+
+    Through the management API when it answers (a few milliseconds), else
+    ``rabbitmqctl`` (an Erlang VM started per command: seconds on a busy
+    machine, and many tests take a vhost of their own).
+    """
     vhost = f"callreel-test-{uuid.uuid4().hex[:10]}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
-    subprocess.run(
-        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True, capture_output=True
-    )
+    if not _management_call("PUT", f"/api/vhosts/{vhost}") or not _management_call(
+        "PUT", f"/api/permissions/{vhost}/guest", json={"configure": ".*", "write": ".*", "read": ".*"}
+    ):
+        subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
+        subprocess.run(
+            ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True, capture_output=True
+        )
     return f"amqp://guest:guest@{RABBIT_HOST}:5672/{vhost}"
 
 
 def delete_vhost(url: str) -> None:
     vhost = url.rsplit("/", 1)[1]
-    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
+    if not _management_call("DELETE", f"/api/vhosts/{vhost}"):
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
+
+
+def _management_call(method: str, path: str, **kwargs) -> bool:
+    """One request to RabbitMQ's management API; False when it does not answer or refuses (then rabbitmqctl does it)."""
+    import httpx
+
+    try:
+        response = httpx.request(method, MANAGEMENT_URL + path, auth=MANAGEMENT_CREDENTIALS, timeout=10, **kwargs)
+    except httpx.HTTPError:
+        return False
+    return response.is_success
 
 
 class S3Server:

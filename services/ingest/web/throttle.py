@@ -14,15 +14,11 @@ not a guess, and costs no database round trip.
 Counts live in the database (``shared.throttle_store``), so every gunicorn
 worker and replica shares them and a restart forgets nothing. The client
 address is the trusted proxy's (``TRUSTED_PROXY_HOPS``, see address.py).
-:class:`FailureThrottle` keeps the same count in one process's memory, for
-tools and tests that have no database.
 """
 
 from __future__ import annotations
 
-import collections
 import math
-import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -30,13 +26,10 @@ from typing import Protocol
 from shared.db import connection
 from shared.throttle_store import add_failure
 
-__all__ = ["Throttle", "FailureThrottle", "SharedFailureThrottle", "API_BUCKET", "LOGIN_BUCKET", "wall_clock"]
+__all__ = ["Throttle", "SharedFailureThrottle", "API_BUCKET", "LOGIN_BUCKET", "wall_clock"]
 
 API_BUCKET = "api"
 LOGIN_BUCKET = "login"
-
-#: Addresses remembered at most in memory: an attacker rotating addresses cannot grow the table without bound.
-MAX_CLIENTS = 10_000
 
 
 def wall_clock() -> float:
@@ -66,42 +59,3 @@ class SharedFailureThrottle:
         if total <= self.limit:
             return None
         return max(1, math.ceil(start + self.window - now))
-
-
-class FailureThrottle:
-    """The same count in one process's memory (a sliding window), for callers without a database."""
-
-    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit = limit
-        self.window = window
-        self._clock = clock
-        self._failures: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def count_failure(self, client: str) -> int | None:
-        wait = self.retry_after(client)
-        if wait is None:
-            self.failed(client)
-        return wait
-
-    def retry_after(self, client: str) -> int | None:
-        """Seconds ``client`` must wait before its next try; None when it may try now."""
-        with self._lock:
-            recent = self._recent(client)
-            if len(recent) < self.limit:
-                return None
-            return max(1, math.ceil(recent[0] + self.window - self._clock()))
-
-    def failed(self, client: str) -> None:
-        with self._lock:
-            self._recent(client).append(self._clock())
-            self._failures.move_to_end(client)
-            while len(self._failures) > MAX_CLIENTS:
-                self._failures.popitem(last=False)
-
-    def _recent(self, client: str) -> collections.deque[float]:
-        recent = self._failures.setdefault(client, collections.deque())
-        cutoff = self._clock() - self.window
-        while recent and recent[0] <= cutoff:
-            recent.popleft()
-        return recent

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from shared.models import Call, Segment, SegmentState, SideState, VideoStatus
-from tests.support.dramatiq_worker import wait_until
 from tests.support.fake_fal import Behaviour
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -50,7 +50,7 @@ def test_a_segment_failing_for_good_cancels_its_sides_other_jobs(generation):
     caller_jobs = {j.request_id: j for j in jobs_of(fake, call_id, "caller")}
     assert sorted(fake.cancels) == sorted([running.fal_request_id, queued.fal_request_id])
     cancelled = {running.fal_request_id, queued.fal_request_id}
-    wait_until(lambda: all(j.cancelled for j in fake.accepted() if j.request_id in cancelled), timeout=10)
+    wait_for(lambda: all(j.cancelled for j in fake.accepted() if j.request_id in cancelled), timeout=10)
     assert not any(j.made_video for j in caller_jobs.values())  # none ran to the end
     # The callee's job went through the 503s and the dropped connections, once.
     [callee_job] = jobs_of(fake, call_id, "callee")
@@ -91,9 +91,9 @@ def test_a_call_ended_by_the_sweeper_has_its_jobs_cancelled(generation, monkeypa
     monkeypatch.setattr(dramatiq, "get_broker", lambda: generation.broker)
     assert progress.fail_call(call_id, "Stuck in the generation stage")
     generation.worker()
-    wait_until(lambda: job.request_id in fake.cancels, timeout=30, describe=lambda: f"{generation.describe(call_id)}\n{generation.log()}")
+    wait_for(lambda: job.request_id in fake.cancels, timeout=30, describe=lambda: f"{generation.describe(call_id)}\n{generation.log()}")
 
-    wait_until(lambda: fake.accepted() and job.cancelled, timeout=10)
+    wait_for(lambda: fake.accepted() and job.cancelled, timeout=10)
     assert not job.made_video
     [segment] = segments_of(call_id, "callee")
     assert segment.state == SegmentState.FAILED and "the call ended" in segment.error

@@ -8,7 +8,6 @@ import pytest
 from services.ingest.app import create_app
 from services.ingest.web.auth import PUBLIC, SESSION, Authentication, TokenAuth, public
 from services.ingest.web.session import SessionSigner
-from services.ingest.web.throttle import FailureThrottle
 from tests.services.ingest.conftest import API_TOKEN
 
 # The routes anyone may call; a route that joins them must be added here, on purpose.
@@ -80,10 +79,17 @@ class Paged:
         resp.media = {"session": req.context.session.id}
 
 
+class NeverThrottled:
+    """A throttle that counts nothing: these tests are about which credential a route asks for."""
+
+    def count_failure(self, client: str) -> int | None:
+        return None
+
+
 @pytest.fixture
 def tiny():
     signer = SessionSigner(API_TOKEN, 60)
-    app = falcon.App(middleware=[Authentication(TokenAuth(API_TOKEN, FailureThrottle(5, 60)), signer)])
+    app = falcon.App(middleware=[Authentication(TokenAuth(API_TOKEN, NeverThrottled()), signer)])
     app.add_route("/unmarked", Unmarked())
     app.add_route("/open", public(Unmarked()))
     app.add_route("/ops/paged", Paged())

@@ -12,7 +12,6 @@ import sys
 import falcon.testing
 import pytest
 
-from services.ingest.web.throttle import FailureThrottle
 from shared.settings import SettingsError, load_settings
 from shared.throttle_store import AuthFailure
 from tests.services.ingest.conftest import API_TOKEN
@@ -29,33 +28,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def test_a_client_waits_until_its_oldest_failure_leaves_the_window():
-    clock = Clock()
-    throttle = FailureThrottle(limit=3, window=60, clock=clock)
-    for _ in range(2):
-        throttle.failed("a")
-        clock.now += 10
-    assert throttle.retry_after("a") is None
-    throttle.failed("a")  # three failures, at 1000, 1010 and 1020
-    assert throttle.retry_after("a") == 40  # the first leaves the window at 1060
-    assert throttle.retry_after("b") is None  # another address is not affected
-    clock.now = 1060.5
-    assert throttle.retry_after("a") is None
-    throttle.failed("a")
-    assert throttle.retry_after("a") == 10
-
-
-def test_the_table_of_addresses_is_bounded(monkeypatch):
-    import services.ingest.web.throttle as throttle_module
-
-    monkeypatch.setattr(throttle_module, "MAX_CLIENTS", 3)
-    throttle = FailureThrottle(limit=1, window=60, clock=Clock())
-    for client in "abcd":
-        throttle.failed(client)
-    assert throttle.retry_after("a") is None  # the oldest address was forgotten
-    assert all(throttle.retry_after(c) for c in "bcd")
 
 
 @pytest.fixture
