@@ -37,4 +37,4 @@ ENV METRICS_HOST=::
 EXPOSE 9191
 # A shell only to read WORKER_PROCESSES / WORKER_THREADS (defaults: shared/settings.py);
 # exec hands PID 1 to dramatiq, which turns SIGTERM into a graceful stop.
-CMD ["/bin/sh", "-c", "exec dramatiq services.compositor.actors --queues compositor --processes ${WORKER_PROCESSES:-1} --threads ${WORKER_THREADS:-2}"]
+CMD ["/bin/sh", "-c", "exec python -m shared.dramatiq_cli services.compositor.actors --queues compositor --processes ${WORKER_PROCESSES:-1} --threads ${WORKER_THREADS:-2}"]

@@ -176,8 +176,9 @@ def test_worker_command_runs_its_own_module_on_its_own_queue(name, stack, tmp_pa
     image = WORKERS[name]
     argv = deploy.start_argv(command_of(name, stack), {})
     queue = {c.queue_name for c in contracts.CONTRACTS if c.queue_name == image}.pop()
-    assert argv[:4] == ["dramatiq", f"services.{image}.actors", "--queues", queue], argv
-    assert argv[4:] == ["--processes", "1", "--threads", "2"]
+    # shared.dramatiq_cli is dramatiq's own command line with callreel's logging installed first (LOG_FORMAT=json).
+    assert argv[:6] == ["python", "-m", "shared.dramatiq_cli", f"services.{image}.actors", "--queues", queue], argv
+    assert argv[6:] == ["--processes", "1", "--threads", "2"]
     actors = declared_actors(f"services.{image}.actors", tmp_path)
     expected = {c.actor_name for c in contracts.CONTRACTS if c.queue_name == queue}
     assert set(actors) == expected, f"{name} declares {sorted(actors)}; the contracts of queue {queue} are {sorted(expected)}"

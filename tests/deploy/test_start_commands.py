@@ -191,7 +191,7 @@ def test_worker_command_consumes_its_own_queue_serves_metrics_and_stops_on_sigte
     queue = WORKERS[name]
     env = service_env(name)
     argv = deploy.start_argv(command_of(name, stack), env)
-    assert argv[0] == "dramatiq"
+    assert argv[:3] == ["python", "-m", "shared.dramatiq_cli"]
     log = tmp_path / f"{name}.log"
     port = int(env["METRICS_PORT"])
     with running(argv, env, log) as proc:
