@@ -21,7 +21,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 __all__ = [
     "InvalidWebhook",
@@ -174,17 +174,8 @@ def parse_host_list(entries: Iterable[str], setting: str = "RECORDING_URL_HOSTS"
     return HostList(exact=pairs, suffixes=tuple(suffixes), any_host=any_host)
 
 
-def check_submitted_url(url: object, hosts: HostList, *, field: str = "recording_url", setting: str = "RECORDING_URL_HOSTS") -> str:
-    """Return ``url`` if it is an https URL on a host ``hosts`` allows; raise ValueError saying why not.
-
-    Whoever submits a call chooses this URL, and a worker fetches it: it must
-    be https, carry no credentials in it (they go in ``recording_auth``, which
-    is kept sealed) and name a host the deployment allows. Whether the host
-    resolves to a private address is checked when it is fetched (the answer
-    may change until then).
-    """
-    if not isinstance(url, str) or not url:
-        raise ValueError(f"{field} must be a non-empty string")
+def _https_url(url: str, field: str, *, credentials: str = "") -> tuple[SplitResult, str, int]:
+    """``url`` split, with its host and port, if it is a well-formed https URL without credentials; ValueError otherwise."""
     if len(url) > URL_MAX:
         raise ValueError(f"{field} is longer than {URL_MAX} characters")
     if not _clean(url):
@@ -197,10 +188,25 @@ def check_submitted_url(url: object, hosts: HostList, *, field: str = "recording
     if parts.scheme != "https":
         raise ValueError(f"{field} must be https, got {parts.scheme or 'no'} scheme")
     if parts.username is not None or parts.password is not None:
-        raise ValueError(f"{field} must not carry credentials: send them as recording_auth")
+        raise ValueError(f"{field} must not carry credentials{credentials}")
     host = (parts.hostname or "").lower()
     if not host:
         raise ValueError(f"{field} has no host")
+    return parts, host, port
+
+
+def check_submitted_url(url: object, hosts: HostList, *, field: str = "recording_url", setting: str = "RECORDING_URL_HOSTS") -> str:
+    """Return ``url`` if it is an https URL on a host ``hosts`` allows; raise ValueError saying why not.
+
+    Whoever submits a call chooses this URL, and a worker fetches it: it must
+    be https, carry no credentials in it (they go in ``recording_auth``, which
+    is kept sealed) and name a host the deployment allows. Whether the host
+    resolves to a private address is checked when it is fetched (the answer
+    may change until then).
+    """
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"{field} must be a non-empty string")
+    parts, host, port = _https_url(url, field, credentials=": send them as recording_auth")
     if not hosts.allows(host, port):
         shown = host if port == 443 else f"{host}:{port}"
         if not (hosts.exact or hosts.suffixes or hosts.any_host):
@@ -211,18 +217,7 @@ def check_submitted_url(url: object, hosts: HostList, *, field: str = "recording
 
 def check_recording_url(url: str, *, account_sid: str, recording_sid: str, hosts: Iterable[str]) -> str:
     """Return ``url`` if it is this account's recording on an allowed https host; raise ValueError otherwise."""
-    if len(url) > URL_MAX:
-        raise ValueError(f"RecordingUrl is longer than {URL_MAX} characters")
-    try:
-        parts = urlsplit(url)
-        port = parts.port or 443
-    except ValueError as exc:
-        raise ValueError(f"RecordingUrl is not a valid URL ({exc})") from None
-    if parts.scheme != "https":
-        raise ValueError(f"RecordingUrl must be https, got {parts.scheme or 'no'} scheme")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("RecordingUrl must not carry credentials")
-    host = (parts.hostname or "").lower()
+    parts, host, port = _https_url(url, "RecordingUrl")
     if (host, port) not in parse_hosts(hosts):
         shown = host if port == 443 else f"{host}:{port}"
         raise ValueError(f"RecordingUrl host {shown!r} is not an allowed Twilio host (TWILIO_RECORDING_HOSTS)")

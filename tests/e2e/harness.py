@@ -43,7 +43,7 @@ from tests.support.s3_proxy import FaultyS3Proxy
 from tests.support.services import S3Server, free_port
 from tests.support.wait import wait_for
 
-__all__ = ["Pipeline", "SentCall", "WORKERS", "WEBHOOK_PATH", "PUBLIC_BASE_URL", "API_TOKEN", "FAL_KEY", "RETELL_API_KEY", "ELEVENLABS_SECRET"]
+__all__ = ["Pipeline", "SentCall", "WORKERS", "WEBHOOK_PATH", "PUBLIC_BASE_URL", "API_TOKEN", "FAL_KEY", "RETELL_API_KEY", "ELEVENLABS_SECRET", "VAPI_SECRET"]
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_PATH = "/twilio/recording-status"
@@ -52,6 +52,7 @@ API_TOKEN = "e2e-api-token-" + "z" * 24
 FAL_KEY = "e2e-fal-key"
 RETELL_API_KEY = "key_e2e_retell_" + "k" * 20
 ELEVENLABS_SECRET = "wsec_e2e_" + "e" * 30
+VAPI_SECRET = "vapi_e2e_" + "v" * 30
 #: service name → its queue (one Dramatiq process each, consuming only its own queue).
 WORKERS = {"ingest": "ingest", "audio": "audio", "generation": "generation", "compositor": "compositor"}
 TERMINAL = ("completed", "partial", "failed")
@@ -216,6 +217,8 @@ class Pipeline:
             # A voice-agent platform's webhook (#27, test_platforms.py): Retell's, its recordings on the fake's media URLs.
             "RETELL_API_KEY": RETELL_API_KEY,
             "RETELL_RECORDING_HOSTS": self.twilio.host,
+            "VAPI_WEBHOOK_SECRET": VAPI_SECRET,
+            "VAPI_RECORDING_HOSTS": self.twilio.host,
             "ELEVENLABS_WEBHOOK_SECRET": ELEVENLABS_SECRET,  # its two webhooks, paired; a mono mix split by turns
             "PORT": str(self.port),
             "GUNICORN_WORKERS": "1",

@@ -41,7 +41,7 @@ def test_an_operator_retries_a_dead_letter_and_rerenders_ten_calls(pipeline):
         page.goto("/ops/login")
         page.fill("#token", API_TOKEN)
         page.click("#login-form button[type=submit]")
-        page.wait_for_url("**/ops/calls")
+        page.wait_for_url("**/ops/overview")  # the console lands on its overview
 
         # The stuck call's page, open in a second tab, follows the call live: no reload, its parts replaced.
         watcher = context.new_page()
