@@ -133,7 +133,7 @@ class Settings:
     fal_queue_run_host: str = env("FAL_QUEUE_RUN_HOST", "queue.fal.run", "fal.ai queue host (read by fal-client).", group="generation")
     generation_mode: str = env("GENERATION_MODE", "full", "`full`: whole side; `speech`: only where the side speaks (cost saver).", group="generation", choices=("full", "speech"))
     segment_max_seconds: float = env("SEGMENT_MAX_SECONDS", 60.0, "Longest fal.ai segment, in seconds (cut in silences; never longer than the model's limit): a long side becomes several jobs run in parallel, so its video is ready sooner. 0: the model's limit (fewest jobs). See docs/generation.md.", group="generation", minimum=0)
-    fal_poll_interval: float = env("FAL_POLL_INTERVAL", 7.0, "Seconds between status polls of a fal job.", group="generation", minimum=0.1)
+    fal_poll_interval: float = env("FAL_POLL_INTERVAL", 7.0, "Seconds between status polls of a fal job (at most: a short avatar job is polled sooner, paced by its expected compute).", group="generation", minimum=0.1)
     fal_job_timeout: int = env("FAL_JOB_TIMEOUT", 600, "Least seconds a running fal job gets before it is cancelled and retried; a longer segment gets its length × the model's compute ratio × 2 (docs/generation.md).", group="generation", minimum=1)
     fal_max_retries: int = env("FAL_MAX_RETRIES", 2, "Retries per segment after a failed or timed-out fal job.", group="generation", minimum=0)
     speech_padding: float = env("SPEECH_PADDING", 0.3, "Seconds added around speech intervals in speech mode.", group="generation", minimum=0)

@@ -52,12 +52,14 @@ class PlannedSegment:
 
 def plan_side(side: str, audio: SideAudio, workdir: Path, settings: Settings) -> list[PlannedSegment]:
     """The side's segments as ``shared.segments`` plans them (none for a silent side)."""
+    model = model_for(settings.fal_model)
     spans = plan_segments(
         audio.duration,
         [(start, end) for start, end in audio.speech],
         mode=settings.generation_mode,
-        max_seconds=segment_limit(model_for(settings.fal_model), settings.segment_max_seconds),
+        max_seconds=segment_limit(model, settings.segment_max_seconds),
         padding=settings.speech_padding,
+        min_billed=model.min_seconds,
     )
     return [PlannedSegment(i, start, end, workdir / f"{side}-{i:03d}.mp3") for i, (start, end) in enumerate(spans)]
 

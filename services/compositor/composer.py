@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -370,27 +371,35 @@ def _side_spec(
     return SideSpec(side, label, avatar, audio=audio, audio_channel=channel, speech=speech)
 
 
+# Segment videos fetched and probed at once: each is an object-store GET and an ffprobe run, mostly waiting,
+# and a speech-mode side of a 5-minute call has dozens of them (one after another: seconds before the render).
+FETCH_THREADS = 4
+
+
 def _clips(call_id: str, side: str, settings: Settings, storage: Storage, workdir: Path) -> tuple[tuple[Clip, ...], list[str]]:
     segments = list(Segment.select().where((Segment.call_id == call_id) & (Segment.side == side)).order_by(Segment.index))
     if not segments:
         raise _Fallback("no segments recorded")
-    clips, video_keys = [], []
-    for segment in segments:
-        name = f"segment {segment.index}"
+    for segment in segments:  # before any download: one unfinished segment and the side is a local panel
         if segment.state != SegmentState.COMPLETED or not segment.video_key:
-            raise _Fallback(f"{name} is {segment.state}")
+            raise _Fallback(f"segment {segment.index} is {segment.state}")
+
+    def fetch(segment: Segment) -> Clip:
+        name, key = f"segment {segment.index}", str(segment.video_key)
         path = workdir / f"{side}-{segment.index:03d}.mp4"
         try:
-            storage.download_file(segment.video_key, path)
+            storage.download_file(key, path)
             info = probe_video(path, settings, accept=VIDEO)
         except ObjectNotFound:
-            raise _Fallback(f"{name} video {segment.video_key} is missing") from None
+            raise _Fallback(f"{name} video {key} is missing") from None
         except MediaError as exc:
             _unless_no_space(exc, workdir)
             raise _Fallback(f"{name} video is corrupt ({exc})") from None
-        clips.append(Clip(path=path, start=segment.start, end=segment.end, info=info))
-        video_keys.append(segment.video_key)
-    return tuple(clips), video_keys
+        return Clip(path=path, start=segment.start, end=segment.end, info=info)
+
+    with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(segments))) as pool:
+        clips = list(pool.map(fetch, segments))  # in order; the first segment that fails, by index, says why
+    return tuple(clips), [str(segment.video_key) for segment in segments]
 
 
 def _side_audio(

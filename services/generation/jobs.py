@@ -30,7 +30,7 @@ from peewee import fn
 from shared import fal_slots, keys, metrics, pipeline
 from shared.contracts import POLL_SEGMENT, send
 from shared.errors import TransientError
-from shared.fal_models import FalModel, UnknownModel, job_timeout, model_for, segment_limit
+from shared.fal_models import FalModel, UnknownModel, job_timeout, model_for, poll_interval, segment_limit
 from shared.models import SIDES, Call, Segment, SegmentState, SideState, Stage, VideoStatus, utcnow
 from shared.presentation import presentation_for
 from shared.settings import Settings, get_settings
@@ -106,6 +106,9 @@ class Job(lifecycle.Work):
             return f"queued at fal.ai (queue position {status.position})"
         return f"generating: {status.logs[-1]}" if status.logs else "generating"
 
+    def poll_interval(self, row: Any) -> float:
+        return segment_poll_interval(row, self.model, self.settings)
+
     def timeout(self, row: Any) -> int:
         """The segment's length at the model's compute ratio (with a safety factor), FAL_JOB_TIMEOUT at least."""
         return job_timeout(self.model, float(row.end) - float(row.start), self.settings.fal_job_timeout)
@@ -115,6 +118,17 @@ class Job(lifecycle.Work):
 
     def fail(self, row: Any, reason: str) -> None:
         fail_segment(row, reason)
+
+
+def segment_poll_interval(segment: Segment, model: FalModel, settings: Settings) -> float:
+    """A submitted job is looked at paced by its length (``shared.fal_models.poll_interval``); a waiting one at FAL_POLL_INTERVAL.
+
+    Waiters are woken when a slot frees (:func:`hand_on`): their own polls are
+    only the fallback, so they keep the setting's slower pace.
+    """
+    if segment.state != SegmentState.SUBMITTED:
+        return settings.fal_poll_interval
+    return poll_interval(model, float(segment.end) - float(segment.start), settings.fal_poll_interval)
 
 
 # -- generate_side (begun by services/generation/stage.py) ---------------------------------------
@@ -216,7 +230,8 @@ def submit(segment: Segment, job: Job) -> None:
         return
     record_submission(segment, request_id)
     log.info("submitted %.1f-%.1fs to %s as %s", segment.start, segment.end, job.model.endpoint, request_id, extra=ctx)
-    job.schedule_poll(segment)
+    # The row is submitted now (this instance still says pending): the job's own pace from the first look.
+    lifecycle.schedule_poll(segment, job.kind, job.settings, poll_interval(job.model, seconds, job.settings.fal_poll_interval))
 
 
 def take_slot(segment: Segment, job: Job) -> bool:
@@ -306,7 +321,11 @@ def poll_segment(segment_id: int) -> None:
     if call is None or not settings.uses_fal or _call_moved_on(call):
         abandon(segment, settings, "the call ended before this segment's video was made")
         return
-    if not claim_poll(segment, settings):
+    try:
+        pace = segment_poll_interval(segment, model_for(settings.fal_model), settings)
+    except UnknownModel:
+        pace = settings.fal_poll_interval
+    if not claim_poll(segment, settings, pace):
         return  # a duplicate poll of the same job (a redelivered message): the other one carries on
     segment = Segment.get_by_id(segment_id)
     if segment.state == SegmentState.SUBMITTED and settings.fal_max_concurrent_jobs > 0:
@@ -322,8 +341,15 @@ def _call_moved_on(call: Call) -> bool:
 
 
 def keep_video(segment: Segment, job: Job, result: Any, expired: bool) -> None:
-    """Store the video of a job fal has completed, or count the failed attempt."""
+    """Store the video of a job fal has completed, or count the failed attempt.
+
+    The job no longer runs at fal, so its slot is handed on before the video
+    is fetched and stored: the next waiter's job starts while this one's
+    download and upload run, instead of after them. A retry (an unusable
+    video) takes a slot again through :func:`submit`; releasing twice is harmless.
+    """
     request_id = segment.fal_request_id
+    hand_on(segment)
     try:
         url = job.model.read_video_url(result)
     except (KeyError, TypeError, IndexError):
@@ -341,7 +367,6 @@ def keep_video(segment: Segment, job: Job, result: Any, expired: bool) -> None:
         return
     if complete(segment, {Segment.video_key: key}, f"completed: {size} bytes stored"):
         log.info("video stored as %s (%d bytes)", key, size, extra=job.context(segment))
-        hand_on(segment)
         settle_side(segment.call_id, segment.side)
 
 

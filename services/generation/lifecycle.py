@@ -62,8 +62,12 @@ class Work:
     def context(self, row: Any) -> dict:
         return row_context(row, self.kind.id_field)
 
+    def poll_interval(self, row: Any) -> float:
+        """Seconds until the row's next look (FAL_POLL_INTERVAL unless the kind paces its jobs)."""
+        return self.settings.fal_poll_interval
+
     def schedule_poll(self, row: Any) -> None:
-        schedule_poll(row, self.kind, self.settings)
+        schedule_poll(row, self.kind, self.settings, self.poll_interval(row))
 
     def submit(self, row: Any) -> None:
         """Send a pending row's job to fal (or finish it without fal)."""
@@ -90,9 +94,10 @@ def row_context(row: Any, id_field: str) -> dict:
     return {"call_id": row.call_id, "stage": Stage.GENERATION, "side": row.side, id_field: row.id}
 
 
-def schedule_poll(row: Any, kind: Kind, settings: Settings) -> None:
+def schedule_poll(row: Any, kind: Kind, settings: Settings, interval: float | None = None) -> None:
     """Bring the row back for its next look after the poll interval (no worker thread waits on fal)."""
-    send(kind.poll, delay_ms=int(settings.fal_poll_interval * 1000), **{kind.poll.params[0]: row.id})
+    seconds = settings.fal_poll_interval if interval is None else interval
+    send(kind.poll, delay_ms=int(seconds * 1000), **{kind.poll.params[0]: row.id})
 
 
 # -- submitting -----------------------------------------------------------------------------------
@@ -163,21 +168,23 @@ def look(row: Any, work: Work) -> None:
         follow(row, work)
 
 
-def claim_poll(row: Any, settings: Settings) -> bool:
+def claim_poll(row: Any, settings: Settings, interval: float | None = None) -> bool:
     """Let one poll chain per job through.
 
     Each poll re-sends itself, so a redelivered poll message would start a
     second chain polling the same job. A poll passes only if the row was
     last touched at least half an interval ago, and touches it: of two chains,
     one always arrives within half an interval of the other and stops.
+    ``interval``: the pace the row's chain keeps (FAL_POLL_INTERVAL unless given).
     """
     rows, now = type(row), utcnow()
+    half = (settings.fal_poll_interval if interval is None else interval) / 2
     return bool(
         rows.update({rows.updated_at: now})
         .where(
             (rows.id == row.id)
             & rows.state.in_((SegmentState.PENDING, SegmentState.SUBMITTED))
-            & (rows.updated_at <= now - timedelta(seconds=settings.fal_poll_interval / 2))
+            & (rows.updated_at <= now - timedelta(seconds=half))
         )
         .execute()
     )

@@ -1,6 +1,6 @@
 import pytest
 
-from shared.fal_models import CUT_MARGIN, MODELS, TIMEOUT_SAFETY, UnknownModel, job_timeout, model_for, segment_limit
+from shared.fal_models import CUT_MARGIN, MODELS, TIMEOUT_SAFETY, UnknownModel, job_timeout, model_for, poll_interval, segment_limit
 
 IMAGE, AUDIO, PROMPT = "https://s3/avatar.png", "https://s3/audio.mp3", "a person talking"
 
@@ -40,6 +40,14 @@ def test_segment_limit_is_the_setting_within_the_models_limit():
     assert segment_limit(stable, 60) == 60
     assert segment_limit(omni, 120) == omni.max_audio_seconds  # never past the model's limit
     assert segment_limit(stable, 0) == stable.max_audio_seconds  # 0: the model's limit
+
+
+def test_short_jobs_are_polled_sooner_long_ones_at_the_setting():
+    stable = model_for("fal-ai/stable-avatar")  # 4× real time at worst
+    assert poll_interval(stable, 4.0, 7.0) == 2.0  # 16 s of compute at worst: found within 2 s, not 7
+    assert poll_interval(stable, 1.0, 7.0) == 1.0  # never more often than every second
+    assert poll_interval(stable, 60.0, 7.0) == 7.0  # FAL_POLL_INTERVAL is the slowest pace
+    assert poll_interval(stable, 4.0, 0.5) == 0.5  # nor slower than a setting below the floor
 
 
 def test_a_jobs_timeout_scales_with_its_length_and_the_models_speed():

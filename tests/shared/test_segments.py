@@ -1,7 +1,11 @@
+import itertools
+import math
+import random
+
 import pytest
 
 from shared.fal_models import model_for
-from shared.segments import MIN_SEGMENT, plan_segments, silences
+from shared.segments import MIN_SEGMENT, billed_grouping, billed_seconds, plan_segments, silences
 
 FIVE_MINUTE_MODEL = model_for("fal-ai/stable-avatar").max_audio_seconds
 
@@ -83,3 +87,87 @@ def test_bad_arguments():
         plan_segments(10.0, [(1.0, 2.0)], mode="everything", max_seconds=60)
     with pytest.raises(ValueError):
         plan_segments(10.0, [(1.0, 2.0)], mode="full", max_seconds=MIN_SEGMENT)
+
+
+# -- billing-aware grouping (#26) ---------------------------------------------------------------
+
+STABLE_AVATAR = model_for("fal-ai/stable-avatar")  # $0.10 a second, at least 4 s a job
+
+
+def test_short_stretches_a_little_apart_are_one_job_when_that_bills_less():
+    # Two short answers 2 s apart: two jobs bill 4 + 4 s; one through the gap bills 6.5 s.
+    speech = [(10.0, 12.25), (14.25, 16.5)]
+    kept_apart = plan_segments(40.0, speech, mode="speech", max_seconds=60, padding=0.0)
+    grouped = plan_segments(40.0, speech, mode="speech", max_seconds=60, padding=0.0, min_billed=STABLE_AVATAR.min_seconds)
+    assert kept_apart == [(10.0, 12.25), (14.25, 16.5)]
+    assert grouped == [(10.0, 16.5)]
+    assert (billed_seconds(grouped, 4), billed_seconds(kept_apart, 4)) == pytest.approx((6.5, 8.0))
+
+
+def test_turns_far_apart_stay_separate_jobs():
+    # A side's silences are mostly the other side's turns: generating through a 5 s answer costs more than a second minimum.
+    speech = [(1.0, 4.5), (9.5, 13.0), (18.0, 21.5)]
+    grouped = plan_segments(30.0, speech, mode="speech", max_seconds=60, padding=0.0, min_billed=4)
+    assert grouped == speech
+
+
+def test_no_run_of_stretches_spans_more_than_the_limit():
+    speech = [(float(t), t + 1.0) for t in range(0, 60, 3)]  # 1 s every 3 s: merging all would bill least
+    grouped = plan_segments(60.0, speech, mode="speech", max_seconds=10, padding=0.0, merge_gap=0.0, min_billed=4)
+    assert all(end - start <= 10 for start, end in grouped)
+    assert 1 < len(grouped) < len(speech)
+    assert all(any(a <= s and e <= b for a, b in grouped) for s, e in speech)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_grouping_bills_the_least_of_every_partition(seed):
+    """Against brute force over every way of cutting a side's stretches into consecutive jobs."""
+    rng = random.Random(seed)
+    stretches, at = [], 0.0
+    for _ in range(rng.randint(2, 8)):
+        at += rng.uniform(0.2, 6.0)
+        length = rng.uniform(0.3, 5.0)
+        stretches.append((at, at + length))
+        at += length
+    limit, minimum = rng.choice([8.0, 15.0, 60.0]), rng.choice([0.0, 2.0, 4.0])
+    grouped = billed_grouping(stretches, min_billed=minimum, max_seconds=limit)
+
+    def cost(runs):
+        return billed_seconds(runs, minimum)
+
+    best = math.inf
+    for mask in itertools.product((False, True), repeat=len(stretches) - 1):  # True: a new job starts after stretch i
+        runs, first = [], 0
+        for i, new in enumerate([*mask, True]):
+            if new:
+                runs.append((stretches[first][0], stretches[i][1]))
+                first = i + 1
+        if all(i == j or stretches[j][1] - stretches[i][0] <= limit for (i, j) in _bounds(mask)):
+            best = min(best, cost(runs))
+    assert cost(grouped) == pytest.approx(best)
+    # The runs cover every stretch, in order, and never join past the limit.
+    assert grouped[0][0] == stretches[0][0] and grouped[-1][1] == stretches[-1][1]
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(grouped))
+
+
+def _bounds(mask):
+    first = 0
+    for i, new in enumerate([*mask, True]):
+        if new:
+            yield first, i
+            first = i + 1
+
+
+def test_bench_calls_turns_bill_no_more_than_before():
+    """The bench's two-voice call (bench/media.py: turns of 1.3–4.8 s, the other side's ~5 s answer between).
+
+    Grouping never bills more than one job a turn; on this pattern it cannot
+    bill less either: every gap is longer than the 4 s minimum, so the floor for
+    jobs of contiguous audio is sum(max(turn, 4 s)), about 1.19 × the speech
+    (see docs/fal-cost.md, "Billed seconds against speech").
+    """
+    caller = [(0.8, 5.57), (10.51, 14.62), (19.28, 23.3), (28.39, 31.25), (36.89, 41.37), (46.19, 49.62), (53.36, 58.13)]
+    before = billed_seconds(plan_segments(60.0, caller, mode="speech", max_seconds=60), 4)
+    after = plan_segments(60.0, caller, mode="speech", max_seconds=60, min_billed=4)
+    assert billed_seconds(after, 4) <= before
+    assert len(after) == len(caller)

@@ -97,6 +97,15 @@ def test_one_poll_chain_per_job(sqlite_db, settings_env):
     assert claim_poll(segment, settings) is False  # nothing left to poll
 
 
+def test_a_chain_polling_at_its_own_pace_passes_the_gate(settings_env):
+    settings = settings_env(FAL_POLL_INTERVAL="10")
+    segment = Segment.create(call_id="CA" + "2" * 32, side="caller", index=0, start=0, end=4, state=SegmentState.SUBMITTED)
+    Segment.update(updated_at=utcnow() - dt.timedelta(seconds=2.1)).where(Segment.id == segment.id).execute()
+    assert claim_poll(segment, settings) is False  # at the setting's pace, a look 2 s after the last is a duplicate
+    assert claim_poll(segment, settings, 2.0) is True  # a 4 s job polled every 2 s: its chain goes on
+    assert claim_poll(segment, settings, 2.0) is False  # and a second chain moments later still stops
+
+
 def test_shipped_avatar_is_stored_once_under_its_content(s3, settings_env):
     settings = settings_env()
     first = avatar_for("caller", settings, s3, expires=7200)
