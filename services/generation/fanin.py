@@ -84,9 +84,9 @@ def fan_in(call_id: str) -> bool:
         if won:
             pipeline.start(following, call_id)
     if won:
+        progress.advance(call_id, Stage.GENERATION, following)  # first: the call is the compositor's from here on
         events.record(call_id, events.Kind.STAGE_FINISHED, stage=Stage.GENERATION)
         _final_cost(call_id)
-        progress.advance(call_id, Stage.GENERATION, following)
         log.info("both sides ended: compose enqueued", extra={"call_id": call_id, "stage": Stage.GENERATION})
     return bool(won)
 

@@ -116,9 +116,14 @@ class Generation:
             self.broker.enqueue(GENERATE_SIDE.message(call_id=call_id, side=side))
 
     def composed(self, call_id: str, timeout: float = 90.0) -> Call:
-        """Wait until the fan-in has handed the call to the compositor."""
+        """Wait until the fan-in has handed the call to the compositor: the compose sent and the stage moved on."""
+
+        def handed() -> bool:
+            call = Call.get_by_id(call_id)
+            return call.compose_enqueued_at is not None and call.stage == Stage.COMPOSITOR
+
         wait_for(
-            lambda: Call.get_by_id(call_id).compose_enqueued_at is not None,
+            handed,
             timeout=timeout,
             what=f"call {call_id} handed to the compositor",
             describe=lambda: f"{self.describe(call_id)}\n--- worker log ---\n{self.log()}",
