@@ -305,7 +305,11 @@ def main(argv: list[str] | None = None) -> int:
     ways = {
         "ours": {"GENERATION_MODE": "speech", "FAL_MAX_CONCURRENT_JOBS": str(CONCURRENCY), "FAL_JOB_TIMEOUT": "3600"},
         # The plan's fixed 10-minute timeout, on fal's scaled clock.
-        "plan": {"GENERATION_MODE": "full", "FAL_MAX_CONCURRENT_JOBS": "0", "FAL_JOB_TIMEOUT": str(max(1, int(600 / args.scale)))},
+        # SEGMENT_MAX_SECONDS=0: whole sides, cut only at the model's own limit (not ours, 60 s, meant for latency).
+        "plan": {
+            "GENERATION_MODE": "full", "SEGMENT_MAX_SECONDS": "0", "FAL_MAX_CONCURRENT_JOBS": "0",
+            "FAL_JOB_TIMEOUT": str(max(1, int(600 / args.scale))),
+        },
     }
     ours: list[CallFigures] = []
     plan: list[CallFigures] = []
