@@ -29,11 +29,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -289,14 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     compositors = [int(c) for c in args.compositors.split(",") if c.strip()]
     args.cache.mkdir(parents=True, exist_ok=True)
 
-    from shared.db import init_database
-    from shared.settings import reload_settings
     from tests.e2e.harness import Pipeline
     from tests.support import services
 
-    pg_url, broker_url = services.create_pg_database(), services.create_vhost()
-    s3 = services.S3Server().start()
-    root = Path(tempfile.mkdtemp(prefix="callreel-fal-bench-"))
     common = {
         "FAL_POLL_INTERVAL": "0.5", "STAGE_DEADLINE": "7200", "RECORDING_MAX_BYTES": str(60_000_000),
         "RECORDING_MAX_SECONDS": "3700", "MAX_CALL_SECONDS": "3700", "PANEL_WIDTH": "320", "PANEL_HEIGHT": "240", "VIDEO_FPS": "15",
@@ -314,10 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     ours: list[CallFigures] = []
     plan: list[CallFigures] = []
     burst = None
-    try:
-        os.environ["DATABASE_URL"] = pg_url
-        reload_settings()
-        init_database(pg_url, force=True)
+    with services.private_stack("callreel-fal-bench-") as stack:
+        pg_url, broker_url, s3, root = stack.pg_url, stack.broker_url, stack.s3, stack.root
         for way, env in ways.items():
             if way == "plan" and args.skip_plan:
                 continue
@@ -339,15 +329,6 @@ def main(argv: list[str] | None = None) -> int:
 
         write_block(args.output, "fal-latency", text)
         return 0
-    finally:
-        s3.stop()
-        from shared.db import database
-
-        if database.obj is not None:
-            database.close()
-        services.drop_pg_database(pg_url)
-        services.delete_vhost(broker_url)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

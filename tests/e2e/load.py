@@ -14,11 +14,8 @@ pipeline with 10 calls.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -123,34 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs of every process)")
     args = parser.parse_args(argv)
 
-    from shared.db import init_database
-    from shared.settings import reload_settings
     from tests.support import services
 
-    pg_url, broker_url = services.create_pg_database(), services.create_vhost()
-    s3 = services.S3Server().start()
-    root = Path(tempfile.mkdtemp(prefix="callreel-load-"))
-    try:
-        os.environ["DATABASE_URL"] = pg_url
-        reload_settings()
-        init_database(pg_url, force=True)
-        with Pipeline(root, pg_url=pg_url, broker_url=broker_url, s3_server=s3, threads=args.threads) as pipeline:
+    with services.private_stack("callreel-load-", keep=args.keep) as stack:
+        with Pipeline(stack.root, pg_url=stack.pg_url, broker_url=stack.broker_url, s3_server=stack.s3, threads=args.threads) as pipeline:
             result = run_load(pipeline, args.calls)
         print(result.report())
         return 1 if result.problems else 0
-    finally:
-        s3.stop()
-        from shared.db import database
-
-        if database.obj is not None:
-            database.close()
-        services.drop_pg_database(pg_url)
-        services.delete_vhost(broker_url)
-        if args.keep:
-            print(f"logs: {root / 'logs'}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,10 +7,15 @@ developers, CI) can run at once against the same PostgreSQL and RabbitMQ.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import uuid
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg2
 
@@ -114,3 +119,42 @@ class S3Server:
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_REGION": "us-east-1",
         }
+
+
+@dataclass(frozen=True)
+class PrivateStack:
+    """A database, a vhost, an S3 server and a work folder of one script's own (bench/, tests/e2e/load.py)."""
+
+    pg_url: str
+    broker_url: str
+    s3: S3Server
+    root: Path
+
+
+@contextmanager
+def private_stack(prefix: str, *, keep: bool = False) -> Iterator[PrivateStack]:
+    """Make a :class:`PrivateStack`, point this process's settings and database at it, and remove it all after.
+
+    ``keep``: leave the work folder (every process's log) for a person to read.
+    """
+    from shared.db import database, init_database
+    from shared.settings import reload_settings
+
+    pg_url, broker_url = create_pg_database(), create_vhost()
+    s3 = S3Server().start()
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        os.environ["DATABASE_URL"] = pg_url
+        reload_settings()
+        init_database(pg_url, force=True)
+        yield PrivateStack(pg_url, broker_url, s3, root)
+    finally:
+        s3.stop()
+        if database.obj is not None:
+            database.close()
+        drop_pg_database(pg_url)
+        delete_vhost(broker_url)
+        if keep:
+            print(f"logs: {root / 'logs'}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
