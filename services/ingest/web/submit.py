@@ -26,7 +26,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from shared.transcript import TranscriptError, parse_transcript, speaker_names
 
 from ..body import read_capped
 from ..submission import Submission, SubmissionRefused, SubmitResult, submit
+from . import transcripts
 from .api import CallListResource
 
 __all__ = ["CallsResource", "Refused", "JSON_FIELDS", "status_url"]
@@ -57,17 +58,10 @@ TEXT_PART_MAX = 8 * 1024
 MAX_PARTS = 16
 
 
-class Refused(falcon.HTTPBadRequest):
-    """A 400 whose body lists every problem: ``{"title", "description", "errors": [...]}``."""
+class Refused(transcripts.Refused):
+    """A 400 listing every problem of a submission, shaped as a refused transcript's."""
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__(title="Submission refused", description="; ".join(problems))
-        self.problems = problems
-
-    def to_dict(self, obj_type: type = dict) -> MutableMapping[str, Any]:
-        body: MutableMapping[str, Any] = super().to_dict(obj_type)
-        body["errors"] = self.problems
-        return body
+    TITLE = "Submission refused"
 
 
 def status_url(req: falcon.Request, settings: Settings, call_id: str) -> str:

@@ -61,10 +61,12 @@ STORED_FACTOR = 4
 
 
 class Refused(falcon.HTTPBadRequest):
-    """A 400 whose body lists every problem: ``{"title", "errors": [...]}``."""
+    """A 400 whose body lists every problem: ``{"title", "description", "errors": [...]}``."""
+
+    TITLE = "Transcript refused"
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__(title="Transcript refused", description="; ".join(problems))
+        super().__init__(title=self.TITLE, description="; ".join(problems))
         self.problems = problems
 
     def to_dict(self, obj_type: type = dict) -> MutableMapping[str, Any]:
