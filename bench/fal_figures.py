@@ -12,12 +12,14 @@ equivalent, so the goals are compared on the wall clock (see :func:`video_goal`)
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
     "PIPELINE_ALLOWANCE", "PLAN_TIMEOUT", "bound", "video_goal", "burst_goal", "plan_proper_cancelled",
     "Clock", "post_offsets", "burst_long_calls", "row_timeout", "poll_interval", "variant",
+    "MARK", "scale_marker", "row_key", "sort_key", "kept_rows",
 ]
 
 #: Issue #26's goal is webhook → video ≤ 1.2 × B + 30 s: the 30 s is the pipeline's own work, at real speed.
@@ -108,3 +110,50 @@ def poll_interval(scale: float, production: float = 7.0, floor: float = 0.5) -> 
 def variant(*parts: object) -> str:
     """The media variant of one measured call: a name that differs for every call of a run, stable across runs."""
     return "-".join(str(p) for p in parts)
+
+
+# -- keeping an earlier run's rows ----------------------------------------------------------------------
+#
+# A run of only the long calls (--long) or only the burst must not erase what an earlier run measured:
+# the section keeps every row this run did not measure, marked with when it was measured, as long as
+# the earlier run used the same table and the same time scale (figures on other clocks do not mix).
+
+MARK = "†"
+
+
+def scale_marker(scale: float) -> str:
+    """A line in the section, invisible in the rendered page, that says which clock its rows are on."""
+    return f"<!-- fal-latency rows: scale={scale:g} -->"
+
+
+def row_key(line: str) -> tuple[str, float, str]:
+    """(way, minutes, compositors) of a table row: what one measurement is."""
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    return cells[0].split()[0], float(cells[1].split()[0]), cells[2]
+
+
+def sort_key(line: str) -> tuple[int, float, str]:
+    way, minutes, compositors = row_key(line)
+    return (0 if way == "ours" else 1, minutes, compositors)
+
+
+def kept_rows(old: str | None, header: str, scale: float, measured: set[tuple[str, float, str]]) -> tuple[list[str], list[str]]:
+    """The rows of an earlier section (``old``) this run did not measure, and its burst unless this run has one.
+
+    Rows are kept only if the earlier section has the same ``header`` and was on the same scale; each kept
+    row's way is marked † with the time it was measured (a row kept twice keeps its first mark).
+    """
+    if not old or header not in old or scale_marker(scale) not in old:
+        return [], []
+    when = re.search(r"\((\d{4}-\d\d-\d\d \d\d:\d\d) UTC\)", old)
+    stamp = when[1] if when else "earlier"
+    rows, burst = [], []
+    for line in old.splitlines():
+        if line.startswith(("| ours", "| plan")) and row_key(line) not in measured:
+            if MARK not in line.split("|")[1]:
+                way = line.split("|")[1]
+                line = line.replace(f"|{way}|", f"|{way.rstrip()} {MARK} {stamp} |", 1)
+            rows.append(line)
+        elif "**Burst**" in line and line.startswith(("**Burst**", MARK)) or (burst and line.startswith("- PROBLEM")):
+            burst.append(f"{MARK} {stamp}: {line}" if line.startswith("**Burst**") else line)
+    return rows, burst

@@ -357,8 +357,25 @@ def _burst_lines(burst: BurstFigures) -> list[str]:
     ]
 
 
-def markdown(rows: list[CallFigures], burst: BurstFigures | None, scale: float, command: str, *, partial: bool = False) -> str:
+TABLE_HEADER = (
+    "| way | call | compositors | status | webhook → video (wall s) | goal ≤ 1.2 B ÷ scale + 30 (wall s) | "
+    "B (sim s) | B ÷ scale (wall s) | "
+    "first submit → last fal result (wall s) | jobs | 429s | billed s | $ | speech s | goal billed ≤ 1.1 × speech | "
+    "last fal result → video (wall s, goal ≤ 20) |"
+)
+
+
+def _key(f: CallFigures) -> tuple[str, float, str]:
+    return f.label, float(f.minutes), str(f.compositors) if f.ran else "—"
+
+
+def markdown(rows: list[CallFigures], burst: BurstFigures | None, scale: float, command: str, *, partial: bool = False,
+             earlier: str | None = None) -> str:
+    """The section; ``earlier``: the section as it was, whose rows this run did not measure are kept (marked †)."""
+    kept, kept_burst = figures.kept_rows(earlier, TABLE_HEADER, scale, {_key(f) for f in rows})
+    kept_burst = kept_burst if burst is None else []
     lines = [
+        figures.scale_marker(scale),
         "## Time to video and money with fal.ai (simulated)",
         "",
         f"`{command}` ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC). The real services (gunicorn, one Dramatiq process per service,",
@@ -375,18 +392,18 @@ def markdown(rows: list[CallFigures], burst: BurstFigures | None, scale: float, 
         "_Last fal result_ is the simulator's completion of the call's last job. The plan: whole sides (cut at the model's 300 s limit),",
         "no cap, a fixed 10-minute timeout (sim), one compose pass.",
         "",
-        "| way | call | compositors | status | webhook → video (wall s) | goal ≤ 1.2 B ÷ scale + 30 (wall s) | "
-        "B (sim s) | B ÷ scale (wall s) | "
-        "first submit → last fal result (wall s) | jobs | 429s | billed s | $ | speech s | goal billed ≤ 1.1 × speech | "
-        "last fal result → video (wall s, goal ≤ 20) |",
+        TABLE_HEADER,
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        *[_row(f) for f in rows],
+        *sorted([_row(f) for f in rows] + kept, key=figures.sort_key),
     ]
     notes = []
-    if any(not f.ran for f in rows):
+    if kept or kept_burst:
+        notes.append(f"{figures.MARK} measured by an earlier run at that time (UTC), kept because this one did not measure it.")
+    table = "\n".join(kept + [_row(f) for f in rows])
+    if "¹" in table:
         notes.append("¹ not run: the plan's one job per side would compute this long, "
                      f"past its fixed {figures.PLAN_TIMEOUT:.0f} s timeout: cancelled, no video.")
-    if any(f.ran and f.label == "plan" and figures.plan_proper_cancelled(f.minutes * 60, SPEED) for f in rows):
+    if "²" in table:
         notes.append(f"² the plan proper (one job per whole side) computes {SPEED:g} × the call's length, past its fixed "
                      f"{figures.PLAN_TIMEOUT:.0f} s timeout: cancelled, no video. "
                      "The row is the kinder emulation, cut at the model's limit.")
@@ -394,6 +411,8 @@ def markdown(rows: list[CallFigures], burst: BurstFigures | None, scale: float, 
         lines += ["", *notes]
     if burst is not None:
         lines += _burst_lines(burst)
+    elif kept_burst:
+        lines += ["", *kept_burst]
     if partial:
         lines += ["", "_Partial: the run was still going when this was written._"]
     return "\n".join(lines) + "\n"
@@ -409,9 +428,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--burst", type=int, default=50, help="calls in the burst (0: none)")
     parser.add_argument("--burst-long", type=int, default=None,
                         help="long calls sent first in the burst (default: 1 per 25; 1 from 10 calls; none below)")
-    parser.add_argument("--burst-long-minutes", type=float, default=None, help="their length (default 10; --quick: 5)")
-    parser.add_argument("--plan-max-minutes", type=float, default=10.0,
-                        help="longer plan rows are not run (their fixed timeout cancels the plan proper's every side)")
+    parser.add_argument("--burst-long-minutes", type=float, default=5.0,
+                        help="their length (default 5: 69 jobs each, seven times the cap, enough to starve calls behind them)")
+    parser.add_argument("--plan-max-minutes", type=float, default=5.0,
+                        help="longer plan rows are not run: the fixed timeout cancels the plan proper's every side over 5 minutes")
     parser.add_argument("--skip-plan", action="store_true")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--cache", type=Path, default=ROOT / ".callreel" / "bench-cache", help="the recordings, kept between runs")
@@ -421,8 +441,15 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     if args.long:
         args.minutes, args.burst = "10,30", 0
     args.burst_long = figures.burst_long_calls(args.burst) if args.burst_long is None else args.burst_long
-    args.burst_long_minutes = args.burst_long_minutes or (5.0 if args.quick else 10.0)
     return args
+
+
+def _earlier(path: Path) -> str | None:
+    """The section as the last run left it (its rows are kept where this run does not measure them)."""
+    from bench.report import blocks
+
+    document = path.read_text() if path.exists() else ""
+    return next((b for b in blocks(document) if b.startswith("<!-- fal-latency:")), None)
 
 
 def _command(argv: list[str] | None) -> str:
@@ -470,8 +497,10 @@ def main(argv: list[str] | None = None) -> int:
     burst = None
     command = _command(argv)
 
+    earlier = _earlier(args.output)
+
     def write(partial: bool) -> str:
-        text = markdown(rows, burst, args.scale, command, partial=partial)
+        text = markdown(rows, burst, args.scale, command, partial=partial, earlier=earlier)
         write_block(args.output, "fal-latency", text)
         return text
 

@@ -76,3 +76,61 @@ def test_every_measured_call_gets_a_variant_of_its_own():
     names = {figures.variant(way, f"c{n}") for way in ("ours", "plan") for n in (1, 2)}
     names |= {figures.variant("burst", i) for i in range(50)} | {figures.variant("burst-long", i) for i in range(2)}
     assert len(names) == 4 + 50 + 2
+
+
+def test_the_table_has_a_cell_for_every_column_in_run_and_skipped_rows():
+    from bench.fal_latency import CallFigures, markdown, skipped_plan
+
+    ran = CallFigures("ours", 1, 2, "completed", 15.0, 14, 60.0, 6.04, 48.0, 11.0, 4.0, 9.0, 0, 20.0)
+    plan = CallFigures("plan", 10, 1, "completed", 150.0, 6, 1200.0, 120.0, 480.0, 598.0, 35.0, 100.0, 0, 20.0)
+    text = markdown([ran, plan, skipped_plan(30, 1, 20.0)], None, 20.0, "bench/fal_latency.py")
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    widths = {line.count("|") for line in table}
+    assert len(table) == 5 and len(widths) == 1, table
+    assert "cancelled (not run)" in table[-1] and "completed ²" in table[-2]
+    assert "¹ not run" in text and "² the plan proper" in text
+
+
+def _section(rows, burst=None, earlier=None, scale=20.0):
+    from bench.fal_latency import markdown
+
+    return markdown(rows, burst, scale, "bench/fal_latency.py", earlier=earlier)
+
+
+def _figures(label, minutes, compositors, seconds):
+    from bench.fal_latency import CallFigures
+
+    return CallFigures(label, minutes, compositors, "completed", seconds, 14, 60.0, 6.0, 48.0, 11.0, 4.0, 9.0, 0, 20.0)
+
+
+def _burst():
+    from bench.fal_latency import BurstFigures
+
+    return BurstFigures(50, 2, 5, 2, {"completed": 50}, 400.0, 0, 900, 120.0, 11.0, 20.0, ["CA1: lost"])
+
+
+def test_a_run_of_only_the_long_calls_keeps_the_short_rows_and_the_burst_of_the_run_before():
+    first = _section([_figures("ours", 1, 1, 15.0), _figures("ours", 10, 1, 999.0)], _burst())
+    second = _section([_figures("ours", 10, 1, 150.0), _figures("ours", 30, 1, 400.0)], earlier=first)
+    rows = [line for line in second.splitlines() if line.startswith(("| ours", "| plan"))]
+    assert [figures.row_key(r)[:2] for r in rows] == [("ours", 1.0), ("ours", 10.0), ("ours", 30.0)]
+    assert figures.MARK in rows[0] and figures.MARK not in rows[1] + rows[2]  # only the kept row is marked
+    assert "| 150 |" in rows[1] and "999" not in second  # the new measurement replaces the old one
+    assert "**Burst**" in second and "- PROBLEM: CA1: lost" in second
+    # A third run keeps the 1- and 10-minute rows: each with one mark, the 1-minute row's still the first run's.
+    third = _section([_figures("ours", 30, 1, 390.0)], earlier=second)
+    kept = [line for line in third.splitlines() if line.startswith("| ours") and figures.MARK in line]
+    assert [figures.row_key(r)[1] for r in kept] == [1.0, 10.0]
+    assert all(r.count(figures.MARK) == 1 for r in kept) and kept[0] == rows[0]
+
+
+def test_rows_on_another_clock_are_not_kept():
+    first = _section([_figures("ours", 1, 1, 15.0)], scale=20.0)
+    second = _section([_figures("ours", 5, 1, 80.0)], earlier=first, scale=1.0)
+    assert "| ours | 1 min" not in second and figures.MARK not in second
+
+
+def test_a_new_burst_replaces_the_old_one():
+    first = _section([_figures("ours", 1, 1, 15.0)], _burst())
+    second = _section([_figures("ours", 1, 1, 15.0)], _burst(), earlier=first)
+    assert second.count("**Burst**") == 1 and figures.MARK not in second
