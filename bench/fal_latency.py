@@ -201,10 +201,16 @@ def _wait(pipeline, ids: list[str], started: float, timeout: float, what: str) -
     return ended
 
 
+def row_variant(label: str, minutes: float, compositors: int) -> str:
+    """A row's recording. The length is part of it: calls of one variant share their first minutes of hiss, and
+    a 5-minute call would take the 1-minute call's first segments from generation's cache."""
+    return figures.variant(label, f"{minutes:g}min", f"c{compositors}")
+
+
 def run_call(pipeline, label: str, minutes: float, cache: Path, scale: float, compositors: int) -> CallFigures:
     """One call through the pipeline on a quiet simulator: its own audio, its own bill."""
     seconds = minutes * 60
-    talk = media.conversation(seconds, cache, figures.variant(label, f"c{compositors}"))
+    talk = media.conversation(seconds, cache, row_variant(label, minutes, compositors))
     speech = sum(b - a for a, b in talk.caller_speech) + sum(b - a for a, b in talk.callee_speech)
     pipeline.fal.reset()
     pipeline.fal.simulate(_simulation(scale))
@@ -415,7 +421,7 @@ def markdown(rows: list[CallFigures], burst: BurstFigures | None, scale: float, 
         lines += ["", *kept_burst]
     if partial:
         lines += ["", "_Partial: the run was still going when this was written._"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -475,9 +481,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"making the recordings ({args.cache}, kept for the next run)…", flush=True)
     for length in minutes:  # the first run makes them (seconds each, 30 minutes ~10 s); later runs read them
         for count in compositors:
-            media.conversation(length * 60, args.cache, figures.variant("ours", f"c{count}"))
+            media.conversation(length * 60, args.cache, row_variant("ours", length, count))
         if not args.skip_plan and length <= args.plan_max_minutes:
-            media.conversation(length * 60, args.cache, figures.variant("plan", "c1"))
+            media.conversation(length * 60, args.cache, row_variant("plan", length, 1))
     common = {
         "FAL_POLL_INTERVAL": str(figures.poll_interval(args.scale)), "STAGE_DEADLINE": "7200", "RECORDING_MAX_BYTES": str(60_000_000),
         "RECORDING_MAX_SECONDS": "3700", "MAX_CALL_SECONDS": "3700", "PANEL_WIDTH": "320", "PANEL_HEIGHT": "240", "VIDEO_FPS": "15",

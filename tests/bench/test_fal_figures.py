@@ -73,9 +73,12 @@ def test_polls_keep_productions_pace_on_fals_clock_but_not_faster_than_twice_a_s
 
 
 def test_every_measured_call_gets_a_variant_of_its_own():
-    names = {figures.variant(way, f"c{n}") for way in ("ours", "plan") for n in (1, 2)}
+    """Lengths too: calls of one variant share their first minutes, which generation's cache would serve."""
+    from bench.fal_latency import row_variant
+
+    names = {row_variant(way, minutes, n) for way in ("ours", "plan") for n in (1, 2) for minutes in (1, 5, 10, 30)}
     names |= {figures.variant("burst", i) for i in range(50)} | {figures.variant("burst-long", i) for i in range(2)}
-    assert len(names) == 4 + 50 + 2
+    assert len(names) == 16 + 50 + 2
 
 
 def test_the_table_has_a_cell_for_every_column_in_run_and_skipped_rows():
