@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/fal_latency.py [--quick] [--scale 20]   # needs PostgreSQL and RabbitMQ on 127.0.0.1
     .venv/bin/python bench/fal_latency.py --long                     # only the 10- and 30-minute calls, no burst
+    .venv/bin/python bench/fal_latency.py --short                    # the rest: 1- and 5-minute calls, the burst
+
+A run keeps the section's rows it did not measure (marked † with their time), so
+``--long`` and ``--short`` make one section in two runs of under 25 minutes each.
 
 Every call goes through the deployed shape (tests/e2e/harness.py): gunicorn,
 one Dramatiq process per service, RabbitMQ, PostgreSQL, moto's S3 and the fal
@@ -428,6 +432,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1- and 5-minute calls, 1 compositor, a burst of 12 (one 5-minute call)")
     parser.add_argument("--long", action="store_true", help="only the 10- and 30-minute calls, no burst (--minutes 10,30 --burst 0)")
+    parser.add_argument("--short", action="store_true",
+                        help="only the 1- and 5-minute calls and the burst (--minutes 1,5): with --long, a full run in two parts")
     parser.add_argument("--minutes", default="1,5,10,30", help="call lengths, comma list")
     parser.add_argument("--scale", type=float, default=20.0, help="fal's clock against the wall clock (default 20; 1: real fal pacing)")
     parser.add_argument("--compositors", default="1,2", help="compositor processes to measure ours with (comma list)")
@@ -446,6 +452,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         args.minutes, args.burst, args.compositors = "1,5", 12, "1"
     if args.long:
         args.minutes, args.burst = "10,30", 0
+    if args.short:
+        args.minutes = "1,5"
     args.burst_long = figures.burst_long_calls(args.burst) if args.burst_long is None else args.burst_long
     return args
 
@@ -463,6 +471,16 @@ def _command(argv: list[str] | None) -> str:
     return " ".join(["bench/fal_latency.py", *given])
 
 
+def _make_recordings(args: argparse.Namespace, minutes: list[float], compositors: list[int]) -> None:
+    """Every row's recording, before the services start: the first run makes them (30 minutes: ~10 s), later runs read them."""
+    print(f"making the recordings ({args.cache}, kept for the next run)…", flush=True)
+    for length in minutes:
+        for count in compositors:
+            media.conversation(length * 60, args.cache, row_variant("ours", length, count))
+        if not args.skip_plan and length <= args.plan_max_minutes:
+            media.conversation(length * 60, args.cache, row_variant("plan", length, 1))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     import logging
@@ -478,12 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     from tests.e2e.harness import Pipeline
     from tests.support import services
 
-    print(f"making the recordings ({args.cache}, kept for the next run)…", flush=True)
-    for length in minutes:  # the first run makes them (seconds each, 30 minutes ~10 s); later runs read them
-        for count in compositors:
-            media.conversation(length * 60, args.cache, row_variant("ours", length, count))
-        if not args.skip_plan and length <= args.plan_max_minutes:
-            media.conversation(length * 60, args.cache, row_variant("plan", length, 1))
+    _make_recordings(args, minutes, compositors)
     common = {
         "FAL_POLL_INTERVAL": str(figures.poll_interval(args.scale)), "STAGE_DEADLINE": "7200", "RECORDING_MAX_BYTES": str(60_000_000),
         "RECORDING_MAX_SECONDS": "3700", "MAX_CALL_SECONDS": "3700", "PANEL_WIDTH": "320", "PANEL_HEIGHT": "240", "VIDEO_FPS": "15",
@@ -514,6 +527,12 @@ def main(argv: list[str] | None = None) -> int:
         for way, env in ways.items():
             if way == "plan" and args.skip_plan:
                 continue
+            lengths = minutes
+            if way == "plan":  # rows its fixed timeout cancels are written, not run; no pipeline for nothing
+                rows.extend(skipped_plan(m, 1, args.scale) for m in minutes if m > args.plan_max_minutes)
+                lengths = [m for m in minutes if m <= args.plan_max_minutes]
+                if not lengths:
+                    continue
             where = {"pg_url": stack.pg_url, "broker_url": stack.broker_url, "s3_server": stack.s3}
             with Pipeline(stack.root / way, **where, threads=4, **common, **env) as pipeline:
                 pipeline.fal.video_maker = _video_maker(stack.root)
@@ -522,10 +541,7 @@ def main(argv: list[str] | None = None) -> int:
                     if pipeline.workers["compositor"].processes != count:
                         pipeline.restart("compositor", processes=count)
                     print(f"{way}, {count} compositor process(es):", flush=True)
-                    for length in minutes:
-                        if way == "plan" and length > args.plan_max_minutes:
-                            rows.append(skipped_plan(length, count, args.scale))
-                            continue
+                    for length in lengths:
                         rows.append(run_call(pipeline, way, length, args.cache, args.scale, count))
                         write(partial=True)
                 if way == "ours" and args.burst:
