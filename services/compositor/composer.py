@@ -7,7 +7,8 @@ actor's job. The decisions, side by side:
 ==========================  ==========================================  ==============
 side state                  panel                                       call status
 ==========================  ==========================================  ==============
-generated, videos usable    its segment videos at their start times,    completed
+generated, videos usable    its segment videos at their start times     completed
+                            (a packed one's pieces at theirs),
                             idle avatar in the gaps
 generated, a video bad      local panel                                 partial
 failed                      local panel                                 partial
@@ -377,6 +378,7 @@ FETCH_THREADS = 4
 
 
 def _clips(call_id: str, side: str, settings: Settings, storage: Storage, workdir: Path) -> tuple[tuple[Clip, ...], list[str]]:
+    """The side's segment videos as clips on its timeline (a packed segment's as one clip per piece), and their keys."""
     segments = list(Segment.select().where((Segment.call_id == call_id) & (Segment.side == side)).order_by(Segment.index))
     if not segments:
         raise _Fallback("no segments recorded")
@@ -384,7 +386,7 @@ def _clips(call_id: str, side: str, settings: Settings, storage: Storage, workdi
         if segment.state != SegmentState.COMPLETED or not segment.video_key:
             raise _Fallback(f"segment {segment.index} is {segment.state}")
 
-    def fetch(segment: Segment) -> Clip:
+    def fetch(segment: Segment) -> list[Clip]:
         name, key = f"segment {segment.index}", str(segment.video_key)
         path = workdir / f"{side}-{segment.index:03d}.mp4"
         try:
@@ -395,10 +397,13 @@ def _clips(call_id: str, side: str, settings: Settings, storage: Storage, workdi
         except MediaError as exc:
             _unless_no_space(exc, workdir)
             raise _Fallback(f"{name} video is corrupt ({exc})") from None
-        return Clip(path=path, start=segment.start, end=segment.end, info=info)
+        if not segment.pieces:
+            return [Clip(path=path, start=segment.start, end=segment.end, info=info)]
+        # Packed (#26): each piece of the video at its own time in the call; the idle avatar fills between.
+        return [Clip(path=path, start=float(s), end=float(e), info=info, offset=float(o)) for s, e, o in segment.pieces]
 
     with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(segments))) as pool:
-        clips = list(pool.map(fetch, segments))  # in order; the first segment that fails, by index, says why
+        clips = [clip for fetched in pool.map(fetch, segments) for clip in fetched]  # in order; the first failing segment says why
     return tuple(clips), [str(segment.video_key) for segment in segments]
 
 
