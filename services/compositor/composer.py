@@ -31,6 +31,7 @@ has one.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,7 +45,18 @@ from shared import disk, keys, pipeline
 from shared.assets import avatar_path
 from shared.channels import with_call_channel
 from shared.errors import PermanentError
-from shared.ffmpeg import IMAGE, VIDEO, FFmpegError, FFmpegKilled, file_url, probe_duration, probe_rendered, probe_video, sniff
+from shared.ffmpeg import (
+    IMAGE,
+    VIDEO,
+    FFmpegError,
+    FFmpegKilled,
+    VideoInfo,
+    file_url,
+    probe_duration,
+    probe_rendered,
+    probe_video,
+    sniff,
+)
 from shared.ffmpeg import InvalidMedia as MediaError
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
 from shared.presentation import Presentation, is_stored_avatar, presentation_for
@@ -400,11 +412,28 @@ def _clips(call_id: str, side: str, settings: Settings, storage: Storage, workdi
         if not segment.pieces:
             return [Clip(path=path, start=segment.start, end=segment.end, info=info)]
         # Packed (#26): each piece of the video at its own time in the call; the idle avatar fills between.
-        return [Clip(path=path, start=float(s), end=float(e), info=info, offset=float(o)) for s, e, o in segment.pieces]
+        return packed_clips(path, info, segment.pieces)
 
     with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(segments))) as pool:
         clips = [clip for fetched in pool.map(fetch, segments) for clip in fetched]  # in order; the first failing segment says why
     return tuple(clips), [str(segment.video_key) for segment in segments]
+
+
+def packed_clips(path: Path, info: VideoInfo, pieces: Sequence[Sequence[float]]) -> list[Clip]:
+    """One clip per piece of a packed segment's video, read from the piece's offset.
+
+    A video shorter than its audio (a model rounding its length down) has no
+    frame to show from an offset past its last one: that piece is left out
+    (the idle avatar shows there, as in every gap) rather than an empty input
+    making the panel short. A piece that only runs past the end holds the last
+    frame, as a contiguous clip does.
+    """
+    last = info.duration - 1 / (info.fps or 25) if info.duration > 0 else math.inf
+    return [
+        Clip(path=path, start=float(start), end=float(end), info=info, offset=float(offset))
+        for start, end, offset in pieces
+        if float(offset) == 0 or float(offset) < last - 0.001
+    ]
 
 
 def _side_audio(

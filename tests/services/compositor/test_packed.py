@@ -91,3 +91,14 @@ def test_a_chunked_render_cuts_a_packed_piece_at_its_join(packed_call, s3, setti
     video = fetch_video(s3, packed_call.id, tmp_path / "chunked.mp4")
     assert frame_count(video) == 12 * FPS
     check(video)
+
+
+def test_a_piece_past_the_end_of_a_short_video_is_left_to_the_idle_avatar():
+    from services.compositor.composer import packed_clips
+    from shared.ffmpeg import VideoInfo
+
+    info = VideoInfo(512, 512, 25.0, 5.0)  # the model made 5 s for 6.2 s of audio
+    clips = packed_clips(Path("v.mp4"), info, [[0.5, 1.5, 0.0], [2.5, 5.6, 1.0], [8.8, 10.0, 4.1], [12.0, 13.2, 5.3]])
+    # The third piece runs past the end (its last frame held); the fourth has no frame at all.
+    assert [(c.start, c.end, c.offset) for c in clips] == [(0.5, 1.5, 0.0), (2.5, 5.6, 1.0), (8.8, 10.0, 4.1)]
+    assert len(packed_clips(Path("v.mp4"), VideoInfo(512, 512, 0.0, 0.0), [[0.5, 1.5, 0.0], [2.5, 5.6, 9.0]])) == 2  # length unknown: all
