@@ -5,8 +5,9 @@
 Each call is the benchmark's two-voice call (bench/media.py: turns of 1.3–4.8 s,
 the other side's answer between), whose speech intervals are known by
 construction. Each side is planned as the audio stage plans it
-(:func:`shared.segments.plan_jobs` with the default settings: FAL_MODEL,
-SEGMENT_MAX_SECONDS, SPEECH_PADDING), packed and contiguous, and billed as fal
+(:func:`shared.segments.plan_jobs` with the environment's settings, the
+defaults unless set: FAL_MODEL, SEGMENT_MAX_SECONDS, SPEECH_PADDING), packed
+and contiguous (SPEECH_PACKING off), and billed as fal
 bills: every job ``max(its audio, the model's min_seconds)``. Speech is the
 two sides' intervals as built, unpadded.
 """

@@ -160,6 +160,12 @@ def test_speech_mode_packs_a_sides_stretches_into_one_job(pg_db, s3, make_call, 
         assert media.dominant_hz(media.pcm(local, middle - 0.2, middle + 0.2)) == 440
     assert media.level_db(media.pcm(local, b_offset - 0.1, b_offset + 0.1)) < -40
     assert tmp_entries(settings) == []
+    # Done again (a redelivered message after the stage was reopened): the same plan, the same row, nothing added.
+    Call.update(stage=Stage.AUDIO, audio_finished_at=None).where(Call.id == CALL_ID).execute()
+    split()
+    (again,) = rows("caller")
+    assert (again.id, again.start, again.end, again.pieces) == (segment.id, segment.start, segment.end, segment.pieces)
+    assert Segment.select().count() == 1
 
 
 def test_a_packed_cut_lays_its_pieces_end_to_end(tmp_path, settings_env):

@@ -36,7 +36,8 @@ def packed_video(path: Path) -> Path:
     sources = [f"color=c={c}:s=512x512:r={FPS}:d={d}[v{n}]" for n, (c, d) in enumerate(COLOURS)]
     graph = ";".join(sources) + ";" + "".join(f"[v{n}]" for n in range(len(COLOURS))) + f"concat=n={len(COLOURS)}:v=1:a=0[v]"
     # One keyframe: a piece is found by decoding from the start, not by landing on a keyframe.
-    ffmpeg("-filter_complex", graph, "-map", "[v]", "-c:v", "libx264", "-preset", "ultrafast", "-g", "1000", "-pix_fmt", "yuv420p", str(path))
+    encode = ["-c:v", "libx264", "-preset", "ultrafast", "-g", "1000", "-pix_fmt", "yuv420p"]
+    ffmpeg("-filter_complex", graph, "-map", "[v]", *encode, str(path))
     return path
 
 
@@ -61,7 +62,11 @@ def check(video: Path) -> None:
 def test_a_packed_segment_is_shown_piece_by_piece_at_the_pieces_times(packed_call, s3, tmp_path, settings_env, monkeypatch):
     settings_env(COMPOSE_CHUNK_SECONDS="0")
     commands = []
-    monkeypatch.setattr("services.compositor.composer.build_command", lambda *a, **k: commands.append(build_command(*a, **k)) or commands[-1])
+    def recorded(*args, **kwargs):
+        commands.append(build_command(*args, **kwargs))
+        return commands[-1]
+
+    monkeypatch.setattr("services.compositor.composer.build_command", recorded)
     outcome = compose(packed_call, s3)
     assert outcome.status == "completed", outcome.reasons
     # One input per piece, each read from its offset.
