@@ -5,8 +5,9 @@
 Each call is the benchmark's two-voice call (bench/media.py: turns of 1.3–4.8 s,
 the other side's answer between), whose speech intervals are known by
 construction. Each side is planned as the audio stage plans it
-(:func:`shared.segments.plan_jobs` with the environment's settings, the
-defaults unless set: FAL_MODEL, SEGMENT_MAX_SECONDS, SPEECH_PADDING), packed
+(:func:`services.audio.segments.job_limit` and :func:`shared.segments.plan_jobs` with the
+environment's settings, the defaults unless set: FAL_MODEL, SEGMENT_MAX_SECONDS, SPEECH_PADDING,
+FAL_MAX_CONCURRENT_JOBS), packed
 and contiguous (SPEECH_PACKING off), and billed as fal
 bills: every job ``max(its audio, the model's min_seconds)``. Speech is the
 two sides' intervals as built, unpadded.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +26,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import media  # noqa: E402
-from shared.fal_models import model_for, segment_limit  # noqa: E402
+from services.audio.segments import job_limit  # noqa: E402
+from shared.fal_models import model_for  # noqa: E402
 from shared.segments import Interval, plan_jobs  # noqa: E402
 from shared.settings import Settings, load_settings  # noqa: E402
 
@@ -48,12 +50,14 @@ def bill(duration: float, sides: Sequence[Sequence[Interval]], settings: Setting
     model = model_for(settings.fal_model)
     speech = billed = 0.0
     jobs = 0
+    settings = replace(settings, generation_mode="speech", speech_packing=pack)
+    limit = job_limit(settings, sum(end - start for intervals in sides for start, end in intervals))
     for intervals in sides:
         planned = plan_jobs(
             duration,
             list(intervals),
             mode="speech",
-            max_seconds=segment_limit(model, settings.segment_max_seconds),
+            max_seconds=limit,
             padding=settings.speech_padding,
             min_billed=model.min_seconds,
             pack=pack,

@@ -36,7 +36,7 @@ from typing import Any
 
 __all__ = [
     "Interval", "Piece", "Job", "plan_segments", "plan_jobs", "packed_jobs", "silences", "billed_grouping",
-    "billed_seconds", "job_seconds", "JOB_SECONDS",
+    "billed_seconds", "job_seconds", "JOB_SECONDS", "packed_limit", "PACK_FLOOR",
 ]
 
 Interval = tuple[float, float]
@@ -196,6 +196,32 @@ def plan_jobs(
 # jobs are nearer equal length (the side is ready when its longest job is).
 # Small enough never to outweigh JOB_SECONDS: one job fewer always wins.
 BALANCE = 1e-7
+
+
+#: The shortest packed job :func:`packed_limit` asks for: more, shorter jobs
+#: than this save little time and each costs a submit, a download and a decoder.
+PACK_FLOOR = 10.0
+#: How many of the cap's slots' worth of jobs a call is packed into (see :func:`packed_limit`).
+WAVES = 2
+
+
+def packed_limit(call_speech: float, *, slots: int, max_seconds: float, min_billed: float = 0.0) -> float:
+    """The longest packed job for a call whose two sides speak ``call_speech`` seconds in all.
+
+    Packing up to ``max_seconds`` makes a few long jobs that all end together:
+    the call waits for the longest, and its compose starts only then. Sized to
+    about ``WAVES`` jobs per slot of the fal cap (FAL_MAX_CONCURRENT_JOBS), a
+    call's jobs run in waves: no job is longer than the call's compute ÷ the
+    cap (the least any schedule takes), and as slots go to a call's segments
+    in their order in the call, the first wave covers the call's start and
+    ends early, so its chunks are rendered while the next wave runs
+    (docs/compositor.md). Every job stays above the model's minimum bill, so
+    it bills the same. No cap (``slots`` 0): ``max_seconds``.
+    """
+    if slots <= 0 or call_speech <= 0:
+        return max_seconds
+    floor = max(PACK_FLOOR, 2 * min_billed)
+    return min(max_seconds, max(floor, call_speech / (WAVES * slots)))
 
 
 def packed_jobs(stretches: Sequence[Interval], *, min_billed: float, max_seconds: float, duration: float | None = None) -> list[Job]:

@@ -52,7 +52,8 @@ def video_maker(folder):
 
 
 def test_packed_jobs_bill_within_a_tenth_of_the_speech_and_play_at_their_times(pipeline, tmp_path):
-    pipeline.restart("audio", GENERATION_MODE="speech")  # the audio stage plans the jobs
+    # The audio stage plans the jobs; with no cap to size them to (shared.segments.packed_limit), a side is one job.
+    pipeline.restart("audio", GENERATION_MODE="speech", FAL_MAX_CONCURRENT_JOBS="0")
     pipeline.fal.simulate(Simulation(queue_seconds=0, speed=1, time_scale=20))
     pipeline.fal.video_maker = video_maker(tmp_path)
     try:

@@ -281,3 +281,34 @@ def test_packing_bills_the_bench_calls_within_a_tenth_of_their_speech(tmp_path_f
         jobs = plan_jobs(call.seconds, list(intervals), mode="speech", max_seconds=settings.segment_max_seconds,
                          padding=settings.speech_padding, min_billed=model.min_seconds, pack=True)
         assert len(jobs) >= 2 and all(job.seconds <= settings.segment_max_seconds for job in jobs)
+
+
+def test_packed_limit_sizes_a_calls_jobs_to_two_waves_of_the_cap():
+    from shared.segments import PACK_FLOOR, packed_limit
+
+    # 240 s of speech over 10 slots: jobs of 12 s, twenty in all, two waves; none longer than compute ÷ cap.
+    assert packed_limit(240.0, slots=10, max_seconds=60.0, min_billed=4.0) == 12.0
+    # A long call is held to SEGMENT_MAX_SECONDS; a short one to the floor (never under twice the minimum bill).
+    assert packed_limit(1800.0, slots=10, max_seconds=60.0, min_billed=4.0) == 60.0
+    assert packed_limit(40.0, slots=10, max_seconds=60.0, min_billed=4.0) == PACK_FLOOR
+    assert packed_limit(40.0, slots=10, max_seconds=60.0, min_billed=8.0) == 16.0
+    # No cap, or nothing said: the limit as given.
+    assert packed_limit(240.0, slots=0, max_seconds=60.0) == 60.0
+    assert packed_limit(0.0, slots=10, max_seconds=60.0) == 60.0
+
+
+def test_packed_jobs_sized_to_the_cap_bill_the_same_and_come_in_waves(tmp_path_factory):
+    """The bench's 5-minute call: packed to the cap's waves it bills as packed to 60 s, in at least two jobs a slot."""
+    from dataclasses import replace
+
+    from bench import media as bench_media
+    from bench.packing import bill
+    from shared.settings import load_settings
+
+    call = bench_media.conversation(300.0, tmp_path_factory.mktemp("bench-cache"))
+    sides = (call.caller_speech, call.callee_speech)
+    settings = load_settings()
+    waves = bill(call.seconds, sides, replace(settings, fal_max_concurrent_jobs=10), pack=True)
+    whole = bill(call.seconds, sides, replace(settings, fal_max_concurrent_jobs=0), pack=True)
+    assert waves.ratio <= 1.1 and abs(waves.billed - whole.billed) < 0.01 * whole.billed
+    assert whole.jobs < 10 and waves.jobs >= 2 * 10
