@@ -106,10 +106,9 @@ def _shared_sources(side: SideSpec, used: list[int], panel: Rect, one_thread: bo
 
     A packed segment's pieces are one file, shown in the order they lie in it
     (``shared.segments`` lays them end to end), so one decoder reads it once and
-    each piece is trimmed out of it. One input a piece cost a decoder, its
-    threads and a demuxer a piece, and read the file again from a keyframe
-    for every piece: with ~35 pieces a side a render took about 1.6× as long
-    as with one whole clip a side (docs/compositor.md, section "Speed").
+    each piece is trimmed out of it. One input a piece cost a demuxer, a
+    decoder and its threads a piece, and decoded again from the keyframe
+    before every piece (measured: docs/compositor.md, section "Speed").
     The input is read from the earliest piece shown (a chunk's first).
     """
     if not SHARED_INPUTS:
