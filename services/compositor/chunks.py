@@ -35,13 +35,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
 from shared import keys, owners
-from shared.compose_chunks import ChunkState, ComposeChunk
+from shared.compose_chunks import CHUNKED_FROM, ChunkState, ComposeChunk
+from shared.compose_chunks import chunked as chunked_length
 from shared.contracts import COMPOSE_CHUNK, send
 from shared.ffmpeg import FFmpegError, FFmpegKilled, file_url
 from shared.models import utcnow
@@ -53,14 +55,12 @@ from .layout import RenderSpec, frame_at, total_frames
 from .runner import run_ffmpeg
 
 __all__ = [
-    "CHUNKED_FROM", "ChunkedFailed", "plan_windows", "plan_digest", "chunked", "ensure_rows", "claim",
-    "render_chunk", "render_claimed", "release", "dispatch", "coordinate", "reclaim_dead", "join", "forget",
+    "CHUNKED_FROM", "ChunkedFailed", "plan_windows", "chunk_digest", "chunk_digests", "chunked", "ensure_rows", "claim",
+    "settle_row", "render_chunk", "render_claimed", "release", "dispatch", "coordinate", "reclaim_dead", "join", "forget",
 ]
 
 log = logging.getLogger("callreel.compositor")
 
-#: Calls shorter than this many chunks render in one pass.
-CHUNKED_FROM = 2.5
 #: A chunk boundary moves to a segment boundary at most this share of a chunk away.
 SNAP = 0.25
 #: Seconds between two looks at the chunks other replicas render.
@@ -72,7 +72,7 @@ class ChunkedFailed(RuntimeError):
 
 
 def chunked(duration: float, settings: Settings) -> bool:
-    return settings.compose_chunk_seconds > 0 and duration >= CHUNKED_FROM * settings.compose_chunk_seconds
+    return chunked_length(duration, settings.compose_chunk_seconds)
 
 
 def plan_windows(duration: float, fps: int, chunk_seconds: float, boundaries: Sequence[float] = ()) -> list[Window]:
@@ -94,37 +94,117 @@ def plan_windows(duration: float, fps: int, chunk_seconds: float, boundaries: Se
     return list(zip(edges, edges[1:], strict=False))
 
 
-def plan_digest(spec: RenderSpec, settings: Settings, video_keys: Sequence[str]) -> str:
-    """What a chunk's frames are made of, as a digest: the video command (the temp folder left out) and its inputs.
+def chunk_digest(spec: RenderSpec, window: Window, settings: Settings, hashes: dict[Path, bytes] | None = None) -> str:
+    """What one chunk's frames are made of, as a digest: its command (the temp folder left out) and every file it reads.
 
-    Every replica builds the spec from the same rows and objects; two that
-    would render different frames (another layout, new segment videos, a
-    caption file that failed on one of them) get different digests, and a
-    replica whose digest is not the row's leaves the chunk to the coordinator.
+    The chunk command holds only the window's pieces (the clips shown in it,
+    named by their segment, the idle avatar, the labels, the cues around it:
+    graph.build_chunk_command), so the digest changes exactly when something
+    the chunk shows changes. A chunk rendered early, from a call still in
+    generation, is joined only when its digest is the final spec's; one of
+    another digest (another panel shape, a side turned local panel, other
+    captions) is rendered again. ``hashes``: file digests already computed
+    for this spec (a segment video is read once for all its chunks).
     """
-    command = build_chunk_command(spec, (0, spec.frames), spec.workdir / "digest.mp4", binary=settings.ffmpeg_binary)
-    digest = hashlib.sha256("\0".join(command).replace(str(spec.workdir), "").encode())
-    for arg in command:  # a long call's graph is in a file the command names: its text counts, not its path
-        if arg.startswith(str(spec.workdir)) and arg.endswith(".txt"):
-            digest.update(Path(arg).read_bytes())
-    for key in video_keys:
-        digest.update(key.encode())
-    for path in sorted(spec.workdir.glob("label-*.txt")) + ([spec.captions.burn] if spec.captions and spec.captions.burn else []):
-        digest.update(path.read_bytes())
+    command = build_chunk_command(spec, window, spec.workdir / "digest.mp4", binary=settings.ffmpeg_binary)
+    root = str(spec.workdir)
+    text = "\0".join(command)
+    digest = hashlib.sha256(text.replace(root, "").encode())
+    graphs = [Path(arg) for arg in command if arg.startswith(root) and arg.endswith(".txt")]
+    for graph in graphs:  # a long call's graph is in a file the command names: its text counts too
+        text += graph.read_text(encoding="utf-8")
+    for path in sorted({Path(match) for match in re.findall(re.escape(root) + r"/[A-Za-z0-9._-]+", text)} - set(graphs)):
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + _file_digest(path, hashes))
     return digest.hexdigest()[:32]
 
 
-def ensure_rows(call_id: str, plan: str, windows: Sequence[Window]) -> list[ComposeChunk]:
-    """The call's chunk rows for this plan (rows of another plan are removed); a message is sent for each chunk not done."""
-    ComposeChunk.delete().where((ComposeChunk.call_id == call_id) & (ComposeChunk.plan != plan)).execute()
-    for index, (first, last) in enumerate(windows):
-        ComposeChunk.get_or_create(call_id=call_id, index=index, defaults={"plan": plan, "first_frame": first, "last_frame": last})
+def _file_digest(path: Path, hashes: dict[Path, bytes] | None) -> bytes:
+    if hashes is not None and path in hashes:
+        return hashes[path]
+    with path.open("rb") as f:
+        value = hashlib.file_digest(f, "sha256").digest()
+    if hashes is not None and (path.suffix in (".mp4", ".mp3") or path.name.startswith("avatar-")):
+        hashes[path] = value  # the big inputs, written once; label and caption files are rewritten per chunk
+    return value
+
+
+def chunk_digests(spec: RenderSpec, windows: Sequence[Window], settings: Settings) -> list[str]:
+    hashes: dict[Path, bytes] = {}
+    return [chunk_digest(spec, window, settings, hashes) for window in windows]
+
+
+def _reset(row: ComposeChunk, window: Window, digest: str, storage: Storage | None) -> bool:
+    """Make ``row`` a pending chunk of ``window`` with ``digest`` (unless it changed meanwhile); its old video goes."""
+    now = utcnow()
+    changed = bool(
+        ComposeChunk.update(
+            {
+                ComposeChunk.plan: digest, ComposeChunk.first_frame: window[0], ComposeChunk.last_frame: window[1],
+                ComposeChunk.state: ChunkState.PENDING, ComposeChunk.owner: None, ComposeChunk.video_key: None,
+                ComposeChunk.attempts: 0, ComposeChunk.error: None, ComposeChunk.claimed_at: None,
+                ComposeChunk.finished_at: None, ComposeChunk.updated_at: now,
+            }
+        )
+        .where((ComposeChunk.id == row.id) & (ComposeChunk.plan == row.plan) & (ComposeChunk.state == row.state))
+        .execute()
+    )
+    if changed and row.video_key and storage is not None:
+        _delete(row.call_id, row.video_key, storage)
+    return changed
+
+
+def _delete(call_id: str, key: str, storage: Storage) -> None:
+    try:
+        storage.delete(key)
+    except Exception as exc:  # a leftover chunk costs a little storage, never the call
+        log.warning("chunk video %s not removed: %s", key, exc, extra={"call_id": call_id})
+
+
+def settle_row(call_id: str, index: int, window: Window, digest: str, storage: Storage | None, *, early: bool) -> ComposeChunk | None:
+    """The chunk row of ``index`` for ``window`` and ``digest``: kept when it is that chunk (done, pending, rendering), else reset.
+
+    ``early`` (a chunk rendered while the call is in generation): a row done
+    or rendering is never taken from its renderer, and a failed one of the
+    same digest stays failed; the coordinator settles them (a failed chunk
+    gets one fresh try there). None: the row is not this chunk and stays as
+    it is, or it changed under us.
+    """
+    fresh = {"call_id": call_id, "index": index, "plan": digest, "first_frame": window[0], "last_frame": window[1]}
+    ComposeChunk.insert(**fresh).on_conflict_ignore().execute()
+    row = ComposeChunk.get((ComposeChunk.call_id == call_id) & (ComposeChunk.index == index))
+    same = (row.first_frame, row.last_frame, row.plan) == (window[0], window[1], digest)
+    if same and (row.state != ChunkState.FAILED or early):
+        return row
+    if early and row.state in (ChunkState.DONE, ChunkState.RENDERING):
+        return None
+    if not _reset(row, window, digest, storage):
+        return None
+    return ComposeChunk.get_by_id(row.id)
+
+
+def ensure_rows(call_id: str, windows: Sequence[Window], digests: Sequence[str], storage: Storage | None = None) -> list[ComposeChunk]:
+    """The call's chunk rows for these windows and digests; a message is sent for each chunk not done.
+
+    A row already done with its window's digest (rendered early, or before a
+    retry) is kept and joined as it is; any other row is pending again with
+    the new digest, its old video removed.
+    """
+    for _ in range(3):  # a row an early render finishes meanwhile: settle it again
+        for row in ComposeChunk.select().where((ComposeChunk.call_id == call_id) & (ComposeChunk.index >= len(windows))):
+            if row.video_key and storage is not None:
+                _delete(call_id, row.video_key, storage)
+            ComposeChunk.delete().where(ComposeChunk.id == row.id).execute()
+        settled = [settle_row(call_id, index, window, digest, storage, early=False)
+                   for index, (window, digest) in enumerate(zip(windows, digests, strict=True))]
+        if all(row is not None for row in settled):
+            break
     rows = list(ComposeChunk.select().where(ComposeChunk.call_id == call_id).order_by(ComposeChunk.index))
-    if [(r.first_frame, r.last_frame) for r in rows] != list(windows):
+    if [(r.first_frame, r.last_frame, r.plan) for r in rows] != [(*w, d) for w, d in zip(windows, digests, strict=True)]:
         raise ChunkedFailed("the call's chunk rows do not match the plan")
     for row in rows:
         if row.state != ChunkState.DONE:
-            send(COMPOSE_CHUNK, call_id=call_id, index=row.index, plan=plan)
+            send(COMPOSE_CHUNK, call_id=call_id, index=row.index, plan=row.plan)
     return rows
 
 
@@ -181,7 +261,8 @@ def render_claimed(row: ComposeChunk, spec: RenderSpec, settings: Settings, stor
     except Exception as exc:
         _mark(row, ChunkState.FAILED, error=str(exc)[:4000])
         raise
-    _mark(row, ChunkState.DONE, video_key=key)
+    if not _mark(row, ChunkState.DONE, video_key=key):
+        _delete(row.call_id, key, storage)  # the coordinator reset the chunk meanwhile (other inputs): this video is nobody's
     return output
 
 
@@ -212,26 +293,28 @@ def release(row: ComposeChunk) -> None:
     ).execute()
 
 
-def _mark(row: ComposeChunk, state: str, **columns: object) -> None:
+def _mark(row: ComposeChunk, state: str, **columns: object) -> bool:
     now = utcnow()
-    ComposeChunk.update({"state": state, "updated_at": now, "finished_at": now, **columns}).where(
+    return bool(ComposeChunk.update({"state": state, "updated_at": now, "finished_at": now, **columns}).where(
         (ComposeChunk.id == row.id) & (ComposeChunk.plan == row.plan) & (ComposeChunk.owner == owners.me().tag)
-    ).execute()
+        & (ComposeChunk.state == ChunkState.RENDERING)
+    ).execute())
 
 
 def dispatch(
-    call_id: str, spec: RenderSpec, video_keys: Sequence[str], boundaries: Sequence[float], settings: Settings, extra: dict[str, str]
-) -> tuple[str, list[Window]]:
-    """Plan the chunks of ``spec`` and offer them to every replica: the plan's digest and the chunks' frames."""
+    call_id: str, spec: RenderSpec, boundaries: Sequence[float], settings: Settings, storage: Storage, extra: dict[str, str]
+) -> tuple[list[str], list[Window]]:
+    """Plan the chunks of ``spec`` and offer the ones not done to every replica: each chunk's digest and frames."""
     windows = plan_windows(spec.duration, spec.fps, settings.compose_chunk_seconds, boundaries)
-    plan = plan_digest(spec, settings, video_keys)
-    rows = ensure_rows(call_id, plan, windows)
-    log.info("rendering in %d chunks of about %g s", len(rows), settings.compose_chunk_seconds, extra=extra)
-    return plan, windows
+    digests = chunk_digests(spec, windows, settings)
+    rows = ensure_rows(call_id, windows, digests, storage)
+    done = sum(1 for r in rows if r.state == ChunkState.DONE)
+    log.info("rendering in %d chunks of about %g s (%d rendered early)", len(rows), settings.compose_chunk_seconds, done, extra=extra)
+    return digests, windows
 
 
 def coordinate(
-    call_id: str, spec: RenderSpec, plan: str, windows: Sequence[Window], output: Path,
+    call_id: str, spec: RenderSpec, digests: Sequence[str], windows: Sequence[Window], output: Path,
     settings: Settings, storage: Storage, extra: dict[str, str],
 ) -> None:
     """The rest of a chunked render of ``spec`` into ``output`` (:func:`dispatch` done): the sound, chunks here and elsewhere, the join.
@@ -244,8 +327,8 @@ def coordinate(
     local: dict[int, Path] = {}
     deadline = time.monotonic() + settings.compose_timeout
     while True:
-        current = {r.index: r for r in ComposeChunk.select().where((ComposeChunk.call_id == call_id) & (ComposeChunk.plan == plan))}
-        if len(current) != len(windows):
+        current = {r.index: r for r in ComposeChunk.select().where(ComposeChunk.call_id == call_id)}
+        if [(current[i].plan if i in current else None) for i in range(len(windows))] != list(digests) or len(current) != len(windows):
             raise ChunkedFailed("the call's chunk rows changed during the render")
         failed = [r for r in current.values() if r.state == ChunkState.FAILED]
         if failed:
@@ -273,7 +356,7 @@ def coordinate(
                 raise ChunkedFailed(f"chunk {index}'s video {current[index].video_key} is missing") from None
         parts.append(path)
     join(parts, audio, spec, output, settings, extra)
-    log.info("chunks joined: %d rendered here, %d by other replicas", len(local), len(windows) - len(local), extra=extra)
+    log.info("chunks joined: %d rendered here, %d by other replicas or early", len(local), len(windows) - len(local), extra=extra)
 
 
 def join(parts: Sequence[Path], audio: Path, spec: RenderSpec, output: Path, settings: Settings, extra: dict[str, str]) -> None:
@@ -300,8 +383,5 @@ def forget(call_id: str, storage: Storage) -> None:
     """The video is stored: the call's chunk videos and rows go (a re-render plans afresh)."""
     for row in ComposeChunk.select().where(ComposeChunk.call_id == call_id):
         if row.video_key:
-            try:
-                storage.delete(row.video_key)
-            except Exception as exc:  # a leftover chunk costs a little storage, never the call
-                log.warning("chunk video %s not removed: %s", row.video_key, exc, extra={"call_id": call_id})
+            _delete(call_id, row.video_key, storage)
     ComposeChunk.delete().where(ComposeChunk.call_id == call_id).execute()

@@ -28,7 +28,7 @@ import ffmpeg
 from shared.ffmpeg import RECORDING, file_url, graph_file_option, input_options, threaded_cli
 
 from . import labels, mix
-from .captions import burn, track_output_options
+from .captions import ass_window, burn, track_output_options
 from .layout import Piece, RenderSpec, SideSpec, enable_expr, speaking, timeline
 from .layouts import BACKGROUND, CROP, Layout, Rect
 from .panel import fitted_clip, hold, local_panel, still
@@ -221,7 +221,11 @@ def build_chunk_command(spec: RenderSpec, window: Window, output: Path, *, binar
     sides = [side_stream(side, spec, one_thread_decoders=threaded_cli(binary), window=window) for side in (spec.caller, spec.callee)]
     video = _arrange(sides, spec.placement)
     if spec.captions is not None and spec.captions.burn is not None:
-        video = burn(video, spec.captions.burn, spec.font)
+        # Only the cues around the window's frames: what libass draws on them, and what the chunk's digest needs.
+        first, last = window
+        cues = spec.workdir / f"captions-{first}.ass"
+        cues.write_text(ass_window(spec.captions.burn.read_text(encoding="utf-8"), first / spec.fps, last / spec.fps), encoding="utf-8")
+        video = burn(video, cues, spec.font)
     video = video.filter("setpts", "PTS-STARTPTS")
     args = (
         ffmpeg.output(video, str(output), an=None, f="mp4", **_video_options(spec))

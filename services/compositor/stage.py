@@ -76,8 +76,8 @@ def compose_chunk(call_id: str, index: int, plan: str) -> None:
     with log_context(call_id=call_id, stage=Stage.COMPOSITOR), pipeline.temp_folder(Stage.COMPOSITOR, call_id, settings.tmp_dir) as workdir:
         extra = {"call_id": call_id, "stage": Stage.COMPOSITOR}
         try:
-            spec, video_keys = chunk_spec(call, settings, storage, workdir)
-            if chunks.plan_digest(spec, settings, video_keys) != plan:
+            spec = chunk_spec(call, settings, storage, workdir)
+            if chunks.chunk_digest(spec, (row.first_frame, row.last_frame), settings) != plan:
                 log.info("chunk %d: this replica's render differs from the plan; left to the coordinator", index, extra=extra)
                 chunks.release(row)
                 return

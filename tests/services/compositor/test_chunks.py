@@ -141,9 +141,12 @@ def test_a_chunk_is_rendered_once_by_whichever_replica_takes_it(long_call, s3, s
     call = Call.get_by_id(long_call.id)
     workdir = tmp_path / "plan"
     workdir.mkdir()
-    spec, video_keys = chunk_spec(call, settings, s3, workdir)
-    plan = chunks.plan_digest(spec, settings, video_keys)
-    chunks.ensure_rows(call.id, plan, chunks.plan_windows(12.0, FPS, 4.0, [0.0, 4.0, 8.0, 12.0]))
+    spec = chunk_spec(call, settings, s3, workdir)
+    windows = chunks.plan_windows(12.0, FPS, 4.0, [0.0, 4.0, 8.0, 12.0])
+    digests = chunks.chunk_digests(spec, windows, settings)
+    assert len(set(digests)) == 3  # each chunk its own digest
+    chunks.ensure_rows(call.id, windows, digests)
+    plan = digests[1]
 
     renders = []
     real = chunks.render_chunk
