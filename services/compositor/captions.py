@@ -454,25 +454,22 @@ def _ass_seconds(stamp: str) -> float:
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
-#: A chunk's .ass keeps the cues within this many seconds of its frames: more than libass's rounding, never fewer.
-WINDOW_SLACK = 1.0
-
-
 def ass_window(document: str, start: float, end: float) -> str:
-    """``document`` (an :func:`ass_document`) keeping only the cues on screen between ``start`` and ``end`` seconds.
+    """``document`` (an :func:`ass_document`) keeping only the cues on screen at some time in ``(start, end)`` seconds.
 
     libass draws a frame from the cues whose time covers it (each side's cues
     placed by their style in their own region, so no cue moves another), so a
     chunk drawn from this file shows what a whole render draws from the
-    whole file; and the file is all that a chunk's digest needs of the
-    captions (services/compositor/chunks.py): a cue elsewhere in the call
-    changing leaves the chunk as it was.
+    whole file (graph.build_chunk_command passes its frames' times, half a
+    frame wider either side); and the file is all that a chunk's digest needs
+    of the captions (services/compositor/chunks.py): a cue elsewhere in the
+    call changing leaves the chunk as it was.
     """
     out = []
     for line in document.splitlines():
         if line.startswith("Dialogue: "):
             _, first, last, _rest = line.split(",", 3)
-            if _ass_seconds(last) < start - WINDOW_SLACK or _ass_seconds(first) > end + WINDOW_SLACK:
+            if _ass_seconds(last) <= start or _ass_seconds(first) >= end:
                 continue
         out.append(line)
     return "\n".join(out) + "\n"

@@ -40,6 +40,7 @@ from . import chunks
 from .captions import MAX_SECONDS
 from .composer import early_spec
 from .graph import Window
+from .layout import frame_at
 from .transcripts import mode_of
 
 __all__ = ["Ready", "ready", "prerender"]
@@ -88,11 +89,12 @@ def ready(call: Call, settings: Settings) -> Ready | None:
         row = rows.get(index)
         if row is not None and row.state in SETTLED and (row.first_frame, row.last_frame) == (first, last):
             continue
-        start, end = (first - 1) / fps, (last + 1) / fps  # a frame either side: a piece cut at a rounded frame
-        if any(s.start < end and s.end > start and not _stored(s) for s in segments):
+        # A segment's frames are cut where layout.timeline cuts them.
+        if any(frame_at(s.start, fps) < last and frame_at(s.end, fps) > first and not _stored(s) for s in segments):
             continue
-        # A cue may stay up to MAX_SECONDS past its words (on into the next segment's time).
-        if words and any(j.start < end and j.end > start - MAX_SECONDS and j.state != SegmentState.COMPLETED for j in jobs):
+        # The cues the chunk's .ass keeps (graph.build_chunk_command), and words a cue may run on from (MAX_SECONDS).
+        start, end = (first - 0.5) / fps - MAX_SECONDS, (last - 0.5) / fps
+        if words and any(j.start < end and j.end > start and j.state != SegmentState.COMPLETED for j in jobs):
             continue
         indexes.append(index)
     if not indexes:

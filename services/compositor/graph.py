@@ -224,7 +224,8 @@ def build_chunk_command(spec: RenderSpec, window: Window, output: Path, *, binar
         # Only the cues around the window's frames: what libass draws on them, and what the chunk's digest needs.
         first, last = window
         cues = spec.workdir / f"captions-{first}.ass"
-        cues.write_text(ass_window(spec.captions.burn.read_text(encoding="utf-8"), first / spec.fps, last / spec.fps), encoding="utf-8")
+        whole = spec.captions.burn.read_text(encoding="utf-8")
+        cues.write_text(ass_window(whole, (first - 0.5) / spec.fps, (last - 0.5) / spec.fps), encoding="utf-8")
         video = burn(video, cues, spec.font)
     video = video.filter("setpts", "PTS-STARTPTS")
     args = (
