@@ -229,7 +229,9 @@ def build_chunk_command(spec: RenderSpec, window: Window, output: Path, *, binar
         video = burn(video, cues, spec.font)
     video = video.filter("setpts", "PTS-STARTPTS")
     args = (
-        ffmpeg.output(video, str(output), an=None, f="mp4", **_video_options(spec))
+        # Exactly the window's frames: a piece held by tpad ends on a frame whose duration is the source's,
+        # and the encoder's constant-rate output would repeat it past the window (2 frames seen at 15 fps).
+        ffmpeg.output(video, str(output), an=None, f="mp4", **{"frames:v": window[1] - window[0]}, **_video_options(spec))
         .global_args("-filter_complex_threads", str(FILTER_THREADS))
         .overwrite_output()
         .compile(cmd=binary)
