@@ -161,6 +161,10 @@ def give_up(kwargs: dict[str, Any], exception: BaseException) -> None:
         )
         if len(segments) == 1 and segments[0].video_key:
             urls[side] = storage.object_url(segments[0].video_key)
+    try:
+        chunks.forget(call_id, storage)  # its chunks (early ones too) will not be joined
+    except Exception as exc:  # the database or the store is why the compose gave up: the rows wait for a retry's compose
+        log.warning("chunk rows not removed: %s", exc, extra={"call_id": call_id, "stage": Stage.COMPOSITOR})
     reason = f"compositing failed: {exception or exception.__class__.__name__}"
     if progress.fail_call(call_id, reason, status=VideoStatus.PARTIAL if urls else VideoStatus.FAILED) and urls:
         Call.update({getattr(Call, f"{side}_video_url"): url for side, url in urls.items()}).where(Call.id == call_id).execute()
