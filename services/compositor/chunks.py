@@ -38,6 +38,7 @@ import logging
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -50,17 +51,21 @@ from shared.models import utcnow
 from shared.settings import Settings
 from shared.storage import ObjectNotFound, Storage
 
-from .graph import Window, build_audio_command, build_chunk_command
+from .graph import AUDIO_OPTIONS, AUDIO_RATE, Window, build_audio_command, build_chunk_command
 from .layout import RenderSpec, frame_at, total_frames
+from .mix import plan as plan_mix
 from .runner import run_ffmpeg
 
 __all__ = [
     "CHUNKED_FROM", "ChunkedFailed", "plan_windows", "chunk_digest", "chunk_digests", "chunked", "ensure_rows", "claim",
-    "settle_row", "render_chunk", "render_claimed", "release", "dispatch", "coordinate", "reclaim_dead", "join", "forget",
+    "settle_row", "render_chunk", "render_claimed", "release", "SOUND", "sound_digest", "render_sound", "stored_sound",
+    "dispatch", "coordinate", "reclaim_dead", "join", "forget",
 ]
 
 log = logging.getLogger("callreel.compositor")
 
+#: The row index of the call's sound track when it is rendered early (chunks are 0, 1, …).
+SOUND = -1
 #: A chunk boundary moves to a segment boundary at most this share of a chunk away.
 SNAP = 0.25
 #: Seconds between two looks at the chunks other replicas render.
@@ -199,7 +204,7 @@ def ensure_rows(call_id: str, windows: Sequence[Window], digests: Sequence[str],
                    for index, (window, digest) in enumerate(zip(windows, digests, strict=True))]
         if all(row is not None for row in settled):
             break
-    rows = list(ComposeChunk.select().where(ComposeChunk.call_id == call_id).order_by(ComposeChunk.index))
+    rows = list(ComposeChunk.select().where((ComposeChunk.call_id == call_id) & (ComposeChunk.index >= 0)).order_by(ComposeChunk.index))
     if [(r.first_frame, r.last_frame, r.plan) for r in rows] != [(*w, d) for w, d in zip(windows, digests, strict=True)]:
         raise ChunkedFailed("the call's chunk rows do not match the plan")
     for row in rows:
@@ -315,19 +320,22 @@ def dispatch(
 
 def coordinate(
     call_id: str, spec: RenderSpec, digests: Sequence[str], windows: Sequence[Window], output: Path,
-    settings: Settings, storage: Storage, extra: dict[str, str],
+    settings: Settings, storage: Storage, extra: dict[str, str], sound: Path | None = None,
 ) -> None:
     """The rest of a chunked render of ``spec`` into ``output`` (:func:`dispatch` done): the sound, chunks here and elsewhere, the join.
 
     Raises ChunkedFailed (the caller renders in one pass) when a chunk fails or the rest take longer than COMPOSE_TIMEOUT.
     """
     audio = spec.workdir / "sound.m4a"
-    command = build_audio_command(spec, audio, binary=settings.ffmpeg_binary)
-    run_ffmpeg(command, timeout=settings.compose_timeout, what="sound track", log_extra=extra)
+    if sound is not None:
+        audio = sound  # rendered early, from the same recording and mix settings
+    else:
+        command = build_audio_command(spec, audio, binary=settings.ffmpeg_binary)
+        run_ffmpeg(command, timeout=settings.compose_timeout, what="sound track", log_extra=extra)
     local: dict[int, Path] = {}
     deadline = time.monotonic() + settings.compose_timeout
     while True:
-        current = {r.index: r for r in ComposeChunk.select().where(ComposeChunk.call_id == call_id)}
+        current = {r.index: r for r in ComposeChunk.select().where((ComposeChunk.call_id == call_id) & (ComposeChunk.index >= 0))}
         if [(current[i].plan if i in current else None) for i in range(len(windows))] != list(digests) or len(current) != len(windows):
             raise ChunkedFailed("the call's chunk rows changed during the render")
         failed = [r for r in current.values() if r.state == ChunkState.FAILED]
@@ -357,6 +365,60 @@ def coordinate(
         parts.append(path)
     join(parts, audio, spec, output, settings, extra)
     log.info("chunks joined: %d rendered here, %d by other replicas or early", len(local), len(windows) - len(local), extra=extra)
+
+
+def sound_digest(settings: Settings, recording: Path) -> str:
+    """What the call's one-pass sound track is made of, known without measuring it: the recording and the mix settings.
+
+    The mix's loudness is measured from these alone (:mod:`.mix`), so two
+    renders with the same digest make the same sound track, sample for sample.
+    """
+    digest = hashlib.sha256(_file_digest(recording, None))
+    mix = (settings.audio_mix, settings.audio_pan, settings.caller_channel, settings.audio_loudness, settings.audio_true_peak)
+    digest.update(repr((mix, AUDIO_RATE, sorted(AUDIO_OPTIONS.items()), settings.ffmpeg_binary)).encode())
+    return digest.hexdigest()[:32]
+
+
+def render_sound(call_id: str, spec: RenderSpec, settings: Settings, storage: Storage, extra: dict[str, str]) -> bool:
+    """Render, store and record the call's sound track while it is still in generation (a row of index SOUND); True if done here.
+
+    Redelivered or duplicated, it renders nothing twice (the same claim as a
+    chunk's); a failure is the row's (the compose renders the sound itself).
+    """
+    digest = sound_digest(settings, spec.recording)
+    row = settle_row(call_id, SOUND, (0, 0), digest, storage, early=True)
+    if row is None or row.state != ChunkState.PENDING or not claim(row, settings):
+        return False
+    output, key = spec.workdir / "sound-early.m4a", keys.chunk_sound_key(call_id, digest)
+    try:
+        mixed = replace(spec, mix=plan_mix(settings, spec.recording, AUDIO_RATE))
+        run_ffmpeg(build_audio_command(mixed, output, binary=settings.ffmpeg_binary), timeout=settings.compose_timeout,
+                   what="sound track", log_extra=extra)
+        storage.upload_file(output, key, content_type="audio/mp4")
+    except FFmpegKilled:
+        release(row)
+        raise
+    except Exception as exc:
+        _mark(row, ChunkState.FAILED, error=str(exc)[:4000])
+        log.warning("early sound track failed: %s", exc, extra=extra)
+        return False
+    if not _mark(row, ChunkState.DONE, video_key=key):
+        _delete(call_id, key, storage)
+        return False
+    return True
+
+
+def stored_sound(call_id: str, digest: str, storage: Storage, target: Path) -> Path | None:
+    """The call's sound track rendered early with this digest, fetched into ``target``; None: there is none."""
+    mine = (ComposeChunk.call_id == call_id) & (ComposeChunk.index == SOUND)
+    row = ComposeChunk.get_or_none(mine & (ComposeChunk.plan == digest) & (ComposeChunk.state == ChunkState.DONE))
+    if row is None or not row.video_key:
+        return None
+    try:
+        storage.download_file(row.video_key, target)
+    except ObjectNotFound:
+        return None
+    return target
 
 
 def join(parts: Sequence[Path], audio: Path, spec: RenderSpec, output: Path, settings: Settings, extra: dict[str, str]) -> None:

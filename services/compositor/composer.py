@@ -306,8 +306,9 @@ def _render_chunked(
     try:
         silent = _spec(inputs, replace(settings, audio_mix="recording"), workdir, extra)
         digests, windows = chunks.dispatch(call_id, silent, segment_boundaries(call_id), settings, storage, extra)
-        spec = replace(silent, mix=plan_mix(settings, inputs.recording, AUDIO_RATE))
-        chunks.coordinate(call_id, spec, digests, windows, output, settings, storage, extra)
+        sound = chunks.stored_sound(call_id, chunks.sound_digest(settings, inputs.recording), storage, workdir / "sound-stored.m4a")
+        spec = silent if sound is not None else replace(silent, mix=plan_mix(settings, inputs.recording, AUDIO_RATE))
+        chunks.coordinate(call_id, spec, digests, windows, output, settings, storage, extra, sound=sound)
         _check_output(output, spec.duration, settings)
     except FFmpegKilled:
         raise

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared import pipeline, skeleton
+from shared.channels import with_call_channel
 from shared.compose_chunks import ChunkState, ComposeChunk
 from shared.ffmpeg import FFmpegError, FFmpegKilled
 from shared.logs import log_context
@@ -159,6 +160,9 @@ def prerender(call_id: str) -> None:
             rendered.append(index)
         if rendered:
             log.info("chunks %s of %d rendered early", rendered, len(found.windows), extra=extra)
+        # The sound track depends on the recording and the mix settings only: once, by whichever message is first.
+        if chunks.render_sound(call_id, spec, with_call_channel(call, settings), storage, extra):
+            log.info("sound track rendered early", extra=extra)
 
 
 def indexes_done(call_id: str) -> Sequence[int]:

@@ -81,9 +81,12 @@ def chunk_row(call_id: str, index: int) -> ComposeChunk:
 
 
 def test_a_chunk_rendered_early_is_joined_as_it_is_and_the_video_is_the_one_pass_render(
-    generating, calls, s3, settings_env, stub_broker, renders, tmp_path
+    generating, calls, s3, settings_env, stub_broker, renders, monkeypatch, tmp_path
 ):
     settings = settings_env(COMPOSE_CHUNK_SECONDS="4")
+    runs: list[str] = []
+    real_run = chunks.run_ffmpeg
+    monkeypatch.setattr(chunks, "run_ffmpeg", lambda *a, **k: runs.append(k["what"]) or real_run(*a, **k))
     found = early.ready(Call.get_by_id(generating.id), settings)
     assert found is not None and found.indexes == [0]  # chunks 1 and 2 show segments still at fal
     early.prerender(generating.id)
@@ -91,6 +94,8 @@ def test_a_chunk_rendered_early_is_joined_as_it_is_and_the_video_is_the_one_pass
     assert renders == [(0, 100)]
     row = chunk_row(generating.id, 0)
     assert (row.state, row.attempts) == (ChunkState.DONE, 1)
+    sound = chunk_row(generating.id, chunks.SOUND)  # the sound track too: it needs only the recording
+    assert sound.state == ChunkState.DONE and s3.exists(sound.video_key) and runs.count("sound track") == 1
     assert early.ready(Call.get_by_id(generating.id), settings) is None
     assert Call.get_by_id(generating.id).stage == Stage.GENERATION  # the early chunk is a cache: the stage is generation's
 
@@ -99,6 +104,7 @@ def test_a_chunk_rendered_early_is_joined_as_it_is_and_the_video_is_the_one_pass
     assert outcome.status == "completed"
     # The final spec gave chunk 0 the digest it was rendered with: joined from the store, not rendered again.
     assert renders == [(0, 100), (100, 200), (200, 300)]
+    assert runs.count("sound track") == 1  # and the sound track rendered early is muxed as it is
     joined = fetch_video(s3, generating.id, tmp_path / "joined.mp4")
 
     settings_env(COMPOSE_CHUNK_SECONDS="0")
