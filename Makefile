@@ -89,9 +89,11 @@ bench: install
 bench-scale: install
 	$(PY) bench/scale.py
 
-# fal.ai time-to-video and cost against the simulator (#26); QUICK=1 for a short run.
+# fal.ai time-to-video and cost against the simulator (#26): QUICK=1 for a short run; LONG=1 (the 10- and
+# 30-minute calls) then SHORT=1 (1 and 5 minutes, the burst) is the full run in two parts, kept in one
+# section; FAL_ARGS for any other option (bench/fal_latency.py --help).
 bench-fal: install
-	$(PY) bench/fal_latency.py $(if $(QUICK),--quick)
+	$(PY) bench/fal_latency.py $(if $(QUICK),--quick) $(if $(LONG),--long) $(if $(SHORT),--short) $(FAL_ARGS)
 
 # The benchmark under the FFmpeg the images ship (Debian's, unpacked by the
 # script; root), with this machine's FFmpeg as the second build for compose.

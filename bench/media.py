@@ -22,6 +22,7 @@ import hashlib
 import json
 import subprocess
 import wave
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,9 +82,24 @@ def _utterance(text: str, voice: str, speed: int, target: Path) -> array.array:
     return samples
 
 
+# The voices' lines, made once per process: a burst of 50 calls would otherwise run espeak-ng 600 times.
+_VOICES: dict[str, list[array.array]] = {}
+
+
+def _voices(cache: Path) -> tuple[list[array.array], list[array.array]]:
+    if not _VOICES:
+        _VOICES["caller"] = [_utterance(t, "en-us+m3", 165, cache / f".u-caller-{i}") for i, t in enumerate(CALLER_LINES)]
+        _VOICES["callee"] = [_utterance(t, "en-gb+f3", 155, cache / f".u-callee-{i}") for i, t in enumerate(CALLEE_LINES)]
+    return _VOICES["caller"], _VOICES["callee"]
+
+
+def noise_seed(variant: str) -> int:
+    """The line hiss's seed for ``variant`` ("": the seed FFmpeg picks by default, as before variants existed)."""
+    return zlib.crc32(variant.encode()) if variant else -1
+
+
 def _turns(seconds: float, cache: Path) -> tuple[list[tuple[str, int, array.array]], float]:
-    caller = [_utterance(t, "en-us+m3", 165, cache / f".u-caller-{i}") for i, t in enumerate(CALLER_LINES)]
-    callee = [_utterance(t, "en-gb+f3", 155, cache / f".u-callee-{i}") for i, t in enumerate(CALLEE_LINES)]
+    caller, callee = _voices(cache)
     turns, at, index = [], 0.8, 0
     while at < seconds:
         for side, lines in (("caller", caller), ("callee", callee)):
@@ -94,9 +110,19 @@ def _turns(seconds: float, cache: Path) -> tuple[list[tuple[str, int, array.arra
     return turns, at
 
 
-def conversation(seconds: float, cache: Path) -> Conversation:
-    """A dual-channel MP3 call of ``seconds``, voices taking turns (cached by length)."""
-    path, hit = cached_path(cache, "call", {"seconds": seconds, "v": 2}, ".mp3")
+def conversation(seconds: float, cache: Path, variant: str = "") -> Conversation:
+    """A dual-channel MP3 call of ``seconds``, voices taking turns (cached by length and variant).
+
+    Calls of one length and different ``variant`` speak the same turns at the
+    same times (the same speech seconds, the same segments) over a different
+    line hiss, so no two of them share a byte of segment audio: generation's
+    video cache (keyed by the segment audio's digest) cannot serve one from
+    another, and every call a benchmark sends is generated and billed.
+    """
+    params: dict[str, object] = {"seconds": seconds, "v": 2}
+    if variant:
+        params["variant"] = variant
+    path, hit = cached_path(cache, "call", params, ".mp3")
     speech_file = path.with_suffix(".json")
     if hit and speech_file.exists():
         speech = json.loads(speech_file.read_text())
@@ -122,7 +148,7 @@ def conversation(seconds: float, cache: Path) -> Conversation:
         out.setframerate(RATE)
         out.writeframes(stereo.tobytes())
     # A faint hiss on both lines, as on a real phone call (never digital silence).
-    hiss = f"anoisesrc=r={RATE}:a=0.002:c=pink:d={seconds},aformat=channel_layouts=stereo[n]"
+    hiss = f"anoisesrc=r={RATE}:a=0.002:c=pink:d={seconds}:seed={noise_seed(variant)},aformat=channel_layouts=stereo[n]"
     ffmpeg(
         "-i", str(pcm), "-filter_complex", f"{hiss};[0:a][n]amix=inputs=2:normalize=0:duration=first[a]",
         "-map", "[a]", "-c:a", "libmp3lame", "-b:a", "32k", "-ar", str(RATE), str(path),

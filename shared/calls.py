@@ -131,6 +131,7 @@ def call_segments(call_id: str) -> list[dict[str, Any]]:
             "index": s.index,
             "start": s.start,
             "end": s.end,
+            "pieces": s.pieces,
             "state": s.state,
             "fal_request_id": s.fal_request_id,
             "attempts": s.attempts,

@@ -25,6 +25,7 @@ from peewee import (
 )
 
 from .db import database
+from .segments import job_seconds
 
 __all__ = [
     "Call",
@@ -243,7 +244,7 @@ class Call(BaseModel):
 
 
 class Segment(BaseModel):
-    """One fal.ai generation: a stretch ``[start, end)`` of one side's audio."""
+    """One fal.ai generation: a stretch ``[start, end)`` of one side's audio, or several laid end to end (``pieces``)."""
 
     id = AutoField()
     call_id = CharField(max_length=64, index=True)
@@ -267,6 +268,14 @@ class Segment(BaseModel):
     updated_at = DateTimeField(default=utcnow)
     # -- the global fal.ai concurrency cap (#26, shared/fal_slots.py): waiting for a slot since (None: not waiting).
     slot_wait_since = DateTimeField(null=True)
+    # -- packing (#26): [[start, end, offset], …], the stretches of the call laid end to end in the job's audio
+    # (start and end in the call, offset in the job's audio and video); None: the contiguous [start, end).
+    pieces = JSONField(null=True)
+
+    @property
+    def seconds(self) -> float:
+        """The job's audio (and video) length: what fal generates and bills (``shared.segments.job_seconds``)."""
+        return job_seconds(float(self.start), float(self.end), self.pieces)
 
     class Meta:
         table_name = "callreel_segments"

@@ -16,6 +16,14 @@ silent about half the time, so:
 A side that never speaks has no segments, in either mode: nothing is paid for.
 The audio stage (which has FFmpeg) cuts the planned segments; the generation
 stage submits them.
+
+**Packing** (speech mode, ``SPEECH_PACKING``): a side's silences are mostly
+the other side's turns, longer than a job's minimum, so jobs of contiguous
+audio bill ~1.2 × the speech on turn-taking calls. A packed job's audio is
+several stretches of the side laid end to end, the silences between them left
+out: each :class:`Job` carries its *pieces*, ``(start in the call, end in the
+call, offset in the job's audio)``, and the compositor shows each piece of the
+job's video at its time in the call (:func:`plan_jobs`, :func:`packed_jobs`).
 """
 
 from __future__ import annotations
@@ -23,10 +31,17 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Interval", "plan_segments", "silences", "billed_grouping", "billed_seconds", "JOB_SECONDS"]
+__all__ = [
+    "Interval", "Piece", "Job", "plan_segments", "plan_jobs", "packed_jobs", "silences", "billed_grouping",
+    "billed_seconds", "job_seconds", "JOB_SECONDS", "packed_limit", "PACK_FLOOR",
+]
 
 Interval = tuple[float, float]
+#: A stretch of a packed job: (start in the call, end in the call, offset in the job's audio and video), seconds.
+Piece = tuple[float, float, float]
 
 # No segment is shorter than this (unless the whole side is): a fal job has a
 # fixed cost and start-up, Kling's avatar refuses audio under 2 s and Stable
@@ -75,6 +90,33 @@ def _split(start: float, end: float, max_len: float, gaps: Sequence[Interval]) -
     return [(round(a, 3), round(b, 3)) for a, b in itertools.pairwise(points)]
 
 
+@dataclass(frozen=True)
+class Job:
+    """One fal.ai job of a side: ``[start, end)`` of the call, contiguous (``pieces`` None) or packed.
+
+    A packed job's audio is its pieces laid end to end: piece ``k`` covers
+    ``[offset, offset + end - start)`` of the job's audio and video and
+    ``[start, end)`` of the call. ``start``/``end`` are then the first
+    piece's start and the last one's end (the span, not the length).
+    """
+
+    start: float
+    end: float
+    pieces: tuple[Piece, ...] | None = None
+
+    @property
+    def seconds(self) -> float:
+        """The job's audio length: what fal generates and bills."""
+        return job_seconds(self.start, self.end, self.pieces)
+
+
+def job_seconds(start: float, end: float, pieces: Sequence[Sequence[Any]] | None) -> float:
+    """The length of a job's audio (and video): its pieces' lengths added, or ``end - start`` for a contiguous one."""
+    if not pieces:
+        return end - start
+    return round(sum(float(p[1]) - float(p[0]) for p in pieces), 3)
+
+
 def plan_segments(
     duration: float,
     speech: Sequence[Interval],
@@ -102,14 +144,152 @@ def plan_segments(
         return _split(0.0, duration, max_seconds, gaps)
     # Speech mode: pad, merge stretches separated by less than merge_gap, then
     # widen what is still shorter than MIN_SEGMENT (a lone "mm") and merge again.
-    padded = [(max(0.0, start - padding), min(duration, end + padding)) for start, end in speech]
-    stretches = _merge(padded, merge_gap)
+    stretches = _merge(_padded(speech, padding, duration), merge_gap)
     stretches = _merge([_widened(start, end, duration) for start, end in stretches], merge_gap)
     stretches = billed_grouping(stretches, min_billed=min_billed, max_seconds=max_seconds)
     segments: list[Interval] = []
     for start, end in stretches:
         segments.extend(_split(start, end, max_seconds, gaps))
     return segments
+
+
+def _padded(speech: Sequence[Interval], padding: float, duration: float) -> list[Interval]:
+    return [(max(0.0, start - padding), min(duration, end + padding)) for start, end in speech]
+
+
+def plan_jobs(
+    duration: float,
+    speech: Sequence[Interval],
+    *,
+    mode: str,
+    max_seconds: float,
+    padding: float = 0.15,
+    merge_gap: float = 1.5,
+    min_billed: float = 0.0,
+    pack: bool = False,
+) -> list[Job]:
+    """The side's fal.ai jobs: :func:`plan_segments`' contiguous ones, or packed ones (``pack``, speech mode only).
+
+    Packed: the side's speech, padded and joined through pauses shorter than
+    ``merge_gap`` (the avatar would only flicker to its still and back), is
+    cut into stretches of at most ``max_seconds`` (in silences, as a long
+    segment is), which :func:`packed_jobs` lays end to end into jobs.
+    """
+    if not pack or mode != "speech":
+        spans = plan_segments(
+            duration, speech, mode=mode, max_seconds=max_seconds, padding=padding, merge_gap=merge_gap, min_billed=min_billed
+        )
+        return [Job(start, end) for start, end in spans]
+    if max_seconds <= MIN_SEGMENT:
+        raise ValueError("max_seconds must exceed the minimum segment length")
+    speech = [(max(0.0, s), min(duration, e)) for s, e in sorted(speech) if e > s]
+    if duration <= 0 or not speech:
+        return []
+    gaps = silences(speech, duration)
+    stretches: list[Interval] = []
+    for start, end in _merge(_padded(speech, padding, duration), merge_gap):
+        stretches.extend(_split(start, end, max_seconds, gaps))
+    return packed_jobs(stretches, min_billed=min_billed, max_seconds=max_seconds, duration=duration)
+
+
+# A tie breaker among plans that bill alike and have as many jobs: the one whose
+# jobs are nearer equal length (the side is ready when its longest job is).
+# Small enough never to outweigh JOB_SECONDS: one job fewer always wins.
+BALANCE = 1e-7
+
+
+#: The shortest packed job :func:`packed_limit` asks for: more, shorter jobs
+#: than this save little time and each costs a submit, a download and a decoder.
+PACK_FLOOR = 10.0
+#: How many of the cap's slots' worth of jobs a call is packed into (see :func:`packed_limit`).
+WAVES = 2
+
+
+def packed_limit(call_speech: float, *, slots: int, max_seconds: float, min_billed: float = 0.0) -> float:
+    """The longest packed job for a call whose two sides speak ``call_speech`` seconds in all.
+
+    Packing up to ``max_seconds`` makes a few long jobs that all end together:
+    the call waits for the longest, and its compose starts only then. Sized to
+    about ``WAVES`` jobs per slot of the fal cap (FAL_MAX_CONCURRENT_JOBS), a
+    call's jobs run in waves: no job is longer than the call's compute ÷ the
+    cap (the least any schedule takes), and as slots go to a call's segments
+    in their order in the call, the first wave covers the call's start and
+    ends early, so its chunks are rendered while the next wave runs
+    (docs/compositor.md). Every job stays above the model's minimum bill, so
+    it bills the same. No cap (``slots`` 0): ``max_seconds``.
+    """
+    if slots <= 0 or call_speech <= 0:
+        return max_seconds
+    floor = max(PACK_FLOOR, 2 * min_billed)
+    return min(max_seconds, max(floor, call_speech / (WAVES * slots)))
+
+
+def packed_jobs(stretches: Sequence[Interval], *, min_billed: float, max_seconds: float, duration: float | None = None) -> list[Job]:
+    """``stretches`` (sorted, apart, each at most ``max_seconds``) packed into jobs billing the least in all.
+
+    A job is a run of consecutive stretches laid end to end; its audio is
+    their lengths added, at most ``max_seconds``, and it bills
+    ``max(length, min_billed)``. Every job at least the minimum bills exactly
+    the speech it holds, so the plan pays the minimum's top-up at most where
+    a side has too little speech to fill one. An exact dynamic programme
+    (like :func:`billed_grouping`); of plans billed alike it takes the fewest
+    jobs, then the most even. Deterministic: the same stretches always give
+    the same jobs (a redelivered audio message re-plans the same cut).
+
+    A job shorter than ``MIN_SEGMENT`` (a side whose only sound is an "mm")
+    has its first piece widened to it, as a contiguous segment would be.
+    """
+    n = len(stretches)
+    if n == 0:
+        return []
+    lengths = [round(end - start, 3) for start, end in stretches]
+    best = [0.0] + [math.inf] * n
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        total = 0.0
+        for i in range(j - 1, -1, -1):
+            total += lengths[i]
+            if i < j - 1 and total > max_seconds + 1e-9:
+                break
+            cost = best[i] + max(total, min_billed) + JOB_SECONDS + BALANCE * total * total
+            if cost < best[j] - 1e-12:
+                best[j], cut[j] = cost, i
+    runs: list[list[Interval]] = []
+    j = n
+    while j > 0:
+        runs.append(list(stretches[cut[j] : j]))
+        j = cut[j]
+    runs.reverse()
+    jobs = []
+    for index, run in enumerate(runs):
+        if sum(e - s for s, e in run) < MIN_SEGMENT:
+            low = runs[index - 1][-1][1] if index else 0.0
+            high = runs[index + 1][0][0] if index + 1 < len(runs) else (duration if duration is not None else math.inf)
+            run = [_widened_within(run, low, high), *run[1:]]
+        jobs.append(_job(run))
+    return jobs
+
+
+def _widened_within(run: Sequence[Interval], low: float, high: float) -> Interval:
+    """The run's first stretch grown evenly so the run lasts ``MIN_SEGMENT``, within ``[low, high]`` and clear of the next stretch."""
+    first, last = run[0]
+    limit = run[1][0] if len(run) > 1 else high
+    short = MIN_SEGMENT - sum(e - s for s, e in run)
+    start = max(low, first - short / 2)
+    end = min(limit, last + short - (first - start))
+    start = max(low, min(start, end - (last - first) - short))  # the end met a wall: grow backwards instead
+    return round(start, 3), round(end, 3)
+
+
+def _job(run: Sequence[Interval]) -> Job:
+    """A job of consecutive stretches: contiguous when it is one stretch, packed otherwise."""
+    if len(run) == 1:
+        return Job(run[0][0], run[0][1])
+    pieces, offset = [], 0.0
+    for start, end in run:
+        pieces.append((start, end, round(offset, 3)))
+        offset += round(end - start, 3)
+    return Job(run[0][0], run[-1][1], tuple(pieces))
 
 
 def _merge(intervals: Sequence[Interval], merge_gap: float) -> list[Interval]:

@@ -37,6 +37,7 @@ class SpeechJob(Model):
     fal_request_id = CharField(null=True, max_length=64)
     attempts = IntegerField(default=0)
     chunks = JSONField(null=True)  # [[start, end, text], …] in call seconds
+    pieces = JSONField(null=True)  # the segment's (packing, #26): chunks are mapped to the call through them
     error = TextField(null=True)
     progress = TextField(null=True)
     submitted_at = DateTimeField(null=True)

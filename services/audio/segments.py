@@ -12,6 +12,12 @@ encoders FFmpeg holds at once. A segment that is the whole side (every call up
 to the model's limit, in ``full`` mode) is the side's MP3 itself: linked, not
 decoded and encoded again (no second generation loss, and one FFmpeg run less
 per side; measured: docs/benchmarks.md, section "Whole-side segments").
+
+A packed segment (speech mode with SPEECH_PACKING, ``shared.segments``) is
+several stretches of the side laid end to end: one ``atrim`` per piece from the
+same decode, joined by ``concat`` into the segment's one output. Its row keeps
+the pieces (``Segment.pieces``), so the compositor can put each back at its
+time in the call and speech-to-text can map its words there.
 """
 
 from __future__ import annotations
@@ -28,15 +34,15 @@ from shared import keys
 from shared.fal_models import model_for, segment_limit
 from shared.ffmpeg import RECORDING, FFmpegFailed, file_url, input_options, run
 from shared.models import Segment, SegmentState, utcnow
-from shared.segments import plan_segments
+from shared.segments import Piece, packed_limit, plan_jobs
 from shared.settings import Settings
 from shared.storage import Storage
 
 from .split import MP3_QUALITY, SideAudio, SplitFailed
 
-__all__ = ["PlannedSegment", "plan_side", "cut_command", "cut_side", "record_segments", "BATCH"]
+__all__ = ["PlannedSegment", "job_limit", "plan_side", "cut_command", "cut_side", "record_segments", "BATCH"]
 
-BATCH = 16  # outputs per FFmpeg run
+BATCH = 16  # trims (outputs, or a packed output's pieces) per FFmpeg run
 # A segment whose ends are this close to the side's is the whole side: the
 # planner starts it at 0.0 and ends it at the measured duration.
 WHOLE_SIDE_TOLERANCE = 0.001
@@ -48,35 +54,59 @@ class PlannedSegment:
     start: float
     end: float
     path: Path
+    pieces: tuple[Piece, ...] | None = None  # packed: the stretches laid end to end (shared.segments.Job)
+
+    @property
+    def trims(self) -> list[tuple[float, float]]:
+        """What is cut from the side's audio for this segment, in order: one stretch, or each piece."""
+        return [(start, end) for start, end, _ in self.pieces] if self.pieces else [(self.start, self.end)]
+
+    @property
+    def stored_pieces(self) -> list[list[float]] | None:
+        """The pieces as the row's JSON holds them."""
+        return [list(piece) for piece in self.pieces] if self.pieces else None
 
 
-def plan_side(side: str, audio: SideAudio, workdir: Path, settings: Settings) -> list[PlannedSegment]:
-    """The side's segments as ``shared.segments`` plans them (none for a silent side)."""
+def job_limit(settings: Settings, call_speech: float) -> float:
+    """The longest job to plan: SEGMENT_MAX_SECONDS within the model's limit, packed jobs sized to the fal cap."""
     model = model_for(settings.fal_model)
-    spans = plan_segments(
+    limit = segment_limit(model, settings.segment_max_seconds)
+    if settings.speech_packing and settings.generation_mode == "speech":
+        limit = packed_limit(call_speech, slots=settings.fal_max_concurrent_jobs, max_seconds=limit, min_billed=model.min_seconds)
+    return limit
+
+
+def plan_side(side: str, audio: SideAudio, workdir: Path, settings: Settings, *, call_speech: float = 0.0) -> list[PlannedSegment]:
+    """The side's segments as ``shared.segments`` plans them (none for a silent side).
+
+    ``call_speech``: seconds both sides speak, which sizes packed jobs to the fal cap (``packed_limit``).
+    """
+    model = model_for(settings.fal_model)
+    jobs = plan_jobs(
         audio.duration,
         [(start, end) for start, end in audio.speech],
         mode=settings.generation_mode,
-        max_seconds=segment_limit(model, settings.segment_max_seconds),
+        max_seconds=job_limit(settings, call_speech),
         padding=settings.speech_padding,
         min_billed=model.min_seconds,
+        pack=settings.speech_packing,
     )
-    return [PlannedSegment(i, start, end, workdir / f"{side}-{i:03d}.mp3") for i, (start, end) in enumerate(spans)]
+    return [PlannedSegment(i, job.start, job.end, workdir / f"{side}-{i:03d}.mp3", job.pieces) for i, job in enumerate(jobs)]
 
 
 def cut_command(source: Path, segments: Sequence[PlannedSegment], ffmpeg_binary: str) -> list[str]:
-    """One FFmpeg command writing each of ``segments`` from ``source``."""
-    branches = ffmpeg.input(file_url(source), **input_options(source, RECORDING))["a:0"].filter_multi_output("asplit", len(segments))
-    outputs = [
-        ffmpeg.output(
-            branches.stream(n).filter("atrim", start=f"{segment.start:.3f}", end=f"{segment.end:.3f}")
-            .filter("asetpts", "PTS-STARTPTS"),
-            str(segment.path),
-            acodec="libmp3lame",
-            **{"q:a": MP3_QUALITY},
-        )
-        for n, segment in enumerate(segments)
-    ]
+    """One FFmpeg command writing each of ``segments`` from ``source``: a packed one's pieces trimmed and concatenated."""
+    count = sum(len(segment.trims) for segment in segments)
+    branches = ffmpeg.input(file_url(source), **input_options(source, RECORDING))["a:0"].filter_multi_output("asplit", count)
+    outputs, used = [], 0
+    for segment in segments:
+        parts = []
+        for start, end in segment.trims:
+            parts.append(branches.stream(used).filter("atrim", start=f"{start:.3f}", end=f"{end:.3f}").filter("asetpts", "PTS-STARTPTS"))
+            used += 1
+        # The pieces follow each other in the call, so each ends before the next begins to flow: concat buffers nothing.
+        audio = parts[0] if len(parts) == 1 else ffmpeg.concat(*parts, n=len(parts), v=0, a=1)
+        outputs.append(ffmpeg.output(audio, str(segment.path), acodec="libmp3lame", **{"q:a": MP3_QUALITY}))
     return (
         ffmpeg.merge_outputs(*outputs)
         .global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "error")
@@ -85,7 +115,7 @@ def cut_command(source: Path, segments: Sequence[PlannedSegment], ffmpeg_binary:
 
 
 def _is_whole_side(segment: PlannedSegment, audio: SideAudio) -> bool:
-    return segment.start <= WHOLE_SIDE_TOLERANCE and segment.end >= audio.duration - WHOLE_SIDE_TOLERANCE
+    return segment.pieces is None and segment.start <= WHOLE_SIDE_TOLERANCE and segment.end >= audio.duration - WHOLE_SIDE_TOLERANCE
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -104,8 +134,7 @@ def cut_side(audio: SideAudio, segments: Sequence[PlannedSegment], workdir: Path
             _link_or_copy(audio.path, segment.path)
         else:
             to_cut.append(segment)
-    for first in range(0, len(to_cut), BATCH):
-        batch = to_cut[first:first + BATCH]
+    for batch in _batches(to_cut):
         try:
             run(
                 cut_command(audio.path, batch, settings.ffmpeg_binary),
@@ -116,22 +145,31 @@ def cut_side(audio: SideAudio, segments: Sequence[PlannedSegment], workdir: Path
             raise SplitFailed(f"ffmpeg could not cut the segments: {exc.detail}") from None
 
 
+def _batches(segments: Sequence[PlannedSegment]) -> list[list[PlannedSegment]]:
+    """Runs of segments with at most BATCH trims each (a packed segment counts its pieces), a segment never split."""
+    batches: list[list[PlannedSegment]] = []
+    trims = 0
+    for segment in segments:
+        if not batches or (trims + len(segment.trims) > BATCH and batches[-1]):
+            batches.append([])
+            trims = 0
+        batches[-1].append(segment)
+        trims += len(segment.trims)
+    return batches
+
+
 def record_segments(call_id: str, side: str, segments: Sequence[PlannedSegment], storage: Storage) -> None:
     """Upload the cut segments and make their rows; a redelivered message finds them and changes nothing."""
     for segment in segments:
         key = keys.segment_audio_key(call_id, side, segment.index)
         storage.upload_file(segment.path, key, content_type="audio/mpeg")
+        planned = {"start": segment.start, "end": segment.end, "audio_key": key, "pieces": segment.stored_pieces}
         row, created = Segment.get_or_create(
-            call_id=call_id,
-            side=side,
-            index=segment.index,
-            defaults={"start": segment.start, "end": segment.end, "state": SegmentState.PENDING, "audio_key": key},
+            call_id=call_id, side=side, index=segment.index, defaults={**planned, "state": SegmentState.PENDING}
         )
-        if not created and row.state == SegmentState.PENDING and (row.start, row.end, row.audio_key) != (segment.start, segment.end, key):
+        if not created and row.state == SegmentState.PENDING and (row.start, row.end, row.audio_key, row.pieces) != tuple(planned.values()):
             # A retried call re-planned with other settings: the audio just uploaded is the truth.
-            Segment.update(start=segment.start, end=segment.end, audio_key=key, updated_at=utcnow()).where(
-                Segment.id == row.id
-            ).execute()
+            Segment.update(**planned, updated_at=utcnow()).where(Segment.id == row.id).execute()
     # Rows past the new plan (a shorter re-plan) that no job has taken yet.
     Segment.delete().where(
         (Segment.call_id == call_id)

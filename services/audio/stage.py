@@ -187,8 +187,9 @@ def split_call(
 
         if settings.uses_fal:
             with timed(call_id, Stage.AUDIO, "segments"):
+                call_speech = sum(end - start for side in SIDES for start, end in split.sides[side].speech)
                 for side in SIDES:
-                    planned = plan_side(side, split.sides[side], folder, settings)
+                    planned = plan_side(side, split.sides[side], folder, settings, call_speech=call_speech)
                     try:
                         cut_side(split.sides[side], planned, folder, settings)
                     except FFmpegTimeout as exc:

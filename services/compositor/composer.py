@@ -7,7 +7,8 @@ actor's job. The decisions, side by side:
 ==========================  ==========================================  ==============
 side state                  panel                                       call status
 ==========================  ==========================================  ==============
-generated, videos usable    its segment videos at their start times,    completed
+generated, videos usable    its segment videos at their start times     completed
+                            (a packed one's pieces at theirs),
                             idle avatar in the gaps
 generated, a video bad      local panel                                 partial
 failed                      local panel                                 partial
@@ -30,6 +31,7 @@ has one.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +45,18 @@ from shared import disk, keys, pipeline
 from shared.assets import avatar_path
 from shared.channels import with_call_channel
 from shared.errors import PermanentError
-from shared.ffmpeg import IMAGE, VIDEO, FFmpegError, FFmpegKilled, file_url, probe_duration, probe_rendered, probe_video, sniff
+from shared.ffmpeg import (
+    IMAGE,
+    VIDEO,
+    FFmpegError,
+    FFmpegKilled,
+    VideoInfo,
+    file_url,
+    probe_duration,
+    probe_rendered,
+    probe_video,
+    sniff,
+)
 from shared.ffmpeg import InvalidMedia as MediaError
 from shared.models import Call, Segment, SegmentState, SideState, Stage, VideoStatus
 from shared.presentation import Presentation, is_stored_avatar, presentation_for
@@ -427,6 +440,7 @@ FETCH_THREADS = 4
 
 
 def _clips(call_id: str, side: str, settings: Settings, storage: Storage, workdir: Path) -> tuple[tuple[Clip, ...], list[str]]:
+    """The side's segment videos as clips on its timeline (a packed segment's as one clip per piece), and their keys."""
     segments = list(Segment.select().where((Segment.call_id == call_id) & (Segment.side == side)).order_by(Segment.index))
     if not segments:
         raise _Fallback("no segments recorded")
@@ -439,7 +453,7 @@ def _clips(call_id: str, side: str, settings: Settings, storage: Storage, workdi
 def _fetch_clips(side: str, segments: Sequence[Segment], settings: Settings, storage: Storage, workdir: Path) -> tuple[Clip, ...]:
     """The segments' videos, fetched and probed (named by their segment: a chunk's command is the same whoever fetched them)."""
 
-    def fetch(segment: Segment) -> Clip:
+    def fetch(segment: Segment) -> list[Clip]:
         name, key = f"segment {segment.index}", str(segment.video_key)
         path = workdir / f"{side}-{segment.index:03d}.mp4"
         try:
@@ -450,10 +464,30 @@ def _fetch_clips(side: str, segments: Sequence[Segment], settings: Settings, sto
         except MediaError as exc:
             _unless_no_space(exc, workdir)
             raise _Fallback(f"{name} video is corrupt ({exc})") from None
-        return Clip(path=path, start=segment.start, end=segment.end, info=info)
+        if not segment.pieces:
+            return [Clip(path=path, start=segment.start, end=segment.end, info=info)]
+        # Packed (#26): each piece of the video at its own time in the call; the idle avatar fills between.
+        return packed_clips(path, info, segment.pieces)
 
     with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(segments))) as pool:
-        return tuple(pool.map(fetch, segments))  # in order; the first segment that fails, by index, says why
+        return tuple(clip for fetched in pool.map(fetch, segments) for clip in fetched)  # in order; the first failing segment says why
+
+
+def packed_clips(path: Path, info: VideoInfo, pieces: Sequence[Sequence[float]]) -> list[Clip]:
+    """One clip per piece of a packed segment's video, read from the piece's offset.
+
+    A video shorter than its audio (a model rounding its length down) has no
+    frame to show from an offset past its last one: that piece is left out
+    (the idle avatar shows there, as in every gap) rather than an empty input
+    making the panel short. A piece that only runs past the end holds the last
+    frame, as a contiguous clip does.
+    """
+    last = info.duration - 1 / (info.fps or 25) if info.duration > 0 else math.inf
+    return [
+        Clip(path=path, start=float(start), end=float(end), info=info, offset=float(offset))
+        for start, end, offset in pieces
+        if float(offset) == 0 or float(offset) < last - 0.001
+    ]
 
 
 def _side_audio(

@@ -160,7 +160,8 @@ def _output_options(spec: RenderSpec) -> dict[str, object]:
 def _check_distinct_inputs(spec: RenderSpec) -> None:
     # ffmpeg-python merges identical nodes: the same file through the same
     # filters twice would become one branch feeding two places, which FFmpeg refuses.
-    paths = [str(c.path) for side in (spec.caller, spec.callee) for c in side.clips]
+    # A packed segment's pieces share a file, each read from its own offset: an input of its own.
+    paths = [f"{c.path}" + (f" at {c.offset:.3f} s" if c.offset > 0 else "") for side in (spec.caller, spec.callee) for c in side.clips]
     paths += [str(side.avatar) for side in (spec.caller, spec.callee) if side.avatar is not None]
     repeated = sorted({p for p in paths if paths.count(p) > 1})
     if repeated:

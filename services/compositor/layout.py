@@ -43,13 +43,19 @@ Interval = tuple[float, float]
 
 @dataclass(frozen=True)
 class Clip:
-    """One generated segment video, laid on its side's timeline at ``start``."""
+    """One generated segment video (or one piece of a packed one), laid on its side's timeline at ``start``.
+
+    ``offset``: where in the video the clip begins. A packed segment's video is
+    its pieces laid end to end (``shared.segments``), so it is shown as one clip
+    per piece, each from its own offset, at its own time in the call.
+    """
 
     path: Path
     start: float
     end: float
     info: VideoInfo
     focus: tuple[float, float] | None = None  # the face's centre (fractions of the picture) when known: where a crop centres
+    offset: float = 0.0
 
 
 @dataclass(frozen=True)

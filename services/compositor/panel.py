@@ -106,11 +106,17 @@ def fitted_clip(
     ``crop``: the clip covers the panel and is cut to it around its face
     (``clip.focus``), instead of fitting inside it with bars. ``skip``: the
     first frames of those are left out (a chunk that starts inside the clip).
+    A clip with an ``offset`` (a piece of a packed video) is read from there:
+    an input seek, exact to the frame (FFmpeg decodes from the keyframe before
+    and drops what precedes), and its own input, so two pieces of one file are
+    two decoders and never a ``split`` that would buffer one piece's frames
+    while the other is shown.
     """
     sizing = cover if crop else fit
     fit_w, fit_h = sizing(clip.info.width, clip.info.height, width, height)
     decoding = decode_options(clip.info.width, clip.info.height, fit_w, fit_h, one_thread=one_thread)
-    stream = ffmpeg.input(file_url(clip.path), **decoding, **input_options(clip.path, VIDEO)).video.filter("setpts", "PTS-STARTPTS")
+    seek = {"ss": f"{clip.offset:.3f}"} if clip.offset > 0 else {}
+    stream = ffmpeg.input(file_url(clip.path), **seek, **decoding, **input_options(clip.path, VIDEO)).video.filter("setpts", "PTS-STARTPTS")
     drops = clip.info.fps == 0 or clip.info.fps >= fps
     if drops:
         stream = stream.filter("fps", fps)

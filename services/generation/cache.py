@@ -4,13 +4,15 @@ A re-render, a retried call or a recording sent twice would otherwise pay fal
 again for a clip callreel already has. The key hashes the segment's audio
 bytes, the model, the avatar's identity and the model's input without its
 URLs (prompt, resolution, frame count…), so changing any setting that changes
-the video changes the key.
+the video changes the key. A packed segment's pieces are in the key too:
+its video is only usable cut at the same places.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from shared.fal_models import FalModel
@@ -37,9 +39,14 @@ def audio_digest(storage: Storage, key: str, workdir: Path) -> str:
         path.unlink(missing_ok=True)
 
 
-def cache_key(audio_sha: str, model: FalModel, avatar: Avatar, prompt: str, seconds: float) -> str:
+def cache_key(
+    audio_sha: str, model: FalModel, avatar: Avatar, prompt: str, seconds: float, pieces: Sequence[Sequence[float]] | None = None
+) -> str:
     settings = model.build_input("", "", prompt, seconds)
     payload = {"v": VERSION, "audio": audio_sha, "model": model.endpoint, "avatar": avatar.identity, "input": settings}
+    if pieces:
+        # A packed segment (#26): the same audio cut into other pieces is another plan; never mistaken for one.
+        payload["pieces"] = [[round(float(v), 3) for v in piece] for piece in pieces]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

@@ -1,7 +1,7 @@
 """What a call costs at fal.ai, and the daily budget (``FAL_DAILY_BUDGET_USD``).
 
 A call's cost is estimated from its segments before any is submitted (the
-seconds of video each asks for, at the model's list price in
+seconds of video each job asks for: a packed job's pieces added, billed once, at the model's list price in
 ``shared.fal_models``) and kept in ``calls.fal_cost_usd``; when generation
 ends it becomes what the jobs fal completed cost (``fal_cost_final``). Today's
 spend is the sum over the calls created since midnight UTC, estimates
@@ -29,8 +29,8 @@ log = logging.getLogger("callreel.generation")
 
 def estimate(call_id: str, model: FalModel) -> float:
     """The call's segments at list price, every one sent to fal once."""
-    segments = Segment.select(Segment.start, Segment.end).where(Segment.call_id == call_id)
-    return round(sum(billed_dollars(model, s.end - s.start) for s in segments), 4)
+    segments = Segment.select(Segment.start, Segment.end, Segment.pieces).where(Segment.call_id == call_id)
+    return round(sum(billed_dollars(model, s.seconds) for s in segments), 4)
 
 
 def record_estimate(call_id: str, model: FalModel) -> float:
@@ -76,10 +76,10 @@ def fell_back(call_id: str, side: str) -> None:
 
 def finalize(call_id: str, model: FalModel) -> None:
     """Generation has ended: the call's cost is what the jobs fal completed cost (reused videos cost nothing)."""
-    done = Segment.select(Segment.start, Segment.end).where(
+    done = Segment.select(Segment.start, Segment.end, Segment.pieces).where(
         (Segment.call_id == call_id) & (Segment.state == SegmentState.COMPLETED) & Segment.fal_request_id.is_null(False)
     )
-    total = round(sum(billed_dollars(model, s.end - s.start) for s in done), 4)
+    total = round(sum(billed_dollars(model, s.seconds) for s in done), 4)
     Call.update({Call.fal_cost_usd: total, Call.fal_cost_final: True}).where(
         (Call.id == call_id) & ((Call.fal_cost_final == False) | Call.fal_cost_final.is_null())  # noqa: E712 - SQL
     ).execute()

@@ -56,11 +56,27 @@ def settle_side(call_id: str, side: str) -> None:
         more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
         mark_side(call_id, side, SideState.FAILED, error=f"{len(failed)} of {len(segments)} segment(s) failed: {reasons}{more}")
     else:
-        key = segments[0].video_key if len(segments) == 1 else None
+        key = segments[0].video_key if _whole_side(segments) else None
         url = get_storage().object_url(key) if key else None
         mark_side(call_id, side, SideState.GENERATED, video_url=url)
     if not fan_in(call_id):
         offer_chunks(call_id)  # the other side is still running
+
+
+#: Seconds a segment's ends may miss the call's and still be the whole side.
+WHOLE_SIDE_TOLERANCE = 0.05
+
+
+def _whole_side(segments: list[Segment]) -> bool:
+    """Whether the side's one video plays in step with the call: one contiguous segment from its start to its end.
+
+    Only then is it worth a ``{side}_video_url``: a speech-mode segment leaves
+    the silences out, and a packed one lays stretches from all over the call end to end.
+    """
+    if len(segments) != 1 or segments[0].pieces is not None or segments[0].start > WHOLE_SIDE_TOLERANCE:
+        return False
+    duration = Call.select(Call.audio_duration).where(Call.id == segments[0].call_id).scalar()
+    return duration is not None and segments[0].end >= duration - WHOLE_SIDE_TOLERANCE
 
 
 def fan_in(call_id: str) -> bool:

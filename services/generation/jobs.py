@@ -111,7 +111,7 @@ class Job(lifecycle.Work):
 
     def timeout(self, row: Any) -> int:
         """The segment's length at the model's compute ratio (with a safety factor), FAL_JOB_TIMEOUT at least."""
-        return job_timeout(self.model, float(row.end) - float(row.start), self.settings.fal_job_timeout)
+        return job_timeout(self.model, row.seconds, self.settings.fal_job_timeout)
 
     def keep(self, row: Any, result: Any, expired: bool) -> None:
         keep_video(row, self, result, expired)
@@ -128,7 +128,7 @@ def segment_poll_interval(segment: Segment, model: FalModel, settings: Settings)
     """
     if segment.state != SegmentState.SUBMITTED:
         return settings.fal_poll_interval
-    return poll_interval(model, float(segment.end) - float(segment.start), settings.fal_poll_interval)
+    return poll_interval(model, segment.seconds, settings.fal_poll_interval)
 
 
 # -- generate_side (begun by services/generation/stage.py) ---------------------------------------
@@ -197,13 +197,13 @@ def submit(segment: Segment, job: Job) -> None:
     except ObjectNotFound:
         fail_segment(segment, f"the segment's audio {segment.audio_key} is missing from the store")
         return
-    seconds = segment.end - segment.start
+    seconds = segment.seconds  # a packed job's audio: its pieces added
     try:
         avatar = job.avatar
     except InputTooLarge as exc:
         fail_segment(segment, str(exc))
         return
-    key = cache_key(sha, job.model, avatar, job.settings.fal_prompt, seconds)
+    key = cache_key(sha, job.model, avatar, job.settings.fal_prompt, seconds, segment.pieces)
     if reuse(segment, key, job):
         hand_on(segment)
         return

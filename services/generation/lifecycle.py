@@ -299,7 +299,7 @@ def complete(row: Any, updates: dict, progress: str) -> bool:
         events.record(
             row.call_id, events.Kind.FAL_COMPLETED, stage=Stage.GENERATION, side=row.side, row=row.id, request_id=row.fal_request_id
         )
-        video = (row.end - row.start) if _job_kind(rows) == "avatar" else None
+        video = row.seconds if _job_kind(rows) == "avatar" else None
         metrics.fal_job_ended(_job_kind(rows), "completed", video, _list_price(video) if video else None)
     return done
 

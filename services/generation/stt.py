@@ -3,7 +3,7 @@
 The audio stage has already cut each side into segments (their audio in the
 store), so each segment is transcribed on its own (STT_MODEL, one job each)
 and its chunks' times, offset by the segment's start, land on the call's
-timeline; every chunk belongs to the segment's side (a dual-channel recording
+timeline (a packed segment's through its pieces, :func:`packed_chunks`); every chunk belongs to the segment's side (a dual-channel recording
 has one voice a channel). The jobs go to fal.ai alongside the avatar jobs,
 when ``generate_side`` begins the stage, and are followed the same way: one
 status check per ``poll_transcript`` message, re-sent with a delay, so no
@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -47,7 +48,7 @@ from .inputs import InputTooLarge, input_url
 from .jobs import cancel_at_fal, close_and_cancel, url_expiry
 from .lifecycle import claim_poll, close, complete, retry_or_fail
 
-__all__ = ["begin", "poll_transcript", "give_up_job", "give_up_call", "cancel_unusable", "timeline_chunks"]
+__all__ = ["begin", "poll_transcript", "give_up_job", "give_up_call", "cancel_unusable", "timeline_chunks", "packed_chunks"]
 
 log = logging.getLogger("callreel.generation")
 
@@ -103,7 +104,7 @@ def begin(call: Call) -> None:
     if not segments:
         return
     rows = [
-        {"call_id": call.id, "side": s.side, "index": s.index, "start": s.start, "end": s.end, "audio_key": s.audio_key}
+        {"call_id": call.id, "side": s.side, "index": s.index, "start": s.start, "end": s.end, "audio_key": s.audio_key, "pieces": s.pieces}
         for s in segments
     ]
     SpeechJob.insert_many(rows).on_conflict_ignore().execute()
@@ -189,7 +190,7 @@ def _ended(call: Call) -> bool:
 def keep_chunks(job: SpeechJob, context: Context, result: Any) -> None:
     """Keep the chunks of a job fal has completed on the call's timeline, or count the failed attempt."""
     try:
-        chunks = timeline_chunks(result, job.start, job.end)
+        chunks = timeline_chunks(result, job.start, job.end, job.pieces)
     except ValueError as exc:
         retry_or_fail(job, context, f"fal.ai job {job.fal_request_id} returned an unreadable transcript: {exc}")
         return
@@ -205,17 +206,20 @@ def _seconds(value: Any) -> float | None:
     return float(value)
 
 
-def timeline_chunks(result: Any, offset: float, end: float) -> list[list[Any]]:
+def timeline_chunks(result: Any, offset: float, end: float, pieces: Sequence[Sequence[float]] | None = None) -> list[list[Any]]:
     """``[[start, end, text], …]`` on the call's timeline from a whisper result's ``chunks``.
 
     A chunk's times count from the start of the segment's audio, so ``offset``
     (the segment's start in the call) is added, and they are kept inside the
     segment. Whisper leaves the last chunk's end null when the audio stops
     mid-word: the segment's end stands in. Chunks without words are dropped.
-    Raises ValueError for a result that is not a whisper result.
+    A packed segment's (``pieces``) chunks are mapped piece by piece
+    (:func:`packed_chunks`). Raises ValueError for a result that is not a whisper result.
     """
     if not isinstance(result, dict) or not isinstance(result.get("chunks"), list):
         raise ValueError(f"no chunks in {str(result)[:200]}")
+    if pieces:
+        return packed_chunks(result["chunks"], pieces)
     out: list[list[Any]] = []
     previous_end = 0.0
     for chunk in result["chunks"]:
@@ -237,6 +241,59 @@ def timeline_chunks(result: Any, offset: float, end: float) -> list[list[Any]]:
             continue
         previous_end = stop - offset
         out.append([round(start, 3), round(stop, 3), " ".join(text.split())])
+    return out
+
+
+def _stamps(chunks: list[Any]) -> list[tuple[float | None, float | None, str]]:
+    """Each chunk's (start, end, words), checked; chunks without words left out."""
+    out = []
+    for chunk in chunks:
+        if not isinstance(chunk, dict):
+            raise ValueError(f"a chunk is not an object: {str(chunk)[:200]}")
+        text, stamp = chunk.get("text"), chunk.get("timestamp")
+        if not isinstance(stamp, (list, tuple)) or len(stamp) != 2:
+            raise ValueError(f"a chunk has no [start, end] timestamp: {str(chunk)[:200]}")
+        if isinstance(text, str) and text.strip():
+            out.append((_seconds(stamp[0]), _seconds(stamp[1]), " ".join(text.split())))
+    return out
+
+
+def packed_chunks(chunks: list[Any], pieces: Sequence[Sequence[float]]) -> list[list[Any]]:
+    """A packed segment's chunks on the call's timeline: ``[[start, end, text], …]``.
+
+    The segment's audio is its pieces laid end to end (``[start, end, offset]``:
+    where the piece is in the call, and where it begins in the audio), so a
+    time inside piece ``k`` is moved by that piece's ``start - offset``. A chunk
+    that spans pieces (whisper heard two stretches, the other side's turn cut
+    out between them, as one sentence) is split: its words are shared among the
+    pieces it covers in proportion to its time in each, in order, and each share
+    is shown inside its own piece, never across the other side's turn. A null
+    start follows the previous chunk; a null end is the end of the audio.
+    """
+    spans = [(float(s), float(e), float(o), float(o) + float(e) - float(s)) for s, e, o in pieces]  # call start/end, audio from/to
+    length = spans[-1][3]
+    out: list[list[Any]] = []
+    previous = 0.0
+    for first, last, text in _stamps(chunks):
+        start = min(max(first if first is not None else previous, 0.0), length)
+        stop = min(max(last if last is not None else length, 0.0), length)
+        if stop <= start:
+            stop = min(length, start + MIN_CHUNK)
+        if stop <= start:
+            continue
+        previous = stop
+        covered = [(k, max(start, a), min(stop, b)) for k, (_, _, a, b) in enumerate(spans) if min(stop, b) > max(start, a)]
+        words = text.split()
+        total = sum(b - a for _, a, b in covered)
+        taken = 0
+        for n, (k, a, b) in enumerate(covered):
+            # Cumulative rounding: every word lands in exactly one share, in order.
+            upto = len(words) if n == len(covered) - 1 else round(len(words) * sum(y - x for _, x, y in covered[: n + 1]) / total)
+            share, taken = words[taken:upto], max(taken, upto)
+            if not share:
+                continue
+            call_start, _, audio_from, _ = spans[k]
+            out.append([round(call_start + a - audio_from, 3), round(call_start + b - audio_from, 3), " ".join(share)])
     return out
 
 

@@ -171,3 +171,144 @@ def test_bench_calls_turns_bill_no_more_than_before():
     after = plan_segments(60.0, caller, mode="speech", max_seconds=60, min_billed=4)
     assert billed_seconds(after, 4) <= before
     assert len(after) == len(caller)
+
+
+# -- packing (#26, second round) ----------------------------------------------------------------
+
+from shared.segments import Job, job_seconds, packed_jobs, plan_jobs  # noqa: E402
+
+
+def pack(duration, speech, **options):
+    return plan_jobs(duration, speech, mode="speech", pack=True, **{"max_seconds": 60, "min_billed": 4, **options})
+
+
+def billed(jobs, minimum=4):
+    return sum(max(job.seconds, minimum) for job in jobs)
+
+
+def test_packing_lays_a_sides_turns_end_to_end_in_one_job():
+    # Three 3.5 s turns 5 s apart (the other side's answers) and a 1 s one: 11.5 s of speech.
+    speech = [(1.0, 4.5), (9.5, 13.0), (18.0, 21.5), (30.0, 31.0)]
+    (job,) = pack(40.0, speech, padding=0.0)
+    assert job == Job(1.0, 31.0, ((1.0, 4.5, 0.0), (9.5, 13.0, 3.5), (18.0, 21.5, 7.0), (30.0, 31.0, 10.5)))
+    assert job.seconds == 11.5 and billed([job]) == 11.5  # contiguous jobs: 4 + 4 + 4 + 4 = 16 s
+    # With padding, each stretch is padded on both sides and the offsets follow.
+    (padded,) = pack(40.0, speech, padding=0.15)
+    assert padded.pieces == ((0.85, 4.65, 0.0), (9.35, 13.15, 3.8), (17.85, 21.65, 7.6), (29.85, 31.15, 11.4))
+    assert padded.seconds == pytest.approx(11.5 + 8 * 0.15)
+
+
+def test_packing_keeps_short_pauses_and_contiguous_jobs_when_it_cannot_help():
+    # A pause under merge_gap is generated through (no flicker to the still); a single stretch stays contiguous.
+    assert pack(20.0, [(1.0, 3.0), (3.5, 6.0)], padding=0.0) == [Job(1.0, 6.0)]
+    assert pack(20.0, [], padding=0.0) == []
+    # Off, or in full mode: the contiguous plan of plan_segments.
+    speech = [(1.0, 4.5), (9.5, 13.0)]
+    assert plan_jobs(20.0, speech, mode="speech", max_seconds=60, min_billed=4, padding=0.0) == [Job(1.0, 4.5), Job(9.5, 13.0)]
+    assert plan_jobs(20.0, speech, mode="full", max_seconds=60, pack=True) == [Job(0.0, 20.0)]
+
+
+def test_a_lone_short_sound_is_widened_to_the_minimum_segment():
+    (job,) = pack(20.0, [(10.0, 10.2)], padding=0.15)
+    assert job.pieces is None and job.seconds == pytest.approx(MIN_SEGMENT) and job.start < 9.85 and job.end > 10.35
+    # Two "mm"s packed: the first piece grows, clear of the second.
+    (two,) = pack(20.0, [(5.0, 5.2), (12.0, 12.2)], padding=0.0)
+    assert two.seconds == pytest.approx(MIN_SEGMENT) and two.pieces[0][1] <= 12.0 and two.pieces[1] == (12.0, 12.2, two.pieces[1][2])
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_packing_bills_the_least_never_passes_the_limit_and_is_deterministic(seed):
+    rng = random.Random(seed)
+    stretches, at = [], 0.0
+    for _ in range(rng.randint(1, 9)):
+        at += rng.uniform(1.6, 8.0)
+        length = round(rng.uniform(MIN_SEGMENT, 7.0), 2)  # no job to widen (tested above)
+        stretches.append((round(at, 2), round(at + length, 2)))
+        at += length
+    limit, minimum = rng.choice([8.0, 12.0, 60.0]), rng.choice([0.0, 2.0, 4.0])
+    jobs = packed_jobs(stretches, min_billed=minimum, max_seconds=limit)
+    assert packed_jobs(stretches, min_billed=minimum, max_seconds=limit) == jobs  # a redelivered message plans the same cut
+    # Every stretch, in order, once; offsets lay each job's pieces end to end; no job past the limit.
+    laid = [tuple(p[:2]) for job in jobs for p in (job.pieces or ((job.start, job.end, 0.0),))]
+    assert laid == stretches
+    for job in jobs:
+        assert job.seconds <= limit + 1e-9
+        if job.pieces:
+            assert [p[2] for p in job.pieces] == pytest.approx([sum(e - s for s, e, _ in job.pieces[:k]) for k in range(len(job.pieces))])
+            assert (job.start, job.end) == (job.pieces[0][0], job.pieces[-1][1])
+    best = math.inf
+    for mask in itertools.product((False, True), repeat=len(stretches) - 1):
+        runs, first = [], 0
+        for i, new in enumerate([*mask, True]):
+            if new:
+                runs.append(sum(e - s for s, e in stretches[first : i + 1]))
+                first = i + 1
+        if all(run <= limit or count == 1 for run, count in zip(runs, _counts(mask), strict=True)):
+            best = min(best, sum(max(run, minimum) for run in runs))
+    assert billed(jobs, minimum) == pytest.approx(best)
+
+
+def _counts(mask):
+    count = 1
+    for new in mask:
+        if new:
+            yield count
+            count = 1
+        else:
+            count += 1
+    yield count
+
+
+def test_job_seconds_of_rows():
+    assert job_seconds(2.0, 5.5, None) == 3.5
+    assert job_seconds(2.0, 30.0, [[2.0, 4.0, 0.0], [20.0, 21.5, 2.0]]) == 3.5
+
+
+def test_packing_bills_the_bench_calls_within_a_tenth_of_their_speech(tmp_path_factory):
+    """Issue #26's goal, on the bench's realistic 5-minute call (bench/media.py), with the default settings."""
+    from bench import media as bench_media
+    from bench.packing import bill
+    from shared.settings import load_settings
+
+    settings = load_settings({})
+    call = bench_media.conversation(300.0, tmp_path_factory.mktemp("bench-cache"))
+    sides = (call.caller_speech, call.callee_speech)
+    packed, contiguous = bill(call.seconds, sides, settings, pack=True), bill(call.seconds, sides, settings, pack=False)
+    assert packed.speech > 200 and packed.ratio <= 1.1 < contiguous.ratio
+    # Never past the limit: SEGMENT_MAX_SECONDS of audio a job, so a side is still a few jobs run side by side.
+    model = model_for(settings.fal_model)
+    for intervals in sides:
+        jobs = plan_jobs(call.seconds, list(intervals), mode="speech", max_seconds=settings.segment_max_seconds,
+                         padding=settings.speech_padding, min_billed=model.min_seconds, pack=True)
+        assert len(jobs) >= 2 and all(job.seconds <= settings.segment_max_seconds for job in jobs)
+
+
+def test_packed_limit_sizes_a_calls_jobs_to_two_waves_of_the_cap():
+    from shared.segments import PACK_FLOOR, packed_limit
+
+    # 240 s of speech over 10 slots: jobs of 12 s, twenty in all, two waves; none longer than compute ÷ cap.
+    assert packed_limit(240.0, slots=10, max_seconds=60.0, min_billed=4.0) == 12.0
+    # A long call is held to SEGMENT_MAX_SECONDS; a short one to the floor (never under twice the minimum bill).
+    assert packed_limit(1800.0, slots=10, max_seconds=60.0, min_billed=4.0) == 60.0
+    assert packed_limit(40.0, slots=10, max_seconds=60.0, min_billed=4.0) == PACK_FLOOR
+    assert packed_limit(40.0, slots=10, max_seconds=60.0, min_billed=8.0) == 16.0
+    # No cap, or nothing said: the limit as given.
+    assert packed_limit(240.0, slots=0, max_seconds=60.0) == 60.0
+    assert packed_limit(0.0, slots=10, max_seconds=60.0) == 60.0
+
+
+def test_packed_jobs_sized_to_the_cap_bill_the_same_and_come_in_waves(tmp_path_factory):
+    """The bench's 5-minute call: packed to the cap's waves it bills as packed to 60 s, in at least two jobs a slot."""
+    from dataclasses import replace
+
+    from bench import media as bench_media
+    from bench.packing import bill
+    from shared.settings import load_settings
+
+    call = bench_media.conversation(300.0, tmp_path_factory.mktemp("bench-cache"))
+    sides = (call.caller_speech, call.callee_speech)
+    settings = load_settings()
+    waves = bill(call.seconds, sides, replace(settings, fal_max_concurrent_jobs=10), pack=True)
+    whole = bill(call.seconds, sides, replace(settings, fal_max_concurrent_jobs=0), pack=True)
+    assert waves.ratio <= 1.1 and abs(waves.billed - whole.billed) < 0.01 * whole.billed
+    assert whole.jobs < 10 and waves.jobs >= 2 * 10

@@ -69,7 +69,7 @@ def needs(item: pytest.Item) -> set[str]:
     in_ffmpeg_folder = any(folder.is_relative_to(TESTS / sub) for sub in FFMPEG_FOLDERS)
     if in_ffmpeg_folder or "e2e" in marks or _uses_media(getattr(item, "module", None)):
         found.add("ffmpeg")
-    if _calls(item, "speech_call"):
+    if _calls(item, "speech_call") or _calls(item, "conversation"):  # tests/support/media.py's, bench/media.py's
         found.add("espeak-ng")
     return found
 

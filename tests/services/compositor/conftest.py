@@ -58,8 +58,10 @@ class CallFactory:
         )
         return make_call(**{**values, **columns})
 
-    def segment(self, call, side: str, index: int, start: float, end: float, video: Path | bytes | None, *, state: str = "completed"):
-        """A generated segment of ``side``: its video (a file, or raw bytes for a corrupt one) stored under its key."""
+    def segment(
+        self, call, side: str, index: int, start: float, end: float, video: Path | bytes | None, *, state: str = "completed", pieces=None
+    ):
+        """A generated segment of ``side``: its video (a file, or raw bytes for a corrupt one) stored under its key; ``pieces``: packed."""
         from shared import keys
         from shared.models import Segment
 
@@ -71,7 +73,7 @@ class CallFactory:
                 path.write_bytes(video)
                 video = path
             self.storage.upload_file(video, key, content_type="video/mp4")
-        return Segment.create(call_id=call.id, side=side, index=index, start=start, end=end, state=state, video_key=key)
+        return Segment.create(call_id=call.id, side=side, index=index, start=start, end=end, state=state, video_key=key, pieces=pieces)
 
     def video(self, name: str, colour: str, **kwargs) -> Path:
         path = self.workdir / f"{name}.mp4"

@@ -81,8 +81,9 @@ class Generation:
         """A call as the audio stage leaves it: per side, its Segment rows and their audio objects (None: silent)."""
         call_id = call_id or new_call_id()
         states = {side: SideState.SILENT if plan is None else SideState.PENDING for side, plan in (("caller", caller), ("callee", callee))}
+        duration = max((end for plan in (caller, callee) for _, end in plan or ()), default=720.0)  # where the segments end
         make_call(
-            call_id, stage=Stage.AUDIO, video_status=VideoStatus.PENDING, audio_duration=720.0,
+            call_id, stage=Stage.AUDIO, video_status=VideoStatus.PENDING, audio_duration=duration,
             caller_state=states["caller"], callee_state=states["callee"],
         )
         for side, plan in (("caller", caller), ("callee", callee)):

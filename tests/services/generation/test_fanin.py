@@ -23,7 +23,7 @@ def compose_messages(broker, actor: str = "compose") -> list[str]:
 
 def ready_call(call_id: str) -> None:
     """Both sides generating, each with its one segment just finished: the last step before the fan-in."""
-    make_call(call_id, stage=Stage.GENERATION, video_status=VideoStatus.GENERATING,
+    make_call(call_id, stage=Stage.GENERATION, video_status=VideoStatus.GENERATING, audio_duration=10.0,
                 caller_state=SideState.GENERATING, callee_state=SideState.GENERATING)
     for side in ("caller", "callee"):
         Segment.create(call_id=call_id, side=side, index=0, start=0, end=10, state=SegmentState.COMPLETED,
@@ -171,3 +171,16 @@ def test_bad_messages_fail_without_crashing_the_worker(sqlite_db, generation_wor
     dead = [m.kwargs for m in broker.dead_letters_by_queue["generation"]]
     assert {d["side"] for d in dead} == {"caller", "both"} and len(dead) == 2  # failed for good, not retried
     assert Call.select().count() == 0 and compose_messages(broker) == []
+
+
+def test_a_side_video_url_only_for_a_video_in_step_with_the_call(sqlite_db, stub_broker, local_store):
+    """One segment over the whole call is the side's video; one that leaves silences out, or packs stretches, is not."""
+    for start, end, pieces, whole in ((0.0, 10.0, None, True), (1.0, 10.0, None, False), (0.0, 6.0, None, False),
+                                      (0.0, 10.0, [[0.0, 4.0, 0.0], [6.0, 10.0, 4.0]], False)):
+        call_id = new_call_id()
+        ready_call(call_id)
+        Segment.update(start=start, end=end, pieces=pieces).where((Segment.call_id == call_id) & (Segment.side == "caller")).execute()
+        settle_side(call_id, "caller")
+        call = Call.get_by_id(call_id)
+        assert call.caller_state == SideState.GENERATED
+        assert (call.caller_video_url is not None) == whole, (start, end, pieces)

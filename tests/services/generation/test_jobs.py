@@ -274,3 +274,19 @@ def test_within_the_budget_the_estimate_is_recorded_then_the_final_cost(call_wit
     costs.finalize(call_with_segments, model_for("fal-ai/stable-avatar"))
     call = Call.get_by_id(call_with_segments)
     assert call.fal_cost_usd == 1.0 and call.fal_cost_final
+
+
+def test_a_packed_segment_is_estimated_and_billed_once_for_its_pieces_added(call_with_segments):
+    """Packing (#26): a job of three pieces (2.5 + 1.5 + 1 s, spanning 40 s of the call) bills 5 s, not its span nor 3 × 4 s."""
+    from services.generation import costs
+    from shared.fal_models import model_for
+
+    model = model_for("fal-ai/stable-avatar")
+    pieces = [[20.0, 22.5, 0.0], [30.0, 31.5, 2.5], [59.0, 60.0, 4.0]]
+    Segment.update({Segment.start: 20.0, Segment.end: 60.0, Segment.pieces: pieces}).where(Segment.index == 1).execute()
+    packed = Segment.get((Segment.call_id == call_with_segments) & (Segment.index == 1))
+    assert packed.seconds == 5.0 and packed.pieces == pieces
+    assert costs.estimate(call_with_segments, model) == pytest.approx(1.0 + 0.5)  # 10 s contiguous + 5 s packed, at $0.10
+    # A packed job shorter than the minimum pays it once.
+    Segment.update({Segment.pieces: [[20.0, 21.0, 0.0], [30.0, 31.5, 1.0]]}).where(Segment.index == 1).execute()
+    assert costs.estimate(call_with_segments, model) == pytest.approx(1.0 + 0.4)

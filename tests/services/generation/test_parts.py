@@ -150,6 +150,11 @@ def test_cache_key_changes_with_every_input(s3, settings_env):
     assert base != cache_key("a" * 64, model_for("fal-ai/kling-video/ai-avatar/v2/pro"), avatar, "prompt", 10.0)
     assert base != cache_key("a" * 64, model, avatar_for("callee", settings, s3, expires=60), "prompt", 10.0)
     assert base != cache_key("a" * 64, model, avatar, "another prompt", 10.0)
+    # A packed segment (#26): the same audio cut back at other places is another video to the compositor.
+    packed = cache_key("a" * 64, model, avatar, "prompt", 10.0, [[1.0, 6.0, 0.0], [20.0, 25.0, 5.0]])
+    assert packed not in (base, cache_key("a" * 64, model, avatar, "prompt", 10.0, [[1.0, 6.0, 0.0], [30.0, 35.0, 5.0]]))
+    assert packed == cache_key("a" * 64, model, avatar, "prompt", 10.0, ((1, 6, 0), (20, 25, 5)))
+    assert cache_key("a" * 64, model, avatar, "prompt", 10.0, None) == base
 
 
 @pytest.fixture

@@ -219,6 +219,34 @@ def test_chunk_times_are_offset_by_the_segment_and_kept_inside_it():
             timeline_chunks(bad, 0.0, 5.0)
 
 
+def test_a_packed_segments_chunks_are_mapped_to_the_call_piece_by_piece():
+    """Packing (#26): the audio is [10, 12) then [20, 23) of the call then [40, 41) laid end to end (offsets 0, 2, 5)."""
+    pieces = [[10.0, 12.0, 0.0], [20.0, 23.0, 2.0], [40.0, 41.0, 5.0]]
+    result = {
+        "chunks": [
+            {"timestamp": [0.5, 1.5], "text": "hello there"},  # inside piece 0: moved by 10
+            {"timestamp": [1.5, 4.0], "text": "one two three four five"},  # 0.5 s in piece 0, 2 s in piece 1: split 1 + 4 words
+            {"timestamp": [4.2, 4.2], "text": "Mm."},  # no length: shown briefly, inside its piece
+            {"timestamp": [4.8, None], "text": "all the way to the end"},  # piece 1's last 0.2 s and all of piece 2 (open end)
+            {"timestamp": [None, 7.5], "text": "after"},  # past the audio: clamped (start follows the previous chunk)
+            {"timestamp": [2.0, 2.5], "text": "   "},  # no words: dropped
+        ],
+    }
+    assert timeline_chunks(result, 10.0, 41.0, pieces) == [
+        [10.5, 11.5, "hello there"],
+        [11.5, 12.0, "one"],
+        [20.0, 22.0, "two three four five"],
+        [22.2, 22.7, "Mm."],
+        [22.8, 23.0, "all"],
+        [40.0, 41.0, "the way to the end"],
+    ]
+    # A chunk never straddles the other side's turn: every one lies inside one piece.
+    for start, end, _ in timeline_chunks(result, 10.0, 41.0, pieces):
+        assert any(a <= start < end <= b for a, b, _ in pieces)
+    # Without pieces (a contiguous segment) the times are only moved by the segment's start, as before.
+    assert timeline_chunks({"chunks": [{"timestamp": [0.5, 1.5], "text": "x"}]}, 10.0, 41.0, None) == [[10.5, 11.5, "x"]]
+
+
 # -- submission trouble, with fal.ai replaced by a stub ----------------------------------------------
 
 
