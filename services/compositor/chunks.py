@@ -24,6 +24,11 @@ Why it is seamless:
   two-pass loudness included) is muxed at the join, so it is
   sample-for-sample what a whole render's is (tests/services/compositor/test_chunks.py).
 
+A call still in generation has its chunks (and sound track) rendered as
+their inputs are stored (:mod:`.early`); every chunk's row carries its own
+digest, so the coordinator joins those rendered early that its own spec
+would render alike and renders the others again.
+
 Short calls keep the single pass: below three chunks' length the messages,
 uploads and the join cost more than a second worker saves, and the single
 pass has fallbacks of its own (a render without captions). Any chunk
