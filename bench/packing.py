@@ -5,7 +5,7 @@
 Each call is the benchmark's two-voice call (bench/media.py: turns of 1.3–4.8 s,
 the other side's answer between), whose speech intervals are known by
 construction. Each side is planned as the audio stage plans it
-(:func:`services.audio.segments.job_limit` and :func:`shared.segments.plan_jobs` with the
+(:func:`services.audio.job_limit` and :func:`shared.segments.plan_jobs` with the
 environment's settings, the defaults unless set: FAL_MODEL, SEGMENT_MAX_SECONDS, SPEECH_PADDING,
 FAL_MAX_CONCURRENT_JOBS), packed
 and contiguous (SPEECH_PACKING off), and billed as fal
@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import media  # noqa: E402
-from services.audio.segments import job_limit  # noqa: E402
+from services.audio import job_limit  # noqa: E402
 from shared.fal_models import model_for  # noqa: E402
 from shared.segments import Interval, plan_jobs  # noqa: E402
 from shared.settings import Settings, load_settings  # noqa: E402

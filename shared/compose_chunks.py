@@ -3,8 +3,9 @@
 A call at least ``CHUNKED_FROM`` × COMPOSE_CHUNK_SECONDS long is rendered by
 any compositor replica chunk by chunk (services/compositor/chunks.py) and
 joined without re-encoding. A row says which frames a chunk covers, which
-render it belongs to (``plan``: a digest of the render's video command, so a
-row left by an older render of the call is never joined into a new one), who
+render it belongs to (``plan``: a digest of the chunk's own command and of
+every byte it reads, so a row rendered from other inputs, early or by an older
+render, is never joined into a new one), who
 renders it and where its video is. Every step is a conditional UPDATE, so a
 redelivered message finds the chunk claimed or done and does nothing. Its own
 module and table, beside ``shared.models``: ``shared.migrations`` creates it
@@ -18,7 +19,15 @@ from peewee import AutoField, CharField, DateTimeField, IntegerField, Model, Tex
 from .db import database
 from .models import utcnow
 
-__all__ = ["ComposeChunk", "ChunkState"]
+__all__ = ["ComposeChunk", "ChunkState", "CHUNKED_FROM", "chunked"]
+
+#: Calls shorter than this many chunks render in one pass (services/compositor/chunks.py says why).
+CHUNKED_FROM = 2.5
+
+
+def chunked(duration: float | None, chunk_seconds: float) -> bool:
+    """Whether a call this long is rendered in chunks: the compositor decides so, and generation offers its chunks early."""
+    return chunk_seconds > 0 and duration is not None and duration >= CHUNKED_FROM * chunk_seconds
 
 
 class ChunkState:
@@ -34,7 +43,7 @@ class ComposeChunk(Model):
     id = AutoField()
     call_id = CharField(max_length=64, index=True)
     index = IntegerField()  # type: ignore[assignment]  # the chunk's place in the video (a column, not peewee's Model.index)
-    plan = CharField(max_length=64)  # the render this chunk is part of (services/compositor/chunks.py: plan_digest)
+    plan = CharField(max_length=64)  # what the chunk's frames are made of (services/compositor/chunks.py: chunk_digest)
     first_frame = IntegerField()
     last_frame = IntegerField()
     state = CharField(max_length=16, default=ChunkState.PENDING)

@@ -31,6 +31,7 @@ __all__ = [
     "CANCEL_JOBS",
     "COMPOSE",
     "COMPOSE_CHUNK",
+    "PRERENDER",
     "send",
     "actor",
     "on_give_up",
@@ -80,8 +81,13 @@ COMPOSE_CHUNK = Contract(
     "compose_chunk", "compositor", ("call_id", "index", "plan"), doc="Render one time chunk of a long call's video (any replica)."
 )
 
+PRERENDER = Contract(
+    "prerender", "compositor", ("call_id",),
+    doc="A long call in generation has new segment videos or words: render the chunks whose inputs are all stored (#26).",
+)
+
 CONTRACTS: tuple[Contract, ...] = (
-    DOWNLOAD_RECORDING, SPLIT_CHANNELS, GENERATE_SIDE, POLL_SEGMENT, POLL_TRANSCRIPT, CANCEL_JOBS, COMPOSE, COMPOSE_CHUNK,
+    DOWNLOAD_RECORDING, SPLIT_CHANNELS, GENERATE_SIDE, POLL_SEGMENT, POLL_TRANSCRIPT, CANCEL_JOBS, COMPOSE, COMPOSE_CHUNK, PRERENDER,
 )
 QUEUES: tuple[str, ...] = tuple(dict.fromkeys(c.queue_name for c in CONTRACTS))
 

@@ -10,6 +10,7 @@ import re
 import uuid
 
 __all__ = [
+    "chunk_sound_key",
     "InvalidCallId",
     "validate_call_id",
     "new_call_id",
@@ -79,6 +80,13 @@ def video_key(call_id: str) -> str:
 
 def side_video_key(call_id: str, side: str) -> str:
     return f"videos/{validate_call_id(call_id)}-{_side(side)}.mp4"
+
+
+def chunk_sound_key(call_id: str, digest: str) -> str:
+    """A long call's one-pass sound track, rendered before the join (removed with the chunks)."""
+    if not digest.isalnum():
+        raise ValueError(f"invalid sound digest {digest!r}")
+    return f"chunks/{validate_call_id(call_id)}-{digest[:16]}-sound.m4a"
 
 
 def chunk_video_key(call_id: str, plan: str, index: int) -> str:

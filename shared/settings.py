@@ -166,6 +166,7 @@ class Settings:
     transcript_max_bytes: int = env("TRANSCRIPT_MAX_BYTES", 1_000_000, "Largest transcript file accepted, in bytes.", group="compositor", minimum=1)
     compose_timeout: int = env("COMPOSE_TIMEOUT", 1800, "Seconds FFmpeg may take to compose one call.", group="compositor", minimum=1)
     compose_chunk_seconds: float = env("COMPOSE_CHUNK_SECONDS", 60.0, "Length of the time chunks a long call's video is rendered in, by any compositor replica, then joined without re-encoding; calls shorter than 2.5 chunks render in one pass. 0: always one pass. See docs/compositor.md.", group="compositor", minimum=0)
+    compose_early_chunks: bool = env("COMPOSE_EARLY_CHUNKS", True, "Render a chunked call's chunks while its generation still runs, each as soon as its segments (and words) are stored, so the compose after the last fal result only renders what is left and joins. Read by the generation service (which offers them) and the compositor. See docs/compositor.md.", group="compositor")
     video_status_callback_url: str = env("VIDEO_STATUS_CALLBACK_URL", "", "POST a signed JSON status here when a call finishes.", group="compositor")
     video_status_callback_secret: str = env("VIDEO_STATUS_CALLBACK_SECRET", "", "HMAC-SHA256 key for the status callback signature (32 bytes or more).", group="compositor", secret=True)
     # -- console: overview and alerts (#28) -----------------------------------

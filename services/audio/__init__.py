@@ -2,8 +2,8 @@
 
 - ``services.audio.actors``: the worker (``dramatiq services.audio.actors``).
   Importing it boots the process: settings, logging, database, broker.
-- this package: the split itself, for code that must run exactly what the
-  worker runs without being a worker (the benchmark). Importing it boots
+- this package: the split itself and the jobs' length limit, for code that
+  must run exactly what the worker runs without being a worker (the benchmark). Importing it boots
   nothing: no broker, no database.
 """
 
@@ -14,9 +14,10 @@ from pathlib import Path
 from shared.settings import Settings
 
 from .probe import probe_recording
+from .segments import job_limit
 from .split import build_command
 
-__all__ = ["split_command"]
+__all__ = ["split_command", "job_limit"]
 
 
 def split_command(source: Path, outputs: dict[str, Path], settings: Settings, *, workdir: Path) -> list[str]:

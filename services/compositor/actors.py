@@ -6,13 +6,13 @@ work is in :mod:`.stage`.
 
 from __future__ import annotations
 
-from shared.contracts import COMPOSE, COMPOSE_CHUNK, on_give_up
+from shared.contracts import COMPOSE, COMPOSE_CHUNK, PRERENDER, on_give_up
 from shared.runtime import boot
 from shared.skeleton import actor
 
-from . import stage
+from . import early, stage
 
-__all__ = ["compose", "compose_chunk"]
+__all__ = ["compose", "compose_chunk", "prerender"]
 
 # Before the actors are declared: they bind to the broker boot() makes Dramatiq's.
 broker = boot("compositor")
@@ -28,6 +28,12 @@ def compose(call_id: str, rerender: bool = False) -> None:
 def compose_chunk(call_id: str, index: int, plan: str) -> None:
     """Render one time chunk of a long call for the replica composing it (any replica takes any chunk)."""
     stage.compose_chunk(call_id, index, plan)
+
+
+@actor(PRERENDER, max_retries=0)
+def prerender(call_id: str) -> None:
+    """Render the chunks of a long call still in generation whose segments are all stored (a cache the compose reuses)."""
+    early.prerender(call_id)
 
 
 on_give_up(COMPOSE)(stage.give_up)

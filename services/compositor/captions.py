@@ -38,6 +38,7 @@ from .layout import CaptionFiles
 from .layouts import Layout
 
 __all__ = [
+    "ass_window",
     "MAX_LINE",
     "MAX_LINES",
     "MIN_SECONDS",
@@ -446,6 +447,32 @@ def write_ass(path: Path, cues: Sequence[Cue], placement: Layout, *, font: Path 
     """Write :func:`ass_document` to ``path`` (UTF-8, as libass reads it)."""
     path.write_text(ass_document(cues, placement, font=font, width=width), encoding="utf-8")
     return path
+
+
+def _ass_seconds(stamp: str) -> float:
+    hours, minutes, seconds = stamp.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def ass_window(document: str, start: float, end: float) -> str:
+    """``document`` (an :func:`ass_document`) keeping only the cues on screen at some time in ``(start, end)`` seconds.
+
+    libass draws a frame from the cues whose time covers it (each side's cues
+    placed by their style in their own region, so no cue moves another), so a
+    chunk drawn from this file shows what a whole render draws from the
+    whole file (graph.build_chunk_command passes its frames' times, half a
+    frame wider either side); and the file is all that a chunk's digest needs
+    of the captions (services/compositor/chunks.py): a cue elsewhere in the
+    call changing leaves the chunk as it was.
+    """
+    out = []
+    for line in document.splitlines():
+        if line.startswith("Dialogue: "):
+            _, first, last, _rest = line.split(",", 3)
+            if _ass_seconds(last) <= start or _ass_seconds(first) >= end:
+                continue
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 # -- WebVTT (the captions file) and the subtitle track's source ----------------

@@ -75,7 +75,10 @@ from .mix import plan as plan_mix
 from .poster import add_poster
 from .runner import run_ffmpeg
 
-__all__ = ["Outcome", "compose_call", "chunk_spec", "space_needed", "render_spec", "render_layout", "side_video_urls"]
+__all__ = [
+    "Outcome", "compose_call", "chunk_spec", "early_spec", "segment_boundaries", "space_needed", "render_spec", "render_layout",
+    "side_video_urls",
+]
 
 log = logging.getLogger("callreel.compositor")
 
@@ -179,11 +182,58 @@ def _spec(inputs: _Inputs, settings: Settings, workdir: Path, extra: dict[str, s
     return _with_captions(spec, inputs.captions, extra)
 
 
-def chunk_spec(call: Call, settings: Settings, storage: Storage, workdir: Path) -> tuple[RenderSpec, list[str]]:
-    """The render a replica renders one chunk of (no sound: the coordinator renders it), and the segment videos it shows."""
+def chunk_spec(call: Call, settings: Settings, storage: Storage, workdir: Path) -> RenderSpec:
+    """The render a replica renders one chunk of (no sound: the coordinator renders it)."""
     inputs = _inputs(call, settings, storage, workdir)
-    spec = _spec(inputs, replace(settings, audio_mix="recording"), workdir, {"call_id": call.id, "stage": "compositor"})
-    return spec, [key for side in ("caller", "callee") for key in inputs.used.get(side, [])]
+    return _spec(inputs, replace(settings, audio_mix="recording"), workdir, {"call_id": call.id, "stage": "compositor"})
+
+
+def segment_boundaries(call_id: str) -> list[float]:
+    """Where the call's segments start and end, whatever became of them: the chunks' cuts move to them.
+
+    From the rows the audio stage made, so the chunks planned while the call
+    is still in generation (early renders) are the ones its compose plans.
+    """
+    return sorted({t for s in Segment.select(Segment.start, Segment.end).where(Segment.call_id == call_id) for t in (s.start, s.end)})
+
+
+def early_spec(
+    call: Call, settings: Settings, storage: Storage, workdir: Path, windows: Sequence[tuple[int, int]], jobs: Sequence[Any]
+) -> RenderSpec:
+    """The chunk render of a call still in generation, as far as it is known: for the early chunks of ``windows``.
+
+    A side still generating is taken as generated with the segments done so
+    far (only those shown in ``windows`` and its first one are fetched: a
+    side with a video is never a local panel); a transcript still being made
+    is the words of the speech-to-text ``jobs`` done so far. What this gets
+    wrong (the panel shape, a side later failed, a cue that a later turn
+    cuts short) gives the chunk another digest than the final spec's, and the
+    coordinator renders it again (services/compositor/chunks.py).
+    """
+    settings = with_call_channel(call, settings)
+    recording = workdir / "recording.mp3"
+    storage.download_file(keys.recording_key(call.id, call.recording_format), recording)
+    duration = float(call.audio_duration or 0.0)
+    fps = settings.video_fps
+    look = presentation_for(call, settings)
+    sides: dict[str, SideSpec] = {}
+    for side in ("caller", "callee"):
+        stored = (Segment.state == SegmentState.COMPLETED) & Segment.video_key.is_null(False)
+        done = list(Segment.select().where((Segment.call_id == call.id) & (Segment.side == side) & stored).order_by(Segment.index))
+        if call.side_state(side) in COMPLETES or not done:
+            sides[side] = _side_spec(call, side, look, settings, storage, workdir, recording, duration, [], {})
+            continue
+        shown = [s for n, s in enumerate(done) if n == 0 or any(s.start * fps < b + 1 and s.end * fps > a - 1 for a, b in windows)]
+        avatar = _avatar(side, look.avatar(side), settings, storage, workdir)
+        speech = _speech(call, side, settings, workdir, recording, duration)
+        try:
+            clips = _fetch_clips(side, shown, settings, storage, workdir)
+        except _Fallback as exc:
+            raise PermanentError(f"{side}: {exc}") from None
+        sides[side] = SideSpec(side, look.name(side), avatar, clips=clips, speech=speech)
+    captions = transcripts.heard(call, settings, jobs, duration) if jobs else transcripts.load(call, settings, storage, workdir, duration)
+    inputs = _Inputs(recording, duration, look, sides, captions)
+    return _spec(inputs, replace(settings, audio_mix="recording"), workdir, {"call_id": call.id, "stage": "generation"})
 
 
 def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) -> Outcome:
@@ -215,6 +265,7 @@ def _compose(call: Call, settings: Settings, storage: Storage, workdir: Path) ->
     except (FFmpegError, MediaError) as exc:
         _unless_no_space(exc, workdir)
         log.error("stitching failed: %s", exc, extra=extra)
+        chunks.forget(call.id, storage)  # chunks rendered early for a video that will not be made
         urls = side_video_urls(call.id, used, storage, workdir=workdir, settings=settings)
         status = VideoStatus.PARTIAL if any(urls.values()) else VideoStatus.FAILED
         return Outcome(status=status, side_urls=urls, reasons=[f"stitching failed: {exc}", *reasons])
@@ -267,11 +318,10 @@ def _render_chunked(
         return None
     try:
         silent = _spec(inputs, replace(settings, audio_mix="recording"), workdir, extra)
-        boundaries = [t for side in (silent.caller, silent.callee) for clip in side.clips for t in (clip.start, clip.end)]
-        video_keys = [key for side in ("caller", "callee") for key in inputs.used.get(side, [])]
-        plan, windows = chunks.dispatch(call_id, silent, video_keys, boundaries, settings, extra)
-        spec = replace(silent, mix=plan_mix(settings, inputs.recording, AUDIO_RATE))
-        chunks.coordinate(call_id, spec, plan, windows, output, settings, storage, extra)
+        digests, windows = chunks.dispatch(call_id, silent, segment_boundaries(call_id), settings, storage, extra)
+        sound = chunks.stored_sound(call_id, chunks.sound_digest(settings, inputs.recording), storage, workdir / "sound-stored.m4a")
+        spec = silent if sound is not None else replace(silent, mix=plan_mix(settings, inputs.recording, AUDIO_RATE))
+        chunks.coordinate(call_id, spec, digests, windows, output, settings, storage, extra, sound=sound)
         _check_output(output, spec.duration, settings)
     except FFmpegKilled:
         raise
@@ -397,6 +447,11 @@ def _clips(call_id: str, side: str, settings: Settings, storage: Storage, workdi
     for segment in segments:  # before any download: one unfinished segment and the side is a local panel
         if segment.state != SegmentState.COMPLETED or not segment.video_key:
             raise _Fallback(f"segment {segment.index} is {segment.state}")
+    return _fetch_clips(side, segments, settings, storage, workdir), [str(segment.video_key) for segment in segments]
+
+
+def _fetch_clips(side: str, segments: Sequence[Segment], settings: Settings, storage: Storage, workdir: Path) -> tuple[Clip, ...]:
+    """The segments' videos, fetched and probed (named by their segment: a chunk's command is the same whoever fetched them)."""
 
     def fetch(segment: Segment) -> list[Clip]:
         name, key = f"segment {segment.index}", str(segment.video_key)
@@ -415,8 +470,7 @@ def _clips(call_id: str, side: str, settings: Settings, storage: Storage, workdi
         return packed_clips(path, info, segment.pieces)
 
     with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(segments))) as pool:
-        clips = [clip for fetched in pool.map(fetch, segments) for clip in fetched]  # in order; the first failing segment says why
-    return tuple(clips), [str(segment.video_key) for segment in segments]
+        return tuple(clip for fetched in pool.map(fetch, segments) for clip in fetched)  # in order; the first failing segment says why
 
 
 def packed_clips(path: Path, info: VideoInfo, pieces: Sequence[Sequence[float]]) -> list[Clip]:

@@ -28,7 +28,7 @@ import ffmpeg
 from shared.ffmpeg import RECORDING, file_url, graph_file_option, input_options, threaded_cli
 
 from . import labels, mix
-from .captions import burn, track_output_options
+from .captions import ass_window, burn, track_output_options
 from .layout import Piece, RenderSpec, SideSpec, enable_expr, speaking, timeline
 from .layouts import BACKGROUND, CROP, Layout, Rect
 from .panel import clip_source, fitted_clip, hold, local_panel, still
@@ -260,10 +260,17 @@ def build_chunk_command(spec: RenderSpec, window: Window, output: Path, *, binar
     sides = [side_stream(side, spec, one_thread_decoders=threaded_cli(binary), window=window) for side in (spec.caller, spec.callee)]
     video = _arrange(sides, spec.placement)
     if spec.captions is not None and spec.captions.burn is not None:
-        video = burn(video, spec.captions.burn, spec.font)
+        # Only the cues around the window's frames: what libass draws on them, and what the chunk's digest needs.
+        first, last = window
+        cues = spec.workdir / f"captions-{first}.ass"
+        whole = spec.captions.burn.read_text(encoding="utf-8")
+        cues.write_text(ass_window(whole, (first - 0.5) / spec.fps, (last - 0.5) / spec.fps), encoding="utf-8")
+        video = burn(video, cues, spec.font)
     video = video.filter("setpts", "PTS-STARTPTS")
     args = (
-        ffmpeg.output(video, str(output), an=None, f="mp4", **_video_options(spec))
+        # Exactly the window's frames: a piece held by tpad ends on a frame whose duration is the source's,
+        # and the encoder's constant-rate output would repeat it past the window (2 frames seen at 15 fps).
+        ffmpeg.output(video, str(output), an=None, f="mp4", **{"frames:v": window[1] - window[0]}, **_video_options(spec))
         .global_args("-filter_complex_threads", str(FILTER_THREADS))
         .overwrite_output()
         .compile(cmd=binary)

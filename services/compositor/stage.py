@@ -76,8 +76,8 @@ def compose_chunk(call_id: str, index: int, plan: str) -> None:
     with log_context(call_id=call_id, stage=Stage.COMPOSITOR), pipeline.temp_folder(Stage.COMPOSITOR, call_id, settings.tmp_dir) as workdir:
         extra = {"call_id": call_id, "stage": Stage.COMPOSITOR}
         try:
-            spec, video_keys = chunk_spec(call, settings, storage, workdir)
-            if chunks.plan_digest(spec, settings, video_keys) != plan:
+            spec = chunk_spec(call, settings, storage, workdir)
+            if chunks.chunk_digest(spec, (row.first_frame, row.last_frame), settings) != plan:
                 log.info("chunk %d: this replica's render differs from the plan; left to the coordinator", index, extra=extra)
                 chunks.release(row)
                 return
@@ -161,6 +161,10 @@ def give_up(kwargs: dict[str, Any], exception: BaseException) -> None:
         )
         if len(segments) == 1 and segments[0].video_key:
             urls[side] = storage.object_url(segments[0].video_key)
+    try:
+        chunks.forget(call_id, storage)  # its chunks (early ones too) will not be joined
+    except Exception as exc:  # the database or the store is why the compose gave up: the rows wait for a retry's compose
+        log.warning("chunk rows not removed: %s", exc, extra={"call_id": call_id, "stage": Stage.COMPOSITOR})
     reason = f"compositing failed: {exception or exception.__class__.__name__}"
     if progress.fail_call(call_id, reason, status=VideoStatus.PARTIAL if urls else VideoStatus.FAILED) and urls:
         Call.update({getattr(Call, f"{side}_video_url"): url for side, url in urls.items()}).where(Call.id == call_id).execute()

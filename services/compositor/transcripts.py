@@ -15,6 +15,7 @@ recording's own length, because that is what the cues must fit.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,11 @@ from shared.models import Call
 from shared.presentation import presentation_for
 from shared.settings import Settings
 from shared.storage import ObjectNotFound, Storage
-from shared.transcript import TranscriptError, Turn, parse_transcript
+from shared.transcript import SPEAKERS, Transcript, TranscriptError, Turn, parse_transcript, to_json
 
 from .captions import Cue, write_webvtt
 
-__all__ = ["CallCaptions", "load", "publish"]
+__all__ = ["CallCaptions", "load", "heard", "publish"]
 
 log = logging.getLogger("callreel.compositor")
 
@@ -97,6 +98,29 @@ def load(call: Call, settings: Settings, storage: Storage, workdir: Path, durati
         captions.fail(f"transcript refused: {'; '.join(exc.problems)}", extra)
     except OSError as exc:
         captions.fail(f"the transcript could not be read: {exc}", extra)
+    return captions
+
+
+def heard(call: Call, settings: Settings, jobs: Sequence[Any], duration: float) -> CallCaptions:
+    """The words of the speech-to-text ``jobs`` done so far, read as :func:`load` reads them once all are stored.
+
+    For chunks rendered while the call is still being transcribed: the same
+    turns (through the same JSON and the same checks) that the stored
+    transcript will give over these jobs' time.
+    """
+    captions = CallCaptions(mode=mode_of(call, settings))
+    turns = [Turn(j.side, start, end, text) for j in jobs for start, end, text in (j.chunks or ())]
+    if captions.mode == "off" or not turns:
+        return captions
+    captions.stored = True
+    look = presentation_for(call, settings)
+    captions.names = {"caller": look.caller_name, "callee": look.callee_name}
+    try:
+        ordered = sorted(turns, key=lambda t: (t.start, t.end, SPEAKERS.index(t.speaker)))  # as speech-to-text stores them
+        document = to_json(Transcript(tuple(ordered))).encode()
+        captions.turns = parse_transcript(document, format="json", duration=duration, max_bytes=settings.transcript_max_bytes).turns
+    except TranscriptError as exc:
+        captions.fail(f"transcript refused: {'; '.join(exc.problems)}", {"call_id": call.id, "stage": "generation"})
     return captions
 
 

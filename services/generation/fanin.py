@@ -16,11 +16,14 @@ from __future__ import annotations
 import logging
 
 from shared import events, pipeline, progress
+from shared.compose_chunks import chunked
+from shared.contracts import PRERENDER, send
 from shared.db import database
 from shared.models import Call, Segment, SegmentState, SideState, Stage, TranscriptStatus, VideoStatus, utcnow
+from shared.settings import get_settings
 from shared.storage import get_storage
 
-__all__ = ["mark_side", "settle_side", "fan_in"]
+__all__ = ["mark_side", "settle_side", "fan_in", "offer_chunks"]
 
 log = logging.getLogger("callreel.generation")
 
@@ -45,6 +48,7 @@ def settle_side(call_id: str, side: str) -> None:
     """When every segment of the side has ended, end the side (GENERATED or FAILED), then try the fan-in."""
     segments = list(Segment.select().where((Segment.call_id == call_id) & (Segment.side == side)).order_by(Segment.index))
     if not segments or any(s.state not in SegmentState.TERMINAL for s in segments):
+        offer_chunks(call_id)
         return
     failed = [s for s in segments if s.state == SegmentState.FAILED]
     if failed:
@@ -55,7 +59,8 @@ def settle_side(call_id: str, side: str) -> None:
         key = segments[0].video_key if _whole_side(segments) else None
         url = get_storage().object_url(key) if key else None
         mark_side(call_id, side, SideState.GENERATED, video_url=url)
-    fan_in(call_id)
+    if not fan_in(call_id):
+        offer_chunks(call_id)  # the other side is still running
 
 
 #: Seconds a segment's ends may miss the call's and still be the whole side.
@@ -117,3 +122,19 @@ def _final_cost(call_id: str) -> None:
     settings = get_settings()
     if settings.uses_fal:
         finalize(call_id, model_for(settings.fal_model))
+
+
+def offer_chunks(call_id: str) -> None:
+    """A segment's video or words are stored: let the compositor render the chunks of a long call they complete (#26).
+
+    Only for a call the compositor renders in chunks, while it is in
+    generation; the compositor looks at the rows and renders what is ready
+    (services/compositor/early.py), so a message too many costs one query. The
+    last segment's fan-in sends none: the compose renders what is left.
+    """
+    settings = get_settings()
+    if not settings.compose_early_chunks or settings.compose_chunk_seconds <= 0:
+        return
+    call = Call.select(Call.stage, Call.audio_duration).where(Call.id == call_id).first()
+    if call is not None and call.stage == Stage.GENERATION and chunked(call.audio_duration, settings.compose_chunk_seconds):
+        send(PRERENDER, call_id=call_id)

@@ -43,7 +43,7 @@ from shared.transcript import SPEAKERS, Transcript, Turn, to_json
 
 from . import lifecycle
 from .fal import FalError, JobStatus, fal_queue
-from .fanin import fan_in
+from .fanin import fan_in, offer_chunks
 from .inputs import InputTooLarge, input_url
 from .jobs import cancel_at_fal, close_and_cancel, url_expiry
 from .lifecycle import claim_poll, close, complete, retry_or_fail
@@ -333,6 +333,7 @@ def settle(call_id: str) -> None:
     """When every job of the call has ended, end its transcript (completed or failed), then try the fan-in."""
     jobs = list(SpeechJob.select().where(SpeechJob.call_id == call_id).order_by(SpeechJob.side, SpeechJob.index))
     if not jobs or any(j.state not in SegmentState.TERMINAL for j in jobs):
+        offer_chunks(call_id)  # these words may complete a chunk of a long call
         return
     if Call.select(Call.transcript_status).where(Call.id == call_id).scalar() == TranscriptStatus.TRANSCRIBING:
         failed = [j for j in jobs if j.state == SegmentState.FAILED]
@@ -343,7 +344,8 @@ def settle(call_id: str) -> None:
             end_transcript(call_id, TranscriptStatus.FAILED, error=error)
         else:
             store_transcript(call_id, jobs)
-    fan_in(call_id)
+    if not fan_in(call_id):
+        offer_chunks(call_id)  # the words are stored; segments are still running
 
 
 def store_transcript(call_id: str, jobs: list[SpeechJob]) -> None:

@@ -141,9 +141,12 @@ def test_a_chunk_is_rendered_once_by_whichever_replica_takes_it(long_call, s3, s
     call = Call.get_by_id(long_call.id)
     workdir = tmp_path / "plan"
     workdir.mkdir()
-    spec, video_keys = chunk_spec(call, settings, s3, workdir)
-    plan = chunks.plan_digest(spec, settings, video_keys)
-    chunks.ensure_rows(call.id, plan, chunks.plan_windows(12.0, FPS, 4.0, [0.0, 4.0, 8.0, 12.0]))
+    spec = chunk_spec(call, settings, s3, workdir)
+    windows = chunks.plan_windows(12.0, FPS, 4.0, [0.0, 4.0, 8.0, 12.0])
+    digests = chunks.chunk_digests(spec, windows, settings)
+    assert len(set(digests)) == 3  # each chunk its own digest
+    chunks.ensure_rows(call.id, windows, digests)
+    plan = digests[1]
 
     renders = []
     real = chunks.render_chunk
@@ -176,3 +179,24 @@ def test_a_chunk_whose_renderer_died_is_pending_again_and_a_live_ones_is_not(pg_
     chunks.reclaim_dead(rows)
     states = [ComposeChunk.get_by_id(r.id).state for r in rows]
     assert states == [ChunkState.PENDING, ChunkState.RENDERING, ChunkState.RENDERING]
+
+
+def test_every_chunk_has_exactly_its_windows_frames(calls, s3, settings_env, stub_broker, tmp_path):
+    """Segments longer than their 1 s clips (held by tpad) and cut inside a chunk: no frame repeated past the window."""
+    from services.compositor.composer import chunk_spec, segment_boundaries
+
+    settings = settings_env(COMPOSE_CHUNK_SECONDS="2", VIDEO_FPS="15", PANEL_WIDTH="320", PANEL_HEIGHT="240")
+    call = calls.call(duration=10.0, caller_state="generated", callee_state="generated")
+    spans = {"caller": ((0.0, 5.0), (5.0, 10.0)), "callee": ((0.0, 2.75), (2.75, 7.75), (7.75, 10.0))}
+    for side, segments in spans.items():
+        for index, (start, end) in enumerate(segments):
+            calls.segment(call, side, index, start, end, calls.video(f"{side}{index}", "navy", size="64x64", duration=1.0))
+    workdir = tmp_path / "chunks"
+    workdir.mkdir()
+    spec = chunk_spec(Call.get_by_id(call.id), settings, s3, workdir)
+    windows = chunks.plan_windows(10.0, 15, 2.0, segment_boundaries(call.id))
+    assert windows == [(0, 30), (30, 60), (60, 90), (90, 116), (116, 150)]  # the 7.75 s boundary is near the 8 s cut
+    for first, last in windows[1:3]:  # each shows a clip held past its end and cut at the window's start
+        out = tmp_path / f"chunk-{first}.mp4"
+        chunks.render_chunk(spec, (first, last), out, settings, {})
+        assert frame_count(out) == last - first, (first, last)  # 32 before the output was capped at the window

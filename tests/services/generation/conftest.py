@@ -175,6 +175,8 @@ def generation(pg_db, pg_url, s3, s3_server, rabbitmq_url, fake_fal, tmp_path):
         "CALLREEL_DATA_DIR": str(tmp_path / "worker-data"),
         "TMP_DIR": str(tmp_path / "worker-tmp"),
         "LOG_LEVEL": "INFO",
+        # compose_messages counts the compositor queue: no early-chunk offers on it (test_fanin.py tests those).
+        "COMPOSE_EARLY_CHUNKS": "false",
     }
     creds = s3_server.env(s3.bucket)
     fake_fal.s3_credentials = {"access_key": creds["AWS_ACCESS_KEY_ID"], "secret_key": creds["AWS_SECRET_ACCESS_KEY"], "region": creds["AWS_REGION"]}

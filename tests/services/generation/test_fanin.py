@@ -15,9 +15,10 @@ from tests.support.calls import make_call
 from tests.support.wait import wait_for
 
 
-def compose_messages(broker) -> list[str]:
+def compose_messages(broker, actor: str = "compose") -> list[str]:
     queue = broker.queues["compositor"]
-    return [dramatiq.Message.decode(m).kwargs["call_id"] for m in list(queue.queue)]
+    messages = [dramatiq.Message.decode(m) for m in list(queue.queue)]
+    return [m.kwargs["call_id"] for m in messages if m.actor_name == actor]
 
 
 def ready_call(call_id: str) -> None:
@@ -90,6 +91,25 @@ def test_a_redelivered_poll_ends_a_side_its_killed_worker_left_open(sqlite_db, s
     assert call.callee_state == SideState.GENERATED and call.stage == Stage.COMPOSITOR
     poll_segment(callee.id)  # and once more: still one compose
     assert compose_messages(stub_broker) == [call_id]
+
+
+def test_a_long_calls_stored_segments_offer_its_chunks_to_the_compositor(sqlite_db, stub_broker, local_store, settings_env):
+    """Each segment stored (a side ended, the other still running) sends prerender; not for a short call, nor at the fan-in."""
+    settings_env(COMPOSE_CHUNK_SECONDS="60")
+    long_call, short_call = new_call_id(), new_call_id()
+    for call_id, seconds in ((long_call, 300.0), (short_call, 100.0)):
+        ready_call(call_id)
+        Call.update(audio_duration=seconds).where(Call.id == call_id).execute()
+        Segment.update(state=SegmentState.SUBMITTED).where((Segment.call_id == call_id) & (Segment.side == "callee")).execute()
+        settle_side(call_id, "caller")
+    assert compose_messages(stub_broker, "prerender") == [long_call]
+    settings_env(COMPOSE_CHUNK_SECONDS="60", COMPOSE_EARLY_CHUNKS="false")
+    settle_side(long_call, "caller")
+    assert compose_messages(stub_broker, "prerender") == [long_call]
+    settings_env(COMPOSE_CHUNK_SECONDS="60")
+    Segment.update(state=SegmentState.COMPLETED).where(Segment.call_id == long_call).execute()
+    settle_side(long_call, "callee")  # the last one: the fan-in hands the call on, the compose renders what is left
+    assert compose_messages(stub_broker, "prerender") == [long_call] and compose_messages(stub_broker) == [long_call]
 
 
 class InProcess:
