@@ -51,7 +51,7 @@ def bill(duration: float, sides: Sequence[Sequence[Interval]], settings: Setting
     speech = billed = 0.0
     jobs = 0
     settings = replace(settings, generation_mode="speech", speech_packing=pack)
-    limit = job_limit(settings, sum(end - start for intervals in sides for start, end in intervals))
+    limit = job_limit(settings, duration, [list(intervals) for intervals in sides])
     for intervals in sides:
         planned = plan_jobs(
             duration,

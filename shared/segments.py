@@ -201,27 +201,55 @@ BALANCE = 1e-7
 #: The shortest packed job :func:`packed_limit` asks for: more, shorter jobs
 #: than this save little time and each costs a submit, a download and a decoder.
 PACK_FLOOR = 10.0
-#: How many of the cap's slots' worth of jobs a call is packed into (see :func:`packed_limit`).
+#: The fewest waves of the cap's slots a call's packed jobs are sized to (see :func:`packed_limit`).
 WAVES = 2
+#: How close :func:`packed_limit` searches the limit, seconds.
+LIMIT_STEP = 0.25
 
 
-def packed_limit(call_speech: float, *, slots: int, max_seconds: float, min_billed: float = 0.0) -> float:
-    """The longest packed job for a call whose two sides speak ``call_speech`` seconds in all.
+def packed_limit(
+    sides: Sequence[Sequence[Interval]], duration: float, *, slots: int, max_seconds: float, min_billed: float = 0.0,
+    padding: float = 0.15, merge_gap: float = 1.5,
+) -> float:
+    """The longest packed job for a call whose sides speak ``sides``: its jobs fill whole waves of the fal cap.
 
     Packing up to ``max_seconds`` makes a few long jobs that all end together:
-    the call waits for the longest, and its compose starts only then. Sized to
-    about ``WAVES`` jobs per slot of the fal cap (FAL_MAX_CONCURRENT_JOBS), a
-    call's jobs run in waves: no job is longer than the call's compute ÷ the
-    cap (the least any schedule takes), and as slots go to a call's segments
-    in their order in the call, the first wave covers the call's start and
-    ends early, so its chunks are rendered while the next wave runs
-    (docs/compositor.md). Every job stays above the model's minimum bill, so
-    it bills the same. No cap (``slots`` 0): ``max_seconds``.
+    the call waits for the longest, and its compose starts only then. And a
+    call of 25 jobs on 10 slots takes three rounds of its longest job, where
+    30 jobs a sixth shorter take three rounds of those. So the call's jobs
+    (both sides, as :func:`plan_jobs` packs them) are held to ``waves`` ×
+    ``slots``, with ``waves`` at least ``WAVES`` and as many as the longest
+    job (``max_seconds``) needs, and the limit is the shortest that packs into
+    that many: the generation then takes about the call's compute ÷ the cap,
+    the least any schedule can. Slots go to a call's segments in their order in
+    the call, so the first wave covers the call's start and ends while the next
+    runs, and the chunks it completes are rendered early (docs/compositor.md).
+    Never under ``PACK_FLOOR`` (and twice the model's minimum bill), so every
+    job bills its speech. No cap (``slots`` 0) or no speech: ``max_seconds``.
     """
-    if slots <= 0 or call_speech <= 0:
+    speech = sum(end - start for side in sides for start, end in side)
+    if slots <= 0 or speech <= 0:
         return max_seconds
-    floor = max(PACK_FLOOR, 2 * min_billed)
-    return min(max_seconds, max(floor, call_speech / (WAVES * slots)))
+    waves = max(WAVES, math.ceil(speech / (slots * max_seconds)))
+    target = waves * slots
+
+    def jobs(limit: float) -> int:
+        return sum(
+            len(plan_jobs(duration, side, mode="speech", max_seconds=limit, padding=padding, merge_gap=merge_gap,
+                          min_billed=min_billed, pack=True))
+            for side in sides
+        )
+
+    low = min(max_seconds, max(PACK_FLOOR, 2 * min_billed))
+    if jobs(low) <= target:
+        return low
+    high = max_seconds
+    if jobs(high) > target:
+        return high
+    while high - low > LIMIT_STEP:  # jobs(low) > target >= jobs(high): fewer jobs as the limit grows
+        middle = (low + high) / 2
+        low, high = (low, middle) if jobs(middle) <= target else (middle, high)
+    return round(high, 3)
 
 
 def packed_jobs(stretches: Sequence[Interval], *, min_billed: float, max_seconds: float, duration: float | None = None) -> list[Job]:

@@ -34,7 +34,7 @@ from shared import keys
 from shared.fal_models import model_for, segment_limit
 from shared.ffmpeg import RECORDING, FFmpegFailed, file_url, input_options, run
 from shared.models import Segment, SegmentState, utcnow
-from shared.segments import Piece, packed_limit, plan_jobs
+from shared.segments import Interval, Piece, packed_limit, plan_jobs
 from shared.settings import Settings
 from shared.storage import Storage
 
@@ -67,26 +67,26 @@ class PlannedSegment:
         return [list(piece) for piece in self.pieces] if self.pieces else None
 
 
-def job_limit(settings: Settings, call_speech: float) -> float:
-    """The longest job to plan: SEGMENT_MAX_SECONDS within the model's limit, packed jobs sized to the fal cap."""
+def job_limit(settings: Settings, duration: float, sides: Sequence[Sequence[Interval]]) -> float:
+    """The longest job to plan: SEGMENT_MAX_SECONDS within the model's limit; packed jobs sized to the fal cap's waves."""
     model = model_for(settings.fal_model)
     limit = segment_limit(model, settings.segment_max_seconds)
     if settings.speech_packing and settings.generation_mode == "speech":
-        limit = packed_limit(call_speech, slots=settings.fal_max_concurrent_jobs, max_seconds=limit, min_billed=model.min_seconds)
+        limit = packed_limit(
+            sides, duration, slots=settings.fal_max_concurrent_jobs, max_seconds=limit, min_billed=model.min_seconds,
+            padding=settings.speech_padding,
+        )
     return limit
 
 
-def plan_side(side: str, audio: SideAudio, workdir: Path, settings: Settings, *, call_speech: float = 0.0) -> list[PlannedSegment]:
-    """The side's segments as ``shared.segments`` plans them (none for a silent side).
-
-    ``call_speech``: seconds both sides speak, which sizes packed jobs to the fal cap (``packed_limit``).
-    """
+def plan_side(side: str, audio: SideAudio, workdir: Path, settings: Settings, *, max_seconds: float) -> list[PlannedSegment]:
+    """The side's segments as ``shared.segments`` plans them, none longer than ``max_seconds`` (:func:`job_limit`)."""
     model = model_for(settings.fal_model)
     jobs = plan_jobs(
         audio.duration,
         [(start, end) for start, end in audio.speech],
         mode=settings.generation_mode,
-        max_seconds=job_limit(settings, call_speech),
+        max_seconds=max_seconds,
         padding=settings.speech_padding,
         min_billed=model.min_seconds,
         pack=settings.speech_packing,

@@ -30,7 +30,7 @@ from shared.storage import ObjectNotFound, Storage, get_storage
 
 from .probe import RecordingInfo, probe_recording
 from .route import NO_TRANSCRIPT, route_mono
-from .segments import cut_side, plan_side, record_segments
+from .segments import cut_side, job_limit, plan_side, record_segments
 from .split import Split, SplitFailed, split_recording
 
 __all__ = ["split_channels", "split_call", "columns_of", "space_needed"]
@@ -187,9 +187,9 @@ def split_call(
 
         if settings.uses_fal:
             with timed(call_id, Stage.AUDIO, "segments"):
-                call_speech = sum(end - start for side in SIDES for start, end in split.sides[side].speech)
+                limit = job_limit(settings, split.duration, [[(a, b) for a, b in split.sides[side].speech] for side in SIDES])
                 for side in SIDES:
-                    planned = plan_side(side, split.sides[side], folder, settings, call_speech=call_speech)
+                    planned = plan_side(side, split.sides[side], folder, settings, max_seconds=limit)
                     try:
                         cut_side(split.sides[side], planned, folder, settings)
                     except FFmpegTimeout as exc:
