@@ -31,7 +31,7 @@ from . import labels, mix
 from .captions import ass_window, burn, track_output_options
 from .layout import Piece, RenderSpec, SideSpec, enable_expr, speaking, timeline
 from .layouts import BACKGROUND, CROP, Layout, Rect
-from .panel import fitted_clip, hold, local_panel, still
+from .panel import clip_source, fitted_clip, hold, local_panel, still
 
 __all__ = [
     "build_command", "build_chunk_command", "build_audio_command", "windowed", "Window", "side_stream",
@@ -51,6 +51,9 @@ FILTER_THREADS = 1
 # Above this, the graph goes to a file: a very long call's highlight
 # expression would pass the kernel's limit for one argument (128 KiB).
 INLINE_GRAPH_LIMIT = 60_000
+# A file that shows several pieces (a packed segment) is one input split into
+# its pieces; False: an input a piece, as before (bench/many_clips.py compares).
+SHARED_INPUTS = True
 
 
 def windowed(pieces: list[Piece], window: Window | None) -> list[tuple[Piece, int]]:
@@ -74,6 +77,7 @@ def _track(side: SideSpec, spec: RenderSpec, one_thread: bool, window: Window | 
     panel, crop = spec.placement.panel(side.side), spec.placement.fit == CROP
     idle = still(side, panel.w, panel.h, spec.fps, crop=crop) if idle_count else None
     idle_frames = idle.split() if idle is not None and idle_count > 1 else None
+    sources = _shared_sources(side, [p.clip for p, _ in pieces if p.clip is not None], panel, one_thread, crop)
     parts, used = [], 0
     for piece, skip in pieces:
         if piece.clip is None:
@@ -82,12 +86,46 @@ def _track(side: SideSpec, spec: RenderSpec, one_thread: bool, window: Window | 
             parts.append(hold(frame, piece.frames - skip, spec.fps))
         else:
             clip = side.clips[piece.clip]
-            parts.append(fitted_clip(clip, piece.frames, panel.w, panel.h, spec.fps, one_thread=one_thread, crop=crop, skip=skip))
+            shared = sources.get(clip.path)
+            source, start = (next(shared[0]), shared[1]) if shared else (None, 0.0)
+            parts.append(
+                fitted_clip(
+                    clip, piece.frames, panel.w, panel.h, spec.fps,
+                    one_thread=one_thread, crop=crop, skip=skip, source=source, source_start=start,
+                )
+            )
     track = parts[0] if len(parts) == 1 else ffmpeg.concat(*parts, n=len(parts), v=1, a=0)
     # concat's timestamps follow each input's own; renumber so the panel runs at exactly fps,
     # on the call's clock (a chunk's first frame at its time in the call: highlights and captions are timed by it).
     first = window[0] if window else 0
     return track.filter("setpts", f"(N+{first})/({spec.fps}*TB)" if first else f"N/({spec.fps}*TB)")
+
+
+def _shared_sources(side: SideSpec, used: list[int], panel: Rect, one_thread: bool, crop: bool) -> dict:
+    """For each file that shows more than one piece: an iterator over a ``split`` of it, one output a piece, and where it is read from.
+
+    A packed segment's pieces are one file, shown in the order they lie in it
+    (``shared.segments`` lays them end to end), so one decoder reads it once and
+    each piece is trimmed out of it. One input a piece cost a demuxer, a
+    decoder and its threads a piece, and decoded again from the keyframe
+    before every piece (measured: docs/compositor.md, section "Speed").
+    The input is read from the earliest piece shown (a chunk's first).
+    """
+    if not SHARED_INPUTS:
+        return {}
+    by_path: dict[Path, list[int]] = {}
+    for index in used:
+        by_path.setdefault(side.clips[index].path, []).append(index)
+    sources = {}
+    for path, indices in by_path.items():
+        offsets = [side.clips[i].offset for i in indices]
+        if len(indices) < 2 or offsets != sorted(offsets):
+            continue  # one piece, or pieces not in file order (a split would buffer): an input a piece
+        first = side.clips[indices[0]]
+        seek = round(first.offset, 3)
+        split = clip_source(first, panel.w, panel.h, one_thread=one_thread, crop=crop, seek=seek).split()
+        sources[path] = (iter([split[n] for n in range(len(indices))]), seek)
+    return sources
 
 
 def _label(stream, side: SideSpec, spec: RenderSpec):

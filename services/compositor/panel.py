@@ -29,7 +29,7 @@ from shared.ffmpeg import IMAGE, RECORDING, VIDEO, file_url, input_options
 from .layout import Clip, SideSpec, fit
 from .layouts import TOP_SHARE, cover, crop_origin
 
-__all__ = ["CARD_COLOURS", "scale_flags", "decode_options", "still", "hold", "fitted_clip", "local_panel"]
+__all__ = ["CARD_COLOURS", "scale_flags", "decode_options", "still", "hold", "clip_source", "fitted_clip", "local_panel"]
 
 CARD_COLOURS = {"caller": "0x1e3a5f", "callee": "0x3b2f4a"}
 WAVE_COLOUR = {"caller": "0x9ad0ff", "callee": "0xf3c4ff"}
@@ -98,8 +98,27 @@ def hold(frame, frames: int, fps: int):
     return frame.filter("loop", loop=frames - 1, size=1, start=0).filter("setpts", f"N/({fps}*TB)")
 
 
+def clip_source(clip: Clip, width: int, height: int, *, one_thread: bool = False, crop: bool = False, seek: float = 0.0):
+    """``clip``'s file opened as one input, read from ``seek`` seconds (exact to the frame), timestamps from zero."""
+    fit_w, fit_h = (cover if crop else fit)(clip.info.width, clip.info.height, width, height)
+    decoding = decode_options(clip.info.width, clip.info.height, fit_w, fit_h, one_thread=one_thread)
+    options = {"ss": f"{seek:.3f}"} if seek > 0 else {}
+    stream = ffmpeg.input(file_url(clip.path), **options, **decoding, **input_options(clip.path, VIDEO)).video
+    return stream.filter("setpts", "PTS-STARTPTS")
+
+
 def fitted_clip(
-    clip: Clip, frames: int, width: int, height: int, fps: int, *, one_thread: bool = False, crop: bool = False, skip: int = 0
+    clip: Clip,
+    frames: int,
+    width: int,
+    height: int,
+    fps: int,
+    *,
+    one_thread: bool = False,
+    crop: bool = False,
+    skip: int = 0,
+    source=None,
+    source_start: float = 0.0,
 ):
     """``frames`` frames of ``clip`` fitted to the panel: trimmed when long, last frame held when short.
 
@@ -108,15 +127,24 @@ def fitted_clip(
     first frames of those are left out (a chunk that starts inside the clip).
     A clip with an ``offset`` (a piece of a packed video) is read from there:
     an input seek, exact to the frame (FFmpeg decodes from the keyframe before
-    and drops what precedes), and its own input, so two pieces of one file are
-    two decoders and never a ``split`` that would buffer one piece's frames
-    while the other is shown.
+    and drops what precedes).
+
+    ``source``: one output of a ``split`` of the clip's file opened by
+    :func:`clip_source` at ``source_start`` seconds, shared with the file's other
+    pieces (one decoder a file, not one a piece; docs/compositor.md, "Speed").
+    The piece is cut from it with ``trim``, ending a few frames past what it
+    shows, so the file's next piece, later in the call, is never held back
+    and no piece buffers another's frames.
     """
     sizing = cover if crop else fit
     fit_w, fit_h = sizing(clip.info.width, clip.info.height, width, height)
-    decoding = decode_options(clip.info.width, clip.info.height, fit_w, fit_h, one_thread=one_thread)
-    seek = {"ss": f"{clip.offset:.3f}"} if clip.offset > 0 else {}
-    stream = ffmpeg.input(file_url(clip.path), **seek, **decoding, **input_options(clip.path, VIDEO)).video.filter("setpts", "PTS-STARTPTS")
+    if source is None:
+        stream = clip_source(clip, width, height, one_thread=one_thread, crop=crop, seek=clip.offset)
+    else:
+        start = max(0.0, clip.offset - source_start)
+        # A few frames of margin so `fps` sees the frame after the last it keeps.
+        end = start + (frames + 3) / min(fps, clip.info.fps or fps)
+        stream = source.filter("trim", start=f"{start:.3f}", end=f"{end:.3f}").filter("setpts", "PTS-STARTPTS")
     drops = clip.info.fps == 0 or clip.info.fps >= fps
     if drops:
         stream = stream.filter("fps", fps)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.compositor.graph import INLINE_GRAPH_LIMIT, build_command
+from services.compositor.graph import INLINE_GRAPH_LIMIT, build_chunk_command, build_command
 from services.compositor.layout import Clip, RenderSpec, SideSpec
 from shared.assets import avatar_path
 from shared.ffmpeg import VideoInfo, graph_file_option
@@ -102,6 +102,34 @@ def test_segmented_sides_decode_on_one_thread_each_under_a_threaded_ffmpeg_only(
     single = _spec(tmp_path, caller=SideSpec("caller", "AI agent", avatar_path("caller"), clips=(one,)))
     unsegmented = _clip_decoder_threads(build_command(single, tmp_path / "out.mp4", binary=_versioned(tmp_path, "7.1.5-0+deb13u1")))
     assert set(unsegmented.values()) == {None}  # two decoders keep their frame threads: they are the render's parallelism
+
+
+def _packed_spec(tmp_path: Path) -> RenderSpec:
+    """The caller's side: one packed file of three pieces, 1 s each, laid end to end, idle 1 s between them."""
+    info = VideoInfo(512, 512, 25.0, 3.0)
+    path = _stub(tmp_path / "packed.mp4", MP4_HEAD)
+    clips = tuple(Clip(path, 2.0 * n, 2.0 * n + 1.0, info, offset=float(n)) for n in range(3))
+    return _spec(tmp_path, duration=6.0, caller=SideSpec("caller", "AI agent", avatar_path("caller"), clips=clips))
+
+
+def test_a_packed_file_is_one_input_split_into_its_pieces(tmp_path):
+    spec = _packed_spec(tmp_path)
+    args = build_command(spec, tmp_path / "out.mp4")
+    # One decoder for the file, read from its start, not one a piece each with its own seek.
+    assert _opened(args, tmp_path / "packed.mp4") == 1 and "-ss" not in args
+    graph = _graph(args)
+    assert "split=3" in graph
+    # Each piece cut from the file at its offset, a few frames past its 25 frames (fps sees the next one).
+    assert [t for t in ("trim=end=1.120:start=0.000", "trim=end=2.120:start=1.000", "trim=end=3.120:start=2.000") if t in graph] == [
+        "trim=end=1.120:start=0.000", "trim=end=2.120:start=1.000", "trim=end=3.120:start=2.000",
+    ], graph
+    # A chunk from 2.4 s on shows the second piece's end and the third: the file read once, from the second's offset.
+    chunk = build_chunk_command(spec, (60, 150), tmp_path / "chunk.mp4")
+    assert chunk[chunk.index("-ss") + 1] == "1.000" and _opened(chunk, tmp_path / "packed.mp4") == 1 and "split=2" in _graph(chunk)
+
+
+def _opened(args: list[str], path: Path) -> int:
+    return sum(1 for i, arg in enumerate(args[:-1]) if arg == "-i" and args[i + 1].removeprefix("file:") == str(path))
 
 
 def test_the_same_file_twice_is_refused_before_ffmpeg_runs(tmp_path):
