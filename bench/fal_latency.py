@@ -441,7 +441,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--burst-long", type=int, default=None,
                         help="long calls sent first in the burst (default: 1 per 25; 1 from 10 calls; none below)")
     parser.add_argument("--burst-long-minutes", type=float, default=5.0,
-                        help="their length (default 5: 69 jobs each, seven times the cap, enough to starve calls behind them)")
+                        help="their length (default 5: two waves of the cap's jobs each, enough to hold up calls behind them)")
     parser.add_argument("--plan-max-minutes", type=float, default=5.0,
                         help="longer plan rows are not run: the fixed timeout cancels the plan proper's every side over 5 minutes")
     parser.add_argument("--skip-plan", action="store_true")
