@@ -16,11 +16,12 @@ import resource
 import subprocess
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from services.compositor import graph
-from services.compositor.layout import Clip, RenderSpec, SideSpec
+from services.compositor import Clip, SideSpec, render_command
 from shared.ffmpeg import VideoInfo
+from shared.settings import load_settings
 
 PIECES = (4.0, 6.0, 8.0, 5.0, 7.0)  # seconds, cycled
 GAPS = (3.0, 5.0, 4.0)
@@ -88,14 +89,12 @@ def main() -> None:
                  for s in ("caller", "callee")}
         packed = {"caller": _packed("caller", seconds, 0.0, folder), "callee": _packed("callee", seconds, 5.5, folder)}
 
-        def spec(clips: dict[str, tuple[Clip, ...]]) -> RenderSpec:
-            sides = [SideSpec(side=s, label="", avatar=None, clips=clips[s]) for s in ("caller", "callee")]
-            return RenderSpec(recording=recording, duration=seconds, caller=sides[0], callee=sides[1], workdir=folder,
-                              preset="superfast", crf=21, x264_params="mbtree=1:rc-lookahead=10:weightp=0")
+        # The defaults' encoder (superfast, CRF 21), the sound as recorded: the picture is what is compared.
+        settings = replace(load_settings(), audio_mix="recording")
 
         def command(clips: dict[str, tuple[Clip, ...]], shared: bool) -> list[str]:
-            graph.SHARED_INPUTS = shared
-            return graph.build_command(spec(clips), folder / "out.mp4")
+            caller, callee = (SideSpec(side=s, label="", avatar=None, clips=clips[s]) for s in ("caller", "callee"))
+            return render_command(settings, recording, seconds, caller, callee, folder / "out.mp4", folder, shared_inputs=shared)
 
         rows = {
             "whole (1 clip a side)": command(whole, True),

@@ -26,6 +26,7 @@ from pathlib import Path
 from shared.settings import Settings
 from shared.transcript import Turn
 
+from . import graph
 from .captions import MODES as CAPTION_MODES
 from .composer import render_layout, render_spec
 from .graph import build_command
@@ -64,6 +65,7 @@ def render_command(
     font: Path | None = None,
     turns: Sequence[Turn] = (),
     captions: str = "off",
+    shared_inputs: bool = True,
 ) -> list[str]:
     """The FFmpeg argument list (binary first) that renders these two sides into ``output``.
 
@@ -72,6 +74,13 @@ def render_command(
     AUDIO_MIX=centered, building it runs FFmpeg once first: the recording's
     loudness measurement (:mod:`.mix`). A transcript's ``turns`` are shown
     as ``captions`` says (``burn``: on the picture and as a track; ``track``; ``off``).
+    ``shared_inputs`` False gives a file showing several pieces an input a piece,
+    as callreel did before (bench/many_clips.py compares the two).
     """
     spec = render_spec(settings, recording, duration, caller, callee, workdir, font=font, turns=turns, captions=captions)
-    return build_command(spec, output, binary=settings.ffmpeg_binary)
+    before = graph.SHARED_INPUTS
+    graph.SHARED_INPUTS = shared_inputs
+    try:
+        return build_command(spec, output, binary=settings.ffmpeg_binary)
+    finally:
+        graph.SHARED_INPUTS = before
